@@ -1,0 +1,239 @@
+//! The command line, as clap types only: no I/O here. `main` parses it and `cmd::run` acts on it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
+
+const ROOT_EXAMPLES: &str = "\
+Examples:
+  zavro keys add --label sensor-1            create a key; note the secret it prints once
+  zavro serve 127.0.0.1:12345                verify, audit and log what arrives
+  ZAVRO_KEY=ZK... zavro send 127.0.0.1:12345 < example.json
+  zavro audit query --status rejected        who was refused, and why
+
+Exit codes: 0 success, 1 failure, 2 usage error, 3 bad input, 4 rejected by the server,
+5 server unreachable or silent.";
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  zavro serve 127.0.0.1:12345                      tcp://127.0.0.1:12345, records to stdout
+  zavro serve '127.0.0.1:*' --output records.ndjson    the OS picks the port; see the log line
+  zavro serve ipc:///run/zavro.sock                a Unix socket, for clients on this machine";
+
+const SEND_EXAMPLES: &str = "\
+Examples:
+  export ZAVRO_KEY=ZK0123456789ABCDEF
+  zavro send 127.0.0.1:12345 < example.json                 prompts for the secret on the terminal
+  ZAVRO_SECRET=$(cat secret) zavro send 127.0.0.1:12345 < records.ndjson
+  echo '{\"indicator\": \"power\", \"value\": 5.3}' | zavro send --secret-file ~/.zavro-secret 127.0.0.1:12345
+
+Standard input holds JSON values separated by white space (NDJSON works). A single top-level array is a
+batch: its elements are the records.";
+
+const KEYS_ADD_EXAMPLES: &str = "\
+Examples:
+  zavro keys add --label sensor-1              new key id and random secret, shown once
+  zavro keys add --json | jq -r .secret        for scripts
+  zavro keys add --secret-stdin < secret.txt   import a secret you already have";
+
+const AUDIT_QUERY_EXAMPLES: &str = "\
+Examples:
+  zavro audit query --limit 20
+  zavro audit query --status rejected --since 2026-11-28T00:00:00Z
+  zavro audit query --key ZK0123456789ABCDEF --json --payload | jq .payload";
+
+/// Send JSON as signed Apache Avro over ZeroMQ to a server that verifies, audits and logs it.
+#[derive(Debug, Parser)]
+#[command(name = "zavro", version, help_expected = true, after_help = ROOT_EXAMPLES)]
+pub struct Cli {
+    /// SQLite store with keys and audit trail [default: the zavro folder of the user's data directory,
+    /// e.g. ~/.local/share/zavro/zavro.db]
+    #[arg(long, global = true, env = "ZAVRO_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive signed Avro messages, verify them, audit every request, store and log accepted records.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+    /// Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted.
+    #[command(after_help = SEND_EXAMPLES)]
+    Send(SendArgs),
+    /// Manage API keys: add, list, revoke.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Read the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`.
+    Completions(CompletionsArgs),
+}
+
+/// Options of `zavro serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen: HOST:PORT (port `*` or 0 lets the OS pick) or a ZeroMQ endpoint (tcp://…, ipc://…)
+    pub endpoint: String,
+
+    /// Append accepted records (one JSON line each) to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Refuse requests whose timestamp is more than this many seconds from the server's clock.
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub max_skew: u32,
+}
+
+/// Options of `zavro send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The server: HOST:PORT or a ZeroMQ endpoint (tcp://…, ipc://…).
+    pub endpoint: String,
+
+    /// API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal.
+    #[arg(long, env = "ZAVRO_KEY", value_name = "KEY")]
+    pub key: Option<String>,
+
+    /// Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+
+    /// Give up when the server has not answered a request within this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_timeout)]
+    pub timeout: f64,
+
+    /// Most records per request.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch: u32,
+}
+
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(secs),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds between 0 and 86400"
+        )),
+    }
+}
+
+/// `zavro keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key. Prints the key id and a new random secret once; the secret is never shown again.
+    #[command(after_help = KEYS_ADD_EXAMPLES)]
+    Add(KeysAddArgs),
+    /// List keys with label, creation, revocation and last use; never secrets.
+    List(JsonFlag),
+    /// Revoke a key: a running server refuses it from its next request on.
+    Revoke(KeysRevokeArgs),
+}
+
+/// Options of `zavro keys add`.
+#[derive(Debug, Args)]
+pub struct KeysAddArgs {
+    /// A note to tell keys apart (who or what uses it).
+    #[arg(long, value_name = "TEXT")]
+    pub label: Option<String>,
+
+    /// Print {"key": …, "secret": …} as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Import an existing secret from stdin (first line) instead of generating one.
+    #[arg(long, conflicts_with = "secret_prompt")]
+    pub secret_stdin: bool,
+
+    /// Import an existing secret typed at a prompt on the terminal (not echoed).
+    #[arg(long)]
+    pub secret_prompt: bool,
+}
+
+/// Options of `zavro keys revoke`.
+#[derive(Debug, Args)]
+pub struct KeysRevokeArgs {
+    /// The key id to revoke.
+    pub key: String,
+}
+
+/// A lone `--json` switch.
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `zavro audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Show audit rows, oldest first: every request the server answered and every key change.
+    #[command(after_help = AUDIT_QUERY_EXAMPLES)]
+    Query(AuditQueryArgs),
+}
+
+/// Options of `zavro audit query`.
+#[derive(Debug, Args)]
+pub struct AuditQueryArgs {
+    /// Only rows for this key id.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+
+    /// Only accepted or only rejected rows.
+    #[arg(long, value_enum)]
+    pub status: Option<StatusArg>,
+
+    /// Only rows at or after this RFC 3339 time, e.g. 2026-11-28T03:00:00Z.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Only rows before this RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+
+    /// Only the N most recent matching rows.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Include the stored JSON records of accepted requests (implies --json).
+    #[arg(long)]
+    pub payload: bool,
+}
+
+/// `--status` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusArg {
+    /// Requests that were stored, and key changes.
+    Accepted,
+    /// Requests that were refused.
+    Rejected,
+}
+
+/// Options of `zavro completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write a completion script for.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,116 @@
+//! `zavro keys add|list|revoke`: manage the API keys in the store.
+
+use std::io::{Read, Write};
+
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::{
+    cli::{KeysAddArgs, KeysCommand},
+    config, credentials,
+    error::Error,
+    store::Store,
+    table::write_table,
+    timestamp::{self, format_rfc3339},
+};
+
+/// Runs one `keys` subcommand.
+pub fn run(store: &mut Store, command: KeysCommand) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        KeysCommand::Add(args) => add(store, args, &mut out),
+        KeysCommand::List(args) => list(store, args.json, &mut out),
+        KeysCommand::Revoke(args) => {
+            let at = store.revoke_key(&args.key, timestamp::now_micros())?;
+            writeln!(out, "revoked {} at {}", args.key, format_rfc3339(at))
+                .map_err(super::stdout_error)
+        }
+    }
+}
+
+fn add(store: &mut Store, args: KeysAddArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let imported = if args.secret_stdin {
+        let mut text = Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Error::io("cannot read the secret from stdin", e))?;
+        Some(Zeroizing::new(config::first_line(&text).to_owned()))
+    } else if args.secret_prompt {
+        let typed = rpassword::prompt_password("Secret to import: ")
+            .map_err(|e| Error::Usage(format!("cannot prompt for the secret: {e}")))?;
+        Some(Zeroizing::new(typed))
+    } else {
+        None
+    };
+    if let Some(secret) = &imported {
+        credentials::check_imported_secret(secret).map_err(Error::Usage)?;
+    }
+    let key = credentials::new_key_id()?;
+    let secret = match imported {
+        Some(secret) => secret,
+        None => credentials::new_secret()?,
+    };
+    store.add_key(
+        &key,
+        &secret,
+        args.label.as_deref(),
+        timestamp::now_micros(),
+    )?;
+
+    // A secret the user imported is not echoed back: they already have it.
+    let show_secret = !(args.secret_stdin || args.secret_prompt);
+    let written = if args.json {
+        let value = if show_secret {
+            json!({"key": key, "secret": secret.as_str()})
+        } else {
+            json!({"key": key})
+        };
+        writeln!(out, "{value}")
+    } else if show_secret {
+        writeln!(
+            out,
+            "key:    {key}\nsecret: {}\nKeep the secret now: zavro will not show it again.",
+            secret.as_str()
+        )
+    } else {
+        writeln!(out, "key: {key}")
+    };
+    written.map_err(super::stdout_error)
+}
+
+fn list(store: &Store, as_json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let keys = store.list_keys()?;
+    let time = |t: Option<i64>| t.map(format_rfc3339);
+    let written = if as_json {
+        keys.iter().try_for_each(|k| {
+            let value = json!({
+                "key": k.id,
+                "label": k.label,
+                "created": format_rfc3339(k.created_us),
+                "revoked": time(k.revoked_us),
+                "last_used": time(k.last_used_us),
+            });
+            writeln!(out, "{value}")
+        })
+    } else {
+        let dash = |t: Option<i64>| time(t).unwrap_or_else(|| "-".into());
+        let rows: Vec<Vec<String>> = keys
+            .iter()
+            .map(|k| {
+                vec![
+                    k.id.clone(),
+                    k.label.clone().unwrap_or_else(|| "-".into()),
+                    format_rfc3339(k.created_us),
+                    dash(k.revoked_us),
+                    dash(k.last_used_us),
+                ]
+            })
+            .collect();
+        write_table(
+            out,
+            &["KEY", "LABEL", "CREATED", "REVOKED", "LAST USED"],
+            &rows,
+        )
+    };
+    written.map_err(super::stdout_error)
+}

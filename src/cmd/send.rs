@@ -1,0 +1,53 @@
+//! `zavro send ENDPOINT`: read JSON records from stdin, encode and sign them in batches, and send them.
+
+use std::{io::Read, time::Duration};
+
+use crate::{
+    avro,
+    cli::SendArgs,
+    client::Client,
+    config, credentials,
+    endpoint::{self, Side},
+    error::Error,
+    input::{self, InputError},
+    protocol::Request,
+    timestamp,
+};
+
+/// Sends everything on stdin; succeeds only when the server accepted every record.
+pub fn run(args: SendArgs) -> Result<(), Error> {
+    let endpoint = endpoint::resolve(&args.endpoint, Side::Connect).map_err(Error::Usage)?;
+    let key = config::key_id(args.key.as_deref())?;
+
+    // All input is read, parsed and encoded before anything is sent, so bad input sends nothing.
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(InputError::Read)?;
+    let records = input::parse_records(&text)?;
+    let batches = records
+        .chunks(args.batch as usize)
+        .map(|batch| Ok((avro::encode(batch)?, batch.len() as u64)))
+        .collect::<Result<Vec<_>, Error>>()?;
+
+    let secret = config::secret(args.secret_file.as_deref(), &key)?;
+    let context = zmq::Context::new();
+    let mut client = Client::connect(&context, &endpoint, Duration::from_secs_f64(args.timeout))?;
+    let mut last_audit_id = 0;
+    for (payload, count) in batches {
+        let request = Request::sign(
+            &key,
+            secret.as_bytes(),
+            timestamp::now_seconds(),
+            &credentials::new_nonce()?,
+            payload,
+        );
+        last_audit_id = client.send(&request, count)?;
+    }
+    let sent = client.accepted_records();
+    eprintln!(
+        "accepted {sent} record{} (last audit id {last_audit_id})",
+        if sent == 1 { "" } else { "s" }
+    );
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! `zavro serve ENDPOINT`: bind a ROUTER socket, report the bound endpoint, run the server loop until a signal.
+
+use std::{
+    fs::OpenOptions,
+    io::{self, BufWriter, Write},
+    sync::{Arc, atomic::AtomicBool},
+};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use crate::{
+    avro,
+    cli::ServeArgs,
+    endpoint::{self, Side},
+    error::Error,
+    server::{self, Settings},
+    store::Store,
+};
+
+/// Serves until SIGINT or SIGTERM, then returns after finishing the request in hand.
+pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
+    avro::limit_decode_allocations();
+    let endpoint = endpoint::resolve(&args.endpoint, Side::Bind).map_err(Error::Usage)?;
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&shutdown))
+            .map_err(|e| Error::io("cannot install signal handler", e))?;
+    }
+
+    let mut output: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(BufWriter::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| Error::io(format!("cannot open output {}", path.display()), e))?,
+        )),
+        None => Box::new(io::stdout().lock()),
+    };
+
+    let context = zmq::Context::new();
+    let socket = context
+        .socket(zmq::ROUTER)
+        .map_err(|e| Error::Other(format!("cannot create socket: {e}")))?;
+    if endpoint.starts_with("tcp://[") {
+        socket
+            .set_ipv6(true)
+            .map_err(|e| Error::Other(format!("cannot enable IPv6: {e}")))?;
+    }
+    socket
+        .bind(&endpoint)
+        .map_err(|e| Error::Other(format!("cannot listen on {endpoint}: {e}")))?;
+    let bound = socket
+        .get_last_endpoint()
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(endpoint);
+    eprintln!("listening on {bound}");
+
+    let settings = Settings {
+        max_skew_secs: i64::from(args.max_skew),
+    };
+    let stats = server::run(&socket, store, &mut output, &settings, &shutdown)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    eprintln!(
+        "shutting down: {} accepted, {} rejected",
+        stats.accepted, stats.rejected
+    );
+    Ok(())
+}

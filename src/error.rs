@@ -1,0 +1,88 @@
+//! The one error type the command front-ends return, and the exit code each kind of failure maps to.
+
+use std::process::ExitCode;
+
+use crate::{
+    avro::AvroError, client::ClientError, credentials::RandomError, input::InputError,
+    store::StoreError,
+};
+
+/// Everything a `zavro` command can fail with; `main` prints it once as `zavro: <message>`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line or configuration is wrong (missing key, bad endpoint, unreadable secret file).
+    #[error("{0}")]
+    Usage(String),
+    /// Standard input could not be turned into records.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The records could not be encoded as Avro.
+    #[error(transparent)]
+    Avro(#[from] AvroError),
+    /// Talking to the server failed, or it refused what was sent.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The SQLite store could not be opened, migrated, read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The OS random number generator failed.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    /// Any other failure, already phrased for the user.
+    #[error("{0}")]
+    Other(String),
+    /// An I/O error with what was being done when it happened.
+    #[error("{context}: {source}")]
+    Io {
+        /// What zavro was doing.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Documented exit codes (README.md, "Exit codes").
+pub mod exit {
+    /// Everything worked.
+    pub const SUCCESS: u8 = 0;
+    /// A failure not covered below (store, I/O, server start-up).
+    pub const FAILURE: u8 = 1;
+    /// The command line was wrong (clap uses the same code).
+    pub const USAGE: u8 = 2;
+    /// Standard input was not valid JSON, or held a value Avro cannot carry exactly.
+    pub const BAD_INPUT: u8 = 3;
+    /// The server answered and rejected a request.
+    pub const REJECTED: u8 = 4;
+    /// The server could not be reached or did not answer in time.
+    pub const UNREACHABLE: u8 = 5;
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being attempted.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Input(_) | Error::Avro(_) => exit::BAD_INPUT,
+            Error::Client(e) if e.is_rejection() => exit::REJECTED,
+            Error::Client(e) if e.is_unreachable() => exit::UNREACHABLE,
+            Error::Client(_)
+            | Error::Store(_)
+            | Error::Random(_)
+            | Error::Other(_)
+            | Error::Io { .. } => exit::FAILURE,
+        })
+    }
+
+    /// True when the error is a write to a closed pipe (`zavro audit query | head`), which is not a failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}

@@ -1,0 +1,29 @@
+//! zavro sends JSON records, encoded as Apache Avro and signed S3-style with HMAC-SHA1, over ZeroMQ to a server
+//! that verifies every request, keeps a SQLite audit trail of every action, and logs the records it accepted.
+//!
+//! # Layout
+//!
+//! - Pure parts, no sockets or files: [`protocol`] (frames, envelope, string-to-sign, replies), [`auth`]
+//!   (HMAC sign and constant-time verify), [`avro`] (JSON ↔ Avro container files), [`input`] (stdin text to
+//!   records), [`endpoint`], [`credentials`], [`timestamp`].
+//! - State: [`store`] (SQLite: migrations, keys, audit, payloads, nonces).
+//! - Transport: [`server`] (the receive–verify–commit–acknowledge loop) and [`client`] (send and await a reply).
+//! - Front-ends: [`cli`] (clap types only), [`cmd`] (one thin `run` per subcommand), [`config`] (store path and
+//!   credentials resolved once), [`error`] (one error type and the exit codes), [`docs`] (completions, man pages).
+
+pub mod auth;
+pub mod avro;
+pub mod cli;
+pub mod client;
+pub mod cmd;
+pub mod config;
+pub mod credentials;
+pub mod docs;
+pub mod endpoint;
+pub mod error;
+pub mod input;
+pub mod protocol;
+pub mod server;
+pub mod store;
+pub mod table;
+pub mod timestamp;

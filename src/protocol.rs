@@ -1,0 +1,356 @@
+//! The wire protocol (PROTOCOL.md): request frames, the envelope, the string-to-sign and replies.
+//!
+//! Pure data and parsing, no sockets: the server and client modules move these frames over ZeroMQ.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::auth;
+
+/// The first frame of every request: names the protocol version.
+pub const PROTOCOL_VERSION: &str = "zavro/1";
+
+/// The first line of the string-to-sign: names the protocol version and the signing algorithm.
+pub const SIGNING_ALGORITHM: &str = "ZAVRO1-HMAC-SHA1";
+
+/// Longest key id or nonce the protocol allows, in bytes.
+pub const MAX_TOKEN_LEN: usize = 64;
+
+/// Shortest nonce the protocol allows: 16 characters leave room for 64 random bits even in hex.
+pub const MIN_NONCE_LEN: usize = 16;
+
+/// Who sent a request and how it is signed: the second frame of a request, as a JSON object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// The API key id.
+    pub key: String,
+    /// When the request was signed, in whole seconds since the Unix epoch (UTC).
+    pub timestamp: i64,
+    /// A value the client never reuses with this key (16 to 64 characters of `[A-Za-z0-9_-]`).
+    pub nonce: String,
+    /// `base64(HMAC-SHA1(secret, string-to-sign))`.
+    pub signature: String,
+}
+
+/// The exact text that is signed, built from the envelope fields and the payload digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StringToSign(String);
+
+impl StringToSign {
+    /// Builds the string-to-sign: five lines joined by `\n`, without a trailing newline.
+    pub fn new(key: &str, timestamp: i64, nonce: &str, payload: &[u8]) -> Self {
+        StringToSign(format!(
+            "{SIGNING_ALGORITHM}\n{key}\n{timestamp}\n{nonce}\n{}",
+            payload_digest(payload)
+        ))
+    }
+
+    /// The text itself.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The lowercase hex SHA-256 of the payload bytes, as it appears in the string-to-sign.
+pub fn payload_digest(payload: &[u8]) -> String {
+    hex(&Sha256::digest(payload))
+}
+
+/// Lowercase hex encoding of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// A signed request: envelope plus the Avro object container file it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Key id, timestamp, nonce and signature.
+    pub envelope: Envelope,
+    /// An Avro object container file holding the records.
+    pub payload: Vec<u8>,
+}
+
+impl Request {
+    /// Signs `payload` with the given credentials, timestamp and nonce.
+    pub fn sign(key: &str, secret: &[u8], timestamp: i64, nonce: &str, payload: Vec<u8>) -> Self {
+        let string_to_sign = StringToSign::new(key, timestamp, nonce, &payload);
+        let signature = auth::sign(secret, string_to_sign.as_str());
+        Request {
+            envelope: Envelope {
+                key: key.to_owned(),
+                timestamp,
+                nonce: nonce.to_owned(),
+                signature,
+            },
+            payload,
+        }
+    }
+
+    /// The string-to-sign this request's signature must match.
+    pub fn string_to_sign(&self) -> StringToSign {
+        let e = &self.envelope;
+        StringToSign::new(&e.key, e.timestamp, &e.nonce, &self.payload)
+    }
+
+    /// The three frames of the request body (a REQ socket adds the empty delimiter itself).
+    pub fn to_frames(&self) -> [Vec<u8>; 3] {
+        let envelope = serde_json::to_vec(&self.envelope).expect("an envelope always serializes");
+        [
+            PROTOCOL_VERSION.as_bytes().to_vec(),
+            envelope,
+            self.payload.clone(),
+        ]
+    }
+
+    /// Parses the body frames of a request (route frames already removed).
+    pub fn from_frames(frames: &[Vec<u8>]) -> Result<Self, Rejection> {
+        let Some(version) = frames.first() else {
+            return Err(Rejection::new(RejectCode::Malformed, "empty request"));
+        };
+        if version.as_slice() != PROTOCOL_VERSION.as_bytes() {
+            return Err(Rejection::new(
+                RejectCode::UnsupportedVersion,
+                format!(
+                    "first frame must be {PROTOCOL_VERSION:?}, got {:?}",
+                    String::from_utf8_lossy(&version[..version.len().min(32)])
+                ),
+            ));
+        }
+        let [_, envelope, payload] = frames else {
+            return Err(Rejection::new(
+                RejectCode::Malformed,
+                format!("a request has 3 frames, got {}", frames.len()),
+            ));
+        };
+        let envelope: Envelope = serde_json::from_slice(envelope)
+            .map_err(|e| Rejection::new(RejectCode::Malformed, format!("bad envelope: {e}")))?;
+        check_token("key", &envelope.key, 1)?;
+        check_token("nonce", &envelope.nonce, MIN_NONCE_LEN)?;
+        Ok(Request {
+            envelope,
+            payload: payload.clone(),
+        })
+    }
+}
+
+/// Key ids and nonces are short ASCII tokens, so they cannot smuggle a newline into the string-to-sign.
+fn check_token(what: &str, value: &str, min_len: usize) -> Result<(), Rejection> {
+    let ok_chars = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok_chars && (min_len..=MAX_TOKEN_LEN).contains(&value.len()) {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            RejectCode::Malformed,
+            format!("{what} must be {min_len} to {MAX_TOKEN_LEN} characters of [A-Za-z0-9_-]"),
+        ))
+    }
+}
+
+/// True when `value` is acceptable as a key id.
+pub fn is_valid_key_id(value: &str) -> bool {
+    check_token("key", value, 1).is_ok()
+}
+
+/// Why a request was refused: the stable codes of PROTOCOL.md, "Reply codes".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    /// The frames or the envelope do not follow the protocol.
+    Malformed,
+    /// The first frame names a protocol version this server does not speak.
+    UnsupportedVersion,
+    /// No key with this id exists.
+    UnknownKey,
+    /// The key exists but was revoked.
+    RevokedKey,
+    /// The signature does not match the string-to-sign under the key's secret.
+    BadSignature,
+    /// The timestamp is too far from the server's clock.
+    ClockSkew,
+    /// This key already used this nonce within the replay window.
+    Replay,
+    /// The payload is not a readable Avro object container file.
+    BadPayload,
+    /// The payload's writer schema is not one this server accepts.
+    UnsupportedSchema,
+    /// The server failed to store the request; nothing was kept, so it is safe to retry.
+    Internal,
+}
+
+impl RejectCode {
+    /// The code as it appears on the wire and in the audit trail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::Malformed => "malformed",
+            RejectCode::UnsupportedVersion => "unsupported_version",
+            RejectCode::UnknownKey => "unknown_key",
+            RejectCode::RevokedKey => "revoked_key",
+            RejectCode::BadSignature => "bad_signature",
+            RejectCode::ClockSkew => "clock_skew",
+            RejectCode::Replay => "replay",
+            RejectCode::BadPayload => "bad_payload",
+            RejectCode::UnsupportedSchema => "unsupported_schema",
+            RejectCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for RejectCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal: its stable code and a message for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The stable, machine-readable reason.
+    pub code: RejectCode,
+    /// What exactly was wrong.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A rejection with this code and message.
+    pub fn new(code: RejectCode, message: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The server's answer to a request: one frame holding this as a JSON object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Reply {
+    /// The records are committed to the store.
+    Accepted {
+        /// The audit row that records this request.
+        audit_id: i64,
+        /// How many records the payload held.
+        records: u64,
+    },
+    /// Nothing was stored.
+    Rejected {
+        /// The stable reason.
+        code: RejectCode,
+        /// What exactly was wrong.
+        message: String,
+        /// The server's clock (Unix seconds), present with `clock_skew`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server_time: Option<i64>,
+    },
+}
+
+impl Reply {
+    /// The reply as the bytes of one frame.
+    pub fn to_frame(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a reply always serializes")
+    }
+
+    /// Parses a reply frame.
+    pub fn from_frame(frame: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(frame)
+    }
+}
+
+impl From<Rejection> for Reply {
+    fn from(r: Rejection) -> Self {
+        Reply::Rejected {
+            code: r.code,
+            message: r.message,
+            server_time: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let request = Request::sign(
+            "ZKEXAMPLE",
+            b"secret",
+            1_700_000_000,
+            "0123456789abcdef",
+            vec![1, 2, 3],
+        );
+        let frames = request.to_frames();
+        assert_eq!(Request::from_frames(&frames).unwrap(), request);
+    }
+
+    #[test]
+    fn wrong_frame_count_and_version_are_rejected_with_their_codes() {
+        let request = Request::sign("ZKEXAMPLE", b"secret", 1, "0123456789abcdef", vec![]);
+        let [version, envelope, _] = request.to_frames();
+        let short = Request::from_frames(&[version.clone(), envelope]).unwrap_err();
+        assert_eq!(short.code, RejectCode::Malformed);
+        let other = Request::from_frames(&[b"zavro/9".to_vec(), vec![], vec![]]).unwrap_err();
+        assert_eq!(other.code, RejectCode::UnsupportedVersion);
+        assert_eq!(
+            Request::from_frames(&[]).unwrap_err().code,
+            RejectCode::Malformed
+        );
+    }
+
+    #[test]
+    fn newline_in_key_or_short_nonce_is_malformed() {
+        for (key, nonce) in [
+            ("a\nb", "0123456789abcdef"),
+            ("key", "short"),
+            ("", "0123456789abcdef"),
+        ] {
+            let request = Request::sign(key, b"s", 1, nonce, vec![]);
+            let err = Request::from_frames(&request.to_frames()).unwrap_err();
+            assert_eq!(err.code, RejectCode::Malformed, "{key:?} {nonce:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_envelope_fields_are_malformed() {
+        let frames = [
+            PROTOCOL_VERSION.as_bytes().to_vec(),
+            br#"{"key":"k","timestamp":1,"nonce":"0123456789abcdef","signature":"x","extra":1}"#
+                .to_vec(),
+            vec![],
+        ];
+        assert_eq!(
+            Request::from_frames(&frames).unwrap_err().code,
+            RejectCode::Malformed
+        );
+    }
+
+    #[test]
+    fn replies_use_the_documented_json() {
+        let accepted = Reply::Accepted {
+            audit_id: 7,
+            records: 2,
+        };
+        assert_eq!(
+            String::from_utf8(accepted.to_frame()).unwrap(),
+            r#"{"status":"accepted","audit_id":7,"records":2}"#
+        );
+        let skew = Reply::Rejected {
+            code: RejectCode::ClockSkew,
+            message: "m".into(),
+            server_time: Some(5),
+        };
+        assert_eq!(
+            String::from_utf8(skew.to_frame()).unwrap(),
+            r#"{"status":"rejected","code":"clock_skew","message":"m","server_time":5}"#
+        );
+        assert_eq!(Reply::from_frame(&skew.to_frame()).unwrap(), skew);
+    }
+}

@@ -1,0 +1,249 @@
+//! The SQLite store shared by every command: API keys, the audit trail, accepted payloads and seen nonces.
+//!
+//! Opened once per process. WAL mode and a busy timeout let `keys` and `audit` commands run beside `serve`;
+//! `synchronous=FULL` makes every commit durable before the server acknowledges it.
+
+mod audit;
+mod keys;
+mod requests;
+
+use std::{
+    fs::{self, OpenOptions},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+    sync::LazyLock,
+    time::Duration,
+};
+
+use rusqlite::{Connection, TransactionBehavior};
+use rusqlite_migration::{M, Migrations, SchemaVersion};
+
+pub use audit::{AuditEntry, AuditFilter, AuditRow, Status};
+pub use keys::{KeyRecord, StoredKey};
+pub use requests::Committed;
+
+/// How long a command waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The schema, one numbered migration per file, in order; shipped migrations are never edited.
+const MIGRATION_SQL: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+
+static MIGRATIONS: LazyLock<Migrations<'static>> =
+    LazyLock::new(|| Migrations::new(MIGRATION_SQL.iter().map(|sql| M::up(sql)).collect()));
+
+/// Why the store could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The path exists but is a directory.
+    #[error("store {0} is a directory; give the path of a file (--db or ZAVRO_DB)")]
+    IsDirectory(PathBuf),
+    /// Other users may read the file, which holds secrets.
+    #[error(
+        "store {path} is readable or writable by other users (mode {mode:o}); it holds secrets: chmod 600 {path}"
+    )]
+    TooOpen {
+        /// The store file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A file-system operation failed.
+    #[error("store {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// SQLite refused to open or set up the file (it may not be a SQLite database).
+    #[error("cannot open store {path}: {source}")]
+    Open {
+        /// The store file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The file was created by a newer zavro.
+    #[error(
+        "store {path} has schema version {found}, newer than this zavro knows ({known}); upgrade zavro"
+    )]
+    TooNew {
+        /// The store file.
+        path: PathBuf,
+        /// The store's schema version.
+        found: usize,
+        /// The newest version this build knows.
+        known: usize,
+    },
+    /// A migration failed.
+    #[error("cannot upgrade store {path}: {source}")]
+    Migrate {
+        /// The store file.
+        path: PathBuf,
+        /// The migration error.
+        source: rusqlite_migration::Error,
+    },
+    /// No key has this id.
+    #[error("no key {0:?} in the store (see `zavro keys list`)")]
+    UnknownKey(String),
+    /// A query or write failed.
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// An open store.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed, mode 0600) and migrates the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if path.is_dir() {
+            return Err(StoreError::IsDirectory(path.to_owned()));
+        }
+        let io_err = |source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(io_err)?;
+        }
+        // Create the file ourselves so it is never, even briefly, readable by others.
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(io_err)?;
+        let mode = fs::metadata(path).map_err(io_err)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StoreError::TooOpen {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        configure(&conn).map_err(open_err)?;
+        Self::migrate(conn, path)
+    }
+
+    /// Opens a private in-memory store (for tests).
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        Self::migrate(conn, Path::new(":memory:"))
+    }
+
+    fn migrate(mut conn: Connection, path: &Path) -> Result<Store, StoreError> {
+        let known = MIGRATION_SQL.len();
+        let version = |conn: &Connection| match MIGRATIONS.current_version(conn) {
+            Ok(SchemaVersion::Inside(v) | SchemaVersion::Outside(v)) => Some(usize::from(v)),
+            Ok(SchemaVersion::NoneSet) => Some(0),
+            Err(_) => None,
+        };
+        if let Some(found) = version(&conn).filter(|v| *v > known) {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found,
+                known,
+            });
+        }
+        // Migrations take the write lock (BEGIN IMMEDIATE) so two processes cannot both write the schema.
+        conn.set_transaction_behavior(TransactionBehavior::Immediate);
+        if let Err(source) = MIGRATIONS.to_latest(&mut conn) {
+            // rusqlite_migration reads the version before taking the lock: when another process migrated the
+            // fresh store in between, our attempt fails and the store is already current, which is success.
+            if version(&conn) != Some(known) {
+                return Err(StoreError::Migrate {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+        conn.set_transaction_behavior(TransactionBehavior::Deferred);
+        Ok(Store { conn })
+    }
+}
+
+/// Per-connection settings: durability, concurrency with other processes, integrity.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "journal_mode is {mode}, WAL needed"
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        MIGRATIONS.validate().unwrap();
+    }
+
+    #[test]
+    fn a_fresh_file_is_created_private_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/zavro.db");
+        Store::open(&path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        Store::open(&path).unwrap();
+    }
+
+    #[test]
+    fn a_world_readable_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zavro.db");
+        Store::open(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::TooOpen { mode: 0o644, .. })
+        ));
+    }
+
+    #[test]
+    fn a_directory_or_a_non_database_file_gives_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::IsDirectory(_))
+        ));
+        let junk = dir.path().join("junk.db");
+        fs::write(&junk, vec![b'x'; 4096]).unwrap();
+        fs::set_permissions(&junk, fs::Permissions::from_mode(0o600)).unwrap();
+        let err = Store::open(&junk).err().expect("junk is not a database");
+        assert!(err.to_string().contains("not a database"), "{err}");
+    }
+
+    #[test]
+    fn a_store_from_a_newer_zavro_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zavro.db");
+        Store::open(&path).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+}

@@ -1,0 +1,136 @@
+//! Committing an accepted request (audit row, payload, nonce, key usage) in one durable transaction, and the
+//! nonce bookkeeping that refuses replays across restarts.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{AuditEntry, Store, StoreError};
+
+/// The outcome of trying to commit an accepted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// Stored under this audit id.
+    Stored(i64),
+    /// The nonce was already used by this key; nothing was stored.
+    Replay,
+}
+
+impl Store {
+    /// True when this key already used this nonce in a request still inside the replay window.
+    pub fn nonce_seen(&self, key_id: &str, nonce: &str) -> Result<bool, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM nonces WHERE key_id = ?1 AND nonce = ?2")?;
+        Ok(stmt
+            .query_row([key_id, nonce], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Stores an accepted request: its audit row, the JSON of its records, its nonce, and the key's last use.
+    ///
+    /// Returns only after the transaction is durable (`synchronous=FULL`), so the caller may acknowledge.
+    pub fn commit_accepted(
+        &mut self,
+        entry: &AuditEntry,
+        nonce: &str,
+        timestamp: i64,
+        payload_json: &str,
+    ) -> Result<Committed, StoreError> {
+        let key_id = entry.key_id.unwrap_or_default();
+        let tx = self.conn.transaction()?;
+        let audit_id = entry.insert(&tx)?;
+        // The primary key makes a reused nonce fail here even if two servers share the store.
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO nonces (key_id, nonce, timestamp, audit_id) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![key_id, nonce, timestamp, audit_id])?;
+        if inserted == 0 {
+            return Ok(Committed::Replay);
+        }
+        tx.prepare_cached("INSERT INTO payloads (audit_id, json) VALUES (?1, ?2)")?
+            .execute(params![audit_id, payload_json])?;
+        tx.prepare_cached("UPDATE keys SET last_used_us = ?1 WHERE id = ?2")?
+            .execute(params![entry.time_us, key_id])?;
+        tx.commit()?;
+        Ok(Committed::Stored(audit_id))
+    }
+
+    /// Forgets nonces whose timestamp is before `oldest_timestamp`: such requests fail the clock check anyway.
+    pub fn prune_nonces(&self, oldest_timestamp: i64) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM nonces WHERE timestamp < ?1",
+            [oldest_timestamp],
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AuditFilter, Status};
+
+    fn accepted(time_us: i64) -> AuditEntry<'static> {
+        AuditEntry {
+            time_us,
+            action: "send",
+            status: Status::Accepted,
+            reason: None,
+            detail: None,
+            key_id: Some("ZK1"),
+            peer: Some("127.0.0.1"),
+            records: 2,
+            size: 100,
+        }
+    }
+
+    #[test]
+    fn a_nonce_commits_once_and_its_payload_is_kept() {
+        let mut store = Store::open_in_memory().unwrap();
+        store
+            .add_key("ZK1", "secret-secret-secret", None, 1)
+            .unwrap();
+        assert!(!store.nonce_seen("ZK1", "n1").unwrap());
+        let Committed::Stored(id) = store
+            .commit_accepted(&accepted(5), "n1", 100, "[1,2]")
+            .unwrap()
+        else {
+            panic!("first use of a nonce must be stored");
+        };
+        assert!(store.nonce_seen("ZK1", "n1").unwrap());
+        assert_eq!(
+            store
+                .commit_accepted(&accepted(6), "n1", 100, "[3]")
+                .unwrap(),
+            Committed::Replay
+        );
+
+        let rows = store
+            .query_audit(&AuditFilter {
+                with_payload: true,
+                status: Some(Status::Accepted),
+                ..Default::default()
+            })
+            .unwrap();
+        let sends: Vec<_> = rows.iter().filter(|r| r.action == "send").collect();
+        assert_eq!(sends.len(), 1, "the replay left no row behind");
+        assert_eq!(sends[0].id, id);
+        assert_eq!(sends[0].payload.as_deref(), Some("[1,2]"));
+        assert_eq!(store.list_keys().unwrap()[0].last_used_us, Some(5));
+    }
+
+    #[test]
+    fn pruning_forgets_only_old_nonces() {
+        let mut store = Store::open_in_memory().unwrap();
+        store
+            .commit_accepted(&accepted(1), "old", 100, "[]")
+            .unwrap();
+        store
+            .commit_accepted(&accepted(2), "new", 200, "[]")
+            .unwrap();
+        assert_eq!(store.prune_nonces(150).unwrap(), 1);
+        assert!(!store.nonce_seen("ZK1", "old").unwrap());
+        assert!(store.nonce_seen("ZK1", "new").unwrap());
+    }
+}

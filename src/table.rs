@@ -1,0 +1,41 @@
+//! Aligned plain-text tables for the human output of `keys list` and `audit query`.
+
+use std::io::{self, Write};
+
+/// Writes `header` and `rows` as left-aligned columns separated by two spaces; the last column is not padded.
+pub fn write_table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let last = row.len().saturating_sub(1);
+        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            if i == last {
+                writeln!(out, "{cell}")?;
+            } else {
+                write!(out, "{cell:width$}  ")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up() {
+        let mut out = Vec::new();
+        let rows = vec![vec!["1".into(), "long value".into(), "x".into()]];
+        write_table(&mut out, &["ID", "V", "LAST"], &rows).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ID  V           LAST\n1   long value  x\n"
+        );
+    }
+}
