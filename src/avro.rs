@@ -19,6 +19,14 @@ pub const JSON_SCHEMA: &str = r#"{"type":"record","name":"Json","namespace":"zav
 /// Deepest JSON nesting accepted on either side; serde_json's parser stops at 128 too.
 pub const MAX_DEPTH: usize = 128;
 
+/// Most JSON values (scalars, arrays and objects, at any depth) decoded from one request, so that a small
+/// message of tiny values cannot expand into a huge tree in memory. Every value takes at least one byte of
+/// Avro, so any payload up to [`MAX_PAYLOAD_BYTES`] stays under it.
+pub const MAX_VALUES: usize = 1 << 20;
+
+/// Largest payload `zavro send` puts in one request; bigger batches are split.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
 /// Largest single allocation apache-avro may make while decoding; its 512 MiB default is far too trusting.
 pub const MAX_DECODE_ALLOCATION: usize = 16 * 1024 * 1024;
 
@@ -82,6 +90,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Value>, AvroError> {
         return Err(AvroError::UnsupportedSchema(truncate(&writer_schema, 200)));
     }
     DEPTH.with(|d| d.set(0));
+    VALUES.with(|n| n.set(0));
     reader
         .into_deser_iter::<OwnedRecord>()
         .map(|r| {
@@ -162,6 +171,8 @@ fn serialize_number<S: Serializer>(n: &Number, serializer: S) -> Result<S::Ok, S
 thread_local! {
     /// Current nesting depth while decoding; bounds recursion so hostile input cannot overflow the stack.
     static DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// Values decoded so far from the current container file.
+    static VALUES: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Holds the depth counter up for the lifetime of one nested value.
@@ -258,6 +269,15 @@ impl Visitor<'_> for ValueFieldVisitor {
 
 impl<'de> Deserialize<'de> for OwnedNode {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let count = VALUES.with(|n| {
+            n.set(n.get() + 1);
+            n.get()
+        });
+        if count > MAX_VALUES {
+            return Err(de::Error::custom(format!(
+                "more than {MAX_VALUES} JSON values in one request"
+            )));
+        }
         deserializer.deserialize_any(NodeVisitor)
     }
 }
@@ -393,6 +413,17 @@ mod tests {
         for cut in 0..bytes.len() {
             let _ = decode(&bytes[..cut]);
         }
+    }
+
+    #[test]
+    fn too_many_values_in_one_file_are_refused() {
+        let records = vec![json!(null); MAX_VALUES + 1];
+        let err = decode(&encode(&records).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("more than"), "{err}");
+        assert_eq!(
+            decode(&encode(&records[1..]).unwrap()).unwrap().len(),
+            MAX_VALUES
+        );
     }
 
     #[test]

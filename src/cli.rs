@@ -18,17 +18,17 @@ Exit codes: 0 success, 1 failure, 2 usage error, 3 bad input, 4 rejected by the 
 const SERVE_EXAMPLES: &str = "\
 Examples:
   zavro serve 127.0.0.1:12345                      tcp://127.0.0.1:12345, records to stdout
-  zavro serve '127.0.0.1:*' --output records.ndjson    the OS picks the port; see the log line
-  zavro serve ipc:///run/zavro.sock                a Unix socket, for clients on this machine";
+  zavro serve '127.0.0.1:*' --output out.ndjson    the OS picks the port; see the log line
+  zavro serve ipc:///run/zavro/zavro.sock          a Unix socket, for clients on this machine";
 
 const SEND_EXAMPLES: &str = "\
 Examples:
   export ZAVRO_KEY=ZK0123456789ABCDEF
-  zavro send 127.0.0.1:12345 < example.json                 prompts for the secret on the terminal
-  ZAVRO_SECRET=$(cat secret) zavro send 127.0.0.1:12345 < records.ndjson
-  echo '{\"indicator\": \"power\", \"value\": 5.3}' | zavro send --secret-file ~/.zavro-secret 127.0.0.1:12345
+  zavro send 127.0.0.1:12345 < example.json      asks for the secret on the terminal
+  ZAVRO_SECRET=... zavro send 127.0.0.1:12345 < records.ndjson
+  zavro send --secret-file ~/.zavro-secret 127.0.0.1:12345 < example.json
 
-Standard input holds JSON values separated by white space (NDJSON works). A single top-level array is a
+Standard input holds JSON values separated by white space (NDJSON works). A single top-level array is a \
 batch: its elements are the records.";
 
 const KEYS_ADD_EXAMPLES: &str = "\
@@ -49,7 +49,13 @@ Examples:
 pub struct Cli {
     /// SQLite store with keys and audit trail [default: the zavro folder of the user's data directory,
     /// e.g. ~/.local/share/zavro/zavro.db]
-    #[arg(long, global = true, env = "ZAVRO_DB", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "ZAVRO_DB",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
     pub db: Option<PathBuf>,
 
     /// What to do.
@@ -86,6 +92,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Drop messages larger than this many bytes (ZMQ_MAXMSGSIZE: the sender is disconnected, no reply).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_message_size: u32,
+
     /// Refuse requests whose timestamp is more than this many seconds from the server's clock.
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub max_skew: u32,
@@ -98,7 +108,7 @@ pub struct SendArgs {
     pub endpoint: String,
 
     /// API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal.
-    #[arg(long, env = "ZAVRO_KEY", value_name = "KEY")]
+    #[arg(long, env = "ZAVRO_KEY", hide_env_values = true, value_name = "KEY")]
     pub key: Option<String>,
 
     /// Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal.

@@ -59,3 +59,73 @@ fn collect_pages(command: &clap::Command, prefix: &str, pages: &mut Vec<(String,
         collect_pages(sub, &name, pages);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, path::Path};
+
+    use super::*;
+
+    /// Compares generated files with the committed ones; `UPDATE_GENERATED=1 cargo test` rewrites them.
+    fn check_or_update(dir: &str, files: Vec<(String, Vec<u8>)>) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let update = std::env::var_os("UPDATE_GENERATED").is_some();
+        if update {
+            fs::create_dir_all(&dir).unwrap();
+        }
+        let mut stale = Vec::new();
+        for (name, content) in &files {
+            let path = dir.join(name);
+            if update {
+                fs::write(&path, content).unwrap();
+            } else if fs::read(&path).ok().as_ref() != Some(content) {
+                stale.push(path.display().to_string());
+            }
+        }
+        let expected: Vec<&String> = files.iter().map(|(name, _)| name).collect();
+        for entry in fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if !expected.contains(&&name) {
+                stale.push(format!(
+                    "{} (no longer generated)",
+                    dir.join(name).display()
+                ));
+            }
+        }
+        assert!(
+            stale.is_empty(),
+            "generated files differ from the binary's output: {stale:?}; run `UPDATE_GENERATED=1 cargo test` and commit"
+        );
+    }
+
+    #[test]
+    fn committed_completion_scripts_are_current() {
+        let files = SHELLS
+            .iter()
+            .map(|shell| (completion_file_name(*shell), completion_script(*shell)))
+            .collect();
+        check_or_update("completions", files);
+    }
+
+    #[test]
+    fn committed_man_pages_are_current() {
+        check_or_update("man", man_pages());
+    }
+
+    #[test]
+    fn every_subcommand_has_a_man_page() {
+        let names: Vec<String> = man_pages().into_iter().map(|(name, _)| name).collect();
+        for page in [
+            "zavro.1",
+            "zavro-serve.1",
+            "zavro-send.1",
+            "zavro-keys-add.1",
+            "zavro-audit-query.1",
+        ] {
+            assert!(
+                names.iter().any(|n| n == page),
+                "{page} missing from {names:?}"
+            );
+        }
+    }
+}

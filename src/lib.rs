@@ -11,6 +11,8 @@
 //! - Front-ends: [`cli`] (clap types only), [`cmd`] (one thin `run` per subcommand), [`config`] (store path and
 //!   credentials resolved once), [`error`] (one error type and the exit codes), [`docs`] (completions, man pages).
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod avro;
 pub mod cli;

@@ -277,6 +277,90 @@ impl From<Rejection> for Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+
+    const PROTOCOL_MD: &str = include_str!("../PROTOCOL.md");
+
+    /// The value after `name:` in the worked example's `text` block of PROTOCOL.md.
+    fn example_field(name: &str) -> &'static str {
+        let section = &PROTOCOL_MD[PROTOCOL_MD
+            .find("## Worked example")
+            .expect("section exists")..];
+        section
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("PROTOCOL.md's worked example has no {name:?} line"))
+            .trim()
+    }
+
+    /// The body of the fenced block whose info string is `info`.
+    fn fenced_block(info: &str) -> String {
+        let start = PROTOCOL_MD
+            .find(&format!("```{info}\n"))
+            .expect("block exists")
+            + info.len()
+            + 4;
+        let len = PROTOCOL_MD[start..].find("\n```").expect("block is closed");
+        PROTOCOL_MD[start..start + len].to_owned()
+    }
+
+    #[test]
+    fn worked_example_in_protocol_md_matches_the_code() {
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(fenced_block("base64").trim())
+            .unwrap();
+        assert_eq!(
+            crate::avro::decode(&payload).unwrap(),
+            [serde_json::json!({"indicator": "power", "value": 5.3})]
+        );
+        assert_eq!(payload_digest(&payload), example_field("payload sha256"));
+
+        let timestamp: i64 = example_field("timestamp").parse().unwrap();
+        let request = Request::sign(
+            example_field("key"),
+            example_field("secret").as_bytes(),
+            timestamp,
+            example_field("nonce"),
+            payload,
+        );
+        assert_eq!(
+            request.string_to_sign().as_str(),
+            fenced_block("string-to-sign")
+        );
+        assert_eq!(request.envelope.signature, example_field("signature"));
+        assert!(auth::verify(
+            example_field("secret").as_bytes(),
+            &fenced_block("string-to-sign"),
+            example_field("signature")
+        ));
+        let envelope = String::from_utf8(request.to_frames()[1].clone()).unwrap();
+        assert!(
+            PROTOCOL_MD.contains(&envelope),
+            "PROTOCOL.md shows the envelope {envelope}"
+        );
+    }
+
+    #[test]
+    fn reject_codes_read_the_same_on_the_wire_and_in_the_audit_trail() {
+        for code in [
+            RejectCode::Malformed,
+            RejectCode::UnsupportedVersion,
+            RejectCode::UnknownKey,
+            RejectCode::RevokedKey,
+            RejectCode::BadSignature,
+            RejectCode::ClockSkew,
+            RejectCode::Replay,
+            RejectCode::BadPayload,
+            RejectCode::UnsupportedSchema,
+            RejectCode::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+            assert!(
+                PROTOCOL_MD.contains(&format!("| `{code}` |")),
+                "PROTOCOL.md documents {code}"
+            );
+        }
+    }
 
     #[test]
     fn frames_round_trip() {

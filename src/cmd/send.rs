@@ -2,6 +2,8 @@
 
 use std::{io::Read, time::Duration};
 
+use serde_json::Value;
+
 use crate::{
     avro,
     cli::SendArgs,
@@ -25,10 +27,10 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         .read_to_string(&mut text)
         .map_err(InputError::Read)?;
     let records = input::parse_records(&text)?;
-    let batches = records
-        .chunks(args.batch as usize)
-        .map(|batch| Ok((avro::encode(batch)?, batch.len() as u64)))
-        .collect::<Result<Vec<_>, Error>>()?;
+    let mut batches = Vec::new();
+    for batch in records.chunks(args.batch as usize) {
+        encode_batch(batch, &mut batches)?;
+    }
 
     let secret = config::secret(args.secret_file.as_deref(), &key)?;
     let context = zmq::Context::new();
@@ -50,4 +52,16 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         if sent == 1 { "" } else { "s" }
     );
     Ok(())
+}
+
+/// Encodes `records` as one payload, or halves the batch until each payload fits [`avro::MAX_PAYLOAD_BYTES`].
+fn encode_batch(records: &[Value], out: &mut Vec<(Vec<u8>, u64)>) -> Result<(), Error> {
+    let payload = avro::encode(records)?;
+    if payload.len() <= avro::MAX_PAYLOAD_BYTES || records.len() == 1 {
+        out.push((payload, records.len() as u64));
+        return Ok(());
+    }
+    let (first, second) = records.split_at(records.len() / 2);
+    encode_batch(first, out)?;
+    encode_batch(second, out)
 }

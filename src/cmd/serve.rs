@@ -49,6 +49,9 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
             .map_err(|e| Error::Other(format!("cannot enable IPv6: {e}")))?;
     }
     socket
+        .set_maxmsgsize(i64::from(args.max_message_size))
+        .map_err(|e| Error::Other(format!("cannot set the message size limit: {e}")))?;
+    socket
         .bind(&endpoint)
         .map_err(|e| Error::Other(format!("cannot listen on {endpoint}: {e}")))?;
     let bound = socket

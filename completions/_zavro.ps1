@@ -1,0 +1,193 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'zavro'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'zavro' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Receive signed Avro messages, verify them, audit every request, store and log accepted records')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted')
+            [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Manage API keys: add, list, revoke')
+            [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read the audit trail')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'zavro;serve' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Append accepted records (one JSON line each) to this file instead of stdout')
+            [CompletionResult]::new('--max-message-size', '--max-message-size', [CompletionResultType]::ParameterName, 'Drop messages larger than this many bytes (ZMQ_MAXMSGSIZE: the sender is disconnected, no reply)')
+            [CompletionResult]::new('--max-skew', '--max-skew', [CompletionResultType]::ParameterName, 'Refuse requests whose timestamp is more than this many seconds from the server''s clock')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'zavro;send' {
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal')
+            [CompletionResult]::new('--secret-file', '--secret-file', [CompletionResultType]::ParameterName, 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up when the server has not answered a request within this many seconds')
+            [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Most records per request')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'zavro;keys' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Create a key. Prints the key id and a new random secret once; the secret is never shown again')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys with label, creation, revocation and last use; never secrets')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key: a running server refuses it from its next request on')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'zavro;keys;add' {
+            [CompletionResult]::new('--label', '--label', [CompletionResultType]::ParameterName, 'A note to tell keys apart (who or what uses it)')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"key": …, "secret": …} as JSON')
+            [CompletionResult]::new('--secret-stdin', '--secret-stdin', [CompletionResultType]::ParameterName, 'Import an existing secret from stdin (first line) instead of generating one')
+            [CompletionResult]::new('--secret-prompt', '--secret-prompt', [CompletionResultType]::ParameterName, 'Import an existing secret typed at a prompt on the terminal (not echoed)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'zavro;keys;list' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON object per line instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'zavro;keys;revoke' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'zavro;keys;help' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Create a key. Prints the key id and a new random secret once; the secret is never shown again')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys with label, creation, revocation and last use; never secrets')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key: a running server refuses it from its next request on')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'zavro;keys;help;add' {
+            break
+        }
+        'zavro;keys;help;list' {
+            break
+        }
+        'zavro;keys;help;revoke' {
+            break
+        }
+        'zavro;keys;help;help' {
+            break
+        }
+        'zavro;audit' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('query', 'query', [CompletionResultType]::ParameterValue, 'Show audit rows, oldest first: every request the server answered and every key change')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'zavro;audit;query' {
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Only rows for this key id')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only accepted or only rejected rows')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only rows at or after this RFC 3339 time, e.g. 2026-11-28T03:00:00Z')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Only rows before this RFC 3339 time')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Only the N most recent matching rows')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON object per line instead of a table')
+            [CompletionResult]::new('--payload', '--payload', [CompletionResultType]::ParameterName, 'Include the stored JSON records of accepted requests (implies --json)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'zavro;audit;help' {
+            [CompletionResult]::new('query', 'query', [CompletionResultType]::ParameterValue, 'Show audit rows, oldest first: every request the server answered and every key change')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'zavro;audit;help;query' {
+            break
+        }
+        'zavro;audit;help;help' {
+            break
+        }
+        'zavro;completions' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'zavro;help' {
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Receive signed Avro messages, verify them, audit every request, store and log accepted records')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted')
+            [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Manage API keys: add, list, revoke')
+            [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read the audit trail')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'zavro;help;serve' {
+            break
+        }
+        'zavro;help;send' {
+            break
+        }
+        'zavro;help;keys' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Create a key. Prints the key id and a new random secret once; the secret is never shown again')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys with label, creation, revocation and last use; never secrets')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key: a running server refuses it from its next request on')
+            break
+        }
+        'zavro;help;keys;add' {
+            break
+        }
+        'zavro;help;keys;list' {
+            break
+        }
+        'zavro;help;keys;revoke' {
+            break
+        }
+        'zavro;help;audit' {
+            [CompletionResult]::new('query', 'query', [CompletionResultType]::ParameterValue, 'Show audit rows, oldest first: every request the server answered and every key change')
+            break
+        }
+        'zavro;help;audit;query' {
+            break
+        }
+        'zavro;help;completions' {
+            break
+        }
+        'zavro;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

@@ -1,0 +1,159 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[zavro] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'zavro'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'zavro'= {
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand serve 'Receive signed Avro messages, verify them, audit every request, store and log accepted records'
+            cand send 'Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted'
+            cand keys 'Manage API keys: add, list, revoke'
+            cand audit 'Read the audit trail'
+            cand completions 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'zavro;serve'= {
+            cand --output 'Append accepted records (one JSON line each) to this file instead of stdout'
+            cand --max-message-size 'Drop messages larger than this many bytes (ZMQ_MAXMSGSIZE: the sender is disconnected, no reply)'
+            cand --max-skew 'Refuse requests whose timestamp is more than this many seconds from the server''s clock'
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'zavro;send'= {
+            cand --key 'API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal'
+            cand --secret-file 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal'
+            cand --timeout 'Give up when the server has not answered a request within this many seconds'
+            cand --batch 'Most records per request'
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'zavro;keys'= {
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand add 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
+            cand list 'List keys with label, creation, revocation and last use; never secrets'
+            cand revoke 'Revoke a key: a running server refuses it from its next request on'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'zavro;keys;add'= {
+            cand --label 'A note to tell keys apart (who or what uses it)'
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --json 'Print {"key": …, "secret": …} as JSON'
+            cand --secret-stdin 'Import an existing secret from stdin (first line) instead of generating one'
+            cand --secret-prompt 'Import an existing secret typed at a prompt on the terminal (not echoed)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'zavro;keys;list'= {
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --json 'One JSON object per line instead of a table'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'zavro;keys;revoke'= {
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'zavro;keys;help'= {
+            cand add 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
+            cand list 'List keys with label, creation, revocation and last use; never secrets'
+            cand revoke 'Revoke a key: a running server refuses it from its next request on'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'zavro;keys;help;add'= {
+        }
+        &'zavro;keys;help;list'= {
+        }
+        &'zavro;keys;help;revoke'= {
+        }
+        &'zavro;keys;help;help'= {
+        }
+        &'zavro;audit'= {
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand query 'Show audit rows, oldest first: every request the server answered and every key change'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'zavro;audit;query'= {
+            cand --key 'Only rows for this key id'
+            cand --status 'Only accepted or only rejected rows'
+            cand --since 'Only rows at or after this RFC 3339 time, e.g. 2026-11-28T03:00:00Z'
+            cand --until 'Only rows before this RFC 3339 time'
+            cand --limit 'Only the N most recent matching rows'
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --json 'One JSON object per line instead of a table'
+            cand --payload 'Include the stored JSON records of accepted requests (implies --json)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'zavro;audit;help'= {
+            cand query 'Show audit rows, oldest first: every request the server answered and every key change'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'zavro;audit;help;query'= {
+        }
+        &'zavro;audit;help;help'= {
+        }
+        &'zavro;completions'= {
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'zavro;help'= {
+            cand serve 'Receive signed Avro messages, verify them, audit every request, store and log accepted records'
+            cand send 'Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted'
+            cand keys 'Manage API keys: add, list, revoke'
+            cand audit 'Read the audit trail'
+            cand completions 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'zavro;help;serve'= {
+        }
+        &'zavro;help;send'= {
+        }
+        &'zavro;help;keys'= {
+            cand add 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
+            cand list 'List keys with label, creation, revocation and last use; never secrets'
+            cand revoke 'Revoke a key: a running server refuses it from its next request on'
+        }
+        &'zavro;help;keys;add'= {
+        }
+        &'zavro;help;keys;list'= {
+        }
+        &'zavro;help;keys;revoke'= {
+        }
+        &'zavro;help;audit'= {
+            cand query 'Show audit rows, oldest first: every request the server answered and every key change'
+        }
+        &'zavro;help;audit;query'= {
+        }
+        &'zavro;help;completions'= {
+        }
+        &'zavro;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,95 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_zavro_global_optspecs
+    string join \n db= h/help V/version
+end
+
+function __fish_zavro_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_zavro_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_zavro_using_subcommand
+    set -l cmd (__fish_zavro_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c zavro -n "__fish_zavro_needs_command" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_needs_command" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_needs_command" -s V -l version -d 'Print version'
+complete -c zavro -n "__fish_zavro_needs_command" -f -a "serve" -d 'Receive signed Avro messages, verify them, audit every request, store and log accepted records'
+complete -c zavro -n "__fish_zavro_needs_command" -f -a "send" -d 'Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted'
+complete -c zavro -n "__fish_zavro_needs_command" -f -a "keys" -d 'Manage API keys: add, list, revoke'
+complete -c zavro -n "__fish_zavro_needs_command" -f -a "audit" -d 'Read the audit trail'
+complete -c zavro -n "__fish_zavro_needs_command" -f -a "completions" -d 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
+complete -c zavro -n "__fish_zavro_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zavro -n "__fish_zavro_using_subcommand serve" -l output -d 'Append accepted records (one JSON line each) to this file instead of stdout' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand serve" -l max-message-size -d 'Drop messages larger than this many bytes (ZMQ_MAXMSGSIZE: the sender is disconnected, no reply)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand serve" -l max-skew -d 'Refuse requests whose timestamp is more than this many seconds from the server\'s clock' -r
+complete -c zavro -n "__fish_zavro_using_subcommand serve" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l key -d 'API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal' -r
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l timeout -d 'Give up when the server has not answered a request within this many seconds' -r
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch -d 'Most records per request' -r
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand send" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "add" -d 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "list" -d 'List keys with label, creation, revocation and last use; never secrets'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "revoke" -d 'Revoke a key: a running server refuses it from its next request on'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l label -d 'A note to tell keys apart (who or what uses it)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l json -d 'Print {"key": …, "secret": …} as JSON'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l secret-stdin -d 'Import an existing secret from stdin (first line) instead of generating one'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l secret-prompt -d 'Import an existing secret typed at a prompt on the terminal (not echoed)'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from list" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from list" -l json -d 'One JSON object per line instead of a table'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "add" -d 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "list" -d 'List keys with label, creation, revocation and last use; never secrets'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a key: a running server refuses it from its next request on'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query help" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query help" -f -a "query" -d 'Show audit rows, oldest first: every request the server answered and every key change'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l key -d 'Only rows for this key id' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l status -d 'Only accepted or only rejected rows' -r -f -a "accepted\t'Requests that were stored, and key changes'
+rejected\t'Requests that were refused'"
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l since -d 'Only rows at or after this RFC 3339 time, e.g. 2026-11-28T03:00:00Z' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l until -d 'Only rows before this RFC 3339 time' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l limit -d 'Only the N most recent matching rows' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l json -d 'One JSON object per line instead of a table'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l payload -d 'Include the stored JSON records of accepted requests (implies --json)'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "query" -d 'Show audit rows, oldest first: every request the server answered and every key change'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zavro -n "__fish_zavro_using_subcommand completions" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send keys audit completions help" -f -a "serve" -d 'Receive signed Avro messages, verify them, audit every request, store and log accepted records'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send keys audit completions help" -f -a "send" -d 'Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send keys audit completions help" -f -a "keys" -d 'Manage API keys: add, list, revoke'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send keys audit completions help" -f -a "audit" -d 'Read the audit trail'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send keys audit completions help" -f -a "completions" -d 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send keys audit completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "add" -d 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "list" -d 'List keys with label, creation, revocation and last use; never secrets'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "revoke" -d 'Revoke a key: a running server refuses it from its next request on'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "query" -d 'Show audit rows, oldest first: every request the server answered and every key change'
