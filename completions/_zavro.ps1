@@ -110,6 +110,8 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('query', 'query', [CompletionResultType]::ParameterValue, 'Show audit rows, oldest first: every request the server answered and every key change')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)')
+            [CompletionResult]::new('head', 'head', [CompletionResultType]::ParameterValue, 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -126,12 +128,33 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'zavro;audit;verify' {
+            [CompletionResult]::new('--against', '--against', [CompletionResultType]::ParameterName, 'A head recorded earlier with `zavro audit head`; the chain must still contain it')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'zavro;audit;head' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'zavro;audit;help' {
             [CompletionResult]::new('query', 'query', [CompletionResultType]::ParameterValue, 'Show audit rows, oldest first: every request the server answered and every key change')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)')
+            [CompletionResult]::new('head', 'head', [CompletionResultType]::ParameterValue, 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'zavro;audit;help;query' {
+            break
+        }
+        'zavro;audit;help;verify' {
+            break
+        }
+        'zavro;audit;help;head' {
             break
         }
         'zavro;audit;help;help' {
@@ -175,9 +198,17 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;help;audit' {
             [CompletionResult]::new('query', 'query', [CompletionResultType]::ParameterValue, 'Show audit rows, oldest first: every request the server answered and every key change')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)')
+            [CompletionResult]::new('head', 'head', [CompletionResultType]::ParameterValue, 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`')
             break
         }
         'zavro;help;audit;query' {
+            break
+        }
+        'zavro;help;audit;verify' {
+            break
+        }
+        'zavro;help;audit;head' {
             break
         }
         'zavro;help;completions' {

@@ -34,17 +34,29 @@ _zavro() {
             zavro,serve)
                 cmd="zavro__subcmd__serve"
                 ;;
+            zavro__subcmd__audit,head)
+                cmd="zavro__subcmd__audit__subcmd__head"
+                ;;
             zavro__subcmd__audit,help)
                 cmd="zavro__subcmd__audit__subcmd__help"
                 ;;
             zavro__subcmd__audit,query)
                 cmd="zavro__subcmd__audit__subcmd__query"
                 ;;
+            zavro__subcmd__audit,verify)
+                cmd="zavro__subcmd__audit__subcmd__verify"
+                ;;
+            zavro__subcmd__audit__subcmd__help,head)
+                cmd="zavro__subcmd__audit__subcmd__help__subcmd__head"
+                ;;
             zavro__subcmd__audit__subcmd__help,help)
                 cmd="zavro__subcmd__audit__subcmd__help__subcmd__help"
                 ;;
             zavro__subcmd__audit__subcmd__help,query)
                 cmd="zavro__subcmd__audit__subcmd__help__subcmd__query"
+                ;;
+            zavro__subcmd__audit__subcmd__help,verify)
+                cmd="zavro__subcmd__audit__subcmd__help__subcmd__verify"
                 ;;
             zavro__subcmd__help,audit)
                 cmd="zavro__subcmd__help__subcmd__audit"
@@ -64,8 +76,14 @@ _zavro() {
             zavro__subcmd__help,serve)
                 cmd="zavro__subcmd__help__subcmd__serve"
                 ;;
+            zavro__subcmd__help__subcmd__audit,head)
+                cmd="zavro__subcmd__help__subcmd__audit__subcmd__head"
+                ;;
             zavro__subcmd__help__subcmd__audit,query)
                 cmd="zavro__subcmd__help__subcmd__audit__subcmd__query"
+                ;;
+            zavro__subcmd__help__subcmd__audit,verify)
+                cmd="zavro__subcmd__help__subcmd__audit__subcmd__verify"
                 ;;
             zavro__subcmd__help__subcmd__keys,add)
                 cmd="zavro__subcmd__help__subcmd__keys__subcmd__add"
@@ -125,7 +143,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit)
-            opts="-h --db --help query help"
+            opts="-h --db --help query verify head help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -142,9 +160,41 @@ _zavro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        zavro__subcmd__audit__subcmd__help)
-            opts="query help"
+        zavro__subcmd__audit__subcmd__head)
+            opts="-h --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__audit__subcmd__help)
+            opts="query verify head help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__audit__subcmd__help__subcmd__head)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -171,6 +221,20 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit__subcmd__help__subcmd__query)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__audit__subcmd__help__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -222,6 +286,28 @@ _zavro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        zavro__subcmd__audit__subcmd__verify)
+            opts="-h --against --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --against)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         zavro__subcmd__completions)
             opts="-h --db --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -255,7 +341,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__help__subcmd__audit)
-            opts="query"
+            opts="query verify head"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -268,7 +354,35 @@ _zavro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        zavro__subcmd__help__subcmd__audit__subcmd__head)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         zavro__subcmd__help__subcmd__audit__subcmd__query)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__help__subcmd__audit__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

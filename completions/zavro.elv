@@ -95,6 +95,8 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
             cand query 'Show audit rows, oldest first: every request the server answered and every key change'
+            cand verify 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
+            cand head 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'zavro;audit;query'= {
@@ -109,11 +111,28 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'zavro;audit;verify'= {
+            cand --against 'A head recorded earlier with `zavro audit head`; the chain must still contain it'
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'zavro;audit;head'= {
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'zavro;audit;help'= {
             cand query 'Show audit rows, oldest first: every request the server answered and every key change'
+            cand verify 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
+            cand head 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'zavro;audit;help;query'= {
+        }
+        &'zavro;audit;help;verify'= {
+        }
+        &'zavro;audit;help;head'= {
         }
         &'zavro;audit;help;help'= {
         }
@@ -147,8 +166,14 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;help;audit'= {
             cand query 'Show audit rows, oldest first: every request the server answered and every key change'
+            cand verify 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
+            cand head 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
         }
         &'zavro;help;audit;query'= {
+        }
+        &'zavro;help;audit;verify'= {
+        }
+        &'zavro;help;audit;head'= {
         }
         &'zavro;help;completions'= {
         }

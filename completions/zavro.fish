@@ -65,10 +65,12 @@ complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcom
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "list" -d 'List keys with label, creation, revocation and last use; never secrets'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a key: a running server refuses it from its next request on'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query help" -s h -l help -d 'Print help'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query help" -f -a "query" -d 'Show audit rows, oldest first: every request the server answered and every key change'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head help" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head help" -f -a "query" -d 'Show audit rows, oldest first: every request the server answered and every key change'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head help" -f -a "verify" -d 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head help" -f -a "head" -d 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l key -d 'Only rows for this key id' -r
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l status -d 'Only accepted or only rejected rows' -r -f -a "accepted\t'Requests that were stored, and key changes'
 rejected\t'Requests that were refused'"
@@ -79,7 +81,14 @@ complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subco
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l json -d 'One JSON object per line instead of a table'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l payload -d 'Include the stored JSON records of accepted requests (implies --json)'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from verify" -l against -d 'A head recorded earlier with `zavro audit head`; the chain must still contain it' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from verify" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from head" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from head" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "query" -d 'Show audit rows, oldest first: every request the server answered and every key change'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "head" -d 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zavro -n "__fish_zavro_using_subcommand completions" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand completions" -s h -l help -d 'Print help'
@@ -93,3 +102,5 @@ complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcom
 complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "list" -d 'List keys with label, creation, revocation and last use; never secrets'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "revoke" -d 'Revoke a key: a running server refuses it from its next request on'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "query" -d 'Show audit rows, oldest first: every request the server answered and every key change'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "head" -d 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'

@@ -13,7 +13,7 @@ Examples:
   zavro audit query --status rejected        who was refused, and why
 
 Exit codes: 0 success, 1 failure, 2 usage error, 3 bad input, 4 rejected by the server,
-5 server unreachable or silent.";
+5 server unreachable or silent, 6 audit chain broken.";
 
 const SERVE_EXAMPLES: &str = "\
 Examples:
@@ -42,6 +42,14 @@ Examples:
   zavro audit query --limit 20
   zavro audit query --status rejected --since 2026-11-28T00:00:00Z
   zavro audit query --key ZK0123456789ABCDEF --json --payload | jq .payload";
+
+const AUDIT_VERIFY_EXAMPLES: &str = "\
+Examples:
+  zavro audit head >> ~/zavro-heads.txt                  record the head somewhere else, e.g. daily
+  zavro audit verify                                     check every row and payload
+  zavro audit verify --against \"$(tail -1 ~/zavro-heads.txt)\"   and that history before it is unchanged
+
+The encoding of each row's hash is in AUDIT.md, so the chain can be checked with other tools too.";
 
 /// Send JSON as signed Apache Avro over ZeroMQ to a server that verifies, audits and logs it.
 #[derive(Debug, Parser)]
@@ -186,6 +194,19 @@ pub enum AuditCommand {
     /// Show audit rows, oldest first: every request the server answered and every key change.
     #[command(after_help = AUDIT_QUERY_EXAMPLES)]
     Query(AuditQueryArgs),
+    /// Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6).
+    #[command(after_help = AUDIT_VERIFY_EXAMPLES)]
+    Verify(AuditVerifyArgs),
+    /// Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`.
+    Head,
+}
+
+/// Options of `zavro audit verify`.
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// A head recorded earlier with `zavro audit head`; the chain must still contain it.
+    #[arg(long, value_name = "ROW:HASH")]
+    pub against: Option<String>,
 }
 
 /// Options of `zavro audit query`.

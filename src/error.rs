@@ -3,8 +3,11 @@
 use std::process::ExitCode;
 
 use crate::{
-    avro::AvroError, client::ClientError, credentials::RandomError, input::InputError,
-    store::StoreError,
+    avro::AvroError,
+    client::ClientError,
+    credentials::RandomError,
+    input::InputError,
+    store::{ChainBreak, StoreError},
 };
 
 /// Everything a `zavro` command can fail with; `main` prints it once as `zavro: <message>`.
@@ -28,6 +31,9 @@ pub enum Error {
     /// The OS random number generator failed.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// `audit verify` found the hash chain broken.
+    #[error("audit trail verification failed: {0}")]
+    Tampered(#[from] ChainBreak),
     /// Any other failure, already phrased for the user.
     #[error("{0}")]
     Other(String),
@@ -55,6 +61,8 @@ pub mod exit {
     pub const REJECTED: u8 = 4;
     /// The server could not be reached or did not answer in time.
     pub const UNREACHABLE: u8 = 5;
+    /// `audit verify` found the audit hash chain broken.
+    pub const TAMPERED: u8 = 6;
 }
 
 impl Error {
@@ -73,6 +81,7 @@ impl Error {
             Error::Input(_) | Error::Avro(_) => exit::BAD_INPUT,
             Error::Client(e) if e.is_rejection() => exit::REJECTED,
             Error::Client(e) if e.is_unreachable() => exit::UNREACHABLE,
+            Error::Tampered(_) => exit::TAMPERED,
             Error::Client(_)
             | Error::Store(_)
             | Error::Random(_)

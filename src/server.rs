@@ -218,7 +218,7 @@ fn handle(
 
 /// The checks, in order: key, signature, clock, nonce, payload. Returns the decoded records.
 fn check(
-    store: &Store,
+    store: &mut Store,
     settings: &Settings,
     request: &Request,
     now_us: i64,
@@ -284,7 +284,7 @@ fn check(
 
 /// Audits a refusal and builds its reply; a clock-skew reply carries the server's time.
 fn reject(
-    store: &Store,
+    store: &mut Store,
     incoming: &Incoming,
     now_us: i64,
     key: Option<&str>,

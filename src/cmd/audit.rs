@@ -16,7 +16,42 @@ use crate::{
 pub fn run(store: &Store, command: AuditCommand) -> Result<(), Error> {
     match command {
         AuditCommand::Query(args) => query(store, args),
+        AuditCommand::Verify(args) => verify(store, args.against.as_deref()),
+        AuditCommand::Head => {
+            let head = store.audit_head()?;
+            let mut out = std::io::stdout().lock();
+            match head {
+                Some((row, hash)) => writeln!(out, "{row}:{hash}").map_err(super::stdout_error),
+                None => Err(Error::Other("the audit trail is empty".into())),
+            }
+        }
     }
+}
+
+fn verify(store: &Store, against: Option<&str>) -> Result<(), Error> {
+    let against = against
+        .map(|text| {
+            text.trim()
+                .split_once(':')
+                .and_then(|(row, hash)| Some((row.parse::<i64>().ok()?, hash)))
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--against {text:?} is not ROW:HASH (see `zavro audit head`)"
+                    ))
+                })
+        })
+        .transpose()?;
+    let verified = store.verify_audit(against)??;
+    let head = verified
+        .head
+        .map(|(row, hash)| format!("{row}:{hash}"))
+        .unwrap_or_else(|| "none (empty trail)".into());
+    writeln!(
+        std::io::stdout().lock(),
+        "verified {} rows; head {head}",
+        verified.rows
+    )
+    .map_err(super::stdout_error)
 }
 
 fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, ToSql, params};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, chain};
 
 /// Whether an action was carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,11 +47,18 @@ pub struct AuditEntry<'a> {
 }
 
 impl AuditEntry<'_> {
-    /// Inserts the row and returns its id.
-    pub(super) fn insert(&self, conn: &Connection) -> Result<i64, StoreError> {
+    /// Inserts the row (and its payload, if any), chains it to the previous row, and returns its id.
+    ///
+    /// The caller holds a write transaction, so no other writer can chain a row in between.
+    pub(super) fn insert(
+        &self,
+        conn: &Connection,
+        payload: Option<&str>,
+    ) -> Result<i64, StoreError> {
         let mut stmt = conn.prepare_cached(
-            "INSERT INTO audit (time_us, action, status, reason, detail, key_id, peer, records, size)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO audit (time_us, action, status, reason, detail, key_id, peer, records, size,
+                                payload_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         stmt.execute(params![
             self.time_us,
@@ -63,8 +70,15 @@ impl AuditEntry<'_> {
             self.peer,
             i64::try_from(self.records).unwrap_or(i64::MAX),
             i64::try_from(self.size).unwrap_or(i64::MAX),
+            payload.map(chain::payload_sha256),
         ])?;
-        Ok(conn.last_insert_rowid())
+        let id = conn.last_insert_rowid();
+        if let Some(json) = payload {
+            conn.prepare_cached("INSERT INTO payloads (audit_id, json) VALUES (?1, ?2)")?
+                .execute(params![id, json])?;
+        }
+        chain::seal(conn, id)?;
+        Ok(id)
     }
 }
 
@@ -114,8 +128,11 @@ pub struct AuditFilter {
 
 impl Store {
     /// Writes one audit row on its own (rejections), durably, and returns its id.
-    pub fn record(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
-        entry.insert(&self.conn)
+    pub fn record(&mut self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let id = entry.insert(&tx, None)?;
+        tx.commit()?;
+        Ok(id)
     }
 
     /// The rows matching `filter`, oldest first.
@@ -203,7 +220,7 @@ mod tests {
 
     #[test]
     fn filters_combine_and_limit_keeps_the_newest() {
-        let store = Store::open_in_memory().unwrap();
+        let mut store = Store::open_in_memory().unwrap();
         for (t, status, key) in [
             (100, Status::Accepted, "A"),
             (200, Status::Rejected, "A"),

@@ -42,7 +42,7 @@ impl Store {
             "INSERT INTO keys (id, secret, label, created_us) VALUES (?1, ?2, ?3, ?4)",
             params![id, secret, label, now_us],
         )?;
-        AuditEntry::admin("key_add", id, now_us).insert(&tx)?;
+        AuditEntry::admin("key_add", id, now_us).insert(&tx, None)?;
         tx.commit()?;
         Ok(())
     }
@@ -80,7 +80,7 @@ impl Store {
                     "UPDATE keys SET revoked_us = ?1 WHERE id = ?2",
                     params![now_us, id],
                 )?;
-                AuditEntry::admin("key_revoke", id, now_us).insert(&tx)?;
+                AuditEntry::admin("key_revoke", id, now_us).insert(&tx, None)?;
                 now_us
             }
         };

@@ -4,6 +4,7 @@
 //! `synchronous=FULL` makes every commit durable before the server acknowledges it.
 
 mod audit;
+mod chain;
 mod keys;
 mod requests;
 
@@ -19,6 +20,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
 pub use audit::{AuditEntry, AuditFilter, AuditRow, Status};
+pub use chain::{ChainBreak, Verified};
 pub use keys::{KeyRecord, StoredKey};
 pub use requests::Committed;
 
@@ -26,10 +28,18 @@ pub use requests::Committed;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The schema, one numbered migration per file, in order; shipped migrations are never edited.
-const MIGRATION_SQL: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
+    Migrations::new(vec![
+        M::up(include_str!("migrations/0001_initial.sql")),
+        M::up_with_hook(
+            include_str!("migrations/0002_audit_chain.sql"),
+            |tx: &rusqlite::Transaction| chain::backfill(tx).map_err(Into::into),
+        ),
+    ])
+});
 
-static MIGRATIONS: LazyLock<Migrations<'static>> =
-    LazyLock::new(|| Migrations::new(MIGRATION_SQL.iter().map(|sql| M::up(sql)).collect()));
+/// The schema version this build migrates stores to.
+const SCHEMA_VERSION: usize = 2;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +107,27 @@ pub struct Store {
 }
 
 impl Store {
+    /// Checks the audit hash chain; with `against` (row id, hash), also that a recorded head is still in it.
+    pub fn verify_audit(
+        &self,
+        against: Option<(i64, &str)>,
+    ) -> Result<Result<Verified, ChainBreak>, StoreError> {
+        chain::verify(&self.conn, against)
+    }
+
+    /// The newest audit row's id and hash, or `None` when the trail is empty.
+    pub fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    }
+
     /// Opens (creating if needed, mode 0600) and migrates the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if path.is_dir() {
@@ -145,7 +176,7 @@ impl Store {
     }
 
     fn migrate(mut conn: Connection, path: &Path) -> Result<Store, StoreError> {
-        let known = MIGRATION_SQL.len();
+        let known = SCHEMA_VERSION;
         let version = |conn: &Connection| match MIGRATIONS.current_version(conn) {
             Ok(SchemaVersion::Inside(v) | SchemaVersion::Outside(v)) => Some(usize::from(v)),
             Ok(SchemaVersion::NoneSet) => Some(0),
@@ -170,7 +201,8 @@ impl Store {
                 });
             }
         }
-        conn.set_transaction_behavior(TransactionBehavior::Deferred);
+        // Every transaction zavro opens writes; taking the write lock up front means a transaction never has to
+        // upgrade a read snapshot that another process made stale (which fails at once with SQLITE_BUSY).
         Ok(Store { conn })
     }
 }
@@ -194,6 +226,11 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         MIGRATIONS.validate().unwrap();
+        let conn = Connection::open_in_memory().unwrap();
+        assert_eq!(
+            MIGRATIONS.pending_migrations(&conn).unwrap(),
+            SCHEMA_VERSION as i32
+        );
     }
 
     #[test]

@@ -26,7 +26,8 @@ impl Store {
             .is_some())
     }
 
-    /// Stores an accepted request: its audit row, the JSON of its records, its nonce, and the key's last use.
+    /// Stores an accepted request: its audit row and the JSON of its records (chained), its nonce, and the key's
+    /// last use.
     ///
     /// Returns only after the transaction is durable (`synchronous=FULL`), so the caller may acknowledge.
     pub fn commit_accepted(
@@ -38,7 +39,7 @@ impl Store {
     ) -> Result<Committed, StoreError> {
         let key_id = entry.key_id.unwrap_or_default();
         let tx = self.conn.transaction()?;
-        let audit_id = entry.insert(&tx)?;
+        let audit_id = entry.insert(&tx, Some(payload_json))?;
         // The primary key makes a reused nonce fail here even if two servers share the store.
         let inserted = tx
             .prepare_cached(
@@ -49,8 +50,6 @@ impl Store {
         if inserted == 0 {
             return Ok(Committed::Replay);
         }
-        tx.prepare_cached("INSERT INTO payloads (audit_id, json) VALUES (?1, ?2)")?
-            .execute(params![audit_id, payload_json])?;
         tx.prepare_cached("UPDATE keys SET last_used_us = ?1 WHERE id = ?2")?
             .execute(params![entry.time_us, key_id])?;
         tx.commit()?;

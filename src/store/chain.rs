@@ -1,0 +1,488 @@
+//! The audit hash chain (AUDIT.md): each row's hash covers the previous row's hash and the row's fields, so any
+//! edit, deletion, insertion or reordering is found by walking the chain.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use super::StoreError;
+use crate::protocol::hex;
+
+/// The `prev_hash` of the first row: 32 zero bytes, in hex.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The fields of an audit row that its hash covers, in the order they are encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainedFields<'a> {
+    /// Row id.
+    pub id: i64,
+    /// Time in µs since the epoch.
+    pub time_us: i64,
+    /// Action.
+    pub action: &'a str,
+    /// `accepted` or `rejected`.
+    pub status: &'a str,
+    /// Reject code.
+    pub reason: Option<&'a str>,
+    /// Human detail.
+    pub detail: Option<&'a str>,
+    /// Key id.
+    pub key_id: Option<&'a str>,
+    /// Peer address.
+    pub peer: Option<&'a str>,
+    /// Record count.
+    pub records: i64,
+    /// Request size.
+    pub size: i64,
+    /// SHA-256 (hex) of the stored payload text.
+    pub payload_sha256: Option<&'a str>,
+}
+
+impl ChainedFields<'_> {
+    /// `SHA-256(prev_hash bytes ‖ encoding)`, in lowercase hex. The encoding is AUDIT.md's, byte for byte.
+    pub fn hash(&self, prev_hash_hex: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(prev_hash_hex.as_bytes());
+        h.update(b"\n");
+        h.update(self.id.to_be_bytes());
+        h.update(self.time_us.to_be_bytes());
+        for text in [
+            Some(self.action),
+            Some(self.status),
+            self.reason,
+            self.detail,
+            self.key_id,
+            self.peer,
+        ] {
+            encode_text(&mut h, text);
+        }
+        h.update(self.records.to_be_bytes());
+        h.update(self.size.to_be_bytes());
+        encode_text(&mut h, self.payload_sha256);
+        hex(&h.finalize())
+    }
+}
+
+/// NULL is one 0x00 byte; text is 0x01, its UTF-8 length as 4 bytes big-endian, then the bytes.
+fn encode_text(h: &mut Sha256, text: Option<&str>) {
+    match text {
+        None => h.update([0u8]),
+        Some(s) => {
+            h.update([1u8]);
+            h.update(u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
+            h.update(s.as_bytes());
+        }
+    }
+}
+
+/// SHA-256 (hex) of a stored payload's text.
+pub fn payload_sha256(json: &str) -> String {
+    hex(&Sha256::digest(json.as_bytes()))
+}
+
+/// The newest checkpoint left by pruning: (last pruned row id, its hash).
+fn last_checkpoint(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
+    conn.query_row(
+        "SELECT last_row, last_hash FROM audit_checkpoints ORDER BY id DESC LIMIT 1",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .optional()
+}
+
+/// Sets `prev_hash` and `hash` of the just-inserted row `id`; the caller holds the write transaction.
+pub fn seal(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    let prev: String = conn
+        .prepare_cached("SELECT hash FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT 1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?
+        .map_or_else(
+            || last_checkpoint(conn).map(|c| c.map_or_else(|| GENESIS.to_owned(), |(_, h)| h)),
+            Ok,
+        )?;
+    let hash = read_fields(conn, id, |fields| Ok(fields.hash(&prev)))?;
+    conn.prepare_cached("UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE id = ?3")?
+        .execute(params![prev, hash, id])?;
+    Ok(())
+}
+
+const FIELDS: &str =
+    "id, time_us, action, status, reason, detail, key_id, peer, records, size, payload_sha256";
+
+fn read_fields<T>(
+    conn: &Connection,
+    id: i64,
+    f: impl FnOnce(&ChainedFields) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {FIELDS} FROM audit WHERE id = ?1"))?;
+    let mut rows = stmt.query([id])?;
+    let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    f(&fields_of(row)?)
+}
+
+/// Reads the hashed fields from a row selected with the `FIELDS` columns, in order.
+fn fields_of<'r>(row: &'r rusqlite::Row) -> rusqlite::Result<ChainedFields<'r>> {
+    let text = |i| {
+        row.get_ref(i)
+            .and_then(|v| v.as_str_or_null().map_err(Into::into))
+    };
+    Ok(ChainedFields {
+        id: row.get(0)?,
+        time_us: row.get(1)?,
+        action: text(2)?.unwrap_or_default(),
+        status: text(3)?.unwrap_or_default(),
+        reason: text(4)?,
+        detail: text(5)?,
+        key_id: text(6)?,
+        peer: text(7)?,
+        records: row.get(8)?,
+        size: row.get(9)?,
+        payload_sha256: text(10)?,
+    })
+}
+
+/// Chains the rows written before the chain existed (migration 2's hook), with the same code as new rows.
+pub fn backfill(conn: &Connection) -> rusqlite::Result<()> {
+    let payloads: Vec<(i64, String)> = conn
+        .prepare("SELECT audit_id, json FROM payloads")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, json) in payloads {
+        conn.execute(
+            "UPDATE audit SET payload_sha256 = ?1 WHERE id = ?2",
+            params![payload_sha256(&json), id],
+        )?;
+    }
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM audit ORDER BY id")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in ids {
+        seal(conn, id)?;
+    }
+    Ok(())
+}
+
+/// Where and how the chain is broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    /// The row's fields (or its payload) no longer give its stored hash: it was edited.
+    #[error("row #{id} was altered: {what}")]
+    Altered {
+        /// The row.
+        id: i64,
+        /// What no longer matches.
+        what: String,
+    },
+    /// The row does not follow the row before it: rows were deleted, inserted or reordered there.
+    #[error("row #{id} does not follow {after}: rows were deleted, inserted or reordered there")]
+    Link {
+        /// The first row after the break.
+        id: i64,
+        /// What it should follow (`row #N`, `the start`, or `the pruning checkpoint at #N`).
+        after: String,
+    },
+    /// The newest rows are gone: SQLite's id counter is past the newest row.
+    #[error("rows after #{newest} were deleted (ids were handed out up to #{issued})")]
+    Truncated {
+        /// The newest remaining row.
+        newest: i64,
+        /// The highest id SQLite ever handed out.
+        issued: i64,
+    },
+    /// The recorded head is not part of today's chain.
+    #[error("the recorded head {row}:{hash} is not in the chain{}", found.as_ref().map(|h| format!(" (row #{row} now hashes to {h})")).unwrap_or_else(|| format!(" (row #{row} is gone)")))]
+    HeadMismatch {
+        /// The recorded row id.
+        row: i64,
+        /// The recorded hash.
+        hash: String,
+        /// What that row hashes to now, if it still exists.
+        found: Option<String>,
+    },
+}
+
+/// A successful verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Rows checked.
+    pub rows: u64,
+    /// The newest row id and hash (`None` for an empty trail).
+    pub head: Option<(i64, String)>,
+}
+
+/// Walks the whole chain; with `against`, also checks that the recorded head (row id, hash) is still in it.
+pub fn verify(
+    conn: &Connection,
+    against: Option<(i64, &str)>,
+) -> Result<Result<Verified, ChainBreak>, StoreError> {
+    let checkpoint = last_checkpoint(conn)?;
+    let (mut prev, mut after) = match &checkpoint {
+        Some((row, hash)) => (hash.clone(), format!("the pruning checkpoint at #{row}")),
+        None => (GENESIS.to_owned(), "the start".to_owned()),
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {FIELDS}, prev_hash, hash, (SELECT json FROM payloads WHERE audit_id = audit.id)
+         FROM audit ORDER BY id"
+    ))?;
+    let mut rows = stmt.query([])?;
+    let mut checked = 0u64;
+    let mut head = None;
+    let mut against_found = None;
+    while let Some(row) = rows.next()? {
+        let fields = fields_of(row)?;
+        let stored_prev: Option<String> = row.get(11)?;
+        let stored_hash: Option<String> = row.get(12)?;
+        let payload: Option<String> = row.get(13)?;
+        let id = fields.id;
+        if stored_prev.as_deref() != Some(prev.as_str()) {
+            return Ok(Err(ChainBreak::Link { id, after }));
+        }
+        let payload_digest = payload.as_deref().map(payload_sha256);
+        if payload_digest.as_deref() != fields.payload_sha256 {
+            let what = match payload {
+                Some(_) => "its stored payload was changed or added",
+                None => "its stored payload was deleted",
+            };
+            return Ok(Err(ChainBreak::Altered {
+                id,
+                what: what.into(),
+            }));
+        }
+        let hash = fields.hash(&prev);
+        if stored_hash.as_deref() != Some(hash.as_str()) {
+            return Ok(Err(ChainBreak::Altered {
+                id,
+                what: "its fields no longer match its hash".into(),
+            }));
+        }
+        if against.is_some_and(|(row, _)| row == id) {
+            against_found = Some(hash.clone());
+        }
+        checked += 1;
+        after = format!("row #{id}");
+        head = Some((id, hash.clone()));
+        prev = hash;
+    }
+    let issued: i64 = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'audit'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let newest = head
+        .as_ref()
+        .map(|(id, _)| *id)
+        .or(checkpoint.as_ref().map(|(row, _)| *row))
+        .unwrap_or(0);
+    if issued > newest {
+        return Ok(Err(ChainBreak::Truncated { newest, issued }));
+    }
+    if let Some((row, hash)) = against {
+        let in_checkpoint = checkpoint
+            .as_ref()
+            .is_some_and(|(r, h)| *r == row && h == hash);
+        if against_found.as_deref() != Some(hash) && !in_checkpoint {
+            return Ok(Err(ChainBreak::HeadMismatch {
+                row,
+                hash: hash.to_owned(),
+                found: against_found,
+            }));
+        }
+    }
+    Ok(Ok(Verified {
+        rows: checked,
+        head,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AuditEntry, Status, Store};
+
+    /// A store with five chained rows: two key actions, two accepted requests with payloads, one rejection.
+    fn populated() -> Store {
+        let mut store = Store::open_in_memory().unwrap();
+        store
+            .add_key("ZK1", "secret-secret-secret", None, 1)
+            .unwrap();
+        let mut entry = AuditEntry {
+            time_us: 2,
+            action: "send",
+            status: Status::Accepted,
+            reason: None,
+            detail: None,
+            key_id: Some("ZK1"),
+            peer: Some("127.0.0.1"),
+            records: 1,
+            size: 10,
+        };
+        store
+            .commit_accepted(&entry, "nonce-0000000001", 1, "[1]")
+            .unwrap();
+        entry.time_us = 3;
+        store
+            .commit_accepted(&entry, "nonce-0000000002", 1, "[2]")
+            .unwrap();
+        entry.status = Status::Rejected;
+        entry.reason = Some("bad_signature");
+        store.record(&entry).unwrap();
+        store.revoke_key("ZK1", 5).unwrap();
+        store
+    }
+
+    fn tamper(store: &Store, sql: &str) -> ChainBreak {
+        store.conn.execute_batch(sql).unwrap();
+        store.verify_audit(None).unwrap().unwrap_err()
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies_and_reports_its_head() {
+        let store = populated();
+        let verified = store.verify_audit(None).unwrap().unwrap();
+        assert_eq!(verified.rows, 5);
+        assert_eq!(verified.head, store.audit_head().unwrap());
+        let (row, hash) = verified.head.unwrap();
+        assert_eq!(row, 5);
+        assert!(store.verify_audit(Some((row, &hash))).unwrap().is_ok());
+        assert!(
+            store.verify_audit(Some((3, &hash))).unwrap().is_err(),
+            "wrong hash for row 3"
+        );
+    }
+
+    #[test]
+    fn an_edited_field_names_its_row() {
+        let store = populated();
+        let broken = tamper(&store, "UPDATE audit SET peer = '10.9.9.9' WHERE id = 3");
+        assert!(
+            matches!(broken, ChainBreak::Altered { id: 3, .. }),
+            "{broken}"
+        );
+    }
+
+    #[test]
+    fn an_edited_payload_names_its_row() {
+        let store = populated();
+        let broken = tamper(
+            &store,
+            "UPDATE payloads SET json = '[666]' WHERE audit_id = 2",
+        );
+        assert!(
+            matches!(broken, ChainBreak::Altered { id: 2, .. }),
+            "{broken}"
+        );
+    }
+
+    #[test]
+    fn a_deleted_row_breaks_the_link_after_it() {
+        let store = populated();
+        let broken = tamper(
+            &store,
+            "DELETE FROM payloads WHERE audit_id = 3; DELETE FROM audit WHERE id = 3",
+        );
+        assert_eq!(
+            broken,
+            ChainBreak::Link {
+                id: 4,
+                after: "row #2".into()
+            }
+        );
+    }
+
+    #[test]
+    fn deleting_the_newest_rows_is_caught_by_the_id_counter() {
+        let store = populated();
+        let broken = tamper(&store, "DELETE FROM audit WHERE id = 5");
+        assert_eq!(
+            broken,
+            ChainBreak::Truncated {
+                newest: 4,
+                issued: 5
+            }
+        );
+    }
+
+    #[test]
+    fn a_rewritten_chain_is_caught_by_a_recorded_head() {
+        let mut store = populated();
+        let (row, hash) = store.audit_head().unwrap().unwrap();
+        // Rewrite history from row 2 on and re-seal everything, as an attacker with the code could.
+        store
+            .conn
+            .execute_batch("UPDATE audit SET peer = '10.9.9.9' WHERE id = 2")
+            .unwrap();
+        let tx = store.conn.transaction().unwrap();
+        backfill(&tx).unwrap();
+        tx.commit().unwrap();
+        assert!(
+            store.verify_audit(None).unwrap().is_ok(),
+            "a rewritten chain is self-consistent"
+        );
+        let broken = store.verify_audit(Some((row, &hash))).unwrap().unwrap_err();
+        assert!(
+            matches!(broken, ChainBreak::HeadMismatch { row: 5, .. }),
+            "{broken}"
+        );
+    }
+
+    #[test]
+    fn swapped_rows_are_caught() {
+        let store = populated();
+        let broken = tamper(
+            &store,
+            "UPDATE audit SET id = -1 WHERE id = 4; UPDATE audit SET id = 4 WHERE id = 5; \
+             UPDATE audit SET id = 5 WHERE id = -1",
+        );
+        assert_eq!(
+            broken,
+            ChainBreak::Link {
+                id: 4,
+                after: "row #3".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_inserted_row_is_caught() {
+        let store = populated();
+        let broken = tamper(
+            &store,
+            "UPDATE audit SET id = 10 WHERE id = 5; \
+             INSERT INTO audit (id, time_us, action, status, records, size, prev_hash, hash) \
+             SELECT 5, 4, 'send', 'accepted', 1, 1, hash, hash FROM audit WHERE id = 4",
+        );
+        assert!(
+            matches!(broken, ChainBreak::Altered { id: 5, .. }),
+            "{broken}"
+        );
+    }
+
+    #[test]
+    fn the_encoding_is_stable() {
+        // Pinned so an accidental change to the documented encoding (AUDIT.md) fails loudly.
+        let fields = ChainedFields {
+            id: 1,
+            time_us: 1_764_301_635_000_000,
+            action: "key_add",
+            status: "accepted",
+            reason: None,
+            detail: None,
+            key_id: Some("ZK3F9A0C17B2E45D88"),
+            peer: Some("local"),
+            records: 0,
+            size: 0,
+            payload_sha256: None,
+        };
+        assert_eq!(
+            fields.hash(GENESIS),
+            include_str!("../../AUDIT.md")
+                .lines()
+                .find_map(|l| l.strip_prefix("example hash: "))
+                .expect("AUDIT.md has an example hash")
+                .trim()
+        );
+    }
+}
