@@ -47,6 +47,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal')
             [CompletionResult]::new('--secret-file', '--secret-file', [CompletionResultType]::ParameterName, 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up when the server has not answered a request within this many seconds')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)')
             [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Most records per request')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

@@ -655,7 +655,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__send)
-            opts="-h --key --secret-file --timeout --batch --db --help"
+            opts="-h --key --secret-file --timeout --retries --batch --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -670,6 +670,10 @@ _zavro() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

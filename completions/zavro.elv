@@ -42,6 +42,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --key 'API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal'
             cand --secret-file 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal'
             cand --timeout 'Give up when the server has not answered a request within this many seconds'
+            cand --retries 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)'
             cand --batch 'Most records per request'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand -h 'Print help'

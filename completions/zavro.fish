@@ -41,6 +41,7 @@ complete -c zavro -n "__fish_zavro_using_subcommand serve" -s h -l help -d 'Prin
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l key -d 'API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l timeout -d 'Give up when the server has not answered a request within this many seconds' -r
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l retries -d 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch -d 'Most records per request' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand send" -s h -l help -d 'Print help'

@@ -127,6 +127,11 @@ pub struct SendArgs {
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_timeout)]
     pub timeout: f64,
 
+    /// Resend a request this many times when its reply does not come in time (same request, same nonce: the
+    /// server recognises a retry of what it already stored).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub retries: u32,
+
     /// Most records per request.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch: u32,

@@ -1,4 +1,5 @@
-//! The client: connect a REQ socket, send signed requests one at a time, and wait (bounded) for each reply.
+//! The client: send signed requests one at a time over a REQ socket, wait (bounded) for each reply, and
+//! resend the same request on a fresh socket when a reply does not come.
 
 use std::time::Duration;
 
@@ -19,13 +20,15 @@ pub enum ClientError {
         /// Records the server accepted before this refusal.
         accepted_records: u64,
     },
-    /// No reply came in time.
-    #[error("no reply from {endpoint} within {timeout:?}: is `zavro serve` running there?{}", progress(*accepted_records))]
+    /// No reply came in time, after every retry.
+    #[error("no reply from {endpoint} within {timeout:?} in {attempts} attempts: is `zavro serve` running there?{}", progress(*accepted_records))]
     Timeout {
         /// The endpoint we sent to.
         endpoint: String,
-        /// How long we waited.
+        /// How long each attempt waited.
         timeout: Duration,
+        /// How many times the request was sent.
+        attempts: u32,
         /// Records the server accepted before this.
         accepted_records: u64,
     },
@@ -78,59 +81,130 @@ impl ClientError {
     }
 }
 
-/// A connection to one server.
+/// How long to wait before the first resend; doubled for each further attempt, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The longest pause between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// A connection to one server, with Lazy Pirate retries: on a timeout the same signed request is sent again on
+/// a fresh socket (a REQ socket that lost its reply cannot send again), and the server answers a byte-identical
+/// retry of a committed request with the original audit id, so nothing is stored twice.
 pub struct Client {
-    socket: zmq::Socket,
+    context: zmq::Context,
+    socket: Option<zmq::Socket>,
     endpoint: String,
     timeout: Duration,
+    retries: u32,
     accepted_records: u64,
+    resends: u64,
+}
+
+/// What the server said about an accepted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// The audit row that records the request.
+    pub audit_id: i64,
+    /// True when the server had already committed this request (a retry after a lost reply).
+    pub duplicate: bool,
 }
 
 impl Client {
-    /// Connects to `endpoint` (a ZeroMQ endpoint). Connecting is lazy: an absent server shows up as a timeout.
+    /// Prepares a client for `endpoint` (a ZeroMQ endpoint). Connecting is lazy: an absent server shows up as a
+    /// timeout, after `retries` resends.
     pub fn connect(
         context: &zmq::Context,
         endpoint: &str,
         timeout: Duration,
+        retries: u32,
     ) -> Result<Client, ClientError> {
-        let socket_err = |source| ClientError::Socket {
-            endpoint: endpoint.to_owned(),
-            source,
-        };
-        let socket = context.socket(zmq::REQ).map_err(socket_err)?;
-        let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // Never wait at exit for a request no server took.
-        socket.set_linger(0).map_err(socket_err)?;
-        socket.set_sndtimeo(millis).map_err(socket_err)?;
-        socket.connect(endpoint).map_err(socket_err)?;
-        Ok(Client {
-            socket,
+        let mut client = Client {
+            context: context.clone(),
+            socket: None,
             endpoint: endpoint.to_owned(),
             timeout,
+            retries,
             accepted_records: 0,
+            resends: 0,
+        };
+        client.reconnect()?;
+        Ok(client)
+    }
+
+    fn socket_error(&self, source: zmq::Error) -> ClientError {
+        ClientError::Socket {
+            endpoint: self.endpoint.clone(),
+            source,
+        }
+    }
+
+    /// Replaces the socket with a fresh one (the old one is closed without lingering).
+    fn reconnect(&mut self) -> Result<(), ClientError> {
+        self.socket = None;
+        let socket = self
+            .context
+            .socket(zmq::REQ)
+            .map_err(|e| self.socket_error(e))?;
+        let millis = i32::try_from(self.timeout.as_millis()).unwrap_or(i32::MAX);
+        // Never wait at exit for a request no server took.
+        socket.set_linger(0).map_err(|e| self.socket_error(e))?;
+        socket
+            .set_sndtimeo(millis)
+            .map_err(|e| self.socket_error(e))?;
+        socket
+            .connect(&self.endpoint)
+            .map_err(|e| self.socket_error(e))?;
+        self.socket = Some(socket);
+        Ok(())
+    }
+
+    /// Sends one request, resending it on timeouts, until a reply comes; an accepted reply must count every
+    /// record sent.
+    pub fn send(&mut self, request: &Request, records: u64) -> Result<Accepted, ClientError> {
+        let frames = request.to_frames();
+        for attempt in 0..=self.retries {
+            if attempt > 0 {
+                let backoff = FIRST_BACKOFF
+                    .saturating_mul(1 << (attempt - 1).min(8))
+                    .min(MAX_BACKOFF);
+                std::thread::sleep(backoff);
+                self.reconnect()?;
+                self.resends += 1;
+            }
+            if let Some(reply) = self.attempt(&frames)? {
+                return self.accept(reply, records);
+            }
+        }
+        Err(ClientError::Timeout {
+            endpoint: self.endpoint.clone(),
+            timeout: self.timeout,
+            attempts: self.retries + 1,
+            accepted_records: self.accepted_records,
         })
     }
 
-    /// Sends one request and waits for its reply; an accepted reply must count every record sent.
-    pub fn send(&mut self, request: &Request, records: u64) -> Result<i64, ClientError> {
-        let socket_err = |source| ClientError::Socket {
-            endpoint: self.endpoint.clone(),
-            source,
-        };
-        let timeout = || ClientError::Timeout {
-            endpoint: self.endpoint.clone(),
-            timeout: self.timeout,
-            accepted_records: self.accepted_records,
-        };
-        match self.socket.send_multipart(request.to_frames(), 0) {
-            Err(zmq::Error::EAGAIN) => return Err(timeout()),
-            other => other.map_err(socket_err)?,
+    /// One send and bounded wait; `None` when no reply came in time.
+    fn attempt(&self, frames: &[Vec<u8>; 3]) -> Result<Option<Vec<Vec<u8>>>, ClientError> {
+        let socket = self
+            .socket
+            .as_ref()
+            .expect("connect() always leaves a socket");
+        match socket.send_multipart(frames, 0) {
+            Err(zmq::Error::EAGAIN) => return Ok(None),
+            other => other.map_err(|e| self.socket_error(e))?,
         }
         let millis = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
-        if self.socket.poll(zmq::POLLIN, millis).map_err(socket_err)? == 0 {
-            return Err(timeout());
+        match socket.poll(zmq::POLLIN, millis) {
+            Ok(0) => Ok(None),
+            Ok(_) => socket
+                .recv_multipart(0)
+                .map(Some)
+                .map_err(|e| self.socket_error(e)),
+            Err(e) => Err(self.socket_error(e)),
         }
-        let frames = self.socket.recv_multipart(0).map_err(socket_err)?;
+    }
+
+    fn accept(&mut self, frames: Vec<Vec<u8>>, records: u64) -> Result<Accepted, ClientError> {
         let bad = |reason: String| ClientError::BadReply {
             endpoint: self.endpoint.clone(),
             reason,
@@ -142,9 +216,13 @@ impl Client {
             Reply::Accepted {
                 audit_id,
                 records: counted,
+                duplicate,
             } if counted == records => {
                 self.accepted_records += records;
-                Ok(audit_id)
+                Ok(Accepted {
+                    audit_id,
+                    duplicate,
+                })
             }
             Reply::Accepted {
                 records: counted, ..
@@ -167,5 +245,10 @@ impl Client {
     /// Records accepted so far on this connection.
     pub fn accepted_records(&self) -> u64 {
         self.accepted_records
+    }
+
+    /// How many times a request was sent again after a timeout.
+    pub fn resends(&self) -> u64 {
+        self.resends
     }
 }

@@ -239,6 +239,10 @@ pub enum Reply {
         audit_id: i64,
         /// How many records the payload held.
         records: u64,
+        /// True when this request was a byte-identical retry of one already committed (same nonce and
+        /// signature): `audit_id` and `records` are the original's and nothing was stored again.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
     },
     /// Nothing was stored.
     Rejected {
@@ -421,6 +425,7 @@ mod tests {
         let accepted = Reply::Accepted {
             audit_id: 7,
             records: 2,
+            duplicate: false,
         };
         assert_eq!(
             String::from_utf8(accepted.to_frame()).unwrap(),

@@ -34,7 +34,8 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
 
     let secret = config::secret(args.secret_file.as_deref(), &key)?;
     let context = zmq::Context::new();
-    let mut client = Client::connect(&context, &endpoint, Duration::from_secs_f64(args.timeout))?;
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let mut client = Client::connect(&context, &endpoint, timeout, args.retries)?;
     let mut last_audit_id = 0;
     for (payload, count) in batches {
         let request = Request::sign(
@@ -44,11 +45,15 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
             &credentials::new_nonce()?,
             payload,
         );
-        last_audit_id = client.send(&request, count)?;
+        last_audit_id = client.send(&request, count)?.audit_id;
     }
     let sent = client.accepted_records();
+    let resent = match client.resends() {
+        0 => String::new(),
+        n => format!("; {n} resends after timeouts"),
+    };
     eprintln!(
-        "accepted {sent} record{} (last audit id {last_audit_id})",
+        "accepted {sent} record{} (last audit id {last_audit_id}){resent}",
         if sent == 1 { "" } else { "s" }
     );
     Ok(())

@@ -304,6 +304,11 @@ mod tests {
 
     /// A store with five chained rows: two key actions, two accepted requests with payloads, one rejection.
     fn populated() -> Store {
+        let nonce = |nonce| crate::store::Nonce {
+            nonce,
+            timestamp: 1,
+            signature: "sig",
+        };
         let mut store = Store::open_in_memory().unwrap();
         store
             .add_key("ZK1", "secret-secret-secret", None, 1)
@@ -320,11 +325,11 @@ mod tests {
             size: 10,
         };
         store
-            .commit_accepted(&entry, "nonce-0000000001", 1, "[1]")
+            .commit_accepted(&entry, &nonce("nonce-0000000001"), "[1]")
             .unwrap();
         entry.time_us = 3;
         store
-            .commit_accepted(&entry, "nonce-0000000002", 1, "[2]")
+            .commit_accepted(&entry, &nonce("nonce-0000000002"), "[2]")
             .unwrap();
         entry.status = Status::Rejected;
         entry.reason = Some("bad_signature");

@@ -22,7 +22,7 @@ use rusqlite_migration::{M, Migrations, SchemaVersion};
 pub use audit::{AuditEntry, AuditFilter, AuditRow, Status};
 pub use chain::{ChainBreak, Verified};
 pub use keys::{KeyRecord, StoredKey};
-pub use requests::Committed;
+pub use requests::{Committed, Nonce, SeenNonce};
 
 /// How long a command waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,11 +35,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
             include_str!("migrations/0002_audit_chain.sql"),
             |tx: &rusqlite::Transaction| chain::backfill(tx).map_err(Into::into),
         ),
+        M::up(include_str!("migrations/0003_nonce_signature.sql")),
     ])
 });
 
 /// The schema version this build migrates stores to.
-const SCHEMA_VERSION: usize = 2;
+const SCHEMA_VERSION: usize = 3;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]

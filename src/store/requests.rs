@@ -1,5 +1,5 @@
 //! Committing an accepted request (audit row, payload, nonce, key usage) in one durable transaction, and the
-//! nonce bookkeeping that refuses replays across restarts.
+//! nonce bookkeeping that refuses replays across restarts and recognises retries.
 
 use rusqlite::{OptionalExtension, params};
 
@@ -14,16 +14,44 @@ pub enum Committed {
     Replay,
 }
 
+/// What is remembered of a request's nonce.
+#[derive(Debug, Clone, Copy)]
+pub struct Nonce<'a> {
+    /// The nonce.
+    pub nonce: &'a str,
+    /// The request's timestamp (Unix seconds), which decides when the nonce may be forgotten.
+    pub timestamp: i64,
+    /// The request's signature, which recognises a byte-identical retry.
+    pub signature: &'a str,
+}
+
+/// An accepted request that used a nonce, as remembered for the replay window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenNonce {
+    /// The audit row of the request that used it.
+    pub audit_id: i64,
+    /// That request's signature (NULL for requests stored before schema version 3).
+    pub signature: Option<String>,
+    /// How many records that request carried.
+    pub records: u64,
+}
+
 impl Store {
-    /// True when this key already used this nonce in a request still inside the replay window.
-    pub fn nonce_seen(&self, key_id: &str, nonce: &str) -> Result<bool, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT 1 FROM nonces WHERE key_id = ?1 AND nonce = ?2")?;
+    /// The accepted request that used this nonce with this key, if it is still inside the replay window.
+    pub fn find_nonce(&self, key_id: &str, nonce: &str) -> Result<Option<SeenNonce>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT n.audit_id, n.signature, a.records FROM nonces n JOIN audit a ON a.id = n.audit_id
+             WHERE n.key_id = ?1 AND n.nonce = ?2",
+        )?;
         Ok(stmt
-            .query_row([key_id, nonce], |_| Ok(()))
-            .optional()?
-            .is_some())
+            .query_row([key_id, nonce], |row| {
+                Ok(SeenNonce {
+                    audit_id: row.get(0)?,
+                    signature: row.get(1)?,
+                    records: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                })
+            })
+            .optional()?)
     }
 
     /// Stores an accepted request: its audit row and the JSON of its records (chained), its nonce, and the key's
@@ -33,8 +61,7 @@ impl Store {
     pub fn commit_accepted(
         &mut self,
         entry: &AuditEntry,
-        nonce: &str,
-        timestamp: i64,
+        nonce: &Nonce,
         payload_json: &str,
     ) -> Result<Committed, StoreError> {
         let key_id = entry.key_id.unwrap_or_default();
@@ -43,10 +70,16 @@ impl Store {
         // The primary key makes a reused nonce fail here even if two servers share the store.
         let inserted = tx
             .prepare_cached(
-                "INSERT INTO nonces (key_id, nonce, timestamp, audit_id) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
+                "INSERT INTO nonces (key_id, nonce, timestamp, audit_id, signature)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
             )?
-            .execute(params![key_id, nonce, timestamp, audit_id])?;
+            .execute(params![
+                key_id,
+                nonce.nonce,
+                nonce.timestamp,
+                audit_id,
+                nonce.signature
+            ])?;
         if inserted == 0 {
             return Ok(Committed::Replay);
         }
@@ -70,6 +103,14 @@ mod tests {
     use super::*;
     use crate::store::{AuditFilter, Status};
 
+    fn nonce(nonce: &str, timestamp: i64) -> Nonce<'_> {
+        Nonce {
+            nonce,
+            timestamp,
+            signature: "sig",
+        }
+    }
+
     fn accepted(time_us: i64) -> AuditEntry<'static> {
         AuditEntry {
             time_us,
@@ -90,17 +131,25 @@ mod tests {
         store
             .add_key("ZK1", "secret-secret-secret", None, 1)
             .unwrap();
-        assert!(!store.nonce_seen("ZK1", "n1").unwrap());
+        assert_eq!(store.find_nonce("ZK1", "n1").unwrap(), None);
         let Committed::Stored(id) = store
-            .commit_accepted(&accepted(5), "n1", 100, "[1,2]")
+            .commit_accepted(&accepted(5), &nonce("n1", 100), "[1,2]")
             .unwrap()
         else {
             panic!("first use of a nonce must be stored");
         };
-        assert!(store.nonce_seen("ZK1", "n1").unwrap());
+        let seen = store.find_nonce("ZK1", "n1").unwrap().unwrap();
+        assert_eq!(
+            seen,
+            SeenNonce {
+                audit_id: id,
+                signature: Some("sig".into()),
+                records: 2
+            }
+        );
         assert_eq!(
             store
-                .commit_accepted(&accepted(6), "n1", 100, "[3]")
+                .commit_accepted(&accepted(6), &nonce("n1", 100), "[3]")
                 .unwrap(),
             Committed::Replay
         );
@@ -123,13 +172,13 @@ mod tests {
     fn pruning_forgets_only_old_nonces() {
         let mut store = Store::open_in_memory().unwrap();
         store
-            .commit_accepted(&accepted(1), "old", 100, "[]")
+            .commit_accepted(&accepted(1), &nonce("old", 100), "[]")
             .unwrap();
         store
-            .commit_accepted(&accepted(2), "new", 200, "[]")
+            .commit_accepted(&accepted(2), &nonce("new", 200), "[]")
             .unwrap();
         assert_eq!(store.prune_nonces(150).unwrap(), 1);
-        assert!(!store.nonce_seen("ZK1", "old").unwrap());
-        assert!(store.nonce_seen("ZK1", "new").unwrap());
+        assert!(store.find_nonce("ZK1", "old").unwrap().is_none());
+        assert!(store.find_nonce("ZK1", "new").unwrap().is_some());
     }
 }

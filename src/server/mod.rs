@@ -1,0 +1,163 @@
+//! The server loop: receive a request, hand it to [`handle`], write accepted records out, and only then
+//! acknowledge. Every request gets a reply and an audit row, whatever it holds.
+
+mod handle;
+mod log;
+
+use std::{
+    io::Write,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub use log::Log;
+
+use crate::{protocol::Reply, store::Store, timestamp};
+
+/// How often the loop wakes up to notice a shutdown signal when no request arrives.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How often old nonces are forgotten.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Frames kept from one request; more is malformed, and the rest are read and dropped.
+const MAX_FRAMES: usize = 8;
+
+/// Settings of a running server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest accepted distance, in seconds, between a request's timestamp and the server's clock.
+    pub max_skew_secs: i64,
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The ZeroMQ socket failed.
+    #[error("socket error: {0}")]
+    Socket(#[from] zmq::Error),
+    /// Accepted records could not be written to the output; they are safe in the store.
+    #[error("cannot write accepted records to the output (they are in the store): {0}")]
+    Output(std::io::Error),
+}
+
+/// Counts of what a server run handled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests accepted (including recognised retries of accepted requests).
+    pub accepted: u64,
+    /// Requests refused.
+    pub rejected: u64,
+}
+
+/// Serves requests on an already-bound ROUTER socket until `shutdown` becomes true.
+///
+/// A request in hand when the signal arrives is finished (committed and answered) before returning.
+pub fn run(
+    socket: &zmq::Socket,
+    store: &mut Store,
+    output: &mut dyn Write,
+    settings: &Settings,
+    shutdown: &AtomicBool,
+) -> Result<Stats, ServeError> {
+    let mut stats = Stats::default();
+    let mut log = Log::default();
+    let mut last_prune = Instant::now();
+    prune_nonces(store, settings, &mut log);
+    while !shutdown.load(Ordering::SeqCst) {
+        match socket.poll(zmq::POLLIN, POLL_INTERVAL.as_millis() as i64) {
+            Ok(0) => {}
+            Ok(_) => {
+                let incoming = receive(socket)?;
+                let (reply, accepted) = handle::handle(store, settings, &mut log, &incoming);
+                match &reply {
+                    Reply::Accepted { .. } => stats.accepted += 1,
+                    Reply::Rejected { .. } => stats.rejected += 1,
+                }
+                // Records are already committed; write them out before acknowledging, and stop on failure
+                // only after the client has its answer.
+                let written = accepted.map(|records| write_records(output, &records));
+                send_reply(socket, &incoming.route, &reply)?;
+                written.transpose().map_err(ServeError::Output)?;
+            }
+            Err(zmq::Error::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        log.roll_windows();
+        if last_prune.elapsed() >= PRUNE_INTERVAL {
+            prune_nonces(store, settings, &mut log);
+            last_prune = Instant::now();
+        }
+    }
+    Ok(stats)
+}
+
+/// One request as it came off the socket.
+pub(crate) struct Incoming {
+    /// Routing frames to echo: the peer identity, and the empty delimiter when the peer sent one.
+    route: Vec<Vec<u8>>,
+    /// The request frames after the route.
+    body: Vec<Vec<u8>>,
+    /// The peer's IP address, when the transport knows it.
+    peer: Option<String>,
+    /// Total bytes of the body frames, including any that were dropped.
+    size: u64,
+    /// True when the request had more frames than a request can have.
+    too_many_frames: bool,
+}
+
+fn receive(socket: &zmq::Socket) -> Result<Incoming, zmq::Error> {
+    let identity = socket.recv_msg(0)?;
+    let mut peer = None;
+    let mut frames = Vec::new();
+    let mut size = 0u64;
+    let mut too_many_frames = false;
+    while socket.get_rcvmore()? {
+        let mut frame = socket.recv_msg(0)?;
+        // The ROUTER socket makes up the identity frame; only frames from the wire carry the peer's metadata.
+        if peer.is_none() {
+            peer = frame.gets("Peer-Address").map(str::to_owned);
+        }
+        size += frame.len() as u64;
+        if frames.len() < MAX_FRAMES {
+            frames.push(frame.to_vec());
+        } else {
+            too_many_frames = true;
+        }
+    }
+    let mut route = vec![identity.to_vec()];
+    // A REQ peer (or a DEALER imitating one) puts an empty delimiter before the request; echo it back.
+    if frames.first().is_some_and(Vec::is_empty) {
+        route.push(frames.remove(0));
+    }
+    Ok(Incoming {
+        route,
+        body: frames,
+        peer,
+        size,
+        too_many_frames,
+    })
+}
+
+fn send_reply(socket: &zmq::Socket, route: &[Vec<u8>], reply: &Reply) -> Result<(), zmq::Error> {
+    let mut frames: Vec<&[u8]> = route.iter().map(Vec::as_slice).collect();
+    let reply = reply.to_frame();
+    frames.push(&reply);
+    socket.send_multipart(frames, 0)
+}
+
+fn write_records(output: &mut dyn Write, records: &[Value]) -> std::io::Result<()> {
+    for record in records {
+        serde_json::to_writer(&mut *output, record)?;
+        output.write_all(b"\n")?;
+    }
+    output.flush()
+}
+
+fn prune_nonces(store: &Store, settings: &Settings, log: &mut Log) {
+    if let Err(e) = store.prune_nonces(timestamp::now_seconds() - settings.max_skew_secs) {
+        log.info(format_args!("could not prune old nonces: {e}"));
+    }
+}
