@@ -4,7 +4,8 @@ use serde_json::Value;
 
 use super::{Incoming, Log, MAX_FRAMES, Settings};
 use crate::{
-    auth, avro,
+    auth,
+    avro::{self, Decoder},
     protocol::{RejectCode, Rejection, Reply, Request},
     store::{AuditEntry, Committed, Nonce, SeenNonce, Status, Store, StoreError},
     timestamp,
@@ -23,6 +24,7 @@ pub(super) fn handle(
     store: &mut Store,
     settings: &Settings,
     log: &mut Log,
+    decoder: &mut Decoder,
     incoming: &Incoming,
 ) -> (Reply, Option<Vec<Value>>) {
     let now_us = timestamp::now_micros();
@@ -39,7 +41,7 @@ pub(super) fn handle(
         Err(rejection) => return (reject(store, log, incoming, now_us, None, rejection), None),
     };
     let key = request.envelope.key.as_str();
-    match check(store, settings, log, &request, now_us) {
+    match check(store, settings, log, decoder, &request, now_us) {
         Ok(Verdict::Fresh(records)) => commit(store, log, incoming, &request, now_us, records),
         Ok(Verdict::Retry(seen)) => (retried(store, log, incoming, key, now_us, seen), None),
         Err(rejection) => (
@@ -54,6 +56,7 @@ fn check(
     store: &Store,
     settings: &Settings,
     log: &mut Log,
+    decoder: &mut Decoder,
     request: &Request,
     now_us: i64,
 ) -> Result<Verdict, Rejection> {
@@ -112,7 +115,8 @@ fn check(
             "nonce already used with this key for a different request",
         ));
     }
-    avro::decode(&request.payload)
+    decoder
+        .decode(&request.payload)
         .map(Verdict::Fresh)
         .map_err(|e| match e {
             avro::AvroError::UnsupportedSchema(_) => {

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 pub use log::Log;
 
-use crate::{protocol::Reply, store::Store, timestamp};
+use crate::{avro::Decoder, protocol::Reply, store::Store, timestamp};
 
 /// How often the loop wakes up to notice a shutdown signal when no request arrives.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -64,6 +64,7 @@ pub fn run(
 ) -> Result<Stats, ServeError> {
     let mut stats = Stats::default();
     let mut log = Log::default();
+    let mut decoder = Decoder::new();
     let mut last_prune = Instant::now();
     prune_nonces(store, settings, &mut log);
     while !shutdown.load(Ordering::SeqCst) {
@@ -71,7 +72,8 @@ pub fn run(
             Ok(0) => {}
             Ok(_) => {
                 let incoming = receive(socket)?;
-                let (reply, accepted) = handle::handle(store, settings, &mut log, &incoming);
+                let (reply, accepted) =
+                    handle::handle(store, settings, &mut log, &mut decoder, &incoming);
                 match &reply {
                     Reply::Accepted { .. } => stats.accepted += 1,
                     Reply::Rejected { .. } => stats.rejected += 1,

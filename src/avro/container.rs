@@ -1,0 +1,305 @@
+//! Avro object container files, framed by hand: header (magic, metadata, sync marker) and data blocks.
+//!
+//! apache-avro's `Reader` parses the writer schema out of every header; zavro frames containers itself so the
+//! server can recognise a header it has seen before without parsing its schema again, and so every length an
+//! untrusted file declares is checked against the bytes that are really there before anything is allocated.
+
+use apache_avro::Codec;
+
+/// The four bytes every container file starts with.
+pub const MAGIC: &[u8; 4] = b"Obj\x01";
+
+/// Why bytes are not a usable container file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContainerError {
+    /// The bytes end before a declared length, marker or block.
+    #[error("truncated: {0}")]
+    Truncated(&'static str),
+    /// A value breaks the format (bad magic, bad varint, negative length, wrong sync marker, …).
+    #[error("{0}")]
+    Invalid(String),
+    /// The header names a codec this build does not read.
+    #[error("codec {0:?} is not supported")]
+    UnsupportedCodec(String),
+    /// Decompressing a block failed or would exceed the allocation limit.
+    #[error("cannot decompress block: {0}")]
+    Decompress(String),
+}
+
+/// A parsed header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// The raw `avro.schema` metadata value (JSON text).
+    pub schema: &'a [u8],
+    /// The block codec (`avro.codec`, `null` when absent).
+    pub codec: Codec,
+    /// The 16-byte sync marker that ends the header and every block.
+    pub sync: [u8; 16],
+}
+
+/// Reads a container file block by block.
+pub struct ContainerReader<'a> {
+    header: Header<'a>,
+    rest: &'a [u8],
+}
+
+/// One data block: how many objects it holds and their bytes (decompressed).
+#[derive(Debug)]
+pub struct Block {
+    /// Number of objects in the block, as declared.
+    pub count: u64,
+    /// The serialized objects.
+    pub data: Vec<u8>,
+}
+
+impl<'a> ContainerReader<'a> {
+    /// Parses the header.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, ContainerError> {
+        let mut rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| {
+            ContainerError::Invalid("does not start with the Avro magic Obj\\x01".into())
+        })?;
+        let mut schema = None;
+        let mut codec_name: Option<&[u8]> = None;
+        loop {
+            let count = read_long(&mut rest)?;
+            if count == 0 {
+                break;
+            }
+            if count < 0 {
+                // A negative count is followed by the block's size in bytes, which we do not need.
+                read_long(&mut rest)?;
+            }
+            for _ in 0..count.unsigned_abs() {
+                let key = read_bytes(&mut rest)?;
+                let value = read_bytes(&mut rest)?;
+                match key {
+                    b"avro.schema" => schema = Some(value),
+                    b"avro.codec" => codec_name = Some(value),
+                    _ => {}
+                }
+            }
+        }
+        let sync = read_sync(&mut rest)?;
+        let schema =
+            schema.ok_or_else(|| ContainerError::Invalid("header has no avro.schema".into()))?;
+        let codec = match codec_name {
+            None => Codec::Null,
+            Some(name) => {
+                let name = String::from_utf8_lossy(name);
+                name.parse::<Codec>()
+                    .map_err(|_| ContainerError::UnsupportedCodec(name.into_owned()))?
+            }
+        };
+        Ok(ContainerReader {
+            header: Header {
+                schema,
+                codec,
+                sync,
+            },
+            rest,
+        })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &Header<'a> {
+        &self.header
+    }
+
+    /// The next block, or `None` at the end of the file.
+    pub fn next_block(&mut self) -> Result<Option<Block>, ContainerError> {
+        if self.rest.is_empty() {
+            return Ok(None);
+        }
+        let count = read_long(&mut self.rest)?;
+        let size = read_long(&mut self.rest)?;
+        let (Ok(count), Ok(size)) = (u64::try_from(count), usize::try_from(size)) else {
+            return Err(ContainerError::Invalid(format!(
+                "block declares {count} objects in {size} bytes"
+            )));
+        };
+        let data = take(&mut self.rest, size, "block shorter than its declared size")?;
+        if read_sync(&mut self.rest)? != self.header.sync {
+            return Err(ContainerError::Invalid(
+                "block does not end with the file's sync marker".into(),
+            ));
+        }
+        let mut data = data.to_vec();
+        self.header
+            .codec
+            .decompress(&mut data)
+            .map_err(|e| ContainerError::Decompress(e.to_string()))?;
+        Ok(Some(Block { count, data }))
+    }
+}
+
+/// Builds a container file in memory.
+pub struct ContainerWriter {
+    out: Vec<u8>,
+    sync: [u8; 16],
+    codec: Codec,
+}
+
+impl ContainerWriter {
+    /// Starts a file with this schema (JSON text), codec and sync marker.
+    pub fn new(schema_json: &str, codec: Codec, sync: [u8; 16]) -> Self {
+        let mut out = Vec::with_capacity(schema_json.len() + 64);
+        out.extend_from_slice(MAGIC);
+        let codec_name: &'static str = codec.into();
+        write_long(&mut out, 2);
+        write_bytes(&mut out, b"avro.schema");
+        write_bytes(&mut out, schema_json.as_bytes());
+        write_bytes(&mut out, b"avro.codec");
+        write_bytes(&mut out, codec_name.as_bytes());
+        write_long(&mut out, 0);
+        out.extend_from_slice(&sync);
+        ContainerWriter { out, sync, codec }
+    }
+
+    /// Appends one block of `count` serialized objects, compressing it with the file's codec.
+    pub fn write_block(&mut self, count: u64, mut data: Vec<u8>) -> Result<(), apache_avro::Error> {
+        self.codec.compress(&mut data)?;
+        write_long(&mut self.out, i64::try_from(count).unwrap_or(i64::MAX));
+        write_long(&mut self.out, i64::try_from(data.len()).unwrap_or(i64::MAX));
+        self.out.extend_from_slice(&data);
+        self.out.extend_from_slice(&self.sync);
+        Ok(())
+    }
+
+    /// The finished file.
+    pub fn finish(self) -> Vec<u8> {
+        self.out
+    }
+}
+
+/// Appends an Avro `long`: zig-zag, then base-128 varint, low bits first.
+pub fn write_long(out: &mut Vec<u8>, n: i64) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    write_long(out, i64::try_from(bytes.len()).unwrap_or(i64::MAX));
+    out.extend_from_slice(bytes);
+}
+
+/// Reads an Avro `long`, refusing varints longer than 10 bytes.
+pub fn read_long(input: &mut &[u8]) -> Result<i64, ContainerError> {
+    let mut z: u64 = 0;
+    for i in 0..10 {
+        let (&byte, rest) = input
+            .split_first()
+            .ok_or(ContainerError::Truncated("varint"))?;
+        *input = rest;
+        z |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    Err(ContainerError::Invalid(
+        "varint longer than 10 bytes".into(),
+    ))
+}
+
+fn read_bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], ContainerError> {
+    let len = read_long(input)?;
+    let len = usize::try_from(len)
+        .map_err(|_| ContainerError::Invalid(format!("negative length {len}")))?;
+    take(input, len, "metadata shorter than its declared length")
+}
+
+fn read_sync(input: &mut &[u8]) -> Result<[u8; 16], ContainerError> {
+    let marker = take(input, 16, "sync marker")?;
+    Ok(marker.try_into().expect("took exactly 16 bytes"))
+}
+
+/// Splits off `len` bytes, checking first that they are there (a declared length is never trusted).
+fn take<'a>(
+    input: &mut &'a [u8],
+    len: usize,
+    what: &'static str,
+) -> Result<&'a [u8], ContainerError> {
+    if len > input.len() {
+        return Err(ContainerError::Truncated(what));
+    }
+    let (head, rest) = input.split_at(len);
+    *input = rest;
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longs_round_trip_at_the_edges() {
+        for n in [0, 1, -1, 63, -64, 64, i64::MAX, i64::MIN, 1 << 35] {
+            let mut out = Vec::new();
+            write_long(&mut out, n);
+            assert_eq!(read_long(&mut out.as_slice()).unwrap(), n);
+        }
+        let mut out = Vec::new();
+        write_long(&mut out, -2);
+        assert_eq!(out, [3], "zig-zag per the Avro spec");
+    }
+
+    #[test]
+    fn a_written_file_reads_back_block_by_block() {
+        let mut writer = ContainerWriter::new(r#""long""#, Codec::Null, [7; 16]);
+        writer.write_block(2, vec![2, 4]).unwrap();
+        writer.write_block(1, vec![6]).unwrap();
+        let bytes = writer.finish();
+        let mut reader = ContainerReader::new(&bytes).unwrap();
+        assert_eq!(reader.header().schema, br#""long""#);
+        assert_eq!(reader.header().sync, [7; 16]);
+        let first = reader.next_block().unwrap().unwrap();
+        assert_eq!((first.count, first.data), (2, vec![2, 4]));
+        assert_eq!(reader.next_block().unwrap().unwrap().count, 1);
+        assert!(reader.next_block().unwrap().is_none());
+    }
+
+    #[test]
+    fn lying_lengths_and_markers_are_errors() {
+        let mut writer = ContainerWriter::new(r#""long""#, Codec::Null, [7; 16]);
+        writer.write_block(1, vec![2]).unwrap();
+        let bytes = writer.finish();
+        // Every truncation is an error, never a panic or an allocation of the declared size.
+        for cut in 0..bytes.len() {
+            let ok = ContainerReader::new(&bytes[..cut]).and_then(|mut r| {
+                while r.next_block()?.is_some() {}
+                Ok(())
+            });
+            assert!(ok.is_err() || cut == bytes.len() - 19, "cut at {cut}");
+        }
+        // A block that claims to be far larger than the file.
+        let header_len = bytes.len() - 19;
+        let mut lying = bytes[..header_len].to_vec();
+        write_long(&mut lying, 1);
+        write_long(&mut lying, i64::MAX);
+        assert!(ContainerReader::new(&lying).unwrap().next_block().is_err());
+        // A wrong sync marker after a block.
+        let mut wrong = bytes.clone();
+        let last = wrong.len() - 1;
+        wrong[last] ^= 1;
+        assert!(ContainerReader::new(&wrong).unwrap().next_block().is_err());
+    }
+
+    #[test]
+    fn unknown_codecs_are_named() {
+        let mut bytes = MAGIC.to_vec();
+        write_long(&mut bytes, 2);
+        write_bytes(&mut bytes, b"avro.schema");
+        write_bytes(&mut bytes, b"\"long\"");
+        write_bytes(&mut bytes, b"avro.codec");
+        write_bytes(&mut bytes, b"lzma-9000");
+        write_long(&mut bytes, 0);
+        bytes.extend_from_slice(&[0; 16]);
+        assert_eq!(
+            ContainerReader::new(&bytes).err(),
+            Some(ContainerError::UnsupportedCodec("lzma-9000".into()))
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! The serde mapping between JSON values and `zavro.Json` records, driving apache-avro's schema-aware
+//! (de)serializer directly: object keys keep their order, integers stay integers, and decoding is bounded in
+//! depth and in the number of values.
+
+use std::{cell::Cell, fmt};
+
+use serde::{
+    Deserialize, Deserializer, Serialize, Serializer,
+    de::{self, MapAccess, SeqAccess, Visitor},
+    ser::{SerializeMap, SerializeSeq, SerializeStruct},
+};
+use serde_json::{Map, Number, Value};
+
+use super::{MAX_DEPTH, MAX_VALUES};
+
+/// Resets the per-file limits; call before decoding each container file.
+pub(super) fn start_file() {
+    DEPTH.with(|d| d.set(0));
+    VALUES.with(|n| n.set(0));
+}
+
+/// One value of the `zavro.Json` record, borrowed for serialization.
+pub(super) struct Record<'a>(pub(super) &'a Value);
+
+/// The union inside a `zavro.Json` record.
+struct Node<'a>(&'a Value);
+
+impl Serialize for Record<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut record = serializer.serialize_struct("Json", 1)?;
+        record.serialize_field("value", &Node(self.0))?;
+        record.end()
+    }
+}
+
+impl Serialize for Node<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => serializer.serialize_unit(),
+            Value::Bool(b) => serializer.serialize_bool(*b),
+            Value::Number(n) => serialize_number(n, serializer),
+            Value::String(s) => serializer.serialize_str(s),
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Record(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => {
+                let mut out = serializer.serialize_map(Some(map.len()))?;
+                for (key, item) in map {
+                    out.serialize_entry(key, &Record(item))?;
+                }
+                out.end()
+            }
+        }
+    }
+}
+
+fn serialize_number<S: Serializer>(n: &Number, serializer: S) -> Result<S::Ok, S::Error> {
+    if let Some(i) = n.as_i64() {
+        serializer.serialize_i64(i)
+    } else if let Some(f) = n.as_f64().filter(|_| !n.is_u64()) {
+        serializer.serialize_f64(f)
+    } else {
+        Err(serde::ser::Error::custom(format!(
+            "number {n} does not fit a long or double"
+        )))
+    }
+}
+
+thread_local! {
+    /// Current nesting depth while decoding; bounds recursion so hostile input cannot overflow the stack.
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// Values decoded so far from the current container file.
+    static VALUES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Holds the depth counter up for the lifetime of one nested value.
+struct DepthGuard;
+
+impl DepthGuard {
+    fn enter<E: de::Error>() -> Result<Self, E> {
+        DEPTH.with(|d| {
+            let depth = d.get() + 1;
+            if depth > MAX_DEPTH {
+                return Err(E::custom(format!("nesting deeper than {MAX_DEPTH} levels")));
+            }
+            d.set(depth);
+            Ok(DepthGuard)
+        })
+    }
+}
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+/// A decoded `zavro.Json` record.
+pub(super) struct OwnedRecord(pub(super) Value);
+
+/// A decoded union value inside a `zavro.Json` record.
+struct OwnedNode(Value);
+
+impl<'de> Deserialize<'de> for OwnedRecord {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_struct("Json", &["value"], RecordVisitor)
+    }
+}
+
+struct RecordVisitor;
+
+impl<'de> Visitor<'de> for RecordVisitor {
+    type Value = OwnedRecord;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a zavro.Json record")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OwnedRecord, A::Error> {
+        let mut value = None;
+        while let Some(ValueField) = map.next_key()? {
+            if value.is_some() {
+                return Err(de::Error::duplicate_field("value"));
+            }
+            value = Some(map.next_value::<OwnedNode>()?.0);
+        }
+        value
+            .map(OwnedRecord)
+            .ok_or_else(|| de::Error::missing_field("value"))
+    }
+}
+
+/// The one field name of `zavro.Json`; apache-avro hands field names over as identifiers.
+struct ValueField;
+
+impl<'de> Deserialize<'de> for ValueField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(ValueFieldVisitor)
+    }
+}
+
+struct ValueFieldVisitor;
+
+impl Visitor<'_> for ValueFieldVisitor {
+    type Value = ValueField;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("the field name \"value\"")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ValueField, E> {
+        if v == "value" {
+            Ok(ValueField)
+        } else {
+            Err(E::unknown_field(v, &["value"]))
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<ValueField, E> {
+        if v == 0 {
+            Ok(ValueField)
+        } else {
+            Err(E::custom(format!("zavro.Json has no field {v}")))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OwnedNode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let count = VALUES.with(|n| {
+            n.set(n.get() + 1);
+            n.get()
+        });
+        if count > MAX_VALUES {
+            return Err(de::Error::custom(format!(
+                "more than {MAX_VALUES} JSON values in one request"
+            )));
+        }
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = OwnedNode;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<OwnedNode, E> {
+        Ok(OwnedNode(Value::Null))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<OwnedNode, E> {
+        Ok(OwnedNode(Value::Bool(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<OwnedNode, E> {
+        Ok(OwnedNode(Value::Number(v.into())))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<OwnedNode, E> {
+        Number::from_f64(v)
+            .map(|n| OwnedNode(Value::Number(n)))
+            .ok_or_else(|| E::custom(format!("{v} is not a JSON number")))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<OwnedNode, E> {
+        Ok(OwnedNode(Value::String(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<OwnedNode, E> {
+        Ok(OwnedNode(Value::String(v)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OwnedNode, A::Error> {
+        let _depth = DepthGuard::enter()?;
+        let mut items = Vec::new();
+        while let Some(OwnedRecord(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(OwnedNode(Value::Array(items)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OwnedNode, A::Error> {
+        let _depth = DepthGuard::enter()?;
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let OwnedRecord(item) = map.next_value()?;
+            out.insert(key, item);
+        }
+        Ok(OwnedNode(Value::Object(out)))
+    }
+}
