@@ -1,261 +1,503 @@
-//! One request, start to finish: parse, check key, signature, clock and nonce, decode, commit, and the reply.
+//! A group of requests, start to finish: check each one (key, signature, clock, nonce, payload), then commit all
+//! their audit rows and payloads in one transaction (group commit: one fsync for the group), then the replies.
+
+use std::collections::HashMap;
 
 use serde_json::Value;
 
 use super::{Incoming, Log, MAX_FRAMES, Settings};
 use crate::{
     auth,
-    avro::{self, Decoder},
+    avro::{AvroError, Decoder},
     protocol::{RejectCode, Rejection, Reply, Request},
-    store::{AuditEntry, Committed, Nonce, SeenNonce, Status, Store, StoreError},
+    store::{AuditEntry, Batch, Committed, Nonce, SeenNonce, Status, Store, StoreError},
     timestamp,
 };
 
-/// What the checks concluded about a correctly signed, timely request.
+/// The answer to one request: its reply and, when newly accepted, the records to write out.
+pub(super) struct Answer {
+    /// What the client is told.
+    pub reply: Reply,
+    /// The accepted records, in order; `None` unless newly stored.
+    pub records: Option<Vec<Value>>,
+}
+
+/// What the checks decided about one request, before anything is written.
 enum Verdict {
-    /// New: these are its records.
-    Fresh(Vec<Value>),
-    /// A byte-identical retry of a request already committed.
-    Retry(SeenNonce),
+    /// New and valid: its records, and their JSON as stored.
+    Fresh {
+        request: Request,
+        records: Vec<Value>,
+        json: String,
+    },
+    /// A byte-identical retry of a request committed earlier.
+    Retry { key: String, seen: SeenNonce },
+    /// A byte-identical retry of an earlier request of the same group.
+    RetryInGroup { key: String, of: usize },
+    /// Refused.
+    Reject {
+        key: Option<String>,
+        rejection: Rejection,
+    },
 }
 
-/// Handles one request; returns the reply and, when newly accepted, the records to write out.
-pub(super) fn handle(
-    store: &mut Store,
-    settings: &Settings,
-    log: &mut Log,
-    decoder: &mut Decoder,
-    incoming: &Incoming,
-) -> (Reply, Option<Vec<Value>>) {
-    let now_us = timestamp::now_micros();
-    let parsed = if incoming.too_many_frames {
-        Err(Rejection::new(
-            RejectCode::Malformed,
-            format!("more than {MAX_FRAMES} frames"),
-        ))
-    } else {
-        Request::from_frames(&incoming.body)
-    };
-    let request = match parsed {
-        Ok(request) => request,
-        Err(rejection) => return (reject(store, log, incoming, now_us, None, rejection), None),
-    };
-    let key = request.envelope.key.as_str();
-    match check(store, settings, log, decoder, &request, now_us) {
-        Ok(Verdict::Fresh(records)) => commit(store, log, incoming, &request, now_us, records),
-        Ok(Verdict::Retry(seen)) => (retried(store, log, incoming, key, now_us, seen), None),
-        Err(rejection) => (
-            reject(store, log, incoming, now_us, Some(key), rejection),
-            None,
-        ),
-    }
+/// Checks and commits groups of requests against one store.
+pub(super) struct Worker<'a> {
+    store: &'a mut Store,
+    settings: &'a Settings,
+    decoder: Decoder,
+    /// The human log (shared with the loop, which rolls its rate-limit windows).
+    pub log: Log,
 }
 
-/// The checks, in PROTOCOL.md's order: key, signature, clock, nonce, payload.
-fn check(
-    store: &Store,
-    settings: &Settings,
-    log: &mut Log,
-    decoder: &mut Decoder,
-    request: &Request,
-    now_us: i64,
-) -> Result<Verdict, Rejection> {
-    let envelope = &request.envelope;
-    let mut internal = |e: StoreError| {
-        log.info(format_args!("store error: {e}"));
-        Rejection::new(
-            RejectCode::Internal,
-            "the server could not read its store; retry",
-        )
-    };
-    let stored = store
-        .find_key(&envelope.key)
-        .map_err(&mut internal)?
-        .ok_or_else(|| {
-            Rejection::new(RejectCode::UnknownKey, format!("no key {:?}", envelope.key))
-        })?;
-    if stored.revoked {
-        return Err(Rejection::new(
-            RejectCode::RevokedKey,
-            format!("key {:?} was revoked", envelope.key),
-        ));
-    }
-    let string_to_sign = request.string_to_sign();
-    if !auth::verify(
-        stored.secret.as_bytes(),
-        string_to_sign.as_str(),
-        &envelope.signature,
-    ) {
-        return Err(Rejection::new(
-            RejectCode::BadSignature,
-            "signature does not match the request under this key's secret",
-        ));
-    }
-    let server_time = now_us.div_euclid(1_000_000);
-    let skew = envelope.timestamp.abs_diff(server_time);
-    if skew > settings.max_skew_secs.unsigned_abs() {
-        return Err(Rejection::new(
-            RejectCode::ClockSkew,
-            format!(
-                "timestamp {} is {skew} s from the server's time {server_time}; at most {} s allowed",
-                envelope.timestamp, settings.max_skew_secs
-            ),
-        ));
-    }
-    if let Some(seen) = store
-        .find_nonce(&envelope.key, &envelope.nonce)
-        .map_err(&mut internal)?
-    {
-        // The signature covers key, timestamp, nonce and payload digest: equal signatures mean the same bytes.
-        if seen.signature.as_deref() == Some(envelope.signature.as_str()) {
-            return Ok(Verdict::Retry(seen));
+impl<'a> Worker<'a> {
+    /// A worker for this store and these settings.
+    pub fn new(store: &'a mut Store, settings: &'a Settings) -> Self {
+        Worker {
+            store,
+            settings,
+            decoder: Decoder::new(),
+            log: Log::default(),
         }
-        return Err(Rejection::new(
-            RejectCode::Replay,
-            "nonce already used with this key for a different request",
-        ));
     }
-    decoder
-        .decode(&request.payload)
-        .map(Verdict::Fresh)
-        .map_err(|e| match e {
-            avro::AvroError::UnsupportedSchema(_) => {
+
+    /// The store, for housekeeping between groups.
+    pub fn store(&self) -> &Store {
+        self.store
+    }
+
+    /// Handles a group of requests: one answer per request, in order, given only after the group is committed.
+    pub fn handle_group(&mut self, group: &[Incoming]) -> Vec<Answer> {
+        let now_us = timestamp::now_micros();
+        let mut in_group: HashMap<(String, String), (usize, String)> = HashMap::new();
+        let mut verdicts = Vec::with_capacity(group.len());
+        for (index, incoming) in group.iter().enumerate() {
+            let verdict = self.check(incoming, now_us, &in_group);
+            if let Verdict::Fresh { request, .. } = &verdict {
+                let e = &request.envelope;
+                in_group.insert(
+                    (e.key.clone(), e.nonce.clone()),
+                    (index, e.signature.clone()),
+                );
+            }
+            verdicts.push(verdict);
+        }
+        match self.commit(group, verdicts, now_us) {
+            Ok(answers) => answers,
+            Err((e, verdicts)) => self.commit_failed(group, verdicts, now_us, e),
+        }
+    }
+
+    /// The checks, in PROTOCOL.md's order: frames, key, signature, clock, nonce, payload. Reads, never writes.
+    fn check(
+        &mut self,
+        incoming: &Incoming,
+        now_us: i64,
+        in_group: &HashMap<(String, String), (usize, String)>,
+    ) -> Verdict {
+        let parsed = if incoming.too_many_frames {
+            Err(Rejection::new(
+                RejectCode::Malformed,
+                format!("more than {MAX_FRAMES} frames"),
+            ))
+        } else {
+            Request::from_frames(&incoming.body)
+        };
+        let request = match parsed {
+            Ok(request) => request,
+            Err(rejection) => {
+                return Verdict::Reject {
+                    key: None,
+                    rejection,
+                };
+            }
+        };
+        let key = request.envelope.key.clone();
+        match self.check_request(request, now_us, in_group) {
+            Ok(verdict) => verdict,
+            Err(rejection) => Verdict::Reject {
+                key: Some(key),
+                rejection,
+            },
+        }
+    }
+
+    fn check_request(
+        &mut self,
+        request: Request,
+        now_us: i64,
+        in_group: &HashMap<(String, String), (usize, String)>,
+    ) -> Result<Verdict, Rejection> {
+        let envelope = &request.envelope;
+        let log = &mut self.log;
+        let mut internal = |e: StoreError| {
+            log.info(format_args!("store error: {e}"));
+            Rejection::new(
+                RejectCode::Internal,
+                "the server could not read its store; retry",
+            )
+        };
+        let stored = self
+            .store
+            .find_key(&envelope.key)
+            .map_err(&mut internal)?
+            .ok_or_else(|| {
+                Rejection::new(RejectCode::UnknownKey, format!("no key {:?}", envelope.key))
+            })?;
+        if stored.revoked {
+            return Err(Rejection::new(
+                RejectCode::RevokedKey,
+                format!("key {:?} was revoked", envelope.key),
+            ));
+        }
+        let string_to_sign = request.string_to_sign();
+        if !auth::verify(
+            stored.secret.as_bytes(),
+            string_to_sign.as_str(),
+            &envelope.signature,
+        ) {
+            return Err(Rejection::new(
+                RejectCode::BadSignature,
+                "signature does not match the request under this key's secret",
+            ));
+        }
+        let server_time = now_us.div_euclid(1_000_000);
+        let skew = envelope.timestamp.abs_diff(server_time);
+        if skew > self.settings.max_skew_secs.unsigned_abs() {
+            return Err(Rejection::new(
+                RejectCode::ClockSkew,
+                format!(
+                    "timestamp {} is {skew} s from the server's time {server_time}; at most {} s allowed",
+                    envelope.timestamp, self.settings.max_skew_secs
+                ),
+            ));
+        }
+        // The signature covers key, timestamp, nonce and payload digest: equal signatures mean the same bytes.
+        let replay = || {
+            Rejection::new(
+                RejectCode::Replay,
+                "nonce already used with this key for a different request",
+            )
+        };
+        if let Some((of, signature)) = in_group.get(&(envelope.key.clone(), envelope.nonce.clone()))
+        {
+            return if *signature == envelope.signature {
+                Ok(Verdict::RetryInGroup {
+                    key: envelope.key.clone(),
+                    of: *of,
+                })
+            } else {
+                Err(replay())
+            };
+        }
+        if let Some(seen) = self
+            .store
+            .find_nonce(&envelope.key, &envelope.nonce)
+            .map_err(&mut internal)?
+        {
+            return if seen.signature.as_deref() == Some(envelope.signature.as_str()) {
+                Ok(Verdict::Retry {
+                    key: envelope.key.clone(),
+                    seen,
+                })
+            } else {
+                Err(replay())
+            };
+        }
+        let records = self.decoder.decode(&request.payload).map_err(|e| match e {
+            AvroError::UnsupportedSchema(_) => {
                 Rejection::new(RejectCode::UnsupportedSchema, e.to_string())
             }
             _ => Rejection::new(RejectCode::BadPayload, e.to_string()),
+        })?;
+        let json = serde_json::to_string(&records).expect("JSON values always serialize");
+        Ok(Verdict::Fresh {
+            request,
+            records,
+            json,
         })
-}
+    }
 
-/// Commits a fresh request and builds its reply.
-fn commit(
-    store: &mut Store,
-    log: &mut Log,
-    incoming: &Incoming,
-    request: &Request,
-    now_us: i64,
-    records: Vec<Value>,
-) -> (Reply, Option<Vec<Value>>) {
-    let key = request.envelope.key.as_str();
-    let peer = incoming.peer.as_deref();
-    let entry = AuditEntry {
-        time_us: now_us,
-        action: "send",
-        status: Status::Accepted,
-        reason: None,
-        detail: None,
-        key_id: Some(key),
-        peer,
-        records: records.len() as u64,
-        size: incoming.size,
-    };
-    let nonce = Nonce {
-        nonce: &request.envelope.nonce,
-        timestamp: request.envelope.timestamp,
-        signature: &request.envelope.signature,
-    };
-    let json = serde_json::to_string(&records).expect("JSON values always serialize");
-    let rejection = match store.commit_accepted(&entry, &nonce, &json) {
-        Ok(Committed::Stored(audit_id)) => {
-            log.info(format_args!(
-                "accepted #{audit_id} key={key} peer={} records={}",
-                peer.unwrap_or("-"),
-                records.len()
-            ));
-            let reply = Reply::Accepted {
-                audit_id,
-                records: records.len() as u64,
-                duplicate: false,
-            };
-            return (reply, Some(records));
+    /// Writes every verdict's rows in one transaction; on failure hands the verdicts back, nothing kept.
+    #[allow(clippy::result_large_err)]
+    fn commit(
+        &mut self,
+        group: &[Incoming],
+        verdicts: Vec<Verdict>,
+        now_us: i64,
+    ) -> Result<Vec<Answer>, (StoreError, Vec<Verdict>)> {
+        let mut batch = match self.store.begin_batch() {
+            Ok(batch) => batch,
+            Err(e) => return Err((e, verdicts)),
+        };
+        let mut answers: Vec<Answer> = Vec::with_capacity(verdicts.len());
+        let mut lines = Vec::with_capacity(verdicts.len());
+        for (incoming, verdict) in group.iter().zip(&verdicts) {
+            match write_verdict(&mut batch, incoming, verdict, now_us, &answers) {
+                Ok((answer, line)) => {
+                    answers.push(answer);
+                    lines.push(line);
+                }
+                Err(e) => return Err((e, verdicts)),
+            }
         }
-        Ok(Committed::Replay) => {
-            Rejection::new(RejectCode::Replay, "nonce already used with this key")
+        if let Err(e) = batch.commit() {
+            return Err((e, verdicts));
         }
-        Err(e) => {
-            log.info(format_args!("store error, request not kept: {e}"));
+        // Only now, with the group durable, are records handed out and lines logged.
+        for ((answer, line), verdict) in answers.iter_mut().zip(lines).zip(verdicts) {
+            if let (
+                Reply::Accepted {
+                    duplicate: false, ..
+                },
+                Verdict::Fresh { records, .. },
+            ) = (&answer.reply, verdict)
+            {
+                answer.records = Some(records);
+            }
+            line.print(&mut self.log);
+        }
+        Ok(answers)
+    }
+
+    /// The group could not be committed: nothing of it was kept. Every request that would have been stored is
+    /// refused as `internal` (safe to retry); the refusals are audited if the store allows it.
+    fn commit_failed(
+        &mut self,
+        group: &[Incoming],
+        verdicts: Vec<Verdict>,
+        now_us: i64,
+        error: StoreError,
+    ) -> Vec<Answer> {
+        self.log.info(format_args!(
+            "store error, group of {} requests not kept: {error}",
+            group.len()
+        ));
+        let internal = || {
             Rejection::new(
                 RejectCode::Internal,
                 "the server could not store the request; retry",
             )
+        };
+        let refused: Vec<Verdict> = verdicts
+            .into_iter()
+            .map(|verdict| match verdict {
+                Verdict::Fresh { request, .. } => Verdict::Reject {
+                    key: Some(request.envelope.key),
+                    rejection: internal(),
+                },
+                Verdict::Retry { key, .. } | Verdict::RetryInGroup { key, .. } => Verdict::Reject {
+                    key: Some(key),
+                    rejection: internal(),
+                },
+                reject => reject,
+            })
+            .collect();
+        match self.commit(group, refused, now_us) {
+            Ok(answers) => answers,
+            Err((e, refused)) => {
+                self.log.info(format_args!(
+                    "store error, refusals not audited either: {e}"
+                ));
+                refused
+                    .into_iter()
+                    .map(|verdict| Answer {
+                        reply: match verdict {
+                            Verdict::Reject { rejection, .. } => reply_for(rejection, now_us),
+                            _ => reply_for(internal(), now_us),
+                        },
+                        records: None,
+                    })
+                    .collect()
+            }
         }
-    };
-    (
-        reject(store, log, incoming, now_us, Some(key), rejection),
-        None,
-    )
-}
-
-/// Answers a retry of an accepted request with the original audit id; stores nothing again but an audit row.
-fn retried(
-    store: &mut Store,
-    log: &mut Log,
-    incoming: &Incoming,
-    key: &str,
-    now_us: i64,
-    seen: SeenNonce,
-) -> Reply {
-    let detail = format!("retry of #{}; already stored", seen.audit_id);
-    let entry = AuditEntry {
-        time_us: now_us,
-        action: "send",
-        status: Status::Accepted,
-        reason: Some("duplicate"),
-        detail: Some(&detail),
-        key_id: Some(key),
-        peer: incoming.peer.as_deref(),
-        records: 0,
-        size: incoming.size,
-    };
-    let audit = match store.record(&entry) {
-        Ok(id) => format!("#{id}"),
-        Err(e) => format!("(not audited: {e})"),
-    };
-    log.info(format_args!(
-        "duplicate {audit} key={key} peer={}: {detail}",
-        incoming.peer.as_deref().unwrap_or("-")
-    ));
-    Reply::Accepted {
-        audit_id: seen.audit_id,
-        records: seen.records,
-        duplicate: true,
     }
 }
 
-/// Audits a refusal and builds its reply; a clock-skew reply carries the server's time.
-fn reject(
-    store: &mut Store,
-    log: &mut Log,
+/// A log line decided while writing, printed once the group is durable.
+enum LogLine {
+    Accepted {
+        id: i64,
+        key: String,
+        peer: String,
+        records: usize,
+    },
+    Duplicate {
+        id: i64,
+        key: String,
+        peer: String,
+        of: i64,
+    },
+    Rejected {
+        id: i64,
+        key: String,
+        peer: String,
+        code: RejectCode,
+        message: String,
+    },
+}
+
+impl LogLine {
+    fn print(self, log: &mut Log) {
+        match self {
+            LogLine::Accepted {
+                id,
+                key,
+                peer,
+                records,
+            } => {
+                log.info(format_args!(
+                    "accepted #{id} key={key} peer={peer} records={records}"
+                ));
+            }
+            LogLine::Duplicate { id, key, peer, of } => {
+                log.info(format_args!(
+                    "duplicate #{id} key={key} peer={peer}: retry of #{of}; already stored"
+                ));
+            }
+            LogLine::Rejected {
+                id,
+                key,
+                peer,
+                code,
+                message,
+            } => {
+                log.rejection(
+                    &peer,
+                    format_args!("rejected #{id} {code} key={key} peer={peer}: {message}"),
+                );
+            }
+        }
+    }
+}
+
+/// Writes one verdict's rows into the batch and decides its answer; `earlier` holds the group's answers so far.
+fn write_verdict(
+    batch: &mut Batch,
     incoming: &Incoming,
+    verdict: &Verdict,
     now_us: i64,
-    key: Option<&str>,
-    rejection: Rejection,
-) -> Reply {
+    earlier: &[Answer],
+) -> Result<(Answer, LogLine), StoreError> {
     let peer = incoming.peer.as_deref();
-    let entry = AuditEntry {
+    let peer_text = peer.unwrap_or("-").to_owned();
+    let size = incoming.size;
+    let reject = |batch: &mut Batch, key: Option<&str>, rejection: &Rejection| {
+        let id = batch.record(&AuditEntry {
+            reason: Some(rejection.code.as_str()),
+            detail: Some(&rejection.message),
+            ..send_entry(Status::Rejected, key, peer, size, now_us)
+        })?;
+        let line = LogLine::Rejected {
+            id,
+            key: key.unwrap_or("-").to_owned(),
+            peer: peer_text.clone(),
+            code: rejection.code,
+            message: rejection.message.clone(),
+        };
+        Ok::<_, StoreError>((answer(reply_for(rejection.clone(), now_us)), line))
+    };
+    let duplicate = |batch: &mut Batch, key: &str, of: i64, records: u64| {
+        let detail = format!("retry of #{of}; already stored");
+        let id = batch.record(&AuditEntry {
+            reason: Some("duplicate"),
+            detail: Some(&detail),
+            ..send_entry(Status::Accepted, Some(key), peer, size, now_us)
+        })?;
+        let reply = Reply::Accepted {
+            audit_id: of,
+            records,
+            duplicate: true,
+        };
+        let line = LogLine::Duplicate {
+            id,
+            key: key.to_owned(),
+            peer: peer_text.clone(),
+            of,
+        };
+        Ok::<_, StoreError>((answer(reply), line))
+    };
+    match verdict {
+        Verdict::Fresh {
+            request,
+            records,
+            json,
+        } => {
+            let key = request.envelope.key.as_str();
+            let nonce = Nonce {
+                nonce: &request.envelope.nonce,
+                timestamp: request.envelope.timestamp,
+                signature: &request.envelope.signature,
+            };
+            let accepted = AuditEntry {
+                records: records.len() as u64,
+                ..send_entry(Status::Accepted, Some(key), peer, size, now_us)
+            };
+            match batch.accept(&accepted, &nonce, json)? {
+                Committed::Stored(id) => {
+                    let reply = Reply::Accepted {
+                        audit_id: id,
+                        records: records.len() as u64,
+                        duplicate: false,
+                    };
+                    let line = LogLine::Accepted {
+                        id,
+                        key: key.to_owned(),
+                        peer: peer_text.clone(),
+                        records: records.len(),
+                    };
+                    Ok((answer(reply), line))
+                }
+                Committed::Replay => reject(
+                    batch,
+                    Some(key),
+                    &Rejection::new(RejectCode::Replay, "nonce already used with this key"),
+                ),
+            }
+        }
+        Verdict::Retry { key, seen } => duplicate(batch, key, seen.audit_id, seen.records),
+        Verdict::RetryInGroup { key, of } => match &earlier[*of].reply {
+            Reply::Accepted {
+                audit_id, records, ..
+            } => duplicate(batch, key, *audit_id, *records),
+            Reply::Rejected { code, message, .. } => {
+                reject(batch, Some(key), &Rejection::new(*code, message.clone()))
+            }
+        },
+        Verdict::Reject { key, rejection } => reject(batch, key.as_deref(), rejection),
+    }
+}
+
+/// The audit entry of a `send` action with no reason, detail or records yet.
+fn send_entry<'e>(
+    status: Status,
+    key: Option<&'e str>,
+    peer: Option<&'e str>,
+    size: u64,
+    now_us: i64,
+) -> AuditEntry<'e> {
+    AuditEntry {
         time_us: now_us,
         action: "send",
-        status: Status::Rejected,
-        reason: Some(rejection.code.as_str()),
-        detail: Some(&rejection.message),
+        status,
+        reason: None,
+        detail: None,
         key_id: key,
         peer,
         records: 0,
-        size: incoming.size,
-    };
-    let audit = match store.record(&entry) {
-        Ok(id) => format!("#{id}"),
-        Err(e) => format!("(not audited: {e})"),
-    };
-    log.rejection(
-        peer.unwrap_or("-"),
-        format_args!(
-            "rejected {audit} {} key={} peer={}: {}",
-            rejection.code,
-            key.unwrap_or("-"),
-            peer.unwrap_or("-"),
-            rejection.message
-        ),
-    );
+        size,
+    }
+}
+
+fn answer(reply: Reply) -> Answer {
+    Answer {
+        reply,
+        records: None,
+    }
+}
+
+/// The reply for a refusal; a clock-skew reply carries the server's time.
+fn reply_for(rejection: Rejection, now_us: i64) -> Reply {
     let server_time =
         (rejection.code == RejectCode::ClockSkew).then(|| now_us.div_euclid(1_000_000));
     Reply::Rejected {

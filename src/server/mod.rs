@@ -14,7 +14,9 @@ use serde_json::Value;
 
 pub use log::Log;
 
-use crate::{avro::Decoder, protocol::Reply, store::Store, timestamp};
+use handle::Worker;
+
+use crate::{protocol::Reply, store::Store, timestamp};
 
 /// How often the loop wakes up to notice a shutdown signal when no request arrives.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -52,9 +54,17 @@ pub struct Stats {
     pub rejected: u64,
 }
 
+/// Most requests committed together in one group.
+const GROUP_MAX_REQUESTS: usize = 256;
+
+/// A group stops growing once its requests hold this many bytes, which bounds the server's memory.
+const GROUP_MAX_BYTES: u64 = 4 << 20;
+
 /// Serves requests on an already-bound ROUTER socket until `shutdown` becomes true.
 ///
-/// A request in hand when the signal arrives is finished (committed and answered) before returning.
+/// Requests are taken in groups (everything waiting, up to [`GROUP_MAX_REQUESTS`] or [`GROUP_MAX_BYTES`]),
+/// checked, committed in one durable transaction, written out, and only then answered, in arrival order. A
+/// group in hand when the signal arrives is finished before returning.
 pub fn run(
     socket: &zmq::Socket,
     store: &mut Store,
@@ -63,37 +73,62 @@ pub fn run(
     shutdown: &AtomicBool,
 ) -> Result<Stats, ServeError> {
     let mut stats = Stats::default();
-    let mut log = Log::default();
-    let mut decoder = Decoder::new();
+    let mut worker = Worker::new(store, settings);
     let mut last_prune = Instant::now();
-    prune_nonces(store, settings, &mut log);
+    prune_nonces(&mut worker, settings);
     while !shutdown.load(Ordering::SeqCst) {
         match socket.poll(zmq::POLLIN, POLL_INTERVAL.as_millis() as i64) {
             Ok(0) => {}
             Ok(_) => {
-                let incoming = receive(socket)?;
-                let (reply, accepted) =
-                    handle::handle(store, settings, &mut log, &mut decoder, &incoming);
-                match &reply {
-                    Reply::Accepted { .. } => stats.accepted += 1,
-                    Reply::Rejected { .. } => stats.rejected += 1,
-                }
+                let group = receive_group(socket)?;
+                let answers = worker.handle_group(&group);
                 // Records are already committed; write them out before acknowledging, and stop on failure
-                // only after the client has its answer.
-                let written = accepted.map(|records| write_records(output, &records));
-                send_reply(socket, &incoming.route, &reply)?;
-                written.transpose().map_err(ServeError::Output)?;
+                // only after the clients have their answers.
+                let mut written = Ok(());
+                for answer in &answers {
+                    match &answer.reply {
+                        Reply::Accepted { .. } => stats.accepted += 1,
+                        Reply::Rejected { .. } => stats.rejected += 1,
+                    }
+                    if let (Ok(()), Some(records)) = (&written, &answer.records) {
+                        written = write_records(output, records);
+                    }
+                }
+                if written.is_ok() {
+                    written = output.flush();
+                }
+                for (incoming, answer) in group.iter().zip(&answers) {
+                    send_reply(socket, &incoming.route, &answer.reply)?;
+                }
+                written.map_err(ServeError::Output)?;
             }
             Err(zmq::Error::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
-        log.roll_windows();
+        worker.log.roll_windows();
         if last_prune.elapsed() >= PRUNE_INTERVAL {
-            prune_nonces(store, settings, &mut log);
+            prune_nonces(&mut worker, settings);
             last_prune = Instant::now();
         }
     }
     Ok(stats)
+}
+
+/// Takes the request that is ready and every further one already waiting, within the group limits.
+fn receive_group(socket: &zmq::Socket) -> Result<Vec<Incoming>, zmq::Error> {
+    let mut group = vec![receive(socket, 0)?];
+    let mut bytes = group[0].size;
+    while group.len() < GROUP_MAX_REQUESTS && bytes < GROUP_MAX_BYTES {
+        match receive(socket, zmq::DONTWAIT) {
+            Ok(incoming) => {
+                bytes += incoming.size;
+                group.push(incoming);
+            }
+            Err(zmq::Error::EAGAIN) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(group)
 }
 
 /// One request as it came off the socket.
@@ -110,8 +145,8 @@ pub(crate) struct Incoming {
     too_many_frames: bool,
 }
 
-fn receive(socket: &zmq::Socket) -> Result<Incoming, zmq::Error> {
-    let identity = socket.recv_msg(0)?;
+fn receive(socket: &zmq::Socket, flags: i32) -> Result<Incoming, zmq::Error> {
+    let identity = socket.recv_msg(flags)?;
     let mut peer = None;
     let mut frames = Vec::new();
     let mut size = 0u64;
@@ -155,11 +190,14 @@ fn write_records(output: &mut dyn Write, records: &[Value]) -> std::io::Result<(
         serde_json::to_writer(&mut *output, record)?;
         output.write_all(b"\n")?;
     }
-    output.flush()
+    Ok(())
 }
 
-fn prune_nonces(store: &Store, settings: &Settings, log: &mut Log) {
-    if let Err(e) = store.prune_nonces(timestamp::now_seconds() - settings.max_skew_secs) {
-        log.info(format_args!("could not prune old nonces: {e}"));
+fn prune_nonces(worker: &mut Worker, settings: &Settings) {
+    let oldest = timestamp::now_seconds() - settings.max_skew_secs;
+    if let Err(e) = worker.store().prune_nonces(oldest) {
+        worker
+            .log
+            .info(format_args!("could not prune old nonces: {e}"));
     }
 }

@@ -129,9 +129,9 @@ pub struct AuditFilter {
 impl Store {
     /// Writes one audit row on its own (rejections), durably, and returns its id.
     pub fn record(&mut self, entry: &AuditEntry) -> Result<i64, StoreError> {
-        let tx = self.conn.transaction()?;
-        let id = entry.insert(&tx, None)?;
-        tx.commit()?;
+        let mut batch = self.begin_batch()?;
+        let id = batch.record(entry)?;
+        batch.commit()?;
         Ok(id)
     }
 

@@ -22,7 +22,7 @@ use rusqlite_migration::{M, Migrations, SchemaVersion};
 pub use audit::{AuditEntry, AuditFilter, AuditRow, Status};
 pub use chain::{ChainBreak, Verified};
 pub use keys::{KeyRecord, StoredKey};
-pub use requests::{Committed, Nonce, SeenNonce};
+pub use requests::{Batch, Committed, Nonce, SeenNonce};
 
 /// How long a command waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);

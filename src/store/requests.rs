@@ -54,8 +54,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Stores an accepted request: its audit row and the JSON of its records (chained), its nonce, and the key's
-    /// last use.
+    /// Stores one accepted request in a transaction of its own (see [`Batch::accept`]).
     ///
     /// Returns only after the transaction is durable (`synchronous=FULL`), so the caller may acknowledge.
     pub fn commit_accepted(
@@ -64,11 +63,49 @@ impl Store {
         nonce: &Nonce,
         payload_json: &str,
     ) -> Result<Committed, StoreError> {
+        let mut batch = self.begin_batch()?;
+        let committed = batch.accept(entry, nonce, payload_json)?;
+        batch.commit()?;
+        Ok(committed)
+    }
+
+    /// Starts a group commit: many requests' rows in one write transaction, made durable by one fsync.
+    pub fn begin_batch(&mut self) -> Result<Batch<'_>, StoreError> {
+        Ok(Batch {
+            tx: self.conn.transaction()?,
+        })
+    }
+
+    /// Forgets nonces whose timestamp is before `oldest_timestamp`: such requests fail the clock check anyway.
+    pub fn prune_nonces(&self, oldest_timestamp: i64) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM nonces WHERE timestamp < ?1",
+            [oldest_timestamp],
+        )?)
+    }
+}
+
+/// A write transaction holding the rows of several requests; nothing is durable until [`Batch::commit`], and
+/// dropping it rolls everything back.
+pub struct Batch<'s> {
+    tx: rusqlite::Transaction<'s>,
+}
+
+impl Batch<'_> {
+    /// Adds an accepted request: its audit row and the JSON of its records (chained), its nonce, and the key's
+    /// last use. A nonce that some other writer stored meanwhile makes it a [`Committed::Replay`], with nothing
+    /// of it kept.
+    pub fn accept(
+        &mut self,
+        entry: &AuditEntry,
+        nonce: &Nonce,
+        payload_json: &str,
+    ) -> Result<Committed, StoreError> {
         let key_id = entry.key_id.unwrap_or_default();
-        let tx = self.conn.transaction()?;
-        let audit_id = entry.insert(&tx, Some(payload_json))?;
+        let savepoint = self.tx.savepoint()?;
+        let audit_id = entry.insert(&savepoint, Some(payload_json))?;
         // The primary key makes a reused nonce fail here even if two servers share the store.
-        let inserted = tx
+        let inserted = savepoint
             .prepare_cached(
                 "INSERT INTO nonces (key_id, nonce, timestamp, audit_id, signature)
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
@@ -83,18 +120,21 @@ impl Store {
         if inserted == 0 {
             return Ok(Committed::Replay);
         }
-        tx.prepare_cached("UPDATE keys SET last_used_us = ?1 WHERE id = ?2")?
+        savepoint
+            .prepare_cached("UPDATE keys SET last_used_us = ?1 WHERE id = ?2")?
             .execute(params![entry.time_us, key_id])?;
-        tx.commit()?;
+        savepoint.commit()?;
         Ok(Committed::Stored(audit_id))
     }
 
-    /// Forgets nonces whose timestamp is before `oldest_timestamp`: such requests fail the clock check anyway.
-    pub fn prune_nonces(&self, oldest_timestamp: i64) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
-            "DELETE FROM nonces WHERE timestamp < ?1",
-            [oldest_timestamp],
-        )?)
+    /// Adds an audit row without a payload (a rejection, a recognised retry) and returns its id.
+    pub fn record(&mut self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        entry.insert(&self.tx, None)
+    }
+
+    /// Makes everything in the batch durable at once.
+    pub fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit()?)
     }
 }
 
@@ -166,6 +206,47 @@ mod tests {
         assert_eq!(sends[0].id, id);
         assert_eq!(sends[0].payload.as_deref(), Some("[1,2]"));
         assert_eq!(store.list_keys().unwrap()[0].last_used_us, Some(5));
+    }
+
+    #[test]
+    fn a_batch_commits_all_or_nothing_and_a_replay_inside_it_keeps_nothing_of_itself() {
+        let mut store = Store::open_in_memory().unwrap();
+        {
+            let mut batch = store.begin_batch().unwrap();
+            batch.accept(&accepted(1), &nonce("a", 100), "[1]").unwrap();
+            // Dropped without commit: rolled back.
+        }
+        assert!(store.find_nonce("ZK1", "a").unwrap().is_none());
+
+        let mut batch = store.begin_batch().unwrap();
+        assert!(matches!(
+            batch.accept(&accepted(1), &nonce("a", 100), "[1]").unwrap(),
+            Committed::Stored(_)
+        ));
+        assert_eq!(
+            batch.accept(&accepted(2), &nonce("a", 100), "[2]").unwrap(),
+            Committed::Replay
+        );
+        assert!(matches!(
+            batch.accept(&accepted(3), &nonce("b", 100), "[3]").unwrap(),
+            Committed::Stored(_)
+        ));
+        batch.commit().unwrap();
+
+        let payloads: Vec<_> = store
+            .query_audit(&AuditFilter {
+                with_payload: true,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .filter_map(|row| row.payload)
+            .collect();
+        assert_eq!(payloads, ["[1]", "[3]"]);
+        assert!(
+            store.verify_audit(None).unwrap().is_ok(),
+            "the chain skips the rolled-back row cleanly"
+        );
     }
 
     #[test]
