@@ -44,6 +44,8 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --timeout 'Give up when the server has not answered a request within this many seconds'
             cand --retries 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)'
             cand --batch 'Most records per request'
+            cand --batch-bytes 'Most bytes of encoded records per request (a single larger record still goes alone)'
+            cand --window 'Requests in flight per server before waiting for replies'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand -h 'Print help'
             cand --help 'Print help'

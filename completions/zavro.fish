@@ -43,6 +43,8 @@ complete -c zavro -n "__fish_zavro_using_subcommand send" -l secret-file -d 'Rea
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l timeout -d 'Give up when the server has not answered a request within this many seconds' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l retries -d 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch -d 'Most records per request' -r
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch-bytes -d 'Most bytes of encoded records per request (a single larger record still goes alone)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l window -d 'Requests in flight per server before waiting for replies' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand send" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F

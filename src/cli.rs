@@ -28,8 +28,9 @@ Examples:
   ZAVRO_SECRET=... zavro send 127.0.0.1:12345 < records.ndjson
   zavro send --secret-file ~/.zavro-secret 127.0.0.1:12345 < example.json
 
-Standard input holds JSON values separated by white space (NDJSON works). A single top-level array is a \
-batch: its elements are the records.";
+Standard input holds JSON values separated by white space (NDJSON works) and is read as a stream. A single \
+top-level array is a batch: its elements are the records. Bad input stops `send` before the request that \
+would hold it; records of earlier requests were already accepted.";
 
 const KEYS_ADD_EXAMPLES: &str = "\
 Examples:
@@ -112,8 +113,10 @@ pub struct ServeArgs {
 /// Options of `zavro send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// The server: HOST:PORT or a ZeroMQ endpoint (tcp://…, ipc://…).
-    pub endpoint: String,
+    /// The server: HOST:PORT or a ZeroMQ endpoint (tcp://…, ipc://…). With several, requests are spread over
+    /// them and move to another when one does not answer.
+    #[arg(required = true, value_name = "ENDPOINT")]
+    pub endpoints: Vec<String>,
 
     /// API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal.
     #[arg(long, env = "ZAVRO_KEY", hide_env_values = true, value_name = "KEY")]
@@ -135,6 +138,14 @@ pub struct SendArgs {
     /// Most records per request.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch: u32,
+
+    /// Most bytes of encoded records per request (a single larger record still goes alone).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1024..=(1 << 20)))]
+    pub batch_bytes: u32,
+
+    /// Requests in flight per server before waiting for replies.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub window: u32,
 }
 
 fn parse_timeout(text: &str) -> Result<f64, String> {

@@ -1,9 +1,25 @@
-//! The client: send signed requests one at a time over a REQ socket, wait (bounded) for each reply, and
-//! resend the same request on a fresh socket when a reply does not come.
+//! The client: keeps a window of signed requests in flight over DEALER sockets to one or more servers, matches
+//! replies to requests, and resends a request whose reply does not come in time.
+//!
+//! A server answers the requests of one connection in the order it received them (PROTOCOL.md), so replies are
+//! matched first-in, first-out per connection. When the oldest request of a connection times out, the socket is
+//! closed (dropping any late replies), the endpoint rests for a back-off, and every request that was in flight
+//! on it is sent again, unchanged, on the next connection that is up: the "Lazy Pirate" pattern. The server
+//! recognises a byte-identical retry of a request it already committed and answers with the original audit id,
+//! so a resend never stores anything twice.
 
-use std::time::Duration;
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
 
 use crate::protocol::{RejectCode, Reply, Request};
+
+/// How long an endpoint rests after a timeout before it is tried again; doubled per consecutive failure.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The longest rest.
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
 /// Why sending failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,10 +37,10 @@ pub enum ClientError {
         accepted_records: u64,
     },
     /// No reply came in time, after every retry.
-    #[error("no reply from {endpoint} within {timeout:?} in {attempts} attempts: is `zavro serve` running there?{}", progress(*accepted_records))]
+    #[error("no reply from {endpoints} within {timeout:?} in {attempts} attempts: is `zavro serve` running there?{}", progress(*accepted_records))]
     Timeout {
-        /// The endpoint we sent to.
-        endpoint: String,
+        /// The endpoints we sent to.
+        endpoints: String,
         /// How long each attempt waited.
         timeout: Duration,
         /// How many times the request was sent.
@@ -35,7 +51,7 @@ pub enum ClientError {
     /// The reply was not a valid protocol reply.
     #[error("unexpected reply from {endpoint}: {reason}")]
     BadReply {
-        /// The endpoint we sent to.
+        /// The endpoint that sent it.
         endpoint: String,
         /// What was wrong with it.
         reason: String,
@@ -81,168 +97,144 @@ impl ClientError {
     }
 }
 
-/// How long to wait before the first resend; doubled for each further attempt, up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-
-/// The longest pause between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(4);
-
-/// A connection to one server, with Lazy Pirate retries: on a timeout the same signed request is sent again on
-/// a fresh socket (a REQ socket that lost its reply cannot send again), and the server answers a byte-identical
-/// retry of a committed request with the original audit id, so nothing is stored twice.
-pub struct Client {
-    context: zmq::Context,
-    socket: Option<zmq::Socket>,
-    endpoint: String,
-    timeout: Duration,
-    retries: u32,
-    accepted_records: u64,
-    resends: u64,
+/// How the client sends.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a request may wait for its reply before it is sent again.
+    pub timeout: Duration,
+    /// How many times a request is sent again before giving up.
+    pub retries: u32,
+    /// Requests in flight per connection.
+    pub window: usize,
 }
 
-/// What the server said about an accepted request.
+/// An accepted request, as the client saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
     /// The audit row that records the request.
     pub audit_id: i64,
+    /// Records it carried.
+    pub records: u64,
     /// True when the server had already committed this request (a retry after a lost reply).
     pub duplicate: bool,
+    /// From the first send to the reply.
+    pub latency: Duration,
+}
+
+/// A request waiting for its reply.
+struct InFlight {
+    frames: [Vec<u8>; 4],
+    records: u64,
+    attempts: u32,
+    first_sent: Instant,
+    sent: Instant,
+}
+
+/// One endpoint's socket and the requests in flight on it, oldest first.
+struct Connection {
+    endpoint: String,
+    socket: Option<zmq::Socket>,
+    in_flight: VecDeque<InFlight>,
+    failures: u32,
+    rest_until: Option<Instant>,
+}
+
+/// Sends requests to one or more servers with a window of requests in flight on each.
+pub struct Client {
+    context: zmq::Context,
+    settings: Settings,
+    connections: Vec<Connection>,
+    next: usize,
+    /// Requests whose connection failed, to be sent again before any new one.
+    resend: VecDeque<InFlight>,
+    accepted: VecDeque<Accepted>,
+    accepted_records: u64,
+    resends: u64,
 }
 
 impl Client {
-    /// Prepares a client for `endpoint` (a ZeroMQ endpoint). Connecting is lazy: an absent server shows up as a
-    /// timeout, after `retries` resends.
+    /// Prepares connections to `endpoints` (ZeroMQ endpoints). Connecting is lazy: an absent server shows up as
+    /// a timeout.
     pub fn connect(
         context: &zmq::Context,
-        endpoint: &str,
-        timeout: Duration,
-        retries: u32,
+        endpoints: &[String],
+        settings: Settings,
     ) -> Result<Client, ClientError> {
         let mut client = Client {
             context: context.clone(),
-            socket: None,
-            endpoint: endpoint.to_owned(),
-            timeout,
-            retries,
+            settings: Settings {
+                window: settings.window.max(1),
+                ..settings
+            },
+            connections: endpoints
+                .iter()
+                .map(|endpoint| Connection {
+                    endpoint: endpoint.clone(),
+                    socket: None,
+                    in_flight: VecDeque::new(),
+                    failures: 0,
+                    rest_until: None,
+                })
+                .collect(),
+            next: 0,
+            resend: VecDeque::new(),
+            accepted: VecDeque::new(),
             accepted_records: 0,
             resends: 0,
         };
-        client.reconnect()?;
+        for index in 0..client.connections.len() {
+            client.open(index)?;
+        }
         Ok(client)
     }
 
-    fn socket_error(&self, source: zmq::Error) -> ClientError {
-        ClientError::Socket {
-            endpoint: self.endpoint.clone(),
-            source,
+    /// Queues a request, first waiting while every connection's window is full. Replies that arrive meanwhile
+    /// are collected; see [`Client::take_accepted`].
+    pub fn submit(&mut self, request: &Request, records: u64) -> Result<(), ClientError> {
+        let [version, envelope, payload] = request.to_frames();
+        let now = Instant::now();
+        self.resend.push_back(InFlight {
+            // The empty delimiter makes the DEALER's request look like a REQ's, which the server expects.
+            frames: [Vec::new(), version, envelope, payload],
+            records,
+            attempts: 0,
+            first_sent: now,
+            sent: now,
+        });
+        while !self.resend.is_empty() {
+            self.dispatch()?;
+            if !self.resend.is_empty() {
+                self.wait()?;
+            }
         }
-    }
-
-    /// Replaces the socket with a fresh one (the old one is closed without lingering).
-    fn reconnect(&mut self) -> Result<(), ClientError> {
-        self.socket = None;
-        let socket = self
-            .context
-            .socket(zmq::REQ)
-            .map_err(|e| self.socket_error(e))?;
-        let millis = i32::try_from(self.timeout.as_millis()).unwrap_or(i32::MAX);
-        // Never wait at exit for a request no server took.
-        socket.set_linger(0).map_err(|e| self.socket_error(e))?;
-        socket
-            .set_sndtimeo(millis)
-            .map_err(|e| self.socket_error(e))?;
-        socket
-            .connect(&self.endpoint)
-            .map_err(|e| self.socket_error(e))?;
-        self.socket = Some(socket);
         Ok(())
     }
 
-    /// Sends one request, resending it on timeouts, until a reply comes; an accepted reply must count every
-    /// record sent.
+    /// Waits until every submitted request is answered.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        while !self.resend.is_empty() || self.connections.iter().any(|c| !c.in_flight.is_empty()) {
+            self.dispatch()?;
+            self.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Sends one request and waits for its answer (window of one).
     pub fn send(&mut self, request: &Request, records: u64) -> Result<Accepted, ClientError> {
-        let frames = request.to_frames();
-        for attempt in 0..=self.retries {
-            if attempt > 0 {
-                let backoff = FIRST_BACKOFF
-                    .saturating_mul(1 << (attempt - 1).min(8))
-                    .min(MAX_BACKOFF);
-                std::thread::sleep(backoff);
-                self.reconnect()?;
-                self.resends += 1;
-            }
-            if let Some(reply) = self.attempt(&frames)? {
-                return self.accept(reply, records);
-            }
-        }
-        Err(ClientError::Timeout {
-            endpoint: self.endpoint.clone(),
-            timeout: self.timeout,
-            attempts: self.retries + 1,
-            accepted_records: self.accepted_records,
-        })
+        self.submit(request, records)?;
+        self.flush()?;
+        Ok(self
+            .accepted
+            .pop_back()
+            .expect("flush leaves the reply of the request submitted"))
     }
 
-    /// One send and bounded wait; `None` when no reply came in time.
-    fn attempt(&self, frames: &[Vec<u8>; 3]) -> Result<Option<Vec<Vec<u8>>>, ClientError> {
-        let socket = self
-            .socket
-            .as_ref()
-            .expect("connect() always leaves a socket");
-        match socket.send_multipart(frames, 0) {
-            Err(zmq::Error::EAGAIN) => return Ok(None),
-            other => other.map_err(|e| self.socket_error(e))?,
-        }
-        let millis = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
-        match socket.poll(zmq::POLLIN, millis) {
-            Ok(0) => Ok(None),
-            Ok(_) => socket
-                .recv_multipart(0)
-                .map(Some)
-                .map_err(|e| self.socket_error(e)),
-            Err(e) => Err(self.socket_error(e)),
-        }
+    /// The accepted replies collected since the last call, in arrival order.
+    pub fn take_accepted(&mut self) -> impl Iterator<Item = Accepted> + '_ {
+        self.accepted.drain(..)
     }
 
-    fn accept(&mut self, frames: Vec<Vec<u8>>, records: u64) -> Result<Accepted, ClientError> {
-        let bad = |reason: String| ClientError::BadReply {
-            endpoint: self.endpoint.clone(),
-            reason,
-        };
-        let [frame] = frames.as_slice() else {
-            return Err(bad(format!("{} frames instead of 1", frames.len())));
-        };
-        match Reply::from_frame(frame).map_err(|e| bad(e.to_string()))? {
-            Reply::Accepted {
-                audit_id,
-                records: counted,
-                duplicate,
-            } if counted == records => {
-                self.accepted_records += records;
-                Ok(Accepted {
-                    audit_id,
-                    duplicate,
-                })
-            }
-            Reply::Accepted {
-                records: counted, ..
-            } => Err(bad(format!(
-                "server counted {counted} records, {records} were sent"
-            ))),
-            Reply::Rejected {
-                code,
-                message,
-                server_time,
-            } => Err(ClientError::Rejected {
-                code,
-                message,
-                server_time,
-                accepted_records: self.accepted_records,
-            }),
-        }
-    }
-
-    /// Records accepted so far on this connection.
+    /// Records accepted so far.
     pub fn accepted_records(&self) -> u64 {
         self.accepted_records
     }
@@ -250,5 +242,224 @@ impl Client {
     /// How many times a request was sent again after a timeout.
     pub fn resends(&self) -> u64 {
         self.resends
+    }
+
+    fn socket_error(endpoint: &str, source: zmq::Error) -> ClientError {
+        ClientError::Socket {
+            endpoint: endpoint.to_owned(),
+            source,
+        }
+    }
+
+    /// Opens a fresh socket for connection `index`, replacing any old one.
+    fn open(&mut self, index: usize) -> Result<(), ClientError> {
+        let connection = &mut self.connections[index];
+        connection.socket = None;
+        let err = |e| Self::socket_error(&connection.endpoint, e);
+        let socket = self.context.socket(zmq::DEALER).map_err(err)?;
+        // Never wait at exit for requests no server took.
+        socket.set_linger(0).map_err(err)?;
+        if connection.endpoint.starts_with("tcp://[") {
+            socket.set_ipv6(true).map_err(err)?;
+        }
+        socket.connect(&connection.endpoint).map_err(err)?;
+        connection.socket = Some(socket);
+        Ok(())
+    }
+
+    /// Sends queued requests on connections that are up and have room in their window.
+    fn dispatch(&mut self) -> Result<(), ClientError> {
+        let now = Instant::now();
+        let count = self.connections.len();
+        for _ in 0..count {
+            if self.resend.is_empty() {
+                break;
+            }
+            let index = self.next;
+            self.next = (self.next + 1) % count;
+            if self.connections[index]
+                .rest_until
+                .is_some_and(|until| until > now)
+            {
+                continue;
+            }
+            if self.connections[index].socket.is_none() {
+                self.open(index)?;
+                self.connections[index].rest_until = None;
+            }
+            let window = self.settings.window;
+            let connection = &mut self.connections[index];
+            while connection.in_flight.len() < window {
+                let Some(mut request) = self.resend.pop_front() else {
+                    break;
+                };
+                let socket = connection.socket.as_ref().expect("opened above");
+                match socket.send_multipart(&request.frames, zmq::DONTWAIT) {
+                    Ok(()) => {
+                        request.attempts += 1;
+                        request.sent = Instant::now();
+                        connection.in_flight.push_back(request);
+                    }
+                    Err(zmq::Error::EAGAIN) => {
+                        // No peer yet, or its queue is full: try again after the next wait.
+                        self.resend.push_front(request);
+                        break;
+                    }
+                    Err(e) => return Err(Self::socket_error(&connection.endpoint, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for replies (or for the nearest deadline), handles what arrived, and fails over timed-out
+    /// connections.
+    fn wait(&mut self) -> Result<(), ClientError> {
+        let now = Instant::now();
+        let timeout = self.settings.timeout;
+        let deadline = self
+            .connections
+            .iter()
+            .filter_map(|c| c.in_flight.front().map(|r| r.sent + timeout))
+            .chain(self.connections.iter().filter_map(|c| c.rest_until))
+            .min()
+            .unwrap_or(now + Duration::from_millis(50));
+        let wait_ms = deadline
+            .saturating_duration_since(now)
+            .as_millis()
+            .clamp(1, 1000) as i64;
+        let ready: Vec<bool> = {
+            let mut items: Vec<zmq::PollItem> = self
+                .connections
+                .iter()
+                .filter_map(|c| c.socket.as_ref())
+                .map(|s| s.as_poll_item(zmq::POLLIN))
+                .collect();
+            if items.is_empty() {
+                std::thread::sleep(Duration::from_millis(wait_ms as u64));
+                Vec::new()
+            } else {
+                match zmq::poll(&mut items, wait_ms) {
+                    Ok(_) | Err(zmq::Error::EINTR) => {}
+                    Err(e) => return Err(Self::socket_error("the sockets", e)),
+                }
+                items.iter().map(|item| item.is_readable()).collect()
+            }
+        };
+        let open: Vec<usize> = (0..self.connections.len())
+            .filter(|&i| self.connections[i].socket.is_some())
+            .collect();
+        for (index, readable) in open.into_iter().zip(ready) {
+            if readable {
+                self.receive(index)?;
+            }
+        }
+        self.fail_over_timed_out()
+    }
+
+    /// Takes every reply waiting on connection `index`.
+    fn receive(&mut self, index: usize) -> Result<(), ClientError> {
+        loop {
+            let connection = &mut self.connections[index];
+            let socket = connection
+                .socket
+                .as_ref()
+                .expect("only open sockets are polled");
+            let frames = match socket.recv_multipart(zmq::DONTWAIT) {
+                Ok(frames) => frames,
+                Err(zmq::Error::EAGAIN) => return Ok(()),
+                Err(e) => return Err(Self::socket_error(&connection.endpoint, e)),
+            };
+            let bad = |reason: String| ClientError::BadReply {
+                endpoint: connection.endpoint.clone(),
+                reason,
+            };
+            let [delimiter, frame] = frames.as_slice() else {
+                return Err(bad(format!("{} frames instead of 2", frames.len())));
+            };
+            if !delimiter.is_empty() {
+                return Err(bad("the first frame is not the empty delimiter".into()));
+            }
+            let request = connection
+                .in_flight
+                .pop_front()
+                .ok_or_else(|| bad("a reply to no request".into()))?;
+            connection.failures = 0;
+            match Reply::from_frame(frame).map_err(|e| bad(e.to_string()))? {
+                Reply::Accepted {
+                    audit_id,
+                    records,
+                    duplicate,
+                } if records == request.records => {
+                    self.accepted_records += records;
+                    self.accepted.push_back(Accepted {
+                        audit_id,
+                        records,
+                        duplicate,
+                        latency: request.first_sent.elapsed(),
+                    });
+                }
+                Reply::Accepted { records, .. } => {
+                    return Err(bad(format!(
+                        "server counted {records} records, {} were sent",
+                        request.records
+                    )));
+                }
+                Reply::Rejected {
+                    code,
+                    message,
+                    server_time,
+                } => {
+                    return Err(ClientError::Rejected {
+                        code,
+                        message,
+                        server_time,
+                        accepted_records: self.accepted_records,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Closes every connection whose oldest request has waited too long and queues its requests to be sent
+    /// again, unchanged; gives up on a request that used all its attempts.
+    fn fail_over_timed_out(&mut self) -> Result<(), ClientError> {
+        let now = Instant::now();
+        for index in 0..self.connections.len() {
+            let connection = &mut self.connections[index];
+            let timed_out = connection
+                .in_flight
+                .front()
+                .is_some_and(|r| now.duration_since(r.sent) >= self.settings.timeout);
+            if !timed_out {
+                continue;
+            }
+            // Dropping the socket drops any late replies with it, so FIFO matching stays right.
+            connection.socket = None;
+            let backoff = FIRST_BACKOFF
+                .saturating_mul(1 << connection.failures.min(8))
+                .min(MAX_BACKOFF);
+            connection.failures += 1;
+            connection.rest_until = Some(now + backoff);
+            let requests: Vec<InFlight> = connection.in_flight.drain(..).collect();
+            for request in requests.into_iter().rev() {
+                if request.attempts > self.settings.retries {
+                    return Err(ClientError::Timeout {
+                        endpoints: self
+                            .connections
+                            .iter()
+                            .map(|c| c.endpoint.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        timeout: self.settings.timeout,
+                        attempts: request.attempts,
+                        accepted_records: self.accepted_records,
+                    });
+                }
+                self.resends += 1;
+                self.resend.push_front(request);
+            }
+        }
+        Ok(())
     }
 }

@@ -98,25 +98,82 @@ pub fn encode(records: &[Value]) -> Result<Vec<u8>, AvroError> {
 
 /// Encodes records as one block of a container file with the default JSON schema and the given codec.
 pub fn encode_with_codec(records: &[Value], codec: Codec) -> Result<Vec<u8>, AvroError> {
+    let mut batch = BatchEncoder::new(codec);
     for (i, record) in records.iter().enumerate() {
-        check_numbers(record).map_err(|number| AvroError::UnrepresentableNumber {
-            record: i + 1,
-            number,
+        batch.push(record, i + 1)?;
+    }
+    batch.finish()
+}
+
+/// Builds one payload record by record, so a sender can watch its size grow and cut it where it wants.
+#[derive(Debug)]
+pub struct BatchEncoder {
+    codec: Codec,
+    data: Vec<u8>,
+    count: u64,
+}
+
+impl BatchEncoder {
+    /// An empty batch whose container will use `codec`.
+    pub fn new(codec: Codec) -> Self {
+        BatchEncoder {
+            codec,
+            data: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Appends one record; `number` (1-based, in the whole input) names it in errors.
+    pub fn push(&mut self, record: &Value, number: usize) -> Result<(), AvroError> {
+        check_numbers(record).map_err(|n| AvroError::UnrepresentableNumber {
+            record: number,
+            number: n,
         })?;
-    }
-    let mut data = Vec::with_capacity(records.len() * 64);
-    for record in records {
         DATUM_WRITER
-            .write_ser(&mut data, &Record(record))
+            .write_ser(&mut self.data, &Record(record))
             .map_err(|e| AvroError::Invalid(e.to_string()))?;
+        self.count += 1;
+        Ok(())
     }
-    let mut sync = [0u8; 16];
-    getrandom::fill(&mut sync)
-        .map_err(|e| AvroError::Invalid(format!("no randomness for the sync marker: {e}")))?;
-    let mut file = ContainerWriter::new(JSON_SCHEMA, codec, sync);
-    file.write_block(records.len() as u64, data)
-        .map_err(|e| AvroError::Invalid(e.to_string()))?;
-    Ok(file.finish())
+
+    /// Records in the batch.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// True when the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Encoded bytes of the records so far (the container adds a few hundred bytes of header).
+    pub fn encoded_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Removes the newest record, whose encoding starts at byte `from`, and returns its bytes.
+    pub fn pop_last(&mut self, from: usize) -> Vec<u8> {
+        self.count -= 1;
+        self.data.split_off(from)
+    }
+
+    /// Appends a record already encoded by [`BatchEncoder::pop_last`].
+    pub fn push_encoded(&mut self, bytes: Vec<u8>) {
+        self.data.extend_from_slice(&bytes);
+        self.count += 1;
+    }
+
+    /// The container file of the records so far; the batch is empty afterwards.
+    pub fn finish(&mut self) -> Result<Vec<u8>, AvroError> {
+        let mut sync = [0u8; 16];
+        getrandom::fill(&mut sync)
+            .map_err(|e| AvroError::Invalid(format!("no randomness for the sync marker: {e}")))?;
+        let mut file = ContainerWriter::new(JSON_SCHEMA, self.codec, sync);
+        file.write_block(self.count, std::mem::take(&mut self.data))
+            .map_err(|e| AvroError::Invalid(e.to_string()))?;
+        self.count = 0;
+        Ok(file.finish())
+    }
 }
 
 /// Decodes container files of the default JSON schema, remembering which headers' schemas it has checked.

@@ -1,43 +1,57 @@
-//! `zavro send ENDPOINT`: read JSON records from stdin, encode and sign them in batches, and send them.
+//! `zavro send ENDPOINT…`: stream JSON records from stdin, encode and sign them in batches, and keep a window of
+//! requests in flight until every record is acknowledged.
 
-use std::{io::Read, time::Duration};
+use std::{
+    io::{BufReader, IsTerminal, Read},
+    time::Duration,
+};
 
-use serde_json::Value;
+use apache_avro::Codec;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{
-    avro,
+    avro::BatchEncoder,
     cli::SendArgs,
-    client::Client,
+    client::{self, Client},
     config, credentials,
     endpoint::{self, Side},
     error::Error,
-    input::{self, InputError},
+    input::Records,
     protocol::Request,
     timestamp,
 };
 
-/// Sends everything on stdin; succeeds only when the server accepted every record.
+/// Sends everything on stdin; succeeds only when the servers accepted every record.
 pub fn run(args: SendArgs) -> Result<(), Error> {
-    let endpoint = endpoint::resolve(&args.endpoint, Side::Connect).map_err(Error::Usage)?;
+    let endpoints = args
+        .endpoints
+        .iter()
+        .map(|e| endpoint::resolve(e, Side::Connect))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Error::Usage)?;
     let key = config::key_id(args.key.as_deref())?;
 
-    // All input is read, parsed and encoded before anything is sent, so bad input sends nothing.
-    let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .map_err(InputError::Read)?;
-    let records = input::parse_records(&text)?;
-    let mut batches = Vec::new();
-    for batch in records.chunks(args.batch as usize) {
-        encode_batch(batch, &mut batches)?;
-    }
+    let mut records = Records::new(BufReader::with_capacity(1 << 16, std::io::stdin().lock()));
+    let mut batches = Batcher::new(u64::from(args.batch), args.batch_bytes as usize);
+    // The first batch is read and encoded before the secret is asked for, so input that is not JSON sends
+    // nothing and asks nothing.
+    let mut next = batches.next(&mut records)?;
 
     let secret = config::secret(args.secret_file.as_deref(), &key)?;
     let context = zmq::Context::new();
-    let timeout = Duration::from_secs_f64(args.timeout);
-    let mut client = Client::connect(&context, &endpoint, timeout, args.retries)?;
-    let mut last_audit_id = 0;
-    for (payload, count) in batches {
+    let settings = client::Settings {
+        timeout: Duration::from_secs_f64(args.timeout),
+        retries: args.retries,
+        window: args.window as usize,
+    };
+    let mut client = Client::connect(&context, &endpoints, settings)?;
+    let progress = Progress::new();
+    let mut requests = 0u64;
+    let mut last_audit_id = None;
+    let input_error = loop {
+        let Some((payload, count)) = next else {
+            break None;
+        };
         let request = Request::sign(
             &key,
             secret.as_bytes(),
@@ -45,28 +59,116 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
             &credentials::new_nonce()?,
             payload,
         );
-        last_audit_id = client.send(&request, count)?.audit_id;
+        client.submit(&request, count)?;
+        requests += 1;
+        last_audit_id = client
+            .take_accepted()
+            .last()
+            .map(|a| a.audit_id)
+            .or(last_audit_id);
+        progress.set(client.accepted_records());
+        next = match batches.next(&mut records) {
+            Ok(batch) => batch,
+            Err(e) => break Some(e),
+        };
+    };
+    // Every request already sent is seen through, even when the input turned bad later on.
+    client.flush()?;
+    last_audit_id = client
+        .take_accepted()
+        .last()
+        .map(|a| a.audit_id)
+        .or(last_audit_id);
+    progress.finish();
+    let accepted = client.accepted_records();
+    if let Some(e) = input_error {
+        if accepted > 0 {
+            eprintln!("zavro: the {accepted} records before the bad input were sent and accepted");
+        }
+        return Err(e);
     }
-    let sent = client.accepted_records();
     let resent = match client.resends() {
         0 => String::new(),
         n => format!("; {n} resends after timeouts"),
     };
     eprintln!(
-        "accepted {sent} record{} (last audit id {last_audit_id}){resent}",
-        if sent == 1 { "" } else { "s" }
+        "accepted {accepted} record{} in {requests} request{} (last audit id {}){resent}",
+        if accepted == 1 { "" } else { "s" },
+        if requests == 1 { "" } else { "s" },
+        last_audit_id.map_or_else(|| "-".into(), |id| id.to_string()),
     );
     Ok(())
 }
 
-/// Encodes `records` as one payload, or halves the batch until each payload fits [`avro::MAX_PAYLOAD_BYTES`].
-fn encode_batch(records: &[Value], out: &mut Vec<(Vec<u8>, u64)>) -> Result<(), Error> {
-    let payload = avro::encode(records)?;
-    if payload.len() <= avro::MAX_PAYLOAD_BYTES || records.len() == 1 {
-        out.push((payload, records.len() as u64));
-        return Ok(());
+/// Cuts the record stream into payloads of at most `max_records` records and about `max_bytes` bytes.
+struct Batcher {
+    encoder: BatchEncoder,
+    /// A record that did not fit the previous batch, already encoded.
+    carry: Option<Vec<u8>>,
+    max_records: u64,
+    max_bytes: usize,
+}
+
+impl Batcher {
+    fn new(max_records: u64, max_bytes: usize) -> Self {
+        Batcher {
+            encoder: BatchEncoder::new(Codec::Null),
+            carry: None,
+            max_records,
+            max_bytes,
+        }
     }
-    let (first, second) = records.split_at(records.len() / 2);
-    encode_batch(first, out)?;
-    encode_batch(second, out)
+
+    /// The next payload and its record count, or `None` when the input is used up.
+    fn next<R: Read>(&mut self, records: &mut Records<R>) -> Result<Option<(Vec<u8>, u64)>, Error> {
+        if let Some(carried) = self.carry.take() {
+            self.encoder.push_encoded(carried);
+        }
+        while self.encoder.len() < self.max_records {
+            let Some(record) = records.next() else {
+                break;
+            };
+            let before = self.encoder.encoded_bytes();
+            self.encoder.push(&record?, records.records_read())?;
+            if self.encoder.encoded_bytes() > self.max_bytes && self.encoder.len() > 1 {
+                self.carry = Some(self.encoder.pop_last(before));
+                break;
+            }
+        }
+        if self.encoder.is_empty() {
+            return Ok(None);
+        }
+        let count = self.encoder.len();
+        Ok(Some((self.encoder.finish()?, count)))
+    }
+}
+
+/// Records/s on stderr while a long stream is sent, when stderr is a terminal.
+struct Progress(ProgressBar);
+
+impl Progress {
+    fn new() -> Self {
+        let bar = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {human_pos} records accepted, {per_sec}, {elapsed}",
+                )
+                .expect("the template is valid"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Progress(bar)
+    }
+
+    fn set(&self, accepted: u64) {
+        self.0.set_position(accepted);
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
 }
