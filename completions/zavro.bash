@@ -19,6 +19,9 @@ _zavro() {
             zavro,audit)
                 cmd="zavro__subcmd__audit"
                 ;;
+            zavro,bench)
+                cmd="zavro__subcmd__bench"
+                ;;
             zavro,completions)
                 cmd="zavro__subcmd__completions"
                 ;;
@@ -60,6 +63,9 @@ _zavro() {
                 ;;
             zavro__subcmd__help,audit)
                 cmd="zavro__subcmd__help__subcmd__audit"
+                ;;
+            zavro__subcmd__help,bench)
+                cmd="zavro__subcmd__help__subcmd__bench"
                 ;;
             zavro__subcmd__help,completions)
                 cmd="zavro__subcmd__help__subcmd__completions"
@@ -125,7 +131,7 @@ _zavro() {
 
     case "${cmd}" in
         zavro)
-            opts="-h -V --db --help --version serve send keys audit completions help"
+            opts="-h -V --db --help --version serve send bench keys audit completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -308,6 +314,56 @@ _zavro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        zavro__subcmd__bench)
+            opts="-h --key --secret-file --count --record-size --batch --window --connections --timeout --json --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --record-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         zavro__subcmd__completions)
             opts="-h --db --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -327,7 +383,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__help)
-            opts="serve send keys audit completions help"
+            opts="serve send bench keys audit completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -385,6 +441,20 @@ _zavro() {
         zavro__subcmd__help__subcmd__audit__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__help__subcmd__bench)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

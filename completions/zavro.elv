@@ -25,8 +25,9 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --version 'Print version'
             cand serve 'Receive signed Avro messages, verify them, audit every request, store and log accepted records'
             cand send 'Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted'
+            cand bench 'Measure throughput and acknowledgement latency against a running server with generated records'
             cand keys 'Manage API keys: add, list, revoke'
-            cand audit 'Read the audit trail'
+            cand audit 'Read and check the audit trail'
             cand completions 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -47,6 +48,20 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --batch-bytes 'Most bytes of encoded records per request (a single larger record still goes alone)'
             cand --window 'Requests in flight per server before waiting for replies'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'zavro;bench'= {
+            cand --key 'API key id (the secret as for `zavro send`: --secret-file, ZAVRO_SECRET or a prompt)'
+            cand --secret-file 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal'
+            cand --count 'Records to send in all'
+            cand --record-size 'Size of each generated record as JSON, in bytes'
+            cand --batch 'Records per request'
+            cand --window 'Requests in flight per connection'
+            cand --connections 'Connections (each in its own thread) sharing the records'
+            cand --timeout 'Give up when a reply takes longer than this many seconds'
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --json 'Print one JSON object instead of text'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -147,14 +162,17 @@ set edit:completion:arg-completer[zavro] = {|@words|
         &'zavro;help'= {
             cand serve 'Receive signed Avro messages, verify them, audit every request, store and log accepted records'
             cand send 'Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted'
+            cand bench 'Measure throughput and acknowledgement latency against a running server with generated records'
             cand keys 'Manage API keys: add, list, revoke'
-            cand audit 'Read the audit trail'
+            cand audit 'Read and check the audit trail'
             cand completions 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'zavro;help;serve'= {
         }
         &'zavro;help;send'= {
+        }
+        &'zavro;help;bench'= {
         }
         &'zavro;help;keys'= {
             cand add 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'

@@ -29,8 +29,9 @@ complete -c zavro -n "__fish_zavro_needs_command" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_needs_command" -s V -l version -d 'Print version'
 complete -c zavro -n "__fish_zavro_needs_command" -f -a "serve" -d 'Receive signed Avro messages, verify them, audit every request, store and log accepted records'
 complete -c zavro -n "__fish_zavro_needs_command" -f -a "send" -d 'Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted'
+complete -c zavro -n "__fish_zavro_needs_command" -f -a "bench" -d 'Measure throughput and acknowledgement latency against a running server with generated records'
 complete -c zavro -n "__fish_zavro_needs_command" -f -a "keys" -d 'Manage API keys: add, list, revoke'
-complete -c zavro -n "__fish_zavro_needs_command" -f -a "audit" -d 'Read the audit trail'
+complete -c zavro -n "__fish_zavro_needs_command" -f -a "audit" -d 'Read and check the audit trail'
 complete -c zavro -n "__fish_zavro_needs_command" -f -a "completions" -d 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
 complete -c zavro -n "__fish_zavro_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -l output -d 'Append accepted records (one JSON line each) to this file instead of stdout' -r -F
@@ -47,6 +48,17 @@ complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch-bytes -d 'Mos
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l window -d 'Requests in flight per server before waiting for replies' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand send" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l key -d 'API key id (the secret as for `zavro send`: --secret-file, ZAVRO_SECRET or a prompt)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l count -d 'Records to send in all' -r
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l record-size -d 'Size of each generated record as JSON, in bytes' -r
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l batch -d 'Records per request' -r
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l window -d 'Requests in flight per connection' -r
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l connections -d 'Connections (each in its own thread) sharing the records' -r
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l timeout -d 'Give up when a reply takes longer than this many seconds' -r
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l json -d 'Print one JSON object instead of text'
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "add" -d 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
@@ -95,12 +107,13 @@ complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subco
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zavro -n "__fish_zavro_using_subcommand completions" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send keys audit completions help" -f -a "serve" -d 'Receive signed Avro messages, verify them, audit every request, store and log accepted records'
-complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send keys audit completions help" -f -a "send" -d 'Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted'
-complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send keys audit completions help" -f -a "keys" -d 'Manage API keys: add, list, revoke'
-complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send keys audit completions help" -f -a "audit" -d 'Read the audit trail'
-complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send keys audit completions help" -f -a "completions" -d 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
-complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send keys audit completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send bench keys audit completions help" -f -a "serve" -d 'Receive signed Avro messages, verify them, audit every request, store and log accepted records'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send bench keys audit completions help" -f -a "send" -d 'Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send bench keys audit completions help" -f -a "bench" -d 'Measure throughput and acknowledgement latency against a running server with generated records'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send bench keys audit completions help" -f -a "keys" -d 'Manage API keys: add, list, revoke'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send bench keys audit completions help" -f -a "audit" -d 'Read and check the audit trail'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send bench keys audit completions help" -f -a "completions" -d 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send bench keys audit completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "add" -d 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "list" -d 'List keys with label, creation, revocation and last use; never secrets'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "revoke" -d 'Revoke a key: a running server refuses it from its next request on'

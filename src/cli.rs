@@ -32,6 +32,47 @@ Standard input holds JSON values separated by white space (NDJSON works) and is 
 top-level array is a batch: its elements are the records. Bad input stops `send` before the request that \
 would hold it; records of earlier requests were already accepted.";
 
+const BENCH_EXAMPLES: &str = "\
+Examples:
+  zavro bench 127.0.0.1:12345 --count 1000000                   batched throughput
+  zavro bench 127.0.0.1:12345 --batch 1 --window 1 --count 5000  lockstep latency
+  zavro bench 127.0.0.1:12345 --connections 4 --json              four senders, for scripts
+
+The records are real: the server verifies, stores and logs them. Use a server and store meant for testing.";
+
+const KEYS_EXAMPLES: &str = "\
+Examples:
+  zavro keys add --label sensor-1      new key; the secret is printed once
+  zavro keys list                      who has keys, and when each was last used
+  zavro keys revoke ZK0123456789ABCDEF";
+
+const KEYS_LIST_EXAMPLES: &str = "\
+Examples:
+  zavro keys list
+  zavro keys list --json | jq -r 'select(.revoked == null) | .key'    keys still valid";
+
+const KEYS_REVOKE_EXAMPLES: &str = "\
+Examples:
+  zavro keys revoke ZK0123456789ABCDEF
+  zavro audit query --key ZK0123456789ABCDEF --status rejected    who still tries to use it";
+
+const AUDIT_EXAMPLES: &str = "\
+Examples:
+  zavro audit query --status rejected --limit 20
+  zavro audit verify
+  zavro audit head >> ~/zavro-heads.txt";
+
+const AUDIT_HEAD_EXAMPLES: &str = "\
+Examples:
+  zavro audit head                                     prints e.g. 42:3f5a…
+  zavro audit head | logger -t zavro-audit-head         keep a copy in the system log";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  zavro completions bash > ~/.local/share/bash-completion/completions/zavro
+  zavro completions zsh > ~/.zfunc/_zavro         with ~/.zfunc on $fpath
+  zavro completions fish > ~/.config/fish/completions/zavro.fish";
+
 const KEYS_ADD_EXAMPLES: &str = "\
 Examples:
   zavro keys add --label sensor-1              new key id and random secret, shown once
@@ -81,13 +122,17 @@ pub enum Command {
     /// Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted.
     #[command(after_help = SEND_EXAMPLES)]
     Send(SendArgs),
+    /// Measure throughput and acknowledgement latency against a running server with generated records.
+    #[command(after_help = BENCH_EXAMPLES)]
+    Bench(BenchArgs),
     /// Manage API keys: add, list, revoke.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = KEYS_EXAMPLES)]
     Keys(KeysCommand),
-    /// Read the audit trail.
-    #[command(subcommand)]
+    /// Read and check the audit trail.
+    #[command(subcommand, after_help = AUDIT_EXAMPLES)]
     Audit(AuditCommand),
     /// Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
 }
 
@@ -157,6 +202,49 @@ fn parse_timeout(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Options of `zavro bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The server: HOST:PORT or a ZeroMQ endpoint. Point it at a test server: the records are stored.
+    pub endpoint: String,
+
+    /// API key id (the secret as for `zavro send`: --secret-file, ZAVRO_SECRET or a prompt).
+    #[arg(long, env = "ZAVRO_KEY", hide_env_values = true, value_name = "KEY")]
+    pub key: Option<String>,
+
+    /// Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+
+    /// Records to send in all.
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
+
+    /// Size of each generated record as JSON, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 150, value_parser = clap::value_parser!(u32).range(1..=(1 << 20)))]
+    pub record_size: u32,
+
+    /// Records per request.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch: u32,
+
+    /// Requests in flight per connection.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub window: u32,
+
+    /// Connections (each in its own thread) sharing the records.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub connections: u32,
+
+    /// Give up when a reply takes longer than this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_timeout)]
+    pub timeout: f64,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `zavro keys …`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -164,8 +252,10 @@ pub enum KeysCommand {
     #[command(after_help = KEYS_ADD_EXAMPLES)]
     Add(KeysAddArgs),
     /// List keys with label, creation, revocation and last use; never secrets.
+    #[command(after_help = KEYS_LIST_EXAMPLES)]
     List(JsonFlag),
     /// Revoke a key: a running server refuses it from its next request on.
+    #[command(after_help = KEYS_REVOKE_EXAMPLES)]
     Revoke(KeysRevokeArgs),
 }
 
@@ -214,6 +304,7 @@ pub enum AuditCommand {
     #[command(after_help = AUDIT_VERIFY_EXAMPLES)]
     Verify(AuditVerifyArgs),
     /// Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`.
+    #[command(after_help = AUDIT_HEAD_EXAMPLES)]
     Head,
 }
 

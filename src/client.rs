@@ -204,17 +204,18 @@ impl Client {
         while !self.resend.is_empty() {
             self.dispatch()?;
             if !self.resend.is_empty() {
-                self.wait()?;
+                self.wait(None)?;
             }
         }
-        Ok(())
+        // Collect replies that are already here, so their latency is not stretched by the caller's next batch.
+        self.wait(Some(Duration::ZERO))
     }
 
     /// Waits until every submitted request is answered.
     pub fn flush(&mut self) -> Result<(), ClientError> {
         while !self.resend.is_empty() || self.connections.iter().any(|c| !c.in_flight.is_empty()) {
             self.dispatch()?;
-            self.wait()?;
+            self.wait(None)?;
         }
         Ok(())
     }
@@ -312,9 +313,9 @@ impl Client {
         Ok(())
     }
 
-    /// Waits for replies (or for the nearest deadline), handles what arrived, and fails over timed-out
-    /// connections.
-    fn wait(&mut self) -> Result<(), ClientError> {
+    /// Waits for replies (until the nearest deadline, or at most `max`), handles what arrived, and fails over
+    /// timed-out connections.
+    fn wait(&mut self, max: Option<Duration>) -> Result<(), ClientError> {
         let now = Instant::now();
         let timeout = self.settings.timeout;
         let deadline = self
@@ -324,10 +325,11 @@ impl Client {
             .chain(self.connections.iter().filter_map(|c| c.rest_until))
             .min()
             .unwrap_or(now + Duration::from_millis(50));
-        let wait_ms = deadline
-            .saturating_duration_since(now)
-            .as_millis()
-            .clamp(1, 1000) as i64;
+        let until_deadline = deadline.saturating_duration_since(now);
+        let wait_ms = match max {
+            Some(max) => until_deadline.min(max).as_millis() as i64,
+            None => until_deadline.as_millis().clamp(1, 1000) as i64,
+        };
         let ready: Vec<bool> = {
             let mut items: Vec<zmq::PollItem> = self
                 .connections
@@ -336,7 +338,7 @@ impl Client {
                 .map(|s| s.as_poll_item(zmq::POLLIN))
                 .collect();
             if items.is_empty() {
-                std::thread::sleep(Duration::from_millis(wait_ms as u64));
+                std::thread::sleep(Duration::from_millis(wait_ms.unsigned_abs()));
                 Vec::new()
             } else {
                 match zmq::poll(&mut items, wait_ms) {

@@ -42,10 +42,9 @@ pub fn key_id(flag: Option<&str>) -> Result<String, Error> {
 /// Never from the command line, where other users could read it in the process list.
 pub fn secret(secret_file: Option<&Path>, key: &str) -> Result<Zeroizing<String>, Error> {
     if let Some(path) = secret_file {
-        let text =
-            Zeroizing::new(fs::read_to_string(path).map_err(|e| {
-                Error::io(format!("cannot read secret file {}", path.display()), e)
-            })?);
+        let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| {
+            Error::Usage(format!("cannot read secret file {}: {e}", path.display()))
+        })?);
         return non_empty(
             first_line(&text),
             &format!("secret file {}", path.display()),

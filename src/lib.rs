@@ -5,7 +5,7 @@
 //!
 //! - Pure parts, no sockets or files: [`protocol`] (frames, envelope, string-to-sign, replies), [`auth`]
 //!   (HMAC sign and constant-time verify), [`avro`] (JSON ↔ Avro container files), [`input`] (stdin text to
-//!   records), [`endpoint`], [`credentials`], [`timestamp`].
+//!   records), [`endpoint`], [`credentials`], [`timestamp`], [`bench`] (load generation, percentiles).
 //! - State: [`store`] (SQLite: migrations, keys, audit, payloads, nonces).
 //! - Transport: [`server`] (the receive–verify–commit–acknowledge loop) and [`client`] (send and await a reply).
 //! - Front-ends: [`cli`] (clap types only), [`cmd`] (one thin `run` per subcommand), [`config`] (store path and
@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod avro;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod cmd;

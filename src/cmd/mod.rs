@@ -1,6 +1,7 @@
 //! The subcommands: thin front-ends that resolve their inputs, call the library, and print results.
 
 mod audit;
+mod bench;
 mod completions;
 mod keys;
 mod send;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Serve(args) => serve::run(&mut open_store()?, args),
         Command::Send(args) => send::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Keys(command) => keys::run(&mut open_store()?, command),
         Command::Audit(command) => audit::run(&open_store()?, command),
         Command::Completions(args) => completions::run(args),

@@ -208,10 +208,32 @@ impl Store {
     }
 }
 
+/// Switches the connection to WAL mode and returns the mode SQLite reports.
+///
+/// While another process holds the write lock on a fresh file (switching it to WAL itself, or migrating),
+/// this pragma fails with SQLITE_BUSY at once, without calling the busy handler (a read lock cannot wait for an
+/// upgrade), so it is retried here with back-off, up to the same [`BUSY_TIMEOUT`].
+fn wal_mode(conn: &Connection) -> rusqlite::Result<String> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Per-connection settings: durability, concurrency with other processes, integrity.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    let mode = wal_mode(conn)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(rusqlite::Error::InvalidParameterName(format!(
             "journal_mode is {mode}, WAL needed"

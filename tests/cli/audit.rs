@@ -1,0 +1,328 @@
+//! `zavro audit query`: filters, the table and JSON forms, and a reader that goes away early.
+
+use std::process::{Command as StdCommand, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::common::{
+    TestEnv, ZAVRO_VARS, parse_ndjson, request_once, signed_now, stderr_of, stdout_of, zavro_bin,
+};
+
+/// A store with two keys and a mix of accepted and rejected sends; returns (env, key a, key b).
+fn busy_store() -> (TestEnv, String, String) {
+    let env = TestEnv::new();
+    let (a, secret_a) = env.add_key();
+    let (b, secret_b) = env.add_key();
+    let server = env.start_server();
+    let ep = server.endpoint().to_owned();
+    env.send(&ep, &a, &secret_a, "{\"n\":1}").code(0);
+    env.send(&ep, &a, "wrong-secret-wrong-secret", "{\"n\":2}")
+        .code(4);
+    env.send(&ep, &b, &secret_b, "{\"n\":3}\n{\"n\":4}").code(0);
+    env.send(&ep, &b, &secret_a, "{\"n\":5}").code(4);
+    env.send(&ep, &a, &secret_a, "{\"n\":6}").code(0);
+    (env, a, b)
+}
+
+fn ids(rows: &[Value]) -> Vec<i64> {
+    rows.iter().map(|r| r["id"].as_i64().unwrap()).collect()
+}
+
+#[test]
+fn audit_query_json_rows_have_the_documented_fields() {
+    let (env, a, _) = busy_store();
+    let out = env
+        .zavro()
+        .args(["audit", "query", "--json"])
+        .assert()
+        .code(0);
+    let rows = parse_ndjson(&out.get_output().stdout);
+    assert_eq!(rows.len(), 7);
+    let fields: Vec<&str> = rows[2]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "id", "time", "action", "status", "reason", "message", "key", "peer", "records", "size"
+        ],
+        "no payload without --payload"
+    );
+    let accepted = &rows[2];
+    assert_eq!(
+        (
+            &accepted["action"],
+            &accepted["status"],
+            &accepted["key"],
+            &accepted["records"]
+        ),
+        (&json!("send"), &json!("accepted"), &json!(a), &json!(1))
+    );
+    assert!(accepted["size"].as_u64().unwrap() > 0);
+    assert!(zavro::timestamp::parse_rfc3339(accepted["time"].as_str().unwrap()).is_ok());
+    let rejected = &rows[3];
+    assert_eq!(rejected["reason"], "bad_signature");
+    assert!(rejected["message"].as_str().unwrap().contains("signature"));
+    assert_eq!(rejected["records"], 0);
+}
+
+#[test]
+fn audit_query_filters_by_status_key_and_limit() {
+    let (env, a, b) = busy_store();
+    let all = env.audit();
+    let all_ids = ids(&all);
+
+    let rejected = env.audit_with(&["--status", "rejected"]);
+    let reasons: Vec<&str> = rejected
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["bad_signature", "bad_signature"]);
+
+    let accepted = env.audit_with(&["--status", "accepted"]);
+    assert!(accepted.iter().all(|r| r["status"] == "accepted"));
+    assert_eq!(accepted.len(), 5, "2 key_add and 3 sends");
+
+    let of_b = env.audit_with(&["--key", &b]);
+    assert!(of_b.iter().all(|r| r["key"] == b.as_str()));
+    assert_eq!(of_b.len(), 3);
+    assert_eq!(of_b[1]["payload"], json!([{"n": 3}, {"n": 4}]));
+
+    let a_rejected = env.audit_with(&["--key", &a, "--status", "rejected"]);
+    assert_eq!(a_rejected.len(), 1);
+
+    let last_two = env.audit_with(&["--limit", "2"]);
+    assert_eq!(
+        ids(&last_two),
+        all_ids[all_ids.len() - 2..],
+        "the newest two, oldest first"
+    );
+    let none = env.audit_with(&["--limit", "0"]);
+    assert!(none.is_empty());
+}
+
+#[test]
+fn audit_query_since_is_inclusive_and_until_is_exclusive() {
+    let (env, _, _) = busy_store();
+    let all = env.audit();
+    let time =
+        |row: &Value| zavro::timestamp::parse_rfc3339(row["time"].as_str().unwrap()).unwrap();
+    let pivot_text = all[3]["time"].as_str().unwrap().to_owned();
+    let pivot = time(&all[3]);
+
+    let since = env.audit_with(&["--since", &pivot_text]);
+    let expected: Vec<Value> = all.iter().filter(|r| time(r) >= pivot).cloned().collect();
+    assert_eq!(ids(&since), ids(&expected));
+    assert!(ids(&since).contains(&all[3]["id"].as_i64().unwrap()));
+
+    let until = env.audit_with(&["--until", &pivot_text]);
+    let expected: Vec<Value> = all.iter().filter(|r| time(r) < pivot).cloned().collect();
+    assert_eq!(ids(&until), ids(&expected));
+
+    let window = env.audit_with(&["--since", &pivot_text, "--until", &pivot_text]);
+    assert!(window.is_empty());
+
+    let out = env
+        .zavro()
+        .args(["audit", "query", "--since", "yesterday"])
+        .assert()
+        .code(2);
+    assert!(stderr_of(&out).contains("RFC 3339"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn audit_query_table_has_a_header_and_shows_reject_reasons() {
+    let (env, a, _) = busy_store();
+    let out = env.zavro().args(["audit", "query"]).assert().code(0);
+    let text = stdout_of(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 8, "{text}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "ID", "TIME", "ACTION", "STATUS", "KEY", "PEER", "RECORDS", "REASON"
+        ]
+    );
+    assert!(
+        lines[4].contains("rejected")
+            && lines[4].contains(&a)
+            && lines[4].contains("bad_signature: "),
+        "{}",
+        lines[4]
+    );
+}
+
+/// Spawns `zavro --db DB ARGS…` with stdout a pipe whose reading end is already closed.
+fn run_into_closed_pipe(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().expect("create a pipe");
+    drop(reader);
+    let mut cmd = StdCommand::new(zavro_bin());
+    for var in ZAVRO_VARS {
+        cmd.env_remove(var);
+    }
+    let child = cmd
+        .arg("--db")
+        .arg(&env.db)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn zavro");
+    child.wait_with_output().expect("wait for zavro")
+}
+
+#[test]
+fn audit_query_and_keys_list_into_a_closed_pipe_exit_0_silently() {
+    let (env, _, _) = busy_store();
+    for args in [
+        &["audit", "query"][..],
+        &["audit", "query", "--json", "--payload"],
+        &["keys", "list"],
+        &["keys", "list", "--json"],
+        &["completions", "bash"],
+    ] {
+        let out = run_into_closed_pipe(&env, args);
+        assert!(
+            out.status.success(),
+            "`zavro {}` exited with {}; stderr: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "`zavro {}` printed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn audit_query_piped_into_head_exits_0_and_prints_nothing_on_stderr() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = env.start_server();
+    // 150 audit rows whose payloads make far more output than a pipe buffer holds.
+    let filler = "x".repeat(2000);
+    let ndjson: String = (0..150)
+        .map(|i| format!("{{\"i\":{i},\"filler\":\"{filler}\"}}\n"))
+        .collect();
+    env.send_with(server.endpoint(), &key, &secret, &ndjson, &["--batch", "1"])
+        .code(0);
+    // Plus some rejected rows sent over raw ZeroMQ, which is quick.
+    for _ in 0..5 {
+        let frames = signed_now(&key, "wrong-secret-wrong-secret", &[json!(1)]).to_frames();
+        request_once(server.endpoint(), &frames);
+    }
+    drop(server);
+    assert_eq!(env.audit_sends().len(), 155);
+
+    let stderr_file = env.path("stderr.txt");
+    let mut bash = StdCommand::new("bash");
+    for var in ZAVRO_VARS {
+        bash.env_remove(var);
+    }
+    let out = bash
+        .args([
+            "-c",
+            r#"set -o pipefail; "$1" --db "$2" audit query --payload 2>"$3" | head -n 1 >/dev/null"#,
+            "bash",
+        ])
+        .arg(zavro_bin())
+        .arg(&env.db)
+        .arg(&stderr_file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bash");
+    let stderr = std::fs::read_to_string(&stderr_file).unwrap();
+    assert!(
+        out.status.success(),
+        "pipeline exited with {}; zavro stderr: {stderr}",
+        out.status
+    );
+    assert_eq!(stderr, "");
+}
+
+/// Runs one SQL statement directly on the store, as someone editing the file behind zavro's back would.
+fn tamper(env: &TestEnv, sql: &str) {
+    let conn = rusqlite::Connection::open(&env.db).expect("open the store");
+    let changed = conn.execute(sql, []).expect("tamper with the store");
+    assert_eq!(changed, 1, "{sql}");
+}
+
+fn verify(env: &TestEnv, args: &[&str]) -> assert_cmd::assert::Assert {
+    env.zavro().args(["audit", "verify"]).args(args).assert()
+}
+
+#[test]
+fn audit_verify_accepts_an_untouched_trail_and_its_recorded_head() {
+    let (env, _, _) = busy_store();
+    let head = env.zavro().args(["audit", "head"]).assert().code(0);
+    let head = stdout_of(&head).trim().to_owned();
+    let (row, hash) = head.split_once(':').expect("ROW:HASH");
+    assert_eq!(row, "7");
+    assert_eq!(hash.len(), 64, "{head}");
+
+    let out = verify(&env, &[]).code(0);
+    assert_eq!(
+        stdout_of(&out).trim(),
+        format!("verified 7 rows; head {head}")
+    );
+    verify(&env, &["--against", &head]).code(0);
+    verify(&env, &["--against", "not-a-head"]).code(2);
+    verify(&env, &["--against", &format!("3:{}", "0".repeat(64))]).code(6);
+}
+
+#[test]
+fn audit_verify_names_an_edited_row_and_exits_6() {
+    let (env, _, _) = busy_store();
+    tamper(
+        &env,
+        "UPDATE audit SET reason = NULL, status = 'accepted' WHERE id = 4",
+    );
+    let out = verify(&env, &[]).code(6);
+    assert!(
+        stderr_of(&out).contains("row #4 was altered"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn audit_verify_finds_an_edited_payload_a_deleted_row_and_a_truncated_tail() {
+    let (env, _, _) = busy_store();
+    tamper(
+        &env,
+        "UPDATE payloads SET json = '[{\"n\":100}]' WHERE audit_id = 3",
+    );
+    let out = verify(&env, &[]).code(6);
+    assert!(stderr_of(&out).contains("row #3"), "{}", stderr_of(&out));
+
+    let (env, _, _) = busy_store();
+    tamper(&env, "DELETE FROM audit WHERE id = 4");
+    let out = verify(&env, &[]).code(6);
+    assert!(
+        stderr_of(&out).contains("row #5 does not follow"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let (env, _, _) = busy_store();
+    let head = env.zavro().args(["audit", "head"]).assert().code(0);
+    let head = stdout_of(&head).trim().to_owned();
+    tamper(&env, "DELETE FROM payloads WHERE audit_id = 7");
+    tamper(&env, "DELETE FROM audit WHERE id = 7");
+    let out = verify(&env, &[]).code(6);
+    assert!(
+        stderr_of(&out).contains("rows after #6 were deleted"),
+        "{}",
+        stderr_of(&out)
+    );
+    verify(&env, &["--against", &head]).code(6);
+}

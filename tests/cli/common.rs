@@ -1,0 +1,409 @@
+//! Shared fixtures: a private store per test, the `zavro` binary with a clean environment, a running server
+//! that is always stopped, raw ZeroMQ clients for protocol-level tests, and bounded waiting.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command as StdCommand, ExitStatus, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use assert_cmd::{Command, assert::Assert};
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use serde_json::Value;
+use tempfile::TempDir;
+use zavro::protocol::{Reply, Request};
+
+/// How long any single condition, server start or shutdown may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Every environment variable zavro reads; removed so the developer's own settings never leak into a test.
+pub const ZAVRO_VARS: [&str; 4] = ["ZAVRO_DB", "ZAVRO_KEY", "ZAVRO_SECRET", "ZAVRO_PROFILE"];
+
+/// Path of the binary under test.
+pub fn zavro_bin() -> &'static Path {
+    assert_cmd::cargo::cargo_bin!("zavro")
+}
+
+/// A private store (and room for output files) in a temporary directory, removed when dropped.
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub db: PathBuf,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let db = dir.path().join("zavro.db");
+        TestEnv { dir, db }
+    }
+
+    /// A path inside the temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Where servers started by [`TestEnv::start_server`] append accepted records.
+    pub fn output_path(&self) -> PathBuf {
+        self.path("out.ndjson")
+    }
+
+    /// `zavro --db <tmp>/zavro.db` with no `ZAVRO_*` variables and a timeout, so a hang fails the test.
+    pub fn zavro(&self) -> Command {
+        let mut cmd = bare_zavro();
+        cmd.arg("--db").arg(&self.db);
+        cmd
+    }
+
+    /// `keys add --json`: a new key id and its secret.
+    pub fn add_key(&self) -> (String, String) {
+        let out = self
+            .zavro()
+            .args(["keys", "add", "--json"])
+            .assert()
+            .success();
+        let value = parse_json(&out.get_output().stdout);
+        let key = value["key"].as_str().expect("keys add --json prints a key");
+        let secret = value["secret"]
+            .as_str()
+            .expect("keys add --json prints a secret");
+        assert!(key.starts_with("ZK"), "{value}");
+        (key.to_owned(), secret.to_owned())
+    }
+
+    /// `zavro send ENDPOINT` with the key and secret in ZAVRO_KEY / ZAVRO_SECRET and `stdin` as input.
+    pub fn send(&self, endpoint: &str, key: &str, secret: &str, stdin: &str) -> Assert {
+        self.send_with(endpoint, key, secret, stdin, &[])
+    }
+
+    /// Like [`TestEnv::send`], with extra arguments after the endpoint.
+    pub fn send_with(
+        &self,
+        endpoint: &str,
+        key: &str,
+        secret: &str,
+        stdin: &str,
+        extra: &[&str],
+    ) -> Assert {
+        self.zavro()
+            .args(["send", endpoint])
+            .args(extra)
+            .env("ZAVRO_KEY", key)
+            .env("ZAVRO_SECRET", secret)
+            .write_stdin(stdin)
+            .assert()
+    }
+
+    /// Every audit row, oldest first, from `audit query --json --payload`.
+    pub fn audit(&self) -> Vec<Value> {
+        self.audit_with(&[])
+    }
+
+    /// Audit rows from `audit query --json --payload` with extra filter arguments.
+    pub fn audit_with(&self, args: &[&str]) -> Vec<Value> {
+        let out = self
+            .zavro()
+            .args(["audit", "query", "--json", "--payload"])
+            .args(args)
+            .assert()
+            .success();
+        parse_ndjson(&out.get_output().stdout)
+    }
+
+    /// Audit rows of requests that reached a server (action `send`), oldest first.
+    pub fn audit_sends(&self) -> Vec<Value> {
+        self.audit()
+            .into_iter()
+            .filter(|row| row["action"] == "send")
+            .collect()
+    }
+
+    /// The lines of the server output file (empty when it does not exist yet).
+    pub fn output_lines(&self) -> Vec<String> {
+        match std::fs::read_to_string(self.output_path()) {
+            Ok(text) => text.lines().map(str::to_owned).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("cannot read the output file: {e}"),
+        }
+    }
+
+    /// `zavro serve 127.0.0.1:* --output <tmp>/out.ndjson`.
+    pub fn start_server(&self) -> Server {
+        Server::start(self, "127.0.0.1:*", &[])
+    }
+}
+
+/// The binary with a clean environment and a timeout, without `--db`.
+pub fn bare_zavro() -> Command {
+    let mut cmd = Command::new(zavro_bin());
+    for var in ZAVRO_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.timeout(Duration::from_secs(60));
+    cmd
+}
+
+/// A running `zavro serve`; stopped (SIGTERM, then SIGKILL if it lingers) when dropped.
+pub struct Server {
+    child: Option<Child>,
+    endpoint: String,
+    stderr: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts `zavro serve ENDPOINT --output <tmp>/out.ndjson EXTRA…` and waits for its `listening on` line.
+    pub fn start(env: &TestEnv, endpoint: &str, extra: &[&str]) -> Server {
+        let mut cmd = StdCommand::new(env!("CARGO_BIN_EXE_zavro"));
+        for var in ZAVRO_VARS {
+            cmd.env_remove(var);
+        }
+        cmd.arg("--db")
+            .arg(&env.db)
+            .args(["serve", endpoint, "--output"])
+            .arg(env.output_path())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn zavro serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        // Always drain stderr so the server never blocks on a full pipe.
+        let reader = {
+            let lines = Arc::clone(&lines);
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(bound) = line.strip_prefix("listening on ") {
+                        let _ = tx.send(bound.to_owned());
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            })
+        };
+        let mut server = Server {
+            child: Some(child),
+            endpoint: String::new(),
+            stderr: lines,
+            reader: Some(reader),
+        };
+        match rx.recv_timeout(DEADLINE) {
+            Ok(bound) => server.endpoint = bound,
+            Err(_) => panic!(
+                "zavro serve {endpoint} printed no `listening on` line within {DEADLINE:?}; stderr: {:?}",
+                server.stderr_lines()
+            ),
+        }
+        server
+    }
+
+    /// The endpoint from the `listening on` line, e.g. `tcp://127.0.0.1:41234`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The stderr lines read so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> Pid {
+        let child = self.child.as_ref().expect("server still running");
+        Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"))
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; panics if the server does not stop in time.
+    pub fn stop(mut self) -> ExitStatus {
+        let status = self.terminate();
+        status.unwrap_or_else(|| {
+            panic!(
+                "zavro serve did not exit within {DEADLINE:?} of SIGTERM; stderr: {:?}",
+                self.stderr_lines()
+            )
+        })
+    }
+
+    /// Like [`Server::stop`], also returning every stderr line the server printed.
+    pub fn stop_with_stderr(mut self) -> (ExitStatus, Vec<String>) {
+        let status = self.terminate();
+        let lines = self.stderr_lines();
+        let status = status.unwrap_or_else(|| {
+            panic!("zavro serve did not exit within {DEADLINE:?} of SIGTERM; stderr: {lines:?}")
+        });
+        (status, lines)
+    }
+
+    /// SIGTERM, bounded wait, SIGKILL if needed; then joins the stderr reader. `None` when it had to be killed.
+    fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// Polls `condition` until it holds, panicking with `what` after [`DEADLINE`].
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn parse_json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+/// One JSON value per non-empty line.
+pub fn parse_ndjson(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8(bytes.to_vec())
+        .expect("UTF-8 output")
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| parse_json(line.as_bytes()))
+        .collect()
+}
+
+/// The compact JSON text the server writes for a record (object keys keep their order).
+pub fn compact(value: &Value) -> String {
+    serde_json::to_string(value).expect("JSON values serialize")
+}
+
+pub fn stderr_of(assert: &Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}
+
+pub fn stdout_of(assert: &Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
+}
+
+/// A request for `records`, signed with the library exactly as `zavro send` signs, at `timestamp`.
+pub fn signed_request(key: &str, secret: &str, timestamp: i64, records: &[Value]) -> Request {
+    let payload = zavro::avro::encode(records).expect("records encode as Avro");
+    let nonce = zavro::credentials::new_nonce().expect("a random nonce");
+    Request::sign(key, secret.as_bytes(), timestamp, &nonce, payload)
+}
+
+/// A request for `records` signed now.
+pub fn signed_now(key: &str, secret: &str, records: &[Value]) -> Request {
+    signed_request(key, secret, zavro::timestamp::now_seconds(), records)
+}
+
+/// A raw ZeroMQ client socket with bounded waits.
+pub struct RawClient {
+    _context: zmq::Context,
+    socket: zmq::Socket,
+}
+
+impl RawClient {
+    pub fn req(endpoint: &str) -> RawClient {
+        RawClient::connect(endpoint, zmq::REQ)
+    }
+
+    pub fn dealer(endpoint: &str) -> RawClient {
+        RawClient::connect(endpoint, zmq::DEALER)
+    }
+
+    fn connect(endpoint: &str, kind: zmq::SocketType) -> RawClient {
+        let context = zmq::Context::new();
+        let socket = context.socket(kind).expect("create socket");
+        socket.set_linger(0).expect("set linger");
+        socket
+            .set_sndtimeo(i32::try_from(DEADLINE.as_millis()).unwrap())
+            .expect("set send timeout");
+        socket.connect(endpoint).expect("connect");
+        RawClient {
+            _context: context,
+            socket,
+        }
+    }
+
+    pub fn send(&self, frames: &[Vec<u8>]) {
+        self.socket
+            .send_multipart(frames, 0)
+            .expect("send a request");
+    }
+
+    /// The next message, or `None` when nothing arrives within `timeout`.
+    pub fn try_recv(&self, timeout: Duration) -> Option<Vec<Vec<u8>>> {
+        let millis = i64::try_from(timeout.as_millis()).unwrap();
+        match self.socket.poll(zmq::POLLIN, millis).expect("poll") {
+            0 => None,
+            _ => Some(self.socket.recv_multipart(0).expect("receive a reply")),
+        }
+    }
+
+    /// The next message; panics when none arrives within [`DEADLINE`].
+    pub fn recv(&self) -> Vec<Vec<u8>> {
+        self.try_recv(DEADLINE)
+            .unwrap_or_else(|| panic!("no reply within {DEADLINE:?}"))
+    }
+
+    /// For a REQ socket: sends the frames and returns the single reply frame, parsed.
+    pub fn request(&self, frames: &[Vec<u8>]) -> Reply {
+        self.send(frames);
+        let reply = self.recv();
+        assert_eq!(reply.len(), 1, "a reply is one frame: {reply:?}");
+        Reply::from_frame(&reply[0]).unwrap_or_else(|e| {
+            panic!(
+                "reply is not protocol JSON ({e}): {}",
+                String::from_utf8_lossy(&reply[0])
+            )
+        })
+    }
+}
+
+/// Sends `frames` on a fresh REQ socket and returns the reply.
+pub fn request_once(endpoint: &str, frames: &[Vec<u8>]) -> Reply {
+    RawClient::req(endpoint).request(frames)
+}
+
+/// The code of a rejected reply; panics on an accepted one.
+pub fn reject_code(reply: &Reply) -> &'static str {
+    match reply {
+        Reply::Rejected { code, .. } => code.as_str(),
+        Reply::Accepted { .. } => panic!("expected a rejection, got {reply:?}"),
+    }
+}
+
+/// Panics unless the reply accepted `records` records.
+pub fn assert_accepted(reply: &Reply, records: u64) {
+    assert!(
+        matches!(reply, Reply::Accepted { records: n, .. } if *n == records),
+        "expected {records} records accepted, got {reply:?}"
+    );
+}

@@ -1,0 +1,85 @@
+//! Built-in documentation: `--help` of every command, `--version`, and shell completions.
+
+use crate::common::{bare_zavro, stdout_of};
+
+const COMMANDS: [&[&str]; 12] = [
+    &[],
+    &["serve"],
+    &["send"],
+    &["keys"],
+    &["keys", "add"],
+    &["keys", "list"],
+    &["keys", "revoke"],
+    &["audit"],
+    &["audit", "query"],
+    &["audit", "verify"],
+    &["audit", "head"],
+    &["completions"],
+];
+
+fn help_of(command: &[&str]) -> String {
+    let out = bare_zavro().args(command).arg("--help").assert().code(0);
+    let text = stdout_of(&out);
+    assert!(
+        text.contains("Usage: zavro"),
+        "`zavro {} --help`: {text}",
+        command.join(" ")
+    );
+    text
+}
+
+#[test]
+fn help_of_every_command_exits_0_with_a_usage_line() {
+    for command in COMMANDS {
+        help_of(command);
+    }
+}
+
+#[test]
+fn help_of_every_command_shows_an_example() {
+    let missing: Vec<String> = COMMANDS
+        .iter()
+        .filter(|command| !help_of(command).contains("Example"))
+        .map(|command| format!("zavro {} --help", command.join(" ")))
+        .collect();
+    assert!(missing.is_empty(), "no example in: {missing:?}");
+}
+
+#[test]
+fn root_help_documents_the_exit_codes() {
+    let text = help_of(&[]);
+    for code in [
+        "2 usage error",
+        "3 bad input",
+        "4 rejected by the server",
+        "5 server unreachable",
+    ] {
+        assert!(text.contains(code), "{code:?} missing from: {text}");
+    }
+}
+
+#[test]
+fn version_names_the_program() {
+    let out = bare_zavro().arg("--version").assert().code(0);
+    assert!(stdout_of(&out).starts_with("zavro "), "{}", stdout_of(&out));
+}
+
+#[test]
+fn completions_for_every_shell_mention_zavro_and_its_subcommands() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = bare_zavro().args(["completions", shell]).assert().code(0);
+        let script = stdout_of(&out);
+        assert!(script.contains("zavro"), "{shell}: {script}");
+        assert!(
+            script.contains("audit") && script.contains("revoke"),
+            "{shell}"
+        );
+    }
+    bare_zavro().args(["completions", "tcsh"]).assert().code(2);
+}
+
+#[test]
+fn an_unknown_subcommand_is_a_usage_error() {
+    bare_zavro().arg("frobnicate").assert().code(2);
+    bare_zavro().assert().code(2);
+}
