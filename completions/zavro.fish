@@ -45,7 +45,7 @@ complete -c zavro -n "__fish_zavro_using_subcommand send" -l timeout -d 'Give up
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l retries -d 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch -d 'Most records per request' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch-bytes -d 'Most bytes of encoded records per request (a single larger record still goes alone)' -r
-complete -c zavro -n "__fish_zavro_using_subcommand send" -l window -d 'Requests in flight per server before waiting for replies' -r
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l window -d 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ\'s high-water mark)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand send" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l key -d 'API key id (the secret as for `zavro send`: --secret-file, ZAVRO_SECRET or a prompt)' -r
@@ -53,7 +53,7 @@ complete -c zavro -n "__fish_zavro_using_subcommand bench" -l secret-file -d 'Re
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l count -d 'Records to send in all' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l record-size -d 'Size of each generated record as JSON, in bytes' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l batch -d 'Records per request' -r
-complete -c zavro -n "__fish_zavro_using_subcommand bench" -l window -d 'Requests in flight per connection' -r
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l window -d 'Requests in flight per connection (at most 256)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l connections -d 'Connections (each in its own thread) sharing the records' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l timeout -d 'Give up when a reply takes longer than this many seconds' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F

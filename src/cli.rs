@@ -188,8 +188,8 @@ pub struct SendArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1024..=(1 << 20)))]
     pub batch_bytes: u32,
 
-    /// Requests in flight per server before waiting for replies.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ's high-water mark).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub window: u32,
 }
 
@@ -228,8 +228,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch: u32,
 
-    /// Requests in flight per connection.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// Requests in flight per connection (at most 256).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub window: u32,
 
     /// Connections (each in its own thread) sharing the records.

@@ -77,6 +77,20 @@ thread_local! {
     static VALUES: Cell<usize> = const { Cell::new(0) };
 }
 
+/// Counts one more decoded value against [`MAX_VALUES`].
+fn count_value<E: de::Error>() -> Result<(), E> {
+    let count = VALUES.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    });
+    if count > MAX_VALUES {
+        return Err(E::custom(format!(
+            "more than {MAX_VALUES} JSON values in one request"
+        )));
+    }
+    Ok(())
+}
+
 /// Holds the depth counter up for the lifetime of one nested value.
 struct DepthGuard;
 
@@ -171,15 +185,7 @@ impl Visitor<'_> for ValueFieldVisitor {
 
 impl<'de> Deserialize<'de> for OwnedNode {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let count = VALUES.with(|n| {
-            n.set(n.get() + 1);
-            n.get()
-        });
-        if count > MAX_VALUES {
-            return Err(de::Error::custom(format!(
-                "more than {MAX_VALUES} JSON values in one request"
-            )));
-        }
+        count_value()?;
         deserializer.deserialize_any(NodeVisitor)
     }
 }
@@ -236,5 +242,150 @@ impl<'de> Visitor<'de> for NodeVisitor {
             out.insert(key, item);
         }
         Ok(OwnedNode(Value::Object(out)))
+    }
+}
+
+thread_local! {
+    /// Where [`TextRecord`] writes: apache-avro's datum reader takes no seed, so the JSON text goes here.
+    static TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Empties the text buffer before a file is transcoded.
+pub(super) fn start_text() {
+    TEXT.with_borrow_mut(Vec::clear);
+}
+
+/// Appends to the text buffer.
+pub(super) fn push_text(bytes: &[u8]) {
+    TEXT.with_borrow_mut(|text| text.extend_from_slice(bytes));
+}
+
+/// Takes the text written so far.
+pub(super) fn take_text() -> Vec<u8> {
+    TEXT.with_borrow_mut(std::mem::take)
+}
+
+fn write_json<T: Serialize + ?Sized, E: de::Error>(value: &T) -> Result<(), E> {
+    TEXT.with_borrow_mut(|text| serde_json::to_writer(text, value))
+        .map_err(E::custom)
+}
+
+/// A `zavro.Json` record decoded straight into JSON text (no `Value` tree), written to the text buffer.
+pub(super) struct TextRecord;
+
+/// The union inside a `zavro.Json` record, transcoded to JSON text.
+struct TextNode;
+
+impl<'de> Deserialize<'de> for TextRecord {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_struct("Json", &["value"], TextRecordVisitor)
+    }
+}
+
+struct TextRecordVisitor;
+
+impl<'de> Visitor<'de> for TextRecordVisitor {
+    type Value = TextRecord;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a zavro.Json record")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextRecord, A::Error> {
+        let mut seen = false;
+        while let Some(ValueField) = map.next_key()? {
+            if seen {
+                return Err(de::Error::duplicate_field("value"));
+            }
+            map.next_value::<TextNode>()?;
+            seen = true;
+        }
+        if seen {
+            Ok(TextRecord)
+        } else {
+            Err(de::Error::missing_field("value"))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TextNode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        count_value()?;
+        deserializer.deserialize_any(TextNodeVisitor)
+    }
+}
+
+struct TextNodeVisitor;
+
+impl<'de> Visitor<'de> for TextNodeVisitor {
+    type Value = TextNode;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<TextNode, E> {
+        push_text(b"null");
+        Ok(TextNode)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<TextNode, E> {
+        push_text(if v { b"true" } else { b"false" });
+        Ok(TextNode)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<TextNode, E> {
+        write_json(&v)?;
+        Ok(TextNode)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<TextNode, E> {
+        if !v.is_finite() {
+            return Err(E::custom(format!("{v} is not a JSON number")));
+        }
+        write_json(&v)?;
+        Ok(TextNode)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<TextNode, E> {
+        write_json(v)?;
+        Ok(TextNode)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TextNode, A::Error> {
+        let _depth = DepthGuard::enter()?;
+        push_text(b"[");
+        let mut first = true;
+        loop {
+            // The separator goes in before we know whether an element follows; it is taken back if not.
+            let mark = TEXT.with_borrow(Vec::len);
+            if !first {
+                push_text(b",");
+            }
+            if seq.next_element::<TextRecord>()?.is_none() {
+                TEXT.with_borrow_mut(|text| text.truncate(mark));
+                break;
+            }
+            first = false;
+        }
+        push_text(b"]");
+        Ok(TextNode)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextNode, A::Error> {
+        let _depth = DepthGuard::enter()?;
+        push_text(b"{");
+        let mut first = true;
+        while let Some(key) = map.next_key::<String>()? {
+            if !first {
+                push_text(b",");
+            }
+            write_json(&key)?;
+            push_text(b":");
+            map.next_value::<TextRecord>()?;
+            first = false;
+        }
+        push_text(b"}");
+        Ok(TextNode)
     }
 }

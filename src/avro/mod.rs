@@ -17,7 +17,7 @@ use apache_avro::{
 use serde_json::Value;
 
 use container::{ContainerError, ContainerReader, ContainerWriter};
-use json::{OwnedRecord, Record};
+use json::{OwnedRecord, Record, TextRecord};
 
 /// The default schema: a record whose one field is a union of every JSON shape, recursive through arrays and maps.
 pub const JSON_SCHEMA: &str = r#"{"type":"record","name":"Json","namespace":"zavro","fields":[{"name":"value","type":["null","boolean","long","double","string",{"type":"array","items":"Json"},{"type":"map","values":"Json"}]}]}"#;
@@ -176,6 +176,39 @@ impl BatchEncoder {
     }
 }
 
+/// Records as JSON text: one compact JSON value per line, each ending with `\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ndjson {
+    /// The lines.
+    pub text: Vec<u8>,
+    /// How many records (lines).
+    pub records: usize,
+}
+
+impl Ndjson {
+    /// The records as one JSON array (`[a,b,…]`), the form the store keeps.
+    pub fn to_json_array(&self) -> String {
+        let mut array = String::with_capacity(self.text.len() + 2);
+        array.push('[');
+        for (i, line) in self.lines().enumerate() {
+            if i > 0 {
+                array.push(',');
+            }
+            array.push_str(line);
+        }
+        array.push(']');
+        array
+    }
+
+    /// Each record's JSON text.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        // Written by serde_json from UTF-8 strings, and records never contain a raw newline.
+        std::str::from_utf8(&self.text)
+            .expect("serde_json writes UTF-8")
+            .split_terminator('\n')
+    }
+}
+
 /// Decodes container files of the default JSON schema, remembering which headers' schemas it has checked.
 #[derive(Debug, Default)]
 pub struct Decoder {
@@ -188,19 +221,47 @@ impl Decoder {
         Decoder::default()
     }
 
-    /// Decodes every record of a container file.
+    /// Decodes every record of a container file into JSON values.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Vec<Value>, AvroError> {
+        let mut records = Vec::new();
+        self.each_record(bytes, |data| {
+            let OwnedRecord(value) = DATUM_READER.read_deser::<OwnedRecord>(data)?;
+            records.push(value);
+            Ok(())
+        })?;
+        Ok(records)
+    }
+
+    /// Transcodes every record of a container file straight to JSON text, one line per record (NDJSON),
+    /// without building JSON values: the server's path.
+    pub fn decode_text(&mut self, bytes: &[u8]) -> Result<Ndjson, AvroError> {
+        json::start_text();
+        let mut records = 0;
+        let result = self.each_record(bytes, |data| {
+            DATUM_READER.read_deser::<TextRecord>(data)?;
+            json::push_text(b"\n");
+            records += 1;
+            Ok(())
+        });
+        let text = json::take_text();
+        result.map(|()| Ndjson { text, records })
+    }
+
+    /// Checks the header, then calls `read_one` once per object of every block with the block's remaining
+    /// bytes; a block must be used up exactly by its declared objects.
+    fn each_record(
+        &mut self,
+        bytes: &[u8],
+        mut read_one: impl FnMut(&mut &[u8]) -> Result<(), apache_avro::Error>,
+    ) -> Result<(), AvroError> {
         let mut file = ContainerReader::new(bytes)?;
         self.check_schema(file.header().schema)?;
         json::start_file();
-        let mut records = Vec::new();
         while let Some(block) = file.next_block()? {
             let mut data = block.data.as_slice();
             for _ in 0..block.count {
-                let OwnedRecord(value) = DATUM_READER
-                    .read_deser::<OwnedRecord>(&mut data)
+                read_one(&mut data)
                     .map_err(|e| AvroError::Invalid(truncate(&e.to_string(), 300)))?;
-                records.push(value);
             }
             if !data.is_empty() {
                 return Err(AvroError::Invalid(format!(
@@ -210,7 +271,7 @@ impl Decoder {
                 )));
             }
         }
-        Ok(records)
+        Ok(())
     }
 
     /// Accepts the header's schema when its parsing canonical form is the JSON schema's.
@@ -283,6 +344,46 @@ mod tests {
         );
         assert!(back[0]["timestamp"].is_i64());
         assert!(back[3].is_f64());
+    }
+
+    #[test]
+    fn the_text_path_writes_exactly_what_serde_json_would() {
+        let records = vec![
+            json!({"indicator": "power", "timestamp": 1700000000, "value": 5.3}),
+            json!({"z": 1, "a": [1, 2.5, "x\n\"y\u{1}", null, true, {"nested": {"deep": []}}], "": {}}),
+            json!([[], {}, [[1.0e300]], -0.0]),
+            json!("unicode ☃"),
+            json!(i64::MIN),
+        ];
+        let text = Decoder::new()
+            .decode_text(&encode(&records).unwrap())
+            .unwrap();
+        let expected: Vec<String> = records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        assert_eq!(text.lines().collect::<Vec<_>>(), expected);
+        assert_eq!(text.records, records.len());
+        assert_eq!(
+            text.to_json_array(),
+            serde_json::to_string(&records).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_text_path_has_the_same_limits() {
+        let mut deep = json!(1);
+        for _ in 0..(MAX_DEPTH + 5) {
+            deep = json!([deep]);
+        }
+        let err = Decoder::new()
+            .decode_text(&encode(&[deep]).unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("nesting"), "{err}");
+        let bytes = encode(&[json!({"a": [1, 2, 3]}), json!("x")]).unwrap();
+        for cut in 0..bytes.len() {
+            let _ = Decoder::new().decode_text(&bytes[..cut]);
+        }
     }
 
     #[test]

@@ -3,12 +3,10 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
 use super::{Incoming, Log, MAX_FRAMES, Settings};
 use crate::{
     auth,
-    avro::{AvroError, Decoder},
+    avro::{AvroError, Decoder, Ndjson},
     protocol::{RejectCode, Rejection, Reply, Request},
     store::{AuditEntry, Batch, Committed, Nonce, SeenNonce, Status, Store, StoreError},
     timestamp,
@@ -18,16 +16,16 @@ use crate::{
 pub(super) struct Answer {
     /// What the client is told.
     pub reply: Reply,
-    /// The accepted records, in order; `None` unless newly stored.
-    pub records: Option<Vec<Value>>,
+    /// The accepted records as JSON lines, in order; `None` unless newly stored.
+    pub records: Option<Ndjson>,
 }
 
 /// What the checks decided about one request, before anything is written.
 enum Verdict {
-    /// New and valid: its records, and their JSON as stored.
+    /// New and valid: its records as JSON lines, and as the JSON array the store keeps.
     Fresh {
         request: Request,
-        records: Vec<Value>,
+        records: Ndjson,
         json: String,
     },
     /// A byte-identical retry of a request committed earlier.
@@ -204,13 +202,16 @@ impl<'a> Worker<'a> {
                 Err(replay())
             };
         }
-        let records = self.decoder.decode(&request.payload).map_err(|e| match e {
-            AvroError::UnsupportedSchema(_) => {
-                Rejection::new(RejectCode::UnsupportedSchema, e.to_string())
-            }
-            _ => Rejection::new(RejectCode::BadPayload, e.to_string()),
-        })?;
-        let json = serde_json::to_string(&records).expect("JSON values always serialize");
+        let records = self
+            .decoder
+            .decode_text(&request.payload)
+            .map_err(|e| match e {
+                AvroError::UnsupportedSchema(_) => {
+                    Rejection::new(RejectCode::UnsupportedSchema, e.to_string())
+                }
+                _ => Rejection::new(RejectCode::BadPayload, e.to_string()),
+            })?;
+        let json = records.to_json_array();
         Ok(Verdict::Fresh {
             request,
             records,
@@ -430,21 +431,21 @@ fn write_verdict(
                 signature: &request.envelope.signature,
             };
             let accepted = AuditEntry {
-                records: records.len() as u64,
+                records: records.records as u64,
                 ..send_entry(Status::Accepted, Some(key), peer, size, now_us)
             };
             match batch.accept(&accepted, &nonce, json)? {
                 Committed::Stored(id) => {
                     let reply = Reply::Accepted {
                         audit_id: id,
-                        records: records.len() as u64,
+                        records: records.records as u64,
                         duplicate: false,
                     };
                     let line = LogLine::Accepted {
                         id,
                         key: key.to_owned(),
                         peer: peer_text.clone(),
-                        records: records.len(),
+                        records: records.records,
                     };
                     Ok((answer(reply), line))
                 }

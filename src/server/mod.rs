@@ -10,13 +10,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
-
 pub use log::Log;
 
 use handle::Worker;
 
-use crate::{protocol::Reply, store::Store, timestamp};
+use crate::{avro::Ndjson, protocol::Reply, store::Store, timestamp};
 
 /// How often the loop wakes up to notice a shutdown signal when no request arrives.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -185,12 +183,8 @@ fn send_reply(socket: &zmq::Socket, route: &[Vec<u8>], reply: &Reply) -> Result<
     socket.send_multipart(frames, 0)
 }
 
-fn write_records(output: &mut dyn Write, records: &[Value]) -> std::io::Result<()> {
-    for record in records {
-        serde_json::to_writer(&mut *output, record)?;
-        output.write_all(b"\n")?;
-    }
-    Ok(())
+fn write_records(output: &mut dyn Write, records: &Ndjson) -> std::io::Result<()> {
+    output.write_all(&records.text)
 }
 
 fn prune_nonces(worker: &mut Worker, settings: &Settings) {

@@ -1,0 +1,435 @@
+//! The benchmark harness (BENCHMARKS.md): measures, in one run on one machine, (1) zavro end to end, (2) zavro
+//! lockstep, (3) the bare ZeroMQ transport and a durable single-row SQLite commit, and prints each figure and the
+//! ratios the targets are stated in. `cargo bench` runs it; `cargo bench -- --memory` adds the memory runs
+//! (10 M records into `serve`, a 1 GiB input into `send`), `--runs N` repeats the timed runs (median reported).
+//!
+//! Everything talks over 127.0.0.1 and writes only inside a temporary directory.
+
+use std::{
+    fs::{self, File},
+    io::{BufWriter, Write},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use zavro::{
+    bench::{Percentiles, record},
+    store::{AuditEntry, Status, Store},
+};
+
+const ZAVRO: &str = env!("CARGO_BIN_EXE_zavro");
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let memory = args.iter().any(|a| a == "--memory");
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let env = Env::new(dir.path());
+
+    println!("zavro benchmark harness: {runs} runs of each timed figure, median reported");
+    println!(
+        "machine: {} cores; sender and server share them\n",
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let bare = median(runs, || bare_transport_pipelined(2_000_000, 200));
+    println!(
+        "(3) bare transport, DEALER/ROUTER pipelined, 200-byte messages: {bare:.0} messages/s"
+    );
+    let bare_rtt = median(runs, || bare_transport_lockstep(20_000, 200));
+    println!("(3) bare transport lockstep round trip p50: {bare_rtt:.1} µs");
+    let commit = median(runs, || {
+        sqlite_single_row_commit(&env.dir.join("commit.db"), 2_000)
+    });
+    println!("    durable single-row SQLite commit p50 (WAL, synchronous=FULL): {commit:.1} µs");
+
+    let input = env.dir.join("records.ndjson");
+    let bytes = write_ndjson(&input, 1_000_000, 150);
+    println!(
+        "\ninput: 1,000,000 NDJSON records, {:.1} MB ({} bytes per record on average)",
+        bytes as f64 / 1e6,
+        bytes / 1_000_000
+    );
+    let end_to_end = median(runs, || env.send_file(&input, 1_000_000));
+    println!(
+        "(1) zavro end to end (send < file into serve, default options, durable): {end_to_end:.0} records/s"
+    );
+    let lockstep = median(runs, || env.lockstep_p50(2_000));
+    println!("(2) zavro lockstep (batch 1, window 1) ack latency p50: {lockstep:.1} µs");
+
+    println!("\nratios");
+    println!(
+        "  (1)/(3) end-to-end records/s over bare messages/s: {:.1} % (target ≥ 25 %)",
+        100.0 * end_to_end / bare
+    );
+    println!(
+        "  (2)/(3) lockstep p50 over bare round trip p50: {:.1}×; lockstep p50 − bare p50 − SQLite commit p50 = {:.1} µs (target ≤ 100 µs)",
+        lockstep / bare_rtt,
+        lockstep - bare_rtt - commit
+    );
+
+    let (chained, plain) = chain_cost(&env.dir, 20_000);
+    println!(
+        "\naudit hash chain: {chained:.2} µs per audit row with the chain, {plain:.2} µs for the same insert without it; \
+         +{:.2} µs per request, {:.2} % of a 1000-record request's end-to-end time",
+        chained - plain,
+        100.0 * (chained - plain) / (1000.0 * 1e6 / end_to_end)
+    );
+
+    if memory {
+        println!("\nmemory");
+        let serve_peak = env.serve_peak_rss(10_000_000);
+        println!(
+            "  serve peak RSS while ingesting 10,000,000 records: {:.1} MiB (target < 64 MiB)",
+            serve_peak as f64 / 1024.0
+        );
+        let big = env.dir.join("big.ndjson");
+        let records = 1usize << 30 >> 7; // about 1 GiB of ~150-byte lines
+        let written = write_ndjson(&big, records, 150);
+        let send_peak = env.send_peak_rss(&big);
+        println!(
+            "  send peak RSS on a {:.2} GiB input: {:.1} MiB (target < 64 MiB)",
+            written as f64 / f64::from(1u32 << 30),
+            send_peak as f64 / 1024.0
+        );
+    }
+}
+
+/// The median of `runs` measurements.
+fn median(runs: usize, mut measure: impl FnMut() -> f64) -> f64 {
+    let mut values: Vec<f64> = (0..runs.max(1)).map(|_| measure()).collect();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Messages/s of pipelined round trips: a DEALER keeps up to 100 messages in flight to a ROUTER that echoes.
+fn bare_transport_pipelined(messages: usize, size: usize) -> f64 {
+    let context = zmq::Context::new();
+    let router = context.socket(zmq::ROUTER).unwrap();
+    router.bind("tcp://127.0.0.1:*").unwrap();
+    let endpoint = router.get_last_endpoint().unwrap().unwrap();
+    let echo = thread::spawn(move || {
+        for _ in 0..messages {
+            let frames = router.recv_multipart(0).unwrap();
+            router.send_multipart(frames, 0).unwrap();
+        }
+    });
+    let dealer = context.socket(zmq::DEALER).unwrap();
+    dealer.connect(&endpoint).unwrap();
+    let payload = vec![b'x'; size];
+    let started = Instant::now();
+    let (mut sent, mut received) = (0, 0);
+    while received < messages {
+        // 100 in flight: far below the default high-water mark of 1000, at which a ROUTER drops replies.
+        while sent < messages && sent - received < 100 {
+            dealer.send(&payload, 0).unwrap();
+            sent += 1;
+        }
+        assert!(
+            dealer.poll(zmq::POLLIN, 10_000).unwrap() > 0,
+            "bare transport stalled"
+        );
+        dealer.recv_bytes(0).unwrap();
+        received += 1;
+        while dealer.recv_bytes(zmq::DONTWAIT).is_ok() {
+            received += 1;
+        }
+    }
+    let rate = messages as f64 / started.elapsed().as_secs_f64();
+    echo.join().unwrap();
+    rate
+}
+
+/// p50 in µs of one-at-a-time round trips REQ → ROUTER → REQ.
+fn bare_transport_lockstep(round_trips: usize, size: usize) -> f64 {
+    let context = zmq::Context::new();
+    let router = context.socket(zmq::ROUTER).unwrap();
+    router.bind("tcp://127.0.0.1:*").unwrap();
+    let endpoint = router.get_last_endpoint().unwrap().unwrap();
+    let echo = thread::spawn(move || {
+        for _ in 0..round_trips {
+            let frames = router.recv_multipart(0).unwrap();
+            router.send_multipart(frames, 0).unwrap();
+        }
+    });
+    let req = context.socket(zmq::REQ).unwrap();
+    req.connect(&endpoint).unwrap();
+    let payload = vec![b'x'; size];
+    let mut samples = Vec::with_capacity(round_trips);
+    for _ in 0..round_trips {
+        let started = Instant::now();
+        req.send(&payload, 0).unwrap();
+        req.recv_bytes(0).unwrap();
+        samples.push(started.elapsed());
+    }
+    echo.join().unwrap();
+    micros(Percentiles::of(&mut samples).unwrap().p50)
+}
+
+/// p50 in µs of inserting one row in its own durable transaction, as a lockstep request needs.
+fn sqlite_single_row_commit(path: &Path, commits: usize) -> f64 {
+    let _ = fs::remove_file(path);
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .unwrap();
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+    )
+    .unwrap();
+    let mut samples = Vec::with_capacity(commits);
+    for i in 0..commits {
+        let started = Instant::now();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        conn.execute("INSERT INTO t (v) VALUES (?1)", [format!("row {i}")])
+            .unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+        samples.push(started.elapsed());
+    }
+    micros(Percentiles::of(&mut samples).unwrap().p50)
+}
+
+/// µs per audit row inserted through the store (hash chain included) and through a plain INSERT of the same
+/// columns, both in transactions of 100 rows on a durable file.
+fn chain_cost(dir: &Path, rows: usize) -> (f64, f64) {
+    let path = dir.join("chain.db");
+    let mut store = Store::open(&path).unwrap();
+    let started = Instant::now();
+    for chunk in 0..rows / 100 {
+        let mut batch = store.begin_batch().unwrap();
+        for i in 0..100 {
+            batch.record(&entry((chunk * 100 + i) as i64)).unwrap();
+        }
+        batch.commit().unwrap();
+    }
+    let chained = started.elapsed().as_secs_f64() * 1e6 / rows as f64;
+
+    let plain_path = dir.join("plain.db");
+    let conn = rusqlite::Connection::open(&plain_path).unwrap();
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .unwrap();
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, time_us INTEGER, action TEXT, status TEXT,
+             reason TEXT, detail TEXT, key_id TEXT, peer TEXT, records INTEGER, size INTEGER, payload_sha256 TEXT,
+             prev_hash TEXT, hash TEXT);
+         CREATE INDEX audit_by_time ON audit (time_us); CREATE INDEX audit_by_key ON audit (key_id, id);",
+    )
+    .unwrap();
+    let started = Instant::now();
+    for chunk in 0..rows / 100 {
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        for i in 0..100 {
+            conn.prepare_cached(
+                "INSERT INTO audit (time_us, action, status, reason, detail, key_id, peer, records, size)
+                 VALUES (?1, 'send', 'rejected', 'bad_signature', 'detail', 'ZK0123456789ABCDEF', '127.0.0.1', 0, 500)",
+            )
+            .unwrap()
+            .execute([(chunk * 100 + i) as i64])
+            .unwrap();
+        }
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    let plain = started.elapsed().as_secs_f64() * 1e6 / rows as f64;
+    (chained, plain)
+}
+
+fn entry(time_us: i64) -> AuditEntry<'static> {
+    AuditEntry {
+        time_us,
+        action: "send",
+        status: Status::Rejected,
+        reason: Some("bad_signature"),
+        detail: Some("detail"),
+        key_id: Some("ZK0123456789ABCDEF"),
+        peer: Some("127.0.0.1"),
+        records: 0,
+        size: 500,
+    }
+}
+
+/// Writes `count` NDJSON records of about `size` bytes; returns the file's size.
+fn write_ndjson(path: &Path, count: usize, size: usize) -> u64 {
+    let mut out = BufWriter::new(File::create(path).unwrap());
+    for i in 0..count {
+        serde_json::to_writer(&mut out, &record(i as u64, size)).unwrap();
+        out.write_all(b"\n").unwrap();
+    }
+    out.flush().unwrap();
+    fs::metadata(path).unwrap().len()
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// A store with one key, and servers started on it.
+struct Env {
+    dir: PathBuf,
+    key: String,
+    secret: String,
+}
+
+impl Env {
+    fn new(dir: &Path) -> Env {
+        let out = Command::new(ZAVRO)
+            .args([
+                "--db",
+                dir.join("zavro.db").to_str().unwrap(),
+                "keys",
+                "add",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "keys add failed");
+        let key: Value = serde_json::from_slice(&out.stdout).unwrap();
+        Env {
+            dir: dir.to_owned(),
+            key: key["key"].as_str().unwrap().to_owned(),
+            secret: key["secret"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    fn zavro(&self) -> Command {
+        let mut command = Command::new(ZAVRO);
+        command
+            .arg("--db")
+            .arg(self.dir.join("zavro.db"))
+            .env("ZAVRO_KEY", &self.key)
+            .env("ZAVRO_SECRET", &self.secret)
+            .env_remove("ZAVRO_DB");
+        command
+    }
+
+    /// Starts a server writing its records to a file; returns it with its endpoint.
+    fn serve(&self) -> (Server, String) {
+        let mut child = self
+            .zavro()
+            .args(["serve", "127.0.0.1:*", "--output"])
+            .arg(self.dir.join("out.ndjson"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(endpoint) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(endpoint.to_owned());
+                }
+            }
+        });
+        let endpoint = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server started");
+        (Server(child), endpoint)
+    }
+
+    /// Records/s of `zavro send < input`, timed from start to exit.
+    fn send_file(&self, input: &Path, records: usize) -> f64 {
+        let (_server, endpoint) = self.serve();
+        let started = Instant::now();
+        let status = self
+            .zavro()
+            .args(["send", &endpoint])
+            .stdin(File::open(input).unwrap())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        let elapsed = started.elapsed();
+        assert!(status.success(), "send failed");
+        records as f64 / elapsed.as_secs_f64()
+    }
+
+    /// p50 µs of `zavro bench --batch 1 --window 1`.
+    fn lockstep_p50(&self, count: usize) -> f64 {
+        let (_server, endpoint) = self.serve();
+        let out = self
+            .zavro()
+            .args([
+                "bench", &endpoint, "--batch", "1", "--window", "1", "--json", "--count",
+            ])
+            .arg(count.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "bench failed");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["latency_us"]["p50"].as_f64().unwrap()
+    }
+
+    /// Peak RSS (KiB) of `serve` while `zavro bench` sends it `records` records.
+    fn serve_peak_rss(&self, records: usize) -> u64 {
+        let (server, endpoint) = self.serve();
+        let pid = server.0.id();
+        let mut bench = self
+            .zavro()
+            .args(["bench", &endpoint, "--json", "--count"])
+            .arg(records.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let peak = peak_rss_while(pid, &mut bench);
+        assert!(bench.wait().unwrap().success(), "bench failed");
+        peak
+    }
+
+    /// Peak RSS (KiB) of `zavro send < input`.
+    fn send_peak_rss(&self, input: &Path) -> u64 {
+        let (_server, endpoint) = self.serve();
+        let mut send = self
+            .zavro()
+            .args(["send", &endpoint])
+            .stdin(File::open(input).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = send.id();
+        let peak = peak_rss_while(pid, &mut send);
+        assert!(send.wait().unwrap().success(), "send failed");
+        peak
+    }
+}
+
+/// Samples VmHWM (the kernel's peak resident set) of `pid` until `child` exits; returns the last sample.
+fn peak_rss_while(pid: u32, child: &mut Child) -> u64 {
+    let mut peak = 0;
+    loop {
+        if let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status"))
+            && let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        if child.try_wait().unwrap().is_some() {
+            return peak;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running server, stopped with SIGTERM when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
