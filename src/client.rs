@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::protocol::{RejectCode, Reply, Request};
+use crate::protocol::{RejectCode, Reply, ReplyFrame, Request};
 
 /// How long an endpoint rests after a timeout before it is tried again; doubled per consecutive failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -123,6 +123,7 @@ pub struct Accepted {
 
 /// A request waiting for its reply.
 struct InFlight {
+    nonce: String,
     frames: [Vec<u8>; 4],
     records: u64,
     attempts: u32,
@@ -194,6 +195,7 @@ impl Client {
         let [version, envelope, payload] = request.to_frames();
         let now = Instant::now();
         self.resend.push_back(InFlight {
+            nonce: request.envelope.nonce.clone(),
             // The empty delimiter makes the DEALER's request look like a REQ's, which the server expects.
             frames: [Vec::new(), version, envelope, payload],
             records,
@@ -382,12 +384,23 @@ impl Client {
             if !delimiter.is_empty() {
                 return Err(bad("the first frame is not the empty delimiter".into()));
             }
+            let frame = ReplyFrame::from_frame(frame).map_err(|e| bad(e.to_string()))?;
+            // Replies are matched by the nonce they carry: a request lost with a server that died can never
+            // be credited with the reply to a later one.
+            let position = match &frame.nonce {
+                Some(nonce) => connection.in_flight.iter().position(|r| r.nonce == *nonce),
+                None => (!connection.in_flight.is_empty()).then_some(0),
+            };
+            let Some(position) = position else {
+                // A late answer to a request already resent and answered elsewhere: nothing to do.
+                continue;
+            };
             let request = connection
                 .in_flight
-                .pop_front()
-                .ok_or_else(|| bad("a reply to no request".into()))?;
+                .remove(position)
+                .expect("the position was just found");
             connection.failures = 0;
-            match Reply::from_frame(frame).map_err(|e| bad(e.to_string()))? {
+            match frame.reply {
                 Reply::Accepted {
                     audit_id,
                     records,

@@ -268,6 +268,30 @@ impl Reply {
     }
 }
 
+/// A reply as it travels: the [`Reply`] plus the nonce of the request it answers, so a client with several
+/// requests in flight can match replies to requests whatever happens to its connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyFrame {
+    /// The nonce of the request answered; absent when the request's envelope could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// The answer.
+    #[serde(flatten)]
+    pub reply: Reply,
+}
+
+impl ReplyFrame {
+    /// The reply frame as bytes.
+    pub fn to_frame(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a reply always serializes")
+    }
+
+    /// Parses a reply frame.
+    pub fn from_frame(frame: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(frame)
+    }
+}
+
 impl From<Rejection> for Reply {
     fn from(r: Rejection) -> Self {
         Reply::Rejected {
@@ -441,5 +465,28 @@ mod tests {
             r#"{"status":"rejected","code":"clock_skew","message":"m","server_time":5}"#
         );
         assert_eq!(Reply::from_frame(&skew.to_frame()).unwrap(), skew);
+    }
+
+    #[test]
+    fn reply_frames_carry_the_nonce_beside_the_reply() {
+        let frame = ReplyFrame {
+            nonce: Some("0123456789abcdef".into()),
+            reply: Reply::Accepted {
+                audit_id: 7,
+                records: 2,
+                duplicate: true,
+            },
+        };
+        let text = String::from_utf8(frame.to_frame()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"nonce":"0123456789abcdef","status":"accepted","audit_id":7,"records":2,"duplicate":true}"#
+        );
+        assert_eq!(ReplyFrame::from_frame(text.as_bytes()).unwrap(), frame);
+        assert_eq!(
+            Reply::from_frame(text.as_bytes()).unwrap(),
+            frame.reply,
+            "old readers ignore the nonce"
+        );
     }
 }

@@ -18,6 +18,8 @@ pub(super) struct Answer {
     pub reply: Reply,
     /// The accepted records as JSON lines, in order; `None` unless newly stored.
     pub records: Option<Ndjson>,
+    /// The nonce of the request answered, when its envelope could be read.
+    pub nonce: Option<String>,
 }
 
 /// What the checks decided about one request, before anything is written.
@@ -69,8 +71,10 @@ impl<'a> Worker<'a> {
         let now_us = timestamp::now_micros();
         let mut in_group: HashMap<(String, String), (usize, String)> = HashMap::new();
         let mut verdicts = Vec::with_capacity(group.len());
+        let mut nonces = Vec::with_capacity(group.len());
         for (index, incoming) in group.iter().enumerate() {
-            let verdict = self.check(incoming, now_us, &in_group);
+            let (verdict, nonce) = self.check(incoming, now_us, &in_group);
+            nonces.push(nonce);
             if let Verdict::Fresh { request, .. } = &verdict {
                 let e = &request.envelope;
                 in_group.insert(
@@ -80,10 +84,14 @@ impl<'a> Worker<'a> {
             }
             verdicts.push(verdict);
         }
-        match self.commit(group, verdicts, now_us) {
+        let mut answers = match self.commit(group, verdicts, now_us) {
             Ok(answers) => answers,
             Err((e, verdicts)) => self.commit_failed(group, verdicts, now_us, e),
+        };
+        for (answer, nonce) in answers.iter_mut().zip(nonces) {
+            answer.nonce = nonce;
         }
+        answers
     }
 
     /// The checks, in PROTOCOL.md's order: frames, key, signature, clock, nonce, payload. Reads, never writes.
@@ -92,7 +100,7 @@ impl<'a> Worker<'a> {
         incoming: &Incoming,
         now_us: i64,
         in_group: &HashMap<(String, String), (usize, String)>,
-    ) -> Verdict {
+    ) -> (Verdict, Option<String>) {
         let parsed = if incoming.too_many_frames {
             Err(Rejection::new(
                 RejectCode::Malformed,
@@ -104,20 +112,25 @@ impl<'a> Worker<'a> {
         let request = match parsed {
             Ok(request) => request,
             Err(rejection) => {
-                return Verdict::Reject {
-                    key: None,
-                    rejection,
-                };
+                return (
+                    Verdict::Reject {
+                        key: None,
+                        rejection,
+                    },
+                    None,
+                );
             }
         };
         let key = request.envelope.key.clone();
-        match self.check_request(request, now_us, in_group) {
+        let nonce = request.envelope.nonce.clone();
+        let verdict = match self.check_request(request, now_us, in_group) {
             Ok(verdict) => verdict,
             Err(rejection) => Verdict::Reject {
                 key: Some(key),
                 rejection,
             },
-        }
+        };
+        (verdict, Some(nonce))
     }
 
     fn check_request(
@@ -303,6 +316,7 @@ impl<'a> Worker<'a> {
                 refused
                     .into_iter()
                     .map(|verdict| Answer {
+                        nonce: None,
                         reply: match verdict {
                             Verdict::Reject { rejection, .. } => reply_for(rejection, now_us),
                             _ => reply_for(internal(), now_us),
@@ -492,6 +506,7 @@ fn send_entry<'e>(
 
 fn answer(reply: Reply) -> Answer {
     Answer {
+        nonce: None,
         reply,
         records: None,
     }

@@ -14,7 +14,12 @@ pub use log::Log;
 
 use handle::Worker;
 
-use crate::{avro::Ndjson, protocol::Reply, store::Store, timestamp};
+use crate::{
+    avro::Ndjson,
+    protocol::{Reply, ReplyFrame},
+    store::Store,
+    timestamp,
+};
 
 /// How often the loop wakes up to notice a shutdown signal when no request arrives.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -95,8 +100,12 @@ pub fn run(
                 if written.is_ok() {
                     written = output.flush();
                 }
-                for (incoming, answer) in group.iter().zip(&answers) {
-                    send_reply(socket, &incoming.route, &answer.reply)?;
+                for (incoming, answer) in group.iter().zip(answers) {
+                    let frame = ReplyFrame {
+                        nonce: answer.nonce,
+                        reply: answer.reply,
+                    };
+                    send_reply(socket, &incoming.route, &frame)?;
                 }
                 written.map_err(ServeError::Output)?;
             }
@@ -176,7 +185,11 @@ fn receive(socket: &zmq::Socket, flags: i32) -> Result<Incoming, zmq::Error> {
     })
 }
 
-fn send_reply(socket: &zmq::Socket, route: &[Vec<u8>], reply: &Reply) -> Result<(), zmq::Error> {
+fn send_reply(
+    socket: &zmq::Socket,
+    route: &[Vec<u8>],
+    reply: &ReplyFrame,
+) -> Result<(), zmq::Error> {
     let mut frames: Vec<&[u8]> = route.iter().map(Vec::as_slice).collect();
     let reply = reply.to_frame();
     frames.push(&reply);

@@ -4,8 +4,10 @@
 mod audit;
 mod common;
 mod concurrency;
+mod crash;
 mod end_to_end;
 mod help;
+mod hostile;
 mod keys;
 mod protocol_attacks;
 mod send_errors;
