@@ -299,8 +299,13 @@ impl Client {
                 let socket = connection.socket.as_ref().expect("opened above");
                 match socket.send_multipart(&request.frames, zmq::DONTWAIT) {
                     Ok(()) => {
+                        let now = Instant::now();
+                        if request.attempts == 0 {
+                            // Latency runs from the first send, not from when the request was queued.
+                            request.first_sent = now;
+                        }
                         request.attempts += 1;
-                        request.sent = Instant::now();
+                        request.sent = now;
                         connection.in_flight.push_back(request);
                     }
                     Err(zmq::Error::EAGAIN) => {
