@@ -16,7 +16,7 @@ pub struct KeyRecord {
     pub created_us: i64,
     /// When the key was revoked, if it was.
     pub revoked_us: Option<i64>,
-    /// When a request signed with the key was last accepted.
+    /// When a request signed with the key was last accepted (from the audit trail).
     pub last_used_us: Option<i64>,
 }
 
@@ -50,7 +50,11 @@ impl Store {
     /// Every key, oldest first.
     pub fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, label, created_us, revoked_us, last_used_us FROM keys ORDER BY created_us, id",
+            "SELECT id, label, created_us, revoked_us,
+                    (SELECT time_us FROM audit
+                     WHERE key_id = keys.id AND action = 'send' AND status = 'accepted'
+                     ORDER BY id DESC LIMIT 1)
+             FROM keys ORDER BY created_us, id",
         )?;
         let rows = stmt.query_map([], |row| {
             Ok(KeyRecord {

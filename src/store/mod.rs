@@ -36,11 +36,14 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
             |tx: &rusqlite::Transaction| chain::backfill(tx).map_err(Into::into),
         ),
         M::up(include_str!("migrations/0003_nonce_signature.sql")),
+        M::up(include_str!(
+            "migrations/0004_nonce_pruning_without_index.sql"
+        )),
     ])
 });
 
 /// The schema version this build migrates stores to.
-const SCHEMA_VERSION: usize = 3;
+const SCHEMA_VERSION: usize = 4;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]

@@ -92,8 +92,8 @@ pub struct Batch<'s> {
 }
 
 impl Batch<'_> {
-    /// Adds an accepted request: its audit row and the JSON of its records (chained), its nonce, and the key's
-    /// last use. A nonce that some other writer stored meanwhile makes it a [`Committed::Replay`], with nothing
+    /// Adds an accepted request: its audit row and the JSON of its records (chained) and its nonce. (The key's
+    /// last use is read from the audit trail, not written here: one page fewer to make durable per request.) A nonce that some other writer stored meanwhile makes it a [`Committed::Replay`], with nothing
     /// of it kept.
     pub fn accept(
         &mut self,
@@ -120,9 +120,6 @@ impl Batch<'_> {
         if inserted == 0 {
             return Ok(Committed::Replay);
         }
-        savepoint
-            .prepare_cached("UPDATE keys SET last_used_us = ?1 WHERE id = ?2")?
-            .execute(params![entry.time_us, key_id])?;
         savepoint.commit()?;
         Ok(Committed::Stored(audit_id))
     }
