@@ -116,7 +116,14 @@ impl Store {
         &self,
         against: Option<(i64, &str)>,
     ) -> Result<Result<Verified, ChainBreak>, StoreError> {
-        chain::verify(&self.conn, against)
+        // One read transaction, so the rows, the checkpoint and the id counter are read from the same snapshot
+        // even while a server appends (otherwise the counter can run ahead of the rows read and look like
+        // deleted rows). Deferred: a reader must not take the write lock from the server.
+        let snapshot =
+            rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)?;
+        let verified = chain::verify(&snapshot, against);
+        snapshot.finish()?;
+        verified
     }
 
     /// The newest audit row's id and hash, or `None` when the trail is empty.

@@ -361,3 +361,81 @@ fn a_send_that_times_out_and_resends_stores_its_records_exactly_once() {
     }
     assert!(sends.iter().all(|r| r["status"] == "accepted"), "{sends:?}");
 }
+
+#[test]
+fn many_concurrent_senders_with_admin_commands_store_everything_once_with_consistent_audit_ids() {
+    const SENDERS: usize = 6;
+    const RECORDS: usize = 60;
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = env.start_server();
+    let endpoint = server.endpoint().to_owned();
+    let failures = Mutex::new(Vec::new());
+    let sending = AtomicBool::new(true);
+
+    thread::scope(|s| {
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|sender| {
+                let (env, endpoint, key, secret, failures) =
+                    (&env, &endpoint, &key, &secret, &failures);
+                s.spawn(move || {
+                    let input: String = (0..RECORDS)
+                        .map(|i| format!("{{\"sender\":{sender},\"i\":{i}}}\n"))
+                        .collect();
+                    let out = env
+                        .zavro()
+                        .args(["send", endpoint, "--batch", "3", "--window", "4"])
+                        .env("ZAVRO_KEY", key)
+                        .env("ZAVRO_SECRET", secret)
+                        .write_stdin(input)
+                        .output()
+                        .expect("run zavro send");
+                    if !out.status.success() {
+                        failures.lock().unwrap().push(format!(
+                            "sender {sender} exited with {}: {}",
+                            out.status,
+                            String::from_utf8_lossy(&out.stderr)
+                        ));
+                    }
+                })
+            })
+            .collect();
+        s.spawn(|| {
+            while sending.load(Ordering::SeqCst) {
+                run_recording(&env, &["keys", "list"], &failures);
+                run_recording(&env, &["audit", "query", "--limit", "5"], &failures);
+                run_recording(&env, &["audit", "verify"], &failures);
+            }
+        });
+        for sender in senders {
+            sender.join().unwrap();
+        }
+        sending.store(false, Ordering::SeqCst);
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{failures:#?}");
+
+    let rows = env.audit();
+    let ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    let expected: Vec<i64> = (1..=ids.len() as i64).collect();
+    assert_eq!(ids, expected, "audit ids are 1..N with no gap or repeat");
+    let mut stored = std::collections::HashMap::new();
+    for row in rows.iter().filter(|r| r["action"] == "send") {
+        assert_eq!(row["status"], "accepted", "{row}");
+        for record in row["payload"].as_array().unwrap() {
+            *stored
+                .entry((
+                    record["sender"].as_u64().unwrap(),
+                    record["i"].as_u64().unwrap(),
+                ))
+                .or_insert(0) += 1;
+        }
+    }
+    assert_eq!(stored.len(), SENDERS * RECORDS);
+    assert!(
+        stored.values().all(|&n| n == 1),
+        "a record was stored twice"
+    );
+    env.zavro().args(["audit", "verify"]).assert().success();
+    drop(server);
+}
