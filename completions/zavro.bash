@@ -725,7 +725,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__send)
-            opts="-h --key --secret-file --timeout --retries --batch --batch-bytes --window --db --help"
+            opts="-h --key --secret-file --timeout --retries --batch --batch-bytes --format --codec --window --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -753,6 +753,14 @@ _zavro() {
                     ;;
                 --batch-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "json avro" -- "${cur}"))
+                    return 0
+                    ;;
+                --codec)
+                    COMPREPLY=($(compgen -W "null deflate snappy zstandard" -- "${cur}"))
                     return 0
                     ;;
                 --window)

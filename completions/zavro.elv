@@ -46,10 +46,12 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --retries 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)'
             cand --batch 'Most records per request'
             cand --batch-bytes 'Most bytes of encoded records per request (a single larger record still goes alone)'
+            cand --format 'What stdin holds: JSON values (NDJSON), or an Avro object container file from any Avro writer, sent in batches of its blocks with its schema, codec and records unchanged (read into memory whole)'
+            cand --codec 'Compression of the Avro blocks sent (JSON input only; an Avro file keeps its own codec)'
             cand --window 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ''s high-water mark)'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;bench'= {
             cand --key 'API key id (the secret as for `zavro send`: --secret-file, ZAVRO_SECRET or a prompt)'

@@ -45,9 +45,15 @@ complete -c zavro -n "__fish_zavro_using_subcommand send" -l timeout -d 'Give up
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l retries -d 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch -d 'Most records per request' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch-bytes -d 'Most bytes of encoded records per request (a single larger record still goes alone)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l format -d 'What stdin holds: JSON values (NDJSON), or an Avro object container file from any Avro writer, sent in batches of its blocks with its schema, codec and records unchanged (read into memory whole)' -r -f -a "json\t'JSON values separated by white space (NDJSON), or one array of records'
+avro\t'An Avro object container file'"
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l codec -d 'Compression of the Avro blocks sent (JSON input only; an Avro file keeps its own codec)' -r -f -a "null\t'No compression'
+deflate\t'Deflate (RFC 1951)'
+snappy\t'Snappy, with the CRC32 the Avro specification adds'
+zstandard\t'Zstandard'"
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l window -d 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ\'s high-water mark)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
-complete -c zavro -n "__fish_zavro_using_subcommand send" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l key -d 'API key id (the secret as for `zavro send`: --secret-file, ZAVRO_SECRET or a prompt)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l count -d 'Records to send in all' -r

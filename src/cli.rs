@@ -188,6 +188,15 @@ pub struct SendArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1024..=(1 << 20)))]
     pub batch_bytes: u32,
 
+    /// What stdin holds: JSON values (NDJSON), or an Avro object container file from any Avro writer, sent
+    /// in batches of its blocks with its schema, codec and records unchanged (read into memory whole).
+    #[arg(long, value_enum, default_value_t = InputFormat::Json)]
+    pub format: InputFormat,
+
+    /// Compression of the Avro blocks sent (JSON input only; an Avro file keeps its own codec).
+    #[arg(long, value_enum, default_value_t = CodecArg::Null)]
+    pub codec: CodecArg,
+
     /// Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ's high-water mark).
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub window: u32,
@@ -243,6 +252,28 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `send --format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// JSON values separated by white space (NDJSON), or one array of records.
+    Json,
+    /// An Avro object container file.
+    Avro,
+}
+
+/// `send --codec` values: the block codecs of the Avro specification that zavro reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CodecArg {
+    /// No compression.
+    Null,
+    /// Deflate (RFC 1951).
+    Deflate,
+    /// Snappy, with the CRC32 the Avro specification adds.
+    Snappy,
+    /// Zstandard.
+    Zstandard,
 }
 
 /// `zavro keys …`

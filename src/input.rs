@@ -16,6 +16,9 @@ pub enum InputError {
         /// serde_json's error, which names line and column.
         source: serde_json::Error,
     },
+    /// `--format avro` input is not a readable Avro object container file.
+    #[error("stdin is not an Avro object container file: {0}")]
+    NotAvro(String),
     /// There was nothing but white space.
     #[error("stdin holds no JSON records")]
     Empty,

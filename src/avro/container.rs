@@ -105,8 +105,24 @@ impl<'a> ContainerReader<'a> {
         &self.header
     }
 
-    /// The next block, or `None` at the end of the file.
+    /// The next block, decompressed, or `None` at the end of the file.
     pub fn next_block(&mut self) -> Result<Option<Block>, ContainerError> {
+        let Some(raw) = self.next_raw_block()? else {
+            return Ok(None);
+        };
+        let mut data = raw.data.to_vec();
+        self.header
+            .codec
+            .decompress(&mut data)
+            .map_err(|e| ContainerError::Decompress(e.to_string()))?;
+        Ok(Some(Block {
+            count: raw.count,
+            data,
+        }))
+    }
+
+    /// The next block as it is in the file (still compressed), or `None` at the end of the file.
+    pub fn next_raw_block(&mut self) -> Result<Option<RawBlock<'a>>, ContainerError> {
         if self.rest.is_empty() {
             return Ok(None);
         }
@@ -123,13 +139,17 @@ impl<'a> ContainerReader<'a> {
                 "block does not end with the file's sync marker".into(),
             ));
         }
-        let mut data = data.to_vec();
-        self.header
-            .codec
-            .decompress(&mut data)
-            .map_err(|e| ContainerError::Decompress(e.to_string()))?;
-        Ok(Some(Block { count, data }))
+        Ok(Some(RawBlock { count, data }))
     }
+}
+
+/// One data block as stored: its object count and its bytes, compressed with the file's codec.
+#[derive(Debug, Clone, Copy)]
+pub struct RawBlock<'a> {
+    /// Number of objects in the block, as declared.
+    pub count: u64,
+    /// The block's bytes as they are in the file.
+    pub data: &'a [u8],
 }
 
 /// Builds a container file in memory.
@@ -142,12 +162,17 @@ pub struct ContainerWriter {
 impl ContainerWriter {
     /// Starts a file with this schema (JSON text), codec and sync marker.
     pub fn new(schema_json: &str, codec: Codec, sync: [u8; 16]) -> Self {
+        Self::with_raw_schema(schema_json.as_bytes(), codec, sync)
+    }
+
+    /// Starts a file whose `avro.schema` is these exact bytes (another file's header, copied unchanged).
+    pub fn with_raw_schema(schema_json: &[u8], codec: Codec, sync: [u8; 16]) -> Self {
         let mut out = Vec::with_capacity(schema_json.len() + 64);
         out.extend_from_slice(MAGIC);
         let codec_name: &'static str = codec.into();
         write_long(&mut out, 2);
         write_bytes(&mut out, b"avro.schema");
-        write_bytes(&mut out, schema_json.as_bytes());
+        write_bytes(&mut out, schema_json);
         write_bytes(&mut out, b"avro.codec");
         write_bytes(&mut out, codec_name.as_bytes());
         write_long(&mut out, 0);
@@ -163,6 +188,30 @@ impl ContainerWriter {
         self.out.extend_from_slice(&data);
         self.out.extend_from_slice(&self.sync);
         Ok(())
+    }
+
+    /// Appends a block exactly as another file of the same schema and codec stored it.
+    pub fn write_raw_block(&mut self, block: RawBlock) {
+        write_long(
+            &mut self.out,
+            i64::try_from(block.count).unwrap_or(i64::MAX),
+        );
+        write_long(
+            &mut self.out,
+            i64::try_from(block.data.len()).unwrap_or(i64::MAX),
+        );
+        self.out.extend_from_slice(block.data);
+        self.out.extend_from_slice(&self.sync);
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// True when nothing has been written (never: the header is written at once).
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
     }
 
     /// The finished file.

@@ -260,6 +260,12 @@ pub(super) fn push_text(bytes: &[u8]) {
     TEXT.with_borrow_mut(|text| text.extend_from_slice(bytes));
 }
 
+/// Appends a JSON value's compact text.
+pub(super) fn push_json(value: &Value) {
+    TEXT.with_borrow_mut(|text| serde_json::to_writer(text, value))
+        .expect("JSON values always serialize");
+}
+
 /// Takes the text written so far.
 pub(super) fn take_text() -> Vec<u8> {
     TEXT.with_borrow_mut(std::mem::take)

@@ -7,17 +7,22 @@
 //! which container headers it has already checked, so a request costs no schema parsing.
 
 pub mod container;
+pub mod generic;
 mod json;
 
-use std::{collections::HashSet, sync::LazyLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock},
+};
 
 use apache_avro::{
-    Codec, Schema, reader::datum::GenericDatumReader, writer::datum::GenericDatumWriter,
+    Codec, Schema, reader::datum::GenericDatumReader, schema::ResolvedSchema,
+    writer::datum::GenericDatumWriter,
 };
 use serde_json::Value;
 
 use container::{ContainerError, ContainerReader, ContainerWriter};
-use json::{OwnedRecord, Record, TextRecord};
+use json::{OwnedRecord, TextRecord};
 
 /// The default schema: a record whose one field is a union of every JSON shape, recursive through arrays and maps.
 pub const JSON_SCHEMA: &str = r#"{"type":"record","name":"Json","namespace":"zavro","fields":[{"name":"value","type":["null","boolean","long","double","string",{"type":"array","items":"Json"},{"type":"map","values":"Json"}]}]}"#;
@@ -130,7 +135,7 @@ impl BatchEncoder {
             number: n,
         })?;
         DATUM_WRITER
-            .write_ser(&mut self.data, &Record(record))
+            .write_ser(&mut self.data, &json::Record(record))
             .map_err(|e| AvroError::Invalid(e.to_string()))?;
         self.count += 1;
         Ok(())
@@ -209,10 +214,19 @@ impl Ndjson {
     }
 }
 
-/// Decodes container files of the default JSON schema, remembering which headers' schemas it has checked.
+/// A writer schema the decoder has checked.
+#[derive(Debug, Clone)]
+enum WriterSchema {
+    /// zavro's JSON schema: the fast, bounded serde path.
+    Json,
+    /// Any other schema without recursion: apache-avro's generic path, then natural JSON.
+    Other(Arc<Schema>),
+}
+
+/// Decodes container files, remembering the header schemas it has checked so a request parses no schema.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    known_schemas: HashSet<Vec<u8>>,
+    schemas: HashMap<Vec<u8>, WriterSchema>,
 }
 
 impl Decoder {
@@ -224,21 +238,30 @@ impl Decoder {
     /// Decodes every record of a container file into JSON values.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Vec<Value>, AvroError> {
         let mut records = Vec::new();
-        self.each_record(bytes, |data| {
-            let OwnedRecord(value) = DATUM_READER.read_deser::<OwnedRecord>(data)?;
-            records.push(value);
+        self.each_record(bytes, |record| {
+            records.push(match record {
+                Record::Json(data) => DATUM_READER
+                    .read_deser::<OwnedRecord>(data)
+                    .map(|OwnedRecord(v)| v)?,
+                Record::Other(value) => value,
+            });
             Ok(())
         })?;
         Ok(records)
     }
 
-    /// Transcodes every record of a container file straight to JSON text, one line per record (NDJSON),
-    /// without building JSON values: the server's path.
+    /// Transcodes every record of a container file straight to JSON text, one line per record (NDJSON): the
+    /// server's path. Records of zavro's JSON schema never become JSON values on the way.
     pub fn decode_text(&mut self, bytes: &[u8]) -> Result<Ndjson, AvroError> {
         json::start_text();
         let mut records = 0;
-        let result = self.each_record(bytes, |data| {
-            DATUM_READER.read_deser::<TextRecord>(data)?;
+        let result = self.each_record(bytes, |record| {
+            match record {
+                Record::Json(data) => {
+                    DATUM_READER.read_deser::<TextRecord>(data)?;
+                }
+                Record::Other(value) => json::push_json(&value),
+            }
             json::push_text(b"\n");
             records += 1;
             Ok(())
@@ -247,21 +270,48 @@ impl Decoder {
         result.map(|()| Ndjson { text, records })
     }
 
-    /// Checks the header, then calls `read_one` once per object of every block with the block's remaining
-    /// bytes; a block must be used up exactly by its declared objects.
+    /// Checks the header, then hands each object of every block to `each`: as its bytes for the JSON schema,
+    /// as natural JSON for any other. A block must be used up exactly by its declared objects.
     fn each_record(
         &mut self,
         bytes: &[u8],
-        mut read_one: impl FnMut(&mut &[u8]) -> Result<(), apache_avro::Error>,
+        mut each: impl FnMut(Record) -> Result<(), apache_avro::Error>,
     ) -> Result<(), AvroError> {
         let mut file = ContainerReader::new(bytes)?;
-        self.check_schema(file.header().schema)?;
+        let writer = self.writer_schema(file.header().schema)?;
+        let invalid = |e: &dyn std::fmt::Display| AvroError::Invalid(truncate(&e.to_string(), 300));
+        let other = match &writer {
+            WriterSchema::Json => None,
+            WriterSchema::Other(schema) => {
+                let resolved =
+                    ResolvedSchema::try_from(schema.as_ref()).map_err(|e| invalid(&e))?;
+                let reader = GenericDatumReader::builder(schema)
+                    .resolved_writer_schemata(resolved.clone())
+                    .build()
+                    .map_err(|e| invalid(&e))?;
+                Some((schema, resolved, reader))
+            }
+        };
         json::start_file();
+        let mut values = 0usize;
         while let Some(block) = file.next_block()? {
             let mut data = block.data.as_slice();
             for _ in 0..block.count {
-                read_one(&mut data)
-                    .map_err(|e| AvroError::Invalid(truncate(&e.to_string(), 300)))?;
+                match &other {
+                    None => each(Record::Json(&mut data)).map_err(|e| invalid(&e))?,
+                    Some((schema, resolved, reader)) => {
+                        let value = reader.read_value(&mut data).map_err(|e| invalid(&e))?;
+                        let value = generic::to_json(value, schema, resolved.get_names())
+                            .map_err(|e| invalid(&e))?;
+                        values += json_values(&value);
+                        if values > MAX_VALUES {
+                            return Err(AvroError::Invalid(format!(
+                                "more than {MAX_VALUES} JSON values in one request"
+                            )));
+                        }
+                        each(Record::Other(value)).map_err(|e| invalid(&e))?;
+                    }
+                }
             }
             if !data.is_empty() {
                 return Err(AvroError::Invalid(format!(
@@ -274,24 +324,56 @@ impl Decoder {
         Ok(())
     }
 
-    /// Accepts the header's schema when its parsing canonical form is the JSON schema's.
-    fn check_schema(&mut self, raw: &[u8]) -> Result<(), AvroError> {
-        if self.known_schemas.contains(raw) {
-            return Ok(());
+    /// The checked form of a header's schema, from the cache or parsed and checked now.
+    fn writer_schema(&mut self, raw: &[u8]) -> Result<WriterSchema, AvroError> {
+        if let Some(known) = self.schemas.get(raw) {
+            return Ok(known.clone());
         }
         let text = std::str::from_utf8(raw)
             .map_err(|_| AvroError::Invalid("avro.schema is not UTF-8".into()))?;
         let schema =
             Schema::parse_str(text).map_err(|e| AvroError::Invalid(format!("avro.schema: {e}")))?;
-        let canonical = schema.canonical_form();
-        if canonical != *JSON_SCHEMA_CANONICAL {
-            return Err(AvroError::UnsupportedSchema(truncate(&canonical, 200)));
+        let checked = if schema.canonical_form() == *JSON_SCHEMA_CANONICAL {
+            WriterSchema::Json
+        } else {
+            let resolved = ResolvedSchema::try_from(&schema)
+                .map_err(|e| AvroError::UnsupportedSchema(e.to_string()))?;
+            if generic::is_recursive(&schema, resolved.get_names()) {
+                return Err(AvroError::UnsupportedSchema(
+                    "recursive schemas other than zavro's JSON schema are not accepted".into(),
+                ));
+            }
+            if generic::has_zero_size_items(&schema, resolved.get_names()) {
+                return Err(AvroError::UnsupportedSchema(
+                    "arrays or maps of zero-size items (null, empty fixed or records of them) are not accepted"
+                        .into(),
+                ));
+            }
+            drop(resolved);
+            WriterSchema::Other(Arc::new(schema))
+        };
+        if self.schemas.len() >= MAX_CACHED_SCHEMAS {
+            self.schemas.clear();
         }
-        if self.known_schemas.len() >= MAX_CACHED_SCHEMAS {
-            self.known_schemas.clear();
-        }
-        self.known_schemas.insert(raw.to_vec());
-        Ok(())
+        self.schemas.insert(raw.to_vec(), checked.clone());
+        Ok(checked)
+    }
+}
+
+/// One object of a block, as [`Decoder::each_record`] hands it over.
+enum Record<'a, 'b> {
+    /// The remaining bytes of a JSON-schema block, starting at the object.
+    Json(&'a mut &'b [u8]),
+    /// An object of another schema, already converted to natural JSON.
+    Other(Value),
+}
+
+/// How many JSON values (at any depth) a value holds, counting itself.
+fn json_values(value: &Value) -> usize {
+    1 + match value {
+        Value::Array(items) => items.iter().map(json_values).sum(),
+        Value::Object(map) => map.values().map(json_values).sum(),
+        _ => 0,
     }
 }
 
@@ -419,7 +501,7 @@ mod tests {
         )
         .unwrap();
         for record in &records {
-            writer.append_ser(Record(record)).unwrap();
+            writer.append_ser(json::Record(record)).unwrap();
         }
         let theirs = writer.into_inner().unwrap();
         assert_eq!(decode(&theirs).unwrap(), records);
@@ -431,14 +513,14 @@ mod tests {
         let first = encode(&[json!(1)]).unwrap();
         decoder.decode(&first).unwrap();
         decoder.decode(&encode(&[json!(2)]).unwrap()).unwrap();
-        assert_eq!(decoder.known_schemas.len(), 1);
+        assert_eq!(decoder.schemas.len(), 1);
     }
 
     #[test]
     fn trailing_bytes_in_a_block_are_refused() {
         let mut data = Vec::new();
         DATUM_WRITER
-            .write_ser(&mut data, &Record(&json!(1)))
+            .write_ser(&mut data, &json::Record(&json!(1)))
             .unwrap();
         data.push(0);
         let mut file = ContainerWriter::new(JSON_SCHEMA, Codec::Null, [1; 16]);
@@ -451,20 +533,74 @@ mod tests {
         );
     }
 
-    #[test]
-    fn other_schemas_are_refused() {
-        let schema = Schema::parse_str(
-            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#,
-        )
-        .unwrap();
+    /// A container file of `schema` holding `values`, written by apache-avro's own writer.
+    fn written_by_apache_avro(schema: &str, values: Vec<apache_avro::types::Value>) -> Vec<u8> {
+        let schema = Schema::parse_str(schema).unwrap();
         let mut writer = Writer::new(&schema, Vec::new()).unwrap();
-        writer
-            .append_value(apache_avro::types::Value::Record(vec![(
-                "a".into(),
-                apache_avro::types::Value::Long(1),
-            )]))
-            .unwrap();
-        let bytes = writer.into_inner().unwrap();
+        for value in values {
+            writer.append_value(value).unwrap();
+        }
+        writer.into_inner().unwrap()
+    }
+
+    #[test]
+    fn other_schemas_decode_to_natural_json() {
+        use apache_avro::types::Value as Avro;
+        let schema = r#"{"type":"record","name":"Reading","fields":[
+            {"name":"id","type":"long"},
+            {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["POWER","HEAT"]}},
+            {"name":"value","type":["null","double"]},
+            {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
+            {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}},
+            {"name":"tags","type":{"type":"map","values":"string"}}]}"#;
+        let record = Avro::Record(vec![
+            ("id".into(), Avro::Long(7)),
+            ("kind".into(), Avro::Enum(1, "HEAT".into())),
+            ("value".into(), Avro::Union(1, Box::new(Avro::Double(5.5)))),
+            ("at".into(), Avro::TimestampMillis(1_764_301_635_123)),
+            (
+                "price".into(),
+                Avro::Decimal(apache_avro::Decimal::from(12345i64.to_be_bytes().to_vec())),
+            ),
+            (
+                "tags".into(),
+                Avro::Map(
+                    [
+                        ("b".to_owned(), Avro::String("2".into())),
+                        ("a".to_owned(), Avro::String("1".into())),
+                    ]
+                    .into(),
+                ),
+            ),
+        ]);
+        let bytes = written_by_apache_avro(schema, vec![record]);
+        let text = Decoder::new().decode_text(&bytes).unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                r#"{"id":7,"kind":"HEAT","value":5.5,"at":"2025-11-28T03:47:15.123Z","price":"123.45","tags":{"a":"1","b":"2"}}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn recursive_and_amplifying_foreign_schemas_are_refused() {
+        use apache_avro::types::Value as Avro;
+        let list =
+            r#"{"type":"record","name":"Node","fields":[{"name":"next","type":["null","Node"]}]}"#;
+        let bytes = written_by_apache_avro(
+            list,
+            vec![Avro::Record(vec![(
+                "next".into(),
+                Avro::Union(0, Box::new(Avro::Null)),
+            )])],
+        );
+        assert!(matches!(
+            decode(&bytes),
+            Err(AvroError::UnsupportedSchema(_))
+        ));
+        let nulls = r#"{"type":"array","items":"null"}"#;
+        let bytes = written_by_apache_avro(nulls, vec![Avro::Array(vec![Avro::Null; 3])]);
         assert!(matches!(
             decode(&bytes),
             Err(AvroError::UnsupportedSchema(_))

@@ -10,13 +10,16 @@ use apache_avro::Codec;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{
-    avro::BatchEncoder,
-    cli::SendArgs,
+    avro::{
+        BatchEncoder,
+        container::{ContainerError, ContainerReader, ContainerWriter},
+    },
+    cli::{CodecArg, InputFormat, SendArgs},
     client::{self, Client},
     config, credentials,
     endpoint::{self, Side},
     error::Error,
-    input::Records,
+    input::{InputError, Records},
     protocol::Request,
     timestamp,
 };
@@ -31,11 +34,29 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         .map_err(Error::Usage)?;
     let key = config::key_id(args.key.as_deref())?;
 
-    let mut records = Records::new(BufReader::with_capacity(1 << 16, std::io::stdin().lock()));
-    let mut batches = Batcher::new(u64::from(args.batch), args.batch_bytes as usize);
+    let mut batches = match args.format {
+        InputFormat::Json => Source::Json {
+            records: Records::new(BufReader::with_capacity(1 << 16, std::io::stdin().lock())),
+            batcher: Batcher::new(
+                u64::from(args.batch),
+                args.batch_bytes as usize,
+                codec(args.codec),
+            ),
+        },
+        InputFormat::Avro => {
+            if args.codec != CodecArg::Null {
+                return Err(Error::Usage(
+                    "--codec applies to JSON input; an Avro file is sent with its own codec".into(),
+                ));
+            }
+            Source::Avro(
+                avro_batches(u64::from(args.batch), args.batch_bytes as usize)?.into_iter(),
+            )
+        }
+    };
     // The first batch is read and encoded before the secret is asked for, so input that is not JSON sends
     // nothing and asks nothing.
-    let mut next = batches.next(&mut records)?;
+    let mut next = batches.next()?;
 
     let secret = config::secret(args.secret_file.as_deref(), &key)?;
     let context = zmq::Context::new();
@@ -67,7 +88,7 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
             .map(|a| a.audit_id)
             .or(last_audit_id);
         progress.set(client.accepted_records());
-        next = match batches.next(&mut records) {
+        next = match batches.next() {
             Ok(batch) => batch,
             Err(e) => break Some(e),
         };
@@ -100,6 +121,72 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// Where payloads come from.
+enum Source<R: Read> {
+    /// JSON records, encoded as they are read.
+    Json {
+        records: Records<R>,
+        batcher: Batcher,
+    },
+    /// An Avro container file, already cut into payloads.
+    Avro(std::vec::IntoIter<(Vec<u8>, u64)>),
+}
+
+impl<R: Read> Source<R> {
+    /// The next payload and its record count, or `None` when the input is used up.
+    fn next(&mut self) -> Result<Option<(Vec<u8>, u64)>, Error> {
+        match self {
+            Source::Json { records, batcher } => batcher.next(records),
+            Source::Avro(batches) => Ok(batches.next()),
+        }
+    }
+}
+
+fn codec(arg: CodecArg) -> Codec {
+    match arg {
+        CodecArg::Null => Codec::Null,
+        CodecArg::Deflate => Codec::Deflate(Default::default()),
+        CodecArg::Snappy => Codec::Snappy,
+        CodecArg::Zstandard => Codec::Zstandard(Default::default()),
+    }
+}
+
+/// Reads an Avro container file from stdin and cuts it, between blocks, into payloads of at most
+/// `max_records` records and about `max_bytes` bytes, each with the file's own schema and codec.
+fn avro_batches(max_records: u64, max_bytes: usize) -> Result<Vec<(Vec<u8>, u64)>, Error> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(InputError::Read)?;
+    let bad = |e: ContainerError| Error::Input(InputError::NotAvro(e.to_string()));
+    let mut file = ContainerReader::new(&bytes).map_err(bad)?;
+    let (schema, codec) = (file.header().schema, file.header().codec);
+    let mut batches = Vec::new();
+    let mut current: Option<(ContainerWriter, u64)> = None;
+    while let Some(block) = file.next_raw_block().map_err(bad)? {
+        if let Some((writer, count)) = &current
+            && *count > 0
+            && (*count + block.count > max_records || writer.len() + block.data.len() > max_bytes)
+        {
+            let (writer, count) = current.take().expect("checked above");
+            batches.push((writer.finish(), count));
+        }
+        let (writer, count) = current.get_or_insert_with(|| {
+            let mut sync = [0u8; 16];
+            // A fresh marker per payload; a failed RNG only makes it less unique, which Avro tolerates.
+            let _ = getrandom::fill(&mut sync);
+            (ContainerWriter::with_raw_schema(schema, codec, sync), 0)
+        });
+        writer.write_raw_block(block);
+        *count += block.count;
+    }
+    batches.extend(current.map(|(writer, count)| (writer.finish(), count)));
+    if batches.iter().all(|(_, count)| *count == 0) {
+        return Err(InputError::NotAvro("the file holds no records".into()).into());
+    }
+    Ok(batches)
+}
+
 /// Cuts the record stream into payloads of at most `max_records` records and about `max_bytes` bytes.
 struct Batcher {
     encoder: BatchEncoder,
@@ -110,9 +197,9 @@ struct Batcher {
 }
 
 impl Batcher {
-    fn new(max_records: u64, max_bytes: usize) -> Self {
+    fn new(max_records: u64, max_bytes: usize, codec: Codec) -> Self {
         Batcher {
-            encoder: BatchEncoder::new(Codec::Null),
+            encoder: BatchEncoder::new(codec),
             carry: None,
             max_records,
             max_bytes,

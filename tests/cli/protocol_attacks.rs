@@ -336,11 +336,13 @@ fn hostile_frames_each_get_a_reply_and_an_audit_row_and_the_server_keeps_serving
 }
 
 #[test]
-fn a_payload_with_another_avro_schema_is_rejected_as_unsupported_schema() {
+fn a_payload_with_a_recursive_foreign_schema_is_rejected_as_unsupported_schema() {
     let env = TestEnv::new();
     let (key, secret) = env.add_key();
     let server = env.start_server();
-    let payload = avro_file_with_other_schema();
+    let list =
+        r#"{"type":"record","name":"Node","fields":[{"name":"next","type":["null","Node"]}]}"#;
+    let payload = avro_file_with_schema(list.as_bytes(), 0, &[]);
     let request = Request::sign(
         &key,
         secret.as_bytes(),
@@ -353,8 +355,27 @@ fn a_payload_with_another_avro_schema_is_rejected_as_unsupported_schema() {
     assert_eq!(env.audit_sends()[0]["reason"], "unsupported_schema");
 }
 
-/// An Avro object container file (null codec, no records) whose schema is just `"string"`.
-fn avro_file_with_other_schema() -> Vec<u8> {
+#[test]
+fn a_payload_with_another_flat_schema_is_accepted_as_natural_json() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = env.start_server();
+    // Two Avro strings, "hi" and "there": length (zig-zag) then bytes.
+    let payload = avro_file_with_schema(b"\"string\"", 2, b"\x04hi\x0athere");
+    let request = Request::sign(
+        &key,
+        secret.as_bytes(),
+        zavro::timestamp::now_seconds(),
+        &zavro::credentials::new_nonce().unwrap(),
+        payload,
+    );
+    assert_accepted(&request_once(server.endpoint(), &request.to_frames()), 2);
+    assert_eq!(env.output_lines(), ["\"hi\"", "\"there\""]);
+}
+
+/// An Avro object container file (null codec) with this schema and, when `count` > 0, one block of `count`
+/// objects serialized as `data`.
+fn avro_file_with_schema(schema: &[u8], count: i64, data: &[u8]) -> Vec<u8> {
     fn long(n: i64, out: &mut Vec<u8>) {
         let mut z = ((n << 1) ^ (n >> 63)) as u64;
         loop {
@@ -374,18 +395,17 @@ fn avro_file_with_other_schema() -> Vec<u8> {
     let mut out = b"Obj\x01".to_vec();
     long(2, &mut out);
     bytes(b"avro.schema", &mut out);
-    bytes(b"\"string\"", &mut out);
+    bytes(schema, &mut out);
     bytes(b"avro.codec", &mut out);
     bytes(b"null", &mut out);
     long(0, &mut out);
     let sync = [7u8; 16];
     out.extend_from_slice(&sync);
-    // One block with one string record.
-    long(1, &mut out);
-    let mut block = Vec::new();
-    bytes(b"hello", &mut block);
-    long(block.len() as i64, &mut out);
-    out.extend_from_slice(&block);
-    out.extend_from_slice(&sync);
+    if count > 0 {
+        long(count, &mut out);
+        long(data.len() as i64, &mut out);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&sync);
+    }
     out
 }
