@@ -19,7 +19,7 @@ use apache_avro::{
     Codec, Schema, reader::datum::GenericDatumReader, schema::ResolvedSchema,
     writer::datum::GenericDatumWriter,
 };
-use serde_json::Value;
+use serde_json::{Number, Value};
 
 use container::{ContainerError, ContainerReader, ContainerWriter};
 use json::{OwnedRecord, TextRecord};
@@ -389,14 +389,73 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// Finds the first number Avro cannot carry exactly: an integer beyond i64 (serde_json keeps u64 exact).
+/// Finds the first number Avro cannot carry exactly (see [`representable`]).
 fn check_numbers(value: &Value) -> Result<(), String> {
     match value {
-        Value::Number(n) if n.is_u64() && n.as_i64().is_none() => Err(n.to_string()),
+        Value::Number(n) if !representable(n) => Err(n.to_string()),
         Value::Array(items) => items.iter().try_for_each(check_numbers),
         Value::Object(map) => map.values().try_for_each(check_numbers),
         _ => Ok(()),
     }
+}
+
+/// True when Avro carries the number without changing its value: an integer literal within the `long` range
+/// (sent as a long), or any other literal whose decimal value is exactly what the nearest double prints back
+/// as (sent as a double). `1.10` and `1e2` pass (they come back as `1.1` and `100.0`, the same values);
+/// `18446744073709551616` and `3.14159265358979323846` do not (the first needs more than 64 bits, the second
+/// more than a double's 17 digits).
+pub fn representable(n: &Number) -> bool {
+    let text = n.as_str();
+    if !text.contains(['.', 'e', 'E']) {
+        return text.parse::<i64>().is_ok();
+    }
+    match text.parse::<f64>() {
+        // Any decimal of at most 15 significant digits survives a round trip through a double (DBL_DIG), which
+        // covers nearly every number people write; only longer ones need the exact comparison.
+        // (Subnormal numbers have fewer digits of precision, so they take the exact path.)
+        Ok(f) if f.is_normal() && significant_digits(text) <= 15 => true,
+        // Compared with what the server will write for that double (serde_json's shortest form), since two
+        // shortest forms can differ in the last digit between formatters.
+        Ok(f) if f.is_finite() => {
+            serde_json::to_string(&f).is_ok_and(|out| decimal_value(text) == decimal_value(&out))
+        }
+        _ => false,
+    }
+}
+
+/// Digits of the mantissa from the first non-zero digit on (an upper bound on the significant digits).
+fn significant_digits(text: &str) -> usize {
+    text.bytes()
+        .take_while(|b| !matches!(b, b'e' | b'E'))
+        .filter(u8::is_ascii_digit)
+        .skip_while(|&b| b == b'0')
+        .count()
+}
+
+/// A JSON number literal's value as (negative, significant digits, exponent of the last digit), with zeros
+/// trimmed so equal values compare equal; every zero is `(sign, "", 0)`.
+fn decimal_value(text: &str) -> (bool, String, i64) {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (
+            &unsigned[..at],
+            unsigned[at + 1..].parse::<i64>().unwrap_or(0),
+        ),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = whole.chars().chain(fraction.chars()).collect();
+    let mut exponent = exponent - fraction.len() as i64;
+    let trimmed = digits.trim_end_matches('0');
+    exponent += (digits.len() - trimmed.len()) as i64;
+    let significant = trimmed.trim_start_matches('0');
+    if significant.is_empty() {
+        return (negative, String::new(), 0);
+    }
+    (negative, significant.to_owned(), exponent)
 }
 
 #[cfg(test)]
@@ -465,6 +524,39 @@ mod tests {
         let bytes = encode(&[json!({"a": [1, 2, 3]}), json!("x")]).unwrap();
         for cut in 0..bytes.len() {
             let _ = Decoder::new().decode_text(&bytes[..cut]);
+        }
+    }
+
+    #[test]
+    fn numbers_pass_exactly_when_their_value_survives() {
+        let number = |text: &str| serde_json::from_str::<Number>(text).unwrap();
+        for ok in [
+            "0",
+            "-0",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "1.10",
+            "1e2",
+            "0.1",
+            "-0.0",
+            "5e-324",
+            "1.7976931348623157e308",
+            "3.141592653589793",
+        ] {
+            assert!(representable(&number(ok)), "{ok} should pass");
+        }
+        for refused in [
+            "9223372036854775808",
+            "18446744073709551616",
+            "123456789012345678901234567890",
+            "3.14159265358979323846",
+            "0.30000000000000000001",
+            "1e400",
+        ] {
+            assert!(
+                !representable(&number(refused)),
+                "{refused} should be refused"
+            );
         }
     }
 
@@ -637,5 +729,80 @@ mod tests {
         let bytes = encode(&[deep]).unwrap();
         let err = decode(&bytes).unwrap_err();
         assert!(err.to_string().contains("nesting"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod round_trip {
+    //! Property: any JSON value Avro can carry comes back from send-side encoding and server-side decoding as
+    //! the same JSON text, key order and number kinds included.
+
+    use proptest::prelude::*;
+    use serde_json::{Map, Number, Value};
+
+    use super::*;
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(0), Just(-1)].prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("JSON has no NaN or infinity", |f| f.is_finite())
+                .prop_map(|f| Value::Number(Number::from_f64(f).unwrap())),
+            prop_oneof![Just(1.0), Just(-0.0), Just(1e300), Just(5e-324), Just(0.1)]
+                .prop_map(|f: f64| Value::Number(Number::from_f64(f).unwrap())),
+            ".*".prop_map(Value::String),
+            "[\"\\\\\\u{0}-\\u{1f}\\u{7f}\\u{2028}\\u{fffd}☃😀]{0,8}".prop_map(Value::String),
+        ]
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(8, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(("(|.*)", inner), 0..6).prop_map(|entries| {
+                    let mut map = Map::new();
+                    for (key, value) in entries {
+                        map.insert(key, value);
+                    }
+                    Value::Object(map)
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_json_comes_back_as_the_same_text(records in prop::collection::vec(json(), 1..8)) {
+            let payload = encode(&records).unwrap();
+            let text = Decoder::new().decode_text(&payload).unwrap();
+            let expected: Vec<String> = records.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+            prop_assert_eq!(text.lines().collect::<Vec<_>>(), expected);
+            prop_assert_eq!(decode(&payload).unwrap(), records);
+        }
+
+        #[test]
+        fn integers_beyond_the_long_range_are_refused(n in (i64::MAX as u64 + 1)..=u64::MAX) {
+            let err = encode(&[serde_json::json!({"n": n})]).unwrap_err();
+            let refused = matches!(err, AvroError::UnrepresentableNumber { .. });
+            prop_assert!(refused, "{}", err);
+        }
+    }
+
+    #[test]
+    fn nesting_up_to_the_parsers_limit_comes_back() {
+        // serde_json refuses to parse deeper than 128 levels; everything it parses must come back.
+        let depth = 127;
+        let text = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let value: Value = serde_json::from_str(&text).unwrap();
+        let payload = encode(&[value]).unwrap();
+        assert_eq!(
+            Decoder::new().decode_text(&payload).unwrap().lines().next(),
+            Some(text.as_str())
+        );
     }
 }
