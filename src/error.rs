@@ -81,6 +81,8 @@ impl Error {
             Error::Input(_) | Error::Avro(_) => exit::BAD_INPUT,
             Error::Client(e) if e.is_rejection() => exit::REJECTED,
             Error::Client(e) if e.is_unreachable() => exit::UNREACHABLE,
+            // Not evidence of tampering: the head is simply gone, so nothing can be said about it.
+            Error::Tampered(ChainBreak::HeadPruned { .. }) => exit::FAILURE,
             Error::Tampered(_) => exit::TAMPERED,
             Error::Client(_)
             | Error::Store(_)

@@ -6,6 +6,7 @@
 mod audit;
 mod chain;
 mod keys;
+mod prune;
 mod requests;
 
 use std::{
@@ -19,9 +20,10 @@ use std::{
 use rusqlite::{Connection, TransactionBehavior};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
-pub use audit::{AuditEntry, AuditFilter, AuditRow, Status};
+pub use audit::{AuditCount, AuditEntry, AuditFilter, AuditRow, Status};
 pub use chain::{ChainBreak, Verified};
 pub use keys::{KeyRecord, StoredKey};
+pub use prune::Pruned;
 pub use requests::{Batch, Committed, Nonce, SeenNonce};
 
 /// How long a command waits for another process's write lock before giving up.
@@ -39,11 +41,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!(
             "migrations/0004_nonce_pruning_without_index.sql"
         )),
+        M::up(include_str!("migrations/0005_operators.sql")),
     ])
 });
 
 /// The schema version this build migrates stores to.
-const SCHEMA_VERSION: usize = 4;
+const SCHEMA_VERSION: usize = 5;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]

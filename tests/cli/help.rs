@@ -2,7 +2,7 @@
 
 use crate::common::{bare_zavro, stdout_of};
 
-const COMMANDS: [&[&str]; 12] = [
+const COMMANDS: [&[&str]; 16] = [
     &[],
     &["serve"],
     &["send"],
@@ -14,6 +14,10 @@ const COMMANDS: [&[&str]; 12] = [
     &["audit", "query"],
     &["audit", "verify"],
     &["audit", "head"],
+    &["audit", "stats"],
+    &["audit", "export"],
+    &["audit", "prune"],
+    &["bench"],
     &["completions"],
 ];
 

@@ -9,5 +9,6 @@ mod end_to_end;
 mod help;
 mod hostile;
 mod keys;
+mod operators;
 mod protocol_attacks;
 mod send_errors;
