@@ -474,7 +474,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__bench)
-            opts="-h --key --secret-file --count --record-size --batch --window --connections --timeout --json --db --help"
+            opts="-h --key --secret-file --profile --count --record-size --batch --window --connections --timeout --json --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -485,6 +485,10 @@ _zavro() {
                     return 0
                     ;;
                 --secret-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -798,13 +802,21 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__keys__subcmd__add)
-            opts="-h --label --json --secret-stdin --secret-prompt --expires --db --help"
+            opts="-h --label --json --secret-stdin --secret-prompt --save-profile --endpoint --force --expires --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --save-profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --endpoint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -930,7 +942,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__send)
-            opts="-h --key --secret-file --timeout --retries --batch --batch-bytes --window --db --help"
+            opts="-h --key --secret-file --profile --timeout --retries --batch --batch-bytes --window --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -941,6 +953,10 @@ _zavro() {
                     return 0
                     ;;
                 --secret-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

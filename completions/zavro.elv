@@ -40,8 +40,9 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --help 'Print help'
         }
         &'zavro;send'= {
-            cand --key 'API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal'
-            cand --secret-file 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal'
+            cand --key 'API key id [default: the profile''s key]. The secret comes from --secret-file, ZAVRO_SECRET, the profile, or a prompt on the terminal'
+            cand --secret-file 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal'
+            cand --profile 'Take key, secret and endpoint from this profile of the credentials file [default: the `default` profile, if there is one]; a flag or environment variable still wins over the profile'
             cand --timeout 'Give up when the server has not answered a request within this many seconds'
             cand --retries 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)'
             cand --batch 'Most records per request'
@@ -52,8 +53,9 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --help 'Print help'
         }
         &'zavro;bench'= {
-            cand --key 'API key id (the secret as for `zavro send`: --secret-file, ZAVRO_SECRET or a prompt)'
-            cand --secret-file 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal'
+            cand --key 'API key id (resolved as for `zavro send`: --key, ZAVRO_KEY, then the profile)'
+            cand --secret-file 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal'
+            cand --profile 'Take key, secret and endpoint from this profile of the credentials file (as for `zavro send`)'
             cand --count 'Records to send in all'
             cand --record-size 'Size of each generated record as JSON, in bytes'
             cand --batch 'Records per request'
@@ -76,11 +78,14 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;keys;add'= {
             cand --label 'A note to tell keys apart (who or what uses it)'
+            cand --save-profile 'Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of printing the secret'
+            cand --endpoint 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given'
             cand --expires 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --json 'Print {"key": …, "secret": …} as JSON'
             cand --secret-stdin 'Import an existing secret from stdin (first line) instead of generating one'
             cand --secret-prompt 'Import an existing secret typed at a prompt on the terminal (not echoed)'
+            cand --force 'Replace a profile of the same name'
             cand -h 'Print help'
             cand --help 'Print help'
         }

@@ -39,8 +39,9 @@ complete -c zavro -n "__fish_zavro_using_subcommand serve" -l max-message-size -
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -l max-skew -d 'Refuse requests whose timestamp is more than this many seconds from the server\'s clock' -r
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -s h -l help -d 'Print help'
-complete -c zavro -n "__fish_zavro_using_subcommand send" -l key -d 'API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal' -r
-complete -c zavro -n "__fish_zavro_using_subcommand send" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l key -d 'API key id [default: the profile\'s key]. The secret comes from --secret-file, ZAVRO_SECRET, the profile, or a prompt on the terminal' -r
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l profile -d 'Take key, secret and endpoint from this profile of the credentials file [default: the `default` profile, if there is one]; a flag or environment variable still wins over the profile' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l timeout -d 'Give up when the server has not answered a request within this many seconds' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l retries -d 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch -d 'Most records per request' -r
@@ -48,8 +49,9 @@ complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch-bytes -d 'Mos
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l window -d 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ\'s high-water mark)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand send" -s h -l help -d 'Print help'
-complete -c zavro -n "__fish_zavro_using_subcommand bench" -l key -d 'API key id (the secret as for `zavro send`: --secret-file, ZAVRO_SECRET or a prompt)' -r
-complete -c zavro -n "__fish_zavro_using_subcommand bench" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l key -d 'API key id (resolved as for `zavro send`: --key, ZAVRO_KEY, then the profile)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l profile -d 'Take key, secret and endpoint from this profile of the credentials file (as for `zavro send`)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l count -d 'Records to send in all' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l record-size -d 'Size of each generated record as JSON, in bytes' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l batch -d 'Records per request' -r
@@ -66,11 +68,14 @@ complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_su
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "revoke" -d 'Revoke a key: a running server refuses it from its next request on'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l label -d 'A note to tell keys apart (who or what uses it)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l save-profile -d 'Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of printing the secret' -r
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l endpoint -d 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given' -r
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l expires -d 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`' -r
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l json -d 'Print {"key": …, "secret": …} as JSON'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l secret-stdin -d 'Import an existing secret from stdin (first line) instead of generating one'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l secret-prompt -d 'Import an existing secret typed at a prompt on the terminal (not echoed)'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l force -d 'Replace a profile of the same name'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from list" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from list" -l json -d 'One JSON object per line instead of a table'

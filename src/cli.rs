@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use std::ffi::OsStr;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use clap_complete::Shell;
+use clap_complete::{ArgValueCompleter, CompletionCandidate, Shell};
 
 const ROOT_EXAMPLES: &str = "\
 Examples:
@@ -27,6 +29,11 @@ Examples:
   zavro send 127.0.0.1:12345 < example.json      asks for the secret on the terminal
   ZAVRO_SECRET=... zavro send 127.0.0.1:12345 < records.ndjson
   zavro send --secret-file ~/.zavro-secret 127.0.0.1:12345 < example.json
+  zavro send --profile prod < example.json      key, secret and endpoint from the credentials file
+
+Credentials, first found wins: --key / --secret-file, then ZAVRO_KEY / ZAVRO_SECRET, then the profile \
+(--profile, ZAVRO_PROFILE, or [default] in ~/.config/zavro/credentials), then a prompt for the secret. \
+A profile's secret is used only with that profile's key.
 
 Standard input holds JSON values separated by white space (NDJSON works) and is read as a stream. A single \
 top-level array is a batch: its elements are the records. Bad input stops `send` before the request that \
@@ -71,6 +78,7 @@ Examples:
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
+  source <(COMPLETE=bash zavro)                   in ~/.bashrc: also completes key ids for `keys revoke`
   zavro completions bash > ~/.local/share/bash-completion/completions/zavro
   zavro completions zsh > ~/.zfunc/_zavro         with ~/.zfunc on $fpath
   zavro completions fish > ~/.config/fish/completions/zavro.fish";
@@ -80,7 +88,8 @@ Examples:
   zavro keys add --label sensor-1              new key id and random secret, shown once
   zavro keys add --json | jq -r .secret        for scripts
   zavro keys add --secret-stdin < secret.txt   import a secret you already have
-  zavro keys add --expires 30d                 a key that stops working in 30 days";
+  zavro keys add --expires 30d                 a key that stops working in 30 days
+  zavro keys add --save-profile prod --endpoint 10.0.0.5:12345    secret into ~/.config/zavro/credentials";
 
 const AUDIT_QUERY_EXAMPLES: &str = "\
 Examples:
@@ -183,16 +192,23 @@ pub struct ServeArgs {
 pub struct SendArgs {
     /// The server: HOST:PORT or a ZeroMQ endpoint (tcp://…, ipc://…). With several, requests are spread over
     /// them and move to another when one does not answer.
-    #[arg(required = true, value_name = "ENDPOINT")]
+    /// May be omitted when the profile has an endpoint.
+    #[arg(value_name = "ENDPOINT")]
     pub endpoints: Vec<String>,
 
-    /// API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal.
+    /// API key id [default: the profile's key]. The secret comes from --secret-file, ZAVRO_SECRET, the profile,
+    /// or a prompt on the terminal.
     #[arg(long, env = "ZAVRO_KEY", hide_env_values = true, value_name = "KEY")]
     pub key: Option<String>,
 
-    /// Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal.
+    /// Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+
+    /// Take key, secret and endpoint from this profile of the credentials file [default: the `default`
+    /// profile, if there is one]; a flag or environment variable still wins over the profile.
+    #[arg(long, env = "ZAVRO_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
 
     /// Give up when the server has not answered a request within this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_timeout)]
@@ -228,16 +244,21 @@ fn parse_timeout(text: &str) -> Result<f64, String> {
 /// Options of `zavro bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The server: HOST:PORT or a ZeroMQ endpoint. Point it at a test server: the records are stored.
-    pub endpoint: String,
+    /// The server: HOST:PORT or a ZeroMQ endpoint [default: the profile's]. Point it at a test server: the
+    /// records are stored.
+    pub endpoint: Option<String>,
 
-    /// API key id (the secret as for `zavro send`: --secret-file, ZAVRO_SECRET or a prompt).
+    /// API key id (resolved as for `zavro send`: --key, ZAVRO_KEY, then the profile).
     #[arg(long, env = "ZAVRO_KEY", hide_env_values = true, value_name = "KEY")]
     pub key: Option<String>,
 
-    /// Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal.
+    /// Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+
+    /// Take key, secret and endpoint from this profile of the credentials file (as for `zavro send`).
+    #[arg(long, env = "ZAVRO_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
 
     /// Records to send in all.
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -302,6 +323,19 @@ pub struct KeysAddArgs {
     #[arg(long)]
     pub secret_prompt: bool,
 
+    /// Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of
+    /// printing the secret.
+    #[arg(long, value_name = "NAME")]
+    pub save_profile: Option<String>,
+
+    /// The endpoint to save in the profile, used by `send` when no ENDPOINT is given.
+    #[arg(long, value_name = "ENDPOINT", requires = "save_profile")]
+    pub endpoint: Option<String>,
+
+    /// Replace a profile of the same name.
+    #[arg(long, requires = "save_profile")]
+    pub force: bool,
+
     /// Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses
     /// it as `expired_key`.
     #[arg(long, value_name = "DURATION|TIME")]
@@ -312,7 +346,27 @@ pub struct KeysAddArgs {
 #[derive(Debug, Args)]
 pub struct KeysRevokeArgs {
     /// The key id to revoke.
+    #[arg(add = ArgValueCompleter::new(complete_key_id))]
     pub key: String,
+}
+
+/// Dynamic completion of a key id: the unrevoked keys of the store named by ZAVRO_DB, else the default store.
+///
+/// A completer sees only the word being completed, not the command line's `--db`, so it reads the environment
+/// the way clap would; any failure simply offers nothing.
+fn complete_key_id(current: &OsStr) -> Vec<CompletionCandidate> {
+    let Some(current) = current.to_str() else {
+        return Vec::new();
+    };
+    let path = std::env::var_os("ZAVRO_DB").map(PathBuf::from);
+    let Ok(path) = crate::config::store_path(path.as_deref()) else {
+        return Vec::new();
+    };
+    crate::store::active_key_ids(&path)
+        .into_iter()
+        .filter(|(id, _)| id.starts_with(current))
+        .map(|(id, label)| CompletionCandidate::new(id).help(label.map(Into::into)))
+        .collect()
 }
 
 /// A lone `--json` switch.

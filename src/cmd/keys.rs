@@ -9,6 +9,7 @@ use crate::{
     cli::{KeysAddArgs, KeysCommand},
     config, credentials,
     error::Error,
+    profiles::{self, Profile, ProfileError},
     store::Store,
     table::write_table,
     timestamp::{self, format_rfc3339},
@@ -58,12 +59,56 @@ fn add(store: &mut Store, args: KeysAddArgs, out: &mut dyn Write) -> Result<(), 
             format_rfc3339(expires)
         )));
     }
+    // A profile that would be refused is refused before the key exists, so nothing is left half done.
+    let profile_path = match &args.save_profile {
+        Some(name) => {
+            if !profiles::is_valid_name(name) {
+                return Err(ProfileError::BadName(name.clone()).into());
+            }
+            let path = config::credentials_path()?;
+            if !args.force && profiles::load(&path, name)?.is_some() {
+                return Err(ProfileError::Exists {
+                    path,
+                    name: name.clone(),
+                }
+                .into());
+            }
+            Some(path)
+        }
+        None => None,
+    };
     let key = credentials::new_key_id()?;
     let secret = match imported {
         Some(secret) => secret,
         None => credentials::new_secret()?,
     };
     store.add_key_expiring(&key, &secret, args.label.as_deref(), expires_us, now_us)?;
+
+    if let (Some(name), Some(path)) = (&args.save_profile, &profile_path) {
+        let profile = Profile {
+            name: name.clone(),
+            key: Some(key.clone()),
+            secret: Some(secret.clone()),
+            endpoint: args.endpoint.clone(),
+        };
+        if let Err(e) = profiles::save(path, &profile, args.force) {
+            // The key exists now; without the profile its secret would be lost, so this is its one showing.
+            return Err(Error::Other(format!(
+                "{e}; key {key} was created, its secret is {} (keep it now: it will not be shown again)",
+                secret.as_str()
+            )));
+        }
+        let written = if args.json {
+            writeln!(out, "{}", json!({"key": key, "profile": name}))
+        } else {
+            writeln!(
+                out,
+                "key:     {key}\nprofile: {name} (secret saved in {})",
+                path.display()
+            )
+        };
+        return written.map_err(super::stdout_error);
+    }
 
     // A secret the user imported is not echoed back: they already have it.
     let show_secret = !(args.secret_stdin || args.secret_prompt);

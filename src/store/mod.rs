@@ -214,6 +214,27 @@ impl Store {
     }
 }
 
+/// Ids and labels of the keys not revoked, read from the store at `path` without creating or migrating it; empty
+/// when it cannot be read. For shell completion, which must never fail loudly or change anything.
+pub fn active_key_ids(path: &Path) -> Vec<(String, Option<String>)> {
+    let read = || -> rusqlite::Result<Vec<(String, Option<String>)>> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_millis(500))?;
+        let mut stmt =
+            conn.prepare("SELECT id, label FROM keys WHERE revoked_us IS NULL ORDER BY id")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        rows.collect()
+    };
+    if path.is_file() {
+        read().unwrap_or_default()
+    } else {
+        Vec::new()
+    }
+}
+
 /// Switches the connection to WAL mode and returns the mode SQLite reports.
 ///
 /// While another process holds the write lock on a fresh file (switching it to WAL itself, or migrating),

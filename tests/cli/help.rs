@@ -87,3 +87,31 @@ fn an_unknown_subcommand_is_a_usage_error() {
     bare_zavro().arg("frobnicate").assert().code(2);
     bare_zavro().assert().code(2);
 }
+
+#[test]
+fn dynamic_completion_offers_the_keys_that_can_still_be_revoked() {
+    let env = crate::common::TestEnv::new();
+    let (kept, _) = env.add_key();
+    let (revoked, _) = env.add_key();
+    env.zavro()
+        .args(["keys", "revoke", &revoked])
+        .assert()
+        .code(0);
+    let out = bare_zavro()
+        .env("COMPLETE", "fish")
+        .env("ZAVRO_DB", &env.db)
+        .args(["--", "zavro", "keys", "revoke", "ZK"])
+        .assert()
+        .code(0);
+    let offered: Vec<String> = stdout_of(&out)
+        .lines()
+        .map(|line| line.split('\t').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(offered, [kept]);
+    let script = bare_zavro().env("COMPLETE", "bash").assert().code(0);
+    assert!(
+        stdout_of(&script).contains("COMPLETE"),
+        "{}",
+        stdout_of(&script)
+    );
+}

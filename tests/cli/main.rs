@@ -10,5 +10,6 @@ mod help;
 mod hostile;
 mod keys;
 mod operators;
+mod profiles;
 mod protocol_attacks;
 mod send_errors;
