@@ -13,3 +13,4 @@ mod operators;
 mod profiles;
 mod protocol_attacks;
 mod send_errors;
+mod terminal;
