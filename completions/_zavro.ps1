@@ -45,8 +45,9 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             break
         }
         'zavro;send' {
-            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal')
-            [CompletionResult]::new('--secret-file', '--secret-file', [CompletionResultType]::ParameterName, 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal')
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'API key id [default: the profile''s key]. The secret comes from --secret-file, ZAVRO_SECRET, the profile, or a prompt on the terminal')
+            [CompletionResult]::new('--secret-file', '--secret-file', [CompletionResultType]::ParameterName, 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Take key, secret and endpoint from this profile of the credentials file [default: the `default` profile, if there is one]; a flag or environment variable still wins over the profile')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up when the server has not answered a request within this many seconds')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)')
             [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Most records per request')
@@ -60,8 +61,9 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             break
         }
         'zavro;bench' {
-            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'API key id (the secret as for `zavro send`: --secret-file, ZAVRO_SECRET or a prompt)')
-            [CompletionResult]::new('--secret-file', '--secret-file', [CompletionResultType]::ParameterName, 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal')
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'API key id (resolved as for `zavro send`: --key, ZAVRO_KEY, then the profile)')
+            [CompletionResult]::new('--secret-file', '--secret-file', [CompletionResultType]::ParameterName, 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal')
+            [CompletionResult]::new('--profile', '--profile', [CompletionResultType]::ParameterName, 'Take key, secret and endpoint from this profile of the credentials file (as for `zavro send`)')
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Records to send in all')
             [CompletionResult]::new('--record-size', '--record-size', [CompletionResultType]::ParameterName, 'Size of each generated record as JSON, in bytes')
             [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Records per request')
@@ -79,17 +81,21 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Create a key. Prints the key id and a new random secret once; the secret is never shown again')
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys with label, creation, revocation and last use; never secrets')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys with label, creation, revocation, expiry, last use and accepted requests and records; never secrets')
             [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key: a running server refuses it from its next request on')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'zavro;keys;add' {
             [CompletionResult]::new('--label', '--label', [CompletionResultType]::ParameterName, 'A note to tell keys apart (who or what uses it)')
+            [CompletionResult]::new('--save-profile', '--save-profile', [CompletionResultType]::ParameterName, 'Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of printing the secret')
+            [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given')
+            [CompletionResult]::new('--expires', '--expires', [CompletionResultType]::ParameterName, 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"key": …, "secret": …} as JSON')
             [CompletionResult]::new('--secret-stdin', '--secret-stdin', [CompletionResultType]::ParameterName, 'Import an existing secret from stdin (first line) instead of generating one')
             [CompletionResult]::new('--secret-prompt', '--secret-prompt', [CompletionResultType]::ParameterName, 'Import an existing secret typed at a prompt on the terminal (not echoed)')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Replace a profile of the same name')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -109,7 +115,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;keys;help' {
             [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Create a key. Prints the key id and a new random secret once; the secret is never shown again')
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys with label, creation, revocation and last use; never secrets')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys with label, creation, revocation, expiry, last use and accepted requests and records; never secrets')
             [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key: a running server refuses it from its next request on')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -133,18 +139,26 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('query', 'query', [CompletionResultType]::ParameterValue, 'Show audit rows, oldest first: every request the server answered and every key change')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)')
             [CompletionResult]::new('head', 'head', [CompletionResultType]::ParameterValue, 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count accepted and rejected requests and records per key and per reason over a period')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)')
+            [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'zavro;audit;query' {
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'Only rows for this key id')
             [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only accepted or only rejected rows')
-            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only rows at or after this RFC 3339 time, e.g. 2026-11-28T03:00:00Z')
-            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Only rows before this RFC 3339 time')
-            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Only the N most recent matching rows')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'Only rows from this peer address (as printed in the PEER column; `local` for commands on this machine)')
+            [CompletionResult]::new('--reason', '--reason', [CompletionResultType]::ParameterName, 'Only rows with this reason: a reply code such as bad_signature, or duplicate for recognised retries')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Only the N most recent matching rows (with --follow, default 10)')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format: an aligned table, one JSON object per line, or CSV with a header row')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON object per line instead of a table')
-            [CompletionResult]::new('--payload', '--payload', [CompletionResultType]::ParameterName, 'Include the stored JSON records of accepted requests (implies --json)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Shorthand for --format json')
+            [CompletionResult]::new('--payload', '--payload', [CompletionResultType]::ParameterName, 'Include the stored JSON records of accepted requests (implies --format json)')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Keep running and print new matching rows as they are committed, until interrupted (Ctrl-C exits 0)')
+            [CompletionResult]::new('--follow', '--follow', [CompletionResultType]::ParameterName, 'Keep running and print new matching rows as they are committed, until interrupted (Ctrl-C exits 0)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -162,10 +176,39 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'zavro;audit;stats' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object instead of tables')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'zavro;audit;export' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'zavro;audit;prune' {
+            [CompletionResult]::new('--before', '--before', [CompletionResultType]::ParameterName, 'Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least --max-skew seconds ago, so nothing inside the replay window is removed')
+            [CompletionResult]::new('--max-skew', '--max-skew', [CompletionResultType]::ParameterName, 'The largest --max-skew any server using this store runs with: rows newer than this many seconds (at least 300) are never pruned, since their nonces still refuse replays')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print what would be removed, and remove nothing')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'zavro;audit;help' {
             [CompletionResult]::new('query', 'query', [CompletionResultType]::ParameterValue, 'Show audit rows, oldest first: every request the server answered and every key change')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)')
             [CompletionResult]::new('head', 'head', [CompletionResultType]::ParameterValue, 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count accepted and rejected requests and records per key and per reason over a period')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)')
+            [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -176,6 +219,15 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             break
         }
         'zavro;audit;help;head' {
+            break
+        }
+        'zavro;audit;help;stats' {
+            break
+        }
+        'zavro;audit;help;export' {
+            break
+        }
+        'zavro;audit;help;prune' {
             break
         }
         'zavro;audit;help;help' {
@@ -208,7 +260,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;help;keys' {
             [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Create a key. Prints the key id and a new random secret once; the secret is never shown again')
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys with label, creation, revocation and last use; never secrets')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys with label, creation, revocation, expiry, last use and accepted requests and records; never secrets')
             [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key: a running server refuses it from its next request on')
             break
         }
@@ -225,6 +277,9 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('query', 'query', [CompletionResultType]::ParameterValue, 'Show audit rows, oldest first: every request the server answered and every key change')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)')
             [CompletionResult]::new('head', 'head', [CompletionResultType]::ParameterValue, 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`')
+            [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count accepted and rejected requests and records per key and per reason over a period')
+            [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)')
+            [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies')
             break
         }
         'zavro;help;audit;query' {
@@ -234,6 +289,15 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             break
         }
         'zavro;help;audit;head' {
+            break
+        }
+        'zavro;help;audit;stats' {
+            break
+        }
+        'zavro;help;audit;export' {
+            break
+        }
+        'zavro;help;audit;prune' {
             break
         }
         'zavro;help;completions' {

@@ -37,17 +37,29 @@ _zavro() {
             zavro,serve)
                 cmd="zavro__subcmd__serve"
                 ;;
+            zavro__subcmd__audit,export)
+                cmd="zavro__subcmd__audit__subcmd__export"
+                ;;
             zavro__subcmd__audit,head)
                 cmd="zavro__subcmd__audit__subcmd__head"
                 ;;
             zavro__subcmd__audit,help)
                 cmd="zavro__subcmd__audit__subcmd__help"
                 ;;
+            zavro__subcmd__audit,prune)
+                cmd="zavro__subcmd__audit__subcmd__prune"
+                ;;
             zavro__subcmd__audit,query)
                 cmd="zavro__subcmd__audit__subcmd__query"
                 ;;
+            zavro__subcmd__audit,stats)
+                cmd="zavro__subcmd__audit__subcmd__stats"
+                ;;
             zavro__subcmd__audit,verify)
                 cmd="zavro__subcmd__audit__subcmd__verify"
+                ;;
+            zavro__subcmd__audit__subcmd__help,export)
+                cmd="zavro__subcmd__audit__subcmd__help__subcmd__export"
                 ;;
             zavro__subcmd__audit__subcmd__help,head)
                 cmd="zavro__subcmd__audit__subcmd__help__subcmd__head"
@@ -55,8 +67,14 @@ _zavro() {
             zavro__subcmd__audit__subcmd__help,help)
                 cmd="zavro__subcmd__audit__subcmd__help__subcmd__help"
                 ;;
+            zavro__subcmd__audit__subcmd__help,prune)
+                cmd="zavro__subcmd__audit__subcmd__help__subcmd__prune"
+                ;;
             zavro__subcmd__audit__subcmd__help,query)
                 cmd="zavro__subcmd__audit__subcmd__help__subcmd__query"
+                ;;
+            zavro__subcmd__audit__subcmd__help,stats)
+                cmd="zavro__subcmd__audit__subcmd__help__subcmd__stats"
                 ;;
             zavro__subcmd__audit__subcmd__help,verify)
                 cmd="zavro__subcmd__audit__subcmd__help__subcmd__verify"
@@ -82,11 +100,20 @@ _zavro() {
             zavro__subcmd__help,serve)
                 cmd="zavro__subcmd__help__subcmd__serve"
                 ;;
+            zavro__subcmd__help__subcmd__audit,export)
+                cmd="zavro__subcmd__help__subcmd__audit__subcmd__export"
+                ;;
             zavro__subcmd__help__subcmd__audit,head)
                 cmd="zavro__subcmd__help__subcmd__audit__subcmd__head"
                 ;;
+            zavro__subcmd__help__subcmd__audit,prune)
+                cmd="zavro__subcmd__help__subcmd__audit__subcmd__prune"
+                ;;
             zavro__subcmd__help__subcmd__audit,query)
                 cmd="zavro__subcmd__help__subcmd__audit__subcmd__query"
+                ;;
+            zavro__subcmd__help__subcmd__audit,stats)
+                cmd="zavro__subcmd__help__subcmd__audit__subcmd__stats"
                 ;;
             zavro__subcmd__help__subcmd__audit,verify)
                 cmd="zavro__subcmd__help__subcmd__audit__subcmd__verify"
@@ -149,12 +176,38 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit)
-            opts="-h --db --help query verify head help"
+            opts="-h --db --help query verify head stats export prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__audit__subcmd__export)
+            opts="-h --since --until --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -185,8 +238,22 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit__subcmd__help)
-            opts="query verify head help"
+            opts="query verify head stats export prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__audit__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -226,7 +293,35 @@ _zavro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        zavro__subcmd__audit__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         zavro__subcmd__audit__subcmd__help__subcmd__query)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__audit__subcmd__help__subcmd__stats)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -254,8 +349,34 @@ _zavro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        zavro__subcmd__audit__subcmd__prune)
+            opts="-h --before --dry-run --max-skew --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --before)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-skew)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         zavro__subcmd__audit__subcmd__query)
-            opts="-h --key --status --since --until --limit --json --payload --db --help"
+            opts="-f -h --key --status --peer --reason --since --until --limit --format --json --payload --follow --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -269,6 +390,14 @@ _zavro() {
                     COMPREPLY=($(compgen -W "accepted rejected" -- "${cur}"))
                     return 0
                     ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --since)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -278,6 +407,36 @@ _zavro() {
                     return 0
                     ;;
                 --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json csv" -- "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__audit__subcmd__stats)
+            opts="-h --since --until --json --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -315,7 +474,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__bench)
-            opts="-h --key --secret-file --count --record-size --batch --window --connections --timeout --json --db --help"
+            opts="-h --key --secret-file --profile --count --record-size --batch --window --connections --timeout --json --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -326,6 +485,10 @@ _zavro() {
                     return 0
                     ;;
                 --secret-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -397,8 +560,22 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__help__subcmd__audit)
-            opts="query verify head"
+            opts="query verify head stats export prune"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__help__subcmd__audit__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -424,7 +601,35 @@ _zavro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        zavro__subcmd__help__subcmd__audit__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         zavro__subcmd__help__subcmd__audit__subcmd__query)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__help__subcmd__audit__subcmd__stats)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -597,13 +802,25 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__keys__subcmd__add)
-            opts="-h --label --json --secret-stdin --secret-prompt --db --help"
+            opts="-h --label --json --secret-stdin --secret-prompt --save-profile --endpoint --force --expires --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --save-profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expires)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -725,7 +942,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__send)
-            opts="-h --key --secret-file --timeout --retries --batch --batch-bytes --format --codec --window --db --help"
+            opts="-h --key --secret-file --profile --timeout --retries --batch --batch-bytes --format --codec --window --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -736,6 +953,10 @@ _zavro() {
                     return 0
                     ;;
                 --secret-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

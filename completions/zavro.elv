@@ -40,8 +40,9 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --help 'Print help'
         }
         &'zavro;send'= {
-            cand --key 'API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal'
-            cand --secret-file 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal'
+            cand --key 'API key id [default: the profile''s key]. The secret comes from --secret-file, ZAVRO_SECRET, the profile, or a prompt on the terminal'
+            cand --secret-file 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal'
+            cand --profile 'Take key, secret and endpoint from this profile of the credentials file [default: the `default` profile, if there is one]; a flag or environment variable still wins over the profile'
             cand --timeout 'Give up when the server has not answered a request within this many seconds'
             cand --retries 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)'
             cand --batch 'Most records per request'
@@ -54,8 +55,9 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;bench'= {
-            cand --key 'API key id (the secret as for `zavro send`: --secret-file, ZAVRO_SECRET or a prompt)'
-            cand --secret-file 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal'
+            cand --key 'API key id (resolved as for `zavro send`: --key, ZAVRO_KEY, then the profile)'
+            cand --secret-file 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal'
+            cand --profile 'Take key, secret and endpoint from this profile of the credentials file (as for `zavro send`)'
             cand --count 'Records to send in all'
             cand --record-size 'Size of each generated record as JSON, in bytes'
             cand --batch 'Records per request'
@@ -72,16 +74,20 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
             cand add 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
-            cand list 'List keys with label, creation, revocation and last use; never secrets'
+            cand list 'List keys with label, creation, revocation, expiry, last use and accepted requests and records; never secrets'
             cand revoke 'Revoke a key: a running server refuses it from its next request on'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'zavro;keys;add'= {
             cand --label 'A note to tell keys apart (who or what uses it)'
+            cand --save-profile 'Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of printing the secret'
+            cand --endpoint 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given'
+            cand --expires 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --json 'Print {"key": …, "secret": …} as JSON'
             cand --secret-stdin 'Import an existing secret from stdin (first line) instead of generating one'
             cand --secret-prompt 'Import an existing secret typed at a prompt on the terminal (not echoed)'
+            cand --force 'Replace a profile of the same name'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -98,7 +104,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;keys;help'= {
             cand add 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
-            cand list 'List keys with label, creation, revocation and last use; never secrets'
+            cand list 'List keys with label, creation, revocation, expiry, last use and accepted requests and records; never secrets'
             cand revoke 'Revoke a key: a running server refuses it from its next request on'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -117,17 +123,25 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand query 'Show audit rows, oldest first: every request the server answered and every key change'
             cand verify 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
             cand head 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
+            cand stats 'Count accepted and rejected requests and records per key and per reason over a period'
+            cand export 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)'
+            cand prune 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'zavro;audit;query'= {
             cand --key 'Only rows for this key id'
             cand --status 'Only accepted or only rejected rows'
-            cand --since 'Only rows at or after this RFC 3339 time, e.g. 2026-11-28T03:00:00Z'
-            cand --until 'Only rows before this RFC 3339 time'
-            cand --limit 'Only the N most recent matching rows'
+            cand --peer 'Only rows from this peer address (as printed in the PEER column; `local` for commands on this machine)'
+            cand --reason 'Only rows with this reason: a reply code such as bad_signature, or duplicate for recognised retries'
+            cand --since 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)'
+            cand --until 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)'
+            cand --limit 'Only the N most recent matching rows (with --follow, default 10)'
+            cand --format 'Output format: an aligned table, one JSON object per line, or CSV with a header row'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --json 'One JSON object per line instead of a table'
-            cand --payload 'Include the stored JSON records of accepted requests (implies --json)'
+            cand --json 'Shorthand for --format json'
+            cand --payload 'Include the stored JSON records of accepted requests (implies --format json)'
+            cand -f 'Keep running and print new matching rows as they are committed, until interrupted (Ctrl-C exits 0)'
+            cand --follow 'Keep running and print new matching rows as they are committed, until interrupted (Ctrl-C exits 0)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -142,10 +156,36 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'zavro;audit;stats'= {
+            cand --since 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)'
+            cand --until 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)'
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --json 'Print one JSON object instead of tables'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'zavro;audit;export'= {
+            cand --since 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)'
+            cand --until 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)'
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'zavro;audit;prune'= {
+            cand --before 'Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least --max-skew seconds ago, so nothing inside the replay window is removed'
+            cand --max-skew 'The largest --max-skew any server using this store runs with: rows newer than this many seconds (at least 300) are never pruned, since their nonces still refuse replays'
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --dry-run 'Print what would be removed, and remove nothing'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'zavro;audit;help'= {
             cand query 'Show audit rows, oldest first: every request the server answered and every key change'
             cand verify 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
             cand head 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
+            cand stats 'Count accepted and rejected requests and records per key and per reason over a period'
+            cand export 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)'
+            cand prune 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'zavro;audit;help;query'= {
@@ -153,6 +193,12 @@ set edit:completion:arg-completer[zavro] = {|@words|
         &'zavro;audit;help;verify'= {
         }
         &'zavro;audit;help;head'= {
+        }
+        &'zavro;audit;help;stats'= {
+        }
+        &'zavro;audit;help;export'= {
+        }
+        &'zavro;audit;help;prune'= {
         }
         &'zavro;audit;help;help'= {
         }
@@ -178,7 +224,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;help;keys'= {
             cand add 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
-            cand list 'List keys with label, creation, revocation and last use; never secrets'
+            cand list 'List keys with label, creation, revocation, expiry, last use and accepted requests and records; never secrets'
             cand revoke 'Revoke a key: a running server refuses it from its next request on'
         }
         &'zavro;help;keys;add'= {
@@ -191,12 +237,21 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand query 'Show audit rows, oldest first: every request the server answered and every key change'
             cand verify 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
             cand head 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
+            cand stats 'Count accepted and rejected requests and records per key and per reason over a period'
+            cand export 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)'
+            cand prune 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies'
         }
         &'zavro;help;audit;query'= {
         }
         &'zavro;help;audit;verify'= {
         }
         &'zavro;help;audit;head'= {
+        }
+        &'zavro;help;audit;stats'= {
+        }
+        &'zavro;help;audit;export'= {
+        }
+        &'zavro;help;audit;prune'= {
         }
         &'zavro;help;completions'= {
         }

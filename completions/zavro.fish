@@ -39,8 +39,9 @@ complete -c zavro -n "__fish_zavro_using_subcommand serve" -l max-message-size -
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -l max-skew -d 'Refuse requests whose timestamp is more than this many seconds from the server\'s clock' -r
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -s h -l help -d 'Print help'
-complete -c zavro -n "__fish_zavro_using_subcommand send" -l key -d 'API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal' -r
-complete -c zavro -n "__fish_zavro_using_subcommand send" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l key -d 'API key id [default: the profile\'s key]. The secret comes from --secret-file, ZAVRO_SECRET, the profile, or a prompt on the terminal' -r
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l profile -d 'Take key, secret and endpoint from this profile of the credentials file [default: the `default` profile, if there is one]; a flag or environment variable still wins over the profile' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l timeout -d 'Give up when the server has not answered a request within this many seconds' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l retries -d 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch -d 'Most records per request' -r
@@ -54,8 +55,9 @@ zstandard\t'Zstandard'"
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l window -d 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ\'s high-water mark)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c zavro -n "__fish_zavro_using_subcommand bench" -l key -d 'API key id (the secret as for `zavro send`: --secret-file, ZAVRO_SECRET or a prompt)' -r
-complete -c zavro -n "__fish_zavro_using_subcommand bench" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l key -d 'API key id (resolved as for `zavro send`: --key, ZAVRO_KEY, then the profile)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l profile -d 'Take key, secret and endpoint from this profile of the credentials file (as for `zavro send`)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l count -d 'Records to send in all' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l record-size -d 'Size of each generated record as JSON, in bytes' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l batch -d 'Records per request' -r
@@ -68,14 +70,18 @@ complete -c zavro -n "__fish_zavro_using_subcommand bench" -s h -l help -d 'Prin
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "add" -d 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
-complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "list" -d 'List keys with label, creation, revocation and last use; never secrets'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "list" -d 'List keys with label, creation, revocation, expiry, last use and accepted requests and records; never secrets'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "revoke" -d 'Revoke a key: a running server refuses it from its next request on'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l label -d 'A note to tell keys apart (who or what uses it)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l save-profile -d 'Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of printing the secret' -r
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l endpoint -d 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given' -r
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l expires -d 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`' -r
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l json -d 'Print {"key": …, "secret": …} as JSON'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l secret-stdin -d 'Import an existing secret from stdin (first line) instead of generating one'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l secret-prompt -d 'Import an existing secret typed at a prompt on the terminal (not echoed)'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l force -d 'Replace a profile of the same name'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from list" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from list" -l json -d 'One JSON object per line instead of a table'
@@ -83,33 +89,59 @@ complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcom
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "add" -d 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
-complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "list" -d 'List keys with label, creation, revocation and last use; never secrets'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "list" -d 'List keys with label, creation, revocation, expiry, last use and accepted requests and records; never secrets'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a key: a running server refuses it from its next request on'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head help" -s h -l help -d 'Print help'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head help" -f -a "query" -d 'Show audit rows, oldest first: every request the server answered and every key change'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head help" -f -a "verify" -d 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head help" -f -a "head" -d 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune help" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune help" -f -a "query" -d 'Show audit rows, oldest first: every request the server answered and every key change'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune help" -f -a "verify" -d 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune help" -f -a "head" -d 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune help" -f -a "stats" -d 'Count accepted and rejected requests and records per key and per reason over a period'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune help" -f -a "export" -d 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune help" -f -a "prune" -d 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l key -d 'Only rows for this key id' -r
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l status -d 'Only accepted or only rejected rows' -r -f -a "accepted\t'Requests that were stored, and key changes'
 rejected\t'Requests that were refused'"
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l since -d 'Only rows at or after this RFC 3339 time, e.g. 2026-11-28T03:00:00Z' -r
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l until -d 'Only rows before this RFC 3339 time' -r
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l limit -d 'Only the N most recent matching rows' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l peer -d 'Only rows from this peer address (as printed in the PEER column; `local` for commands on this machine)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l reason -d 'Only rows with this reason: a reply code such as bad_signature, or duplicate for recognised retries' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l since -d 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l until -d 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l limit -d 'Only the N most recent matching rows (with --follow, default 10)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l format -d 'Output format: an aligned table, one JSON object per line, or CSV with a header row' -r -f -a "table\t'Aligned columns for people'
+json\t'One JSON object per line (the fields are listed in README.md)'
+csv\t'Comma-separated values with a header row (RFC 4180 quoting)'"
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l json -d 'One JSON object per line instead of a table'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l payload -d 'Include the stored JSON records of accepted requests (implies --json)'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l json -d 'Shorthand for --format json'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l payload -d 'Include the stored JSON records of accepted requests (implies --format json)'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -s f -l follow -d 'Keep running and print new matching rows as they are committed, until interrupted (Ctrl-C exits 0)'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from verify" -l against -d 'A head recorded earlier with `zavro audit head`; the chain must still contain it' -r
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from verify" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from head" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from head" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from stats" -l since -d 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from stats" -l until -d 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from stats" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from stats" -l json -d 'Print one JSON object instead of tables'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from stats" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from export" -l since -d 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from export" -l until -d 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from export" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from prune" -l before -d 'Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least --max-skew seconds ago, so nothing inside the replay window is removed' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from prune" -l max-skew -d 'The largest --max-skew any server using this store runs with: rows newer than this many seconds (at least 300) are never pruned, since their nonces still refuse replays' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from prune" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from prune" -l dry-run -d 'Print what would be removed, and remove nothing'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "query" -d 'Show audit rows, oldest first: every request the server answered and every key change'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "head" -d 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "stats" -d 'Count accepted and rejected requests and records per key and per reason over a period'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "export" -d 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zavro -n "__fish_zavro_using_subcommand completions" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand completions" -s h -l help -d 'Print help'
@@ -121,8 +153,11 @@ complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_su
 complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send bench keys audit completions help" -f -a "completions" -d 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send bench keys audit completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "add" -d 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
-complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "list" -d 'List keys with label, creation, revocation and last use; never secrets'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "list" -d 'List keys with label, creation, revocation, expiry, last use and accepted requests and records; never secrets'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "revoke" -d 'Revoke a key: a running server refuses it from its next request on'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "query" -d 'Show audit rows, oldest first: every request the server answered and every key change'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "head" -d 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "stats" -d 'Count accepted and rejected requests and records per key and per reason over a period'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "export" -d 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)'
+complete -c zavro -n "__fish_zavro_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "prune" -d 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies'

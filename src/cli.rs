@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use std::ffi::OsStr;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use clap_complete::Shell;
+use clap_complete::{ArgValueCompleter, CompletionCandidate, Shell};
 
 const ROOT_EXAMPLES: &str = "\
 Examples:
@@ -27,6 +29,11 @@ Examples:
   zavro send 127.0.0.1:12345 < example.json      asks for the secret on the terminal
   ZAVRO_SECRET=... zavro send 127.0.0.1:12345 < records.ndjson
   zavro send --secret-file ~/.zavro-secret 127.0.0.1:12345 < example.json
+  zavro send --profile prod < example.json      key, secret and endpoint from the credentials file
+
+Credentials, first found wins: --key / --secret-file, then ZAVRO_KEY / ZAVRO_SECRET, then the profile \
+(--profile, ZAVRO_PROFILE, or [default] in ~/.config/zavro/credentials), then a prompt for the secret. \
+A profile's secret is used only with that profile's key.
 
 Standard input holds JSON values separated by white space (NDJSON works) and is read as a stream. A single \
 top-level array is a batch: its elements are the records. Bad input stops `send` before the request that \
@@ -60,7 +67,9 @@ const AUDIT_EXAMPLES: &str = "\
 Examples:
   zavro audit query --status rejected --limit 20
   zavro audit verify
-  zavro audit head >> ~/zavro-heads.txt";
+  zavro audit head >> ~/zavro-heads.txt
+  zavro audit stats --since 24h
+  zavro audit prune --before 90d --dry-run";
 
 const AUDIT_HEAD_EXAMPLES: &str = "\
 Examples:
@@ -69,6 +78,7 @@ Examples:
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
+  source <(COMPLETE=bash zavro)                   in ~/.bashrc: also completes key ids for `keys revoke`
   zavro completions bash > ~/.local/share/bash-completion/completions/zavro
   zavro completions zsh > ~/.zfunc/_zavro         with ~/.zfunc on $fpath
   zavro completions fish > ~/.config/fish/completions/zavro.fish";
@@ -77,13 +87,35 @@ const KEYS_ADD_EXAMPLES: &str = "\
 Examples:
   zavro keys add --label sensor-1              new key id and random secret, shown once
   zavro keys add --json | jq -r .secret        for scripts
-  zavro keys add --secret-stdin < secret.txt   import a secret you already have";
+  zavro keys add --secret-stdin < secret.txt   import a secret you already have
+  zavro keys add --expires 30d                 a key that stops working in 30 days
+  zavro keys add --save-profile prod --endpoint 10.0.0.5:12345    secret into ~/.config/zavro/credentials";
 
 const AUDIT_QUERY_EXAMPLES: &str = "\
 Examples:
   zavro audit query --limit 20
   zavro audit query --status rejected --since 2026-11-28T00:00:00Z
-  zavro audit query --key ZK0123456789ABCDEF --json --payload | jq .payload";
+  zavro audit query --reason bad_signature --since 2h --format csv > refused.csv
+  zavro audit query --key ZK0123456789ABCDEF --json --payload | jq .payload
+  zavro audit query --follow --status rejected       like tail -f; Ctrl-C to stop";
+
+const AUDIT_STATS_EXAMPLES: &str = "\
+Examples:
+  zavro audit stats --since 24h                 the last day, per key and per reason
+  zavro audit stats --since 7d --until 1d --json";
+
+const AUDIT_EXPORT_EXAMPLES: &str = "\
+Examples:
+  zavro audit export --until 90d > audit-archive.ndjson     archive before pruning
+  zavro audit export --since 2026-11-01T00:00:00Z --until 2026-12-01T00:00:00Z | gzip > nov.ndjson.gz";
+
+const AUDIT_PRUNE_EXAMPLES: &str = "\
+Examples:
+  zavro audit prune --before 90d --dry-run       what would go
+  zavro audit export --until 90d > archive.ndjson && zavro audit prune --before 90d
+
+Only a prefix of the chain is removed (every row up to the last one written before TIME), and a checkpoint keeps \
+the hash of the last row removed, so `zavro audit verify` still checks what is left.";
 
 const AUDIT_VERIFY_EXAMPLES: &str = "\
 Examples:
@@ -160,16 +192,23 @@ pub struct ServeArgs {
 pub struct SendArgs {
     /// The server: HOST:PORT or a ZeroMQ endpoint (tcp://…, ipc://…). With several, requests are spread over
     /// them and move to another when one does not answer.
-    #[arg(required = true, value_name = "ENDPOINT")]
+    /// May be omitted when the profile has an endpoint.
+    #[arg(value_name = "ENDPOINT")]
     pub endpoints: Vec<String>,
 
-    /// API key id. The secret comes from ZAVRO_SECRET, --secret-file, or a prompt on the terminal.
+    /// API key id [default: the profile's key]. The secret comes from --secret-file, ZAVRO_SECRET, the profile,
+    /// or a prompt on the terminal.
     #[arg(long, env = "ZAVRO_KEY", hide_env_values = true, value_name = "KEY")]
     pub key: Option<String>,
 
-    /// Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal.
+    /// Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+
+    /// Take key, secret and endpoint from this profile of the credentials file [default: the `default`
+    /// profile, if there is one]; a flag or environment variable still wins over the profile.
+    #[arg(long, env = "ZAVRO_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
 
     /// Give up when the server has not answered a request within this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_timeout)]
@@ -214,16 +253,21 @@ fn parse_timeout(text: &str) -> Result<f64, String> {
 /// Options of `zavro bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The server: HOST:PORT or a ZeroMQ endpoint. Point it at a test server: the records are stored.
-    pub endpoint: String,
+    /// The server: HOST:PORT or a ZeroMQ endpoint [default: the profile's]. Point it at a test server: the
+    /// records are stored.
+    pub endpoint: Option<String>,
 
-    /// API key id (the secret as for `zavro send`: --secret-file, ZAVRO_SECRET or a prompt).
+    /// API key id (resolved as for `zavro send`: --key, ZAVRO_KEY, then the profile).
     #[arg(long, env = "ZAVRO_KEY", hide_env_values = true, value_name = "KEY")]
     pub key: Option<String>,
 
-    /// Read the secret from this file (first line) instead of ZAVRO_SECRET or the terminal.
+    /// Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+
+    /// Take key, secret and endpoint from this profile of the credentials file (as for `zavro send`).
+    #[arg(long, env = "ZAVRO_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
 
     /// Records to send in all.
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -282,7 +326,8 @@ pub enum KeysCommand {
     /// Create a key. Prints the key id and a new random secret once; the secret is never shown again.
     #[command(after_help = KEYS_ADD_EXAMPLES)]
     Add(KeysAddArgs),
-    /// List keys with label, creation, revocation and last use; never secrets.
+    /// List keys with label, creation, revocation, expiry, last use and accepted requests and records; never
+    /// secrets.
     #[command(after_help = KEYS_LIST_EXAMPLES)]
     List(JsonFlag),
     /// Revoke a key: a running server refuses it from its next request on.
@@ -308,13 +353,51 @@ pub struct KeysAddArgs {
     /// Import an existing secret typed at a prompt on the terminal (not echoed).
     #[arg(long)]
     pub secret_prompt: bool,
+
+    /// Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of
+    /// printing the secret.
+    #[arg(long, value_name = "NAME")]
+    pub save_profile: Option<String>,
+
+    /// The endpoint to save in the profile, used by `send` when no ENDPOINT is given.
+    #[arg(long, value_name = "ENDPOINT", requires = "save_profile")]
+    pub endpoint: Option<String>,
+
+    /// Replace a profile of the same name.
+    #[arg(long, requires = "save_profile")]
+    pub force: bool,
+
+    /// Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses
+    /// it as `expired_key`.
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub expires: Option<String>,
 }
 
 /// Options of `zavro keys revoke`.
 #[derive(Debug, Args)]
 pub struct KeysRevokeArgs {
     /// The key id to revoke.
+    #[arg(add = ArgValueCompleter::new(complete_key_id))]
     pub key: String,
+}
+
+/// Dynamic completion of a key id: the unrevoked keys of the store named by ZAVRO_DB, else the default store.
+///
+/// A completer sees only the word being completed, not the command line's `--db`, so it reads the environment
+/// the way clap would; any failure simply offers nothing.
+fn complete_key_id(current: &OsStr) -> Vec<CompletionCandidate> {
+    let Some(current) = current.to_str() else {
+        return Vec::new();
+    };
+    let path = std::env::var_os("ZAVRO_DB").map(PathBuf::from);
+    let Ok(path) = crate::config::store_path(path.as_deref()) else {
+        return Vec::new();
+    };
+    crate::store::active_key_ids(&path)
+        .into_iter()
+        .filter(|(id, _)| id.starts_with(current))
+        .map(|(id, label)| CompletionCandidate::new(id).help(label.map(Into::into)))
+        .collect()
 }
 
 /// A lone `--json` switch.
@@ -337,6 +420,15 @@ pub enum AuditCommand {
     /// Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`.
     #[command(after_help = AUDIT_HEAD_EXAMPLES)]
     Head,
+    /// Count accepted and rejected requests and records per key and per reason over a period.
+    #[command(after_help = AUDIT_STATS_EXAMPLES)]
+    Stats(AuditStatsArgs),
+    /// Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`).
+    #[command(after_help = AUDIT_EXPORT_EXAMPLES)]
+    Export(AuditExportArgs),
+    /// Remove old audit rows, their payloads and nonces; the rest of the chain still verifies.
+    #[command(after_help = AUDIT_PRUNE_EXAMPLES)]
+    Prune(AuditPruneArgs),
 }
 
 /// Options of `zavro audit verify`.
@@ -358,25 +450,98 @@ pub struct AuditQueryArgs {
     #[arg(long, value_enum)]
     pub status: Option<StatusArg>,
 
-    /// Only rows at or after this RFC 3339 time, e.g. 2026-11-28T03:00:00Z.
-    #[arg(long, value_name = "TIME")]
-    pub since: Option<String>,
+    /// Only rows from this peer address (as printed in the PEER column; `local` for commands on this machine).
+    #[arg(long, value_name = "ADDRESS")]
+    pub peer: Option<String>,
 
-    /// Only rows before this RFC 3339 time.
-    #[arg(long, value_name = "TIME")]
-    pub until: Option<String>,
+    /// Only rows with this reason: a reply code such as bad_signature, or duplicate for recognised retries.
+    #[arg(long, value_name = "CODE")]
+    pub reason: Option<String>,
 
-    /// Only the N most recent matching rows.
+    /// The period: --since and --until.
+    #[command(flatten)]
+    pub period: PeriodArgs,
+
+    /// Only the N most recent matching rows (with --follow, default 10).
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
 
-    /// One JSON object per line instead of a table.
+    /// Output format: an aligned table, one JSON object per line, or CSV with a header row.
+    #[arg(long, value_enum, default_value_t = FormatArg::Table, conflicts_with = "json")]
+    pub format: FormatArg,
+
+    /// Shorthand for --format json.
     #[arg(long)]
     pub json: bool,
 
-    /// Include the stored JSON records of accepted requests (implies --json).
-    #[arg(long)]
+    /// Include the stored JSON records of accepted requests (implies --format json).
+    #[arg(long, conflicts_with = "format")]
     pub payload: bool,
+
+    /// Keep running and print new matching rows as they are committed, until interrupted (Ctrl-C exits 0).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+/// `--since` and `--until`, shared by the audit commands that read a period.
+#[derive(Debug, Args)]
+pub struct PeriodArgs {
+    /// Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+/// `audit query --format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON object per line (the fields are listed in README.md).
+    Json,
+    /// Comma-separated values with a header row (RFC 4180 quoting).
+    Csv,
+}
+
+/// Options of `zavro audit stats`.
+#[derive(Debug, Args)]
+pub struct AuditStatsArgs {
+    /// The period: --since and --until.
+    #[command(flatten)]
+    pub period: PeriodArgs,
+
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `zavro audit export`.
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    /// The period: --since and --until.
+    #[command(flatten)]
+    pub period: PeriodArgs,
+}
+
+/// Options of `zavro audit prune`.
+#[derive(Debug, Args)]
+pub struct AuditPruneArgs {
+    /// Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least
+    /// --max-skew seconds ago, so nothing inside the replay window is removed.
+    #[arg(long, value_name = "TIME")]
+    pub before: String,
+
+    /// Print what would be removed, and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// The largest --max-skew any server using this store runs with: rows newer than this many seconds (at
+    /// least 300) are never pruned, since their nonces still refuse replays.
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(300..=86_400))]
+    pub max_skew: u32,
 }
 
 /// `--status` values.

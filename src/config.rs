@@ -1,4 +1,8 @@
 //! Resolving configuration once at the top: where the store lives, and the credentials `send` signs with.
+//!
+//! Credentials and the endpoint are taken, first found wins, from: the command line, the environment
+//! (`ZAVRO_KEY`, `ZAVRO_SECRET`), the profile (`--profile`, else `ZAVRO_PROFILE`, else `default` if the
+//! credentials file has it), and last, for the secret only, a prompt on the terminal.
 
 use std::{
     env, fs,
@@ -7,7 +11,10 @@ use std::{
 
 use zeroize::Zeroizing;
 
-use crate::error::Error;
+use crate::{
+    error::Error,
+    profiles::{self, Profile, ProfileError},
+};
 
 /// Environment variable holding the API secret for `zavro send`.
 pub const SECRET_ENV: &str = "ZAVRO_SECRET";
@@ -24,10 +31,60 @@ pub fn store_path(flag: Option<&Path>) -> Result<PathBuf, Error> {
         })
 }
 
-/// The API key id, which must be given by `--key` or `ZAVRO_KEY` (clap reads both).
-pub fn key_id(flag: Option<&str>) -> Result<String, Error> {
-    let key =
-        flag.ok_or_else(|| Error::Usage("no API key: give --key KEY or set ZAVRO_KEY".into()))?;
+/// The credentials file: `<config dir>/zavro/credentials`.
+pub fn credentials_path() -> Result<PathBuf, Error> {
+    profiles::default_path().ok_or_else(|| {
+        Error::Usage("cannot find a configuration directory for the credentials file".into())
+    })
+}
+
+/// The profile to use: the one named by `--profile` / `ZAVRO_PROFILE` (clap reads both), which must exist, else
+/// the `default` profile when the credentials file has one, else none.
+pub fn profile(flag: Option<&str>) -> Result<Option<Profile>, Error> {
+    let path = match (flag, profiles::default_path()) {
+        (_, Some(path)) => path,
+        (None, None) => return Ok(None),
+        (Some(_), None) => credentials_path()?,
+    };
+    match flag {
+        Some(name) => match profiles::load(&path, name)? {
+            Some(profile) => Ok(Some(profile)),
+            None => Err(ProfileError::Missing {
+                path,
+                name: name.to_owned(),
+            }
+            .into()),
+        },
+        None => Ok(profiles::load(&path, profiles::DEFAULT_PROFILE)?),
+    }
+}
+
+/// The endpoints: those on the command line, else the profile's endpoint.
+pub fn endpoints(given: &[String], profile: Option<&Profile>) -> Result<Vec<String>, Error> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    profile
+        .and_then(|p| p.endpoint.clone())
+        .map(|endpoint| vec![endpoint])
+        .ok_or_else(|| {
+            Error::Usage(
+                "no endpoint: give ENDPOINT, or use a profile with an endpoint (--profile NAME)"
+                    .into(),
+            )
+        })
+}
+
+/// The API key id: `--key` or `ZAVRO_KEY` (clap reads both, the flag first), else the profile's key.
+pub fn key_id(flag: Option<&str>, profile: Option<&Profile>) -> Result<String, Error> {
+    let key = flag
+        .or_else(|| profile.and_then(|p| p.key.as_deref()))
+        .ok_or_else(|| {
+            Error::Usage(
+                "no API key: give --key KEY, set ZAVRO_KEY, or use a profile (--profile NAME)"
+                    .into(),
+            )
+        })?;
     if crate::protocol::is_valid_key_id(key) {
         Ok(key.to_owned())
     } else {
@@ -37,10 +94,16 @@ pub fn key_id(flag: Option<&str>) -> Result<String, Error> {
     }
 }
 
-/// The API secret: from `--secret-file`, else `ZAVRO_SECRET`, else a prompt on the terminal.
+/// The API secret: from `--secret-file`, else `ZAVRO_SECRET`, else the profile's secret when the profile is for
+/// this key, else a prompt on the terminal.
 ///
-/// Never from the command line, where other users could read it in the process list.
-pub fn secret(secret_file: Option<&Path>, key: &str) -> Result<Zeroizing<String>, Error> {
+/// Never from the command line, where other users could read it in the process list. A profile's secret is
+/// never paired with another key given by `--key` or `ZAVRO_KEY`: it would only be refused as a bad signature.
+pub fn secret(
+    secret_file: Option<&Path>,
+    profile: Option<&Profile>,
+    key: &str,
+) -> Result<Zeroizing<String>, Error> {
     if let Some(path) = secret_file {
         let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| {
             Error::Usage(format!("cannot read secret file {}: {e}", path.display()))
@@ -57,6 +120,12 @@ pub fn secret(secret_file: Option<&Path>, key: &str) -> Result<Zeroizing<String>
                 .map_err(|_| Error::Usage(format!("{SECRET_ENV} is not valid UTF-8")))?,
         );
         return non_empty(&value, SECRET_ENV);
+    }
+    if let Some((name, secret)) = profile
+        .filter(|p| p.key.as_deref() == Some(key))
+        .and_then(|p| Some((&p.name, p.secret.as_ref()?)))
+    {
+        return non_empty(secret, &format!("the secret of profile {name:?}"));
     }
     let typed = rpassword::prompt_password(format!("Secret for key {key}: ")).map_err(|e| {
         Error::Usage(format!(

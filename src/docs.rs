@@ -121,6 +121,9 @@ mod tests {
             "zavro-send.1",
             "zavro-keys-add.1",
             "zavro-audit-query.1",
+            "zavro-audit-stats.1",
+            "zavro-audit-export.1",
+            "zavro-audit-prune.1",
         ] {
             assert!(
                 names.iter().any(|n| n == page),

@@ -7,6 +7,7 @@ use crate::{
     client::ClientError,
     credentials::RandomError,
     input::InputError,
+    profiles::ProfileError,
     store::{ChainBreak, StoreError},
 };
 
@@ -28,6 +29,9 @@ pub enum Error {
     /// The SQLite store could not be opened, migrated, read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The credentials file could not be read or written, or lacks the profile asked for.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
     /// The OS random number generator failed.
     #[error(transparent)]
     Random(#[from] RandomError),
@@ -78,9 +82,13 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Error::Usage(_) => exit::USAGE,
+            Error::Profile(ProfileError::Io { .. }) => exit::FAILURE,
+            Error::Profile(_) => exit::USAGE,
             Error::Input(_) | Error::Avro(_) => exit::BAD_INPUT,
             Error::Client(e) if e.is_rejection() => exit::REJECTED,
             Error::Client(e) if e.is_unreachable() => exit::UNREACHABLE,
+            // Not evidence of tampering: the head is simply gone, so nothing can be said about it.
+            Error::Tampered(ChainBreak::HeadPruned { .. }) => exit::FAILURE,
             Error::Tampered(_) => exit::TAMPERED,
             Error::Client(_)
             | Error::Store(_)

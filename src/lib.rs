@@ -25,6 +25,7 @@ pub mod docs;
 pub mod endpoint;
 pub mod error;
 pub mod input;
+pub mod profiles;
 pub mod protocol;
 pub mod server;
 pub mod store;

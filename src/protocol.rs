@@ -172,6 +172,8 @@ pub enum RejectCode {
     UnknownKey,
     /// The key exists but was revoked.
     RevokedKey,
+    /// The key exists but its expiry time has passed.
+    ExpiredKey,
     /// The signature does not match the string-to-sign under the key's secret.
     BadSignature,
     /// The timestamp is too far from the server's clock.
@@ -194,6 +196,7 @@ impl RejectCode {
             RejectCode::UnsupportedVersion => "unsupported_version",
             RejectCode::UnknownKey => "unknown_key",
             RejectCode::RevokedKey => "revoked_key",
+            RejectCode::ExpiredKey => "expired_key",
             RejectCode::BadSignature => "bad_signature",
             RejectCode::ClockSkew => "clock_skew",
             RejectCode::Replay => "replay",
@@ -375,6 +378,7 @@ mod tests {
             RejectCode::UnsupportedVersion,
             RejectCode::UnknownKey,
             RejectCode::RevokedKey,
+            RejectCode::ExpiredKey,
             RejectCode::BadSignature,
             RejectCode::ClockSkew,
             RejectCode::Replay,

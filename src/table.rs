@@ -4,6 +4,24 @@ use std::io::{self, Write};
 
 /// Writes `header` and `rows` as left-aligned columns separated by two spaces; the last column is not padded.
 pub fn write_table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    write_aligned(out, header, rows, true)
+}
+
+/// Like [`write_table`] without printing the header (more rows under a table already shown).
+pub fn write_table_rows(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> io::Result<()> {
+    write_aligned(out, header, rows, false)
+}
+
+fn write_aligned(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+    with_header: bool,
+) -> io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -11,7 +29,8 @@ pub fn write_table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -
         }
     }
     let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
-    for row in std::iter::once(&header).chain(rows) {
+    let header = with_header.then_some(&header);
+    for row in header.into_iter().chain(rows) {
         let last = row.len().saturating_sub(1);
         for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
             if i == last {

@@ -33,9 +33,73 @@ pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
     i64::try_from(t.unix_timestamp_nanos() / 1000).map_err(|_| format!("{text:?} is out of range"))
 }
 
+/// Parses a duration such as `90s`, `15m`, `2h`, `7d` or `4w` into microseconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let bad = || format!("{text:?} is not a duration such as 90s, 15m, 2h, 7d or 4w");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let seconds: i64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    number
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(seconds)?.checked_mul(1_000_000))
+        .ok_or_else(bad)
+}
+
+/// A point in time given as RFC 3339, or as a duration meaning that long before `now_us` (`15m`: 15 minutes ago).
+pub fn parse_past(text: &str, now_us: i64) -> Result<i64, String> {
+    relative_or_rfc3339(text, |d| now_us.saturating_sub(d))
+}
+
+/// A point in time given as RFC 3339, or as a duration meaning that long after `now_us` (`30d`: in 30 days).
+pub fn parse_future(text: &str, now_us: i64) -> Result<i64, String> {
+    relative_or_rfc3339(text, |d| now_us.saturating_add(d))
+}
+
+fn relative_or_rfc3339(text: &str, from_now: impl FnOnce(i64) -> i64) -> Result<i64, String> {
+    // A duration starts with a digit and has no '-' or ':'; an RFC 3339 time has both.
+    if text.contains(['-', ':']) {
+        parse_rfc3339(text)
+    } else {
+        parse_duration(text)
+            .map(from_now)
+            .map_err(|_| format!("{text:?} is neither an RFC 3339 time such as 2026-11-28T03:47:15Z nor a duration such as 15m, 2h or 7d"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_and_relative_times_count_from_now() {
+        assert_eq!(parse_duration("90s").unwrap(), 90_000_000);
+        assert_eq!(parse_duration("15m").unwrap(), 900_000_000);
+        assert_eq!(parse_duration("2h").unwrap(), 7_200_000_000);
+        assert_eq!(parse_duration("7d").unwrap(), 604_800_000_000);
+        for bad in ["", "15", "m", "1.5h", "-3d", "3y", "99999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        let now = 1_764_301_635_000_000;
+        assert_eq!(parse_past("2h", now).unwrap(), now - 7_200_000_000);
+        assert_eq!(parse_future("30d", now).unwrap(), now + 30 * 86_400_000_000);
+        assert_eq!(
+            parse_past("2025-11-28T03:47:15Z", 0).unwrap(),
+            1_764_301_635_000_000
+        );
+        assert!(
+            parse_past("yesterday", now)
+                .unwrap_err()
+                .contains("duration")
+        );
+    }
 
     #[test]
     fn rfc3339_round_trips_with_microseconds() {

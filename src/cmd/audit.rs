@@ -1,19 +1,45 @@
-//! `zavro audit query`: print audit rows as a table or as one JSON object per line.
+//! `zavro audit query|verify|head|stats|export|prune`: read, summarise, check and trim the audit trail.
 
-use std::io::Write;
-
-use serde_json::{Value, json};
-
-use crate::{
-    cli::{AuditCommand, AuditQueryArgs, StatusArg},
-    error::Error,
-    store::{AuditFilter, AuditRow, Status, Store},
-    table::write_table,
-    timestamp::{format_rfc3339, parse_rfc3339},
+use std::{
+    collections::BTreeMap,
+    io::{BufWriter, Write},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
 
+use serde_json::{Value, json};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use crate::{
+    cli::{
+        AuditCommand, AuditExportArgs, AuditPruneArgs, AuditQueryArgs, AuditStatsArgs, FormatArg,
+        PeriodArgs, StatusArg,
+    },
+    error::Error,
+    store::{AuditFilter, AuditRow, Status, Store},
+    table::{write_table, write_table_rows},
+    timestamp::{self, format_rfc3339},
+};
+
+/// How often `audit query --follow` looks for new rows.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Most rows `--follow` reads per look, so a burst never has to fit in memory at once.
+const FOLLOW_PAGE: u64 = 1000;
+
+/// Rows `--follow` shows from before it started when no --limit is given, like `tail -f`.
+const FOLLOW_BACKLOG: u64 = 10;
+
+/// Columns of the table and CSV forms, in order.
+const COLUMNS: [&str; 8] = [
+    "ID", "TIME", "ACTION", "STATUS", "KEY", "PEER", "RECORDS", "REASON",
+];
+
 /// Runs one `audit` subcommand.
-pub fn run(store: &Store, command: AuditCommand) -> Result<(), Error> {
+pub fn run(store: &mut Store, command: AuditCommand) -> Result<(), Error> {
     match command {
         AuditCommand::Query(args) => query(store, args),
         AuditCommand::Verify(args) => verify(store, args.against.as_deref()),
@@ -25,6 +51,9 @@ pub fn run(store: &Store, command: AuditCommand) -> Result<(), Error> {
                 None => Err(Error::Other("the audit trail is empty".into())),
             }
         }
+        AuditCommand::Stats(args) => stats(store, args),
+        AuditCommand::Export(args) => export(store, args),
+        AuditCommand::Prune(args) => prune(store, args),
     }
 }
 
@@ -54,40 +83,131 @@ fn verify(store: &Store, against: Option<&str>) -> Result<(), Error> {
     .map_err(super::stdout_error)
 }
 
-fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
+/// `--since` / `--until` as µs since the epoch; relative times count back from now.
+fn period(args: &PeriodArgs, now_us: i64) -> Result<(Option<i64>, Option<i64>), Error> {
     let time = |flag: &str, text: &Option<String>| {
         text.as_deref()
-            .map(parse_rfc3339)
+            .map(|t| timestamp::parse_past(t, now_us))
             .transpose()
             .map_err(|e| Error::Usage(format!("{flag}: {e}")))
     };
-    let filter = AuditFilter {
+    Ok((time("--since", &args.since)?, time("--until", &args.until)?))
+}
+
+fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
+    let (since_us, until_us) = period(&args.period, timestamp::now_micros())?;
+    let format = if args.json || args.payload {
+        FormatArg::Json
+    } else {
+        args.format
+    };
+    let mut filter = AuditFilter {
         key: args.key,
         status: args.status.map(|s| match s {
             StatusArg::Accepted => Status::Accepted,
             StatusArg::Rejected => Status::Rejected,
         }),
-        since_us: time("--since", &args.since)?,
-        until_us: time("--until", &args.until)?,
-        limit: args.limit,
+        peer: args.peer,
+        reason: args.reason,
+        since_us,
+        until_us,
+        after_id: None,
+        limit: args.limit.or(args.follow.then_some(FOLLOW_BACKLOG)),
         with_payload: args.payload,
     };
-    let rows = store.query_audit(&filter)?;
-    let mut out = std::io::stdout().lock();
-    let written = if args.json || args.payload {
-        rows.iter()
-            .try_for_each(|row| writeln!(out, "{}", to_json(row)))
-    } else {
-        let table: Vec<Vec<String>> = rows.iter().map(to_cells).collect();
-        write_table(
-            &mut out,
-            &[
-                "ID", "TIME", "ACTION", "STATUS", "KEY", "PEER", "RECORDS", "REASON",
-            ],
-            &table,
-        )
-    };
-    written.map_err(super::stdout_error)
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut printer = Printer::new(format);
+    if !args.follow {
+        // Streamed row by row, so even an unfiltered query of millions of rows runs in bounded memory (the
+        // table form alone gathers its rows to align the columns).
+        store.for_each_audit(&filter, |row| printer.row(&mut out, &row))?;
+        printer.finish(&mut out)?;
+        return out.flush().map_err(super::stdout_error);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| Error::io("cannot install signal handler", e))?;
+    }
+    let mut last_id = None;
+    loop {
+        let mut seen = 0u64;
+        store.for_each_audit(&filter, |row| {
+            last_id = Some(row.id);
+            seen += 1;
+            printer.row(&mut out, &row)
+        })?;
+        printer.finish(&mut out)?;
+        out.flush().map_err(super::stdout_error)?;
+        if last_id.is_none() {
+            // Nothing matched yet: follow from the newest row now, whatever it is.
+            last_id = Some(store.audit_head()?.map_or(0, |(id, _)| id));
+        }
+        filter.after_id = last_id;
+        filter.limit = Some(FOLLOW_PAGE);
+        // A full page means more rows are waiting: read on at once instead of sleeping.
+        if seen < FOLLOW_PAGE {
+            std::thread::sleep(FOLLOW_INTERVAL);
+        }
+        if stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes rows in one format; the table form aligns each batch (one batch unless following).
+struct Printer {
+    format: FormatArg,
+    header_written: bool,
+    table: Vec<Vec<String>>,
+}
+
+impl Printer {
+    fn new(format: FormatArg) -> Self {
+        Printer {
+            format,
+            header_written: false,
+            table: Vec::new(),
+        }
+    }
+
+    fn row(&mut self, out: &mut dyn Write, row: &AuditRow) -> Result<(), Error> {
+        let written = match self.format {
+            FormatArg::Json => writeln!(out, "{}", to_json(row)),
+            FormatArg::Csv => {
+                let header = if self.header_written {
+                    Ok(())
+                } else {
+                    self.header_written = true;
+                    writeln!(
+                        out,
+                        "id,time,action,status,reason,message,key,peer,records,size"
+                    )
+                };
+                header.and_then(|()| writeln!(out, "{}", to_csv(row)))
+            }
+            FormatArg::Table => {
+                self.table.push(to_cells(row));
+                Ok(())
+            }
+        };
+        written.map_err(super::stdout_error)
+    }
+
+    fn finish(&mut self, out: &mut dyn Write) -> Result<(), Error> {
+        if self.format != FormatArg::Table {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.table);
+        let written = if self.header_written {
+            write_table_rows(out, &COLUMNS, &rows)
+        } else {
+            self.header_written = true;
+            write_table(out, &COLUMNS, &rows)
+        };
+        written.map_err(super::stdout_error)
+    }
 }
 
 /// The JSON form of a row (README.md, `zavro audit query`).
@@ -112,6 +232,34 @@ fn to_json(row: &AuditRow) -> Value {
     value
 }
 
+/// One CSV line (RFC 4180): fields with a comma, quote or line break are quoted, quotes doubled.
+fn to_csv(row: &AuditRow) -> String {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let fields = [
+        row.id.to_string(),
+        format_rfc3339(row.time_us),
+        row.action.clone(),
+        row.status.clone(),
+        text(&row.reason),
+        text(&row.detail),
+        text(&row.key_id),
+        text(&row.peer),
+        row.records.to_string(),
+        row.size.to_string(),
+    ];
+    fields
+        .iter()
+        .map(|field| {
+            if field.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", field.replace('"', "\"\""))
+            } else {
+                field.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn to_cells(row: &AuditRow) -> Vec<String> {
     let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let reason = match (&row.reason, &row.detail) {
@@ -129,4 +277,152 @@ fn to_cells(row: &AuditRow) -> Vec<String> {
         row.records.to_string(),
         reason,
     ]
+}
+
+/// Per-key totals for `audit stats`.
+#[derive(Default)]
+struct KeyTotals {
+    accepted: u64,
+    records: u64,
+    duplicates: u64,
+    rejected: u64,
+}
+
+fn stats(store: &Store, args: AuditStatsArgs) -> Result<(), Error> {
+    let now_us = timestamp::now_micros();
+    let (since_us, until_us) = period(&args.period, now_us)?;
+    let counts = store.count_audit(since_us, until_us)?;
+    let mut keys: BTreeMap<String, KeyTotals> = BTreeMap::new();
+    let mut reasons: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for count in &counts {
+        let totals = keys
+            .entry(count.key_id.clone().unwrap_or_else(|| "-".into()))
+            .or_default();
+        match (count.status.as_str(), count.reason.as_deref()) {
+            ("accepted", None) => {
+                totals.accepted += count.requests;
+                totals.records += count.records;
+            }
+            ("accepted", Some(_)) => totals.duplicates += count.requests,
+            _ => totals.rejected += count.requests,
+        }
+        let reason = count.reason.clone().unwrap_or_else(|| "stored".into());
+        *reasons.entry((count.status.clone(), reason)).or_default() += count.requests;
+    }
+    let time = |t: Option<i64>| t.map(format_rfc3339);
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        let value = json!({
+            "since": time(since_us),
+            "until": time(until_us.or(Some(now_us))),
+            "keys": keys.iter().map(|(key, t)| json!({
+                "key": (key != "-").then_some(key),
+                "accepted": t.accepted,
+                "records": t.records,
+                "duplicates": t.duplicates,
+                "rejected": t.rejected,
+            })).collect::<Vec<_>>(),
+            "reasons": reasons.iter().map(|((status, reason), n)| json!({
+                "status": status, "reason": reason, "requests": n,
+            })).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{value}")
+    } else {
+        let key_rows: Vec<Vec<String>> = keys
+            .iter()
+            .map(|(key, t)| {
+                vec![
+                    key.clone(),
+                    t.accepted.to_string(),
+                    t.records.to_string(),
+                    t.duplicates.to_string(),
+                    t.rejected.to_string(),
+                ]
+            })
+            .collect();
+        let reason_rows: Vec<Vec<String>> = reasons
+            .iter()
+            .map(|((status, reason), n)| vec![status.clone(), reason.clone(), n.to_string()])
+            .collect();
+        writeln!(
+            out,
+            "requests from {} to {}",
+            time(since_us).unwrap_or_else(|| "the start".into()),
+            format_rfc3339(until_us.unwrap_or(now_us))
+        )
+        .and_then(|()| writeln!(out))
+        .and_then(|()| {
+            write_table(
+                &mut out,
+                &["KEY", "ACCEPTED", "RECORDS", "DUPLICATES", "REJECTED"],
+                &key_rows,
+            )
+        })
+        .and_then(|()| writeln!(out))
+        .and_then(|()| write_table(&mut out, &["STATUS", "REASON", "REQUESTS"], &reason_rows))
+    };
+    written.map_err(super::stdout_error)
+}
+
+fn export(store: &Store, args: AuditExportArgs) -> Result<(), Error> {
+    let (since_us, until_us) = period(&args.period, timestamp::now_micros())?;
+    let filter = AuditFilter {
+        since_us,
+        until_us,
+        with_payload: true,
+        ..AuditFilter::default()
+    };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    store.for_each_audit(&filter, |row| {
+        writeln!(out, "{}", to_json(&row)).map_err(super::stdout_error)
+    })?;
+    out.flush().map_err(super::stdout_error)
+}
+
+fn prune(store: &mut Store, args: AuditPruneArgs) -> Result<(), Error> {
+    let now_us = timestamp::now_micros();
+    let before_us = timestamp::parse_past(&args.before, now_us)
+        .map_err(|e| Error::Usage(format!("--before: {e}")))?;
+    // Rows inside the replay window keep their nonces, which are what refuses a replayed request.
+    let newest_allowed = now_us - i64::from(args.max_skew) * 1_000_000;
+    if before_us > newest_allowed {
+        return Err(Error::Usage(format!(
+            "--before {} is inside the replay window: rows newer than {} s ({}) are never pruned",
+            format_rfc3339(before_us),
+            args.max_skew,
+            format_rfc3339(newest_allowed)
+        )));
+    }
+    let pruned = store.prune_audit(before_us, now_us, args.dry_run)?;
+    let mut out = std::io::stdout().lock();
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let written = match pruned.range {
+        None => writeln!(
+            out,
+            "nothing to prune: no audit row is older than {}",
+            format_rfc3339(before_us)
+        ),
+        Some(((first_id, first_us), (last_id, last_us))) => writeln!(
+            out,
+            "{verb} {} audit rows (#{first_id} to #{last_id}, {} to {}), {} payloads and {} nonces{}",
+            pruned.rows,
+            format_rfc3339(first_us),
+            format_rfc3339(last_us),
+            pruned.payloads,
+            pruned.nonces,
+            if args.dry_run {
+                String::new()
+            } else {
+                format!(
+                    "; checkpoint {last_id}:{}",
+                    pruned.last_hash.unwrap_or_default()
+                )
+            }
+        ),
+    };
+    written.map_err(super::stdout_error)
 }

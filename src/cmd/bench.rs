@@ -31,9 +31,12 @@ struct Measured {
 
 /// Runs the benchmark and prints its figures.
 pub fn run(args: BenchArgs) -> Result<(), Error> {
-    let endpoint = endpoint::resolve(&args.endpoint, Side::Connect).map_err(Error::Usage)?;
-    let key = config::key_id(args.key.as_deref())?;
-    let secret = config::secret(args.secret_file.as_deref(), &key)?;
+    let profile = config::profile(args.profile.as_deref())?;
+    let given: Vec<String> = args.endpoint.iter().cloned().collect();
+    let endpoint = config::endpoints(&given, profile.as_ref())?.remove(0);
+    let endpoint = endpoint::resolve(&endpoint, Side::Connect).map_err(Error::Usage)?;
+    let key = config::key_id(args.key.as_deref(), profile.as_ref())?;
+    let secret = config::secret(args.secret_file.as_deref(), profile.as_ref(), &key)?;
     let connections = u64::from(args.connections);
     let settings = client::Settings {
         timeout: Duration::from_secs_f64(args.timeout),

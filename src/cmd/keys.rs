@@ -9,6 +9,7 @@ use crate::{
     cli::{KeysAddArgs, KeysCommand},
     config, credentials,
     error::Error,
+    profiles::{self, Profile, ProfileError},
     store::Store,
     table::write_table,
     timestamp::{self, format_rfc3339},
@@ -45,17 +46,69 @@ fn add(store: &mut Store, args: KeysAddArgs, out: &mut dyn Write) -> Result<(), 
     if let Some(secret) = &imported {
         credentials::check_imported_secret(secret).map_err(Error::Usage)?;
     }
+    let now_us = timestamp::now_micros();
+    let expires_us = args
+        .expires
+        .as_deref()
+        .map(|text| timestamp::parse_future(text, now_us))
+        .transpose()
+        .map_err(|e| Error::Usage(format!("--expires: {e}")))?;
+    if let Some(expires) = expires_us.filter(|t| *t <= now_us) {
+        return Err(Error::Usage(format!(
+            "--expires: {} is not in the future",
+            format_rfc3339(expires)
+        )));
+    }
+    // A profile that would be refused is refused before the key exists, so nothing is left half done.
+    let profile_path = match &args.save_profile {
+        Some(name) => {
+            if !profiles::is_valid_name(name) {
+                return Err(ProfileError::BadName(name.clone()).into());
+            }
+            let path = config::credentials_path()?;
+            if !args.force && profiles::load(&path, name)?.is_some() {
+                return Err(ProfileError::Exists {
+                    path,
+                    name: name.clone(),
+                }
+                .into());
+            }
+            Some(path)
+        }
+        None => None,
+    };
     let key = credentials::new_key_id()?;
     let secret = match imported {
         Some(secret) => secret,
         None => credentials::new_secret()?,
     };
-    store.add_key(
-        &key,
-        &secret,
-        args.label.as_deref(),
-        timestamp::now_micros(),
-    )?;
+    store.add_key_expiring(&key, &secret, args.label.as_deref(), expires_us, now_us)?;
+
+    if let (Some(name), Some(path)) = (&args.save_profile, &profile_path) {
+        let profile = Profile {
+            name: name.clone(),
+            key: Some(key.clone()),
+            secret: Some(secret.clone()),
+            endpoint: args.endpoint.clone(),
+        };
+        if let Err(e) = profiles::save(path, &profile, args.force) {
+            // The key exists now; without the profile its secret would be lost, so this is its one showing.
+            return Err(Error::Other(format!(
+                "{e}; key {key} was created, its secret is {} (keep it now: it will not be shown again)",
+                secret.as_str()
+            )));
+        }
+        let written = if args.json {
+            writeln!(out, "{}", json!({"key": key, "profile": name}))
+        } else {
+            writeln!(
+                out,
+                "key:     {key}\nprofile: {name} (secret saved in {})",
+                path.display()
+            )
+        };
+        return written.map_err(super::stdout_error);
+    }
 
     // A secret the user imported is not echoed back: they already have it.
     let show_secret = !(args.secret_stdin || args.secret_prompt);
@@ -88,7 +141,10 @@ fn list(store: &Store, as_json: bool, out: &mut dyn Write) -> Result<(), Error> 
                 "label": k.label,
                 "created": format_rfc3339(k.created_us),
                 "revoked": time(k.revoked_us),
+                "expires": time(k.expires_us),
                 "last_used": time(k.last_used_us),
+                "requests": k.requests,
+                "records": k.records,
             });
             writeln!(out, "{value}")
         })
@@ -102,13 +158,25 @@ fn list(store: &Store, as_json: bool, out: &mut dyn Write) -> Result<(), Error> 
                     k.label.clone().unwrap_or_else(|| "-".into()),
                     format_rfc3339(k.created_us),
                     dash(k.revoked_us),
+                    dash(k.expires_us),
                     dash(k.last_used_us),
+                    k.requests.to_string(),
+                    k.records.to_string(),
                 ]
             })
             .collect();
         write_table(
             out,
-            &["KEY", "LABEL", "CREATED", "REVOKED", "LAST USED"],
+            &[
+                "KEY",
+                "LABEL",
+                "CREATED",
+                "REVOKED",
+                "EXPIRES",
+                "LAST USED",
+                "REQUESTS",
+                "RECORDS",
+            ],
             &rows,
         )
     };

@@ -25,7 +25,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Send(args) => send::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Keys(command) => keys::run(&mut open_store()?, command),
-        Command::Audit(command) => audit::run(&open_store()?, command),
+        Command::Audit(command) => audit::run(&mut open_store()?, command),
         Command::Completions(args) => completions::run(args),
     }
 }

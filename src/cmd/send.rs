@@ -26,13 +26,13 @@ use crate::{
 
 /// Sends everything on stdin; succeeds only when the servers accepted every record.
 pub fn run(args: SendArgs) -> Result<(), Error> {
-    let endpoints = args
-        .endpoints
+    let profile = config::profile(args.profile.as_deref())?;
+    let endpoints = config::endpoints(&args.endpoints, profile.as_ref())?
         .iter()
         .map(|e| endpoint::resolve(e, Side::Connect))
         .collect::<Result<Vec<_>, _>>()
         .map_err(Error::Usage)?;
-    let key = config::key_id(args.key.as_deref())?;
+    let key = config::key_id(args.key.as_deref(), profile.as_ref())?;
 
     let mut batches = match args.format {
         InputFormat::Json => Source::Json {
@@ -58,7 +58,7 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
     // nothing and asks nothing.
     let mut next = batches.next()?;
 
-    let secret = config::secret(args.secret_file.as_deref(), &key)?;
+    let secret = config::secret(args.secret_file.as_deref(), profile.as_ref(), &key)?;
     let context = zmq::Context::new();
     let settings = client::Settings {
         timeout: Duration::from_secs_f64(args.timeout),

@@ -161,6 +161,16 @@ impl<'a> Worker<'a> {
                 format!("key {:?} was revoked", envelope.key),
             ));
         }
+        if let Some(expired) = stored.expires_us.filter(|t| *t <= now_us) {
+            return Err(Rejection::new(
+                RejectCode::ExpiredKey,
+                format!(
+                    "key {:?} expired at {}",
+                    envelope.key,
+                    timestamp::format_rfc3339(expired)
+                ),
+            ));
+        }
         let string_to_sign = request.string_to_sign();
         if !auth::verify(
             stored.secret.as_bytes(),

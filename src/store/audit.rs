@@ -116,14 +116,35 @@ pub struct AuditFilter {
     pub key: Option<String>,
     /// Only rows with this status.
     pub status: Option<Status>,
+    /// Only rows from this peer address (or `local`).
+    pub peer: Option<String>,
+    /// Only rows with this reason (a reply code, or `duplicate`).
+    pub reason: Option<String>,
     /// Only rows at or after this time (µs).
     pub since_us: Option<i64>,
     /// Only rows before this time (µs).
     pub until_us: Option<i64>,
-    /// Only the newest N matching rows.
+    /// Only rows with a larger id (`audit query --follow` reads on from the last row it printed).
+    pub after_id: Option<i64>,
+    /// Only the newest N matching rows; with `after_id`, the oldest N after it.
     pub limit: Option<u64>,
     /// Also read the stored payloads.
     pub with_payload: bool,
+}
+
+/// Accepted and rejected requests of one key and reason over a period (`audit stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCount {
+    /// The key id named by the requests (`None` when the envelope could not be read).
+    pub key_id: Option<String>,
+    /// `accepted` or `rejected`.
+    pub status: String,
+    /// The reply code of a rejection, `duplicate` for a recognised retry, `None` for a request stored.
+    pub reason: Option<String>,
+    /// Requests.
+    pub requests: u64,
+    /// Records they carried.
+    pub records: u64,
 }
 
 impl Store {
@@ -137,6 +158,21 @@ impl Store {
 
     /// The rows matching `filter`, oldest first.
     pub fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+        let mut rows = Vec::new();
+        self.for_each_audit(filter, |row| {
+            rows.push(row);
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(rows)
+    }
+
+    /// Calls `each` with the rows matching `filter`, oldest first, one at a time: memory stays bounded however
+    /// many rows match. Stops at the first error `each` returns.
+    pub fn for_each_audit<E: From<StoreError>>(
+        &self,
+        filter: &AuditFilter,
+        mut each: impl FnMut(AuditRow) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut conditions = Vec::new();
         let mut args: Vec<&dyn ToSql> = Vec::new();
         if let Some(key) = &filter.key {
@@ -148,6 +184,14 @@ impl Store {
             conditions.push("a.status = ?");
             args.push(status);
         }
+        if let Some(peer) = &filter.peer {
+            conditions.push("a.peer = ?");
+            args.push(peer);
+        }
+        if let Some(reason) = &filter.reason {
+            conditions.push("a.reason = ?");
+            args.push(reason);
+        }
         if let Some(since) = &filter.since_us {
             conditions.push("a.time_us >= ?");
             args.push(since);
@@ -156,11 +200,14 @@ impl Store {
             conditions.push("a.time_us < ?");
             args.push(until);
         }
+        if let Some(after) = &filter.after_id {
+            conditions.push("a.id > ?");
+            args.push(after);
+        }
         let limit = filter
             .limit
             .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
             .unwrap_or(-1);
-        args.push(&limit);
         let payload = if filter.with_payload {
             "p.json"
         } else {
@@ -171,31 +218,67 @@ impl Store {
         } else {
             format!("WHERE {}", conditions.join(" AND "))
         };
-        // Newest N first so LIMIT keeps the most recent rows, then flipped to read oldest first.
-        let sql = format!(
-            "SELECT * FROM (
-                SELECT a.id, a.time_us, a.action, a.status, a.reason, a.detail, a.key_id, a.peer,
-                       a.records, a.size, {payload}
-                FROM audit a LEFT JOIN payloads p ON p.audit_id = a.id
-                {where_clause} ORDER BY a.id DESC LIMIT ?
-             ) ORDER BY id"
+        let select = format!(
+            "SELECT a.id, a.time_us, a.action, a.status, a.reason, a.detail, a.key_id, a.peer,
+                    a.records, a.size, {payload}
+             FROM audit a LEFT JOIN payloads p ON p.audit_id = a.id
+             {where_clause}"
         );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(args.as_slice(), |row| {
-            Ok(AuditRow {
-                id: row.get(0)?,
-                time_us: row.get(1)?,
-                action: row.get(2)?,
-                status: row.get(3)?,
-                reason: row.get(4)?,
-                detail: row.get(5)?,
-                key_id: row.get(6)?,
-                peer: row.get(7)?,
-                records: row.get(8)?,
-                size: row.get(9)?,
-                payload: row.get(10)?,
-            })
-        })?;
+        let sql = if filter.limit.is_none() || filter.after_id.is_some() {
+            // Oldest first straight from the table, so rows stream out without being gathered and sorted.
+            args.push(&limit);
+            format!("{select} ORDER BY a.id LIMIT ?")
+        } else {
+            // Newest N first so LIMIT keeps the most recent rows, then flipped to read oldest first.
+            args.push(&limit);
+            format!("SELECT * FROM ({select} ORDER BY a.id DESC LIMIT ?) ORDER BY id")
+        };
+        let mut stmt = self.conn.prepare(&sql).map_err(StoreError::from)?;
+        let mut rows = stmt.query(args.as_slice()).map_err(StoreError::from)?;
+        while let Some(row) = rows.next().map_err(StoreError::from)? {
+            let read = || -> rusqlite::Result<AuditRow> {
+                Ok(AuditRow {
+                    id: row.get(0)?,
+                    time_us: row.get(1)?,
+                    action: row.get(2)?,
+                    status: row.get(3)?,
+                    reason: row.get(4)?,
+                    detail: row.get(5)?,
+                    key_id: row.get(6)?,
+                    peer: row.get(7)?,
+                    records: row.get(8)?,
+                    size: row.get(9)?,
+                    payload: row.get(10)?,
+                })
+            };
+            each(read().map_err(StoreError::from)?)?;
+        }
+        Ok(())
+    }
+
+    /// Requests (action `send`) in `[since, until)` counted by key, status and reason, for `audit stats`.
+    pub fn count_audit(
+        &self,
+        since_us: Option<i64>,
+        until_us: Option<i64>,
+    ) -> Result<Vec<AuditCount>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT key_id, status, reason, count(*), coalesce(sum(records), 0) FROM audit
+             WHERE action = 'send' AND time_us >= ?1 AND time_us < ?2
+             GROUP BY key_id, status, reason ORDER BY key_id, status, reason",
+        )?;
+        let rows = stmt.query_map(
+            params![since_us.unwrap_or(i64::MIN), until_us.unwrap_or(i64::MAX)],
+            |row| {
+                Ok(AuditCount {
+                    key_id: row.get(0)?,
+                    status: row.get(1)?,
+                    reason: row.get(2)?,
+                    requests: row.get::<_, i64>(3)?.try_into().unwrap_or(0),
+                    records: row.get::<_, i64>(4)?.try_into().unwrap_or(0),
+                })
+            },
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
@@ -266,6 +349,64 @@ mod tests {
                 ..Default::default()
             }),
             [300, 400]
+        );
+        assert_eq!(
+            times(AuditFilter {
+                reason: Some("bad_signature".into()),
+                ..Default::default()
+            }),
+            [200]
+        );
+        assert_eq!(
+            times(AuditFilter {
+                peer: Some("127.0.0.1".into()),
+                after_id: Some(2),
+                limit: Some(1),
+                ..Default::default()
+            }),
+            [300],
+            "after an id, the oldest rows first"
+        );
+        assert!(
+            times(AuditFilter {
+                peer: Some("10.0.0.1".into()),
+                ..Default::default()
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn counts_group_requests_by_key_status_and_reason_within_the_period() {
+        let mut store = Store::open_in_memory().unwrap();
+        for (t, status, key) in [
+            (100, Status::Accepted, "A"),
+            (200, Status::Rejected, "A"),
+            (300, Status::Accepted, "B"),
+            (400, Status::Accepted, "A"),
+        ] {
+            store.record(&entry(t, status, key)).unwrap();
+        }
+        let counts = store.count_audit(Some(100), Some(400)).unwrap();
+        let summary: Vec<_> = counts
+            .iter()
+            .map(|c| {
+                (
+                    c.key_id.as_deref().unwrap(),
+                    c.status.as_str(),
+                    c.reason.as_deref(),
+                    c.requests,
+                    c.records,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("A", "accepted", None, 1, 1),
+                ("A", "rejected", Some("bad_signature"), 1, 1),
+                ("B", "accepted", None, 1, 1)
+            ]
         );
     }
 }

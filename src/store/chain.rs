@@ -199,6 +199,17 @@ pub enum ChainBreak {
         /// What that row hashes to now, if it still exists.
         found: Option<String>,
     },
+    /// The recorded head was removed by `audit prune`, so the chain can no longer be compared with it.
+    #[error(
+        "the recorded head #{row} was pruned (rows up to #{through} were removed by `zavro audit prune`), so it \
+         cannot be checked; verify against a head recorded after the prune"
+    )]
+    HeadPruned {
+        /// The recorded row id.
+        row: i64,
+        /// The newest row pruned so far.
+        through: i64,
+    },
 }
 
 /// A successful verification.
@@ -283,6 +294,12 @@ pub fn verify(
         let in_checkpoint = checkpoint
             .as_ref()
             .is_some_and(|(r, h)| *r == row && h == hash);
+        if let Some((through, _)) = checkpoint.as_ref().filter(|(r, _)| row < *r) {
+            return Ok(Err(ChainBreak::HeadPruned {
+                row,
+                through: *through,
+            }));
+        }
         if against_found.as_deref() != Some(hash) && !in_checkpoint {
             return Ok(Err(ChainBreak::HeadMismatch {
                 row,

@@ -16,8 +16,14 @@ pub struct KeyRecord {
     pub created_us: i64,
     /// When the key was revoked, if it was.
     pub revoked_us: Option<i64>,
+    /// When the key stops working, if it was given an expiry.
+    pub expires_us: Option<i64>,
     /// When a request signed with the key was last accepted (from the audit trail).
     pub last_used_us: Option<i64>,
+    /// Requests accepted under the key, retries of stored requests not counted (from the audit trail).
+    pub requests: u64,
+    /// Records in those requests.
+    pub records: u64,
 }
 
 /// What the server needs to verify a request: the secret and whether the key still counts.
@@ -26,10 +32,12 @@ pub struct StoredKey {
     pub secret: Zeroizing<String>,
     /// True once the key has been revoked.
     pub revoked: bool,
+    /// When the key stops working (µs since the epoch), if it expires.
+    pub expires_us: Option<i64>,
 }
 
 impl Store {
-    /// Stores a new key and records the action in the audit trail, in one transaction.
+    /// Stores a new key that never expires and records the action in the audit trail, in one transaction.
     pub fn add_key(
         &mut self,
         id: &str,
@@ -37,24 +45,43 @@ impl Store {
         label: Option<&str>,
         now_us: i64,
     ) -> Result<(), StoreError> {
+        self.add_key_expiring(id, secret, label, None, now_us)
+    }
+
+    /// Stores a new key that stops working at `expires_us` (if given) and audits it, in one transaction.
+    pub fn add_key_expiring(
+        &mut self,
+        id: &str,
+        secret: &str,
+        label: Option<&str>,
+        expires_us: Option<i64>,
+        now_us: i64,
+    ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO keys (id, secret, label, created_us) VALUES (?1, ?2, ?3, ?4)",
-            params![id, secret, label, now_us],
+            "INSERT INTO keys (id, secret, label, created_us, expires_us) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, secret, label, now_us, expires_us],
         )?;
         AuditEntry::admin("key_add", id, now_us).insert(&tx, None)?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Every key, oldest first.
+    /// Every key with its use so far, oldest first.
+    ///
+    /// The counts are computed here from the `audit_key_usage` index (migration 5), not kept by the server: a
+    /// counter would cost every request one more write. Rows removed by `audit prune` no longer count.
     pub fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, label, created_us, revoked_us,
-                    (SELECT time_us FROM audit
-                     WHERE key_id = keys.id AND action = 'send' AND status = 'accepted'
-                     ORDER BY id DESC LIMIT 1)
-             FROM keys ORDER BY created_us, id",
+            "SELECT k.id, k.label, k.created_us, k.revoked_us, k.expires_us,
+                    u.last_used, coalesce(u.requests, 0), coalesce(u.records, 0)
+             FROM keys k LEFT JOIN (
+                 SELECT key_id, max(time_us) AS last_used, count(*) AS requests, sum(records) AS records
+                 FROM audit INDEXED BY audit_key_usage
+                 WHERE action = 'send' AND status = 'accepted' AND reason IS NULL
+                 GROUP BY key_id
+             ) u ON u.key_id = k.id
+             ORDER BY k.created_us, k.id",
         )?;
         let rows = stmt.query_map([], |row| {
             Ok(KeyRecord {
@@ -62,7 +89,10 @@ impl Store {
                 label: row.get(1)?,
                 created_us: row.get(2)?,
                 revoked_us: row.get(3)?,
-                last_used_us: row.get(4)?,
+                expires_us: row.get(4)?,
+                last_used_us: row.get(5)?,
+                requests: row.get::<_, i64>(6)?.try_into().unwrap_or(0),
+                records: row.get::<_, i64>(7)?.try_into().unwrap_or(0),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -94,14 +124,15 @@ impl Store {
 
     /// The secret and state of a key, or `None` when no such key exists.
     pub fn find_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT secret, revoked_us IS NOT NULL FROM keys WHERE id = ?1")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT secret, revoked_us IS NOT NULL, expires_us FROM keys WHERE id = ?1",
+        )?;
         Ok(stmt
             .query_row([id], |row| {
                 Ok(StoredKey {
                     secret: Zeroizing::new(row.get(0)?),
                     revoked: row.get(1)?,
+                    expires_us: row.get(2)?,
                 })
             })
             .optional()?)
@@ -168,5 +199,64 @@ mod tests {
             .map(|row| row.action)
             .collect();
         assert_eq!(actions, ["key_add", "key_add", "key_revoke"]);
+    }
+
+    #[test]
+    fn list_counts_accepted_requests_and_records_but_not_retries_or_rejections() {
+        let mut store = Store::open_in_memory().unwrap();
+        store
+            .add_key_expiring("ZK1", "s3cret-s3cret-s3cret", None, Some(99), 1)
+            .unwrap();
+        store
+            .add_key("ZK2", "another-secret-value", None, 2)
+            .unwrap();
+        let send = |status, reason, records, time_us| AuditEntry {
+            time_us,
+            action: "send",
+            status,
+            reason,
+            detail: None,
+            key_id: Some("ZK1"),
+            peer: Some("127.0.0.1"),
+            records,
+            size: 10,
+        };
+        let nonce = |nonce| crate::store::Nonce {
+            nonce,
+            timestamp: 1,
+            signature: "sig",
+        };
+        store
+            .commit_accepted(
+                &send(Status::Accepted, None, 3, 10),
+                &nonce("n1"),
+                "[1,2,3]",
+            )
+            .unwrap();
+        store
+            .commit_accepted(&send(Status::Accepted, None, 2, 20), &nonce("n2"), "[1,2]")
+            .unwrap();
+        store
+            .record(&send(Status::Accepted, Some("duplicate"), 0, 30))
+            .unwrap();
+        store
+            .record(&send(Status::Rejected, Some("bad_signature"), 0, 40))
+            .unwrap();
+
+        let keys = store.list_keys().unwrap();
+        assert_eq!(
+            (
+                keys[0].requests,
+                keys[0].records,
+                keys[0].last_used_us,
+                keys[0].expires_us
+            ),
+            (2, 5, Some(20), Some(99))
+        );
+        assert_eq!(
+            (keys[1].requests, keys[1].records, keys[1].last_used_us),
+            (0, 0, None)
+        );
+        assert_eq!(store.find_key("ZK1").unwrap().unwrap().expires_us, Some(99));
     }
 }

@@ -6,6 +6,7 @@
 mod audit;
 mod chain;
 mod keys;
+mod prune;
 mod requests;
 
 use std::{
@@ -19,9 +20,10 @@ use std::{
 use rusqlite::{Connection, TransactionBehavior};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
-pub use audit::{AuditEntry, AuditFilter, AuditRow, Status};
+pub use audit::{AuditCount, AuditEntry, AuditFilter, AuditRow, Status};
 pub use chain::{ChainBreak, Verified};
 pub use keys::{KeyRecord, StoredKey};
+pub use prune::Pruned;
 pub use requests::{Batch, Committed, Nonce, SeenNonce};
 
 /// How long a command waits for another process's write lock before giving up.
@@ -39,11 +41,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!(
             "migrations/0004_nonce_pruning_without_index.sql"
         )),
+        M::up(include_str!("migrations/0005_operators.sql")),
     ])
 });
 
 /// The schema version this build migrates stores to.
-const SCHEMA_VERSION: usize = 4;
+const SCHEMA_VERSION: usize = 5;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +218,27 @@ impl Store {
         // Every transaction zavro opens writes; taking the write lock up front means a transaction never has to
         // upgrade a read snapshot that another process made stale (which fails at once with SQLITE_BUSY).
         Ok(Store { conn })
+    }
+}
+
+/// Ids and labels of the keys not revoked, read from the store at `path` without creating or migrating it; empty
+/// when it cannot be read. For shell completion, which must never fail loudly or change anything.
+pub fn active_key_ids(path: &Path) -> Vec<(String, Option<String>)> {
+    let read = || -> rusqlite::Result<Vec<(String, Option<String>)>> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_millis(500))?;
+        let mut stmt =
+            conn.prepare("SELECT id, label FROM keys WHERE revoked_us IS NULL ORDER BY id")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        rows.collect()
+    };
+    if path.is_file() {
+        read().unwrap_or_default()
+    } else {
+        Vec::new()
     }
 }
 

@@ -56,8 +56,20 @@ impl TestEnv {
     /// `zavro --db <tmp>/zavro.db` with no `ZAVRO_*` variables and a timeout, so a hang fails the test.
     pub fn zavro(&self) -> Command {
         let mut cmd = bare_zavro();
-        cmd.arg("--db").arg(&self.db);
+        cmd.env("XDG_CONFIG_HOME", self.config_dir())
+            .arg("--db")
+            .arg(&self.db);
         cmd
+    }
+
+    /// The configuration directory `zavro` sees (XDG_CONFIG_HOME): the credentials file is `zavro/credentials`.
+    pub fn config_dir(&self) -> PathBuf {
+        self.path("config")
+    }
+
+    /// The credentials file `zavro` run by [`TestEnv::zavro`] reads.
+    pub fn credentials_path(&self) -> PathBuf {
+        self.config_dir().join("zavro").join("credentials")
     }
 
     /// `keys add --json`: a new key id and its secret.
@@ -138,12 +150,14 @@ impl TestEnv {
     }
 }
 
-/// The binary with a clean environment and a timeout, without `--db`.
+/// The binary with a clean environment and a timeout, without `--db`. The configuration directory points
+/// nowhere, so the developer's own credentials file is never read.
 pub fn bare_zavro() -> Command {
     let mut cmd = Command::new(zavro_bin());
     for var in ZAVRO_VARS {
         cmd.env_remove(var);
     }
+    cmd.env("XDG_CONFIG_HOME", "/nonexistent/zavro-test-config");
     cmd.timeout(Duration::from_secs(60));
     cmd
 }

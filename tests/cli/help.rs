@@ -2,7 +2,7 @@
 
 use crate::common::{bare_zavro, stdout_of};
 
-const COMMANDS: [&[&str]; 12] = [
+const COMMANDS: [&[&str]; 16] = [
     &[],
     &["serve"],
     &["send"],
@@ -14,6 +14,10 @@ const COMMANDS: [&[&str]; 12] = [
     &["audit", "query"],
     &["audit", "verify"],
     &["audit", "head"],
+    &["audit", "stats"],
+    &["audit", "export"],
+    &["audit", "prune"],
+    &["bench"],
     &["completions"],
 ];
 
@@ -82,4 +86,32 @@ fn completions_for_every_shell_mention_zavro_and_its_subcommands() {
 fn an_unknown_subcommand_is_a_usage_error() {
     bare_zavro().arg("frobnicate").assert().code(2);
     bare_zavro().assert().code(2);
+}
+
+#[test]
+fn dynamic_completion_offers_the_keys_that_can_still_be_revoked() {
+    let env = crate::common::TestEnv::new();
+    let (kept, _) = env.add_key();
+    let (revoked, _) = env.add_key();
+    env.zavro()
+        .args(["keys", "revoke", &revoked])
+        .assert()
+        .code(0);
+    let out = bare_zavro()
+        .env("COMPLETE", "fish")
+        .env("ZAVRO_DB", &env.db)
+        .args(["--", "zavro", "keys", "revoke", "ZK"])
+        .assert()
+        .code(0);
+    let offered: Vec<String> = stdout_of(&out)
+        .lines()
+        .map(|line| line.split('\t').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(offered, [kept]);
+    let script = bare_zavro().env("COMPLETE", "bash").assert().code(0);
+    assert!(
+        stdout_of(&script).contains("COMPLETE"),
+        "{}",
+        stdout_of(&script)
+    );
 }

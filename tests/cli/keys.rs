@@ -125,7 +125,23 @@ fn keys_list_json_has_label_creation_revocation_and_last_use() {
     assert_eq!(keys.len(), 2);
     let first = keys[0].as_object().unwrap();
     let fields: Vec<&str> = first.keys().map(String::as_str).collect();
-    assert_eq!(fields, ["key", "label", "created", "revoked", "last_used"]);
+    assert_eq!(
+        fields,
+        [
+            "key",
+            "label",
+            "created",
+            "revoked",
+            "expires",
+            "last_used",
+            "requests",
+            "records"
+        ]
+    );
+    assert_eq!(
+        (&keys[0]["requests"], &keys[0]["records"]),
+        (&json!(1), &json!(1))
+    );
     assert_eq!(keys[0]["key"], key);
     assert_eq!(keys[0]["label"], "sensor-1");
     for field in ["created", "revoked", "last_used"] {

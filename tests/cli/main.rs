@@ -10,5 +10,8 @@ mod help;
 mod hostile;
 mod interop;
 mod keys;
+mod operators;
+mod profiles;
 mod protocol_attacks;
 mod send_errors;
+mod terminal;

@@ -128,12 +128,14 @@ fn empty_stdin_or_an_empty_array_exits_3() {
 }
 
 /// `zavro send` in a new session, so it has no controlling terminal to prompt on even when the tests run in one.
-fn send_without_terminal(env: &TestEnv) -> Command {
+pub fn send_without_terminal(env: &TestEnv) -> Command {
     let mut cmd = StdCommand::new(zavro_bin());
     for var in ZAVRO_VARS {
         cmd.env_remove(var);
     }
-    cmd.arg("--db").arg(&env.db);
+    cmd.env("XDG_CONFIG_HOME", env.config_dir())
+        .arg("--db")
+        .arg(&env.db);
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {
