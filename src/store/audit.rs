@@ -28,7 +28,7 @@ impl Status {
 pub struct AuditEntry<'a> {
     /// When it happened (µs since the epoch).
     pub time_us: i64,
-    /// What was done: `send`, `key_add`, `key_revoke`.
+    /// What was done: `send`, `key_add`, `key_revoke`, `audit_prune`.
     pub action: &'a str,
     /// Accepted or rejected.
     pub status: Status,
