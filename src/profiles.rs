@@ -222,7 +222,8 @@ pub fn save(path: &Path, profile: &Profile, force: bool) -> Result<(), ProfileEr
             name: profile.name.clone(),
         });
     }
-    let mut text = Zeroizing::new(String::new());
+    // Room for everything up front: a growing string would leave copies of secrets behind in freed memory.
+    let mut text = Zeroizing::new(String::with_capacity(old.len() + 1024));
     for (index, line) in old.lines().enumerate() {
         if !replaced.iter().any(|s| s.lines.contains(&index)) {
             text.push_str(line);
@@ -232,14 +233,19 @@ pub fn save(path: &Path, profile: &Profile, force: bool) -> Result<(), ProfileEr
     if !text.is_empty() && !text.ends_with("\n\n") {
         text.push('\n');
     }
-    text.push_str(&format!("[{}]\n", profile.name));
+    text.push('[');
+    text.push_str(&profile.name);
+    text.push_str("]\n");
     for (field, value) in [
         ("key", profile.key.as_deref()),
         ("secret", profile.secret.as_deref().map(String::as_str)),
         ("endpoint", profile.endpoint.as_deref()),
     ] {
         if let Some(value) = value {
-            text.push_str(&format!("{field} = {value}\n"));
+            // Piece by piece, so no temporary string holds the secret outside `Zeroizing`.
+            for piece in [field, " = ", value, "\n"] {
+                text.push_str(piece);
+            }
         }
     }
 

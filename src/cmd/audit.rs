@@ -175,18 +175,9 @@ impl Printer {
     fn row(&mut self, out: &mut dyn Write, row: &AuditRow) -> Result<(), Error> {
         let written = match self.format {
             FormatArg::Json => writeln!(out, "{}", to_json(row)),
-            FormatArg::Csv => {
-                let header = if self.header_written {
-                    Ok(())
-                } else {
-                    self.header_written = true;
-                    writeln!(
-                        out,
-                        "id,time,action,status,reason,message,key,peer,records,size"
-                    )
-                };
-                header.and_then(|()| writeln!(out, "{}", to_csv(row)))
-            }
+            FormatArg::Csv => self
+                .csv_header(out)
+                .and_then(|()| writeln!(out, "{}", to_csv(row))),
             FormatArg::Table => {
                 self.table.push(to_cells(row));
                 Ok(())
@@ -195,9 +186,23 @@ impl Printer {
         written.map_err(super::stdout_error)
     }
 
-    fn finish(&mut self, out: &mut dyn Write) -> Result<(), Error> {
-        if self.format != FormatArg::Table {
+    /// The CSV header, once, even when no row matches: a consumer always sees the columns.
+    fn csv_header(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        if self.header_written {
             return Ok(());
+        }
+        self.header_written = true;
+        writeln!(
+            out,
+            "id,time,action,status,reason,message,key,peer,records,size"
+        )
+    }
+
+    fn finish(&mut self, out: &mut dyn Write) -> Result<(), Error> {
+        match self.format {
+            FormatArg::Json => return Ok(()),
+            FormatArg::Csv => return self.csv_header(out).map_err(super::stdout_error),
+            FormatArg::Table => {}
         }
         let rows = std::mem::take(&mut self.table);
         let written = if self.header_written {

@@ -28,7 +28,7 @@ impl Status {
 pub struct AuditEntry<'a> {
     /// When it happened (µs since the epoch).
     pub time_us: i64,
-    /// What was done: `send`, `key_add`, `key_revoke`.
+    /// What was done: `send`, `key_add`, `key_revoke`, `audit_prune`.
     pub action: &'a str,
     /// Accepted or rejected.
     pub status: Status,
@@ -179,10 +179,12 @@ impl Store {
             conditions.push("a.key_id = ?");
             args.push(key);
         }
-        let status = filter.status.map(Status::as_str);
-        if let Some(status) = &status {
-            conditions.push("a.status = ?");
-            args.push(status);
+        // A literal, not a parameter: only then can SQLite prove the query matches the partial index
+        // `audit_rejected` (WHERE status = 'rejected').
+        match filter.status {
+            Some(Status::Accepted) => conditions.push("a.status = 'accepted'"),
+            Some(Status::Rejected) => conditions.push("a.status = 'rejected'"),
+            None => {}
         }
         if let Some(peer) = &filter.peer {
             conditions.push("a.peer = ?");
@@ -199,6 +201,34 @@ impl Store {
         if let Some(until) = &filter.until_us {
             conditions.push("a.time_us < ?");
             args.push(until);
+        }
+        // A time range is turned into an id range too, from the time index (exact: the smallest and largest id
+        // of the rows in the range; INDEXED BY, as SQLite would otherwise find min(id) by walking the table from
+        // its first row to the first one in range), so the rows are read in id order straight from the table instead of the
+        // whole table being scanned, or the range's rows sorted. Only a `--since` with `--limit` is left to the
+        // plain plan: reading back from the newest row stops after the first N matches.
+        let time_range: Vec<(&str, &i64)> = [
+            ("time_us >= ?", filter.since_us.as_ref()),
+            ("time_us < ?", filter.until_us.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(sql, value)| Some((sql, value?)))
+        .collect();
+        let id_bounds;
+        if !time_range.is_empty() && (filter.limit.is_none() || filter.until_us.is_some()) {
+            let range = time_range
+                .iter()
+                .map(|(sql, _)| *sql)
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            id_bounds = format!(
+                "a.id >= (SELECT min(id) FROM audit INDEXED BY audit_by_time WHERE {range}) \
+                 AND a.id <= (SELECT max(id) FROM audit INDEXED BY audit_by_time WHERE {range})"
+            );
+            conditions.push(&id_bounds);
+            for _ in 0..2 {
+                args.extend(time_range.iter().map(|(_, value)| *value as &dyn ToSql));
+            }
         }
         if let Some(after) = &filter.after_id {
             conditions.push("a.id > ?");
@@ -262,24 +292,69 @@ impl Store {
         since_us: Option<i64>,
         until_us: Option<i64>,
     ) -> Result<Vec<AuditCount>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT key_id, status, reason, count(*), coalesce(sum(records), 0) FROM audit
-             WHERE action = 'send' AND time_us >= ?1 AND time_us < ?2
-             GROUP BY key_id, status, reason ORDER BY key_id, status, reason",
-        )?;
-        let rows = stmt.query_map(
-            params![since_us.unwrap_or(i64::MIN), until_us.unwrap_or(i64::MAX)],
-            |row| {
-                Ok(AuditCount {
-                    key_id: row.get(0)?,
-                    status: row.get(1)?,
-                    reason: row.get(2)?,
-                    requests: row.get::<_, i64>(3)?.try_into().unwrap_or(0),
-                    records: row.get::<_, i64>(4)?.try_into().unwrap_or(0),
-                })
-            },
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut range = Vec::new();
+        let mut values = Vec::new();
+        for (sql, value) in [("time_us >= ?", since_us), ("time_us < ?", until_us)] {
+            if let Some(value) = value {
+                range.push(sql);
+                values.push(value);
+            }
+        }
+        // As in `for_each_audit`: a time range read as an id range in table order, not row by row through the
+        // time index; with no range, one plain scan of the table.
+        let (condition, args) = if range.is_empty() {
+            (String::new(), Vec::new())
+        } else {
+            let range = range.join(" AND ");
+            let args: Vec<i64> = values
+                .iter()
+                .chain(&values)
+                .chain(&values)
+                .copied()
+                .collect();
+            (
+                format!(
+                    "AND id >= (SELECT min(id) FROM audit INDEXED BY audit_by_time WHERE {range}) \
+                     AND id <= (SELECT max(id) FROM audit INDEXED BY audit_by_time WHERE {range}) AND {range}"
+                ),
+                args,
+            )
+        };
+        // Counted here rather than by GROUP BY: SQLite would sort every row of the period in a temporary
+        // b-tree first, while there are only as many groups as keys times reasons.
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT key_id, status, reason, records FROM audit WHERE action = 'send' {condition}"
+        ))?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        let mut counts: Vec<AuditCount> = Vec::new();
+        while let Some(row) = rows.next()? {
+            let text = |i| {
+                row.get_ref(i)
+                    .and_then(|v| v.as_str_or_null().map_err(rusqlite::Error::from))
+            };
+            let (key_id, status, reason) = (text(0)?, text(1)?.unwrap_or_default(), text(2)?);
+            let records = u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0);
+            let found = counts.iter_mut().find(|c| {
+                c.key_id.as_deref() == key_id && c.status == status && c.reason.as_deref() == reason
+            });
+            match found {
+                Some(count) => {
+                    count.requests += 1;
+                    count.records += records;
+                }
+                None => counts.push(AuditCount {
+                    key_id: key_id.map(str::to_owned),
+                    status: status.to_owned(),
+                    reason: reason.map(str::to_owned),
+                    requests: 1,
+                    records,
+                }),
+            }
+        }
+        counts.sort_by(|a, b| {
+            (&a.key_id, &a.status, &a.reason).cmp(&(&b.key_id, &b.status, &b.reason))
+        });
+        Ok(counts)
     }
 }
 

@@ -13,5 +13,6 @@ mod keys;
 mod operators;
 mod profiles;
 mod protocol_attacks;
+mod scale;
 mod send_errors;
 mod terminal;

@@ -208,6 +208,16 @@ fn audit_query_formats_json_and_csv_carry_the_same_rows() {
         .args(["audit", "query", "--json", "--format", "csv"])
         .assert()
         .code(2);
+    let none = env
+        .zavro()
+        .args(["audit", "query", "--format", "csv", "--reason", "replay"])
+        .assert()
+        .code(0);
+    assert_eq!(
+        stdout_of(&none),
+        "id,time,action,status,reason,message,key,peer,records,size\n",
+        "the header even without rows"
+    );
 }
 
 #[test]

@@ -188,3 +188,31 @@ fn a_missing_profile_or_endpoint_and_an_open_credentials_file_are_usage_errors()
         .code(2);
     assert!(stderr_of(&out).contains("chmod 600"), "{}", stderr_of(&out));
 }
+
+#[test]
+fn bench_takes_key_secret_and_endpoint_from_the_profile() {
+    let env = TestEnv::new();
+    let server = env.start_server();
+    let key = add_profile(&env, "load", server.endpoint());
+    let out = env
+        .zavro()
+        .args([
+            "bench",
+            "--profile",
+            "load",
+            "--count",
+            "5",
+            "--batch",
+            "5",
+            "--json",
+        ])
+        .assert()
+        .code(0);
+    assert_eq!(parse_json(&out.get_output().stdout)["records"], 5);
+    assert_eq!(env.output_lines().len(), 5);
+    assert!(
+        env.audit_sends()
+            .iter()
+            .all(|row| row["key"] == key.as_str())
+    );
+}
