@@ -7,8 +7,8 @@
 
 use apache_avro::{
     Schema,
-    schema::{Name, NamesRef},
-    types::Value,
+    schema::{Name, NamesRef, SchemaKind},
+    types::{Value, ValueKind},
 };
 use std::collections::HashSet;
 
@@ -82,9 +82,11 @@ pub fn to_json(value: Value, schema: &Schema, names: &NamesRef) -> Result<Json, 
             "millis": u32::from(d.millis()),
         }),
         (value, schema) => {
+            // Not the schema's canonical form: apache-avro's canonical_form() can panic on hostile schemas.
             return Err(format!(
-                "value {value:?} does not match schema {}",
-                schema.canonical_form()
+                "a {:?} value does not match a {:?} schema",
+                ValueKind::from(&value),
+                SchemaKind::from(schema)
             ));
         }
     })

@@ -1,0 +1,38 @@
+//! What the server does with a request before it touches its store: parse the frames, check the
+//! signature and decode the Avro payload (src/server/handle.rs).
+//!
+//! The server decodes the payload only after the signature (and key, clock and nonce) checks pass. A fuzzer
+//! cannot forge an HMAC, so this target decodes every parsed payload whatever `verify` says; the seeds in
+//! `seeds/request/` are signed with `zavro_fuzz::SECRET`, so their `verify` calls return true.
+//!
+//! The payload goes through both decoders: `avro::decode` (JSON values) and `Decoder::decode_text` followed
+//! by `Ndjson::to_json_array`, which is what the server runs. Each input gets a fresh `Decoder`; the server
+//! keeps one, whose schema cache only skips re-checking a header it has already accepted.
+
+#![no_main]
+
+use std::sync::Once;
+
+use libfuzzer_sys::fuzz_target;
+use zavro::{
+    auth,
+    avro::{self, Decoder},
+    protocol::Request,
+};
+use zavro_fuzz::{SECRET, split_frames};
+
+static LIMIT: Once = Once::new();
+
+fuzz_target!(|data: &[u8]| {
+    LIMIT.call_once(avro::limit_decode_allocations);
+    let frames = split_frames(data);
+    let Ok(request) = Request::from_frames(&frames) else {
+        return;
+    };
+    let string_to_sign = request.string_to_sign();
+    let _ = auth::verify(SECRET, string_to_sign.as_str(), &request.envelope.signature);
+    let _ = avro::decode(&request.payload);
+    if let Ok(records) = Decoder::new().decode_text(&request.payload) {
+        let _ = records.to_json_array();
+    }
+});
