@@ -4,6 +4,7 @@ use std::process::{Command as StdCommand, Stdio};
 
 use serde_json::{Value, json};
 
+use crate::common::zavro_process;
 use crate::common::{
     TestEnv, ZAVRO_VARS, parse_ndjson, request_once, signed_now, stderr_of, stdout_of, zavro_bin,
 };
@@ -160,10 +161,7 @@ fn audit_query_table_has_a_header_and_shows_reject_reasons() {
 fn run_into_closed_pipe(env: &TestEnv, args: &[&str]) -> std::process::Output {
     let (reader, writer) = std::io::pipe().expect("create a pipe");
     drop(reader);
-    let mut cmd = StdCommand::new(zavro_bin());
-    for var in ZAVRO_VARS {
-        cmd.env_remove(var);
-    }
+    let mut cmd = zavro_process();
     let child = cmd
         .arg("--db")
         .arg(&env.db)

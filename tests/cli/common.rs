@@ -153,12 +153,19 @@ impl TestEnv {
 /// The binary with a clean environment and a timeout, without `--db`. The configuration directory points
 /// nowhere, so the developer's own credentials file is never read.
 pub fn bare_zavro() -> Command {
-    let mut cmd = Command::new(zavro_bin());
+    let mut cmd = Command::from_std(zavro_process());
+    cmd.timeout(Duration::from_secs(60));
+    cmd
+}
+
+/// The binary as a plain process, to spawn in the background, with the same clean environment as
+/// [`bare_zavro`]: no `ZAVRO_*` variables and no credentials file of the developer's.
+pub fn zavro_process() -> StdCommand {
+    let mut cmd = StdCommand::new(zavro_bin());
     for var in ZAVRO_VARS {
         cmd.env_remove(var);
     }
     cmd.env("XDG_CONFIG_HOME", "/nonexistent/zavro-test-config");
-    cmd.timeout(Duration::from_secs(60));
     cmd
 }
 
@@ -173,10 +180,7 @@ pub struct Server {
 impl Server {
     /// Starts `zavro serve ENDPOINT --output <tmp>/out.ndjson EXTRA…` and waits for its `listening on` line.
     pub fn start(env: &TestEnv, endpoint: &str, extra: &[&str]) -> Server {
-        let mut cmd = StdCommand::new(env!("CARGO_BIN_EXE_zavro"));
-        for var in ZAVRO_VARS {
-            cmd.env_remove(var);
-        }
+        let mut cmd = zavro_process();
         cmd.arg("--db")
             .arg(&env.db)
             .args(["serve", endpoint, "--output"])

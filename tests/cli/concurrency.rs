@@ -3,7 +3,7 @@
 use std::{
     io::Write,
     path::Path,
-    process::{Child, Command as StdCommand, ExitStatus, Stdio},
+    process::{Child, ExitStatus, Stdio},
     sync::{
         Barrier, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -12,9 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::{
-    DEADLINE, TestEnv, ZAVRO_VARS, bare_zavro, parse_ndjson, wait_until, zavro_bin,
-};
+use crate::common::zavro_process;
+use crate::common::{DEADLINE, TestEnv, bare_zavro, parse_ndjson, wait_until};
 
 /// Runs one command and records a failure description instead of panicking in a helper thread.
 fn run_recording(env: &TestEnv, args: &[&str], failures: &Mutex<Vec<String>>) -> Vec<u8> {
@@ -146,10 +145,7 @@ fn finish(mut child: Child, what: &str) -> (ExitStatus, String) {
 }
 
 fn spawn_zavro(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Child {
-    let mut cmd = StdCommand::new(zavro_bin());
-    for var in ZAVRO_VARS {
-        cmd.env_remove(var);
-    }
+    let mut cmd = zavro_process();
     let mut child = cmd
         .arg("--db")
         .arg(&env.db)
@@ -213,10 +209,7 @@ fn the_server_waits_for_a_write_lock_held_by_another_process_then_accepts() {
     let (key, secret) = env.add_key();
     let server = env.start_server();
     let lock = HeldWriteLock::take(&env.db, &bystander);
-    let mut cmd = StdCommand::new(zavro_bin());
-    for var in ZAVRO_VARS {
-        cmd.env_remove(var);
-    }
+    let mut cmd = zavro_process();
     let mut child = cmd
         .args(["send", server.endpoint(), "--timeout", "60"])
         .env("ZAVRO_KEY", &key)
@@ -308,10 +301,7 @@ fn a_send_that_times_out_and_resends_stores_its_records_exactly_once() {
     let (key, secret) = env.add_key();
     let server = env.start_server();
     let lock = HeldWriteLock::take(&env.db, &bystander);
-    let mut cmd = StdCommand::new(zavro_bin());
-    for var in ZAVRO_VARS {
-        cmd.env_remove(var);
-    }
+    let mut cmd = zavro_process();
     let mut child = cmd
         .args([
             "send",

@@ -1,15 +1,12 @@
 //! Crash safety: a server killed with SIGKILL in the middle of several streams, restarted on the same store,
 //! loses no acknowledged record and stores none twice.
 
-use std::{
-    collections::HashMap,
-    process::{Command, Stdio},
-    thread,
-};
+use std::{collections::HashMap, process::Stdio, thread};
 
 use nix::sys::signal::{Signal, kill};
 
-use crate::common::{Server, TestEnv, ZAVRO_VARS, wait_until};
+use crate::common::zavro_process;
+use crate::common::{Server, TestEnv, wait_until};
 
 #[test]
 fn sigkill_mid_stream_then_restart_keeps_every_acknowledged_record_exactly_once() {
@@ -25,10 +22,7 @@ fn sigkill_mid_stream_then_restart_keeps_every_acknowledged_record_exactly_once(
             let input: String = (0..RECORDS)
                 .map(|i| format!("{{\"sender\":{sender},\"i\":{i}}}\n"))
                 .collect();
-            let mut command = Command::new(env!("CARGO_BIN_EXE_zavro"));
-            for var in ZAVRO_VARS {
-                command.env_remove(var);
-            }
+            let mut command = zavro_process();
             // Small batches and patient retries: the stream outlives the crash and the restart.
             let mut child = command
                 .args([

@@ -7,8 +7,9 @@ use nix::sys::signal::{Signal, kill};
 use serde_json::{Value, json};
 use zavro::protocol::Reply;
 
+use crate::common::zavro_process;
 use crate::common::{
-    DEADLINE, RawClient, Server, TestEnv, ZAVRO_VARS, compact, signed_now, stderr_of, wait_until,
+    DEADLINE, RawClient, Server, TestEnv, compact, signed_now, stderr_of, wait_until,
 };
 
 #[test]
@@ -527,15 +528,12 @@ fn output_file_is_appended_to_not_truncated_across_restarts() {
 #[test]
 fn serve_without_output_writes_accepted_records_to_stdout() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     use std::sync::mpsc;
 
     let env = TestEnv::new();
     let (key, secret) = env.add_key();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zavro"));
-    for var in ZAVRO_VARS {
-        cmd.env_remove(var);
-    }
+    let mut cmd = zavro_process();
     let mut child = cmd
         .arg("--db")
         .arg(&env.db)

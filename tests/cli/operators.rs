@@ -2,7 +2,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command as StdCommand, Stdio},
+    process::Stdio,
     sync::mpsc,
     thread,
 };
@@ -13,9 +13,9 @@ use nix::{
 };
 use serde_json::json;
 
+use crate::common::zavro_process;
 use crate::common::{
-    DEADLINE, TestEnv, ZAVRO_VARS, parse_json, parse_ndjson, stderr_of, stdout_of, wait_until,
-    zavro_bin,
+    DEADLINE, TestEnv, parse_json, parse_ndjson, stderr_of, stdout_of, wait_until,
 };
 
 #[test]
@@ -316,10 +316,7 @@ fn audit_query_follow_prints_new_rows_and_exits_0_on_sigterm() {
     let env = TestEnv::new();
     let (key, secret) = env.add_key();
     let server = env.start_server();
-    let mut child = StdCommand::new(zavro_bin());
-    for var in ZAVRO_VARS {
-        child.env_remove(var);
-    }
+    let mut child = zavro_process();
     let mut child = child
         .arg("--db")
         .arg(&env.db)

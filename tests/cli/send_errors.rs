@@ -3,13 +3,13 @@
 use std::{
     net::TcpListener,
     os::unix::process::CommandExt,
-    process::Command as StdCommand,
     time::{Duration, Instant},
 };
 
 use assert_cmd::Command;
 
-use crate::common::{TestEnv, ZAVRO_VARS, stderr_of, zavro_bin};
+use crate::common::zavro_process;
+use crate::common::{TestEnv, stderr_of};
 
 /// A localhost port that nobody listens on (bound by the OS, then released).
 fn unused_port() -> u16 {
@@ -129,10 +129,7 @@ fn empty_stdin_or_an_empty_array_exits_3() {
 
 /// `zavro send` in a new session, so it has no controlling terminal to prompt on even when the tests run in one.
 pub fn send_without_terminal(env: &TestEnv) -> Command {
-    let mut cmd = StdCommand::new(zavro_bin());
-    for var in ZAVRO_VARS {
-        cmd.env_remove(var);
-    }
+    let mut cmd = zavro_process();
     cmd.env("XDG_CONFIG_HOME", env.config_dir())
         .arg("--db")
         .arg(&env.db);

@@ -5,7 +5,7 @@ use std::{
     fs::File,
     io::{Read, Write},
     os::unix::process::CommandExt,
-    process::{Command as StdCommand, Stdio},
+    process::Stdio,
     sync::{Arc, Mutex},
     thread,
 };
@@ -15,17 +15,15 @@ use nix::{
     sys::termios::{LocalFlags, tcgetattr},
 };
 
-use crate::common::{TestEnv, ZAVRO_VARS, parse_json, wait_until, zavro_bin};
+use crate::common::zavro_process;
+use crate::common::{TestEnv, parse_json, wait_until};
 
 #[test]
 fn keys_add_secret_prompt_reads_from_the_terminal_without_echoing() {
     let env = TestEnv::new();
     let secret = "typed-at-the-terminal-0123456789";
     let pty = openpty(None, None).expect("open a pseudo-terminal");
-    let mut cmd = StdCommand::new(zavro_bin());
-    for var in ZAVRO_VARS {
-        cmd.env_remove(var);
-    }
+    let mut cmd = zavro_process();
     cmd.arg("--db")
         .arg(&env.db)
         .args(["keys", "add", "--secret-prompt", "--json"])
