@@ -21,7 +21,7 @@ pub struct Pruned {
 }
 
 impl Store {
-    /// Removes the audit rows up to the newest one written before `before_us`, their payloads and nonces, and
+    /// Removes the audit rows before the first one written at or after `before_us`, their payloads and nonces, and
     /// records a checkpoint (and an `audit_prune` row) in the same transaction; with `dry_run`, only counts.
     ///
     /// Only a prefix of the chain is ever removed (every row up to an id), so the rows left still verify from
@@ -34,11 +34,13 @@ impl Store {
         dry_run: bool,
     ) -> Result<Pruned, StoreError> {
         let tx = self.conn.transaction()?;
-        // The newest row by time before the cut, found by one seek in the time index; its id ends the prefix.
+        // The prefix ends just before the first row (by id) written at or after the cut, so no row that new is
+        // ever removed, even if the clock once went backwards and ids and times disagree.
         let last: Option<(i64, i64, String)> = tx
             .query_row(
-                "SELECT id, time_us, hash FROM audit WHERE time_us < ?1
-                 ORDER BY time_us DESC, id DESC LIMIT 1",
+                "SELECT id, time_us, hash FROM audit
+                 WHERE id < COALESCE((SELECT min(id) FROM audit WHERE time_us >= ?1), 9223372036854775807)
+                 ORDER BY id DESC LIMIT 1",
                 [before_us],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
@@ -139,6 +141,39 @@ mod tests {
             .iter()
             .map(|r| r.id)
             .collect()
+    }
+
+    #[test]
+    fn a_row_newer_than_the_cut_is_never_removed_even_when_the_clock_went_back() {
+        let mut store = ten_requests();
+        // Row 11 was written with a clock that had gone back to 54 µs: before the cut by time, newest by id. Taking
+        // "the newest row before the cut by time" as the end of the prefix would remove rows 6-10 (60-100 µs).
+        store
+            .record(&AuditEntry {
+                time_us: 54,
+                action: "send",
+                status: Status::Rejected,
+                reason: Some("bad_signature"),
+                detail: None,
+                key_id: Some("ZK1"),
+                peer: Some("127.0.0.1"),
+                records: 0,
+                size: 1,
+            })
+            .unwrap();
+        let pruned = store.prune_audit(55, 1_000, false).unwrap();
+        assert_eq!(
+            pruned.rows, 5,
+            "rows 1-5 (times 10-50) go; row 6 (time 60) and everything after stay"
+        );
+        let left: Vec<i64> = store
+            .query_audit(&AuditFilter::default())
+            .unwrap()
+            .iter()
+            .map(|row| row.time_us)
+            .collect();
+        assert!(left.starts_with(&[60, 70, 80, 90, 100, 54]), "{left:?}");
+        assert!(store.verify_audit(None).unwrap().is_ok());
     }
 
     #[test]
