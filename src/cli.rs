@@ -178,6 +178,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Accept only data whose writer schema resolves against this reader schema (Avro's resolution rules), and
+    /// log and store it in this schema's shape. Repeat it, or give a directory of .avsc files, for several;
+    /// without it, any schema zavro can decode safely is accepted.
+    #[arg(long = "schema", value_name = "FILE|DIR")]
+    pub schemas: Vec<PathBuf>,
+
     /// Drop messages larger than this many bytes (ZMQ_MAXMSGSIZE: the sender is disconnected, no reply).
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_message_size: u32,

@@ -184,6 +184,8 @@ pub enum RejectCode {
     BadPayload,
     /// The payload's writer schema is not one this server accepts.
     UnsupportedSchema,
+    /// The writer schema resolves against none of the server's reader schemas (`serve --schema`).
+    SchemaMismatch,
     /// The server failed to store the request; nothing was kept, so it is safe to retry.
     Internal,
 }
@@ -202,6 +204,7 @@ impl RejectCode {
             RejectCode::Replay => "replay",
             RejectCode::BadPayload => "bad_payload",
             RejectCode::UnsupportedSchema => "unsupported_schema",
+            RejectCode::SchemaMismatch => "schema_mismatch",
             RejectCode::Internal => "internal",
         }
     }
@@ -384,6 +387,7 @@ mod tests {
             RejectCode::Replay,
             RejectCode::BadPayload,
             RejectCode::UnsupportedSchema,
+            RejectCode::SchemaMismatch,
             RejectCode::Internal,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());

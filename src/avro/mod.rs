@@ -77,6 +77,9 @@ pub enum AvroError {
     /// The writer schema of a container file is not the default JSON schema.
     #[error("writer schema is not zavro's JSON schema: {0}")]
     UnsupportedSchema(String),
+    /// The writer schema resolves against none of the server's reader schemas.
+    #[error("writer schema does not resolve against the server's schemas: {0}")]
+    SchemaMismatch(String),
     /// The bytes are not a readable container file of the expected schema.
     #[error("not a valid Avro container file: {0}")]
     Invalid(String),
@@ -218,18 +221,38 @@ enum WriterSchema {
     Json,
     /// Any other schema without recursion: apache-avro's generic path, then natural JSON.
     Other(Arc<Schema>),
+    /// A writer schema resolved against one of the server's reader schemas: records come out in the reader's
+    /// shape (Avro's schema resolution rules).
+    Resolved {
+        /// The schema the data was written with.
+        writer: Arc<Schema>,
+        /// The server's schema it is read as.
+        reader: Arc<Schema>,
+    },
 }
 
 /// Decodes container files, remembering the header schemas it has checked so a request parses no schema.
 #[derive(Debug, Default)]
 pub struct Decoder {
     schemas: HashMap<Vec<u8>, WriterSchema>,
+    /// When not empty, only writer schemas that resolve against one of these are accepted.
+    readers: Vec<Arc<Schema>>,
 }
 
 impl Decoder {
     /// A decoder with an empty schema cache.
     pub fn new() -> Self {
         Decoder::default()
+    }
+
+    /// A decoder that accepts only data whose writer schema resolves against one of `readers` (Avro's
+    /// resolution rules: added fields with defaults, removed fields, promotions, aliases), and gives records in
+    /// the shape of the first reader that fits.
+    pub fn with_reader_schemas(readers: Vec<Schema>) -> Self {
+        Decoder {
+            schemas: HashMap::new(),
+            readers: readers.into_iter().map(Arc::new).collect(),
+        }
     }
 
     /// Decodes every record of a container file into JSON values.
@@ -288,6 +311,15 @@ impl Decoder {
                     .map_err(|e| invalid(&e))?;
                 Some((schema, resolved, reader))
             }
+            WriterSchema::Resolved { writer, reader } => {
+                let resolved =
+                    ResolvedSchema::try_from(reader.as_ref()).map_err(|e| invalid(&e))?;
+                let datum_reader = GenericDatumReader::builder(writer)
+                    .reader_schema(reader)
+                    .build()
+                    .map_err(|e| invalid(&e))?;
+                Some((reader, resolved, datum_reader))
+            }
         };
         json::start_file();
         let mut values = 0usize;
@@ -332,23 +364,12 @@ impl Decoder {
             Schema::parse_str(text).map_err(|e| AvroError::Invalid(format!("avro.schema: {e}")))?;
         // Structural equality, not parsing canonical form: apache-avro's canonical_form() panics on some schemas
         // that parse (a non-numeric "size" or "scale"), and this schema comes from an untrusted header.
-        let checked = if schema == *JSON_SCHEMA_PARSED {
+        let checked = if !self.readers.is_empty() {
+            self.resolve_against_readers(schema)?
+        } else if schema == *JSON_SCHEMA_PARSED {
             WriterSchema::Json
         } else {
-            let resolved = ResolvedSchema::try_from(&schema)
-                .map_err(|e| AvroError::UnsupportedSchema(e.to_string()))?;
-            if generic::is_recursive(&schema, resolved.get_names()) {
-                return Err(AvroError::UnsupportedSchema(
-                    "recursive schemas other than zavro's JSON schema are not accepted".into(),
-                ));
-            }
-            if generic::has_zero_size_items(&schema, resolved.get_names()) {
-                return Err(AvroError::UnsupportedSchema(
-                    "arrays or maps of zero-size items (null, empty fixed or records of them) are not accepted"
-                        .into(),
-                ));
-            }
-            drop(resolved);
+            check_foreign(&schema)?;
             WriterSchema::Other(Arc::new(schema))
         };
         if self.schemas.len() >= MAX_CACHED_SCHEMAS {
@@ -357,6 +378,72 @@ impl Decoder {
         self.schemas.insert(raw.to_vec(), checked.clone());
         Ok(checked)
     }
+
+    /// The first reader schema the writer schema resolves against, or `SchemaMismatch` saying why the first
+    /// reader does not fit.
+    fn resolve_against_readers(&self, writer: Schema) -> Result<WriterSchema, AvroError> {
+        let json = writer == *JSON_SCHEMA_PARSED;
+        if !json {
+            check_foreign(&writer)?;
+        }
+        let mut first_reason = None;
+        for reader in &self.readers {
+            if json && **reader == *JSON_SCHEMA_PARSED {
+                return Ok(WriterSchema::Json);
+            }
+            if json {
+                // Resolving zavro's recursive JSON schema into another shape would take the generic decoder,
+                // which recurses without bound.
+                first_reason.get_or_insert_with(|| {
+                    "zavro's JSON schema resolves only against itself".to_owned()
+                });
+                continue;
+            }
+            match apache_avro::schema_compatibility::SchemaCompatibility::can_read(&writer, reader)
+            {
+                Ok(_) => {
+                    return Ok(WriterSchema::Resolved {
+                        writer: Arc::new(writer),
+                        reader: Arc::clone(reader),
+                    });
+                }
+                Err(e) => {
+                    first_reason.get_or_insert_with(|| error_chain(&e));
+                }
+            }
+        }
+        Err(AvroError::SchemaMismatch(first_reason.unwrap_or_default()))
+    }
+}
+
+/// An error and its sources, joined: apache-avro names the field in an inner error.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// Refuses a foreign (non-JSON) writer schema that the generic decoder must not be handed from untrusted input:
+/// a recursive one (data could nest past any stack) or one with arrays or maps of zero-size items.
+fn check_foreign(schema: &Schema) -> Result<(), AvroError> {
+    let resolved = ResolvedSchema::try_from(schema)
+        .map_err(|e| AvroError::UnsupportedSchema(e.to_string()))?;
+    if generic::is_recursive(schema, resolved.get_names()) {
+        return Err(AvroError::UnsupportedSchema(
+            "recursive schemas other than zavro's JSON schema are not accepted".into(),
+        ));
+    }
+    if generic::has_zero_size_items(schema, resolved.get_names()) {
+        return Err(AvroError::UnsupportedSchema(
+            "arrays or maps of zero-size items (null, empty fixed or records of them) are not accepted".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// One object of a block, as [`Decoder::each_record`] hands it over.
@@ -823,5 +910,105 @@ mod round_trip {
             Decoder::new().decode_text(&payload).unwrap().lines().next(),
             Some(text.as_str())
         );
+    }
+}
+
+#[cfg(test)]
+mod evolution {
+    //! Reader schemas on the server: Avro's resolution rules, both ways, and refusals that name the field.
+
+    use apache_avro::{Writer, types::Value as Avro};
+
+    use super::*;
+
+    const V1: &str = r#"{"type":"record","name":"Reading","fields":[
+        {"name":"id","type":"int"},
+        {"name":"value","type":"double"},
+        {"name":"note","type":"string"}]}"#;
+
+    const V2: &str = r#"{"type":"record","name":"Reading","fields":[
+        {"name":"id","type":"long"},
+        {"name":"value","type":"double"},
+        {"name":"unit","type":"string","default":"kW"}]}"#;
+
+    fn file(schema: &str, records: Vec<Avro>) -> Vec<u8> {
+        let schema = Schema::parse_str(schema).unwrap();
+        let mut writer = Writer::new(&schema, Vec::new()).unwrap();
+        for record in records {
+            writer.append_value(record).unwrap();
+        }
+        writer.into_inner().unwrap()
+    }
+
+    fn reader(schema: &str) -> Decoder {
+        Decoder::with_reader_schemas(vec![Schema::parse_str(schema).unwrap()])
+    }
+
+    #[test]
+    fn old_data_read_with_a_new_schema_gains_defaults_loses_removed_fields_and_is_promoted() {
+        let old = file(
+            V1,
+            vec![Avro::Record(vec![
+                ("id".into(), Avro::Int(7)),
+                ("value".into(), Avro::Double(5.3)),
+                ("note".into(), Avro::String("dropped".into())),
+            ])],
+        );
+        let text = reader(V2).decode_text(&old).unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [r#"{"id":7,"value":5.3,"unit":"kW"}"#]
+        );
+    }
+
+    #[test]
+    fn new_data_read_with_an_old_schema_that_needs_a_removed_field_is_a_mismatch_naming_it() {
+        let new = file(
+            V2,
+            vec![Avro::Record(vec![
+                ("id".into(), Avro::Long(7)),
+                ("value".into(), Avro::Double(5.3)),
+                ("unit".into(), Avro::String("MW".into())),
+            ])],
+        );
+        // V1 needs `note`, which V2 data lacks and V1 has no default for; and long does not narrow to int.
+        let err = reader(V1).decode_text(&new).unwrap_err();
+        assert!(matches!(err, AvroError::SchemaMismatch(_)), "{err}");
+        assert!(
+            err.to_string().contains("id") || err.to_string().contains("note"),
+            "{err}"
+        );
+
+        let lenient = r#"{"type":"record","name":"Reading","fields":[
+            {"name":"id","type":"long"},{"name":"note","type":"string","default":""}]}"#;
+        let text = reader(lenient).decode_text(&new).unwrap();
+        assert_eq!(text.lines().collect::<Vec<_>>(), [r#"{"id":7,"note":""}"#]);
+    }
+
+    #[test]
+    fn a_changed_type_is_refused_with_the_field_named() {
+        let changed =
+            r#"{"type":"record","name":"Reading","fields":[{"name":"value","type":"string"}]}"#;
+        let data = file(
+            V1,
+            vec![Avro::Record(vec![
+                ("id".into(), Avro::Int(1)),
+                ("value".into(), Avro::Double(1.0)),
+                ("note".into(), Avro::String(String::new())),
+            ])],
+        );
+        let err = reader(changed).decode_text(&data).unwrap_err().to_string();
+        assert!(err.contains("value"), "{err}");
+    }
+
+    #[test]
+    fn with_reader_schemas_the_json_schema_is_accepted_only_when_listed() {
+        let json = encode(&[serde_json::json!({"a": 1})]).unwrap();
+        assert!(matches!(
+            reader(V2).decode_text(&json),
+            Err(AvroError::SchemaMismatch(_))
+        ));
+        let text = reader(JSON_SCHEMA).decode_text(&json).unwrap();
+        assert_eq!(text.lines().collect::<Vec<_>>(), [r#"{"a":1}"#]);
     }
 }

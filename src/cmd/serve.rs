@@ -63,6 +63,7 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
 
     let settings = Settings {
         max_skew_secs: i64::from(args.max_skew),
+        reader_schemas: load_schemas(&args.schemas)?,
     };
     let stats = server::run(&socket, store, &mut output, &settings, &shutdown)
         .map_err(|e| Error::Other(e.to_string()))?;
@@ -71,4 +72,46 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
         stats.accepted, stats.rejected
     );
     Ok(())
+}
+
+/// Parses the reader schemas given with `--schema`: files, or every `*.avsc` file of a directory (sorted).
+fn load_schemas(paths: &[std::path::PathBuf]) -> Result<Vec<apache_avro::Schema>, Error> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<_> = std::fs::read_dir(path)
+                .map_err(|e| {
+                    Error::Usage(format!(
+                        "cannot read schema directory {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|ext| ext == "avsc"))
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(Error::Usage(format!(
+                    "no .avsc files in {}",
+                    path.display()
+                )));
+            }
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Error::Usage(format!("cannot read schema {}: {e}", file.display())))?;
+            apache_avro::Schema::parse_str(&text).map_err(|e| {
+                Error::Usage(format!(
+                    "schema {} is not a valid Avro schema: {e}",
+                    file.display()
+                ))
+            })
+        })
+        .collect()
 }

@@ -56,7 +56,7 @@ impl<'a> Worker<'a> {
         Worker {
             store,
             settings,
-            decoder: Decoder::new(),
+            decoder: Decoder::with_reader_schemas(settings.reader_schemas.clone()),
             log: Log::default(),
         }
     }
@@ -229,6 +229,9 @@ impl<'a> Worker<'a> {
             .decoder
             .decode_text(&request.payload)
             .map_err(|e| match e {
+                AvroError::SchemaMismatch(_) => {
+                    Rejection::new(RejectCode::SchemaMismatch, e.to_string())
+                }
                 AvroError::UnsupportedSchema(_) => {
                     Rejection::new(RejectCode::UnsupportedSchema, e.to_string())
                 }

@@ -35,6 +35,8 @@ const MAX_FRAMES: usize = 8;
 pub struct Settings {
     /// Largest accepted distance, in seconds, between a request's timestamp and the server's clock.
     pub max_skew_secs: i64,
+    /// When not empty, only data whose writer schema resolves against one of these is accepted.
+    pub reader_schemas: Vec<apache_avro::Schema>,
 }
 
 /// Why the server stopped with an error.

@@ -78,3 +78,80 @@ fn a_file_that_is_not_avro_is_bad_input_and_sends_nothing() {
     .code(3);
     assert!(env.audit_sends().is_empty());
 }
+
+/// The fastavro fixture's schema, evolved: `samples` and `note` removed, `unit` added with a default.
+const READINGS_V2: &str = r#"{"type": "record", "name": "Reading", "namespace": "example.power", "fields": [
+    {"name": "id", "type": "long"},
+    {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["POWER", "HEAT"]}},
+    {"name": "value", "type": ["null", "double"]},
+    {"name": "unit", "type": "string", "default": "kW"}]}"#;
+
+#[test]
+fn a_server_with_a_reader_schema_stores_old_data_in_the_new_shape() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let schema = env.path("readings-v2.avsc");
+    std::fs::write(&schema, READINGS_V2).unwrap();
+    let server =
+        crate::common::Server::start(&env, "127.0.0.1:*", &["--schema", schema.to_str().unwrap()]);
+    let file = std::fs::read(fixture("readings.null.avro")).unwrap();
+    env.zavro()
+        .args(["send", server.endpoint(), "--format", "avro"])
+        .env("ZAVRO_KEY", &key)
+        .env("ZAVRO_SECRET", &secret)
+        .write_stdin(file)
+        .assert()
+        .code(0);
+    let lines = env.output_lines();
+    assert_eq!(lines.len(), 25);
+    assert_eq!(
+        lines[0],
+        r#"{"id":0,"kind":"POWER","value":0.0,"unit":"kW"}"#
+    );
+    assert_eq!(
+        lines[4],
+        r#"{"id":4,"kind":"POWER","value":null,"unit":"kW"}"#
+    );
+
+    // JSON input (zavro's own schema) does not resolve against this reader: refused, naming the reason.
+    let out = env
+        .send(server.endpoint(), &key, &secret, "{\"id\":1}")
+        .code(4);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("schema_mismatch"), "{stderr}");
+    assert_eq!(
+        env.audit_sends().last().unwrap()["reason"],
+        "schema_mismatch"
+    );
+}
+
+#[test]
+fn a_reader_schema_that_changes_a_fields_type_refuses_the_data_and_names_the_field() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let dir = env.path("schemas");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("readings.avsc"),
+        r#"{"type": "record", "name": "Reading", "namespace": "example.power",
+            "fields": [{"name": "id", "type": "string"}]}"#,
+    )
+    .unwrap();
+    let server =
+        crate::common::Server::start(&env, "127.0.0.1:*", &["--schema", dir.to_str().unwrap()]);
+    let file = std::fs::read(fixture("readings.deflate.avro")).unwrap();
+    let out = env
+        .zavro()
+        .args(["send", server.endpoint(), "--format", "avro"])
+        .env("ZAVRO_KEY", &key)
+        .env("ZAVRO_SECRET", &secret)
+        .write_stdin(file)
+        .assert()
+        .code(4);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("schema_mismatch") && stderr.contains("'id'"),
+        "{stderr}"
+    );
+    assert!(env.output_lines().is_empty());
+}
