@@ -942,7 +942,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__send)
-            opts="-h --key --secret-file --profile --timeout --retries --batch --batch-bytes --format --codec --window --db --help"
+            opts="-h --key --secret-file --profile --timeout --retries --batch --batch-bytes --format --schema --codec --window --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -978,6 +978,10 @@ _zavro() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "json avro" -- "${cur}"))
+                    return 0
+                    ;;
+                --schema)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --codec)

@@ -49,6 +49,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --batch 'Most records per request'
             cand --batch-bytes 'Most bytes of encoded records per request (a single larger record still goes alone)'
             cand --format 'What stdin holds: JSON values (NDJSON), or an Avro object container file from any Avro writer, sent in batches of its blocks with its schema, codec and records unchanged (read into memory whole)'
+            cand --schema 'Encode the JSON records with this Avro schema (.avsc) instead of zavro''s JSON schema. Records are natural JSON (README.md, "JSON to Avro"); one that does not fit stops `send` before its request, naming the record and the field'
             cand --codec 'Compression of the Avro blocks sent (JSON input only; an Avro file keeps its own codec)'
             cand --window 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ''s high-water mark)'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'

@@ -49,6 +49,7 @@ complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch -d 'Most reco
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch-bytes -d 'Most bytes of encoded records per request (a single larger record still goes alone)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l format -d 'What stdin holds: JSON values (NDJSON), or an Avro object container file from any Avro writer, sent in batches of its blocks with its schema, codec and records unchanged (read into memory whole)' -r -f -a "json\t'JSON values separated by white space (NDJSON), or one array of records'
 avro\t'An Avro object container file'"
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l schema -d 'Encode the JSON records with this Avro schema (.avsc) instead of zavro\'s JSON schema. Records are natural JSON (README.md, "JSON to Avro"); one that does not fit stops `send` before its request, naming the record and the field' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l codec -d 'Compression of the Avro blocks sent (JSON input only; an Avro file keeps its own codec)' -r -f -a "null\t'No compression'
 deflate\t'Deflate (RFC 1951)'
 snappy\t'Snappy, with the CRC32 the Avro specification adds'

@@ -238,6 +238,12 @@ pub struct SendArgs {
     #[arg(long, value_enum, default_value_t = InputFormat::Json)]
     pub format: InputFormat,
 
+    /// Encode the JSON records with this Avro schema (.avsc) instead of zavro's JSON schema. Records are natural
+    /// JSON (README.md, "JSON to Avro"); one that does not fit stops `send` before its request, naming the
+    /// record and the field.
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+
     /// Compression of the Avro blocks sent (JSON input only; an Avro file keeps its own codec).
     #[arg(long, value_enum, default_value_t = CodecArg::Null)]
     pub codec: CodecArg,

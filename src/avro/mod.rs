@@ -9,6 +9,7 @@
 pub mod container;
 pub mod generic;
 mod json;
+pub mod typed;
 
 use std::{
     collections::HashMap,
@@ -77,6 +78,14 @@ pub enum AvroError {
     /// The writer schema of a container file is not the default JSON schema.
     #[error("writer schema is not zavro's JSON schema: {0}")]
     UnsupportedSchema(String),
+    /// A record does not fit the user's schema (`send --schema`).
+    #[error("record {record} does not fit the schema: {reason}")]
+    DoesNotFit {
+        /// 1-based index of the record.
+        record: usize,
+        /// Where and why: the field path and what was expected.
+        reason: String,
+    },
     /// The writer schema resolves against none of the server's reader schemas.
     #[error("writer schema does not resolve against the server's schemas: {0}")]
     SchemaMismatch(String),
@@ -111,25 +120,89 @@ pub fn encode_with_codec(records: &[Value], codec: Codec) -> Result<Vec<u8>, Avr
 }
 
 /// Builds one payload record by record, so a sender can watch its size grow and cut it where it wants.
-#[derive(Debug)]
 pub struct BatchEncoder {
     codec: Codec,
     data: Vec<u8>,
     count: u64,
+    /// Boxed: a parsed schema is large, and most batches have none.
+    typed: Option<Box<UserSchema>>,
+}
+
+/// A user's schema for `send --schema`: records are natural JSON converted to it ([`typed`]).
+pub struct UserSchema {
+    /// The schema's text, as it goes into each container header.
+    text: String,
+    schema: &'static Schema,
+    resolved: ResolvedSchema<'static>,
+    writer: GenericDatumWriter<'static>,
+}
+
+impl UserSchema {
+    /// Parses a schema given by the user. It lives for the rest of the process (a sender has one).
+    pub fn parse(text: &str) -> Result<UserSchema, AvroError> {
+        let schema: &'static Schema = Box::leak(Box::new(
+            Schema::parse_str(text).map_err(|e| AvroError::Invalid(format!("schema: {e}")))?,
+        ));
+        let resolved = ResolvedSchema::try_from(schema)
+            .map_err(|e| AvroError::Invalid(format!("schema: {e}")))?;
+        let writer = GenericDatumWriter::builder(schema)
+            .build()
+            .map_err(|e| AvroError::Invalid(format!("schema: {e}")))?;
+        Ok(UserSchema {
+            text: text.trim().to_owned(),
+            schema,
+            resolved,
+            writer,
+        })
+    }
+}
+
+impl std::fmt::Debug for BatchEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchEncoder")
+            .field("codec", &self.codec)
+            .field("count", &self.count)
+            .field("typed", &self.typed.is_some())
+            .finish()
+    }
 }
 
 impl BatchEncoder {
-    /// An empty batch whose container will use `codec`.
+    /// An empty batch of zavro's JSON schema whose container will use `codec`.
     pub fn new(codec: Codec) -> Self {
         BatchEncoder {
             codec,
             data: Vec::new(),
             count: 0,
+            typed: None,
+        }
+    }
+
+    /// An empty batch of the user's schema: each record must fit it (see [`typed`]).
+    pub fn with_schema(codec: Codec, schema: UserSchema) -> Self {
+        BatchEncoder {
+            typed: Some(Box::new(schema)),
+            ..BatchEncoder::new(codec)
         }
     }
 
     /// Appends one record; `number` (1-based, in the whole input) names it in errors.
     pub fn push(&mut self, record: &Value, number: usize) -> Result<(), AvroError> {
+        if let Some(user) = &self.typed {
+            let value = typed::to_avro(record, user.schema, user.resolved.get_names(), "$")
+                .map_err(|reason| AvroError::DoesNotFit {
+                    record: number,
+                    reason,
+                })?;
+            user.writer
+                .write_value_ref(&mut self.data, &value)
+                .map_err(|e| AvroError::DoesNotFit {
+                    record: number,
+                    reason: e.to_string(),
+                })?;
+            self.count += 1;
+            return Ok(());
+        }
         check_numbers(record).map_err(|n| AvroError::UnrepresentableNumber {
             record: number,
             number: n,
@@ -173,7 +246,11 @@ impl BatchEncoder {
         let mut sync = [0u8; 16];
         getrandom::fill(&mut sync)
             .map_err(|e| AvroError::Invalid(format!("no randomness for the sync marker: {e}")))?;
-        let mut file = ContainerWriter::new(JSON_SCHEMA, self.codec, sync);
+        let schema = self
+            .typed
+            .as_ref()
+            .map_or(JSON_SCHEMA, |user| user.text.as_str());
+        let mut file = ContainerWriter::new(schema, self.codec, sync);
         file.write_block(self.count, std::mem::take(&mut self.data))
             .map_err(|e| AvroError::Invalid(e.to_string()))?;
         self.count = 0;

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{
     avro::{
-        BatchEncoder,
+        BatchEncoder, UserSchema,
         container::{ContainerError, ContainerReader, ContainerWriter},
     },
     cli::{CodecArg, InputFormat, SendArgs},
@@ -35,18 +35,28 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
     let key = config::key_id(args.key.as_deref(), profile.as_ref())?;
 
     let mut batches = match args.format {
-        InputFormat::Json => Source::Json {
-            records: Records::new(BufReader::with_capacity(1 << 16, std::io::stdin().lock())),
-            batcher: Batcher::new(
-                u64::from(args.batch),
-                args.batch_bytes as usize,
-                codec(args.codec),
-            ),
-        },
+        InputFormat::Json => {
+            let encoder = match &args.schema {
+                None => BatchEncoder::new(codec(args.codec)),
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        Error::Usage(format!("cannot read schema {}: {e}", path.display()))
+                    })?;
+                    let schema = UserSchema::parse(&text)
+                        .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+                    BatchEncoder::with_schema(codec(args.codec), schema)
+                }
+            };
+            Source::Json {
+                records: Records::new(BufReader::with_capacity(1 << 16, std::io::stdin().lock())),
+                batcher: Batcher::new(u64::from(args.batch), args.batch_bytes as usize, encoder),
+            }
+        }
         InputFormat::Avro => {
-            if args.codec != CodecArg::Null {
+            if args.codec != CodecArg::Null || args.schema.is_some() {
                 return Err(Error::Usage(
-                    "--codec applies to JSON input; an Avro file is sent with its own codec".into(),
+                    "--codec and --schema apply to JSON input; an Avro file is sent with its own"
+                        .into(),
                 ));
             }
             Source::Avro(
@@ -197,9 +207,9 @@ struct Batcher {
 }
 
 impl Batcher {
-    fn new(max_records: u64, max_bytes: usize, codec: Codec) -> Self {
+    fn new(max_records: u64, max_bytes: usize, encoder: BatchEncoder) -> Self {
         Batcher {
-            encoder: BatchEncoder::new(codec),
+            encoder,
             carry: None,
             max_records,
             max_bytes,

@@ -155,3 +155,71 @@ fn a_reader_schema_that_changes_a_fields_type_refuses_the_data_and_names_the_fie
     );
     assert!(env.output_lines().is_empty());
 }
+
+const TYPED: &str = r#"{"type": "record", "name": "Reading", "fields": [
+    {"name": "id", "type": "long"},
+    {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["POWER", "HEAT"]}},
+    {"name": "value", "type": ["null", "double"]},
+    {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 8, "scale": 2}},
+    {"name": "unit", "type": "string", "default": "kW"}]}"#;
+
+#[test]
+fn send_with_a_schema_encodes_natural_json_with_it_and_the_server_logs_it_back() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let schema = env.path("reading.avsc");
+    std::fs::write(&schema, TYPED).unwrap();
+    let server = env.start_server();
+    let input = concat!(
+        r#"{"id": 1, "kind": "POWER", "value": 5.3, "at": "2025-11-28T03:47:15.123Z", "price": "12.5"}"#,
+        "\n",
+        r#"{"id": 2, "kind": "HEAT", "value": null, "at": "2025-11-28T03:47:16Z", "price": "-0.25", "unit": "MW"}"#,
+        "\n"
+    );
+    env.send_with(
+        server.endpoint(),
+        &key,
+        &secret,
+        input,
+        &["--schema", schema.to_str().unwrap()],
+    )
+    .code(0);
+    assert_eq!(
+        env.output_lines(),
+        [
+            r#"{"id":1,"kind":"POWER","value":5.3,"at":"2025-11-28T03:47:15.123Z","price":"12.50","unit":"kW"}"#,
+            r#"{"id":2,"kind":"HEAT","value":null,"at":"2025-11-28T03:47:16Z","price":"-0.25","unit":"MW"}"#,
+        ]
+    );
+}
+
+#[test]
+fn json_that_does_not_fit_the_schema_is_refused_naming_record_and_field_and_sends_nothing() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let schema = env.path("reading.avsc");
+    std::fs::write(&schema, TYPED).unwrap();
+    let server = env.start_server();
+    let input = concat!(
+        r#"{"id": 1, "kind": "POWER", "value": 5.3, "at": "2025-11-28T03:47:15Z", "price": "1"}"#,
+        "\n",
+        r#"{"id": 2, "kind": "COLD", "value": 1, "at": "2025-11-28T03:47:15Z", "price": "1"}"#,
+        "\n"
+    );
+    let out = env
+        .send_with(
+            server.endpoint(),
+            &key,
+            &secret,
+            input,
+            &["--schema", schema.to_str().unwrap()],
+        )
+        .code(3);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("record 2") && stderr.contains("$.kind"),
+        "{stderr}"
+    );
+    assert!(env.audit_sends().is_empty(), "nothing was sent");
+}
