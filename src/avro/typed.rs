@@ -35,7 +35,9 @@ pub fn to_avro(json: &Json, schema: &Schema, names: &NamesRef, path: &str) -> Re
             Avro::Float(n.as_f64().ok_or_else(|| expected("a float"))? as f32)
         }
         (Schema::Double, Json::Number(n)) => {
-            Avro::Double(n.as_f64().ok_or_else(|| expected("a double"))?)
+            // The same rule as for schemaless JSON: a number whose value a double would change is refused.
+            let exact = n.as_f64().filter(|_| super::representable(n));
+            Avro::Double(exact.ok_or_else(|| expected("a number a double holds exactly"))?)
         }
         (Schema::String, Json::String(s)) => Avro::String(s.clone()),
         (Schema::Bytes, Json::String(s)) => {
@@ -246,6 +248,8 @@ mod tests {
         assert!(with("price", json!("1.234")).contains("$.price"));
         assert!(with("tags", json!({"x": 1})).contains("$.tags.x: expected string, got a number"));
         assert!(with("value", json!("high")).contains("$.value: fits no branch"));
+        let too_precise: Json = serde_json::from_str("3.14159265358979323846").unwrap();
+        assert!(with("value", too_precise).contains("holds exactly"));
         let mut missing = base.clone();
         missing.as_object_mut().unwrap().remove("id");
         assert!(convert(missing).unwrap_err().contains("$.id: missing"));
