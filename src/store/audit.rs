@@ -359,20 +359,33 @@ impl Store {
 }
 
 #[cfg(test)]
+impl AuditEntry<'static> {
+    /// For store tests: an accepted `send` of one 10-byte record by key `ZK1` from 127.0.0.1 at `time_us`.
+    pub(crate) fn test_send(time_us: i64) -> Self {
+        AuditEntry {
+            time_us,
+            action: "send",
+            status: Status::Accepted,
+            reason: None,
+            detail: None,
+            key_id: Some("ZK1"),
+            peer: Some("127.0.0.1"),
+            records: 1,
+            size: 10,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn entry(time_us: i64, status: Status, key: &'static str) -> AuditEntry<'static> {
         AuditEntry {
-            time_us,
-            action: "send",
             status,
             reason: (status == Status::Rejected).then_some("bad_signature"),
-            detail: None,
             key_id: Some(key),
-            peer: Some("127.0.0.1"),
-            records: 1,
-            size: 10,
+            ..AuditEntry::test_send(time_us)
         }
     }
 

@@ -330,17 +330,7 @@ mod tests {
         store
             .add_key("ZK1", "secret-secret-secret", None, 1)
             .unwrap();
-        let mut entry = AuditEntry {
-            time_us: 2,
-            action: "send",
-            status: Status::Accepted,
-            reason: None,
-            detail: None,
-            key_id: Some("ZK1"),
-            peer: Some("127.0.0.1"),
-            records: 1,
-            size: 10,
-        };
+        let mut entry = AuditEntry::test_send(2);
         store
             .commit_accepted(&entry, &nonce("nonce-0000000001"), "[1]")
             .unwrap();

@@ -211,15 +211,10 @@ mod tests {
             .add_key("ZK2", "another-secret-value", None, 2)
             .unwrap();
         let send = |status, reason, records, time_us| AuditEntry {
-            time_us,
-            action: "send",
             status,
             reason,
-            detail: None,
-            key_id: Some("ZK1"),
-            peer: Some("127.0.0.1"),
             records,
-            size: 10,
+            ..AuditEntry::test_send(time_us)
         };
         let nonce = |nonce| crate::store::Nonce {
             nonce,

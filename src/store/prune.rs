@@ -111,17 +111,7 @@ mod tests {
         let mut store = Store::open_in_memory().unwrap();
         for i in 1..=10 {
             let nonce = format!("nonce-{i:010}");
-            let entry = AuditEntry {
-                time_us: i * 10,
-                action: "send",
-                status: Status::Accepted,
-                reason: None,
-                detail: None,
-                key_id: Some("ZK1"),
-                peer: Some("127.0.0.1"),
-                records: 1,
-                size: 10,
-            };
+            let entry = AuditEntry::test_send(i * 10);
             let nonce = Nonce {
                 nonce: &nonce,
                 timestamp: i,
@@ -150,15 +140,10 @@ mod tests {
         // "the newest row before the cut by time" as the end of the prefix would remove rows 6-10 (60-100 µs).
         store
             .record(&AuditEntry {
-                time_us: 54,
-                action: "send",
                 status: Status::Rejected,
                 reason: Some("bad_signature"),
-                detail: None,
-                key_id: Some("ZK1"),
-                peer: Some("127.0.0.1"),
                 records: 0,
-                size: 1,
+                ..AuditEntry::test_send(54)
             })
             .unwrap();
         let pruned = store.prune_audit(55, 1_000, false).unwrap();

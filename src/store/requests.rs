@@ -150,15 +150,9 @@ mod tests {
 
     fn accepted(time_us: i64) -> AuditEntry<'static> {
         AuditEntry {
-            time_us,
-            action: "send",
-            status: Status::Accepted,
-            reason: None,
-            detail: None,
-            key_id: Some("ZK1"),
-            peer: Some("127.0.0.1"),
             records: 2,
             size: 100,
+            ..AuditEntry::test_send(time_us)
         }
     }
 
