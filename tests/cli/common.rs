@@ -99,7 +99,7 @@ impl TestEnv {
         endpoint: &str,
         key: &str,
         secret: &str,
-        stdin: &str,
+        stdin: impl AsRef<[u8]>,
         extra: &[&str],
     ) -> Assert {
         self.zavro()
@@ -107,7 +107,7 @@ impl TestEnv {
             .args(extra)
             .env("ZAVRO_KEY", key)
             .env("ZAVRO_SECRET", secret)
-            .write_stdin(stdin)
+            .write_stdin(stdin.as_ref())
             .assert()
     }
 
@@ -122,6 +122,16 @@ impl TestEnv {
             .zavro()
             .args(["audit", "query", "--json", "--payload"])
             .args(args)
+            .assert()
+            .success();
+        parse_ndjson(&out.get_output().stdout)
+    }
+
+    /// The keys from `keys list --json`, oldest first (the command must succeed).
+    pub fn keys(&self) -> Vec<Value> {
+        let out = self
+            .zavro()
+            .args(["keys", "list", "--json"])
             .assert()
             .success();
         parse_ndjson(&out.get_output().stdout)

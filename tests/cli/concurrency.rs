@@ -83,12 +83,7 @@ fn keys_and_audit_commands_succeed_while_the_server_is_busy() {
     );
     let expected: Vec<String> = (0..SENDS).map(|i| format!("{{\"i\":{i}}}")).collect();
     assert_eq!(env.output_lines(), expected);
-    let keys = env
-        .zavro()
-        .args(["keys", "list", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(parse_ndjson(&keys.stdout).len(), 1 + admin_rounds);
+    assert_eq!(env.keys().len(), 1 + admin_rounds);
     drop(server);
 }
 
@@ -144,12 +139,14 @@ fn finish(mut child: Child, what: &str) -> (ExitStatus, String) {
     )
 }
 
-fn spawn_zavro(env: &TestEnv, args: &[&str], stdin: Option<&str>) -> Child {
+/// Starts `zavro --db <store> ARGS…` in the background with `envs` set, feeding it `stdin` when given.
+fn spawn_zavro(env: &TestEnv, args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> Child {
     let mut cmd = zavro_process();
     let mut child = cmd
         .arg("--db")
         .arg(&env.db)
         .args(args)
+        .envs(envs.iter().copied())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -173,7 +170,7 @@ fn keys_add_waits_for_a_write_lock_held_by_another_process() {
     let env = TestEnv::new();
     let (bystander, _) = env.add_key();
     let lock = HeldWriteLock::take(&env.db, &bystander);
-    let mut child = spawn_zavro(&env, &["keys", "add", "--json"], None);
+    let mut child = spawn_zavro(&env, &["keys", "add", "--json"], &[], None);
     let pid = child.id();
     wait_until_blocked_or_exited(&mut child, pid);
     lock.commit();
@@ -187,18 +184,13 @@ fn keys_revoke_waits_for_a_write_lock_held_by_another_process() {
     let (bystander, _) = env.add_key();
     let (victim, _) = env.add_key();
     let lock = HeldWriteLock::take(&env.db, &bystander);
-    let mut child = spawn_zavro(&env, &["keys", "revoke", &victim], None);
+    let mut child = spawn_zavro(&env, &["keys", "revoke", &victim], &[], None);
     let pid = child.id();
     wait_until_blocked_or_exited(&mut child, pid);
     lock.commit();
     let (status, stderr) = finish(child, "keys revoke");
     assert!(status.success(), "keys revoke: {status}: {stderr}");
-    let keys = env
-        .zavro()
-        .args(["keys", "list", "--json"])
-        .output()
-        .unwrap();
-    let keys = parse_ndjson(&keys.stdout);
+    let keys = env.keys();
     assert!(!keys[1]["revoked"].is_null(), "{:?}", keys[1]);
 }
 
@@ -209,22 +201,12 @@ fn the_server_waits_for_a_write_lock_held_by_another_process_then_accepts() {
     let (key, secret) = env.add_key();
     let server = env.start_server();
     let lock = HeldWriteLock::take(&env.db, &bystander);
-    let mut cmd = zavro_process();
-    let mut child = cmd
-        .args(["send", server.endpoint(), "--timeout", "60"])
-        .env("ZAVRO_KEY", &key)
-        .env("ZAVRO_SECRET", &secret)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn zavro send");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"{\"waited\":true}")
-        .unwrap();
+    let mut child = spawn_zavro(
+        &env,
+        &["send", server.endpoint(), "--timeout", "60"],
+        &[("ZAVRO_KEY", &key), ("ZAVRO_SECRET", &secret)],
+        Some("{\"waited\":true}"),
+    );
     wait_until_blocked_or_exited(&mut child, server.pid().as_raw().unsigned_abs());
     lock.commit();
     let (status, stderr) = finish(child, "zavro send");
@@ -301,29 +283,19 @@ fn a_send_that_times_out_and_resends_stores_its_records_exactly_once() {
     let (key, secret) = env.add_key();
     let server = env.start_server();
     let lock = HeldWriteLock::take(&env.db, &bystander);
-    let mut cmd = zavro_process();
-    let mut child = cmd
-        .args([
+    let mut child = spawn_zavro(
+        &env,
+        &[
             "send",
             server.endpoint(),
             "--timeout",
             "0.3",
             "--retries",
             "20",
-        ])
-        .env("ZAVRO_KEY", &key)
-        .env("ZAVRO_SECRET", &secret)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn zavro send");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"{\"exactly\":\"once\"}")
-        .unwrap();
+        ],
+        &[("ZAVRO_KEY", &key), ("ZAVRO_SECRET", &secret)],
+        Some("{\"exactly\":\"once\"}"),
+    );
     // The client sleeps between attempts only after a timeout: wait for that, so a resend surely follows.
     let observable = std::fs::read_to_string(format!("/proc/{}/wchan", child.id())).is_ok();
     let pid = child.id();

@@ -23,20 +23,14 @@ fn files_written_by_fastavro_in_every_codec_are_accepted_and_logged_as_natural_j
         let (key, secret) = env.add_key();
         let server = env.start_server();
         let file = std::fs::read(fixture(&format!("readings.{codec}.avro"))).unwrap();
-        env.zavro()
-            .args([
-                "send",
-                server.endpoint(),
-                "--format",
-                "avro",
-                "--batch",
-                "10",
-            ])
-            .env("ZAVRO_KEY", &key)
-            .env("ZAVRO_SECRET", &secret)
-            .write_stdin(file)
-            .assert()
-            .code(0);
+        env.send_with(
+            server.endpoint(),
+            &key,
+            &secret,
+            file,
+            &["--format", "avro", "--batch", "10"],
+        )
+        .code(0);
         assert_eq!(env.output_lines(), expected, "codec {codec}");
         let sends = env.audit_sends();
         assert!(
@@ -95,13 +89,14 @@ fn a_server_with_a_reader_schema_stores_old_data_in_the_new_shape() {
     let server =
         crate::common::Server::start(&env, "127.0.0.1:*", &["--schema", schema.to_str().unwrap()]);
     let file = std::fs::read(fixture("readings.null.avro")).unwrap();
-    env.zavro()
-        .args(["send", server.endpoint(), "--format", "avro"])
-        .env("ZAVRO_KEY", &key)
-        .env("ZAVRO_SECRET", &secret)
-        .write_stdin(file)
-        .assert()
-        .code(0);
+    env.send_with(
+        server.endpoint(),
+        &key,
+        &secret,
+        file,
+        &["--format", "avro"],
+    )
+    .code(0);
     let lines = env.output_lines();
     assert_eq!(lines.len(), 25);
     assert_eq!(
@@ -141,12 +136,13 @@ fn a_reader_schema_that_changes_a_fields_type_refuses_the_data_and_names_the_fie
         crate::common::Server::start(&env, "127.0.0.1:*", &["--schema", dir.to_str().unwrap()]);
     let file = std::fs::read(fixture("readings.deflate.avro")).unwrap();
     let out = env
-        .zavro()
-        .args(["send", server.endpoint(), "--format", "avro"])
-        .env("ZAVRO_KEY", &key)
-        .env("ZAVRO_SECRET", &secret)
-        .write_stdin(file)
-        .assert()
+        .send_with(
+            server.endpoint(),
+            &key,
+            &secret,
+            file,
+            &["--format", "avro"],
+        )
         .code(4);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(
