@@ -222,16 +222,6 @@ impl Client {
         Ok(())
     }
 
-    /// Sends one request and waits for its answer (window of one).
-    pub fn send(&mut self, request: &Request, records: u64) -> Result<Accepted, ClientError> {
-        self.submit(request, records)?;
-        self.flush()?;
-        Ok(self
-            .accepted
-            .pop_back()
-            .expect("flush leaves the reply of the request submitted"))
-    }
-
     /// The accepted replies collected since the last call, in arrival order.
     pub fn take_accepted(&mut self) -> impl Iterator<Item = Accepted> + '_ {
         self.accepted.drain(..)

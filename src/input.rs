@@ -112,14 +112,14 @@ impl<R: Read> Iterator for Records<R> {
     }
 }
 
-/// Splits a whole JSON text into records (see [`Records`]).
-pub fn parse_records(text: &str) -> Result<Vec<Value>, InputError> {
-    Records::new(text.as_bytes()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Splits a whole JSON text into records.
+    fn parse_records(text: &str) -> Result<Vec<Value>, InputError> {
+        Records::new(text.as_bytes()).collect()
+    }
     use serde_json::json;
 
     #[test]
