@@ -1,7 +1,8 @@
 //! The benchmark harness (BENCHMARKS.md): measures, in one run on one machine, (1) zavro end to end, (2) zavro
 //! lockstep, (3) the bare ZeroMQ transport and a durable single-row SQLite commit, and prints each figure and the
 //! ratios the targets are stated in. `cargo bench` runs it; `cargo bench -- --memory` adds the memory runs
-//! (10 M records into `serve`, a 1 GiB input into `send`), `--runs N` repeats the timed runs (median reported).
+//! (10 M records into `serve`, a 1 GiB input into `send`), `--runs N` repeats the timed runs (median reported),
+//! `--lockstep-only` measures only the lockstep figures.
 //!
 //! Everything talks over 127.0.0.1 and writes only inside a temporary directory.
 
@@ -17,7 +18,7 @@ use std::{
 use serde_json::Value;
 use zavro::{
     bench::{Percentiles, record},
-    store::{AuditEntry, Status, Store},
+    store::{AuditEntry, Nonce, Status, Store},
 };
 
 const ZAVRO: &str = env!("CARGO_BIN_EXE_zavro");
@@ -25,6 +26,8 @@ const ZAVRO: &str = env!("CARGO_BIN_EXE_zavro");
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let memory = args.iter().any(|a| a == "--memory");
+    // Only the lockstep figures, for iterating on the per-request path without the longer runs.
+    let lockstep_only = args.iter().any(|a| a == "--lockstep-only");
     let runs: usize = args
         .iter()
         .position(|a| a == "--runs")
@@ -40,24 +43,26 @@ fn main() {
         thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    let bare = median(runs, || bare_transport_pipelined(2_000_000, 200));
-    println!(
-        "(3) bare transport, DEALER/ROUTER pipelined, 200-byte messages: {bare:.0} messages/s"
-    );
     let bare_rtt = median(runs, || bare_transport_lockstep(20_000, 200));
     println!("(3) bare transport lockstep round trip p50: {bare_rtt:.1} µs");
-
-    let input = env.dir.join("records.ndjson");
-    let bytes = write_ndjson(&input, 1_000_000, 150);
-    println!(
-        "\ninput: 1,000,000 NDJSON records, {:.1} MB ({} bytes per record on average)",
-        bytes as f64 / 1e6,
-        bytes / 1_000_000
-    );
-    let end_to_end = median(runs, || env.send_file(&input, 1_000_000));
-    println!(
-        "(1) zavro end to end (send < file into serve, default options, durable): {end_to_end:.0} records/s"
-    );
+    let throughput = (!lockstep_only).then(|| {
+        let bare = median(runs, || bare_transport_pipelined(2_000_000, 200));
+        println!(
+            "(3) bare transport, DEALER/ROUTER pipelined, 200-byte messages: {bare:.0} messages/s"
+        );
+        let input = env.dir.join("records.ndjson");
+        let bytes = write_ndjson(&input, 1_000_000, 150);
+        println!(
+            "\ninput: 1,000,000 NDJSON records, {:.1} MB ({} bytes per record on average)",
+            bytes as f64 / 1e6,
+            bytes / 1_000_000
+        );
+        let end_to_end = median(runs, || env.send_file(&input, 1_000_000));
+        println!(
+            "(1) zavro end to end (send < file into serve, default options, durable): {end_to_end:.0} records/s"
+        );
+        (bare, end_to_end)
+    });
     // The disk's fsync latency drifts over minutes, so each lockstep run is bracketed by single-row commits on
     // the same file system, on a fresh store, and compared with their mean.
     let mut lockstep_runs = Vec::new();
@@ -65,27 +70,44 @@ fn main() {
         let fresh = Env::new(&env.dir.join(format!("lockstep-{run}")));
         let before = sqlite_single_row_commit(&fresh.dir.join("commit.db"), 1_000);
         let lockstep = fresh.lockstep_p50(2_000);
+        let store_commit = store_request_commit(&fresh.dir.join("store.db"), 1_000);
+        let echo_commit =
+            bare_transport_lockstep_with_commit(2_000, 200, &fresh.dir.join("echo.db"));
         let after = sqlite_single_row_commit(&fresh.dir.join("commit.db"), 1_000);
-        lockstep_runs.push((lockstep, (before + after) / 2.0));
+        lockstep_runs.push((lockstep, (before + after) / 2.0, store_commit, echo_commit));
     }
     lockstep_runs.sort_by(|a, b| f64::total_cmp(&(a.0 - a.1), &(b.0 - b.1)));
-    let (lockstep, commit) = lockstep_runs[lockstep_runs.len() / 2];
+    let (lockstep, commit, store_commit, echo_commit) = lockstep_runs[lockstep_runs.len() / 2];
     println!("(2) zavro lockstep (batch 1, window 1) ack latency p50: {lockstep:.1} µs");
     println!(
         "    durable single-row SQLite commit p50 around it (WAL, synchronous=FULL): {commit:.1} µs"
     );
+    println!(
+        "    of which the store: one accepted request committed on its own (audit row, payload, nonce) p50: \
+         {store_commit:.1} µs"
+    );
+    println!(
+        "    bare lockstep round trip with a durable single-row commit before each echo, p50: {echo_commit:.1} µs \
+         (zavro's own work, in-process, is the lockstep figure minus this: {:.1} µs)",
+        lockstep - echo_commit
+    );
 
     println!("\nratios");
-    println!(
-        "  (1)/(3) end-to-end records/s over bare messages/s: {:.1} % (target ≥ 25 %)",
-        100.0 * end_to_end / bare
-    );
+    if let Some((bare, end_to_end)) = throughput {
+        println!(
+            "  (1)/(3) end-to-end records/s over bare messages/s: {:.1} % (target ≥ 25 %)",
+            100.0 * end_to_end / bare
+        );
+    }
     println!(
         "  (2)/(3) lockstep p50 over bare round trip p50: {:.1}×; lockstep p50 − bare p50 − SQLite commit p50 = {:.1} µs (target ≤ 100 µs)",
         lockstep / bare_rtt,
         lockstep - bare_rtt - commit
     );
 
+    let Some((_, end_to_end)) = throughput else {
+        return;
+    };
     let (chained, plain) = chain_cost(&env.dir, 20_000);
     println!(
         "\naudit hash chain: {chained:.2} µs per audit row with the chain, {plain:.2} µs for the same insert without it; \
@@ -192,6 +214,48 @@ fn bare_transport_lockstep(round_trips: usize, size: usize) -> f64 {
     micros(Percentiles::of(&mut samples).unwrap().p50)
 }
 
+/// p50 in µs of the bare lockstep round trip when the echo first commits one row durably, as a server that
+/// did nothing but store would: what the transport and the commit cost together, wake-ups after the fsync
+/// included, with none of zavro's work.
+fn bare_transport_lockstep_with_commit(round_trips: usize, size: usize, db: &Path) -> f64 {
+    let _ = fs::remove_file(db);
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .unwrap();
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)",
+    )
+    .unwrap();
+    let context = zmq::Context::new();
+    let router = context.socket(zmq::ROUTER).unwrap();
+    router.bind("tcp://127.0.0.1:*").unwrap();
+    let endpoint = router.get_last_endpoint().unwrap().unwrap();
+    let echo = thread::spawn(move || {
+        for _ in 0..round_trips {
+            let frames = router.recv_multipart(0).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            conn.prepare_cached("INSERT INTO t (v) VALUES (?1)")
+                .unwrap()
+                .execute([frames.last().unwrap()])
+                .unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+            router.send_multipart(frames, 0).unwrap();
+        }
+    });
+    let req = context.socket(zmq::REQ).unwrap();
+    req.connect(&endpoint).unwrap();
+    let payload = vec![b'x'; size];
+    let mut samples = Vec::with_capacity(round_trips);
+    for _ in 0..round_trips {
+        let started = Instant::now();
+        req.send(&payload, 0).unwrap();
+        req.recv_bytes(0).unwrap();
+        samples.push(started.elapsed());
+    }
+    echo.join().unwrap();
+    micros(Percentiles::of(&mut samples).unwrap().p50)
+}
+
 /// p50 in µs of inserting one row in its own durable transaction, as a lockstep request needs.
 fn sqlite_single_row_commit(path: &Path, commits: usize) -> f64 {
     let _ = fs::remove_file(path);
@@ -209,6 +273,39 @@ fn sqlite_single_row_commit(path: &Path, commits: usize) -> f64 {
         conn.execute("INSERT INTO t (v) VALUES (?1)", [format!("row {i}")])
             .unwrap();
         conn.execute_batch("COMMIT").unwrap();
+        samples.push(started.elapsed());
+    }
+    micros(Percentiles::of(&mut samples).unwrap().p50)
+}
+
+/// p50 in µs of committing one accepted one-record request through the store on its own, as `serve` does for
+/// each request in lockstep: the part of the lockstep figure that is the store's, without the transport.
+fn store_request_commit(path: &Path, commits: usize) -> f64 {
+    let _ = fs::remove_file(path);
+    let mut store = Store::open(path).unwrap();
+    let payload = serde_json::to_string(&[record(0, 150)]).unwrap();
+    let mut samples = Vec::with_capacity(commits);
+    for i in 0..commits {
+        let nonce = format!("nonce-{i}");
+        let accepted = AuditEntry {
+            status: Status::Accepted,
+            reason: None,
+            detail: None,
+            records: 1,
+            ..entry(i as i64)
+        };
+        let started = Instant::now();
+        store
+            .commit_accepted(
+                &accepted,
+                &Nonce {
+                    nonce: &nonce,
+                    timestamp: 0,
+                    signature: "signature",
+                },
+                &payload,
+            )
+            .unwrap();
         samples.push(started.elapsed());
     }
     micros(Percentiles::of(&mut samples).unwrap().p50)
