@@ -154,14 +154,26 @@ pub(crate) struct Incoming {
     too_many_frames: bool,
 }
 
+/// Runs a ZeroMQ call again when a signal interrupted it: SIGTERM may land inside any call, not only inside
+/// `poll`, and must stop the server only once the group in hand is answered. A call that fails with EINTR has
+/// not sent or taken a frame, so repeating it is safe.
+fn restarting<T>(mut call: impl FnMut() -> Result<T, zmq::Error>) -> Result<T, zmq::Error> {
+    loop {
+        match call() {
+            Err(zmq::Error::EINTR) => continue,
+            result => return result,
+        }
+    }
+}
+
 fn receive(socket: &zmq::Socket, flags: i32) -> Result<Incoming, zmq::Error> {
-    let identity = socket.recv_msg(flags)?;
+    let identity = restarting(|| socket.recv_msg(flags))?;
     let mut peer = None;
     let mut frames = Vec::new();
     let mut size = 0u64;
     let mut too_many_frames = false;
-    while socket.get_rcvmore()? {
-        let mut frame = socket.recv_msg(0)?;
+    while restarting(|| socket.get_rcvmore())? {
+        let mut frame = restarting(|| socket.recv_msg(0))?;
         // The ROUTER socket makes up the identity frame; only frames from the wire carry the peer's metadata.
         if peer.is_none() {
             peer = frame.gets("Peer-Address").map(str::to_owned);
@@ -192,10 +204,12 @@ fn send_reply(
     route: &[Vec<u8>],
     reply: &ReplyFrame,
 ) -> Result<(), zmq::Error> {
-    let mut frames: Vec<&[u8]> = route.iter().map(Vec::as_slice).collect();
     let reply = reply.to_frame();
-    frames.push(&reply);
-    socket.send_multipart(frames, 0)
+    // Frame by frame rather than send_multipart, so an interrupted frame is sent again alone.
+    for frame in route {
+        restarting(|| socket.send(frame.as_slice(), zmq::SNDMORE))?;
+    }
+    restarting(|| socket.send(reply.as_slice(), 0))
 }
 
 fn write_records(output: &mut dyn Write, records: &Ndjson) -> std::io::Result<()> {
