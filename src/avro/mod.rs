@@ -7,6 +7,7 @@
 //! which container headers it has already checked, so a request costs no schema parsing.
 
 pub mod container;
+mod fingerprint;
 pub mod generic;
 mod json;
 pub mod typed;
@@ -21,6 +22,8 @@ use apache_avro::{
     writer::datum::GenericDatumWriter,
 };
 use serde_json::{Number, Value};
+
+pub use fingerprint::{SchemaFingerprint, canonical_form, fingerprint_of_canonical};
 
 use container::{ContainerError, ContainerReader, ContainerWriter};
 use json::{OwnedRecord, TextRecord};
@@ -308,10 +311,20 @@ enum WriterSchema {
     },
 }
 
+/// What decoding one request's container file found.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The header's writer schema and its fingerprint, when the header could be read and its schema parsed
+    /// (also when the records were then refused, e.g. for a schema mismatch).
+    pub schema: Option<Arc<SchemaFingerprint>>,
+    /// The records as JSON lines, or why they were refused.
+    pub records: Result<Ndjson, AvroError>,
+}
+
 /// Decodes container files, remembering the header schemas it has checked so a request parses no schema.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    schemas: HashMap<Vec<u8>, WriterSchema>,
+    schemas: HashMap<Vec<u8>, (WriterSchema, Arc<SchemaFingerprint>)>,
     /// When not empty, only writer schemas that resolve against one of these are accepted.
     readers: Vec<Arc<Schema>>,
 }
@@ -335,7 +348,7 @@ impl Decoder {
     /// Decodes every record of a container file into JSON values.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Vec<Value>, AvroError> {
         let mut records = Vec::new();
-        self.each_record(bytes, |record| {
+        self.each_record(bytes, &mut None, |record| {
             records.push(match record {
                 Record::Json(data) => DATUM_READER
                     .read_deser::<OwnedRecord>(data)
@@ -350,9 +363,15 @@ impl Decoder {
     /// Transcodes every record of a container file straight to JSON text, one line per record (NDJSON): the
     /// server's path. Records of zavro's JSON schema never become JSON values on the way.
     pub fn decode_text(&mut self, bytes: &[u8]) -> Result<Ndjson, AvroError> {
+        self.decode_request(bytes).records
+    }
+
+    /// [`Decoder::decode_text`], also saying which writer schema the file used: the server's path.
+    pub fn decode_request(&mut self, bytes: &[u8]) -> Decoded {
         json::start_text();
         let mut records = 0;
-        let result = self.each_record(bytes, |record| {
+        let mut schema = None;
+        let result = self.each_record(bytes, &mut schema, |record| {
             match record {
                 Record::Json(data) => {
                     DATUM_READER.read_deser::<TextRecord>(data)?;
@@ -364,18 +383,23 @@ impl Decoder {
             Ok(())
         });
         let text = json::take_text();
-        result.map(|()| Ndjson { text, records })
+        Decoded {
+            schema,
+            records: result.map(|()| Ndjson { text, records }),
+        }
     }
 
     /// Checks the header, then hands each object of every block to `each`: as its bytes for the JSON schema,
     /// as natural JSON for any other. A block must be used up exactly by its declared objects.
+    /// `seen` is set to the header's schema as soon as it is parsed.
     fn each_record(
         &mut self,
         bytes: &[u8],
+        seen: &mut Option<Arc<SchemaFingerprint>>,
         mut each: impl FnMut(Record) -> Result<(), apache_avro::Error>,
     ) -> Result<(), AvroError> {
         let mut file = ContainerReader::new(bytes)?;
-        let writer = self.writer_schema(file.header().schema)?;
+        let writer = self.writer_schema(file.header().schema, seen)?;
         let invalid = |e: &dyn std::fmt::Display| AvroError::Invalid(truncate(&e.to_string(), 300));
         let other = match &writer {
             WriterSchema::Json => None,
@@ -430,15 +454,23 @@ impl Decoder {
         Ok(())
     }
 
-    /// The checked form of a header's schema, from the cache or parsed and checked now.
-    fn writer_schema(&mut self, raw: &[u8]) -> Result<WriterSchema, AvroError> {
-        if let Some(known) = self.schemas.get(raw) {
+    /// The checked form of a header's schema, from the cache or parsed and checked now; `seen` is set to its
+    /// fingerprint once it parses, even if the checks then refuse it.
+    fn writer_schema(
+        &mut self,
+        raw: &[u8],
+        seen: &mut Option<Arc<SchemaFingerprint>>,
+    ) -> Result<WriterSchema, AvroError> {
+        if let Some((known, fingerprint)) = self.schemas.get(raw) {
+            *seen = Some(Arc::clone(fingerprint));
             return Ok(known.clone());
         }
         let text = std::str::from_utf8(raw)
             .map_err(|_| AvroError::Invalid("avro.schema is not UTF-8".into()))?;
         let schema =
             Schema::parse_str(text).map_err(|e| AvroError::Invalid(format!("avro.schema: {e}")))?;
+        let fingerprint = Arc::new(SchemaFingerprint::of(&schema, text));
+        *seen = Some(Arc::clone(&fingerprint));
         // Structural equality, not parsing canonical form: apache-avro's canonical_form() panics on some schemas
         // that parse (a non-numeric "size" or "scale"), and this schema comes from an untrusted header.
         let checked = if !self.readers.is_empty() {
@@ -452,7 +484,8 @@ impl Decoder {
         if self.schemas.len() >= MAX_CACHED_SCHEMAS {
             self.schemas.clear();
         }
-        self.schemas.insert(raw.to_vec(), checked.clone());
+        self.schemas
+            .insert(raw.to_vec(), (checked.clone(), fingerprint));
         Ok(checked)
     }
 
@@ -854,8 +887,48 @@ mod tests {
             file.write_block(1, vec![2]).unwrap();
             let bytes = file.finish();
             let _ = decode(&bytes);
-            let _ = Decoder::new().decode_text(&bytes);
+            let decoded = Decoder::new().decode_request(&bytes);
+            if let Ok(parsed) = Schema::parse_str(schema) {
+                assert_eq!(
+                    decoded.schema.map(|s| s.canonical.clone()),
+                    Some(canonical_form(&parsed)),
+                    "the fingerprint of a parsed schema is computed without a panic"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn a_decoded_request_names_its_writer_schema_even_when_refused() {
+        let mut decoder = Decoder::new();
+        let json = decoder.decode_request(&encode(&[json!(1)]).unwrap());
+        let fingerprint = json.schema.expect("the JSON schema parsed");
+        assert_eq!(fingerprint.text, JSON_SCHEMA);
+        assert_eq!(
+            fingerprint.fingerprint,
+            fingerprint_of_canonical(&canonical_form(&JSON_SCHEMA_PARSED))
+        );
+        assert!(json.records.is_ok());
+        let cached = decoder.decode_request(&encode(&[json!(2)]).unwrap());
+        assert_eq!(cached.schema.unwrap().fingerprint, fingerprint.fingerprint);
+
+        let recursive =
+            r#"{"type":"record","name":"L","fields":[{"name":"next","type":["null","L"]}]}"#;
+        let mut file = ContainerWriter::new(recursive, Codec::Null, [3; 16]);
+        file.write_block(1, vec![0]).unwrap();
+        let refused = decoder.decode_request(&file.finish());
+        assert!(matches!(
+            refused.records,
+            Err(AvroError::UnsupportedSchema(_))
+        ));
+        assert_eq!(
+            refused.schema.unwrap().canonical,
+            r#"{"name":"L","type":"record","fields":[{"name":"next","type":["null","L"]}]}"#
+        );
+
+        let garbage = decoder.decode_request(b"not avro");
+        assert!(garbage.records.is_err());
+        assert!(garbage.schema.is_none(), "no header, no schema");
     }
 
     #[test]
