@@ -367,6 +367,7 @@ fn entry(time_us: i64) -> AuditEntry<'static> {
         peer: Some("127.0.0.1"),
         records: 0,
         size: 500,
+        schema: None,
     }
 }
 

@@ -144,6 +144,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count accepted and rejected requests and records per key and per reason over a period')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)')
             [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies')
+            [CompletionResult]::new('schemas', 'schemas', [CompletionResultType]::ParameterValue, 'List the Avro writer schemas requests used, by fingerprint, or print one of them')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -152,6 +153,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only accepted or only rejected rows')
             [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'Only rows from this peer address (as printed in the PEER column; `local` for commands on this machine)')
             [CompletionResult]::new('--reason', '--reason', [CompletionResultType]::ParameterName, 'Only rows with this reason: a reply code such as bad_signature, or duplicate for recognised retries')
+            [CompletionResult]::new('--schema', '--schema', [CompletionResultType]::ParameterName, 'Only requests whose data used this Avro writer schema: its fingerprint (SHA-256 of the Parsing Canonical Form, as `zavro audit schemas` lists; a unique prefix is enough) or an .avsc file')
             [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)')
             [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)')
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Only the N most recent matching rows (with --follow, default 10)')
@@ -204,6 +206,13 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'zavro;audit;schemas' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON object per schema (with its canonical form and text) instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'zavro;audit;help' {
             [CompletionResult]::new('query', 'query', [CompletionResultType]::ParameterValue, 'Show audit rows, oldest first: every request the server answered and every key change')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)')
@@ -211,6 +220,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count accepted and rejected requests and records per key and per reason over a period')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)')
             [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies')
+            [CompletionResult]::new('schemas', 'schemas', [CompletionResultType]::ParameterValue, 'List the Avro writer schemas requests used, by fingerprint, or print one of them')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -230,6 +240,9 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             break
         }
         'zavro;audit;help;prune' {
+            break
+        }
+        'zavro;audit;help;schemas' {
             break
         }
         'zavro;audit;help;help' {
@@ -282,6 +295,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Count accepted and rejected requests and records per key and per reason over a period')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)')
             [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies')
+            [CompletionResult]::new('schemas', 'schemas', [CompletionResultType]::ParameterValue, 'List the Avro writer schemas requests used, by fingerprint, or print one of them')
             break
         }
         'zavro;help;audit;query' {
@@ -300,6 +314,9 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             break
         }
         'zavro;help;audit;prune' {
+            break
+        }
+        'zavro;help;audit;schemas' {
             break
         }
         'zavro;help;completions' {

@@ -52,6 +52,9 @@ _zavro() {
             zavro__subcmd__audit,query)
                 cmd="zavro__subcmd__audit__subcmd__query"
                 ;;
+            zavro__subcmd__audit,schemas)
+                cmd="zavro__subcmd__audit__subcmd__schemas"
+                ;;
             zavro__subcmd__audit,stats)
                 cmd="zavro__subcmd__audit__subcmd__stats"
                 ;;
@@ -72,6 +75,9 @@ _zavro() {
                 ;;
             zavro__subcmd__audit__subcmd__help,query)
                 cmd="zavro__subcmd__audit__subcmd__help__subcmd__query"
+                ;;
+            zavro__subcmd__audit__subcmd__help,schemas)
+                cmd="zavro__subcmd__audit__subcmd__help__subcmd__schemas"
                 ;;
             zavro__subcmd__audit__subcmd__help,stats)
                 cmd="zavro__subcmd__audit__subcmd__help__subcmd__stats"
@@ -111,6 +117,9 @@ _zavro() {
                 ;;
             zavro__subcmd__help__subcmd__audit,query)
                 cmd="zavro__subcmd__help__subcmd__audit__subcmd__query"
+                ;;
+            zavro__subcmd__help__subcmd__audit,schemas)
+                cmd="zavro__subcmd__help__subcmd__audit__subcmd__schemas"
                 ;;
             zavro__subcmd__help__subcmd__audit,stats)
                 cmd="zavro__subcmd__help__subcmd__audit__subcmd__stats"
@@ -176,7 +185,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit)
-            opts="-h --db --help query verify head stats export prune help"
+            opts="-h --db --help query verify head stats export prune schemas help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -238,7 +247,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit__subcmd__help)
-            opts="query verify head stats export prune help"
+            opts="query verify head stats export prune schemas help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -321,6 +330,20 @@ _zavro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        zavro__subcmd__audit__subcmd__help__subcmd__schemas)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         zavro__subcmd__audit__subcmd__help__subcmd__stats)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -376,7 +399,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit__subcmd__query)
-            opts="-f -h --key --status --peer --reason --since --until --limit --format --json --payload --follow --db --help"
+            opts="-f -h --key --status --peer --reason --schema --since --until --limit --format --json --payload --follow --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -398,6 +421,10 @@ _zavro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --schema)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --since)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -414,6 +441,24 @@ _zavro() {
                     COMPREPLY=($(compgen -W "table json csv" -- "${cur}"))
                     return 0
                     ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__audit__subcmd__schemas)
+            opts="-h --json --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -560,7 +605,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__help__subcmd__audit)
-            opts="query verify head stats export prune"
+            opts="query verify head stats export prune schemas"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -616,6 +661,20 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__help__subcmd__audit__subcmd__query)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__help__subcmd__audit__subcmd__schemas)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

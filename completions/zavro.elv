@@ -128,6 +128,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand stats 'Count accepted and rejected requests and records per key and per reason over a period'
             cand export 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)'
             cand prune 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies'
+            cand schemas 'List the Avro writer schemas requests used, by fingerprint, or print one of them'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'zavro;audit;query'= {
@@ -135,6 +136,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --status 'Only accepted or only rejected rows'
             cand --peer 'Only rows from this peer address (as printed in the PEER column; `local` for commands on this machine)'
             cand --reason 'Only rows with this reason: a reply code such as bad_signature, or duplicate for recognised retries'
+            cand --schema 'Only requests whose data used this Avro writer schema: its fingerprint (SHA-256 of the Parsing Canonical Form, as `zavro audit schemas` lists; a unique prefix is enough) or an .avsc file'
             cand --since 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)'
             cand --until 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)'
             cand --limit 'Only the N most recent matching rows (with --follow, default 10)'
@@ -181,6 +183,12 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'zavro;audit;schemas'= {
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --json 'One JSON object per schema (with its canonical form and text) instead of a table'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'zavro;audit;help'= {
             cand query 'Show audit rows, oldest first: every request the server answered and every key change'
             cand verify 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
@@ -188,6 +196,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand stats 'Count accepted and rejected requests and records per key and per reason over a period'
             cand export 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)'
             cand prune 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies'
+            cand schemas 'List the Avro writer schemas requests used, by fingerprint, or print one of them'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'zavro;audit;help;query'= {
@@ -201,6 +210,8 @@ set edit:completion:arg-completer[zavro] = {|@words|
         &'zavro;audit;help;export'= {
         }
         &'zavro;audit;help;prune'= {
+        }
+        &'zavro;audit;help;schemas'= {
         }
         &'zavro;audit;help;help'= {
         }
@@ -242,6 +253,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand stats 'Count accepted and rejected requests and records per key and per reason over a period'
             cand export 'Write audit rows with their stored records as NDJSON (the fields of `audit query --json --payload`)'
             cand prune 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies'
+            cand schemas 'List the Avro writer schemas requests used, by fingerprint, or print one of them'
         }
         &'zavro;help;audit;query'= {
         }
@@ -254,6 +266,8 @@ set edit:completion:arg-completer[zavro] = {|@words|
         &'zavro;help;audit;export'= {
         }
         &'zavro;help;audit;prune'= {
+        }
+        &'zavro;help;audit;schemas'= {
         }
         &'zavro;help;completions'= {
         }

@@ -97,7 +97,18 @@ Examples:
   zavro audit query --status rejected --since 2026-11-28T00:00:00Z
   zavro audit query --reason bad_signature --since 2h --format csv > refused.csv
   zavro audit query --key ZK0123456789ABCDEF --json --payload | jq .payload
-  zavro audit query --follow --status rejected       like tail -f; Ctrl-C to stop";
+  zavro audit query --follow --status rejected       like tail -f; Ctrl-C to stop
+  zavro audit query --schema 7b8e6d49 --since 1d     requests whose data used that schema
+  zavro audit query --schema reading.avsc            the same, naming the schema by its file";
+
+const AUDIT_SCHEMAS_EXAMPLES: &str = "\
+Examples:
+  zavro audit schemas                      fingerprint, name, first seen, last used, requests
+  zavro audit schemas 7b8e6d49             the schema's JSON as the first request carried it
+  zavro audit schemas --json | jq -r .fingerprint
+
+A fingerprint is the SHA-256 of the schema's Parsing Canonical Form (Avro specification), so other Avro
+tools compute the same one, e.g. Java's SchemaNormalization.parsingFingerprint(\"SHA-256\", schema).";
 
 const AUDIT_STATS_EXAMPLES: &str = "\
 Examples:
@@ -441,6 +452,21 @@ pub enum AuditCommand {
     /// Remove old audit rows, their payloads and nonces; the rest of the chain still verifies.
     #[command(after_help = AUDIT_PRUNE_EXAMPLES)]
     Prune(AuditPruneArgs),
+    /// List the Avro writer schemas requests used, by fingerprint, or print one of them.
+    #[command(after_help = AUDIT_SCHEMAS_EXAMPLES)]
+    Schemas(AuditSchemasArgs),
+}
+
+/// Options of `zavro audit schemas`.
+#[derive(Debug, Args)]
+pub struct AuditSchemasArgs {
+    /// Print this schema's JSON as first seen (a fingerprint, or enough of its first characters to be unique).
+    #[arg(value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
+
+    /// One JSON object per schema (with its canonical form and text) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `zavro audit verify`.
@@ -469,6 +495,11 @@ pub struct AuditQueryArgs {
     /// Only rows with this reason: a reply code such as bad_signature, or duplicate for recognised retries.
     #[arg(long, value_name = "CODE")]
     pub reason: Option<String>,
+
+    /// Only requests whose data used this Avro writer schema: its fingerprint (SHA-256 of the Parsing
+    /// Canonical Form, as `zavro audit schemas` lists; a unique prefix is enough) or an .avsc file.
+    #[arg(long, value_name = "FP|FILE")]
+    pub schema: Option<String>,
 
     /// The period: --since and --until.
     #[command(flatten)]

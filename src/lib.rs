@@ -4,9 +4,10 @@
 //! # Layout
 //!
 //! - Pure parts, no sockets or files: [`protocol`] (frames, envelope, string-to-sign, replies), [`auth`]
-//!   (HMAC sign and constant-time verify), [`avro`] (JSON ↔ Avro container files), [`input`] (stdin text to
-//!   records), [`endpoint`], [`credentials`], [`timestamp`], [`bench`] (load generation, percentiles).
-//! - State: [`store`] (SQLite: migrations, keys, audit, payloads, nonces).
+//!   (HMAC sign and constant-time verify), [`avro`] (JSON ↔ Avro container files, schema fingerprints),
+//!   [`input`] (stdin text to records), [`endpoint`], [`credentials`], [`timestamp`], [`bench`] (load
+//!   generation, percentiles).
+//! - State: [`store`] (SQLite: migrations, keys, audit, payloads, schemas, nonces).
 //! - Transport: [`server`] (the receive–verify–commit–acknowledge loop) and [`client`] (send and await a reply).
 //! - Front-ends: [`cli`] (clap types only), [`cmd`] (one thin `run` per subcommand), [`config`] (store path and
 //!   credentials resolved once), [`error`] (one error type and the exit codes), [`docs`] (completions, man pages).

@@ -14,12 +14,13 @@ use serde_json::{Value, json};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::{
+    avro::SchemaFingerprint,
     cli::{
-        AuditCommand, AuditExportArgs, AuditPruneArgs, AuditQueryArgs, AuditStatsArgs, FormatArg,
-        PeriodArgs, StatusArg,
+        AuditCommand, AuditExportArgs, AuditPruneArgs, AuditQueryArgs, AuditSchemasArgs,
+        AuditStatsArgs, FormatArg, PeriodArgs, StatusArg,
     },
     error::Error,
-    store::{AuditFilter, AuditRow, Status, Store},
+    store::{AuditFilter, AuditRow, SchemaRow, Status, Store},
     table::{write_table, write_table_rows},
     timestamp::{self, format_rfc3339},
 };
@@ -34,9 +35,12 @@ const FOLLOW_PAGE: u64 = 1000;
 const FOLLOW_BACKLOG: u64 = 10;
 
 /// Columns of the table and CSV forms, in order.
-const COLUMNS: [&str; 8] = [
-    "ID", "TIME", "ACTION", "STATUS", "KEY", "PEER", "RECORDS", "REASON",
+const COLUMNS: [&str; 9] = [
+    "ID", "TIME", "ACTION", "STATUS", "KEY", "PEER", "RECORDS", "SCHEMA", "REASON",
 ];
+
+/// Characters of a fingerprint shown in tables: enough to tell schemas apart and to paste into `--schema`.
+const SHORT_FINGERPRINT: usize = 12;
 
 /// Runs one `audit` subcommand.
 pub fn run(store: &mut Store, command: AuditCommand) -> Result<(), Error> {
@@ -54,6 +58,7 @@ pub fn run(store: &mut Store, command: AuditCommand) -> Result<(), Error> {
         AuditCommand::Stats(args) => stats(store, args),
         AuditCommand::Export(args) => export(store, args),
         AuditCommand::Prune(args) => prune(store, args),
+        AuditCommand::Schemas(args) => schemas(store, args),
     }
 }
 
@@ -109,6 +114,11 @@ fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
         }),
         peer: args.peer,
         reason: args.reason,
+        schema: args
+            .schema
+            .as_deref()
+            .map(|schema| resolve_schema(store, schema))
+            .transpose()?,
         since_us,
         until_us,
         after_id: None,
@@ -156,6 +166,110 @@ fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
     }
 }
 
+/// The full fingerprint `--schema` names: of the schema in a file, or the one stored schema a hex prefix fits.
+fn resolve_schema(store: &Store, given: &str) -> Result<String, Error> {
+    let path = std::path::Path::new(given);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read schema {given}"), e))?;
+        let schema = apache_avro::Schema::parse_str(&text)
+            .map_err(|e| Error::Usage(format!("--schema {given}: not an Avro schema: {e}")))?;
+        return Ok(SchemaFingerprint::of(&schema, &text).fingerprint);
+    }
+    if given.len() < 4 || given.len() > 64 || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::Usage(format!(
+            "--schema {given:?} is neither a file nor a fingerprint (at least 4 hex digits; see `zavro audit schemas`)"
+        )));
+    }
+    let mut found = store.schemas_matching(given)?;
+    match found.len() {
+        1 => Ok(found.remove(0).fingerprint),
+        0 => Err(Error::Other(format!(
+            "no schema with fingerprint {given} has been seen (see `zavro audit schemas`)"
+        ))),
+        n => Err(Error::Usage(format!(
+            "fingerprint {given} is ambiguous: {n} schemas start with it; give more digits"
+        ))),
+    }
+}
+
+/// `audit schemas`: the table of schemas seen, or one schema's text.
+fn schemas(store: &Store, args: AuditSchemasArgs) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    if let Some(given) = &args.fingerprint {
+        let fingerprint = resolve_schema(store, given)?;
+        let schema = store
+            .schemas_matching(&fingerprint)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "no schema with fingerprint {fingerprint} has been seen"
+                ))
+            })?;
+        let written = if args.json {
+            writeln!(out, "{}", schema_json(&schema))
+        } else {
+            writeln!(out, "{}", schema.text.trim_end())
+        };
+        return written.map_err(super::stdout_error);
+    }
+    let schemas = store.list_schemas()?;
+    let written = if args.json {
+        schemas
+            .iter()
+            .try_for_each(|schema| writeln!(out, "{}", schema_json(schema)))
+    } else {
+        let rows: Vec<Vec<String>> = schemas
+            .iter()
+            .map(|schema| {
+                vec![
+                    schema.fingerprint[..SHORT_FINGERPRINT].to_owned(),
+                    schema_name(&schema.canonical),
+                    format_rfc3339(schema.first_seen_us),
+                    schema
+                        .last_used_us
+                        .map_or_else(|| "-".into(), format_rfc3339),
+                    schema.requests.to_string(),
+                ]
+            })
+            .collect();
+        write_table(
+            &mut out,
+            &["FINGERPRINT", "NAME", "FIRST SEEN", "LAST USED", "REQUESTS"],
+            &rows,
+        )
+    };
+    written.map_err(super::stdout_error)
+}
+
+fn schema_json(schema: &SchemaRow) -> Value {
+    json!({
+        "fingerprint": schema.fingerprint,
+        "name": schema_name(&schema.canonical),
+        "first_seen": format_rfc3339(schema.first_seen_us),
+        "last_used": schema.last_used_us.map(format_rfc3339),
+        "requests": schema.requests,
+        "canonical": schema.canonical,
+        "schema": schema.text,
+    })
+}
+
+/// What a schema is called: a named type's full name, else its type (`union` for a union).
+fn schema_name(canonical: &str) -> String {
+    match serde_json::from_str::<Value>(canonical) {
+        Ok(Value::Object(map)) => map
+            .get("name")
+            .or_else(|| map.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("-")
+            .to_owned(),
+        Ok(Value::String(primitive)) => primitive,
+        Ok(Value::Array(_)) => "union".into(),
+        _ => "-".into(),
+    }
+}
+
 /// Writes rows in one format; the table form aligns each batch (one batch unless following).
 struct Printer {
     format: FormatArg,
@@ -194,7 +308,7 @@ impl Printer {
         self.header_written = true;
         writeln!(
             out,
-            "id,time,action,status,reason,message,key,peer,records,size"
+            "id,time,action,status,reason,message,key,peer,records,size,schema"
         )
     }
 
@@ -228,6 +342,7 @@ fn to_json(row: &AuditRow) -> Value {
         "peer": row.peer,
         "records": row.records,
         "size": row.size,
+        "schema": row.schema,
     });
     if let Some(payload) = &row.payload {
         // Stored by the server from serde_json output, so it parses; keep the text if it somehow does not.
@@ -251,6 +366,7 @@ fn to_csv(row: &AuditRow) -> String {
         text(&row.peer),
         row.records.to_string(),
         row.size.to_string(),
+        text(&row.schema),
     ];
     fields
         .iter()
@@ -280,6 +396,10 @@ fn to_cells(row: &AuditRow) -> Vec<String> {
         or_dash(&row.key_id),
         or_dash(&row.peer),
         row.records.to_string(),
+        row.schema.as_deref().map_or_else(
+            || "-".into(),
+            |fp| fp[..SHORT_FINGERPRINT.min(fp.len())].to_owned(),
+        ),
         reason,
     ]
 }

@@ -1,12 +1,12 @@
 //! A group of requests, start to finish: check each one (key, signature, clock, nonce, payload), then commit all
 //! their audit rows and payloads in one transaction (group commit: one fsync for the group), then the replies.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use super::{Incoming, Log, MAX_FRAMES, Settings};
 use crate::{
     auth,
-    avro::{AvroError, Decoder, Ndjson},
+    avro::{AvroError, Decoder, Ndjson, SchemaFingerprint},
     protocol::{RejectCode, Rejection, Reply, Request},
     store::{AuditEntry, Batch, Committed, Nonce, SeenNonce, Status, Store, StoreError},
     timestamp,
@@ -24,20 +24,22 @@ pub(super) struct Answer {
 
 /// What the checks decided about one request, before anything is written.
 enum Verdict {
-    /// New and valid: its records as JSON lines, and as the JSON array the store keeps.
+    /// New and valid: its records as JSON lines, and as the JSON array the store keeps, and their schema.
     Fresh {
         request: Request,
         records: Ndjson,
         json: String,
+        schema: Arc<SchemaFingerprint>,
     },
     /// A byte-identical retry of a request committed earlier.
     Retry { key: String, seen: SeenNonce },
     /// A byte-identical retry of an earlier request of the same group.
     RetryInGroup { key: String, of: usize },
-    /// Refused.
+    /// Refused; with the writer schema when the payload's header was read before the refusal.
     Reject {
         key: Option<String>,
         rejection: Rejection,
+        schema: Option<Arc<SchemaFingerprint>>,
     },
 }
 
@@ -116,6 +118,7 @@ impl<'a> Worker<'a> {
                     Verdict::Reject {
                         key: None,
                         rejection,
+                        schema: None,
                     },
                     None,
                 );
@@ -128,6 +131,7 @@ impl<'a> Worker<'a> {
             Err(rejection) => Verdict::Reject {
                 key: Some(key),
                 rejection,
+                schema: None,
             },
         };
         (verdict, Some(nonce))
@@ -225,23 +229,33 @@ impl<'a> Worker<'a> {
                 Err(replay())
             };
         }
-        let records = self
-            .decoder
-            .decode_text(&request.payload)
-            .map_err(|e| match e {
-                AvroError::SchemaMismatch(_) => {
-                    Rejection::new(RejectCode::SchemaMismatch, e.to_string())
-                }
-                AvroError::UnsupportedSchema(_) => {
-                    Rejection::new(RejectCode::UnsupportedSchema, e.to_string())
-                }
-                _ => Rejection::new(RejectCode::BadPayload, e.to_string()),
-            })?;
+        let decoded = self.decoder.decode_request(&request.payload);
+        let (records, schema) = match (decoded.records, decoded.schema) {
+            (Ok(records), Some(schema)) => (records, schema),
+            (result, schema) => {
+                let rejection = match result {
+                    Err(e @ AvroError::SchemaMismatch(_)) => {
+                        Rejection::new(RejectCode::SchemaMismatch, e.to_string())
+                    }
+                    Err(e @ AvroError::UnsupportedSchema(_)) => {
+                        Rejection::new(RejectCode::UnsupportedSchema, e.to_string())
+                    }
+                    Err(e) => Rejection::new(RejectCode::BadPayload, e.to_string()),
+                    Ok(_) => Rejection::new(RejectCode::BadPayload, "no writer schema"),
+                };
+                return Ok(Verdict::Reject {
+                    key: Some(envelope.key.clone()),
+                    rejection,
+                    schema,
+                });
+            }
+        };
         let json = records.to_json_array();
         Ok(Verdict::Fresh {
             request,
             records,
             json,
+            schema,
         })
     }
 
@@ -309,13 +323,17 @@ impl<'a> Worker<'a> {
         let refused: Vec<Verdict> = verdicts
             .into_iter()
             .map(|verdict| match verdict {
-                Verdict::Fresh { request, .. } => Verdict::Reject {
+                Verdict::Fresh {
+                    request, schema, ..
+                } => Verdict::Reject {
                     key: Some(request.envelope.key),
                     rejection: internal(),
+                    schema: Some(schema),
                 },
                 Verdict::Retry { key, .. } | Verdict::RetryInGroup { key, .. } => Verdict::Reject {
                     key: Some(key),
                     rejection: internal(),
+                    schema: None,
                 },
                 reject => reject,
             })
@@ -410,10 +428,14 @@ fn write_verdict(
     let peer = incoming.peer.as_deref();
     let peer_text = peer.unwrap_or("-").to_owned();
     let size = incoming.size;
-    let reject = |batch: &mut Batch, key: Option<&str>, rejection: &Rejection| {
+    let reject = |batch: &mut Batch,
+                  key: Option<&str>,
+                  rejection: &Rejection,
+                  schema: Option<&SchemaFingerprint>| {
         let id = batch.record(&AuditEntry {
             reason: Some(rejection.code.as_str()),
             detail: Some(&rejection.message),
+            schema,
             ..send_entry(Status::Rejected, key, peer, size, now_us)
         })?;
         let line = LogLine::Rejected {
@@ -450,6 +472,7 @@ fn write_verdict(
             request,
             records,
             json,
+            schema,
         } => {
             let key = request.envelope.key.as_str();
             let nonce = Nonce {
@@ -459,6 +482,7 @@ fn write_verdict(
             };
             let accepted = AuditEntry {
                 records: records.records as u64,
+                schema: Some(schema),
                 ..send_entry(Status::Accepted, Some(key), peer, size, now_us)
             };
             match batch.accept(&accepted, &nonce, json)? {
@@ -480,6 +504,7 @@ fn write_verdict(
                     batch,
                     Some(key),
                     &Rejection::new(RejectCode::Replay, "nonce already used with this key"),
+                    Some(schema),
                 ),
             }
         }
@@ -488,11 +513,18 @@ fn write_verdict(
             Reply::Accepted {
                 audit_id, records, ..
             } => duplicate(batch, key, *audit_id, *records),
-            Reply::Rejected { code, message, .. } => {
-                reject(batch, Some(key), &Rejection::new(*code, message.clone()))
-            }
+            Reply::Rejected { code, message, .. } => reject(
+                batch,
+                Some(key),
+                &Rejection::new(*code, message.clone()),
+                None,
+            ),
         },
-        Verdict::Reject { key, rejection } => reject(batch, key.as_deref(), rejection),
+        Verdict::Reject {
+            key,
+            rejection,
+            schema,
+        } => reject(batch, key.as_deref(), rejection, schema.as_deref()),
     }
 }
 
@@ -514,6 +546,7 @@ fn send_entry<'e>(
         peer,
         records: 0,
         size,
+        schema: None,
     }
 }
 

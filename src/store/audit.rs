@@ -3,6 +3,7 @@
 use rusqlite::{Connection, ToSql, params};
 
 use super::{Store, StoreError, chain};
+use crate::avro::SchemaFingerprint;
 
 /// Whether an action was carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub struct AuditEntry<'a> {
     pub records: u64,
     /// Size of the request in bytes.
     pub size: u64,
+    /// The Avro writer schema of the request's data, when its container header could be read.
+    pub schema: Option<&'a SchemaFingerprint>,
 }
 
 impl AuditEntry<'_> {
@@ -55,10 +58,14 @@ impl AuditEntry<'_> {
         conn: &Connection,
         payload: Option<&str>,
     ) -> Result<i64, StoreError> {
+        let schema_id = self
+            .schema
+            .map(|schema| remember_schema(conn, schema, self.time_us))
+            .transpose()?;
         let mut stmt = conn.prepare_cached(
             "INSERT INTO audit (time_us, action, status, reason, detail, key_id, peer, records, size,
-                                payload_sha256)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                payload_sha256, schema_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         stmt.execute(params![
             self.time_us,
@@ -71,6 +78,7 @@ impl AuditEntry<'_> {
             i64::try_from(self.records).unwrap_or(i64::MAX),
             i64::try_from(self.size).unwrap_or(i64::MAX),
             payload.map(chain::payload_sha256),
+            schema_id,
         ])?;
         let id = conn.last_insert_rowid();
         if let Some(json) = payload {
@@ -80,6 +88,26 @@ impl AuditEntry<'_> {
         chain::seal(conn, id)?;
         Ok(id)
     }
+}
+
+/// The id of a schema in the `schemas` table, added the first time it is seen. Costs no write when it is known.
+fn remember_schema(
+    conn: &Connection,
+    schema: &SchemaFingerprint,
+    time_us: i64,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO schemas (fingerprint, canonical, schema, first_seen_us) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (fingerprint) DO NOTHING",
+    )?
+    .execute(params![
+        schema.fingerprint,
+        schema.canonical,
+        schema.text,
+        time_us
+    ])?;
+    conn.prepare_cached("SELECT id FROM schemas WHERE fingerprint = ?1")?
+        .query_row([&schema.fingerprint], |row| row.get(0))
 }
 
 /// An audit row as read back.
@@ -107,6 +135,8 @@ pub struct AuditRow {
     pub size: i64,
     /// The stored JSON array of records, when asked for and present.
     pub payload: Option<String>,
+    /// The fingerprint of the request's Avro writer schema, when it had one.
+    pub schema: Option<String>,
 }
 
 /// Which rows `query_audit` returns.
@@ -120,6 +150,8 @@ pub struct AuditFilter {
     pub peer: Option<String>,
     /// Only rows with this reason (a reply code, or `duplicate`).
     pub reason: Option<String>,
+    /// Only rows whose data used the writer schema with this fingerprint (full, lowercase hex).
+    pub schema: Option<String>,
     /// Only rows at or after this time (µs).
     pub since_us: Option<i64>,
     /// Only rows before this time (µs).
@@ -194,6 +226,10 @@ impl Store {
             conditions.push("a.reason = ?");
             args.push(reason);
         }
+        if let Some(fingerprint) = &filter.schema {
+            conditions.push("a.schema_id = (SELECT id FROM schemas WHERE fingerprint = ?)");
+            args.push(fingerprint);
+        }
         if let Some(since) = &filter.since_us {
             conditions.push("a.time_us >= ?");
             args.push(since);
@@ -250,8 +286,8 @@ impl Store {
         };
         let select = format!(
             "SELECT a.id, a.time_us, a.action, a.status, a.reason, a.detail, a.key_id, a.peer,
-                    a.records, a.size, {payload}
-             FROM audit a LEFT JOIN payloads p ON p.audit_id = a.id
+                    a.records, a.size, {payload}, s.fingerprint
+             FROM audit a LEFT JOIN payloads p ON p.audit_id = a.id LEFT JOIN schemas s ON s.id = a.schema_id
              {where_clause}"
         );
         let sql = if filter.limit.is_none() || filter.after_id.is_some() {
@@ -279,6 +315,7 @@ impl Store {
                     records: row.get(8)?,
                     size: row.get(9)?,
                     payload: row.get(10)?,
+                    schema: row.get(11)?,
                 })
             };
             each(read().map_err(StoreError::from)?)?;
@@ -372,6 +409,7 @@ impl AuditEntry<'static> {
             peer: Some("127.0.0.1"),
             records: 1,
             size: 10,
+            schema: None,
         }
     }
 }

@@ -5,7 +5,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
-use crate::protocol::hex;
+use crate::{
+    avro::{canonical_form, fingerprint_of_canonical},
+    protocol::hex,
+};
 
 /// The `prev_hash` of the first row: 32 zero bytes, in hex.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -35,6 +38,9 @@ pub struct ChainedFields<'a> {
     pub size: i64,
     /// SHA-256 (hex) of the stored payload text.
     pub payload_sha256: Option<&'a str>,
+    /// Fingerprint of the row's Avro writer schema; hashed only when there is one, so rows without (and rows
+    /// written before schema version 6) hash as they always did.
+    pub schema: Option<&'a str>,
 }
 
 impl ChainedFields<'_> {
@@ -58,6 +64,9 @@ impl ChainedFields<'_> {
         h.update(self.records.to_be_bytes());
         h.update(self.size.to_be_bytes());
         encode_text(&mut h, self.payload_sha256);
+        if self.schema.is_some() {
+            encode_text(&mut h, self.schema);
+        }
         hex(&h.finalize())
     }
 }
@@ -91,6 +100,11 @@ fn last_checkpoint(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>>
 
 /// Sets `prev_hash` and `hash` of the just-inserted row `id`; the caller holds the write transaction.
 pub fn seal(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    seal_with(conn, id, FIELDS)
+}
+
+/// [`seal`], reading the hashed columns with `fields` (the store's schema version decides which exist).
+fn seal_with(conn: &Connection, id: i64, fields: &str) -> rusqlite::Result<()> {
     let prev: String = conn
         .prepare_cached("SELECT hash FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT 1")?
         .query_row([id], |row| row.get(0))
@@ -99,21 +113,27 @@ pub fn seal(conn: &Connection, id: i64) -> rusqlite::Result<()> {
             || last_checkpoint(conn).map(|c| c.map_or_else(|| GENESIS.to_owned(), |(_, h)| h)),
             Ok,
         )?;
-    let hash = read_fields(conn, id, |fields| Ok(fields.hash(&prev)))?;
+    let hash = read_fields(conn, id, fields, |fields| Ok(fields.hash(&prev)))?;
     conn.prepare_cached("UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE id = ?3")?
         .execute(params![prev, hash, id])?;
     Ok(())
 }
 
+/// The hashed columns of `audit`, in `ChainedFields` order, the schema by its fingerprint.
 const FIELDS: &str =
-    "id, time_us, action, status, reason, detail, key_id, peer, records, size, payload_sha256";
+    "id, time_us, action, status, reason, detail, key_id, peer, records, size, payload_sha256,
+     (SELECT fingerprint FROM schemas WHERE schemas.id = audit.schema_id)";
+
+/// `FIELDS` for stores older than version 6, which have no schemas: migration 2's backfill runs on them.
+const FIELDS_BEFORE_SCHEMAS: &str = "id, time_us, action, status, reason, detail, key_id, peer, records, size, payload_sha256, NULL";
 
 fn read_fields<T>(
     conn: &Connection,
     id: i64,
+    fields: &str,
     f: impl FnOnce(&ChainedFields) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {FIELDS} FROM audit WHERE id = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT {fields} FROM audit WHERE id = ?1"))?;
     let mut rows = stmt.query([id])?;
     let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     f(&fields_of(row)?)
@@ -137,10 +157,12 @@ fn fields_of<'r>(row: &'r rusqlite::Row) -> rusqlite::Result<ChainedFields<'r>> 
         records: row.get(8)?,
         size: row.get(9)?,
         payload_sha256: text(10)?,
+        schema: text(11)?,
     })
 }
 
-/// Chains the rows written before the chain existed (migration 2's hook), with the same code as new rows.
+/// Chains the rows written before the chain existed (migration 2's hook, so with the columns of version 2),
+/// with the same encoding as new rows.
 pub fn backfill(conn: &Connection) -> rusqlite::Result<()> {
     let payloads: Vec<(i64, String)> = conn
         .prepare("SELECT audit_id, json FROM payloads")?
@@ -157,7 +179,7 @@ pub fn backfill(conn: &Connection) -> rusqlite::Result<()> {
         .query_map([], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     for id in ids {
-        seal(conn, id)?;
+        seal_with(conn, id, FIELDS_BEFORE_SCHEMAS)?;
     }
     Ok(())
 }
@@ -199,6 +221,14 @@ pub enum ChainBreak {
         /// What that row hashes to now, if it still exists.
         found: Option<String>,
     },
+    /// A schema's stored text or canonical form no longer gives its fingerprint, which the rows' hashes cover.
+    #[error("schema {fingerprint} was altered: {what}")]
+    SchemaAltered {
+        /// The fingerprint the rows name.
+        fingerprint: String,
+        /// What no longer matches.
+        what: String,
+    },
     /// The recorded head was removed by `audit prune`, so the chain can no longer be compared with it.
     #[error(
         "the recorded head #{row} was pruned (rows up to #{through} were removed by `zavro audit prune`), so it \
@@ -226,6 +256,9 @@ pub fn verify(
     conn: &Connection,
     against: Option<(i64, &str)>,
 ) -> Result<Result<Verified, ChainBreak>, StoreError> {
+    if let Some(broken) = verify_schemas(conn)? {
+        return Ok(Err(broken));
+    }
     let checkpoint = last_checkpoint(conn)?;
     let (mut prev, mut after) = match &checkpoint {
         Some((row, hash)) => (hash.clone(), format!("the pruning checkpoint at #{row}")),
@@ -241,9 +274,9 @@ pub fn verify(
     let mut against_found = None;
     while let Some(row) = rows.next()? {
         let fields = fields_of(row)?;
-        let stored_prev: Option<String> = row.get(11)?;
-        let stored_hash: Option<String> = row.get(12)?;
-        let payload: Option<String> = row.get(13)?;
+        let stored_prev: Option<String> = row.get(12)?;
+        let stored_hash: Option<String> = row.get(13)?;
+        let payload: Option<String> = row.get(14)?;
         let id = fields.id;
         if stored_prev.as_deref() != Some(prev.as_str()) {
             return Ok(Err(ChainBreak::Link { id, after }));
@@ -312,6 +345,32 @@ pub fn verify(
         rows: checked,
         head,
     }))
+}
+
+/// Checks that each stored schema's text still has its canonical form, and that form its fingerprint: the rows'
+/// hashes cover only the fingerprint.
+fn verify_schemas(conn: &Connection) -> Result<Option<ChainBreak>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT fingerprint, canonical, schema FROM schemas ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (fingerprint, canonical, text): (String, String, String) =
+            (row.get(0)?, row.get(1)?, row.get(2)?);
+        let altered = |what: &str| {
+            Ok(Some(ChainBreak::SchemaAltered {
+                fingerprint: fingerprint.clone(),
+                what: what.into(),
+            }))
+        };
+        if fingerprint_of_canonical(&canonical) != fingerprint {
+            return altered("its canonical form does not give its fingerprint");
+        }
+        match apache_avro::Schema::parse_str(&text) {
+            Ok(schema) if canonical_form(&schema) == canonical => {}
+            _ => return altered("its text does not give its canonical form"),
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -472,6 +531,92 @@ mod tests {
         );
     }
 
+    /// `populated()` plus a rejected request whose data used a schema (row 6), and another schema's row 7.
+    fn with_schemas() -> Store {
+        let mut store = populated();
+        for (time_us, text) in [(6, r#"{"type": "long", "doc": "d"}"#), (7, r#""string""#)] {
+            let schema = crate::avro::SchemaFingerprint::of(
+                &apache_avro::Schema::parse_str(text).unwrap(),
+                text,
+            );
+            store
+                .record(&AuditEntry {
+                    status: Status::Rejected,
+                    reason: Some("schema_mismatch"),
+                    schema: Some(&schema),
+                    ..AuditEntry::test_send(time_us)
+                })
+                .unwrap();
+        }
+        assert!(store.verify_audit(None).unwrap().is_ok());
+        store
+    }
+
+    #[test]
+    fn a_rows_schema_is_covered_by_its_hash() {
+        for sql in [
+            "UPDATE audit SET schema_id = NULL WHERE id = 6",
+            "UPDATE audit SET schema_id = (SELECT id FROM schemas WHERE canonical = '\"string\"') WHERE id = 6",
+            "UPDATE schemas SET canonical = '\"int\"', schema = '\"int\"',              fingerprint = '3f2b87a9fe7cc9b13835598c3981cd45e3e355309e5090aa0933d7becb6fba45'              WHERE canonical = '\"long\"'",
+        ] {
+            let broken = tamper(&with_schemas(), sql);
+            assert!(
+                matches!(broken, ChainBreak::Altered { id: 6, .. }),
+                "{sql}: {broken}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_edited_schema_is_caught() {
+        for sql in [
+            "UPDATE schemas SET schema = '\"int\"' WHERE canonical = '\"long\"'",
+            "UPDATE schemas SET canonical = '\"int\"' WHERE canonical = '\"long\"'",
+        ] {
+            let broken = tamper(&with_schemas(), sql);
+            assert!(
+                matches!(broken, ChainBreak::SchemaAltered { .. }),
+                "{sql}: {broken}"
+            );
+        }
+        // Docs and defaults are not part of the canonical form, but the text is still checked against it only:
+        // an edit that keeps the canonical form is not a change to what the rows' data meant.
+        let store = with_schemas();
+        store
+            .conn
+            .execute_batch(
+                r#"UPDATE schemas SET schema = '{"type": "long"}' WHERE canonical = '"long"'"#,
+            )
+            .unwrap();
+        assert!(store.verify_audit(None).unwrap().is_ok());
+    }
+
+    #[test]
+    fn rows_written_before_schemas_existed_keep_their_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let mut conn = Connection::open(&path).unwrap();
+        super::super::MIGRATIONS.to_version(&mut conn, 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO audit (time_us, action, status, key_id, peer) VALUES (1, 'key_add', 'accepted', 'ZK1', 'local');
+             INSERT INTO audit (time_us, action, status, key_id, peer, records, size)
+                 VALUES (2, 'send', 'accepted', 'ZK1', '10.0.0.1', 1, 99);
+             INSERT INTO payloads (audit_id, json) VALUES (2, '[1]');",
+        )
+        .unwrap();
+        // Version 5: chained by migration 2's backfill, as a store of that version would be.
+        super::super::MIGRATIONS.to_version(&mut conn, 5).unwrap();
+        let head_at_5: String = conn
+            .query_row("SELECT hash FROM audit WHERE id = 2", [], |row| row.get(0))
+            .unwrap();
+        drop(conn);
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.audit_head().unwrap(), Some((2, head_at_5)));
+        assert_eq!(store.verify_audit(None).unwrap().unwrap().rows, 2);
+    }
+
     #[test]
     fn the_encoding_is_stable() {
         // Pinned so an accidental change to the documented encoding (AUDIT.md) fails loudly.
@@ -487,14 +632,31 @@ mod tests {
             records: 0,
             size: 0,
             payload_sha256: None,
+            schema: None,
         };
-        assert_eq!(
-            fields.hash(GENESIS),
+        let documented = |label: &str| {
             include_str!("../../AUDIT.md")
                 .lines()
-                .find_map(|l| l.strip_prefix("example hash: "))
-                .expect("AUDIT.md has an example hash")
+                .find_map(|l| l.strip_prefix(label))
+                .unwrap_or_else(|| panic!("AUDIT.md has {label:?}"))
                 .trim()
+        };
+        let first = fields.hash(GENESIS);
+        assert_eq!(first, documented("example hash: "));
+        let with_schema = ChainedFields {
+            id: 2,
+            time_us: 1_764_301_636_000_000,
+            action: "send",
+            peer: Some("127.0.0.1"),
+            records: 1,
+            size: 612,
+            payload_sha256: Some(&payload_sha256(r#"[{"n":1}]"#)),
+            schema: Some(&fingerprint_of_canonical(r#""int""#)),
+            ..fields
+        };
+        assert_eq!(
+            with_schema.hash(&first),
+            documented("example hash with a schema: ")
         );
     }
 }

@@ -152,6 +152,7 @@ impl AuditEntry<'_> {
             peer: Some("local"),
             records: 0,
             size: 0,
+            schema: None,
         }
     }
 }

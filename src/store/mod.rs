@@ -1,4 +1,5 @@
-//! The SQLite store shared by every command: API keys, the audit trail, accepted payloads and seen nonces.
+//! The SQLite store shared by every command: API keys, the audit trail, accepted payloads, the Avro schemas
+//! requests used, and seen nonces.
 //!
 //! Opened once per process. WAL mode and a busy timeout let `keys` and `audit` commands run beside `serve`;
 //! `synchronous=FULL` makes every commit durable before the server acknowledges it.
@@ -8,6 +9,7 @@ mod chain;
 mod keys;
 mod prune;
 mod requests;
+mod schemas;
 
 use std::{
     fs::{self, OpenOptions},
@@ -25,6 +27,7 @@ pub use chain::{ChainBreak, Verified};
 pub use keys::{KeyRecord, StoredKey};
 pub use prune::Pruned;
 pub use requests::{Batch, Committed, Nonce, SeenNonce};
+pub use schemas::SchemaRow;
 
 /// How long a command waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,11 +45,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
             "migrations/0004_nonce_pruning_without_index.sql"
         )),
         M::up(include_str!("migrations/0005_operators.sql")),
+        M::up(include_str!("migrations/0006_schemas.sql")),
     ])
 });
 
 /// The schema version this build migrates stores to.
-const SCHEMA_VERSION: usize = 5;
+const SCHEMA_VERSION: usize = 6;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]

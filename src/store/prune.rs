@@ -95,6 +95,7 @@ impl Store {
             peer: Some("local"),
             records: rows,
             size: 0,
+            schema: None,
         }
         .insert(&tx, None)?;
         tx.commit()?;

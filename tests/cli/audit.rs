@@ -48,7 +48,8 @@ fn audit_query_json_rows_have_the_documented_fields() {
     assert_eq!(
         fields,
         [
-            "id", "time", "action", "status", "reason", "message", "key", "peer", "records", "size"
+            "id", "time", "action", "status", "reason", "message", "key", "peer", "records",
+            "size", "schema"
         ],
         "no payload without --payload"
     );
@@ -145,7 +146,7 @@ fn audit_query_table_has_a_header_and_shows_reject_reasons() {
     assert_eq!(
         header,
         [
-            "ID", "TIME", "ACTION", "STATUS", "KEY", "PEER", "RECORDS", "REASON"
+            "ID", "TIME", "ACTION", "STATUS", "KEY", "PEER", "RECORDS", "SCHEMA", "REASON"
         ]
     );
     assert!(

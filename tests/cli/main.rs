@@ -14,5 +14,6 @@ mod operators;
 mod profiles;
 mod protocol_attacks;
 mod scale;
+mod schemas;
 mod send_errors;
 mod terminal;
