@@ -195,53 +195,35 @@ fn echo(router: &zmq::Socket, messages: usize) {
 
 /// p50 in µs of one-at-a-time round trips REQ → ROUTER → REQ.
 fn bare_transport_lockstep(round_trips: usize, size: usize) -> f64 {
-    let context = zmq::Context::new();
-    let router = context.socket(zmq::ROUTER).unwrap();
-    router.bind("tcp://127.0.0.1:*").unwrap();
-    let endpoint = router.get_last_endpoint().unwrap().unwrap();
-    let echo = thread::spawn(move || echo(&router, round_trips));
-    let req = context.socket(zmq::REQ).unwrap();
-    req.connect(&endpoint).unwrap();
-    let payload = vec![b'x'; size];
-    let mut samples = Vec::with_capacity(round_trips);
-    for _ in 0..round_trips {
-        let started = Instant::now();
-        req.send(&payload, 0).unwrap();
-        req.recv_bytes(0).unwrap();
-        samples.push(started.elapsed());
-    }
-    echo.join().unwrap();
-    micros(Percentiles::of(&mut samples).unwrap().p50)
+    lockstep_round_trips(round_trips, size, move |router| echo(&router, round_trips))
 }
 
 /// p50 in µs of the bare lockstep round trip when the echo first commits one row durably, as a server that
 /// did nothing but store would: what the transport and the commit cost together, wake-ups after the fsync
 /// included, with none of zavro's work.
 fn bare_transport_lockstep_with_commit(round_trips: usize, size: usize, db: &Path) -> f64 {
-    let _ = fs::remove_file(db);
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-        .unwrap();
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)",
-    )
-    .unwrap();
+    let conn = durable_table(db);
+    lockstep_round_trips(round_trips, size, move |router| {
+        for _ in 0..round_trips {
+            let frames = router.recv_multipart(0).unwrap();
+            commit_one_row(&conn, frames.last().unwrap());
+            router.send_multipart(frames, 0).unwrap();
+        }
+    })
+}
+
+/// p50 in µs of `round_trips` REQ round trips of `size`-byte messages to a ROUTER that `serve` answers on its
+/// own thread.
+fn lockstep_round_trips(
+    round_trips: usize,
+    size: usize,
+    serve: impl FnOnce(zmq::Socket) + Send + 'static,
+) -> f64 {
     let context = zmq::Context::new();
     let router = context.socket(zmq::ROUTER).unwrap();
     router.bind("tcp://127.0.0.1:*").unwrap();
     let endpoint = router.get_last_endpoint().unwrap().unwrap();
-    let echo = thread::spawn(move || {
-        for _ in 0..round_trips {
-            let frames = router.recv_multipart(0).unwrap();
-            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-            conn.prepare_cached("INSERT INTO t (v) VALUES (?1)")
-                .unwrap()
-                .execute([frames.last().unwrap()])
-                .unwrap();
-            conn.execute_batch("COMMIT").unwrap();
-            router.send_multipart(frames, 0).unwrap();
-        }
-    });
+    let server = thread::spawn(move || serve(router));
     let req = context.socket(zmq::REQ).unwrap();
     req.connect(&endpoint).unwrap();
     let payload = vec![b'x'; size];
@@ -252,27 +234,40 @@ fn bare_transport_lockstep_with_commit(round_trips: usize, size: usize, db: &Pat
         req.recv_bytes(0).unwrap();
         samples.push(started.elapsed());
     }
-    echo.join().unwrap();
+    server.join().unwrap();
     micros(Percentiles::of(&mut samples).unwrap().p50)
 }
 
-/// p50 in µs of inserting one row in its own durable transaction, as a lockstep request needs.
-fn sqlite_single_row_commit(path: &Path, commits: usize) -> f64 {
+/// A fresh SQLite file in WAL mode with `synchronous=FULL` (durable commits, as zavro's store) and a table `t`.
+fn durable_table(path: &Path) -> rusqlite::Connection {
     let _ = fs::remove_file(path);
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
         .unwrap();
     conn.execute_batch(
-        "PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+        "PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)",
     )
     .unwrap();
+    conn
+}
+
+/// Inserts one row in its own durable transaction.
+fn commit_one_row(conn: &rusqlite::Connection, value: &[u8]) {
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    conn.prepare_cached("INSERT INTO t (v) VALUES (?1)")
+        .unwrap()
+        .execute([value])
+        .unwrap();
+    conn.execute_batch("COMMIT").unwrap();
+}
+
+/// p50 in µs of inserting one row in its own durable transaction, as a lockstep request needs.
+fn sqlite_single_row_commit(path: &Path, commits: usize) -> f64 {
+    let conn = durable_table(path);
     let mut samples = Vec::with_capacity(commits);
     for i in 0..commits {
         let started = Instant::now();
-        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        conn.execute("INSERT INTO t (v) VALUES (?1)", [format!("row {i}")])
-            .unwrap();
-        conn.execute_batch("COMMIT").unwrap();
+        commit_one_row(&conn, format!("row {i}").as_bytes());
         samples.push(started.elapsed());
     }
     micros(Percentiles::of(&mut samples).unwrap().p50)

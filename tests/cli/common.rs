@@ -299,6 +299,13 @@ impl Drop for Server {
     }
 }
 
+/// A file of tests/fixtures/fastavro: written by another Avro implementation (see generate.py there).
+pub fn fastavro_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fastavro")
+        .join(name)
+}
+
 /// Polls `condition` until it holds, panicking with `what` after [`DEADLINE`].
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;

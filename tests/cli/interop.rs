@@ -1,28 +1,21 @@
 //! Real Avro peers: container files written by another implementation (fastavro, see
 //! tests/fixtures/fastavro/generate.py) in every codec, sent as they are with `send --format avro`.
 
-use std::path::PathBuf;
-
-use crate::common::TestEnv;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/fastavro")
-        .join(name)
-}
+use crate::common::{TestEnv, fastavro_fixture};
 
 #[test]
 fn files_written_by_fastavro_in_every_codec_are_accepted_and_logged_as_natural_json() {
-    let expected: Vec<String> = std::fs::read_to_string(fixture("readings.expected.ndjson"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let expected: Vec<String> =
+        std::fs::read_to_string(fastavro_fixture("readings.expected.ndjson"))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
     for codec in ["null", "deflate", "snappy", "zstandard"] {
         let env = TestEnv::new();
         let (key, secret) = env.add_key();
         let server = env.start_server();
-        let file = std::fs::read(fixture(&format!("readings.{codec}.avro"))).unwrap();
+        let file = std::fs::read(fastavro_fixture(&format!("readings.{codec}.avro"))).unwrap();
         env.send_with(
             server.endpoint(),
             &key,
@@ -88,7 +81,7 @@ fn a_server_with_a_reader_schema_stores_old_data_in_the_new_shape() {
     std::fs::write(&schema, READINGS_V2).unwrap();
     let server =
         crate::common::Server::start(&env, "127.0.0.1:*", &["--schema", schema.to_str().unwrap()]);
-    let file = std::fs::read(fixture("readings.null.avro")).unwrap();
+    let file = std::fs::read(fastavro_fixture("readings.null.avro")).unwrap();
     env.send_with(
         server.endpoint(),
         &key,
@@ -134,7 +127,7 @@ fn a_reader_schema_that_changes_a_fields_type_refuses_the_data_and_names_the_fie
     .unwrap();
     let server =
         crate::common::Server::start(&env, "127.0.0.1:*", &["--schema", dir.to_str().unwrap()]);
-    let file = std::fs::read(fixture("readings.deflate.avro")).unwrap();
+    let file = std::fs::read(fastavro_fixture("readings.deflate.avro")).unwrap();
     let out = env
         .send_with(
             server.endpoint(),

@@ -1,23 +1,16 @@
 //! The schemas requests used, recorded by fingerprint: `audit schemas`, `audit query --schema`, and the
 //! fingerprints agreeing with another Avro implementation's (fastavro, tests/fixtures/fastavro/generate.py).
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
-use crate::common::{Server, TestEnv, parse_ndjson, stderr_of, stdout_of};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/fastavro")
-        .join(name)
-}
+use crate::common::{Server, TestEnv, fastavro_fixture, parse_ndjson, stderr_of, stdout_of};
 
 /// fastavro's SHA-256 fingerprint of the schema of its `readings.*.avro` files.
 fn fastavro_fingerprint_of_readings() -> String {
-    let cases: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(fixture("fingerprints.json")).unwrap())
-            .unwrap();
+    let cases: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(fastavro_fixture("fingerprints.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(cases[0]["schema"]["name"], "Reading");
     cases[0]["sha256"].as_str().unwrap().to_owned()
 }
@@ -54,7 +47,7 @@ fn each_request_names_its_schema_and_the_schemas_are_listed_by_fingerprint() {
     let endpoint = server.endpoint();
 
     env.send(endpoint, &key, &secret, "{\"a\":1}\n").code(0);
-    let avro = std::fs::read(fixture("readings.snappy.avro")).unwrap();
+    let avro = std::fs::read(fastavro_fixture("readings.snappy.avro")).unwrap();
     env.send_with(endpoint, &key, &secret, avro, &["--format", "avro"])
         .code(0);
     let counter_arg = ["--schema", counter.to_str().unwrap()];
@@ -139,7 +132,7 @@ fn a_refused_schema_is_recorded_too() {
     let reader = env.path("counter.avsc");
     std::fs::write(&reader, COUNTER).unwrap();
     let server = Server::start(&env, "127.0.0.1:*", &["--schema", reader.to_str().unwrap()]);
-    let avro = std::fs::read(fixture("readings.null.avro")).unwrap();
+    let avro = std::fs::read(fastavro_fixture("readings.null.avro")).unwrap();
     env.send_with(
         server.endpoint(),
         &key,
