@@ -107,8 +107,9 @@ Examples:
   zavro audit schemas 7b8e6d49             the schema's JSON as the first request carried it
   zavro audit schemas --json | jq -r .fingerprint
 
-A fingerprint is the SHA-256 of the schema's Parsing Canonical Form (Avro specification), so other Avro
-tools compute the same one, e.g. Java's SchemaNormalization.parsingFingerprint(\"SHA-256\", schema).";
+A fingerprint is the SHA-256 of the schema's Parsing Canonical Form (Avro specification),
+so other Avro tools compute the same one, e.g. Java's
+SchemaNormalization.parsingFingerprint(\"SHA-256\", schema).";
 
 const AUDIT_STATS_EXAMPLES: &str = "\
 Examples:
