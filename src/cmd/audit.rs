@@ -166,16 +166,30 @@ fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
     }
 }
 
-/// The full fingerprint `--schema` names: of the schema in a file, or the one stored schema a hex prefix fits.
+/// The full fingerprint `--schema` names: of the schema in a file (seen or not), or of the one stored schema a
+/// hex prefix fits.
 fn resolve_schema(store: &Store, given: &str) -> Result<String, Error> {
-    let path = std::path::Path::new(given);
-    if path.is_file() {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("cannot read schema {given}"), e))?;
-        let schema = apache_avro::Schema::parse_str(&text)
-            .map_err(|e| Error::Usage(format!("--schema {given}: not an Avro schema: {e}")))?;
-        return Ok(SchemaFingerprint::of(&schema, &text).fingerprint);
+    match schema_in_file(given)? {
+        Some(fingerprint) => Ok(fingerprint),
+        None => Ok(stored_schema_by_prefix(store, given)?.fingerprint),
     }
+}
+
+/// The fingerprint of the schema in file `given`, or `None` when no such file exists.
+fn schema_in_file(given: &str) -> Result<Option<String>, Error> {
+    let path = std::path::Path::new(given);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("cannot read schema {given}"), e))?;
+    let schema = apache_avro::Schema::parse_str(&text)
+        .map_err(|e| Error::Usage(format!("--schema {given}: not an Avro schema: {e}")))?;
+    Ok(Some(SchemaFingerprint::of(&schema, &text).fingerprint))
+}
+
+/// The one stored schema whose fingerprint starts with the hex digits `given`.
+fn stored_schema_by_prefix(store: &Store, given: &str) -> Result<SchemaRow, Error> {
     if given.len() < 4 || given.len() > 64 || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::Usage(format!(
             "--schema {given:?} is neither a file nor a fingerprint (at least 4 hex digits; see `zavro audit schemas`)"
@@ -183,7 +197,7 @@ fn resolve_schema(store: &Store, given: &str) -> Result<String, Error> {
     }
     let mut found = store.schemas_matching(given)?;
     match found.len() {
-        1 => Ok(found.remove(0).fingerprint),
+        1 => Ok(found.remove(0)),
         0 => Err(Error::Other(format!(
             "no schema with fingerprint {given} has been seen (see `zavro audit schemas`)"
         ))),
@@ -197,16 +211,8 @@ fn resolve_schema(store: &Store, given: &str) -> Result<String, Error> {
 fn schemas(store: &Store, args: AuditSchemasArgs) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     if let Some(given) = &args.fingerprint {
-        let fingerprint = resolve_schema(store, given)?;
-        let schema = store
-            .schemas_matching(&fingerprint)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "no schema with fingerprint {fingerprint} has been seen"
-                ))
-            })?;
+        let fingerprint = schema_in_file(given)?;
+        let schema = stored_schema_by_prefix(store, fingerprint.as_deref().unwrap_or(given))?;
         let written = if args.json {
             writeln!(out, "{}", schema_json(&schema))
         } else {

@@ -24,33 +24,21 @@ pub struct SchemaRow {
 impl Store {
     /// Every schema seen, oldest first.
     pub fn list_schemas(&self) -> Result<Vec<SchemaRow>, StoreError> {
-        self.schemas_where("1", "")
+        // Every fingerprint starts with the empty prefix.
+        self.schemas_matching("")
     }
 
-    /// The schemas whose fingerprint starts with `prefix` (hex, any case).
+    /// The schemas whose fingerprint starts with `prefix` (hex, any case), oldest first.
     pub fn schemas_matching(&self, prefix: &str) -> Result<Vec<SchemaRow>, StoreError> {
-        // substr rather than LIKE: `_` and `%` in the prefix must not act as wildcards.
-        self.schemas_where(
-            "substr(fingerprint, 1, length(?1)) = ?1",
-            &prefix.to_ascii_lowercase(),
-        )
-    }
-
-    fn schemas_where(&self, condition: &str, arg: &str) -> Result<Vec<SchemaRow>, StoreError> {
-        // Counted and dated from the audit_by_schema index: each schema's entries only, never the table.
-        let sql = format!(
+        // substr rather than LIKE: `_` and `%` in the prefix must not act as wildcards. Counted and dated from
+        // the audit_by_schema index: each schema's entries only, never the table.
+        let mut stmt = self.conn.prepare(
             "SELECT fingerprint, canonical, schema, first_seen_us,
                     (SELECT time_us FROM audit WHERE schema_id = s.id ORDER BY id DESC LIMIT 1),
                     (SELECT count(*) FROM audit WHERE schema_id = s.id)
-             FROM schemas s WHERE {condition} ORDER BY id"
-        );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let params: &[&dyn rusqlite::ToSql] = if condition.contains("?1") {
-            &[&arg]
-        } else {
-            &[]
-        };
-        let rows = stmt.query_map(params, schema_row)?;
+             FROM schemas s WHERE substr(fingerprint, 1, length(?1)) = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([prefix.to_ascii_lowercase()], schema_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
