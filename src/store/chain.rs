@@ -100,11 +100,11 @@ fn last_checkpoint(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>>
 
 /// Sets `prev_hash` and `hash` of the just-inserted row `id`; the caller holds the write transaction.
 pub fn seal(conn: &Connection, id: i64) -> rusqlite::Result<()> {
-    seal_with(conn, id, FIELDS)
+    seal_with(conn, id, SEAL_SELECT)
 }
 
-/// [`seal`], reading the hashed columns with `fields` (the store's schema version decides which exist).
-fn seal_with(conn: &Connection, id: i64, fields: &str) -> rusqlite::Result<()> {
+/// [`seal`], reading the hashed columns with `select` (the store's schema version decides which exist).
+fn seal_with(conn: &Connection, id: i64, select: &str) -> rusqlite::Result<()> {
     let prev: String = conn
         .prepare_cached("SELECT hash FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT 1")?
         .query_row([id], |row| row.get(0))
@@ -113,31 +113,50 @@ fn seal_with(conn: &Connection, id: i64, fields: &str) -> rusqlite::Result<()> {
             || last_checkpoint(conn).map(|c| c.map_or_else(|| GENESIS.to_owned(), |(_, h)| h)),
             Ok,
         )?;
-    let hash = read_fields(conn, id, fields, |fields| Ok(fields.hash(&prev)))?;
+    let mut stmt = conn.prepare_cached(select)?;
+    let mut rows = stmt.query([id])?;
+    let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let hash = fields_of(row)?.hash(&prev);
     conn.prepare_cached("UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE id = ?3")?
         .execute(params![prev, hash, id])?;
     Ok(())
 }
 
-/// The hashed columns of `audit`, in `ChainedFields` order, the schema by its fingerprint.
-const FIELDS: &str =
-    "id, time_us, action, status, reason, detail, key_id, peer, records, size, payload_sha256,
-     (SELECT fingerprint FROM schemas WHERE schemas.id = audit.schema_id)";
-
-/// `FIELDS` for stores older than version 6, which have no schemas: migration 2's backfill runs on them.
-const FIELDS_BEFORE_SCHEMAS: &str = "id, time_us, action, status, reason, detail, key_id, peer, records, size, payload_sha256, NULL";
-
-fn read_fields<T>(
-    conn: &Connection,
-    id: i64,
-    fields: &str,
-    f: impl FnOnce(&ChainedFields) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {fields} FROM audit WHERE id = ?1"))?;
-    let mut rows = stmt.query([id])?;
-    let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-    f(&fields_of(row)?)
+/// The hashed columns of `audit`, in `ChainedFields` order, ending with `$schema`: the expression that gives
+/// the row's schema fingerprint. A macro so the SELECTs below are literals, built once at compile time rather
+/// than for every row sealed.
+macro_rules! hashed_columns {
+    ($schema:expr) => {
+        concat!(
+            "id, time_us, action, status, reason, detail, key_id, peer, records, size, payload_sha256, ",
+            $schema
+        )
+    };
 }
+
+/// The row's schema fingerprint, by its `schemas` row.
+macro_rules! schema_fingerprint {
+    () => {
+        "(SELECT fingerprint FROM schemas WHERE schemas.id = audit.schema_id)"
+    };
+}
+
+/// The hashed columns, for `verify`'s walk over every row.
+const FIELDS: &str = hashed_columns!(schema_fingerprint!());
+
+/// The hashed columns of one row, for sealing it.
+const SEAL_SELECT: &str = concat!(
+    "SELECT ",
+    hashed_columns!(schema_fingerprint!()),
+    " FROM audit WHERE id = ?1"
+);
+
+/// [`SEAL_SELECT`] for stores older than version 6, which have no schemas: migration 2's backfill runs on them.
+const SEAL_SELECT_BEFORE_SCHEMAS: &str = concat!(
+    "SELECT ",
+    hashed_columns!("NULL"),
+    " FROM audit WHERE id = ?1"
+);
 
 /// Reads the hashed fields from a row selected with the `FIELDS` columns, in order.
 fn fields_of<'r>(row: &'r rusqlite::Row) -> rusqlite::Result<ChainedFields<'r>> {
@@ -179,7 +198,7 @@ pub fn backfill(conn: &Connection) -> rusqlite::Result<()> {
         .query_map([], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     for id in ids {
-        seal_with(conn, id, FIELDS_BEFORE_SCHEMAS)?;
+        seal_with(conn, id, SEAL_SELECT_BEFORE_SCHEMAS)?;
     }
     Ok(())
 }
