@@ -46,19 +46,29 @@ enum Verdict {
 /// Checks and commits groups of requests against one store.
 pub(super) struct Worker<'a> {
     store: &'a mut Store,
-    settings: &'a Settings,
-    decoder: Decoder,
+    checker: Checker<'a>,
     /// The human log (shared with the loop, which rolls its rate-limit windows).
     pub log: Log,
 }
+
+/// What the checks need besides the store: the settings and the Avro decoder with its schema cache.
+struct Checker<'a> {
+    settings: &'a Settings,
+    decoder: Decoder,
+}
+
+/// The accepted requests of a group so far, by (key, nonce): their index in the group and their signature.
+type InGroup = HashMap<(String, String), (usize, String)>;
 
 impl<'a> Worker<'a> {
     /// A worker for this store and these settings.
     pub fn new(store: &'a mut Store, settings: &'a Settings) -> Self {
         Worker {
             store,
-            settings,
-            decoder: Decoder::with_reader_schemas(settings.reader_schemas.clone()),
+            checker: Checker {
+                settings,
+                decoder: Decoder::with_reader_schemas(settings.reader_schemas.clone()),
+            },
             log: Log::default(),
         }
     }
@@ -69,13 +79,50 @@ impl<'a> Worker<'a> {
     }
 
     /// Handles a group of requests: one answer per request, in order, given only after the group is committed.
+    ///
+    /// The checks read keys and nonces inside the group's write transaction: one transaction per group instead
+    /// of one per lookup, and no other writer can use a nonce between its check and the commit.
     pub fn handle_group(&mut self, group: &[Incoming]) -> Vec<Answer> {
         let now_us = timestamp::now_micros();
-        let mut in_group: HashMap<(String, String), (usize, String)> = HashMap::new();
+        let (verdicts, nonces, written) = match self.store.begin_batch() {
+            Ok(mut batch) => {
+                let (verdicts, nonces) =
+                    self.checker
+                        .check_group(&batch, &mut self.log, group, now_us);
+                let written =
+                    write_group(&mut batch, group, &verdicts, now_us).and_then(|written| {
+                        batch.commit()?;
+                        Ok(written)
+                    });
+                (verdicts, nonces, written)
+            }
+            Err(e) => {
+                let (verdicts, nonces) = unchecked(group);
+                (verdicts, nonces, Err(e))
+            }
+        };
+        let answers = match written {
+            Ok(written) => written_out(&mut self.log, written, verdicts),
+            Err(e) => commit_failed(self.store, &mut self.log, group, verdicts, now_us, e),
+        };
+        with_nonces(answers, nonces)
+    }
+}
+
+impl Checker<'_> {
+    /// Checks every request of the group, in order; also returns each request's nonce, when it has one.
+    fn check_group(
+        &mut self,
+        batch: &Batch,
+        log: &mut Log,
+        group: &[Incoming],
+        now_us: i64,
+    ) -> (Vec<Verdict>, Vec<Option<String>>) {
+        let mut in_group = InGroup::new();
         let mut verdicts = Vec::with_capacity(group.len());
         let mut nonces = Vec::with_capacity(group.len());
         for (index, incoming) in group.iter().enumerate() {
-            let (verdict, nonce) = self.check(incoming, now_us, &in_group);
+            let (verdict, nonce) = self.check(batch, log, incoming, now_us, &in_group);
             nonces.push(nonce);
             if let Verdict::Fresh { request, .. } = &verdict {
                 let e = &request.envelope;
@@ -86,32 +133,19 @@ impl<'a> Worker<'a> {
             }
             verdicts.push(verdict);
         }
-        let mut answers = match self.commit(group, verdicts, now_us) {
-            Ok(answers) => answers,
-            Err((e, verdicts)) => self.commit_failed(group, verdicts, now_us, e),
-        };
-        for (answer, nonce) in answers.iter_mut().zip(nonces) {
-            answer.nonce = nonce;
-        }
-        answers
+        (verdicts, nonces)
     }
 
     /// The checks, in PROTOCOL.md's order: frames, key, signature, clock, nonce, payload. Reads, never writes.
     fn check(
         &mut self,
+        batch: &Batch,
+        log: &mut Log,
         incoming: &Incoming,
         now_us: i64,
-        in_group: &HashMap<(String, String), (usize, String)>,
+        in_group: &InGroup,
     ) -> (Verdict, Option<String>) {
-        let parsed = if incoming.too_many_frames {
-            Err(Rejection::new(
-                RejectCode::Malformed,
-                format!("more than {MAX_FRAMES} frames"),
-            ))
-        } else {
-            Request::from_frames(&incoming.body)
-        };
-        let request = match parsed {
+        let request = match parse(incoming) {
             Ok(request) => request,
             Err(rejection) => {
                 return (
@@ -126,7 +160,7 @@ impl<'a> Worker<'a> {
         };
         let key = request.envelope.key.clone();
         let nonce = request.envelope.nonce.clone();
-        let verdict = match self.check_request(request, now_us, in_group) {
+        let verdict = match self.check_request(batch, log, request, now_us, in_group) {
             Ok(verdict) => verdict,
             Err(rejection) => Verdict::Reject {
                 key: Some(key),
@@ -139,12 +173,13 @@ impl<'a> Worker<'a> {
 
     fn check_request(
         &mut self,
+        batch: &Batch,
+        log: &mut Log,
         request: Request,
         now_us: i64,
-        in_group: &HashMap<(String, String), (usize, String)>,
+        in_group: &InGroup,
     ) -> Result<Verdict, Rejection> {
         let envelope = &request.envelope;
-        let log = &mut self.log;
         let mut internal = |e: StoreError| {
             log.info(format_args!("store error: {e}"));
             Rejection::new(
@@ -152,8 +187,7 @@ impl<'a> Worker<'a> {
                 "the server could not read its store; retry",
             )
         };
-        let stored = self
-            .store
+        let stored = batch
             .find_key(&envelope.key)
             .map_err(&mut internal)?
             .ok_or_else(|| {
@@ -215,8 +249,7 @@ impl<'a> Worker<'a> {
                 Err(replay())
             };
         }
-        if let Some(seen) = self
-            .store
+        if let Some(seen) = batch
             .find_nonce(&envelope.key, &envelope.nonce)
             .map_err(&mut internal)?
         {
@@ -258,35 +291,75 @@ impl<'a> Worker<'a> {
             schema,
         })
     }
+}
 
-    /// Writes every verdict's rows in one transaction; on failure hands the verdicts back, nothing kept.
-    #[allow(clippy::result_large_err)]
-    fn commit(
-        &mut self,
-        group: &[Incoming],
-        verdicts: Vec<Verdict>,
-        now_us: i64,
-    ) -> Result<Vec<Answer>, (StoreError, Vec<Verdict>)> {
-        let mut batch = match self.store.begin_batch() {
-            Ok(batch) => batch,
-            Err(e) => return Err((e, verdicts)),
-        };
-        let mut answers: Vec<Answer> = Vec::with_capacity(verdicts.len());
-        let mut lines = Vec::with_capacity(verdicts.len());
-        for (incoming, verdict) in group.iter().zip(&verdicts) {
-            match write_verdict(&mut batch, incoming, verdict, now_us, &answers) {
-                Ok((answer, line)) => {
-                    answers.push(answer);
-                    lines.push(line);
-                }
-                Err(e) => return Err((e, verdicts)),
-            }
-        }
-        if let Err(e) = batch.commit() {
-            return Err((e, verdicts));
-        }
-        // Only now, with the group durable, are records handed out and lines logged.
-        for ((answer, line), verdict) in answers.iter_mut().zip(lines).zip(verdicts) {
+/// The request in the frames, or why there is none.
+fn parse(incoming: &Incoming) -> Result<Request, Rejection> {
+    if incoming.too_many_frames {
+        Err(Rejection::new(
+            RejectCode::Malformed,
+            format!("more than {MAX_FRAMES} frames"),
+        ))
+    } else {
+        Request::from_frames(&incoming.body)
+    }
+}
+
+/// Verdicts for a group whose checks could not run because the store could not be read: every request is
+/// refused as `internal` (safe to retry), with its key and nonce when its frames give them.
+fn unchecked(group: &[Incoming]) -> (Vec<Verdict>, Vec<Option<String>>) {
+    group
+        .iter()
+        .map(|incoming| {
+            let request = parse(incoming).ok();
+            let verdict = Verdict::Reject {
+                key: request.as_ref().map(|r| r.envelope.key.clone()),
+                rejection: Rejection::new(
+                    RejectCode::Internal,
+                    "the server could not read its store; retry",
+                ),
+                schema: None,
+            };
+            (verdict, request.map(|r| r.envelope.nonce))
+        })
+        .unzip()
+}
+
+/// Tells each answer which request nonce it answers.
+fn with_nonces(mut answers: Vec<Answer>, nonces: Vec<Option<String>>) -> Vec<Answer> {
+    for (answer, nonce) in answers.iter_mut().zip(nonces) {
+        answer.nonce = nonce;
+    }
+    answers
+}
+
+/// Writes every verdict's rows into the batch; the caller commits it. On error the batch must be dropped.
+fn write_group(
+    batch: &mut Batch,
+    group: &[Incoming],
+    verdicts: &[Verdict],
+    now_us: i64,
+) -> Result<Vec<(Answer, LogLine)>, StoreError> {
+    let mut answers: Vec<Answer> = Vec::with_capacity(verdicts.len());
+    let mut lines = Vec::with_capacity(verdicts.len());
+    for (incoming, verdict) in group.iter().zip(verdicts) {
+        let (answer, line) = write_verdict(batch, incoming, verdict, now_us, &answers)?;
+        answers.push(answer);
+        lines.push(line);
+    }
+    Ok(answers.into_iter().zip(lines).collect())
+}
+
+/// The answers of a committed group: only now, with the group durable, are records handed out and lines logged.
+fn written_out(
+    log: &mut Log,
+    written: Vec<(Answer, LogLine)>,
+    verdicts: Vec<Verdict>,
+) -> Vec<Answer> {
+    written
+        .into_iter()
+        .zip(verdicts)
+        .map(|((mut answer, line), verdict)| {
             if let (
                 Reply::Accepted {
                     duplicate: false, ..
@@ -296,66 +369,72 @@ impl<'a> Worker<'a> {
             {
                 answer.records = Some(records);
             }
-            line.print(&mut self.log);
-        }
-        Ok(answers)
-    }
+            line.print(log);
+            answer
+        })
+        .collect()
+}
 
-    /// The group could not be committed: nothing of it was kept. Every request that would have been stored is
-    /// refused as `internal` (safe to retry); the refusals are audited if the store allows it.
-    fn commit_failed(
-        &mut self,
-        group: &[Incoming],
-        verdicts: Vec<Verdict>,
-        now_us: i64,
-        error: StoreError,
-    ) -> Vec<Answer> {
-        self.log.info(format_args!(
-            "store error, group of {} requests not kept: {error}",
-            group.len()
-        ));
-        let internal = || {
-            Rejection::new(
-                RejectCode::Internal,
-                "the server could not store the request; retry",
-            )
-        };
-        let refused: Vec<Verdict> = verdicts
-            .into_iter()
-            .map(|verdict| match verdict {
-                Verdict::Fresh {
-                    request, schema, ..
-                } => Verdict::Reject {
-                    key: Some(request.envelope.key),
-                    rejection: internal(),
-                    schema: Some(schema),
-                },
-                Verdict::Retry { key, .. } | Verdict::RetryInGroup { key, .. } => Verdict::Reject {
-                    key: Some(key),
-                    rejection: internal(),
-                    schema: None,
-                },
-                reject => reject,
-            })
-            .collect();
-        match self.commit(group, refused, now_us) {
-            Ok(answers) => answers,
-            Err((e, refused)) => {
-                self.log.info(format_args!(
-                    "store error, refusals not audited either: {e}"
-                ));
-                refused
-                    .into_iter()
-                    .map(|verdict| Answer {
-                        nonce: None,
-                        reply: match verdict {
-                            Verdict::Reject { rejection, .. } => reply_for(rejection, now_us),
-                            _ => reply_for(internal(), now_us),
-                        },
-                        records: None,
-                    })
-                    .collect()
-            }
+/// The group could not be committed: nothing of it was kept. Every request that would have been stored is
+/// refused as `internal` (safe to retry); the refusals are audited if the store allows it.
+fn commit_failed(
+    store: &mut Store,
+    log: &mut Log,
+    group: &[Incoming],
+    verdicts: Vec<Verdict>,
+    now_us: i64,
+    error: StoreError,
+) -> Vec<Answer> {
+    log.info(format_args!(
+        "store error, group of {} requests not kept: {error}",
+        group.len()
+    ));
+    let internal = || {
+        Rejection::new(
+            RejectCode::Internal,
+            "the server could not store the request; retry",
+        )
+    };
+    let refused: Vec<Verdict> = verdicts
+        .into_iter()
+        .map(|verdict| match verdict {
+            Verdict::Fresh {
+                request, schema, ..
+            } => Verdict::Reject {
+                key: Some(request.envelope.key),
+                rejection: internal(),
+                schema: Some(schema),
+            },
+            Verdict::Retry { key, .. } | Verdict::RetryInGroup { key, .. } => Verdict::Reject {
+                key: Some(key),
+                rejection: internal(),
+                schema: None,
+            },
+            reject => reject,
+        })
+        .collect();
+    let audited = store.begin_batch().and_then(|mut batch| {
+        let written = write_group(&mut batch, group, &refused, now_us)?;
+        batch.commit()?;
+        Ok(written)
+    });
+    match audited {
+        Ok(written) => written_out(log, written, refused),
+        Err(e) => {
+            log.info(format_args!(
+                "store error, refusals not audited either: {e}"
+            ));
+            refused
+                .into_iter()
+                .map(|verdict| Answer {
+                    nonce: None,
+                    reply: match verdict {
+                        Verdict::Reject { rejection, .. } => reply_for(rejection, now_us),
+                        _ => reply_for(internal(), now_us),
+                    },
+                    records: None,
+                })
+                .collect()
         }
     }
 }

@@ -2,7 +2,10 @@
 
 use rusqlite::{Connection, ToSql, params};
 
-use super::{Store, StoreError, chain};
+use super::{
+    Store, StoreError,
+    chain::{self, ChainedFields},
+};
 use crate::avro::SchemaFingerprint;
 
 /// Whether an action was carried out.
@@ -50,48 +53,78 @@ pub struct AuditEntry<'a> {
 }
 
 impl AuditEntry<'_> {
-    /// Inserts the row (and its payload, if any), chains it to the previous row, and returns its id.
+    /// Inserts the row (and its payload, if any) chained to the newest row, and returns its id. `schema_id` is
+    /// the `schemas` row of `self.schema`.
     ///
-    /// The caller holds a write transaction, so no other writer can chain a row in between.
+    /// The caller holds a write transaction, so no other writer can take the id or chain a row in between.
     pub(super) fn insert(
         &self,
         conn: &Connection,
+        schema_id: Option<i64>,
         payload: Option<&str>,
     ) -> Result<i64, StoreError> {
-        let schema_id = self
-            .schema
-            .map(|schema| remember_schema(conn, schema, self.time_us))
-            .transpose()?;
-        let mut stmt = conn.prepare_cached(
-            "INSERT INTO audit (time_us, action, status, reason, detail, key_id, peer, records, size,
-                                payload_sha256, schema_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?;
-        stmt.execute(params![
-            self.time_us,
-            self.action,
-            self.status.as_str(),
-            self.reason,
-            self.detail,
-            self.key_id,
-            self.peer,
-            i64::try_from(self.records).unwrap_or(i64::MAX),
-            i64::try_from(self.size).unwrap_or(i64::MAX),
-            payload.map(chain::payload_sha256),
+        let link = chain::next_link(conn)?;
+        self.insert_at(conn, &link, schema_id, payload)?;
+        Ok(link.id)
+    }
+
+    /// Inserts the row as `link.id`, hashed onto `link.prev_hash`. The hash is computed from the values as they
+    /// are written, so the row is sealed by the one INSERT instead of being read back and updated.
+    pub(super) fn insert_at(
+        &self,
+        conn: &Connection,
+        link: &chain::Link,
+        schema_id: Option<i64>,
+        payload: Option<&str>,
+    ) -> Result<(), StoreError> {
+        debug_assert_eq!(schema_id.is_some(), self.schema.is_some());
+        let payload_sha256 = payload.map(chain::payload_sha256);
+        let fields = ChainedFields {
+            id: link.id,
+            time_us: self.time_us,
+            action: self.action,
+            status: self.status.as_str(),
+            reason: self.reason,
+            detail: self.detail,
+            key_id: self.key_id,
+            peer: self.peer,
+            records: i64::try_from(self.records).unwrap_or(i64::MAX),
+            size: i64::try_from(self.size).unwrap_or(i64::MAX),
+            payload_sha256: payload_sha256.as_deref(),
+            schema: self.schema.map(|schema| schema.fingerprint.as_str()),
+        };
+        let hash = fields.hash(&link.prev_hash);
+        conn.prepare_cached(
+            "INSERT INTO audit (id, time_us, action, status, reason, detail, key_id, peer, records, size,
+                                payload_sha256, schema_id, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?
+        .execute(params![
+            fields.id,
+            fields.time_us,
+            fields.action,
+            fields.status,
+            fields.reason,
+            fields.detail,
+            fields.key_id,
+            fields.peer,
+            fields.records,
+            fields.size,
+            fields.payload_sha256,
             schema_id,
+            link.prev_hash,
+            hash,
         ])?;
-        let id = conn.last_insert_rowid();
         if let Some(json) = payload {
             conn.prepare_cached("INSERT INTO payloads (audit_id, json) VALUES (?1, ?2)")?
-                .execute(params![id, json])?;
+                .execute(params![link.id, json])?;
         }
-        chain::seal(conn, id)?;
-        Ok(id)
+        Ok(())
     }
 }
 
-/// The id of a schema in the `schemas` table, added the first time it is seen. Costs no write when it is known.
-fn remember_schema(
+/// The id of a schema in the `schemas` table, added the first time it is seen.
+pub(super) fn remember_schema(
     conn: &Connection,
     schema: &SchemaFingerprint,
     time_us: i64,

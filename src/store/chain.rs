@@ -98,13 +98,34 @@ fn last_checkpoint(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>>
     .optional()
 }
 
-/// Sets `prev_hash` and `hash` of the just-inserted row `id`; the caller holds the write transaction.
-pub fn seal(conn: &Connection, id: i64) -> rusqlite::Result<()> {
-    seal_with(conn, id, SEAL_SELECT)
+/// Where the next audit row goes: the id AUTOINCREMENT would give it, and the hash it follows.
+pub struct Link {
+    /// The new row's id: past every id ever handed out, so ids are never reused.
+    pub id: i64,
+    /// The newest row's hash; the newest checkpoint's when pruning removed every row; [`GENESIS`] at the start.
+    pub prev_hash: String,
 }
 
-/// [`seal`], reading the hashed columns with `select` (the store's schema version decides which exist).
-fn seal_with(conn: &Connection, id: i64, select: &str) -> rusqlite::Result<()> {
+/// The [`Link`] for the next row; the caller holds the write transaction until that row is inserted.
+pub fn next_link(conn: &Connection) -> rusqlite::Result<Link> {
+    // AUTOINCREMENT's rule: one past the larger of the highest id ever issued and the highest id present.
+    let (id, newest_hash): (i64, Option<String>) = conn
+        .prepare_cached(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0),
+                        coalesce((SELECT max(id) FROM audit), 0)) + 1,
+                    (SELECT hash FROM audit ORDER BY id DESC LIMIT 1)",
+        )?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let prev_hash = match newest_hash {
+        Some(hash) => hash,
+        None => last_checkpoint(conn)?.map_or_else(|| GENESIS.to_owned(), |(_, hash)| hash),
+    };
+    Ok(Link { id, prev_hash })
+}
+
+/// Sets `prev_hash` and `hash` of the existing row `id`: how migration 2 chains the rows written before the
+/// chain existed.
+fn backfill_seal(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     let prev: String = conn
         .prepare_cached("SELECT hash FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT 1")?
         .query_row([id], |row| row.get(0))
@@ -113,7 +134,7 @@ fn seal_with(conn: &Connection, id: i64, select: &str) -> rusqlite::Result<()> {
             || last_checkpoint(conn).map(|c| c.map_or_else(|| GENESIS.to_owned(), |(_, h)| h)),
             Ok,
         )?;
-    let mut stmt = conn.prepare_cached(select)?;
+    let mut stmt = conn.prepare_cached(BACKFILL_SELECT)?;
     let mut rows = stmt.query([id])?;
     let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     let hash = fields_of(row)?.hash(&prev);
@@ -123,8 +144,7 @@ fn seal_with(conn: &Connection, id: i64, select: &str) -> rusqlite::Result<()> {
 }
 
 /// The hashed columns of `audit`, in `ChainedFields` order, ending with `$schema`: the expression that gives
-/// the row's schema fingerprint. A macro so the SELECTs below are literals, built once at compile time rather
-/// than for every row sealed.
+/// the row's schema fingerprint. A macro so the SELECTs below are literals, built at compile time.
 macro_rules! hashed_columns {
     ($schema:expr) => {
         concat!(
@@ -144,15 +164,9 @@ macro_rules! schema_fingerprint {
 /// The hashed columns, for `verify`'s walk over every row.
 const FIELDS: &str = hashed_columns!(schema_fingerprint!());
 
-/// The hashed columns of one row, for sealing it.
-const SEAL_SELECT: &str = concat!(
-    "SELECT ",
-    hashed_columns!(schema_fingerprint!()),
-    " FROM audit WHERE id = ?1"
-);
-
-/// [`SEAL_SELECT`] for stores older than version 6, which have no schemas: migration 2's backfill runs on them.
-const SEAL_SELECT_BEFORE_SCHEMAS: &str = concat!(
+/// The hashed columns of one row as migration 2's backfill reads them: it runs on stores older than version 6,
+/// which have no schemas.
+const BACKFILL_SELECT: &str = concat!(
     "SELECT ",
     hashed_columns!("NULL"),
     " FROM audit WHERE id = ?1"
@@ -198,7 +212,7 @@ pub fn backfill(conn: &Connection) -> rusqlite::Result<()> {
         .query_map([], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     for id in ids {
-        seal_with(conn, id, SEAL_SELECT_BEFORE_SCHEMAS)?;
+        backfill_seal(conn, id)?;
     }
     Ok(())
 }
@@ -426,6 +440,36 @@ mod tests {
     fn tamper(store: &Store, sql: &str) -> ChainBreak {
         store.conn.execute_batch(sql).unwrap();
         store.verify_audit(None).unwrap().unwrap_err()
+    }
+
+    #[test]
+    fn new_rows_take_the_id_autoincrement_would_give_them() {
+        let mut store = populated();
+        // The newest row deleted behind zavro's back: its id was handed out, so it is not given again.
+        store
+            .conn
+            .execute("DELETE FROM audit WHERE id = 5", [])
+            .unwrap();
+        let id = store.record(&AuditEntry::test_send(6)).unwrap();
+        assert_eq!(id, 6);
+        let ids: Vec<i64> = store
+            .conn
+            .prepare("SELECT id FROM audit ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, [1, 2, 3, 4, 6]);
+        let issued: i64 = store
+            .conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'audit'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(issued, 6, "SQLite's counter follows the explicit id");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! API keys: add, list, revoke, and look up a secret for verification.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
 use super::{AuditEntry, Status, Store, StoreError};
@@ -62,7 +62,7 @@ impl Store {
             "INSERT INTO keys (id, secret, label, created_us, expires_us) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, secret, label, now_us, expires_us],
         )?;
-        AuditEntry::admin("key_add", id, now_us).insert(&tx, None)?;
+        AuditEntry::admin("key_add", id, now_us).insert(&tx, None, None)?;
         tx.commit()?;
         Ok(())
     }
@@ -114,7 +114,7 @@ impl Store {
                     "UPDATE keys SET revoked_us = ?1 WHERE id = ?2",
                     params![now_us, id],
                 )?;
-                AuditEntry::admin("key_revoke", id, now_us).insert(&tx, None)?;
+                AuditEntry::admin("key_revoke", id, now_us).insert(&tx, None, None)?;
                 now_us
             }
         };
@@ -124,19 +124,24 @@ impl Store {
 
     /// The secret and state of a key, or `None` when no such key exists.
     pub fn find_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT secret, revoked_us IS NOT NULL, expires_us FROM keys WHERE id = ?1",
-        )?;
-        Ok(stmt
-            .query_row([id], |row| {
-                Ok(StoredKey {
-                    secret: Zeroizing::new(row.get(0)?),
-                    revoked: row.get(1)?,
-                    expires_us: row.get(2)?,
-                })
-            })
-            .optional()?)
+        find_key(&self.conn, id)
     }
+}
+
+/// A key's secret and state, read on `conn` (the store's connection, or a batch's transaction).
+pub(super) fn find_key(conn: &Connection, id: &str) -> Result<Option<StoredKey>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT secret, revoked_us IS NOT NULL, expires_us FROM keys WHERE id = ?1",
+    )?;
+    Ok(stmt
+        .query_row([id], |row| {
+            Ok(StoredKey {
+                secret: Zeroizing::new(row.get(0)?),
+                revoked: row.get(1)?,
+                expires_us: row.get(2)?,
+            })
+        })
+        .optional()?)
 }
 
 impl AuditEntry<'_> {

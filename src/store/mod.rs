@@ -12,6 +12,7 @@ mod requests;
 mod schemas;
 
 use std::{
+    collections::HashMap,
     fs::{self, OpenOptions},
     os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
@@ -115,6 +116,8 @@ pub enum StoreError {
 /// An open store.
 pub struct Store {
     conn: Connection,
+    /// Ids of the `schemas` rows this process has seen committed, by fingerprint.
+    schema_ids: HashMap<String, i64>,
 }
 
 impl Store {
@@ -221,7 +224,10 @@ impl Store {
         }
         // Every transaction zavro opens writes; taking the write lock up front means a transaction never has to
         // upgrade a read snapshot that another process made stale (which fails at once with SQLITE_BUSY).
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            schema_ids: HashMap::new(),
+        })
     }
 }
 

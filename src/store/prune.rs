@@ -97,7 +97,7 @@ impl Store {
             size: 0,
             schema: None,
         }
-        .insert(&tx, None)?;
+        .insert(&tx, None, None)?;
         tx.commit()?;
         Ok(pruned)
     }

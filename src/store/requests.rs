@@ -1,9 +1,12 @@
-//! Committing an accepted request (audit row, payload, nonce, key usage) in one durable transaction, and the
-//! nonce bookkeeping that refuses replays across restarts and recognises retries.
+//! Committing an accepted request (audit row, payload, nonce) in one durable transaction, and the nonce
+//! bookkeeping that refuses replays across restarts and recognises retries.
 
-use rusqlite::{OptionalExtension, params};
+use std::collections::HashMap;
 
-use super::{AuditEntry, Store, StoreError};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::{AuditEntry, Store, StoreError, StoredKey, audit::remember_schema, chain};
+use crate::avro::SchemaFingerprint;
 
 /// The outcome of trying to commit an accepted request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,19 +42,7 @@ pub struct SeenNonce {
 impl Store {
     /// The accepted request that used this nonce with this key, if it is still inside the replay window.
     pub fn find_nonce(&self, key_id: &str, nonce: &str) -> Result<Option<SeenNonce>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT n.audit_id, n.signature, a.records FROM nonces n JOIN audit a ON a.id = n.audit_id
-             WHERE n.key_id = ?1 AND n.nonce = ?2",
-        )?;
-        Ok(stmt
-            .query_row([key_id, nonce], |row| {
-                Ok(SeenNonce {
-                    audit_id: row.get(0)?,
-                    signature: row.get(1)?,
-                    records: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                })
-            })
-            .optional()?)
+        find_nonce(&self.conn, key_id, nonce)
     }
 
     /// Stores one accepted request in a transaction of its own (see [`Batch::accept`]).
@@ -70,9 +61,16 @@ impl Store {
     }
 
     /// Starts a group commit: many requests' rows in one write transaction, made durable by one fsync.
+    ///
+    /// The transaction takes the write lock at once (`BEGIN IMMEDIATE`), so what is read through the batch
+    /// (keys, nonces) cannot be changed by another writer before the batch commits.
     pub fn begin_batch(&mut self) -> Result<Batch<'_>, StoreError> {
         Ok(Batch {
-            tx: self.conn.transaction()?,
+            tx: self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+            schema_ids: &mut self.schema_ids,
+            new_schema_ids: Vec::new(),
         })
     }
 
@@ -89,50 +87,116 @@ impl Store {
 /// dropping it rolls everything back.
 pub struct Batch<'s> {
     tx: rusqlite::Transaction<'s>,
+    /// The store's ids of schemas already committed; a schema seen before costs no statement.
+    schema_ids: &'s mut HashMap<String, i64>,
+    /// Schemas this batch resolved that are not committed yet: added to `schema_ids` only if it commits.
+    new_schema_ids: Vec<(String, i64)>,
 }
 
 impl Batch<'_> {
-    /// Adds an accepted request: its audit row and the JSON of its records (chained) and its nonce. (The key's
-    /// last use is read from the audit trail, not written here: one page fewer to make durable per request.) A nonce that some other writer stored meanwhile makes it a [`Committed::Replay`], with nothing
-    /// of it kept.
+    /// Adds an accepted request: its audit row, the JSON of its records, and its nonce. (The key's last use is
+    /// read from the audit trail, not written here: one page fewer to make durable per request.) A nonce already
+    /// stored makes it a [`Committed::Replay`], with nothing of it kept.
     pub fn accept(
         &mut self,
         entry: &AuditEntry,
         nonce: &Nonce,
         payload_json: &str,
     ) -> Result<Committed, StoreError> {
-        let key_id = entry.key_id.unwrap_or_default();
-        let savepoint = self.tx.savepoint()?;
-        let audit_id = entry.insert(&savepoint, Some(payload_json))?;
-        // The primary key makes a reused nonce fail here even if two servers share the store.
-        let inserted = savepoint
+        let schema_id = self.schema_id(entry)?;
+        let link = chain::next_link(&self.tx)?;
+        // The nonce goes first, under the id the audit row will get, so a reused nonce leaves nothing to undo.
+        // The primary key refuses it even if two servers share the store.
+        let inserted = self
+            .tx
             .prepare_cached(
                 "INSERT INTO nonces (key_id, nonce, timestamp, audit_id, signature)
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
             )?
             .execute(params![
-                key_id,
+                entry.key_id.unwrap_or_default(),
                 nonce.nonce,
                 nonce.timestamp,
-                audit_id,
+                link.id,
                 nonce.signature
             ])?;
         if inserted == 0 {
             return Ok(Committed::Replay);
         }
-        savepoint.commit()?;
-        Ok(Committed::Stored(audit_id))
+        entry.insert_at(&self.tx, &link, schema_id, Some(payload_json))?;
+        Ok(Committed::Stored(link.id))
     }
 
     /// Adds an audit row without a payload (a rejection, a recognised retry) and returns its id.
     pub fn record(&mut self, entry: &AuditEntry) -> Result<i64, StoreError> {
-        entry.insert(&self.tx, None)
+        let schema_id = self.schema_id(entry)?;
+        entry.insert(&self.tx, schema_id, None)
+    }
+
+    /// The key's secret and state, read inside the batch's transaction.
+    pub fn find_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+        super::keys::find_key(&self.tx, id)
+    }
+
+    /// [`Store::find_nonce`], read inside the batch's transaction: no other writer can use the nonce before
+    /// this batch commits.
+    pub fn find_nonce(&self, key_id: &str, nonce: &str) -> Result<Option<SeenNonce>, StoreError> {
+        find_nonce(&self.tx, key_id, nonce)
+    }
+
+    /// The `schemas` row of the entry's schema, added if new.
+    fn schema_id(&mut self, entry: &AuditEntry) -> Result<Option<i64>, StoreError> {
+        let Some(schema) = entry.schema else {
+            return Ok(None);
+        };
+        Ok(Some(self.schema_id_of(schema, entry.time_us)?))
+    }
+
+    fn schema_id_of(
+        &mut self,
+        schema: &SchemaFingerprint,
+        time_us: i64,
+    ) -> Result<i64, StoreError> {
+        let fingerprint = &schema.fingerprint;
+        if let Some(id) = self.schema_ids.get(fingerprint) {
+            return Ok(*id);
+        }
+        if let Some((_, id)) = self.new_schema_ids.iter().find(|(f, _)| f == fingerprint) {
+            return Ok(*id);
+        }
+        let id = remember_schema(&self.tx, schema, time_us)?;
+        self.new_schema_ids.push((fingerprint.clone(), id));
+        Ok(id)
     }
 
     /// Makes everything in the batch durable at once.
     pub fn commit(self) -> Result<(), StoreError> {
-        Ok(self.tx.commit()?)
+        self.tx.commit()?;
+        // Schema rows are never deleted, so a committed id stays right for the life of the store.
+        self.schema_ids.extend(self.new_schema_ids);
+        Ok(())
     }
+}
+
+/// The accepted request that used this nonce with this key, if it is still inside the replay window.
+fn find_nonce(
+    conn: &rusqlite::Connection,
+    key_id: &str,
+    nonce: &str,
+) -> Result<Option<SeenNonce>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT n.audit_id, n.signature, a.records FROM nonces n JOIN audit a ON a.id = n.audit_id
+         WHERE n.key_id = ?1 AND n.nonce = ?2",
+    )?;
+    Ok(stmt
+        .query_row([key_id, nonce], |row| {
+            Ok(SeenNonce {
+                audit_id: row.get(0)?,
+                signature: row.get(1)?,
+                records: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
+            })
+        })
+        .optional()?)
 }
 
 #[cfg(test)]

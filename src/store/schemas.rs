@@ -145,4 +145,30 @@ mod tests {
         assert!(store.schemas_matching("%").unwrap().is_empty());
         assert!(store.verify_audit(None).unwrap().is_ok());
     }
+
+    #[test]
+    fn a_schema_added_by_a_batch_that_rolled_back_is_added_again() {
+        let mut store = Store::open_in_memory().unwrap();
+        let int = fingerprint(r#""int""#);
+        let long = fingerprint(r#""long""#);
+        let with = |time_us, schema| AuditEntry {
+            schema: Some(schema),
+            ..AuditEntry::test_send(time_us)
+        };
+        {
+            let mut batch = store.begin_batch().unwrap();
+            batch.record(&with(10, &int)).unwrap();
+            // Dropped without commit: the schema row it added is gone, and its id free again.
+        }
+        store.record(&with(20, &long)).unwrap();
+        store.record(&with(30, &int)).unwrap();
+
+        let schemas = store.list_schemas().unwrap();
+        let fingerprints: Vec<_> = schemas.iter().map(|s| s.fingerprint.as_str()).collect();
+        assert_eq!(fingerprints, [&*long.fingerprint, &*int.fingerprint]);
+        let rows = store.query_audit(&AuditFilter::default()).unwrap();
+        let named: Vec<_> = rows.iter().map(|r| r.schema.as_deref()).collect();
+        assert_eq!(named, [Some(&*long.fingerprint), Some(&*int.fingerprint)]);
+        assert!(store.verify_audit(None).unwrap().is_ok());
+    }
 }
