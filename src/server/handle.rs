@@ -20,6 +20,8 @@ pub(super) struct Answer {
     pub records: Option<Ndjson>,
     /// The nonce of the request answered, when its envelope could be read.
     pub nonce: Option<String>,
+    /// What to log about it once the group is durable; `None` when the store could not record it either.
+    pub line: Option<LogLine>,
 }
 
 /// What the checks decided about one request, before anything is written.
@@ -102,7 +104,7 @@ impl<'a> Worker<'a> {
             }
         };
         let answers = match written {
-            Ok(written) => written_out(&mut self.log, written, verdicts),
+            Ok(written) => written_out(written, verdicts),
             Err(e) => commit_failed(self.store, &mut self.log, group, verdicts, now_us, e),
         };
         with_nonces(answers, nonces)
@@ -350,12 +352,8 @@ fn write_group(
     Ok(answers.into_iter().zip(lines).collect())
 }
 
-/// The answers of a committed group: only now, with the group durable, are records handed out and lines logged.
-fn written_out(
-    log: &mut Log,
-    written: Vec<(Answer, LogLine)>,
-    verdicts: Vec<Verdict>,
-) -> Vec<Answer> {
+/// The answers of a committed group: only now, with the group durable, are records handed out and lines decided.
+fn written_out(written: Vec<(Answer, LogLine)>, verdicts: Vec<Verdict>) -> Vec<Answer> {
     written
         .into_iter()
         .zip(verdicts)
@@ -369,7 +367,7 @@ fn written_out(
             {
                 answer.records = Some(records);
             }
-            line.print(log);
+            answer.line = Some(line);
             answer
         })
         .collect()
@@ -419,7 +417,7 @@ fn commit_failed(
         Ok(written)
     });
     match audited {
-        Ok(written) => written_out(log, written, refused),
+        Ok(written) => written_out(written, refused),
         Err(e) => {
             log.info(format_args!(
                 "store error, refusals not audited either: {e}"
@@ -433,6 +431,7 @@ fn commit_failed(
                         _ => reply_for(internal(), now_us),
                     },
                     records: None,
+                    line: None,
                 })
                 .collect()
         }
@@ -440,7 +439,7 @@ fn commit_failed(
 }
 
 /// A log line decided while writing, printed once the group is durable.
-enum LogLine {
+pub(super) enum LogLine {
     Accepted {
         id: i64,
         key: String,
@@ -463,7 +462,8 @@ enum LogLine {
 }
 
 impl LogLine {
-    fn print(self, log: &mut Log) {
+    /// Writes the line to the log.
+    pub fn print(self, log: &mut Log) {
         match self {
             LogLine::Accepted {
                 id,
@@ -634,6 +634,7 @@ fn answer(reply: Reply) -> Answer {
         nonce: None,
         reply,
         records: None,
+        line: None,
     }
 }
 

@@ -105,12 +105,18 @@ pub fn run(
                 if written.is_ok() {
                     written = output.flush();
                 }
+                let mut lines = Vec::with_capacity(answers.len());
                 for (incoming, answer) in group.iter().zip(answers) {
+                    lines.extend(answer.line);
                     let frame = ReplyFrame {
                         nonce: answer.nonce,
                         reply: answer.reply,
                     };
                     send_reply(socket, &incoming.route, &frame)?;
+                }
+                // The log is for people: it is written once the clients have their answers, not before.
+                for line in lines {
+                    line.print(&mut worker.log);
                 }
                 written.map_err(ServeError::Output)?;
             }

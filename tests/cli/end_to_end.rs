@@ -111,7 +111,7 @@ fn valid_message_is_accepted_then_wrong_secret_and_unknown_key_are_rejected_and_
     let ids: Vec<_> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
 
-    // The server logs a request before answering it, but the test reads its stderr on another thread.
+    // The server logs a request just after answering it, and the test reads its stderr on another thread.
     let count = |prefix: &str| {
         server
             .stderr_lines()

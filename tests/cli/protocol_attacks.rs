@@ -6,7 +6,7 @@ use zavro::protocol::{PROTOCOL_VERSION, Reply, Request};
 
 use crate::common::{
     RawClient, Server, TestEnv, assert_accepted, reject_code, request_once, signed_now,
-    signed_request,
+    signed_request, wait_until,
 };
 
 /// The same nonce with other content: another request under a used nonce.
@@ -326,13 +326,15 @@ fn hostile_frames_each_get_a_reply_and_an_audit_row_and_the_server_keeps_serving
         );
     }
     assert_eq!(env.output_lines(), ["{\"good\":1}", "{\"good\":3}"]);
-    // The log is rate-limited per peer, but what it prints names the audit rows.
-    let stderr = server.stderr_lines();
+    // The log is rate-limited per peer, but what it prints names the audit rows. It is written after the
+    // replies and read on another thread, hence the wait.
     let first_line = format!("rejected #{} unsupported_version", sends[0]["id"]);
-    assert!(
-        stderr.iter().any(|l| l.starts_with(&first_line)),
-        "{stderr:?}"
-    );
+    wait_until("the first refusal's log line", || {
+        server
+            .stderr_lines()
+            .iter()
+            .any(|l| l.starts_with(&first_line))
+    });
 }
 
 #[test]
