@@ -648,3 +648,128 @@ fn reply_for(rejection: Rejection, now_us: i64) -> Reply {
         server_time,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use apache_avro::Codec;
+
+    use super::*;
+    use crate::{avro::BatchEncoder, store::AuditFilter};
+
+    const KEY: &str = "ZK0123456789ABCDEF";
+    const SECRET: &str = "a-secret-of-enough-length-0123456789";
+
+    /// A store on disk with one key, and a server's settings.
+    fn store_with_key(dir: &std::path::Path) -> (Store, Settings) {
+        let mut store = Store::open(&dir.join("zavro.db")).unwrap();
+        store.add_key(KEY, SECRET, None, 1).unwrap();
+        let settings = Settings {
+            max_skew_secs: 300,
+            reader_schemas: Vec::new(),
+        };
+        (store, settings)
+    }
+
+    /// A signed one-record request as the server receives it.
+    fn request(nonce: &str) -> Incoming {
+        let mut encoder = BatchEncoder::new(Codec::Null);
+        encoder.push(&serde_json::json!({"n": 1}), 1).unwrap();
+        let request = Request::sign(
+            KEY,
+            SECRET.as_bytes(),
+            timestamp::now_seconds(),
+            nonce,
+            encoder.finish().unwrap(),
+        );
+        let body = request.to_frames().to_vec();
+        Incoming {
+            route: vec![b"peer".to_vec()],
+            size: body.iter().map(|f| f.len() as u64).sum(),
+            body,
+            peer: Some("127.0.0.1".into()),
+            too_many_frames: false,
+        }
+    }
+
+    fn sends(store: &Store) -> usize {
+        let rows = store.query_audit(&AuditFilter::default()).unwrap();
+        rows.iter().filter(|r| r.action == "send").count()
+    }
+
+    fn assert_refused_as_internal(answers: &[Answer], nonce: &str) {
+        assert_eq!(answers.len(), 1);
+        let answer = &answers[0];
+        assert!(
+            matches!(
+                &answer.reply,
+                Reply::Rejected {
+                    code: RejectCode::Internal,
+                    ..
+                }
+            ),
+            "{:?}",
+            answer.reply
+        );
+        assert!(answer.records.is_none(), "no records go out");
+        assert_eq!(
+            answer.nonce.as_deref(),
+            Some(nonce),
+            "the client can match the reply"
+        );
+    }
+
+    #[test]
+    fn a_group_the_store_cannot_write_is_refused_as_retryable_and_its_retry_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let nonce = "nonce-000000000001";
+        let incoming = request(nonce);
+
+        store.refuse_writes(true);
+        let answers =
+            Worker::new(&mut store, &settings).handle_group(std::slice::from_ref(&incoming));
+        assert_refused_as_internal(&answers, nonce);
+        assert!(
+            answers[0].line.is_none(),
+            "nothing was audited, so no audit id to log"
+        );
+        store.refuse_writes(false);
+        assert_eq!(sends(&store), 0, "nothing of the group was kept");
+        assert!(store.find_nonce(KEY, nonce).unwrap().is_none());
+
+        let answers = Worker::new(&mut store, &settings).handle_group(&[incoming]);
+        assert!(
+            matches!(
+                answers[0].reply,
+                Reply::Accepted {
+                    records: 1,
+                    duplicate: false,
+                    ..
+                }
+            ),
+            "the same request, sent again, is stored: {:?}",
+            answers[0].reply
+        );
+        assert!(answers[0].records.is_some());
+        assert_eq!(sends(&store), 1);
+        assert!(store.verify_audit(None).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_group_that_cannot_take_the_write_lock_is_refused_as_retryable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        store.set_busy_timeout(Duration::from_millis(50));
+        let other = rusqlite::Connection::open(dir.path().join("zavro.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let nonce = "nonce-000000000002";
+
+        let answers = Worker::new(&mut store, &settings).handle_group(&[request(nonce)]);
+        assert_refused_as_internal(&answers, nonce);
+        other.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(sends(&store), 0, "nothing of the group was kept");
+        assert!(store.find_nonce(KEY, nonce).unwrap().is_none());
+    }
+}

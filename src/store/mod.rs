@@ -190,6 +190,23 @@ impl Store {
         Self::migrate(conn, path)
     }
 
+    /// Makes this connection refuse (or again allow) every change, as a full or failing disk would: for tests of
+    /// what the server does when it cannot write.
+    #[cfg(test)]
+    pub(crate) fn refuse_writes(&self, refuse: bool) {
+        self.conn
+            .pragma_update(None, "query_only", refuse)
+            .expect("query_only is a plain pragma");
+    }
+
+    /// Sets how long this connection waits for another's write lock (tests that must not wait 30 s).
+    #[cfg(test)]
+    pub(crate) fn set_busy_timeout(&self, timeout: Duration) {
+        self.conn
+            .busy_timeout(timeout)
+            .expect("busy_timeout is a plain setting");
+    }
+
     /// Opens a private in-memory store (for tests).
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let conn = Connection::open_in_memory()?;
