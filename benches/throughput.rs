@@ -423,30 +423,26 @@ impl Env {
 
     /// Starts a server writing its records to a file; returns it with its endpoint.
     fn serve(&self) -> (Server, String) {
-        let mut child = self
+        // The log goes to a file, as a deployment would send it to a file or the journal: a pipe read by this
+        // harness would put a third process on the two cores, woken for every log line.
+        let log = self.dir.join("serve.log");
+        let child = self
             .zavro()
             .args(["serve", "127.0.0.1:*", "--output"])
             .arg(self.dir.join("out.ndjson"))
-            .stderr(Stdio::piped())
+            .stderr(File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(endpoint) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(endpoint.to_owned());
-                }
+        let server = Server(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            if let Some(endpoint) = text.lines().find_map(|l| l.strip_prefix("listening on ")) {
+                return (server, endpoint.to_owned());
             }
-        });
-        let endpoint = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server started");
-        (Server(child), endpoint)
+            assert!(Instant::now() < deadline, "server did not start: {text}");
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Records/s of `zavro send < input`, timed from start to exit.
