@@ -121,14 +121,9 @@ impl Store {
         tx.commit()?;
         Ok(revoked_us)
     }
-
-    /// The secret and state of a key, or `None` when no such key exists.
-    pub fn find_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
-        find_key(&self.conn, id)
-    }
 }
 
-/// A key's secret and state, read on `conn` (the store's connection, or a batch's transaction).
+/// The secret and state of a key, or `None` when no such key exists; the server reads it inside its batch.
 pub(super) fn find_key(conn: &Connection, id: &str) -> Result<Option<StoredKey>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT secret, revoked_us IS NOT NULL, expires_us FROM keys WHERE id = ?1",
@@ -181,7 +176,7 @@ mod tests {
         assert_eq!(keys.len(), 2);
         assert_eq!(keys[0].label.as_deref(), Some("laptop"));
 
-        let found = store.find_key("ZK1").unwrap().unwrap();
+        let found = find_key(&store.conn, "ZK1").unwrap().unwrap();
         assert_eq!(found.secret.as_str(), "s3cret-s3cret-s3cret");
         assert!(!found.revoked);
 
@@ -191,8 +186,8 @@ mod tests {
             30,
             "revoking twice keeps the first time"
         );
-        assert!(store.find_key("ZK1").unwrap().unwrap().revoked);
-        assert!(store.find_key("nope").unwrap().is_none());
+        assert!(find_key(&store.conn, "ZK1").unwrap().unwrap().revoked);
+        assert!(find_key(&store.conn, "nope").unwrap().is_none());
         assert!(matches!(
             store.revoke_key("nope", 50),
             Err(StoreError::UnknownKey(_))
@@ -258,6 +253,9 @@ mod tests {
             (keys[1].requests, keys[1].records, keys[1].last_used_us),
             (0, 0, None)
         );
-        assert_eq!(store.find_key("ZK1").unwrap().unwrap().expires_us, Some(99));
+        assert_eq!(
+            find_key(&store.conn, "ZK1").unwrap().unwrap().expires_us,
+            Some(99)
+        );
     }
 }
