@@ -123,26 +123,6 @@ impl AuditEntry<'_> {
     }
 }
 
-/// The id of a schema in the `schemas` table, added the first time it is seen.
-pub(super) fn remember_schema(
-    conn: &Connection,
-    schema: &SchemaFingerprint,
-    time_us: i64,
-) -> rusqlite::Result<i64> {
-    conn.prepare_cached(
-        "INSERT INTO schemas (fingerprint, canonical, schema, first_seen_us) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (fingerprint) DO NOTHING",
-    )?
-    .execute(params![
-        schema.fingerprint,
-        schema.canonical,
-        schema.text,
-        time_us
-    ])?;
-    conn.prepare_cached("SELECT id FROM schemas WHERE fingerprint = ?1")?
-        .query_row([&schema.fingerprint], |row| row.get(0))
-}
-
 /// An audit row as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRow {

@@ -5,8 +5,7 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{AuditEntry, Store, StoreError, StoredKey, audit::remember_schema, chain};
-use crate::avro::SchemaFingerprint;
+use super::{AuditEntry, Store, StoreError, StoredKey, chain, schemas::remember_schema};
 
 /// The outcome of trying to commit an accepted request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,29 +143,22 @@ impl Batch<'_> {
         find_nonce(&self.tx, key_id, nonce)
     }
 
-    /// The `schemas` row of the entry's schema, added if new.
+    /// The `schemas` row of the entry's schema, added if new; a schema seen before costs no statement.
     fn schema_id(&mut self, entry: &AuditEntry) -> Result<Option<i64>, StoreError> {
         let Some(schema) = entry.schema else {
             return Ok(None);
         };
-        Ok(Some(self.schema_id_of(schema, entry.time_us)?))
-    }
-
-    fn schema_id_of(
-        &mut self,
-        schema: &SchemaFingerprint,
-        time_us: i64,
-    ) -> Result<i64, StoreError> {
         let fingerprint = &schema.fingerprint;
-        if let Some(id) = self.schema_ids.get(fingerprint) {
-            return Ok(*id);
+        let known = self.schema_ids.get(fingerprint).copied().or_else(|| {
+            let new = self.new_schema_ids.iter().find(|(f, _)| f == fingerprint);
+            new.map(|(_, id)| *id)
+        });
+        if let Some(id) = known {
+            return Ok(Some(id));
         }
-        if let Some((_, id)) = self.new_schema_ids.iter().find(|(f, _)| f == fingerprint) {
-            return Ok(*id);
-        }
-        let id = remember_schema(&self.tx, schema, time_us)?;
+        let id = remember_schema(&self.tx, schema, entry.time_us)?;
         self.new_schema_ids.push((fingerprint.clone(), id));
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// Makes everything in the batch durable at once.

@@ -1,8 +1,10 @@
-//! The Avro writer schemas requests used, by fingerprint (the rows are added by [`super::AuditEntry`]'s insert).
+//! The Avro writer schemas requests used, by fingerprint: added by a batch the first time a schema is seen,
+//! listed by `audit schemas`.
 
-use rusqlite::Row;
+use rusqlite::{Connection, Row, params};
 
 use super::{Store, StoreError};
+use crate::avro::SchemaFingerprint;
 
 /// A schema seen by the server, with how much it was used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,26 @@ impl Store {
         let rows = stmt.query_map([prefix.to_ascii_lowercase()], schema_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// The id of a schema in the `schemas` table, added the first time it is seen.
+pub(super) fn remember_schema(
+    conn: &Connection,
+    schema: &SchemaFingerprint,
+    time_us: i64,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO schemas (fingerprint, canonical, schema, first_seen_us) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (fingerprint) DO NOTHING",
+    )?
+    .execute(params![
+        schema.fingerprint,
+        schema.canonical,
+        schema.text,
+        time_us
+    ])?;
+    conn.prepare_cached("SELECT id FROM schemas WHERE fingerprint = ?1")?
+        .query_row([&schema.fingerprint], |row| row.get(0))
 }
 
 fn schema_row(row: &Row) -> rusqlite::Result<SchemaRow> {
