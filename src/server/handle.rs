@@ -87,15 +87,11 @@ impl<'a> Worker<'a> {
     pub fn handle_group(&mut self, group: &[Incoming]) -> Vec<Answer> {
         let now_us = timestamp::now_micros();
         let (verdicts, nonces, written) = match self.store.begin_batch() {
-            Ok(mut batch) => {
+            Ok(batch) => {
                 let (verdicts, nonces) =
                     self.checker
                         .check_group(&batch, &mut self.log, group, now_us);
-                let written =
-                    write_group(&mut batch, group, &verdicts, now_us).and_then(|written| {
-                        batch.commit()?;
-                        Ok(written)
-                    });
+                let written = commit_group(batch, group, &verdicts, now_us);
                 (verdicts, nonces, written)
             }
             Err(e) => {
@@ -335,9 +331,9 @@ fn with_nonces(mut answers: Vec<Answer>, nonces: Vec<Option<String>>) -> Vec<Ans
     answers
 }
 
-/// Writes every verdict's rows into the batch; the caller commits it. On error the batch must be dropped.
-fn write_group(
-    batch: &mut Batch,
+/// Writes every verdict's rows into the batch and commits it; on error nothing of the batch is kept.
+fn commit_group(
+    mut batch: Batch,
     group: &[Incoming],
     verdicts: &[Verdict],
     now_us: i64,
@@ -345,10 +341,11 @@ fn write_group(
     let mut answers: Vec<Answer> = Vec::with_capacity(verdicts.len());
     let mut lines = Vec::with_capacity(verdicts.len());
     for (incoming, verdict) in group.iter().zip(verdicts) {
-        let (answer, line) = write_verdict(batch, incoming, verdict, now_us, &answers)?;
+        let (answer, line) = write_verdict(&mut batch, incoming, verdict, now_us, &answers)?;
         answers.push(answer);
         lines.push(line);
     }
+    batch.commit()?;
     Ok(answers.into_iter().zip(lines).collect())
 }
 
@@ -411,11 +408,9 @@ fn commit_failed(
             reject => reject,
         })
         .collect();
-    let audited = store.begin_batch().and_then(|mut batch| {
-        let written = write_group(&mut batch, group, &refused, now_us)?;
-        batch.commit()?;
-        Ok(written)
-    });
+    let audited = store
+        .begin_batch()
+        .and_then(|batch| commit_group(batch, group, &refused, now_us));
     match audited {
         Ok(written) => written_out(written, refused),
         Err(e) => {
