@@ -18,7 +18,7 @@ use std::{
 use serde_json::Value;
 use zavro::{
     bench::{Percentiles, record},
-    store::{AuditEntry, Nonce, Status, Store},
+    store::{AuditEntry, Nonce, RequestGroup, RequestStore, Status, Store},
 };
 
 const ZAVRO: &str = env!("CARGO_BIN_EXE_zavro");
@@ -290,8 +290,9 @@ fn store_request_commit(path: &Path, commits: usize) -> f64 {
             ..entry(i as i64)
         };
         let started = Instant::now();
-        store
-            .commit_accepted(
+        let mut group = store.begin_group().unwrap();
+        group
+            .append_accepted(
                 &accepted,
                 &Nonce {
                     nonce: &nonce,
@@ -301,6 +302,7 @@ fn store_request_commit(path: &Path, commits: usize) -> f64 {
                 &payload,
             )
             .unwrap();
+        group.commit().unwrap();
         samples.push(started.elapsed());
     }
     micros(Percentiles::of(&mut samples).unwrap().p50)
@@ -313,9 +315,9 @@ fn chain_cost(dir: &Path, rows: usize) -> (f64, f64) {
     let mut store = Store::open(&path).unwrap();
     let started = Instant::now();
     for chunk in 0..rows / 100 {
-        let mut batch = store.begin_batch().unwrap();
+        let mut batch = store.begin_group().unwrap();
         for i in 0..100 {
-            batch.record(&entry((chunk * 100 + i) as i64)).unwrap();
+            batch.append(&entry((chunk * 100 + i) as i64)).unwrap();
         }
         batch.commit().unwrap();
     }

@@ -13,7 +13,7 @@ use crate::{
     cli::ServeArgs,
     endpoint::{self, Side},
     error::Error,
-    server::{self, Settings},
+    server::{self, Log, Settings},
     store::Store,
 };
 
@@ -65,8 +65,15 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
         max_skew_secs: i64::from(args.max_skew),
         reader_schemas: load_schemas(&args.schemas)?,
     };
-    let stats = server::run(&socket, store, &mut output, &settings, &shutdown)
-        .map_err(|e| Error::Other(e.to_string()))?;
+    let stats = server::run(
+        &socket,
+        store,
+        &mut output,
+        Log::stderr(),
+        &settings,
+        &shutdown,
+    )
+    .map_err(|e| Error::Other(e.to_string()))?;
     eprintln!(
         "shutting down: {} accepted, {} rejected",
         stats.accepted, stats.rejected

@@ -1,9 +1,11 @@
-//! Human log lines on stderr. Rejections are rate-limited per peer, so a flood of bad requests cannot flood the
-//! log; every one of them is still audited in the store.
+//! The server's human log: one line per event, to stderr or any writer a test gives it. Rejections are
+//! rate-limited per peer, so a flood of bad requests cannot flood the log; every one of them is still audited in
+//! the store.
 
 use std::{
     collections::HashMap,
     fmt::Arguments,
+    io::Write,
     time::{Duration, Instant},
 };
 
@@ -19,10 +21,18 @@ const MAX_PEERS: usize = 10_000;
 /// The key under which peers beyond [`MAX_PEERS`] share a window.
 const OVERFLOW_PEER: &str = "(other peers)";
 
-/// The server's log: plain lines to stderr, rejections limited per peer.
-#[derive(Debug, Default)]
+/// The server's log: plain lines, rejections limited per peer.
 pub struct Log {
+    out: Box<dyn Write + Send>,
     windows: HashMap<String, Window>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("windows", &self.windows)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -33,9 +43,22 @@ struct Window {
 }
 
 impl Log {
+    /// A log written to stderr.
+    pub fn stderr() -> Log {
+        Log::to(std::io::stderr())
+    }
+
+    /// A log written to `out`, which should be unbuffered: each line is written with one call, as it happens.
+    pub fn to(out: impl Write + Send + 'static) -> Log {
+        Log {
+            out: Box::new(out),
+            windows: HashMap::new(),
+        }
+    }
+
     /// Prints a line unconditionally.
     pub fn info(&mut self, line: Arguments) {
-        write_line(line);
+        write_line(&mut self.out, line);
     }
 
     /// Prints a rejection line unless this peer already used its lines for the current window.
@@ -53,7 +76,7 @@ impl Log {
         });
         if window.printed < LINES_PER_WINDOW {
             window.printed += 1;
-            write_line(line);
+            write_line(&mut self.out, line);
         } else {
             window.suppressed += 1;
         }
@@ -62,16 +85,20 @@ impl Log {
     /// Closes windows older than [`WINDOW`], printing how many lines each one held back.
     pub fn roll_windows(&mut self) {
         let now = Instant::now();
+        let out = &mut self.out;
         self.windows.retain(|peer, window| {
             if now.duration_since(window.started) < WINDOW {
                 return true;
             }
             if window.suppressed > 0 {
-                write_line(format_args!(
+                write_line(
+                    out,
+                    format_args!(
                     "suppressed {} more rejection lines from peer={peer} in {} s (all are in the audit trail)",
                     window.suppressed,
                     WINDOW.as_secs()
-                ));
+                ),
+                );
             }
             false
         });
@@ -83,14 +110,13 @@ impl Log {
     }
 }
 
-/// Writes one line to stderr in a single write: stderr is unbuffered, and `eprintln!` would make one system
-/// call per formatted piece (nine for an "accepted" line), which showed in lockstep latency.
-fn write_line(line: Arguments) {
-    use std::io::Write;
+/// Writes one line in a single write: stderr is unbuffered, and `eprintln!` would make one system call per
+/// formatted piece (nine for an "accepted" line), which showed in lockstep latency.
+fn write_line(out: &mut dyn Write, line: Arguments) {
     let mut text = line.to_string();
     text.push('\n');
-    // A closed or full stderr must not stop the server; the audit trail is the record.
-    let _ = std::io::stderr().write_all(text.as_bytes());
+    // A closed or full log must not stop the server; the audit trail is the record.
+    let _ = out.write_all(text.as_bytes());
 }
 
 #[cfg(test)]
@@ -99,7 +125,7 @@ mod tests {
 
     #[test]
     fn a_flood_from_one_peer_is_cut_to_a_few_lines_but_other_peers_still_log() {
-        let mut log = Log::default();
+        let mut log = Log::to(std::io::sink());
         for i in 0..100 {
             log.rejection("10.0.0.1", format_args!("rejected #{i}"));
         }

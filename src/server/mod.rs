@@ -1,8 +1,25 @@
-//! The server loop: receive a request, hand it to [`handle`], write accepted records out, and only then
-//! acknowledge. Every request gets a reply and an audit row, whatever it holds.
+//! The server: requests come off a ROUTER socket in groups and go down one pipeline, each step a plain function
+//! of the one before:
+//!
+//! 1. [`transport`]: ZeroMQ messages → an [`Arrival`] per request (body frames, peer, size) and its route;
+//! 2. [`request`]: an arrival's frames → a [`Request`](crate::protocol::Request), or why not;
+//! 3. [`check`]: a request against what the store says of its key and nonce → a [`check::Verdict`] that
+//!    carries everything its answer needs;
+//! 4. [`commit`]: the group's verdicts → their rows, in one durable transaction of the store;
+//! 5. [`outcome`]: a verdict and what the store made of it → an [`Outcome`] (reply, audit id, records, log line);
+//!
+//! and then [`run`] writes the records out, sends the replies, and logs. [`Worker`] drives steps 2–5 for a
+//! group; [`run`] owns the socket, the log and the schedule of housekeeping.
 
-mod handle;
+mod check;
+mod commit;
 mod log;
+mod outcome;
+mod request;
+#[cfg(test)]
+mod testing;
+mod transport;
+mod worker;
 
 use std::{
     io::Write,
@@ -11,15 +28,11 @@ use std::{
 };
 
 pub use log::Log;
+pub use outcome::{LogLine, Outcome};
+pub use request::{Arrival, MAX_FRAMES};
+pub use worker::Worker;
 
-use handle::Worker;
-
-use crate::{
-    avro::Ndjson,
-    protocol::{Reply, ReplyFrame},
-    store::Store,
-    timestamp,
-};
+use crate::{protocol::Reply, store::RequestStore, timestamp};
 
 /// How long the loop waits for a request before it looks at the shutdown flag again (a signal also ends the
 /// wait at once).
@@ -27,9 +40,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How often old nonces are forgotten.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Frames kept from one request; more is malformed, and the rest are read and dropped.
-const MAX_FRAMES: usize = 8;
 
 /// Settings of a running server.
 #[derive(Debug, Clone)]
@@ -60,184 +70,231 @@ pub struct Stats {
     pub rejected: u64,
 }
 
-/// Most requests committed together in one group.
-const GROUP_MAX_REQUESTS: usize = 256;
-
-/// A group stops growing once its requests hold this many bytes, which bounds the server's memory.
-const GROUP_MAX_BYTES: u64 = 4 << 20;
-
 /// Serves requests on an already-bound ROUTER socket until `shutdown` becomes true.
 ///
-/// Requests are taken in groups (everything waiting, up to [`GROUP_MAX_REQUESTS`] or [`GROUP_MAX_BYTES`]),
-/// checked, committed in one durable transaction, written out, and only then answered, in arrival order. A
-/// group in hand when the signal arrives is finished before returning.
-pub fn run(
+/// Requests are taken in groups (everything waiting, within limits), checked, committed in one durable
+/// transaction, written out, and only then answered, in arrival order; the log follows the answers. A group in
+/// hand when the signal arrives is finished before returning.
+pub fn run<S: RequestStore>(
     socket: &zmq::Socket,
-    store: &mut Store,
+    store: &mut S,
     output: &mut dyn Write,
+    mut log: Log,
     settings: &Settings,
     shutdown: &AtomicBool,
 ) -> Result<Stats, ServeError> {
     let mut stats = Stats::default();
-    let mut worker = Worker::new(store, settings);
+    let mut worker = Worker::new(settings);
+    prune_nonces(store, settings, &mut log);
     let mut last_prune = Instant::now();
-    prune_nonces(&mut worker, settings);
     // A blocking receive with a timeout rather than poll-then-receive: the same wake-up, fewer calls into
     // ZeroMQ (and system calls) per request.
     socket.set_rcvtimeo(POLL_INTERVAL.as_millis() as i32)?;
     while !shutdown.load(Ordering::SeqCst) {
-        match receive_group(socket) {
-            Ok(None) => {}
-            Ok(Some(group)) => {
-                let answers = worker.handle_group(&group);
-                // Records are already committed; write them out before acknowledging, and stop on failure
-                // only after the clients have their answers.
-                let mut written = Ok(());
-                for answer in &answers {
-                    match &answer.reply {
-                        Reply::Accepted { .. } => stats.accepted += 1,
-                        Reply::Rejected { .. } => stats.rejected += 1,
-                    }
-                    if let (Ok(()), Some(records)) = (&written, &answer.records) {
-                        written = write_records(output, records);
-                    }
+        if let Some(group) = transport::receive_group(socket)? {
+            let (routes, arrivals): (Vec<_>, Vec<_>) =
+                group.into_iter().map(|i| (i.route, i.arrival)).unzip();
+            let outcomes = worker.handle(store, &arrivals, &mut log);
+            // Records are already committed; write them out before acknowledging, and stop on failure only
+            // after the clients have their answers.
+            let written = write_records(output, &outcomes);
+            for (route, outcome) in routes.iter().zip(&outcomes) {
+                match outcome.reply.reply {
+                    Reply::Accepted { .. } => stats.accepted += 1,
+                    Reply::Rejected { .. } => stats.rejected += 1,
                 }
-                if written.is_ok() {
-                    written = output.flush();
-                }
-                let mut lines = Vec::with_capacity(answers.len());
-                for (incoming, answer) in group.iter().zip(answers) {
-                    lines.extend(answer.line);
-                    let frame = ReplyFrame {
-                        nonce: answer.nonce,
-                        reply: answer.reply,
-                    };
-                    send_reply(socket, &incoming.route, &frame)?;
-                }
-                // The log is for people: it is written once the clients have their answers, not before.
-                for line in lines {
-                    line.print(&mut worker.log);
-                }
-                written.map_err(ServeError::Output)?;
+                transport::send_reply(socket, route, &outcome.reply.to_frame())?;
             }
-            Err(e) => return Err(e.into()),
+            // The log is for people: it is written once the clients have their answers, not before.
+            for line in outcomes.into_iter().filter_map(|o| o.line) {
+                line.print(&mut log);
+            }
+            written.map_err(ServeError::Output)?;
         }
-        worker.log.roll_windows();
+        log.roll_windows();
         if last_prune.elapsed() >= PRUNE_INTERVAL {
-            prune_nonces(&mut worker, settings);
+            prune_nonces(store, settings, &mut log);
             last_prune = Instant::now();
         }
     }
     Ok(stats)
 }
 
-/// Waits up to the socket's receive timeout for a request, then takes every further one already waiting, within
-/// the group limits. `None` when none came in time or a signal interrupted the wait, so the loop can look at the
-/// shutdown flag.
-fn receive_group(socket: &zmq::Socket) -> Result<Option<Vec<Incoming>>, zmq::Error> {
-    let first = match receive(socket, 0) {
-        Ok(incoming) => incoming,
-        Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut bytes = first.size;
-    let mut group = vec![first];
-    while group.len() < GROUP_MAX_REQUESTS && bytes < GROUP_MAX_BYTES {
-        match receive(socket, zmq::DONTWAIT) {
-            Ok(incoming) => {
-                bytes += incoming.size;
-                group.push(incoming);
-            }
-            Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => break,
-            Err(e) => return Err(e),
-        }
+/// Writes the newly stored records of a group to the output, in order, and flushes it.
+fn write_records(output: &mut dyn Write, outcomes: &[Outcome]) -> std::io::Result<()> {
+    for records in outcomes.iter().filter_map(|o| o.records.as_ref()) {
+        output.write_all(&records.text)?;
     }
-    Ok(Some(group))
+    output.flush()
 }
 
-/// One request as it came off the socket.
-pub(crate) struct Incoming {
-    /// Routing frames to echo: the peer identity, and the empty delimiter when the peer sent one.
-    route: Vec<Vec<u8>>,
-    /// The request frames after the route.
-    body: Vec<Vec<u8>>,
-    /// The peer's IP address, when the transport knows it.
-    peer: Option<String>,
-    /// Total bytes of the body frames, including any that were dropped.
-    size: u64,
-    /// True when the request had more frames than a request can have.
-    too_many_frames: bool,
-}
-
-/// Runs a ZeroMQ call again when a signal interrupted it: SIGTERM may land inside any call, and must stop the
-/// server only once the group in hand is answered (only the wait for a new request gives up, see [`receive`]).
-/// A call that fails with EINTR has not sent or taken a frame, so repeating it is safe.
-fn restarting<T>(mut call: impl FnMut() -> Result<T, zmq::Error>) -> Result<T, zmq::Error> {
-    loop {
-        match call() {
-            Err(zmq::Error::EINTR) => continue,
-            result => return result,
-        }
-    }
-}
-
-/// Receives one request. The first frame's call is not restarted: EINTR there means nothing was taken, and the
-/// caller must get the chance to stop. The frames after it are part of the same message and always follow.
-fn receive(socket: &zmq::Socket, flags: i32) -> Result<Incoming, zmq::Error> {
-    let identity = socket.recv_msg(flags)?;
-    let mut peer = None;
-    let mut frames = Vec::new();
-    let mut size = 0u64;
-    let mut too_many_frames = false;
-    while restarting(|| socket.get_rcvmore())? {
-        let mut frame = restarting(|| socket.recv_msg(0))?;
-        // The ROUTER socket makes up the identity frame; only frames from the wire carry the peer's metadata.
-        if peer.is_none() {
-            peer = frame.gets("Peer-Address").map(str::to_owned);
-        }
-        size += frame.len() as u64;
-        if frames.len() < MAX_FRAMES {
-            frames.push(frame.to_vec());
-        } else {
-            too_many_frames = true;
-        }
-    }
-    let mut route = vec![identity.to_vec()];
-    // A REQ peer (or a DEALER imitating one) puts an empty delimiter before the request; echo it back.
-    if frames.first().is_some_and(Vec::is_empty) {
-        route.push(frames.remove(0));
-    }
-    Ok(Incoming {
-        route,
-        body: frames,
-        peer,
-        size,
-        too_many_frames,
-    })
-}
-
-fn send_reply(
-    socket: &zmq::Socket,
-    route: &[Vec<u8>],
-    reply: &ReplyFrame,
-) -> Result<(), zmq::Error> {
-    let reply = reply.to_frame();
-    // Frame by frame rather than send_multipart, so an interrupted frame is sent again alone.
-    for frame in route {
-        restarting(|| socket.send(frame.as_slice(), zmq::SNDMORE))?;
-    }
-    restarting(|| socket.send(reply.as_slice(), 0))
-}
-
-fn write_records(output: &mut dyn Write, records: &Ndjson) -> std::io::Result<()> {
-    output.write_all(&records.text)
-}
-
-fn prune_nonces(worker: &mut Worker, settings: &Settings) {
+/// Forgets nonces too old to pass the clock check; a failure is logged and tried again next time.
+fn prune_nonces<S: RequestStore>(store: &mut S, settings: &Settings, log: &mut Log) {
     let oldest = timestamp::now_seconds() - settings.max_skew_secs;
-    if let Err(e) = worker.store().prune_nonces(oldest) {
-        worker
-            .log
-            .info(format_args!("could not prune old nonces: {e}"));
+    if let Err(e) = store.prune_nonces(oldest) {
+        log.info(format_args!("could not prune old nonces: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{Arc, atomic::AtomicBool},
+        thread::{self, JoinHandle},
+    };
+
+    use serde_json::json;
+
+    use super::{testing::*, *};
+    use crate::protocol::{Reply, ReplyFrame, Request};
+
+    /// A server loop on its own thread, on a ROUTER bound to a port the OS picked, with a store in `dir`.
+    struct Running {
+        endpoint: String,
+        shutdown: Arc<AtomicBool>,
+        thread: JoinHandle<(Result<Stats, ServeError>, Vec<u8>)>,
+        log: Captured,
+        context: zmq::Context,
+    }
+
+    impl Running {
+        fn start(dir: &std::path::Path) -> Running {
+            let (mut store, settings) = store_with_key(dir);
+            let context = zmq::Context::new();
+            let socket = context.socket(zmq::ROUTER).unwrap();
+            socket.bind("tcp://127.0.0.1:*").unwrap();
+            let endpoint = socket.get_last_endpoint().unwrap().unwrap();
+            let shutdown = Arc::new(AtomicBool::new(false));
+            let (log, captured) = captured_log();
+            let flag = Arc::clone(&shutdown);
+            let thread = thread::spawn(move || {
+                let mut output = Vec::new();
+                let stats = run(&socket, &mut store, &mut output, log, &settings, &flag);
+                (stats, output)
+            });
+            Running {
+                endpoint,
+                shutdown,
+                thread,
+                log: captured,
+                context,
+            }
+        }
+
+        fn connect(&self, kind: zmq::SocketType) -> zmq::Socket {
+            let socket = self.context.socket(kind).unwrap();
+            socket.set_rcvtimeo(30_000).unwrap();
+            socket.set_linger(0).unwrap();
+            socket.connect(&self.endpoint).unwrap();
+            socket
+        }
+
+        fn stop(self) -> (Stats, Vec<u8>, Vec<String>) {
+            self.shutdown.store(true, Ordering::SeqCst);
+            let (stats, output) = self.thread.join().unwrap();
+            (stats.unwrap(), output, self.log.lines())
+        }
+    }
+
+    fn request(nonce: &str, record: serde_json::Value) -> Request {
+        Request::sign(
+            KEY,
+            SECRET.as_bytes(),
+            timestamp::now_seconds(),
+            nonce,
+            payload(&[record]),
+        )
+    }
+
+    fn reply(socket: &zmq::Socket) -> ReplyFrame {
+        let frames = socket.recv_multipart(0).unwrap();
+        ReplyFrame::from_frame(frames.last().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_loop_answers_pipelined_requests_in_order_writes_their_records_and_logs_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Running::start(dir.path());
+        let dealer = server.connect(zmq::DEALER);
+        let nonces: Vec<String> = (0..20).map(|i| format!("nonce-{i:012}")).collect();
+        for (i, nonce) in nonces.iter().enumerate() {
+            let frames = request(nonce, json!({ "i": i })).to_frames();
+            dealer.send_multipart(frames, 0).unwrap();
+        }
+        dealer
+            .send_multipart([b"zavro/1".to_vec(), b"{}".to_vec()], 0)
+            .unwrap();
+        for nonce in &nonces {
+            let frame = reply(&dealer);
+            assert_eq!(frame.nonce.as_deref(), Some(nonce.as_str()));
+            assert!(matches!(frame.reply, Reply::Accepted { records: 1, .. }));
+        }
+        let malformed = reply(&dealer);
+        assert!(matches!(malformed.reply, Reply::Rejected { .. }));
+        assert_eq!(malformed.nonce, None);
+
+        let (stats, output, log) = server.stop();
+        assert_eq!(
+            stats,
+            Stats {
+                accepted: 20,
+                rejected: 1
+            }
+        );
+        let expected: String = (0..20).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+        assert_eq!(String::from_utf8(output).unwrap(), expected);
+        let accepted = log.iter().filter(|l| l.starts_with("accepted #")).count();
+        assert_eq!(accepted, 20, "{log:?}");
+        assert!(
+            log.iter()
+                .any(|l| l.starts_with("rejected #") && l.contains("malformed"))
+        );
+    }
+
+    #[test]
+    fn a_req_peer_gets_its_reply_through_the_empty_delimiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Running::start(dir.path());
+        let req = server.connect(zmq::REQ);
+        req.send_multipart(request("nonce-000000000001", json!(1)).to_frames(), 0)
+            .unwrap();
+        let frames = req.recv_multipart(0).unwrap();
+        assert_eq!(
+            frames.len(),
+            1,
+            "REQ strips the delimiter the server echoed"
+        );
+        let frame = ReplyFrame::from_frame(&frames[0]).unwrap();
+        assert!(matches!(frame.reply, Reply::Accepted { .. }));
+        let (stats, output, _) = server.stop();
+        assert_eq!(stats.accepted, 1);
+        assert_eq!(output, b"1\n");
+    }
+
+    #[test]
+    fn a_message_of_too_many_frames_is_refused_and_the_loop_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Running::start(dir.path());
+        let dealer = server.connect(zmq::DEALER);
+        let mut frames = request("nonce-000000000001", json!(1)).to_frames().to_vec();
+        frames.extend((0..MAX_FRAMES).map(|_| b"x".to_vec()));
+        dealer.send_multipart(frames, 0).unwrap();
+        let refused = reply(&dealer);
+        assert!(
+            matches!(&refused.reply, Reply::Rejected { message, .. } if message == "more than 8 frames"),
+            "{refused:?}"
+        );
+        dealer
+            .send_multipart(request("nonce-000000000002", json!(2)).to_frames(), 0)
+            .unwrap();
+        assert!(matches!(reply(&dealer).reply, Reply::Accepted { .. }));
+        let (stats, _, _) = server.stop();
+        assert_eq!(
+            stats,
+            Stats {
+                accepted: 1,
+                rejected: 1
+            }
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 mod audit;
 mod chain;
+mod group;
 mod keys;
 mod prune;
 mod requests;
@@ -25,9 +26,10 @@ use rusqlite_migration::{M, Migrations, SchemaVersion};
 
 pub use audit::{AuditCount, AuditEntry, AuditFilter, AuditRow, Status};
 pub use chain::{ChainBreak, Verified};
+pub use group::{Committed, Nonce, RequestGroup, RequestStore, SeenNonce};
 pub use keys::{KeyRecord, StoredKey};
 pub use prune::Pruned;
-pub use requests::{Batch, Committed, Nonce, SeenNonce};
+pub use requests::Batch;
 pub use schemas::SchemaRow;
 
 /// How long a command waits for another process's write lock before giving up.

@@ -1,69 +1,21 @@
-//! Committing an accepted request (audit row, payload, nonce) in one durable transaction, and the nonce
-//! bookkeeping that refuses replays across restarts and recognises retries.
+//! The SQLite side of the server's seam ([`RequestStore`]): a group of requests' rows (audit rows, payloads,
+//! nonces) in one durable transaction, and the nonce bookkeeping that refuses replays across restarts and
+//! recognises retries.
 
 use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{AuditEntry, Store, StoreError, StoredKey, chain, schemas::remember_schema};
+use super::{
+    AuditEntry, Committed, Nonce, RequestGroup, RequestStore, SeenNonce, Store, StoreError,
+    StoredKey, chain, schemas::remember_schema,
+};
 
-/// The outcome of trying to commit an accepted request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Committed {
-    /// Stored under this audit id.
-    Stored(i64),
-    /// The nonce was already used by this key; nothing was stored.
-    Replay,
-}
+impl RequestStore for Store {
+    type Group<'s> = Batch<'s>;
 
-/// What is remembered of a request's nonce.
-#[derive(Debug, Clone, Copy)]
-pub struct Nonce<'a> {
-    /// The nonce.
-    pub nonce: &'a str,
-    /// The request's timestamp (Unix seconds), which decides when the nonce may be forgotten.
-    pub timestamp: i64,
-    /// The request's signature, which recognises a byte-identical retry.
-    pub signature: &'a str,
-}
-
-/// An accepted request that used a nonce, as remembered for the replay window.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeenNonce {
-    /// The audit row of the request that used it.
-    pub audit_id: i64,
-    /// That request's signature (NULL for requests stored before schema version 3).
-    pub signature: Option<String>,
-    /// How many records that request carried.
-    pub records: u64,
-}
-
-impl Store {
-    /// The accepted request that used this nonce with this key, if it is still inside the replay window.
-    pub fn find_nonce(&self, key_id: &str, nonce: &str) -> Result<Option<SeenNonce>, StoreError> {
-        find_nonce(&self.conn, key_id, nonce)
-    }
-
-    /// Stores one accepted request in a transaction of its own (see [`Batch::accept`]).
-    ///
-    /// Returns only after the transaction is durable (`synchronous=FULL`), so the caller may acknowledge.
-    pub fn commit_accepted(
-        &mut self,
-        entry: &AuditEntry,
-        nonce: &Nonce,
-        payload_json: &str,
-    ) -> Result<Committed, StoreError> {
-        let mut batch = self.begin_batch()?;
-        let committed = batch.accept(entry, nonce, payload_json)?;
-        batch.commit()?;
-        Ok(committed)
-    }
-
-    /// Starts a group commit: many requests' rows in one write transaction, made durable by one fsync.
-    ///
-    /// The transaction takes the write lock at once (`BEGIN IMMEDIATE`), so what is read through the batch
-    /// (keys, nonces) cannot be changed by another writer before the batch commits.
-    pub fn begin_batch(&mut self) -> Result<Batch<'_>, StoreError> {
+    /// The transaction takes the write lock at once (`BEGIN IMMEDIATE`).
+    fn begin_group(&mut self) -> Result<Batch<'_>, StoreError> {
         Ok(Batch {
             tx: self
                 .conn
@@ -73,8 +25,7 @@ impl Store {
         })
     }
 
-    /// Forgets nonces whose timestamp is before `oldest_timestamp`: such requests fail the clock check anyway.
-    pub fn prune_nonces(&self, oldest_timestamp: i64) -> Result<usize, StoreError> {
+    fn prune_nonces(&mut self, oldest_timestamp: i64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
             "DELETE FROM nonces WHERE timestamp < ?1",
             [oldest_timestamp],
@@ -82,8 +33,33 @@ impl Store {
     }
 }
 
-/// A write transaction holding the rows of several requests; nothing is durable until [`Batch::commit`], and
-/// dropping it rolls everything back.
+#[cfg(test)]
+impl Store {
+    /// The accepted request that used this nonce with this key, read outside any group (for tests).
+    pub(crate) fn find_nonce(
+        &self,
+        key_id: &str,
+        nonce: &str,
+    ) -> Result<Option<SeenNonce>, StoreError> {
+        find_nonce(&self.conn, key_id, nonce)
+    }
+
+    /// Stores one accepted request in a group of its own (for tests).
+    pub(crate) fn commit_accepted(
+        &mut self,
+        entry: &AuditEntry,
+        nonce: &Nonce,
+        payload_json: &str,
+    ) -> Result<Committed, StoreError> {
+        let mut group = self.begin_group()?;
+        let committed = group.append_accepted(entry, nonce, payload_json)?;
+        group.commit()?;
+        Ok(committed)
+    }
+}
+
+/// The SQLite group: a write transaction holding the rows of several requests; nothing is durable until
+/// [`RequestGroup::commit`], and dropping it rolls everything back.
 pub struct Batch<'s> {
     tx: rusqlite::Transaction<'s>,
     /// The store's ids of schemas already committed; a schema seen before costs no statement.
@@ -92,11 +68,18 @@ pub struct Batch<'s> {
     new_schema_ids: Vec<(String, i64)>,
 }
 
-impl Batch<'_> {
-    /// Adds an accepted request: its audit row, the JSON of its records, and its nonce. (The key's last use is
-    /// read from the audit trail, not written here: one page fewer to make durable per request.) A nonce already
-    /// stored makes it a [`Committed::Replay`], with nothing of it kept.
-    pub fn accept(
+impl RequestGroup for Batch<'_> {
+    fn key(&mut self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+        super::keys::find_key(&self.tx, id)
+    }
+
+    fn nonce(&mut self, key_id: &str, nonce: &str) -> Result<Option<SeenNonce>, StoreError> {
+        find_nonce(&self.tx, key_id, nonce)
+    }
+
+    /// The key's last use is read from the audit trail, not written here: one page fewer to make durable per
+    /// request.
+    fn append_accepted(
         &mut self,
         entry: &AuditEntry,
         nonce: &Nonce,
@@ -126,23 +109,20 @@ impl Batch<'_> {
         Ok(Committed::Stored(link.id))
     }
 
-    /// Adds an audit row without a payload (a rejection, a recognised retry) and returns its id.
-    pub fn record(&mut self, entry: &AuditEntry) -> Result<i64, StoreError> {
+    fn append(&mut self, entry: &AuditEntry) -> Result<i64, StoreError> {
         let schema_id = self.schema_id(entry)?;
         entry.insert(&self.tx, schema_id, None)
     }
 
-    /// The key's secret and state, read inside the batch's transaction.
-    pub fn find_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
-        super::keys::find_key(&self.tx, id)
+    fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit()?;
+        // Schema rows are never deleted, so a committed id stays right for the life of the store.
+        self.schema_ids.extend(self.new_schema_ids);
+        Ok(())
     }
+}
 
-    /// [`Store::find_nonce`], read inside the batch's transaction: no other writer can use the nonce before
-    /// this batch commits.
-    pub fn find_nonce(&self, key_id: &str, nonce: &str) -> Result<Option<SeenNonce>, StoreError> {
-        find_nonce(&self.tx, key_id, nonce)
-    }
-
+impl Batch<'_> {
     /// The `schemas` row of the entry's schema, added if new; a schema seen before costs no statement.
     fn schema_id(&mut self, entry: &AuditEntry) -> Result<Option<i64>, StoreError> {
         let Some(schema) = entry.schema else {
@@ -159,14 +139,6 @@ impl Batch<'_> {
         let id = remember_schema(&self.tx, schema, entry.time_us)?;
         self.new_schema_ids.push((fingerprint.clone(), id));
         Ok(Some(id))
-    }
-
-    /// Makes everything in the batch durable at once.
-    pub fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit()?;
-        // Schema rows are never deleted, so a committed id stays right for the life of the store.
-        self.schema_ids.extend(self.new_schema_ids);
-        Ok(())
     }
 }
 
@@ -259,23 +231,31 @@ mod tests {
     fn a_batch_commits_all_or_nothing_and_a_replay_inside_it_keeps_nothing_of_itself() {
         let mut store = Store::open_in_memory().unwrap();
         {
-            let mut batch = store.begin_batch().unwrap();
-            batch.accept(&accepted(1), &nonce("a", 100), "[1]").unwrap();
+            let mut batch = store.begin_group().unwrap();
+            batch
+                .append_accepted(&accepted(1), &nonce("a", 100), "[1]")
+                .unwrap();
             // Dropped without commit: rolled back.
         }
         assert!(store.find_nonce("ZK1", "a").unwrap().is_none());
 
-        let mut batch = store.begin_batch().unwrap();
+        let mut batch = store.begin_group().unwrap();
         assert!(matches!(
-            batch.accept(&accepted(1), &nonce("a", 100), "[1]").unwrap(),
+            batch
+                .append_accepted(&accepted(1), &nonce("a", 100), "[1]")
+                .unwrap(),
             Committed::Stored(_)
         ));
         assert_eq!(
-            batch.accept(&accepted(2), &nonce("a", 100), "[2]").unwrap(),
+            batch
+                .append_accepted(&accepted(2), &nonce("a", 100), "[2]")
+                .unwrap(),
             Committed::Replay
         );
         assert!(matches!(
-            batch.accept(&accepted(3), &nonce("b", 100), "[3]").unwrap(),
+            batch
+                .append_accepted(&accepted(3), &nonce("b", 100), "[3]")
+                .unwrap(),
             Committed::Stored(_)
         ));
         batch.commit().unwrap();

@@ -81,7 +81,7 @@ mod tests {
     use super::*;
     use crate::{
         avro::SchemaFingerprint,
-        store::{AuditEntry, AuditFilter, Nonce, Status},
+        store::{AuditEntry, AuditFilter, Nonce, RequestGroup, RequestStore, Status},
     };
 
     fn fingerprint(text: &str) -> SchemaFingerprint {
@@ -178,8 +178,8 @@ mod tests {
             ..AuditEntry::test_send(time_us)
         };
         {
-            let mut batch = store.begin_batch().unwrap();
-            batch.record(&with(10, &int)).unwrap();
+            let mut batch = store.begin_group().unwrap();
+            batch.append(&with(10, &int)).unwrap();
             // Dropped without commit: the schema row it added is gone, and its id free again.
         }
         store.record(&with(20, &long)).unwrap();

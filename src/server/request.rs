@@ -1,0 +1,59 @@
+//! Frames to a [`Request`]: the frame rules, and where the transport's types stop. Everything after this step
+//! sees an [`Arrival`], never a socket or a ZeroMQ message.
+
+use crate::protocol::{RejectCode, Rejection, Request};
+
+/// Body frames kept from one request; a request has three, so more is malformed (the rest are counted, not kept).
+pub const MAX_FRAMES: usize = 8;
+
+/// One request as it arrived: its body frames (the route removed), who sent it, and how big it was.
+#[derive(Debug, Clone, Default)]
+pub struct Arrival {
+    /// The first [`MAX_FRAMES`] body frames.
+    pub frames: Vec<Vec<u8>>,
+    /// How many body frames the message had; more than `frames.len()` when some were not kept.
+    pub frame_count: usize,
+    /// Total bytes of all the body frames, kept or not.
+    pub size: u64,
+    /// The peer's IP address, when the transport knows it.
+    pub peer: Option<String>,
+}
+
+impl Arrival {
+    /// An arrival of these body frames from this peer, all kept.
+    pub fn new(frames: Vec<Vec<u8>>, peer: Option<String>) -> Arrival {
+        Arrival {
+            frame_count: frames.len(),
+            size: frames.iter().map(|f| f.len() as u64).sum(),
+            frames,
+            peer,
+        }
+    }
+}
+
+/// The request the frames hold, or why there is none.
+pub fn parse(arrival: &Arrival) -> Result<Request, Rejection> {
+    if arrival.frame_count > MAX_FRAMES {
+        return Err(Rejection::new(
+            RejectCode::Malformed,
+            format!("more than {MAX_FRAMES} frames"),
+        ));
+    }
+    Request::from_frames(&arrival.frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_many_frames_are_malformed_even_when_the_first_three_are_a_request() {
+        let request = Request::sign("ZK1", b"secret", 1, "nonce-0123456789abcdef", vec![]);
+        let mut arrival = Arrival::new(request.to_frames().to_vec(), None);
+        assert_eq!(parse(&arrival).as_ref(), Ok(&request));
+        arrival.frame_count = MAX_FRAMES + 1;
+        let rejection = parse(&arrival).unwrap_err();
+        assert_eq!(rejection.code, RejectCode::Malformed);
+        assert_eq!(rejection.message, "more than 8 frames");
+    }
+}

@@ -1,0 +1,671 @@
+//! A group of requests, start to finish: parse each, check it against what the store says of its key and
+//! nonce, commit the group's rows in one transaction, and settle one [`Outcome`] per request.
+
+use std::{collections::HashMap, sync::Arc};
+
+use super::{
+    Settings,
+    check::{self, Decision, Fresh, Verdict},
+    commit,
+    log::Log,
+    outcome::{Outcome, outcome},
+    request::{self, Arrival},
+};
+use crate::{
+    avro::{Decoder, SchemaFingerprint},
+    protocol::{Rejection, Request},
+    store::{RequestGroup, RequestStore, StoredKey},
+    timestamp,
+};
+
+/// Checks and commits groups of requests; holds the settings and the decoder's schema cache between groups.
+pub struct Worker {
+    max_skew_secs: i64,
+    decoder: Decoder,
+}
+
+/// What the checks know of a group so far.
+#[derive(Default)]
+struct GroupState {
+    /// The requests to store so far, by (key, nonce): their index in the group and their signature.
+    to_store: HashMap<(String, String), (usize, String)>,
+    /// The keys looked up so far: a group holds the write lock, so they cannot change before it commits.
+    keys: HashMap<String, Option<StoredKey>>,
+}
+
+impl Worker {
+    /// A worker for these settings.
+    pub fn new(settings: &Settings) -> Worker {
+        Worker {
+            max_skew_secs: settings.max_skew_secs,
+            decoder: Decoder::with_reader_schemas(settings.reader_schemas.clone()),
+        }
+    }
+
+    /// Handles a group: one outcome per arrival, in order, settled only once the group is committed.
+    ///
+    /// The checks read keys and nonces inside the group's write transaction: one transaction per group instead
+    /// of one per lookup, and no other writer can use a nonce between its check and the commit. When the group
+    /// cannot be committed, the same verdicts are settled as retryable refusals, audited if the store allows.
+    pub fn handle<S: RequestStore>(
+        &mut self,
+        store: &mut S,
+        group: &[Arrival],
+        log: &mut Log,
+    ) -> Vec<Outcome> {
+        let now_us = timestamp::now_micros();
+        let (verdicts, committed) = match store.begin_group() {
+            Ok(mut transaction) => {
+                let verdicts = self.check_group(&mut transaction, group, now_us, log);
+                let committed = commit::commit(transaction, &verdicts, now_us);
+                (verdicts, committed)
+            }
+            Err(e) => (unchecked(group), Err(e)),
+        };
+        let (verdicts, written) = match committed {
+            Ok(written) => (verdicts, written.into_iter().map(Some).collect()),
+            Err(e) => {
+                log.info(format_args!(
+                    "store error, group of {} requests not kept: {e}",
+                    group.len()
+                ));
+                let refused: Vec<Verdict> = verdicts.into_iter().map(Verdict::retryable).collect();
+                let audited = store
+                    .begin_group()
+                    .and_then(|transaction| commit::commit(transaction, &refused, now_us));
+                let written: Vec<_> = match audited {
+                    Ok(written) => written.into_iter().map(Some).collect(),
+                    Err(e) => {
+                        log.info(format_args!(
+                            "store error, refusals not audited either: {e}"
+                        ));
+                        refused.iter().map(|_| None).collect()
+                    }
+                };
+                (refused, written)
+            }
+        };
+        verdicts
+            .into_iter()
+            .zip(written)
+            .map(|(verdict, written)| outcome(verdict, written, now_us))
+            .collect()
+    }
+
+    /// The verdicts of a group, in order.
+    fn check_group<G: RequestGroup>(
+        &mut self,
+        transaction: &mut G,
+        group: &[Arrival],
+        now_us: i64,
+        log: &mut Log,
+    ) -> Vec<Verdict> {
+        let mut state = GroupState::default();
+        let mut verdicts = Vec::with_capacity(group.len());
+        for (index, arrival) in group.iter().enumerate() {
+            let verdict = self.check(transaction, &mut state, arrival, now_us, log);
+            if let (Decision::Store(fresh), Some(key), Some(nonce)) =
+                (&verdict.decision, &verdict.key, &verdict.nonce)
+            {
+                state.to_store.insert(
+                    (key.clone(), nonce.clone()),
+                    (index, fresh.signature.clone()),
+                );
+            }
+            verdicts.push(verdict);
+        }
+        verdicts
+    }
+
+    /// The verdict on one request.
+    fn check<G: RequestGroup>(
+        &mut self,
+        transaction: &mut G,
+        state: &mut GroupState,
+        arrival: &Arrival,
+        now_us: i64,
+        log: &mut Log,
+    ) -> Verdict {
+        let request = match request::parse(arrival) {
+            Ok(request) => request,
+            Err(rejection) => {
+                return Verdict::unreadable(arrival.peer.clone(), arrival.size, rejection);
+            }
+        };
+        let mut schema = None;
+        let decision = self
+            .decide(transaction, state, &request, &mut schema, now_us, log)
+            .unwrap_or_else(Decision::Refuse);
+        Verdict {
+            nonce: Some(request.envelope.nonce),
+            key: Some(request.envelope.key),
+            peer: arrival.peer.clone(),
+            size: arrival.size,
+            schema,
+            decision,
+        }
+    }
+
+    /// The checks of a readable request in PROTOCOL.md's order: key, signature, clock, nonce, payload. `schema`
+    /// is set once the payload's header is read, also when its records are then refused.
+    fn decide<G: RequestGroup>(
+        &mut self,
+        transaction: &mut G,
+        state: &mut GroupState,
+        request: &Request,
+        schema: &mut Option<Arc<SchemaFingerprint>>,
+        now_us: i64,
+        log: &mut Log,
+    ) -> Result<Decision, Rejection> {
+        let mut store_failed = |e| {
+            log.info(format_args!("store error: {e}"));
+            check::internal("the server could not read its store; retry")
+        };
+        let envelope = &request.envelope;
+        let key = match state.keys.get(&envelope.key) {
+            Some(key) => key,
+            None => {
+                let found = transaction.key(&envelope.key).map_err(&mut store_failed)?;
+                state.keys.entry(envelope.key.clone()).or_insert(found)
+            }
+        };
+        check::authenticate(request, key.as_ref(), now_us, self.max_skew_secs)?;
+
+        let id = (envelope.key.clone(), envelope.nonce.clone());
+        let in_group = state
+            .to_store
+            .get(&id)
+            .map(|(index, signature)| (*index, Some(signature.as_str())));
+        if let Some(index) = check::retry_of(envelope, in_group)? {
+            return Ok(Decision::RetryInGroup(index));
+        }
+        let seen = transaction
+            .nonce(&envelope.key, &envelope.nonce)
+            .map_err(&mut store_failed)?;
+        let earlier = seen.as_ref().map(|s| (s.clone(), s.signature.as_deref()));
+        if let Some(seen) = check::retry_of(envelope, earlier)? {
+            return Ok(Decision::Retry(seen));
+        }
+
+        let records;
+        (*schema, records) = check::payload(self.decoder.decode_request(&request.payload));
+        let records = records?;
+        Ok(Decision::Store(Box::new(Fresh {
+            timestamp: envelope.timestamp,
+            signature: envelope.signature.clone(),
+            json: records.to_json_array(),
+            records,
+        })))
+    }
+}
+
+/// Verdicts for a group whose checks could not run because the store could not be read: every request is
+/// refused as `internal` (safe to retry), with its key and nonce when its frames give them.
+fn unchecked(group: &[Arrival]) -> Vec<Verdict> {
+    group
+        .iter()
+        .map(|arrival| {
+            let request = request::parse(arrival).ok();
+            Verdict {
+                nonce: request.as_ref().map(|r| r.envelope.nonce.clone()),
+                key: request.map(|r| r.envelope.key),
+                ..Verdict::unreadable(
+                    arrival.peer.clone(),
+                    arrival.size,
+                    check::internal("the server could not read its store; retry"),
+                )
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use apache_avro::Codec;
+    use serde_json::json;
+
+    use super::*;
+    use crate::{
+        avro::container::ContainerWriter,
+        protocol::{RejectCode, Reply},
+        server::{
+            LogLine,
+            testing::{
+                KEY, SECRET, arrival, captured_log, payload, signed, signed_at, store_with_key,
+            },
+        },
+        store::{AuditFilter, AuditRow, Store},
+    };
+
+    /// Handles one group with a fresh worker and a log nobody reads.
+    fn handle(store: &mut Store, settings: &Settings, group: &[Arrival]) -> Vec<Outcome> {
+        let (mut log, _) = captured_log();
+        Worker::new(settings).handle(store, group, &mut log)
+    }
+
+    fn one(store: &mut Store, settings: &Settings, arrival: Arrival) -> Outcome {
+        handle(store, settings, &[arrival]).pop().unwrap()
+    }
+
+    fn code(outcome: &Outcome) -> Option<RejectCode> {
+        match &outcome.reply.reply {
+            Reply::Rejected { code, .. } => Some(*code),
+            Reply::Accepted { .. } => None,
+        }
+    }
+
+    fn sends(store: &Store) -> Vec<AuditRow> {
+        let rows = store.query_audit(&AuditFilter::default()).unwrap();
+        rows.into_iter().filter(|r| r.action == "send").collect()
+    }
+
+    #[test]
+    fn a_valid_request_is_stored_and_its_outcome_carries_reply_audit_id_records_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let (mut log, captured) = captured_log();
+        let arrival = signed("nonce-000000000001", payload(&[json!({"n": 1}), json!(2)]));
+        let outcome = Worker::new(&settings)
+            .handle(&mut store, &[arrival], &mut log)
+            .pop()
+            .unwrap();
+
+        let rows = sends(&store);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(outcome.audit_id, Some(rows[0].id));
+        assert_eq!(
+            outcome.reply.reply,
+            Reply::Accepted {
+                audit_id: rows[0].id,
+                records: 2,
+                duplicate: false
+            }
+        );
+        assert_eq!(outcome.reply.nonce.as_deref(), Some("nonce-000000000001"));
+        assert_eq!(outcome.records.unwrap().text, b"{\"n\":1}\n2\n");
+        assert_eq!(rows[0].records, 2);
+        assert_eq!(rows[0].peer.as_deref(), Some("127.0.0.1"));
+        assert!(rows[0].schema.is_some(), "the row names its writer schema");
+
+        outcome.line.unwrap().print(&mut log);
+        assert_eq!(
+            captured.lines(),
+            [format!(
+                "accepted #{} key={KEY} peer=127.0.0.1 records=2",
+                rows[0].id
+            )]
+        );
+    }
+
+    #[test]
+    fn each_refusal_has_its_code_an_audit_row_and_no_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        store
+            .add_key("ZKREVOKED", SECRET, None, 1)
+            .and_then(|()| store.revoke_key("ZKREVOKED", 2).map(drop))
+            .unwrap();
+        store
+            .add_key_expiring("ZKEXPIRED", SECRET, None, Some(1), 1)
+            .unwrap();
+        let now = timestamp::now_seconds();
+        let data = || payload(&[json!(1)]);
+        let by = |key: &str, secret: &str, nonce: &str| {
+            let request = Request::sign(key, secret.as_bytes(), now, nonce, data());
+            arrival(request.to_frames().to_vec())
+        };
+        let recursive =
+            r#"{"type":"record","name":"L","fields":[{"name":"next","type":["null","L"]}]}"#;
+        let mut unsupported = ContainerWriter::new(recursive, Codec::Null, [3; 16]);
+        unsupported.write_block(1, vec![0]).unwrap();
+        let mut wrong_version = by(KEY, SECRET, "nonce-000000000009").frames;
+        wrong_version[0] = b"zavro/0".to_vec();
+
+        let cases: Vec<(Arrival, RejectCode)> = vec![
+            (arrival(vec![b"zavro/1".to_vec()]), RejectCode::Malformed),
+            (arrival(wrong_version), RejectCode::UnsupportedVersion),
+            (
+                by("ZKNOBODY", SECRET, "nonce-000000000001"),
+                RejectCode::UnknownKey,
+            ),
+            (
+                by("ZKREVOKED", SECRET, "nonce-000000000002"),
+                RejectCode::RevokedKey,
+            ),
+            (
+                by("ZKEXPIRED", SECRET, "nonce-000000000003"),
+                RejectCode::ExpiredKey,
+            ),
+            (
+                by(KEY, "the-wrong-secret-0123456789", "nonce-000000000004"),
+                RejectCode::BadSignature,
+            ),
+            (
+                signed_at(now - 301, "nonce-000000000005", data()),
+                RejectCode::ClockSkew,
+            ),
+            (
+                signed("nonce-000000000006", b"not avro".to_vec()),
+                RejectCode::BadPayload,
+            ),
+            (
+                signed("nonce-000000000007", unsupported.finish()),
+                RejectCode::UnsupportedSchema,
+            ),
+        ];
+        for (arrival, expected) in cases {
+            let outcome = one(&mut store, &settings, arrival);
+            assert_eq!(code(&outcome), Some(expected), "{:?}", outcome.reply);
+            assert!(outcome.records.is_none());
+            let row = sends(&store).pop().unwrap();
+            assert_eq!(outcome.audit_id, Some(row.id), "{expected}");
+            assert_eq!(row.reason.as_deref(), Some(expected.as_str()));
+            assert!(
+                matches!(outcome.line, Some(LogLine::Rejected { code, .. }) if code == expected)
+            );
+        }
+        let skewed = one(
+            &mut store,
+            &settings,
+            signed_at(now + 1000, "nonce-000000000008", data()),
+        );
+        let Reply::Rejected { server_time, .. } = skewed.reply.reply else {
+            panic!("a skewed request is refused");
+        };
+        assert!(
+            server_time.is_some_and(|t| t >= now),
+            "clock_skew tells the time"
+        );
+        assert!(
+            store.verify_audit(None).unwrap().is_ok(),
+            "every row is chained"
+        );
+    }
+
+    #[test]
+    fn data_that_fits_no_reader_schema_is_a_schema_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, mut settings) = store_with_key(dir.path());
+        settings.reader_schemas = vec![
+            apache_avro::Schema::parse_str(
+                r#"{"type":"record","name":"R","fields":[{"name":"x","type":"string"}]}"#,
+            )
+            .unwrap(),
+        ];
+        let outcome = one(
+            &mut store,
+            &settings,
+            signed("nonce-000000000001", payload(&[json!(1)])),
+        );
+        assert_eq!(code(&outcome), Some(RejectCode::SchemaMismatch));
+        assert!(
+            sends(&store)[0].schema.is_some(),
+            "the refused writer schema is named"
+        );
+    }
+
+    #[test]
+    fn a_retry_in_a_later_group_is_a_duplicate_of_the_original_and_a_changed_request_a_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let nonce = "nonce-000000000001";
+        let request = signed(nonce, payload(&[json!(1), json!(2)]));
+        let first = one(&mut store, &settings, request.clone());
+        let stored = first.audit_id.unwrap();
+
+        let retry = one(&mut store, &settings, request);
+        assert_eq!(
+            retry.reply.reply,
+            Reply::Accepted {
+                audit_id: stored,
+                records: 2,
+                duplicate: true
+            }
+        );
+        assert!(retry.records.is_none(), "nothing is written out twice");
+        assert!(matches!(retry.line, Some(LogLine::Duplicate { of, .. }) if of == stored));
+
+        let changed = one(&mut store, &settings, signed(nonce, payload(&[json!(3)])));
+        assert_eq!(code(&changed), Some(RejectCode::Replay));
+        let reasons: Vec<_> = sends(&store).into_iter().map(|r| r.reason).collect();
+        assert_eq!(
+            reasons,
+            [None, Some("duplicate".into()), Some("replay".into())]
+        );
+    }
+
+    #[test]
+    fn a_retry_inside_the_same_group_answers_as_the_first_and_stores_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let nonce = "nonce-000000000001";
+        let request = signed(nonce, payload(&[json!(1)]));
+        let changed = signed(nonce, payload(&[json!(2)]));
+        let outcomes = handle(&mut store, &settings, &[request.clone(), request, changed]);
+        let stored = outcomes[0].audit_id.unwrap();
+        assert!(outcomes[0].records.is_some());
+        assert_eq!(
+            outcomes[1].reply.reply,
+            Reply::Accepted {
+                audit_id: stored,
+                records: 1,
+                duplicate: true
+            }
+        );
+        assert!(outcomes[1].records.is_none());
+        assert_eq!(code(&outcomes[2]), Some(RejectCode::Replay));
+        assert_eq!(sends(&store).len(), 3, "one row per request");
+        assert_eq!(
+            store
+                .query_audit(&AuditFilter {
+                    with_payload: true,
+                    ..Default::default()
+                })
+                .unwrap()
+                .iter()
+                .filter(|r| r.payload.is_some())
+                .count(),
+            1,
+            "the records are stored once"
+        );
+    }
+
+    #[test]
+    fn a_key_revoked_between_groups_is_refused_from_the_next_group_even_for_a_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let mut worker = Worker::new(&settings);
+        let (mut log, _) = captured_log();
+        let first = signed("nonce-000000000001", payload(&[json!(1)]));
+        let outcomes = worker.handle(&mut store, std::slice::from_ref(&first), &mut log);
+        assert_eq!(code(&outcomes[0]), None);
+
+        // Revoked by another process (`zavro keys revoke`) while this worker keeps running.
+        let mut admin = Store::open(&dir.path().join("zavro.db")).unwrap();
+        admin.revoke_key(KEY, timestamp::now_micros()).unwrap();
+
+        let second = signed("nonce-000000000002", payload(&[json!(2)]));
+        let outcomes = worker.handle(&mut store, &[first, second], &mut log);
+        assert_eq!(code(&outcomes[0]), Some(RejectCode::RevokedKey));
+        assert_eq!(code(&outcomes[1]), Some(RejectCode::RevokedKey));
+    }
+
+    #[test]
+    fn a_revocation_waits_for_the_group_in_hand_which_sees_one_state_of_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let path = dir.path().join("zavro.db");
+        // Hold a group open, as the worker does while it checks, and revoke from another connection meanwhile.
+        let group = store.begin_group().unwrap();
+        let revoker = std::thread::spawn(move || {
+            let mut admin = Store::open(&path).unwrap();
+            admin.revoke_key(KEY, timestamp::now_micros()).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !revoker.is_finished(),
+            "the revocation waits for the write lock"
+        );
+        drop(group);
+        revoker.join().unwrap();
+        let outcome = one(
+            &mut store,
+            &settings,
+            signed("nonce-000000000001", payload(&[json!(1)])),
+        );
+        assert_eq!(code(&outcome), Some(RejectCode::RevokedKey));
+    }
+
+    fn assert_refused_as_internal(outcomes: &[Outcome], nonce: &str) {
+        assert_eq!(outcomes.len(), 1);
+        let outcome = &outcomes[0];
+        assert_eq!(
+            code(outcome),
+            Some(RejectCode::Internal),
+            "{:?}",
+            outcome.reply
+        );
+        assert!(outcome.records.is_none(), "no records go out");
+        assert_eq!(
+            outcome.reply.nonce.as_deref(),
+            Some(nonce),
+            "the client can match the reply"
+        );
+    }
+
+    #[test]
+    fn a_group_the_store_cannot_write_is_refused_as_retryable_and_its_retry_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let nonce = "nonce-000000000001";
+        let incoming = signed(nonce, payload(&[json!({"n": 1})]));
+
+        store.refuse_writes(true);
+        let (mut log, captured) = captured_log();
+        let outcomes =
+            Worker::new(&settings).handle(&mut store, std::slice::from_ref(&incoming), &mut log);
+        assert_refused_as_internal(&outcomes, nonce);
+        assert!(outcomes[0].audit_id.is_none() && outcomes[0].line.is_none());
+        assert!(
+            captured.lines()[0].starts_with("store error, group of 1 requests not kept"),
+            "{:?}",
+            captured.lines()
+        );
+        store.refuse_writes(false);
+        assert!(sends(&store).is_empty(), "nothing of the group was kept");
+        assert!(store.find_nonce(KEY, nonce).unwrap().is_none());
+
+        let outcome = one(&mut store, &settings, incoming);
+        assert_eq!(
+            code(&outcome),
+            None,
+            "the same request, sent again, is stored"
+        );
+        assert!(outcome.records.is_some());
+        assert_eq!(sends(&store).len(), 1);
+        assert!(store.verify_audit(None).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_group_that_cannot_take_the_write_lock_is_refused_as_retryable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        store.set_busy_timeout(Duration::from_millis(50));
+        let other = rusqlite::Connection::open(dir.path().join("zavro.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let nonce = "nonce-000000000002";
+
+        let outcomes = handle(
+            &mut store,
+            &settings,
+            &[signed(nonce, payload(&[json!(1)]))],
+        );
+        assert_refused_as_internal(&outcomes, nonce);
+        other.execute_batch("ROLLBACK").unwrap();
+        assert!(sends(&store).is_empty(), "nothing of the group was kept");
+        assert!(store.find_nonce(KEY, nonce).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_group_whose_store_cannot_be_read_answers_every_request_in_order_as_internal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let nonce = "nonce-000000000001";
+        let request = signed(nonce, payload(&[json!(1)]));
+        store.refuse_writes(true);
+        let outcomes = handle(
+            &mut store,
+            &settings,
+            &[request.clone(), request, arrival(vec![b"zavro/1".to_vec()])],
+        );
+        let codes: Vec<_> = outcomes.iter().map(code).collect();
+        // The store could not be read either (query_only refuses BEGIN IMMEDIATE), so the checks never ran.
+        assert_eq!(
+            codes,
+            [
+                Some(RejectCode::Internal),
+                Some(RejectCode::Internal),
+                Some(RejectCode::Internal)
+            ]
+        );
+        assert_eq!(outcomes[0].reply.nonce.as_deref(), Some(nonce));
+        assert_eq!(outcomes[2].reply.nonce, None);
+    }
+
+    #[test]
+    fn a_failed_commit_maps_the_same_verdicts_to_retryable_answers_and_audits_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        // A store that refuses to keep records (as a full disk would for the payloads) but can still audit.
+        let other = rusqlite::Connection::open(dir.path().join("zavro.db")).unwrap();
+        other
+            .execute_batch(
+                "CREATE TRIGGER no_payloads BEFORE INSERT ON payloads
+                 BEGIN SELECT RAISE(ABORT, 'no room for payloads'); END",
+            )
+            .unwrap();
+        let nonce = "nonce-000000000001";
+        let request = signed(nonce, payload(&[json!(1)]));
+        let (mut log, captured) = captured_log();
+        let outcomes = Worker::new(&settings).handle(
+            &mut store,
+            &[request.clone(), request, arrival(vec![b"zavro/1".to_vec()])],
+            &mut log,
+        );
+        let codes: Vec<_> = outcomes.iter().map(code).collect();
+        assert_eq!(
+            codes,
+            [
+                Some(RejectCode::Internal),
+                Some(RejectCode::Internal),
+                Some(RejectCode::Malformed)
+            ],
+            "what would have been stored or answered as a retry is retryable; a refusal stands"
+        );
+        assert!(outcomes.iter().all(|o| o.records.is_none()));
+        assert_eq!(outcomes[0].reply.nonce.as_deref(), Some(nonce));
+        let rows = sends(&store);
+        let audited: Vec<_> = outcomes.iter().map(|o| o.audit_id).collect();
+        assert_eq!(audited, rows.iter().map(|r| Some(r.id)).collect::<Vec<_>>());
+        assert_eq!(rows[0].reason.as_deref(), Some("internal"));
+        assert!(
+            rows[0].schema.is_some(),
+            "the refused payload's schema is named"
+        );
+        assert!(
+            store.find_nonce(KEY, nonce).unwrap().is_none(),
+            "the nonce is free"
+        );
+        assert!(
+            captured.lines()[0].contains("no room for payloads"),
+            "{:?}",
+            captured.lines()
+        );
+
+        other.execute_batch("DROP TRIGGER no_payloads").unwrap();
+        let retried = one(&mut store, &settings, signed(nonce, payload(&[json!(1)])));
+        assert_eq!(code(&retried), None, "the client's retry is stored");
+    }
+}

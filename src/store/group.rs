@@ -1,0 +1,79 @@
+//! The seam between the server and a store: the few operations a group of requests needs (begin a group, look up
+//! keys and nonces, append the group's rows, commit), as traits a backend implements.
+//!
+//! Traits rather than an enum of backends: each backend's group is its own type holding its own transaction
+//! (a `rusqlite::Transaction` borrows its connection, a PostgreSQL transaction its client), the server is
+//! compiled once per backend with no dispatch per call, and adding a backend touches neither the checks nor the
+//! commit. A command that picks the backend at run time calls `server::run` once for the type it opened.
+
+use super::{AuditEntry, StoreError, StoredKey};
+
+/// A store the server can commit groups of requests to.
+pub trait RequestStore {
+    /// One open group: a write transaction that nothing else can change until it commits or is dropped.
+    type Group<'s>: RequestGroup
+    where
+        Self: 's;
+
+    /// Starts a group. What is read through it (keys, nonces) cannot be changed by another writer before the
+    /// group commits, so a nonce checked in the group cannot be used by anyone else in between.
+    fn begin_group(&mut self) -> Result<Self::Group<'_>, StoreError>;
+
+    /// Forgets nonces whose timestamp is before `oldest_timestamp`: such requests fail the clock check anyway.
+    fn prune_nonces(&mut self, oldest_timestamp: i64) -> Result<usize, StoreError>;
+}
+
+/// The operations of one group; dropping it without [`RequestGroup::commit`] keeps nothing of it.
+pub trait RequestGroup {
+    /// The key's secret and state, or `None` when no key has this id.
+    fn key(&mut self, id: &str) -> Result<Option<StoredKey>, StoreError>;
+
+    /// The accepted request that used this nonce with this key, if it is still inside the replay window.
+    fn nonce(&mut self, key_id: &str, nonce: &str) -> Result<Option<SeenNonce>, StoreError>;
+
+    /// Appends an accepted request: its audit row, the JSON of its records, and its nonce. A nonce already
+    /// stored makes it a [`Committed::Replay`], with nothing of it kept.
+    fn append_accepted(
+        &mut self,
+        entry: &AuditEntry,
+        nonce: &Nonce,
+        payload_json: &str,
+    ) -> Result<Committed, StoreError>;
+
+    /// Appends an audit row without a payload (a refusal, a recognised retry) and returns its id.
+    fn append(&mut self, entry: &AuditEntry) -> Result<i64, StoreError>;
+
+    /// Makes everything in the group durable at once; only then may the requests be acknowledged.
+    fn commit(self) -> Result<(), StoreError>;
+}
+
+/// The outcome of appending an accepted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// Stored under this audit id.
+    Stored(i64),
+    /// The nonce was already used by this key; nothing was stored.
+    Replay,
+}
+
+/// What is remembered of a request's nonce.
+#[derive(Debug, Clone, Copy)]
+pub struct Nonce<'a> {
+    /// The nonce.
+    pub nonce: &'a str,
+    /// The request's timestamp (Unix seconds), which decides when the nonce may be forgotten.
+    pub timestamp: i64,
+    /// The request's signature, which recognises a byte-identical retry.
+    pub signature: &'a str,
+}
+
+/// An accepted request that used a nonce, as remembered for the replay window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenNonce {
+    /// The audit row of the request that used it.
+    pub audit_id: i64,
+    /// That request's signature (NULL for requests stored before schema version 3).
+    pub signature: Option<String>,
+    /// How many records that request carried.
+    pub records: u64,
+}
