@@ -510,7 +510,9 @@ pub struct AuditQueryArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
 
-    /// Output format: an aligned table, one JSON object per line, or CSV with a header row.
+    /// Output format: an aligned table, one JSON object per line, or CSV with a header row (a text field that
+    /// begins with =, +, -, @, a tab or a carriage return gets a single quote in front, so a spreadsheet does not
+    /// run it as a formula).
     #[arg(long, value_enum, default_value_t = FormatArg::Table, conflicts_with = "json")]
     pub format: FormatArg,
 
@@ -546,7 +548,8 @@ pub enum FormatArg {
     Table,
     /// One JSON object per line (the fields are listed in README.md).
     Json,
-    /// Comma-separated values with a header row (RFC 4180 quoting).
+    /// Comma-separated values with a header row (RFC 4180 quoting; text that would start a spreadsheet
+    /// formula gets a single quote in front).
     Csv,
 }
 
