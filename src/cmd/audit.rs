@@ -233,7 +233,7 @@ fn schemas(store: &Store, args: AuditSchemasArgs) -> Result<(), Error> {
             .iter()
             .map(|schema| {
                 vec![
-                    schema.fingerprint[..SHORT_FINGERPRINT].to_owned(),
+                    short_fingerprint(&schema.fingerprint).to_owned(),
                     schema_name(&schema.canonical),
                     format_rfc3339(schema.first_seen_us),
                     schema
@@ -250,6 +250,15 @@ fn schemas(store: &Store, args: AuditSchemasArgs) -> Result<(), Error> {
         )
     };
     written.map_err(super::stdout_error)
+}
+
+/// The first [`SHORT_FINGERPRINT`] characters of a fingerprint, or all of it when shorter: a store edited
+/// behind zavro's back may hold any text there, which must not make a listing panic.
+fn short_fingerprint(fingerprint: &str) -> &str {
+    fingerprint
+        .char_indices()
+        .nth(SHORT_FINGERPRINT)
+        .map_or(fingerprint, |(end, _)| &fingerprint[..end])
 }
 
 fn schema_json(schema: &SchemaRow) -> Value {
@@ -433,10 +442,9 @@ fn to_cells(row: &AuditRow) -> Vec<String> {
         or_dash(&row.key_id),
         or_dash(&row.peer),
         row.records.to_string(),
-        row.schema.as_deref().map_or_else(
-            || "-".into(),
-            |fp| fp[..SHORT_FINGERPRINT.min(fp.len())].to_owned(),
-        ),
+        row.schema
+            .as_deref()
+            .map_or_else(|| "-".into(), |fp| short_fingerprint(fp).to_owned()),
         reason,
     ]
 }
@@ -665,6 +673,15 @@ mod tests {
             "zavro's own numbers are written as they are"
         );
         assert_eq!(records[0][0], "7");
+    }
+
+    #[test]
+    fn a_short_fingerprint_is_a_prefix_even_of_odd_text() {
+        let full = "7b8e6d49a0c1f2e3d4c5b6a79887766554433221100ffeeddccbbaa9988776655";
+        assert_eq!(short_fingerprint(full), &full[..SHORT_FINGERPRINT]);
+        assert_eq!(short_fingerprint("abc"), "abc");
+        assert_eq!(short_fingerprint(""), "");
+        assert_eq!(short_fingerprint("aééééééééééééé"), "aééééééééééé");
     }
 
     #[test]
