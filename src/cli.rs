@@ -2,10 +2,8 @@
 
 use std::path::PathBuf;
 
-use std::ffi::OsStr;
-
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use clap_complete::{ArgValueCompleter, CompletionCandidate, Shell};
+use clap_complete::{ArgValueCompleter, Shell};
 
 const ROOT_EXAMPLES: &str = "\
 Examples:
@@ -78,7 +76,7 @@ Examples:
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
-  source <(COMPLETE=bash zavro)                   in ~/.bashrc: also completes key ids for `keys revoke`
+  source <(ZAVRO_COMPLETE=bash zavro)             in ~/.bashrc: also completes key ids for `keys revoke`
   zavro completions bash > ~/.local/share/bash-completion/completions/zavro
   zavro completions zsh > ~/.zfunc/_zavro         with ~/.zfunc on $fpath
   zavro completions fish > ~/.config/fish/completions/zavro.fish";
@@ -401,27 +399,8 @@ pub struct KeysAddArgs {
 #[derive(Debug, Args)]
 pub struct KeysRevokeArgs {
     /// The key id to revoke.
-    #[arg(add = ArgValueCompleter::new(complete_key_id))]
+    #[arg(add = ArgValueCompleter::new(crate::complete::key_id))]
     pub key: String,
-}
-
-/// Dynamic completion of a key id: the unrevoked keys of the store named by ZAVRO_DB, else the default store.
-///
-/// A completer sees only the word being completed, not the command line's `--db`, so it reads the environment
-/// the way clap would; any failure simply offers nothing.
-fn complete_key_id(current: &OsStr) -> Vec<CompletionCandidate> {
-    let Some(current) = current.to_str() else {
-        return Vec::new();
-    };
-    let path = std::env::var_os("ZAVRO_DB").map(PathBuf::from);
-    let Ok(path) = crate::config::store_path(path.as_deref()) else {
-        return Vec::new();
-    };
-    crate::store::active_key_ids(&path)
-        .into_iter()
-        .filter(|(id, _)| id.starts_with(current))
-        .map(|(id, label)| CompletionCandidate::new(id).help(label.map(Into::into)))
-        .collect()
 }
 
 /// A lone `--json` switch.

@@ -98,7 +98,7 @@ fn dynamic_completion_offers_the_keys_that_can_still_be_revoked() {
         .assert()
         .code(0);
     let out = bare_zavro()
-        .env("COMPLETE", "fish")
+        .env("ZAVRO_COMPLETE", "fish")
         .env("ZAVRO_DB", &env.db)
         .args(["--", "zavro", "keys", "revoke", "ZK"])
         .assert()
@@ -108,10 +108,22 @@ fn dynamic_completion_offers_the_keys_that_can_still_be_revoked() {
         .map(|line| line.split('\t').next().unwrap().to_owned())
         .collect();
     assert_eq!(offered, [kept]);
-    let script = bare_zavro().env("COMPLETE", "bash").assert().code(0);
+    let script = bare_zavro().env("ZAVRO_COMPLETE", "bash").assert().code(0);
     assert!(
-        stdout_of(&script).contains("COMPLETE"),
+        stdout_of(&script).contains("ZAVRO_COMPLETE="),
         "{}",
         stdout_of(&script)
     );
+}
+
+#[test]
+fn a_complete_variable_set_for_something_else_does_not_turn_zavro_into_a_completer() {
+    let env = crate::common::TestEnv::new();
+    let out = env
+        .zavro()
+        .env("COMPLETE", "bash")
+        .args(["keys", "list", "--json"])
+        .assert()
+        .code(0);
+    assert_eq!(stdout_of(&out), "", "no keys, and no completion script");
 }
