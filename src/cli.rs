@@ -67,7 +67,9 @@ Examples:
   zavro audit verify
   zavro audit head >> ~/zavro-heads.txt
   zavro audit stats --since 24h
-  zavro audit prune --before 90d --dry-run";
+  zavro audit export --until 90d > audit-archive.ndjson
+  zavro audit prune --before 90d --dry-run
+  zavro audit schemas";
 
 const AUDIT_HEAD_EXAMPLES: &str = "\
 Examples:

@@ -1,4 +1,4 @@
-//! `zavro audit query|verify|head|stats|export|prune`: read, summarise, check and trim the audit trail.
+//! `zavro audit query|verify|head|stats|export|prune|schemas`: read, summarise, check and trim the audit trail.
 
 use std::{
     collections::BTreeMap,

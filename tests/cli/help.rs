@@ -2,7 +2,7 @@
 
 use crate::common::{bare_zavro, stdout_of};
 
-const COMMANDS: [&[&str]; 16] = [
+const COMMANDS: [&[&str]; 17] = [
     &[],
     &["serve"],
     &["send"],
@@ -17,6 +17,7 @@ const COMMANDS: [&[&str]; 16] = [
     &["audit", "stats"],
     &["audit", "export"],
     &["audit", "prune"],
+    &["audit", "schemas"],
     &["bench"],
     &["completions"],
 ];
@@ -59,6 +60,29 @@ fn root_help_documents_the_exit_codes() {
         "5 server unreachable",
     ] {
         assert!(text.contains(code), "{code:?} missing from: {text}");
+    }
+}
+
+#[test]
+fn help_of_audit_lists_and_shows_an_example_of_every_audit_subcommand() {
+    let subcommands = [
+        "query", "verify", "head", "stats", "export", "prune", "schemas",
+    ];
+    let help_subcommand = stdout_of(&bare_zavro().args(["help", "audit"]).assert().code(0));
+    for help in [help_of(&["audit"]), help_subcommand] {
+        let (commands, examples) = help.split_once("Examples:").expect("an Examples section");
+        for sub in subcommands {
+            assert!(
+                commands
+                    .lines()
+                    .any(|line| line.starts_with(&format!("  {sub} "))),
+                "{sub} not listed: {help}"
+            );
+            assert!(
+                examples.contains(&format!("zavro audit {sub}")),
+                "no example of {sub}: {help}"
+            );
+        }
     }
 }
 
