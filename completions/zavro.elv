@@ -140,7 +140,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --since 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)'
             cand --until 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)'
             cand --limit 'Only the N most recent matching rows (with --follow, default 10)'
-            cand --format 'Output format: an aligned table, one JSON object per line, or CSV with a header row'
+            cand --format 'Output format: an aligned table, one JSON object per line, or CSV with a header row (a text field that begins with =, +, -, @, a tab or a carriage return gets a single quote in front, so a spreadsheet does not run it as a formula)'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --json 'Shorthand for --format json'
             cand --payload 'Include the stored JSON records of accepted requests (implies --format json)'

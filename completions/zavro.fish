@@ -113,9 +113,9 @@ complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subco
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l since -d 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l until -d 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l limit -d 'Only the N most recent matching rows (with --follow, default 10)' -r
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l format -d 'Output format: an aligned table, one JSON object per line, or CSV with a header row' -r -f -a "table\t'Aligned columns for people'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l format -d 'Output format: an aligned table, one JSON object per line, or CSV with a header row (a text field that begins with =, +, -, @, a tab or a carriage return gets a single quote in front, so a spreadsheet does not run it as a formula)' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON object per line (the fields are listed in README.md)'
-csv\t'Comma-separated values with a header row (RFC 4180 quoting)'"
+csv\t'Comma-separated values with a header row (RFC 4180 quoting; text that would start a spreadsheet formula gets a single quote in front)'"
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l json -d 'Shorthand for --format json'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l payload -d 'Include the stored JSON records of accepted requests (implies --format json)'

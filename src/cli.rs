@@ -2,10 +2,8 @@
 
 use std::path::PathBuf;
 
-use std::ffi::OsStr;
-
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use clap_complete::{ArgValueCompleter, CompletionCandidate, Shell};
+use clap_complete::{ArgValueCompleter, Shell};
 
 const ROOT_EXAMPLES: &str = "\
 Examples:
@@ -69,7 +67,9 @@ Examples:
   zavro audit verify
   zavro audit head >> ~/zavro-heads.txt
   zavro audit stats --since 24h
-  zavro audit prune --before 90d --dry-run";
+  zavro audit export --until 90d > audit-archive.ndjson
+  zavro audit prune --before 90d --dry-run
+  zavro audit schemas";
 
 const AUDIT_HEAD_EXAMPLES: &str = "\
 Examples:
@@ -78,7 +78,7 @@ Examples:
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
-  source <(COMPLETE=bash zavro)                   in ~/.bashrc: also completes key ids for `keys revoke`
+  source <(ZAVRO_COMPLETE=bash zavro)             in ~/.bashrc: also completes key ids for `keys revoke`
   zavro completions bash > ~/.local/share/bash-completion/completions/zavro
   zavro completions zsh > ~/.zfunc/_zavro         with ~/.zfunc on $fpath
   zavro completions fish > ~/.config/fish/completions/zavro.fish";
@@ -401,27 +401,8 @@ pub struct KeysAddArgs {
 #[derive(Debug, Args)]
 pub struct KeysRevokeArgs {
     /// The key id to revoke.
-    #[arg(add = ArgValueCompleter::new(complete_key_id))]
+    #[arg(add = ArgValueCompleter::new(crate::complete::key_id))]
     pub key: String,
-}
-
-/// Dynamic completion of a key id: the unrevoked keys of the store named by ZAVRO_DB, else the default store.
-///
-/// A completer sees only the word being completed, not the command line's `--db`, so it reads the environment
-/// the way clap would; any failure simply offers nothing.
-fn complete_key_id(current: &OsStr) -> Vec<CompletionCandidate> {
-    let Some(current) = current.to_str() else {
-        return Vec::new();
-    };
-    let path = std::env::var_os("ZAVRO_DB").map(PathBuf::from);
-    let Ok(path) = crate::config::store_path(path.as_deref()) else {
-        return Vec::new();
-    };
-    crate::store::active_key_ids(&path)
-        .into_iter()
-        .filter(|(id, _)| id.starts_with(current))
-        .map(|(id, label)| CompletionCandidate::new(id).help(label.map(Into::into)))
-        .collect()
 }
 
 /// A lone `--json` switch.
@@ -510,7 +491,9 @@ pub struct AuditQueryArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
 
-    /// Output format: an aligned table, one JSON object per line, or CSV with a header row.
+    /// Output format: an aligned table, one JSON object per line, or CSV with a header row (a text field that
+    /// begins with =, +, -, @, a tab or a carriage return gets a single quote in front, so a spreadsheet does not
+    /// run it as a formula).
     #[arg(long, value_enum, default_value_t = FormatArg::Table, conflicts_with = "json")]
     pub format: FormatArg,
 
@@ -546,7 +529,8 @@ pub enum FormatArg {
     Table,
     /// One JSON object per line (the fields are listed in README.md).
     Json,
-    /// Comma-separated values with a header row (RFC 4180 quoting).
+    /// Comma-separated values with a header row (RFC 4180 quoting; text that would start a spreadsheet
+    /// formula gets a single quote in front).
     Csv,
 }
 

@@ -3,8 +3,6 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use zeroize::Zeroizing;
 
-use crate::protocol;
-
 /// Shortest secret accepted on import: shorter ones are guessable.
 pub const MIN_SECRET_LEN: usize = 16;
 
@@ -21,10 +19,7 @@ fn random<const N: usize>() -> Result<[u8; N], RandomError> {
 
 /// A new key id: `ZK` and 16 uppercase hex digits (64 random bits), e.g. `ZK3F9A0C17B2E45D88`.
 pub fn new_key_id() -> Result<String, RandomError> {
-    Ok(format!(
-        "ZK{}",
-        protocol::hex(&random::<8>()?).to_uppercase()
-    ))
+    Ok(format!("ZK{}", hex::encode_upper(random::<8>()?)))
 }
 
 /// A new secret: 240 random bits as 40 characters of unpadded URL-safe base64.
@@ -34,7 +29,7 @@ pub fn new_secret() -> Result<Zeroizing<String>, RandomError> {
 
 /// A new nonce: 128 random bits as 32 lowercase hex digits.
 pub fn new_nonce() -> Result<String, RandomError> {
-    Ok(protocol::hex(&random::<16>()?))
+    Ok(hex::encode(random::<16>()?))
 }
 
 /// Checks a secret the user imports: long enough, and without surrounding white space that copy-paste adds.
@@ -53,6 +48,7 @@ pub fn check_imported_secret(secret: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol;
 
     #[test]
     fn generated_credentials_have_their_documented_shapes() {
@@ -64,6 +60,9 @@ mod tests {
         assert_eq!(new_secret().unwrap().len(), 40);
         let nonce = new_nonce().unwrap();
         assert_eq!(nonce.len(), 32);
+        let hex_digits = |text: &str, digits: &str| text.chars().all(|c| digits.contains(c));
+        assert!(hex_digits(&key[2..], "0123456789ABCDEF"), "{key}");
+        assert!(hex_digits(&nonce, "0123456789abcdef"), "{nonce}");
         assert_ne!(nonce, new_nonce().unwrap());
     }
 

@@ -124,6 +124,7 @@ mod tests {
             "zavro-audit-stats.1",
             "zavro-audit-export.1",
             "zavro-audit-prune.1",
+            "zavro-audit-schemas.1",
         ] {
             assert!(
                 names.iter().any(|n| n == page),

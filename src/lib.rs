@@ -10,7 +10,8 @@
 //! - State: [`store`] (SQLite: migrations, keys, audit, payloads, schemas, nonces).
 //! - Transport: [`server`] (the receive–verify–commit–acknowledge loop) and [`client`] (send and await a reply).
 //! - Front-ends: [`cli`] (clap types only), [`cmd`] (one thin `run` per subcommand), [`config`] (store path and
-//!   credentials resolved once), [`error`] (one error type and the exit codes), [`docs`] (completions, man pages).
+//!   credentials resolved once), [`error`] (one error type and the exit codes), [`docs`] (completions, man pages),
+//!   [`complete`] (key ids for shell completion, read from the store while the user types).
 
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod cmd;
+pub mod complete;
 pub mod config;
 pub mod credentials;
 pub mod docs;

@@ -6,9 +6,11 @@ use clap::{CommandFactory, Parser};
 use zavro::{cli::Cli, cmd, error::exit};
 
 fn main() -> ExitCode {
-    // `COMPLETE=bash zavro` prints a script that calls back here while the user types, so completions can
-    // name things only known at run time (key ids for `keys revoke`); without COMPLETE this returns at once.
-    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
+    // `ZAVRO_COMPLETE=bash zavro` prints a script that calls back here while the user types, so completions can
+    // name things only known at run time (key ids for `keys revoke`); without ZAVRO_COMPLETE this returns at once.
+    clap_complete::CompleteEnv::with_factory(Cli::command)
+        .var(zavro::complete::ENV_VAR)
+        .complete();
     let cli = Cli::parse();
     match cmd::run(cli) {
         Ok(()) => ExitCode::from(exit::SUCCESS),

@@ -54,18 +54,7 @@ impl StringToSign {
 
 /// The lowercase hex SHA-256 of the payload bytes, as it appears in the string-to-sign.
 pub fn payload_digest(payload: &[u8]) -> String {
-    hex(&Sha256::digest(payload))
-}
-
-/// Lowercase hex encoding of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    hex::encode(Sha256::digest(payload))
 }
 
 /// A signed request: envelope plus the Avro object container file it covers.

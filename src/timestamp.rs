@@ -6,10 +6,17 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 /// Microseconds since the Unix epoch, UTC.
 pub fn now_micros() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970");
-    i64::try_from(since_epoch.as_micros()).expect("microseconds fit in i64 until year 294247")
+    micros_since_epoch(SystemTime::now())
+}
+
+/// Microseconds from the Unix epoch to `at`: negative before 1970, as a clock set wrong may say, and saturated
+/// at the ends of `i64` (years ±294,000) rather than panicking.
+fn micros_since_epoch(at: SystemTime) -> i64 {
+    let saturated = |micros: u128| i64::try_from(micros).unwrap_or(i64::MAX);
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(after) => saturated(after.as_micros()),
+        Err(before) => -saturated(before.duration().as_micros()),
+    }
 }
 
 /// Whole seconds since the Unix epoch, UTC.
@@ -111,6 +118,27 @@ mod tests {
             parse_rfc3339("2025-11-28T04:47:15.123456+01:00").unwrap(),
             micros
         );
+    }
+
+    #[test]
+    fn a_clock_before_1970_gives_negative_micros_not_a_panic() {
+        use std::time::Duration;
+        assert_eq!(micros_since_epoch(UNIX_EPOCH), 0);
+        assert_eq!(
+            micros_since_epoch(UNIX_EPOCH + Duration::from_micros(1_764_301_635_123_456)),
+            1_764_301_635_123_456
+        );
+        assert_eq!(
+            micros_since_epoch(UNIX_EPOCH - Duration::from_millis(1_500)),
+            -1_500_000
+        );
+        let far = Duration::from_secs(10_000_000_000_000);
+        if let Some(late) = UNIX_EPOCH.checked_add(far) {
+            assert_eq!(micros_since_epoch(late), i64::MAX);
+        }
+        if let Some(early) = UNIX_EPOCH.checked_sub(far) {
+            assert_eq!(micros_since_epoch(early), -i64::MAX);
+        }
     }
 
     #[test]

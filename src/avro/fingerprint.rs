@@ -15,8 +15,6 @@ use apache_avro::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::protocol::hex;
-
 /// A writer schema as the store records it: its fingerprint, its canonical form, and the text it came as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaFingerprint {
@@ -42,7 +40,7 @@ impl SchemaFingerprint {
 
 /// SHA-256 (lowercase hex) of a Parsing Canonical Form.
 pub fn fingerprint_of_canonical(canonical: &str) -> String {
-    hex(&Sha256::digest(canonical.as_bytes()))
+    hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
 /// The Parsing Canonical Form of a schema: primitives as plain names, full names, only the attributes that

@@ -1,4 +1,4 @@
-//! `zavro audit query|verify|head|stats|export|prune`: read, summarise, check and trim the audit trail.
+//! `zavro audit query|verify|head|stats|export|prune|schemas`: read, summarise, check and trim the audit trail.
 
 use std::{
     collections::BTreeMap,
@@ -34,9 +34,15 @@ const FOLLOW_PAGE: u64 = 1000;
 /// Rows `--follow` shows from before it started when no --limit is given, like `tail -f`.
 const FOLLOW_BACKLOG: u64 = 10;
 
-/// Columns of the table and CSV forms, in order.
+/// Columns of the table form, in order.
 const COLUMNS: [&str; 9] = [
     "ID", "TIME", "ACTION", "STATUS", "KEY", "PEER", "RECORDS", "SCHEMA", "REASON",
+];
+
+/// Columns of the CSV form, in order: the fields of the JSON form without the payload.
+const CSV_COLUMNS: [&str; 11] = [
+    "id", "time", "action", "status", "reason", "message", "key", "peer", "records", "size",
+    "schema",
 ];
 
 /// Characters of a fingerprint shown in tables: enough to tell schemas apart and to paste into `--schema`.
@@ -125,14 +131,12 @@ fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
         limit: args.limit.or(args.follow.then_some(FOLLOW_BACKLOG)),
         with_payload: args.payload,
     };
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut printer = Printer::new(format);
+    let mut printer = Printer::new(format, BufWriter::new(std::io::stdout().lock()));
     if !args.follow {
         // Streamed row by row, so even an unfiltered query of millions of rows runs in bounded memory (the
         // table form alone gathers its rows to align the columns).
-        store.for_each_audit(&filter, |row| printer.row(&mut out, &row))?;
-        printer.finish(&mut out)?;
-        return out.flush().map_err(super::stdout_error);
+        store.for_each_audit(&filter, |row| printer.row(&row))?;
+        return printer.finish();
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -146,10 +150,9 @@ fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
         store.for_each_audit(&filter, |row| {
             last_id = Some(row.id);
             seen += 1;
-            printer.row(&mut out, &row)
+            printer.row(&row)
         })?;
-        printer.finish(&mut out)?;
-        out.flush().map_err(super::stdout_error)?;
+        printer.finish()?;
         if last_id.is_none() {
             // Nothing matched yet: follow from the newest row now, whatever it is.
             last_id = Some(store.audit_head()?.map_or(0, |(id, _)| id));
@@ -230,7 +233,7 @@ fn schemas(store: &Store, args: AuditSchemasArgs) -> Result<(), Error> {
             .iter()
             .map(|schema| {
                 vec![
-                    schema.fingerprint[..SHORT_FINGERPRINT].to_owned(),
+                    short_fingerprint(&schema.fingerprint).to_owned(),
                     schema_name(&schema.canonical),
                     format_rfc3339(schema.first_seen_us),
                     schema
@@ -247,6 +250,15 @@ fn schemas(store: &Store, args: AuditSchemasArgs) -> Result<(), Error> {
         )
     };
     written.map_err(super::stdout_error)
+}
+
+/// The first [`SHORT_FINGERPRINT`] characters of a fingerprint, or all of it when shorter: a store edited
+/// behind zavro's back may hold any text there, which must not make a listing panic.
+fn short_fingerprint(fingerprint: &str) -> &str {
+    fingerprint
+        .char_indices()
+        .nth(SHORT_FINGERPRINT)
+        .map_or(fingerprint, |(end, _)| &fingerprint[..end])
 }
 
 fn schema_json(schema: &SchemaRow) -> Value {
@@ -277,61 +289,86 @@ fn schema_name(canonical: &str) -> String {
 }
 
 /// Writes rows in one format; the table form aligns each batch (one batch unless following).
-struct Printer {
-    format: FormatArg,
+struct Printer<W: Write> {
+    form: Form<W>,
     header_written: bool,
-    table: Vec<Vec<String>>,
 }
 
-impl Printer {
-    fn new(format: FormatArg) -> Self {
+/// Where a [`Printer`]'s rows go, and what the table form holds until its batch ends.
+enum Form<W: Write> {
+    Json(W),
+    /// Boxed: the writer carries its state and buffer inline, far larger than the other forms.
+    Csv(Box<csv::Writer<W>>),
+    Table(W, Vec<Vec<String>>),
+}
+
+impl<W: Write> Printer<W> {
+    fn new(format: FormatArg, out: W) -> Self {
+        let form = match format {
+            FormatArg::Json => Form::Json(out),
+            FormatArg::Csv => Form::Csv(Box::new(csv::Writer::from_writer(out))),
+            FormatArg::Table => Form::Table(out, Vec::new()),
+        };
         Printer {
-            format,
+            form,
             header_written: false,
-            table: Vec::new(),
         }
     }
 
-    fn row(&mut self, out: &mut dyn Write, row: &AuditRow) -> Result<(), Error> {
-        let written = match self.format {
-            FormatArg::Json => writeln!(out, "{}", to_json(row)),
-            FormatArg::Csv => self
-                .csv_header(out)
-                .and_then(|()| writeln!(out, "{}", to_csv(row))),
-            FormatArg::Table => {
-                self.table.push(to_cells(row));
+    fn row(&mut self, row: &AuditRow) -> Result<(), Error> {
+        match &mut self.form {
+            Form::Json(out) => writeln!(out, "{}", to_json(row)).map_err(super::stdout_error),
+            Form::Csv(out) => {
+                write_csv_header(out, &mut self.header_written)?;
+                out.write_record(to_csv(row)).map_err(csv_error)
+            }
+            Form::Table(_, rows) => {
+                rows.push(to_cells(row));
                 Ok(())
             }
-        };
-        written.map_err(super::stdout_error)
+        }
     }
 
-    /// The CSV header, once, even when no row matches: a consumer always sees the columns.
-    fn csv_header(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
-        if self.header_written {
-            return Ok(());
+    /// Ends a batch: writes what it holds (the CSV header at least, so a consumer always sees the columns) and
+    /// flushes, so `--follow` shows each batch at once.
+    fn finish(&mut self) -> Result<(), Error> {
+        match &mut self.form {
+            Form::Json(out) => out.flush().map_err(super::stdout_error),
+            Form::Csv(out) => {
+                write_csv_header(out, &mut self.header_written)?;
+                out.flush().map_err(super::stdout_error)
+            }
+            Form::Table(out, rows) => {
+                let rows = std::mem::take(rows);
+                let written = if self.header_written {
+                    write_table_rows(out, &COLUMNS, &rows)
+                } else {
+                    self.header_written = true;
+                    write_table(out, &COLUMNS, &rows)
+                };
+                written
+                    .and_then(|()| out.flush())
+                    .map_err(super::stdout_error)
+            }
         }
-        self.header_written = true;
-        writeln!(
-            out,
-            "id,time,action,status,reason,message,key,peer,records,size,schema"
-        )
     }
+}
 
-    fn finish(&mut self, out: &mut dyn Write) -> Result<(), Error> {
-        match self.format {
-            FormatArg::Json => return Ok(()),
-            FormatArg::Csv => return self.csv_header(out).map_err(super::stdout_error),
-            FormatArg::Table => {}
-        }
-        let rows = std::mem::take(&mut self.table);
-        let written = if self.header_written {
-            write_table_rows(out, &COLUMNS, &rows)
-        } else {
-            self.header_written = true;
-            write_table(out, &COLUMNS, &rows)
-        };
-        written.map_err(super::stdout_error)
+/// The CSV header row, unless `written` says it is out already.
+fn write_csv_header<W: Write>(out: &mut csv::Writer<W>, written: &mut bool) -> Result<(), Error> {
+    if *written {
+        return Ok(());
+    }
+    *written = true;
+    out.write_record(CSV_COLUMNS).map_err(csv_error)
+}
+
+/// A failure to write CSV: an I/O error stays one, so a closed pipe still ends `audit query | head` quietly.
+fn csv_error(error: csv::Error) -> Error {
+    let message = error.to_string();
+    match error.into_kind() {
+        csv::ErrorKind::Io(io) => super::stdout_error(io),
+        _ => Error::Other(format!("cannot write CSV: {message}")),
     }
 }
 
@@ -358,33 +395,36 @@ fn to_json(row: &AuditRow) -> Value {
     value
 }
 
-/// One CSV line (RFC 4180): fields with a comma, quote or line break are quoted, quotes doubled.
-fn to_csv(row: &AuditRow) -> String {
-    let text = |v: &Option<String>| v.clone().unwrap_or_default();
-    let fields = [
+/// The CSV fields of a row, in the order of [`CSV_COLUMNS`]; the csv crate quotes them (RFC 4180).
+///
+/// Text that can come from outside zavro (a key id, a peer, a reason's message) is neutralised as a spreadsheet
+/// formula; zavro's own numbers and times are written as they are.
+fn to_csv(row: &AuditRow) -> [String; 11] {
+    let text = |v: &str| neutralise_formula(v).into_owned();
+    let optional = |v: &Option<String>| v.as_deref().map_or_else(String::new, text);
+    [
         row.id.to_string(),
         format_rfc3339(row.time_us),
-        row.action.clone(),
-        row.status.clone(),
-        text(&row.reason),
-        text(&row.detail),
-        text(&row.key_id),
-        text(&row.peer),
+        text(&row.action),
+        text(&row.status),
+        optional(&row.reason),
+        optional(&row.detail),
+        optional(&row.key_id),
+        optional(&row.peer),
         row.records.to_string(),
         row.size.to_string(),
-        text(&row.schema),
-    ];
-    fields
-        .iter()
-        .map(|field| {
-            if field.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", field.replace('"', "\"\""))
-            } else {
-                field.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+        optional(&row.schema),
+    ]
+}
+
+/// `text` as a spreadsheet shows it as text: OWASP's rule against CSV injection puts a `'` before a field that
+/// begins with `=`, `+`, `-`, `@`, a tab or a carriage return, which would otherwise be read as a formula.
+fn neutralise_formula(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}").into()
+    } else {
+        text.into()
+    }
 }
 
 fn to_cells(row: &AuditRow) -> Vec<String> {
@@ -402,10 +442,9 @@ fn to_cells(row: &AuditRow) -> Vec<String> {
         or_dash(&row.key_id),
         or_dash(&row.peer),
         row.records.to_string(),
-        row.schema.as_deref().map_or_else(
-            || "-".into(),
-            |fp| fp[..SHORT_FINGERPRINT.min(fp.len())].to_owned(),
-        ),
+        row.schema
+            .as_deref()
+            .map_or_else(|| "-".into(), |fp| short_fingerprint(fp).to_owned()),
         reason,
     ]
 }
@@ -556,4 +595,99 @@ fn prune(store: &mut Store, args: AuditPruneArgs) -> Result<(), Error> {
         ),
     };
     written.map_err(super::stdout_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row_with(detail: &str, key: &str, peer: &str) -> AuditRow {
+        AuditRow {
+            id: 7,
+            time_us: 1_800_000_000_000_000,
+            action: "send".into(),
+            status: "rejected".into(),
+            reason: Some("bad_signature".into()),
+            detail: Some(detail.into()),
+            key_id: Some(key.into()),
+            peer: Some(peer.into()),
+            records: -3,
+            size: 120,
+            payload: None,
+            schema: None,
+        }
+    }
+
+    /// The CSV form of `rows`, read back with a CSV reader: the header, then each record's fields.
+    fn csv_round_trip(rows: &[AuditRow]) -> (Vec<String>, Vec<Vec<String>>) {
+        let mut bytes = Vec::new();
+        let mut printer = Printer::new(FormatArg::Csv, &mut bytes);
+        for row in rows {
+            printer.row(row).unwrap();
+        }
+        printer.finish().unwrap();
+        drop(printer);
+        let mut reader = csv::Reader::from_reader(bytes.as_slice());
+        let header = reader.headers().unwrap().iter().map(String::from).collect();
+        let records = reader
+            .records()
+            .map(|record| record.unwrap().iter().map(String::from).collect())
+            .collect();
+        (header, records)
+    }
+
+    #[test]
+    fn csv_fields_with_commas_quotes_and_line_breaks_read_back_unchanged() {
+        let detail = "bad \"signature\", from a client\nthat\r\nretried";
+        let (header, records) = csv_round_trip(&[
+            row_with(detail, "ZK0123", "127.0.0.1"),
+            row_with("plain", "ZK4567", "10.0.0.1:5000"),
+        ]);
+        assert_eq!(header, CSV_COLUMNS);
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0][5], detail);
+        assert_eq!(records[0][6], "ZK0123");
+        assert_eq!(records[1][5], "plain");
+        assert_eq!(records[1][7], "10.0.0.1:5000");
+        assert_eq!(records[0][10], "", "no schema is an empty field");
+    }
+
+    #[test]
+    fn csv_text_that_a_spreadsheet_would_run_as_a_formula_gets_a_leading_quote() {
+        for start in ["=", "+", "-", "@", "\t", "\r"] {
+            let formula = format!("{start}HYPERLINK(\"http://evil.example\",\"a, b\")");
+            let (_, records) = csv_round_trip(&[row_with(&formula, &formula, &formula)]);
+            let expected = format!("'{formula}");
+            assert_eq!(records[0][5], expected, "message");
+            assert_eq!(records[0][6], expected, "key");
+            assert_eq!(records[0][7], expected, "peer");
+        }
+        let (_, records) = csv_round_trip(&[row_with("a=b, -1", "ZK-1", "127.0.0.1")]);
+        assert_eq!(
+            records[0][5], "a=b, -1",
+            "only a field's first character counts"
+        );
+        assert_eq!(records[0][6], "ZK-1");
+        assert_eq!(
+            records[0][8], "-3",
+            "zavro's own numbers are written as they are"
+        );
+        assert_eq!(records[0][0], "7");
+    }
+
+    #[test]
+    fn a_short_fingerprint_is_a_prefix_even_of_odd_text() {
+        let full = "7b8e6d49a0c1f2e3d4c5b6a79887766554433221100ffeeddccbbaa9988776655";
+        assert_eq!(short_fingerprint(full), &full[..SHORT_FINGERPRINT]);
+        assert_eq!(short_fingerprint("abc"), "abc");
+        assert_eq!(short_fingerprint(""), "");
+        assert_eq!(short_fingerprint("aééééééééééééé"), "aééééééééééé");
+    }
+
+    #[test]
+    fn an_empty_csv_still_has_its_header() {
+        let (header, records) = csv_round_trip(&[]);
+        assert_eq!(header, CSV_COLUMNS);
+        assert!(records.is_empty());
+    }
 }

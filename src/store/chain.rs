@@ -5,10 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
-use crate::{
-    avro::{canonical_form, fingerprint_of_canonical},
-    protocol::hex,
-};
+use crate::avro::{canonical_form, fingerprint_of_canonical};
 
 /// The `prev_hash` of the first row: 32 zero bytes, in hex.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -67,7 +64,7 @@ impl ChainedFields<'_> {
         if self.schema.is_some() {
             encode_text(&mut h, self.schema);
         }
-        hex(&h.finalize())
+        hex::encode(h.finalize())
     }
 }
 
@@ -85,7 +82,7 @@ fn encode_text(h: &mut Sha256, text: Option<&str>) {
 
 /// SHA-256 (hex) of a stored payload's text.
 pub fn payload_sha256(json: &str) -> String {
-    hex(&Sha256::digest(json.as_bytes()))
+    hex::encode(Sha256::digest(json.as_bytes()))
 }
 
 /// The newest checkpoint left by pruning: (last pruned row id, its hash).

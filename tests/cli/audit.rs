@@ -255,6 +255,30 @@ fn tamper(env: &TestEnv, sql: &str) {
     assert_eq!(changed, 1, "{sql}");
 }
 
+#[test]
+fn a_fingerprint_edited_short_or_odd_in_the_store_is_shown_not_a_panic() {
+    let (env, _, _) = busy_store();
+    // The 3-character one is what used to panic; the other would split a character at the 12th byte.
+    for edited in ["abc", "aéééééééééééééé"] {
+        tamper(
+            &env,
+            &format!("UPDATE schemas SET fingerprint = '{edited}'"),
+        );
+        let listed = stdout_of(&env.zavro().args(["audit", "schemas"]).assert().code(0));
+        let shown = edited.chars().take(12).collect::<String>();
+        assert!(
+            listed
+                .lines()
+                .nth(1)
+                .unwrap()
+                .starts_with(&format!("{shown} ")),
+            "{listed}"
+        );
+        let table = stdout_of(&env.zavro().args(["audit", "query"]).assert().code(0));
+        assert!(table.contains(&format!(" {shown} ")), "{table}");
+    }
+}
+
 fn verify(env: &TestEnv, args: &[&str]) -> assert_cmd::assert::Assert {
     env.zavro().args(["audit", "verify"]).args(args).assert()
 }

@@ -23,7 +23,13 @@ use zavro::protocol::{Reply, Request};
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Every environment variable zavro reads; removed so the developer's own settings never leak into a test.
-pub const ZAVRO_VARS: [&str; 4] = ["ZAVRO_DB", "ZAVRO_KEY", "ZAVRO_SECRET", "ZAVRO_PROFILE"];
+pub const ZAVRO_VARS: [&str; 5] = [
+    "ZAVRO_DB",
+    "ZAVRO_KEY",
+    "ZAVRO_SECRET",
+    "ZAVRO_PROFILE",
+    "ZAVRO_COMPLETE",
+];
 
 /// Path of the binary under test.
 pub fn zavro_bin() -> &'static Path {

@@ -2,7 +2,7 @@
 
 use crate::common::{bare_zavro, stdout_of};
 
-const COMMANDS: [&[&str]; 16] = [
+const COMMANDS: [&[&str]; 17] = [
     &[],
     &["serve"],
     &["send"],
@@ -17,6 +17,7 @@ const COMMANDS: [&[&str]; 16] = [
     &["audit", "stats"],
     &["audit", "export"],
     &["audit", "prune"],
+    &["audit", "schemas"],
     &["bench"],
     &["completions"],
 ];
@@ -63,6 +64,29 @@ fn root_help_documents_the_exit_codes() {
 }
 
 #[test]
+fn help_of_audit_lists_and_shows_an_example_of_every_audit_subcommand() {
+    let subcommands = [
+        "query", "verify", "head", "stats", "export", "prune", "schemas",
+    ];
+    let help_subcommand = stdout_of(&bare_zavro().args(["help", "audit"]).assert().code(0));
+    for help in [help_of(&["audit"]), help_subcommand] {
+        let (commands, examples) = help.split_once("Examples:").expect("an Examples section");
+        for sub in subcommands {
+            assert!(
+                commands
+                    .lines()
+                    .any(|line| line.starts_with(&format!("  {sub} "))),
+                "{sub} not listed: {help}"
+            );
+            assert!(
+                examples.contains(&format!("zavro audit {sub}")),
+                "no example of {sub}: {help}"
+            );
+        }
+    }
+}
+
+#[test]
 fn version_names_the_program() {
     let out = bare_zavro().arg("--version").assert().code(0);
     assert!(stdout_of(&out).starts_with("zavro "), "{}", stdout_of(&out));
@@ -98,7 +122,7 @@ fn dynamic_completion_offers_the_keys_that_can_still_be_revoked() {
         .assert()
         .code(0);
     let out = bare_zavro()
-        .env("COMPLETE", "fish")
+        .env("ZAVRO_COMPLETE", "fish")
         .env("ZAVRO_DB", &env.db)
         .args(["--", "zavro", "keys", "revoke", "ZK"])
         .assert()
@@ -108,10 +132,22 @@ fn dynamic_completion_offers_the_keys_that_can_still_be_revoked() {
         .map(|line| line.split('\t').next().unwrap().to_owned())
         .collect();
     assert_eq!(offered, [kept]);
-    let script = bare_zavro().env("COMPLETE", "bash").assert().code(0);
+    let script = bare_zavro().env("ZAVRO_COMPLETE", "bash").assert().code(0);
     assert!(
-        stdout_of(&script).contains("COMPLETE"),
+        stdout_of(&script).contains("ZAVRO_COMPLETE="),
         "{}",
         stdout_of(&script)
     );
+}
+
+#[test]
+fn a_complete_variable_set_for_something_else_does_not_turn_zavro_into_a_completer() {
+    let env = crate::common::TestEnv::new();
+    let out = env
+        .zavro()
+        .env("COMPLETE", "bash")
+        .args(["keys", "list", "--json"])
+        .assert()
+        .code(0);
+    assert_eq!(stdout_of(&out), "", "no keys, and no completion script");
 }

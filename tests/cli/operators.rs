@@ -192,7 +192,6 @@ fn audit_query_formats_json_and_csv_carry_the_same_rows() {
         "{}",
         lines[2]
     );
-    // The rejection's message holds no comma today, but a quoted field must round-trip if it does.
     assert!(lines[3].contains("bad_signature"), "{}", lines[3]);
     env.zavro()
         .args(["audit", "query", "--json", "--format", "csv"])
@@ -208,6 +207,49 @@ fn audit_query_formats_json_and_csv_carry_the_same_rows() {
         "id,time,action,status,reason,message,key,peer,records,size,schema\n",
         "the header even without rows"
     );
+}
+
+#[test]
+fn audit_query_csv_quotes_odd_fields_and_neutralises_formulas_from_clients() {
+    let env = TestEnv::new();
+    let server = env.start_server();
+    // A key id may begin with `-`, and a spreadsheet would compute `-2-3`.
+    env.send(server.endpoint(), "-2-3", "some-secret-of-20-chars", "1")
+        .code(4);
+    let formula = "=HYPERLINK(\"http://evil.example\", \"a\")\nsecond line";
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE audit SET detail = ?1 WHERE key_id = '-2-3'",
+            [formula],
+        )
+        .unwrap();
+    assert_eq!(changed, 1, "the unknown key's request is audited");
+    let csv = env
+        .zavro()
+        .args([
+            "audit",
+            "query",
+            "--format",
+            "csv",
+            "--reason",
+            "unknown_key",
+        ])
+        .assert()
+        .code(0);
+    let mut reader = csv::Reader::from_reader(csv.get_output().stdout.as_slice());
+    let header = reader.headers().unwrap().clone();
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 1, "{}", stdout_of(&csv));
+    let field = |name: &str| {
+        let column = header.iter().position(|h| h == name);
+        records[0][column.unwrap()].to_owned()
+    };
+    assert_eq!(field("key"), "'-2-3");
+    assert_eq!(field("message"), format!("'{formula}"));
+    assert_eq!(field("reason"), "unknown_key");
+    assert_eq!(field("peer"), "127.0.0.1");
+    assert!(field("id").parse::<i64>().unwrap() > 0);
 }
 
 #[test]
