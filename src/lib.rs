@@ -7,8 +7,10 @@
 //!   (HMAC sign and constant-time verify), [`avro`] (JSON ↔ Avro container files, schema fingerprints),
 //!   [`input`] (stdin text to records), [`endpoint`], [`credentials`], [`timestamp`], [`bench`] (load
 //!   generation, percentiles).
-//! - State: [`store`] (SQLite: migrations, keys, audit, payloads, schemas, nonces).
-//! - Transport: [`server`] (the receive–verify–commit–acknowledge loop) and [`client`] (send and await a reply).
+//! - State: [`store`] (SQLite: migrations, keys, audit, payloads, schemas, nonces; the server reaches it only
+//!   through the [`store::RequestStore`] seam, which a second backend implements).
+//! - Network: [`server`] (the request pipeline, frames → checks → one commit per group → replies, and the loop
+//!   that owns the socket) and [`client`] (send, keep a window in flight, await replies).
 //! - Front-ends: [`cli`] (clap types only), [`cmd`] (one thin `run` per subcommand), [`config`] (store path and
 //!   credentials resolved once), [`error`] (one error type and the exit codes), [`docs`] (completions, man pages),
 //!   [`complete`] (key ids for shell completion, read from the store while the user types).
