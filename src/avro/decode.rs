@@ -13,7 +13,7 @@ use super::{
     AvroError, JSON_SCHEMA_PARSED, SchemaFingerprint,
     container::ContainerReader,
     generic,
-    json::{self, OwnedRecord, TextRecord},
+    json::{self, TextRecord},
 };
 
 /// Deepest JSON nesting accepted on either side; serde_json's parser stops at 128 too.
@@ -126,28 +126,9 @@ impl Decoder {
         }
     }
 
-    /// Decodes every record of a container file into JSON values.
-    pub fn decode(&mut self, bytes: &[u8]) -> Result<Vec<Value>, AvroError> {
-        let mut records = Vec::new();
-        self.each_record(bytes, &mut None, |record| {
-            records.push(match record {
-                Record::Json(data) => DATUM_READER
-                    .read_deser::<OwnedRecord>(data)
-                    .map(|OwnedRecord(v)| v)?,
-                Record::Other(value) => value,
-            });
-            Ok(())
-        })?;
-        Ok(records)
-    }
-
-    /// Transcodes every record of a container file straight to JSON text, one line per record (NDJSON): the
-    /// server's path. Records of zavro's JSON schema never become JSON values on the way.
-    pub fn decode_text(&mut self, bytes: &[u8]) -> Result<Ndjson, AvroError> {
-        self.decode_request(bytes).records
-    }
-
-    /// [`Decoder::decode_text`], also saying which writer schema the file used: the server's path.
+    /// Transcodes every record of a container file straight to JSON text, one line per record (NDJSON), and
+    /// says which writer schema the file used. Records of zavro's JSON schema never become JSON values on the
+    /// way. This is the one decoding path: the server, the tests and the fuzz targets all run it.
     pub fn decode_request(&mut self, bytes: &[u8]) -> Decoded {
         json::start_text();
         let mut records = 0;
@@ -354,9 +335,17 @@ fn json_values(value: &Value) -> usize {
     }
 }
 
-/// Decodes a container file written with the default JSON schema back into its records.
-pub fn decode(bytes: &[u8]) -> Result<Vec<Value>, AvroError> {
-    Decoder::new().decode(bytes)
+/// Decodes a container file the server's way and parses its lines back, as a consumer of the server's output
+/// reads the records.
+#[cfg(test)]
+pub(super) fn decode_values(bytes: &[u8]) -> Result<Vec<Value>, AvroError> {
+    let ndjson = Decoder::new().decode_request(bytes).records?;
+    let values: Vec<Value> = ndjson
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line the decoder writes is JSON"))
+        .collect();
+    assert_eq!(values.len(), ndjson.records, "one line per record");
+    Ok(values)
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -378,7 +367,7 @@ mod tests {
     };
 
     #[test]
-    fn the_text_path_writes_exactly_what_serde_json_would() {
+    fn decoded_lines_are_exactly_what_serde_json_writes() {
         let records = vec![
             json!({"indicator": "power", "timestamp": 1700000000, "value": 5.3}),
             json!({"z": 1, "a": [1, 2.5, "x\n\"y\u{1}", null, true, {"nested": {"deep": []}}], "": {}}),
@@ -387,7 +376,8 @@ mod tests {
             json!(i64::MIN),
         ];
         let text = Decoder::new()
-            .decode_text(&encode(&records).unwrap())
+            .decode_request(&encode(&records).unwrap())
+            .records
             .unwrap();
         let expected: Vec<String> = records
             .iter()
@@ -402,26 +392,14 @@ mod tests {
     }
 
     #[test]
-    fn the_text_path_has_the_same_limits() {
-        let mut deep = json!(1);
-        for _ in 0..(MAX_DEPTH + 5) {
-            deep = json!([deep]);
-        }
-        let err = Decoder::new()
-            .decode_text(&encode(&[deep]).unwrap())
-            .unwrap_err();
-        assert!(err.to_string().contains("nesting"), "{err}");
-        let bytes = encode(&[json!({"a": [1, 2, 3]}), json!("x")]).unwrap();
-        for cut in 0..bytes.len() {
-            let _ = Decoder::new().decode_text(&bytes[..cut]);
-        }
-    }
-    #[test]
     fn a_decoder_checks_a_header_schema_once_and_then_remembers_it() {
         let mut decoder = Decoder::new();
         let first = encode(&[json!(1)]).unwrap();
-        decoder.decode(&first).unwrap();
-        decoder.decode(&encode(&[json!(2)]).unwrap()).unwrap();
+        decoder.decode_request(&first).records.unwrap();
+        decoder
+            .decode_request(&encode(&[json!(2)]).unwrap())
+            .records
+            .unwrap();
         assert_eq!(decoder.schemas.len(), 1);
     }
 
@@ -435,7 +413,7 @@ mod tests {
         let mut file = ContainerWriter::new(JSON_SCHEMA, Codec::Null, [1; 16]);
         file.write_block(1, data).unwrap();
         assert!(
-            decode(&file.finish())
+            decode_values(&file.finish())
                 .unwrap_err()
                 .to_string()
                 .contains("beyond")
@@ -483,7 +461,7 @@ mod tests {
             ),
         ]);
         let bytes = written_by_apache_avro(schema, vec![record]);
-        let text = Decoder::new().decode_text(&bytes).unwrap();
+        let text = Decoder::new().decode_request(&bytes).records.unwrap();
         assert_eq!(
             text.lines().collect::<Vec<_>>(),
             [
@@ -507,7 +485,6 @@ mod tests {
             let mut file = ContainerWriter::new(schema, Codec::Null, [3; 16]);
             file.write_block(1, vec![2]).unwrap();
             let bytes = file.finish();
-            let _ = decode(&bytes);
             let decoded = Decoder::new().decode_request(&bytes);
             if let Ok(parsed) = Schema::parse_str(schema) {
                 assert_eq!(
@@ -565,13 +542,13 @@ mod tests {
             )])],
         );
         assert!(matches!(
-            decode(&bytes),
+            decode_values(&bytes),
             Err(AvroError::UnsupportedSchema(_))
         ));
         let nulls = r#"{"type":"array","items":"null"}"#;
         let bytes = written_by_apache_avro(nulls, vec![Avro::Array(vec![Avro::Null; 3])]);
         assert!(matches!(
-            decode(&bytes),
+            decode_values(&bytes),
             Err(AvroError::UnsupportedSchema(_))
         ));
     }
@@ -579,20 +556,22 @@ mod tests {
     #[test]
     fn garbage_and_truncation_are_errors_not_panics() {
         let bytes = encode(&[json!({"a": [1, 2, 3]}), json!("x")]).unwrap();
-        assert!(decode(b"").is_err());
-        assert!(decode(b"not avro").is_err());
+        assert!(decode_values(b"").is_err());
+        assert!(decode_values(b"not avro").is_err());
         for cut in 0..bytes.len() {
-            let _ = decode(&bytes[..cut]);
+            let _ = decode_values(&bytes[..cut]);
         }
     }
 
     #[test]
     fn too_many_values_in_one_file_are_refused() {
         let records = vec![json!(null); MAX_VALUES + 1];
-        let err = decode(&encode(&records).unwrap()).unwrap_err();
+        let err = decode_values(&encode(&records).unwrap()).unwrap_err();
         assert!(err.to_string().contains("more than"), "{err}");
         assert_eq!(
-            decode(&encode(&records[1..]).unwrap()).unwrap().len(),
+            decode_values(&encode(&records[1..]).unwrap())
+                .unwrap()
+                .len(),
             MAX_VALUES
         );
     }
@@ -604,7 +583,7 @@ mod tests {
             deep = json!([deep]);
         }
         let bytes = encode(&[deep]).unwrap();
-        let err = decode(&bytes).unwrap_err();
+        let err = decode_values(&bytes).unwrap_err();
         assert!(err.to_string().contains("nesting"), "{err}");
     }
 }
@@ -651,7 +630,7 @@ mod evolution {
                 ("note".into(), Avro::String("dropped".into())),
             ])],
         );
-        let text = reader(V2).decode_text(&old).unwrap();
+        let text = reader(V2).decode_request(&old).records.unwrap();
         assert_eq!(
             text.lines().collect::<Vec<_>>(),
             [r#"{"id":7,"value":5.3,"unit":"kW"}"#]
@@ -669,7 +648,7 @@ mod evolution {
             ])],
         );
         // V1 needs `note`, which V2 data lacks and V1 has no default for; and long does not narrow to int.
-        let err = reader(V1).decode_text(&new).unwrap_err();
+        let err = reader(V1).decode_request(&new).records.unwrap_err();
         assert!(matches!(err, AvroError::SchemaMismatch(_)), "{err}");
         assert!(
             err.to_string().contains("id") || err.to_string().contains("note"),
@@ -678,7 +657,7 @@ mod evolution {
 
         let lenient = r#"{"type":"record","name":"Reading","fields":[
             {"name":"id","type":"long"},{"name":"note","type":"string","default":""}]}"#;
-        let text = reader(lenient).decode_text(&new).unwrap();
+        let text = reader(lenient).decode_request(&new).records.unwrap();
         assert_eq!(text.lines().collect::<Vec<_>>(), [r#"{"id":7,"note":""}"#]);
     }
 
@@ -694,7 +673,11 @@ mod evolution {
                 ("note".into(), Avro::String(String::new())),
             ])],
         );
-        let err = reader(changed).decode_text(&data).unwrap_err().to_string();
+        let err = reader(changed)
+            .decode_request(&data)
+            .records
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("value"), "{err}");
     }
 
@@ -702,10 +685,10 @@ mod evolution {
     fn with_reader_schemas_the_json_schema_is_accepted_only_when_listed() {
         let json = encode(&[serde_json::json!({"a": 1})]).unwrap();
         assert!(matches!(
-            reader(V2).decode_text(&json),
+            reader(V2).decode_request(&json).records,
             Err(AvroError::SchemaMismatch(_))
         ));
-        let text = reader(JSON_SCHEMA).decode_text(&json).unwrap();
+        let text = reader(JSON_SCHEMA).decode_request(&json).records.unwrap();
         assert_eq!(text.lines().collect::<Vec<_>>(), [r#"{"a":1}"#]);
     }
 }

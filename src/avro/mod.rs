@@ -28,7 +28,7 @@ use std::sync::LazyLock;
 use apache_avro::Schema;
 
 pub use decode::{
-    Decoded, Decoder, MAX_DECODE_ALLOCATION, MAX_DEPTH, MAX_VALUES, Ndjson, decode,
+    Decoded, Decoder, MAX_DECODE_ALLOCATION, MAX_DEPTH, MAX_VALUES, Ndjson,
     limit_decode_allocations,
 };
 pub use encode::{BatchEncoder, MAX_PAYLOAD_BYTES, UserSchema, encode, encode_with_codec};

@@ -6,7 +6,7 @@ use apache_avro::{Codec, Reader, Writer};
 use proptest::prelude::*;
 use serde_json::{Map, Number, Value, json};
 
-use super::*;
+use super::{decode::decode_values, *};
 
 #[test]
 fn any_json_round_trips_with_key_order_and_number_kinds() {
@@ -20,7 +20,7 @@ fn any_json_round_trips_with_key_order_and_number_kinds() {
         json!([]),
     ];
     let bytes = encode(&records).unwrap();
-    let back = decode(&bytes).unwrap();
+    let back = decode_values(&bytes).unwrap();
     assert_eq!(back, records);
     // Key order is kept, not only map equality.
     assert_eq!(
@@ -47,7 +47,7 @@ fn apache_avro_reads_what_we_write_and_we_read_what_it_writes() {
         writer.append_ser(json::Record(record)).unwrap();
     }
     let theirs = writer.into_inner().unwrap();
-    assert_eq!(decode(&theirs).unwrap(), records);
+    assert_eq!(decode_values(&theirs).unwrap(), records);
 }
 
 fn leaf() -> impl Strategy<Value = Value> {
@@ -87,10 +87,10 @@ proptest! {
     #[test]
     fn any_json_comes_back_as_the_same_text(records in prop::collection::vec(json(), 1..8)) {
         let payload = encode(&records).unwrap();
-        let text = Decoder::new().decode_text(&payload).unwrap();
+        let text = Decoder::new().decode_request(&payload).records.unwrap();
         let expected: Vec<String> = records.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
         prop_assert_eq!(text.lines().collect::<Vec<_>>(), expected);
-        prop_assert_eq!(decode(&payload).unwrap(), records);
+        prop_assert_eq!(decode_values(&payload).unwrap(), records);
     }
 }
 
@@ -102,7 +102,12 @@ fn nesting_up_to_the_parsers_limit_comes_back() {
     let value: Value = serde_json::from_str(&text).unwrap();
     let payload = encode(&[value]).unwrap();
     assert_eq!(
-        Decoder::new().decode_text(&payload).unwrap().lines().next(),
+        Decoder::new()
+            .decode_request(&payload)
+            .records
+            .unwrap()
+            .lines()
+            .next(),
         Some(text.as_str())
     );
 }
