@@ -10,7 +10,7 @@ use apache_avro::{Schema, reader::datum::GenericDatumReader, schema::ResolvedSch
 use serde_json::Value;
 
 use super::{
-    AvroError, JSON_SCHEMA_PARSED, SchemaFingerprint,
+    AvroError, JSON_SCHEMA_PARSED, SchemaFingerprint, avro_error_message,
     container::ContainerReader,
     generic,
     json::{self, TextRecord},
@@ -162,7 +162,8 @@ impl Decoder {
     ) -> Result<(), AvroError> {
         let mut file = ContainerReader::new(bytes)?;
         let writer = self.writer_schema(file.header().schema, seen)?;
-        let invalid = |e: &dyn std::fmt::Display| AvroError::Invalid(truncate(&e.to_string(), 300));
+        let invalid =
+            |e: &apache_avro::Error| AvroError::Invalid(truncate(&avro_error_message(e), 300));
         let other = match &writer {
             WriterSchema::Json => None,
             WriterSchema::Other(schema) => {
@@ -194,7 +195,7 @@ impl Decoder {
                     Some((schema, resolved, reader)) => {
                         let value = reader.read_value(&mut data).map_err(|e| invalid(&e))?;
                         let value = generic::to_json(value, schema, resolved.get_names())
-                            .map_err(|e| invalid(&e))?;
+                            .map_err(|e| AvroError::Invalid(truncate(&e, 300)))?;
                         values += json_values(&value);
                         if values > MAX_VALUES {
                             return Err(AvroError::Invalid(format!(
@@ -551,6 +552,37 @@ mod tests {
             decode_values(&bytes),
             Err(AvroError::UnsupportedSchema(_))
         ));
+    }
+
+    /// A container file of `schema` whose one block holds `data`.
+    fn one_block(schema: &str, data: Vec<u8>) -> Vec<u8> {
+        let mut file = ContainerWriter::new(schema, Codec::Null, [5; 16]);
+        file.write_block(1, data).unwrap();
+        file.finish()
+    }
+
+    #[test]
+    fn a_value_over_the_allocation_limit_is_refused_in_plain_words() {
+        // A string that declares 1 GiB: over zavro's limit and over apache-avro's default one, whichever this
+        // test process has set. apache-avro's own message tells the reader to call one of its functions.
+        let gib = [0x80, 0x80, 0x80, 0x80, 0x08];
+        let json_string = [&[8u8][..], &gib].concat();
+        let record_string = gib.to_vec();
+        let string_record =
+            r#"{"type":"record","name":"R","fields":[{"name":"s","type":"string"}]}"#;
+        for bytes in [
+            one_block(JSON_SCHEMA, json_string),
+            one_block(string_record, record_string),
+        ] {
+            let err = Decoder::new().decode_request(&bytes).records.unwrap_err();
+            assert!(matches!(err, AvroError::Invalid(_)), "{err}");
+            let message = err.to_string();
+            assert!(
+                message.contains("1073741824 bytes") && message.contains("limit"),
+                "{message}"
+            );
+            assert!(!message.contains("apache_avro"), "{message}");
+        }
     }
 
     #[test]

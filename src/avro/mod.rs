@@ -25,7 +25,7 @@ pub mod typed;
 
 use std::sync::LazyLock;
 
-use apache_avro::Schema;
+use apache_avro::{Schema, error::Details};
 
 pub use decode::{
     Decoded, Decoder, MAX_DECODE_ALLOCATION, MAX_DEPTH, MAX_VALUES, Ndjson,
@@ -78,5 +78,40 @@ pub enum AvroError {
 impl From<ContainerError> for AvroError {
     fn from(e: ContainerError) -> Self {
         AvroError::Invalid(e.to_string())
+    }
+}
+
+/// apache-avro's error as a message for whoever sent the bytes. Its allocation-limit error ends by naming the
+/// library function that raises the limit, which means nothing to a client and is not theirs to call.
+fn avro_error_message(error: &apache_avro::Error) -> String {
+    match error.details() {
+        Details::MemoryAllocation {
+            desired: Some(bytes),
+            maximum,
+        } => format!("a value declares {bytes} bytes, over the decoding limit of {maximum} bytes"),
+        Details::MemoryAllocation {
+            desired: None,
+            maximum,
+        } => format!("the data expands past the decoding limit of {maximum} bytes"),
+        _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_limit_errors_do_not_name_library_internals() {
+        for desired in [Some(20), None] {
+            let error = apache_avro::Error::from(Details::MemoryAllocation {
+                desired,
+                maximum: 16,
+            });
+            assert!(error.to_string().contains("apache_avro"), "{error}");
+            let message = avro_error_message(&error);
+            assert!(!message.contains("apache_avro"), "{message}");
+            assert!(message.contains("limit of 16 bytes"), "{message}");
+        }
     }
 }
