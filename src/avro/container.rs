@@ -114,7 +114,7 @@ impl<'a> ContainerReader<'a> {
         self.header
             .codec
             .decompress(&mut data)
-            .map_err(|e| ContainerError::Decompress(e.to_string()))?;
+            .map_err(|e| ContainerError::Decompress(super::avro_error_message(&e)))?;
         Ok(Some(Block {
             count: raw.count,
             data,

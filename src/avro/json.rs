@@ -1,6 +1,6 @@
-//! The serde mapping between JSON values and `zavro.Json` records, driving apache-avro's schema-aware
-//! (de)serializer directly: object keys keep their order, integers stay integers, and decoding is bounded in
-//! depth and in the number of values.
+//! The serde mapping of `zavro.Json` records, driving apache-avro's schema-aware (de)serializer directly: JSON
+//! values serialize into records, and records deserialize straight into JSON text (no `Value` tree). Object
+//! keys keep their order, integers stay integers, and decoding is bounded in depth and in the number of values.
 
 use std::{cell::Cell, fmt};
 
@@ -9,7 +9,7 @@ use serde::{
     de::{self, MapAccess, SeqAccess, Visitor},
     ser::{SerializeMap, SerializeSeq, SerializeStruct},
 };
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use super::{MAX_DEPTH, MAX_VALUES};
 
@@ -113,41 +113,6 @@ impl Drop for DepthGuard {
     }
 }
 
-/// A decoded `zavro.Json` record.
-pub(super) struct OwnedRecord(pub(super) Value);
-
-/// A decoded union value inside a `zavro.Json` record.
-struct OwnedNode(Value);
-
-impl<'de> Deserialize<'de> for OwnedRecord {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_struct("Json", &["value"], RecordVisitor)
-    }
-}
-
-struct RecordVisitor;
-
-impl<'de> Visitor<'de> for RecordVisitor {
-    type Value = OwnedRecord;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a zavro.Json record")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OwnedRecord, A::Error> {
-        let mut value = None;
-        while let Some(ValueField) = map.next_key()? {
-            if value.is_some() {
-                return Err(de::Error::duplicate_field("value"));
-            }
-            value = Some(map.next_value::<OwnedNode>()?.0);
-        }
-        value
-            .map(OwnedRecord)
-            .ok_or_else(|| de::Error::missing_field("value"))
-    }
-}
-
 /// The one field name of `zavro.Json`; apache-avro hands field names over as identifiers.
 struct ValueField;
 
@@ -180,68 +145,6 @@ impl Visitor<'_> for ValueFieldVisitor {
         } else {
             Err(E::custom(format!("zavro.Json has no field {v}")))
         }
-    }
-}
-
-impl<'de> Deserialize<'de> for OwnedNode {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        count_value()?;
-        deserializer.deserialize_any(NodeVisitor)
-    }
-}
-
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = OwnedNode;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<OwnedNode, E> {
-        Ok(OwnedNode(Value::Null))
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<OwnedNode, E> {
-        Ok(OwnedNode(Value::Bool(v)))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<OwnedNode, E> {
-        Ok(OwnedNode(Value::Number(v.into())))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<OwnedNode, E> {
-        Number::from_f64(v)
-            .map(|n| OwnedNode(Value::Number(n)))
-            .ok_or_else(|| E::custom(format!("{v} is not a JSON number")))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<OwnedNode, E> {
-        Ok(OwnedNode(Value::String(v.to_owned())))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<OwnedNode, E> {
-        Ok(OwnedNode(Value::String(v)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OwnedNode, A::Error> {
-        let _depth = DepthGuard::enter()?;
-        let mut items = Vec::new();
-        while let Some(OwnedRecord(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(OwnedNode(Value::Array(items)))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OwnedNode, A::Error> {
-        let _depth = DepthGuard::enter()?;
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let OwnedRecord(item) = map.next_value()?;
-            out.insert(key, item);
-        }
-        Ok(OwnedNode(Value::Object(out)))
     }
 }
 

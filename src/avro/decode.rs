@@ -1,0 +1,726 @@
+//! Avro to JSON text: the server's decoder, from a request's container file to NDJSON lines, with the limits
+//! that keep untrusted payloads bounded.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock},
+};
+
+use apache_avro::{Schema, reader::datum::GenericDatumReader, schema::ResolvedSchema};
+use serde_json::Value;
+
+use super::{
+    AvroError, JSON_SCHEMA_PARSED, SchemaFingerprint, avro_error_message,
+    container::ContainerReader,
+    generic,
+    json::{self, TextRecord},
+};
+
+/// Deepest JSON nesting accepted on either side; serde_json's parser stops at 128 too.
+pub const MAX_DEPTH: usize = 128;
+
+/// Most JSON values (scalars, arrays and objects, at any depth) decoded from one request, so that a small
+/// message of tiny values cannot expand into a huge tree in memory. Every value takes at least one byte of
+/// Avro, so any payload up to [`super::MAX_PAYLOAD_BYTES`] stays under it.
+pub const MAX_VALUES: usize = 1 << 20;
+
+/// Largest single allocation apache-avro may make while decoding (also the most a compressed block may
+/// expand to); its 512 MiB default is far too trusting.
+pub const MAX_DECODE_ALLOCATION: usize = 16 * 1024 * 1024;
+
+/// Distinct container headers the [`Decoder`] remembers as already checked.
+const MAX_CACHED_SCHEMAS: usize = 64;
+
+static DATUM_READER: LazyLock<GenericDatumReader<'static>> = LazyLock::new(|| {
+    GenericDatumReader::builder(&JSON_SCHEMA_PARSED)
+        .build()
+        .expect("the built-in schema resolves")
+});
+
+/// Limits apache-avro's decode allocations for the whole process; call once before decoding untrusted input.
+pub fn limit_decode_allocations() {
+    apache_avro::util::max_allocation_bytes(MAX_DECODE_ALLOCATION);
+}
+
+/// Records as JSON text: one compact JSON value per line, each ending with `\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ndjson {
+    /// The lines.
+    pub text: Vec<u8>,
+    /// How many records (lines).
+    pub records: usize,
+}
+
+impl Ndjson {
+    /// The records as one JSON array (`[a,b,…]`), the form the store keeps.
+    pub fn to_json_array(&self) -> String {
+        let mut array = String::with_capacity(self.text.len() + 2);
+        array.push('[');
+        for (i, line) in self.lines().enumerate() {
+            if i > 0 {
+                array.push(',');
+            }
+            array.push_str(line);
+        }
+        array.push(']');
+        array
+    }
+
+    /// Each record's JSON text.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        // Written by serde_json from UTF-8 strings, and records never contain a raw newline.
+        std::str::from_utf8(&self.text)
+            .expect("serde_json writes UTF-8")
+            .split_terminator('\n')
+    }
+}
+
+/// A writer schema the decoder has checked.
+#[derive(Debug, Clone)]
+enum WriterSchema {
+    /// zavro's JSON schema: the fast, bounded serde path.
+    Json,
+    /// Any other schema without recursion: apache-avro's generic path, then natural JSON.
+    Other(Arc<Schema>),
+    /// A writer schema resolved against one of the server's reader schemas: records come out in the reader's
+    /// shape (Avro's schema resolution rules).
+    Resolved {
+        /// The schema the data was written with.
+        writer: Arc<Schema>,
+        /// The server's schema it is read as.
+        reader: Arc<Schema>,
+    },
+}
+
+/// What decoding one request's container file found.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The header's writer schema and its fingerprint, when the header could be read and its schema parsed
+    /// (also when the records were then refused, e.g. for a schema mismatch).
+    pub schema: Option<Arc<SchemaFingerprint>>,
+    /// The records as JSON lines, or why they were refused.
+    pub records: Result<Ndjson, AvroError>,
+}
+
+/// Decodes container files, remembering the header schemas it has checked so a request parses no schema.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    schemas: HashMap<Vec<u8>, (WriterSchema, Arc<SchemaFingerprint>)>,
+    /// When not empty, only writer schemas that resolve against one of these are accepted.
+    readers: Vec<Arc<Schema>>,
+}
+
+impl Decoder {
+    /// A decoder with an empty schema cache.
+    pub fn new() -> Self {
+        Decoder::default()
+    }
+
+    /// A decoder that accepts only data whose writer schema resolves against one of `readers` (Avro's
+    /// resolution rules: added fields with defaults, removed fields, promotions, aliases), and gives records in
+    /// the shape of the first reader that fits.
+    pub fn with_reader_schemas(readers: Vec<Schema>) -> Self {
+        Decoder {
+            schemas: HashMap::new(),
+            readers: readers.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// Transcodes every record of a container file straight to JSON text, one line per record (NDJSON), and
+    /// says which writer schema the file used. Records of zavro's JSON schema never become JSON values on the
+    /// way. This is the one decoding path: the server, the tests and the fuzz targets all run it.
+    pub fn decode_request(&mut self, bytes: &[u8]) -> Decoded {
+        json::start_text();
+        let mut records = 0;
+        let mut schema = None;
+        let result = self.each_record(bytes, &mut schema, |record| {
+            match record {
+                Record::Json(data) => {
+                    DATUM_READER.read_deser::<TextRecord>(data)?;
+                }
+                Record::Other(value) => json::push_json(&value),
+            }
+            json::push_text(b"\n");
+            records += 1;
+            Ok(())
+        });
+        let text = json::take_text();
+        Decoded {
+            schema,
+            records: result.map(|()| Ndjson { text, records }),
+        }
+    }
+
+    /// Checks the header, then hands each object of every block to `each`: as its bytes for the JSON schema,
+    /// as natural JSON for any other. A block must be used up exactly by its declared objects.
+    /// `seen` is set to the header's schema as soon as it is parsed.
+    fn each_record(
+        &mut self,
+        bytes: &[u8],
+        seen: &mut Option<Arc<SchemaFingerprint>>,
+        mut each: impl FnMut(Record) -> Result<(), apache_avro::Error>,
+    ) -> Result<(), AvroError> {
+        let mut file = ContainerReader::new(bytes)?;
+        let writer = self.writer_schema(file.header().schema, seen)?;
+        let invalid =
+            |e: &apache_avro::Error| AvroError::Invalid(truncate(&avro_error_message(e), 300));
+        let other = match &writer {
+            WriterSchema::Json => None,
+            WriterSchema::Other(schema) => {
+                let resolved =
+                    ResolvedSchema::try_from(schema.as_ref()).map_err(|e| invalid(&e))?;
+                let reader = GenericDatumReader::builder(schema)
+                    .resolved_writer_schemata(resolved.clone())
+                    .build()
+                    .map_err(|e| invalid(&e))?;
+                Some((schema, resolved, reader))
+            }
+            WriterSchema::Resolved { writer, reader } => {
+                let resolved =
+                    ResolvedSchema::try_from(reader.as_ref()).map_err(|e| invalid(&e))?;
+                let datum_reader = GenericDatumReader::builder(writer)
+                    .reader_schema(reader)
+                    .build()
+                    .map_err(|e| invalid(&e))?;
+                Some((reader, resolved, datum_reader))
+            }
+        };
+        json::start_file();
+        let mut values = 0usize;
+        while let Some(block) = file.next_block()? {
+            let mut data = block.data.as_slice();
+            for _ in 0..block.count {
+                match &other {
+                    None => each(Record::Json(&mut data)).map_err(|e| invalid(&e))?,
+                    Some((schema, resolved, reader)) => {
+                        let value = reader.read_value(&mut data).map_err(|e| invalid(&e))?;
+                        let value = generic::to_json(value, schema, resolved.get_names())
+                            .map_err(|e| AvroError::Invalid(truncate(&e, 300)))?;
+                        values += json_values(&value);
+                        if values > MAX_VALUES {
+                            return Err(AvroError::Invalid(format!(
+                                "more than {MAX_VALUES} JSON values in one request"
+                            )));
+                        }
+                        each(Record::Other(value)).map_err(|e| invalid(&e))?;
+                    }
+                }
+            }
+            if !data.is_empty() {
+                return Err(AvroError::Invalid(format!(
+                    "a block holds {} bytes beyond its {} objects",
+                    data.len(),
+                    block.count
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checked form of a header's schema, from the cache or parsed and checked now; `seen` is set to its
+    /// fingerprint once it parses, even if the checks then refuse it.
+    fn writer_schema(
+        &mut self,
+        raw: &[u8],
+        seen: &mut Option<Arc<SchemaFingerprint>>,
+    ) -> Result<WriterSchema, AvroError> {
+        if let Some((known, fingerprint)) = self.schemas.get(raw) {
+            *seen = Some(Arc::clone(fingerprint));
+            return Ok(known.clone());
+        }
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| AvroError::Invalid("avro.schema is not UTF-8".into()))?;
+        let schema =
+            Schema::parse_str(text).map_err(|e| AvroError::Invalid(format!("avro.schema: {e}")))?;
+        let fingerprint = Arc::new(SchemaFingerprint::of(&schema, text));
+        *seen = Some(Arc::clone(&fingerprint));
+        // Structural equality, not parsing canonical form: apache-avro's canonical_form() panics on some schemas
+        // that parse (a non-numeric "size" or "scale"), and this schema comes from an untrusted header.
+        let checked = if !self.readers.is_empty() {
+            self.resolve_against_readers(schema)?
+        } else if schema == *JSON_SCHEMA_PARSED {
+            WriterSchema::Json
+        } else {
+            check_foreign(&schema)?;
+            WriterSchema::Other(Arc::new(schema))
+        };
+        if self.schemas.len() >= MAX_CACHED_SCHEMAS {
+            self.schemas.clear();
+        }
+        self.schemas
+            .insert(raw.to_vec(), (checked.clone(), fingerprint));
+        Ok(checked)
+    }
+
+    /// The first reader schema the writer schema resolves against, or `SchemaMismatch` saying why the first
+    /// reader does not fit.
+    fn resolve_against_readers(&self, writer: Schema) -> Result<WriterSchema, AvroError> {
+        let json = writer == *JSON_SCHEMA_PARSED;
+        if !json {
+            check_foreign(&writer)?;
+        }
+        let mut first_reason = None;
+        for reader in &self.readers {
+            if json && **reader == *JSON_SCHEMA_PARSED {
+                return Ok(WriterSchema::Json);
+            }
+            if json {
+                // Resolving zavro's recursive JSON schema into another shape would take the generic decoder,
+                // which recurses without bound.
+                first_reason.get_or_insert_with(|| {
+                    "zavro's JSON schema resolves only against itself".to_owned()
+                });
+                continue;
+            }
+            match apache_avro::schema_compatibility::SchemaCompatibility::can_read(&writer, reader)
+            {
+                Ok(_) => {
+                    return Ok(WriterSchema::Resolved {
+                        writer: Arc::new(writer),
+                        reader: Arc::clone(reader),
+                    });
+                }
+                Err(e) => {
+                    first_reason.get_or_insert_with(|| error_chain(&e));
+                }
+            }
+        }
+        Err(AvroError::SchemaMismatch(first_reason.unwrap_or_default()))
+    }
+}
+
+/// An error and its sources, joined: apache-avro names the field in an inner error.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// Refuses a foreign (non-JSON) writer schema that the generic decoder must not be handed from untrusted input:
+/// a recursive one (data could nest past any stack) or one with arrays or maps of zero-size items.
+fn check_foreign(schema: &Schema) -> Result<(), AvroError> {
+    let resolved = ResolvedSchema::try_from(schema)
+        .map_err(|e| AvroError::UnsupportedSchema(e.to_string()))?;
+    if generic::is_recursive(schema, resolved.get_names()) {
+        return Err(AvroError::UnsupportedSchema(
+            "recursive schemas other than zavro's JSON schema are not accepted".into(),
+        ));
+    }
+    if generic::has_zero_size_items(schema, resolved.get_names()) {
+        return Err(AvroError::UnsupportedSchema(
+            "arrays or maps of zero-size items (null, empty fixed or records of them) are not accepted".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// One object of a block, as [`Decoder::each_record`] hands it over.
+enum Record<'a, 'b> {
+    /// The remaining bytes of a JSON-schema block, starting at the object.
+    Json(&'a mut &'b [u8]),
+    /// An object of another schema, already converted to natural JSON.
+    Other(Value),
+}
+
+/// How many JSON values (at any depth) a value holds, counting itself.
+fn json_values(value: &Value) -> usize {
+    1 + match value {
+        Value::Array(items) => items.iter().map(json_values).sum(),
+        Value::Object(map) => map.values().map(json_values).sum(),
+        _ => 0,
+    }
+}
+
+/// Decodes a container file the server's way and parses its lines back, as a consumer of the server's output
+/// reads the records.
+#[cfg(test)]
+pub(super) fn decode_values(bytes: &[u8]) -> Result<Vec<Value>, AvroError> {
+    let ndjson = Decoder::new().decode_request(bytes).records?;
+    let values: Vec<Value> = ndjson
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line the decoder writes is JSON"))
+        .collect();
+    assert_eq!(values.len(), ndjson.records, "one line per record");
+    Ok(values)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use apache_avro::{Codec, Writer};
+    use serde_json::json;
+
+    use super::*;
+    use crate::avro::{
+        JSON_SCHEMA, canonical_form, container::ContainerWriter, encode, encode::DATUM_WRITER,
+        fingerprint_of_canonical,
+    };
+
+    #[test]
+    fn decoded_lines_are_exactly_what_serde_json_writes() {
+        let records = vec![
+            json!({"indicator": "power", "timestamp": 1700000000, "value": 5.3}),
+            json!({"z": 1, "a": [1, 2.5, "x\n\"y\u{1}", null, true, {"nested": {"deep": []}}], "": {}}),
+            json!([[], {}, [[1.0e300]], -0.0]),
+            json!("unicode ☃"),
+            json!(i64::MIN),
+        ];
+        let text = Decoder::new()
+            .decode_request(&encode(&records).unwrap())
+            .records
+            .unwrap();
+        let expected: Vec<String> = records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        assert_eq!(text.lines().collect::<Vec<_>>(), expected);
+        assert_eq!(text.records, records.len());
+        assert_eq!(
+            text.to_json_array(),
+            serde_json::to_string(&records).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_decoder_checks_a_header_schema_once_and_then_remembers_it() {
+        let mut decoder = Decoder::new();
+        let first = encode(&[json!(1)]).unwrap();
+        decoder.decode_request(&first).records.unwrap();
+        decoder
+            .decode_request(&encode(&[json!(2)]).unwrap())
+            .records
+            .unwrap();
+        assert_eq!(decoder.schemas.len(), 1);
+    }
+
+    #[test]
+    fn trailing_bytes_in_a_block_are_refused() {
+        let mut data = Vec::new();
+        DATUM_WRITER
+            .write_ser(&mut data, &json::Record(&json!(1)))
+            .unwrap();
+        data.push(0);
+        let mut file = ContainerWriter::new(JSON_SCHEMA, Codec::Null, [1; 16]);
+        file.write_block(1, data).unwrap();
+        assert!(
+            decode_values(&file.finish())
+                .unwrap_err()
+                .to_string()
+                .contains("beyond")
+        );
+    }
+
+    /// A container file of `schema` holding `values`, written by apache-avro's own writer.
+    fn written_by_apache_avro(schema: &str, values: Vec<apache_avro::types::Value>) -> Vec<u8> {
+        let schema = Schema::parse_str(schema).unwrap();
+        let mut writer = Writer::new(&schema, Vec::new()).unwrap();
+        for value in values {
+            writer.append_value(value).unwrap();
+        }
+        writer.into_inner().unwrap()
+    }
+
+    #[test]
+    fn other_schemas_decode_to_natural_json() {
+        use apache_avro::types::Value as Avro;
+        let schema = r#"{"type":"record","name":"Reading","fields":[
+            {"name":"id","type":"long"},
+            {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["POWER","HEAT"]}},
+            {"name":"value","type":["null","double"]},
+            {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
+            {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":6,"scale":2}},
+            {"name":"tags","type":{"type":"map","values":"string"}}]}"#;
+        let record = Avro::Record(vec![
+            ("id".into(), Avro::Long(7)),
+            ("kind".into(), Avro::Enum(1, "HEAT".into())),
+            ("value".into(), Avro::Union(1, Box::new(Avro::Double(5.5)))),
+            ("at".into(), Avro::TimestampMillis(1_764_301_635_123)),
+            (
+                "price".into(),
+                Avro::Decimal(apache_avro::Decimal::from(12345i64.to_be_bytes().to_vec())),
+            ),
+            (
+                "tags".into(),
+                Avro::Map(
+                    [
+                        ("b".to_owned(), Avro::String("2".into())),
+                        ("a".to_owned(), Avro::String("1".into())),
+                    ]
+                    .into(),
+                ),
+            ),
+        ]);
+        let bytes = written_by_apache_avro(schema, vec![record]);
+        let text = Decoder::new().decode_request(&bytes).records.unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                r#"{"id":7,"kind":"HEAT","value":5.5,"at":"2025-11-28T03:47:15.123Z","price":"123.45","tags":{"a":"1","b":"2"}}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn schemas_that_crash_apache_avros_canonical_form_are_handled_without_a_panic() {
+        // Found by the fuzzer (fuzz/README.md): apache-avro 0.22's canonical_form() panics on these, which parse.
+        let with_precision = JSON_SCHEMA.replacen(
+            r#""name":"Json""#,
+            r#""name":"Json","precision":"3avro""#,
+            1,
+        );
+        let with_size = JSON_SCHEMA.replacen(r#""name":"Json""#, r#""name":"Json","size":1.5"#, 1);
+        let with_symbols =
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long","symbols":null}]}"#;
+        for schema in [with_precision.as_str(), with_size.as_str(), with_symbols] {
+            let mut file = ContainerWriter::new(schema, Codec::Null, [3; 16]);
+            file.write_block(1, vec![2]).unwrap();
+            let bytes = file.finish();
+            let decoded = Decoder::new().decode_request(&bytes);
+            if let Ok(parsed) = Schema::parse_str(schema) {
+                assert_eq!(
+                    decoded.schema.map(|s| s.canonical.clone()),
+                    Some(canonical_form(&parsed)),
+                    "the fingerprint of a parsed schema is computed without a panic"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_decoded_request_names_its_writer_schema_even_when_refused() {
+        let mut decoder = Decoder::new();
+        let json = decoder.decode_request(&encode(&[json!(1)]).unwrap());
+        let fingerprint = json.schema.expect("the JSON schema parsed");
+        assert_eq!(fingerprint.text, JSON_SCHEMA);
+        assert_eq!(
+            fingerprint.fingerprint,
+            fingerprint_of_canonical(&canonical_form(&JSON_SCHEMA_PARSED))
+        );
+        assert!(json.records.is_ok());
+        let cached = decoder.decode_request(&encode(&[json!(2)]).unwrap());
+        assert_eq!(cached.schema.unwrap().fingerprint, fingerprint.fingerprint);
+
+        let recursive =
+            r#"{"type":"record","name":"L","fields":[{"name":"next","type":["null","L"]}]}"#;
+        let mut file = ContainerWriter::new(recursive, Codec::Null, [3; 16]);
+        file.write_block(1, vec![0]).unwrap();
+        let refused = decoder.decode_request(&file.finish());
+        assert!(matches!(
+            refused.records,
+            Err(AvroError::UnsupportedSchema(_))
+        ));
+        assert_eq!(
+            refused.schema.unwrap().canonical,
+            r#"{"name":"L","type":"record","fields":[{"name":"next","type":["null","L"]}]}"#
+        );
+
+        let garbage = decoder.decode_request(b"not avro");
+        assert!(garbage.records.is_err());
+        assert!(garbage.schema.is_none(), "no header, no schema");
+    }
+
+    #[test]
+    fn recursive_and_amplifying_foreign_schemas_are_refused() {
+        use apache_avro::types::Value as Avro;
+        let list =
+            r#"{"type":"record","name":"Node","fields":[{"name":"next","type":["null","Node"]}]}"#;
+        let bytes = written_by_apache_avro(
+            list,
+            vec![Avro::Record(vec![(
+                "next".into(),
+                Avro::Union(0, Box::new(Avro::Null)),
+            )])],
+        );
+        assert!(matches!(
+            decode_values(&bytes),
+            Err(AvroError::UnsupportedSchema(_))
+        ));
+        let nulls = r#"{"type":"array","items":"null"}"#;
+        let bytes = written_by_apache_avro(nulls, vec![Avro::Array(vec![Avro::Null; 3])]);
+        assert!(matches!(
+            decode_values(&bytes),
+            Err(AvroError::UnsupportedSchema(_))
+        ));
+    }
+
+    /// A container file of `schema` whose one block holds `data`.
+    fn one_block(schema: &str, data: Vec<u8>) -> Vec<u8> {
+        let mut file = ContainerWriter::new(schema, Codec::Null, [5; 16]);
+        file.write_block(1, data).unwrap();
+        file.finish()
+    }
+
+    #[test]
+    fn a_value_over_the_allocation_limit_is_refused_in_plain_words() {
+        // A string that declares 1 GiB: over zavro's limit and over apache-avro's default one, whichever this
+        // test process has set. apache-avro's own message tells the reader to call one of its functions.
+        let gib = [0x80, 0x80, 0x80, 0x80, 0x08];
+        let json_string = [&[8u8][..], &gib].concat();
+        let record_string = gib.to_vec();
+        let string_record =
+            r#"{"type":"record","name":"R","fields":[{"name":"s","type":"string"}]}"#;
+        for bytes in [
+            one_block(JSON_SCHEMA, json_string),
+            one_block(string_record, record_string),
+        ] {
+            let err = Decoder::new().decode_request(&bytes).records.unwrap_err();
+            assert!(matches!(err, AvroError::Invalid(_)), "{err}");
+            let message = err.to_string();
+            assert!(
+                message.contains("1073741824 bytes") && message.contains("limit"),
+                "{message}"
+            );
+            assert!(!message.contains("apache_avro"), "{message}");
+        }
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_errors_not_panics() {
+        let bytes = encode(&[json!({"a": [1, 2, 3]}), json!("x")]).unwrap();
+        assert!(decode_values(b"").is_err());
+        assert!(decode_values(b"not avro").is_err());
+        for cut in 0..bytes.len() {
+            let _ = decode_values(&bytes[..cut]);
+        }
+    }
+
+    #[test]
+    fn too_many_values_in_one_file_are_refused() {
+        let records = vec![json!(null); MAX_VALUES + 1];
+        let err = decode_values(&encode(&records).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("more than"), "{err}");
+        assert_eq!(
+            decode_values(&encode(&records[1..]).unwrap())
+                .unwrap()
+                .len(),
+            MAX_VALUES
+        );
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_refused_when_decoding() {
+        let mut deep = json!(1);
+        for _ in 0..(MAX_DEPTH + 5) {
+            deep = json!([deep]);
+        }
+        let bytes = encode(&[deep]).unwrap();
+        let err = decode_values(&bytes).unwrap_err();
+        assert!(err.to_string().contains("nesting"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod evolution {
+    //! Reader schemas on the server: Avro's resolution rules, both ways, and refusals that name the field.
+
+    use apache_avro::{Writer, types::Value as Avro};
+
+    use super::*;
+    use crate::avro::{JSON_SCHEMA, encode};
+
+    const V1: &str = r#"{"type":"record","name":"Reading","fields":[
+        {"name":"id","type":"int"},
+        {"name":"value","type":"double"},
+        {"name":"note","type":"string"}]}"#;
+
+    const V2: &str = r#"{"type":"record","name":"Reading","fields":[
+        {"name":"id","type":"long"},
+        {"name":"value","type":"double"},
+        {"name":"unit","type":"string","default":"kW"}]}"#;
+
+    fn file(schema: &str, records: Vec<Avro>) -> Vec<u8> {
+        let schema = Schema::parse_str(schema).unwrap();
+        let mut writer = Writer::new(&schema, Vec::new()).unwrap();
+        for record in records {
+            writer.append_value(record).unwrap();
+        }
+        writer.into_inner().unwrap()
+    }
+
+    fn reader(schema: &str) -> Decoder {
+        Decoder::with_reader_schemas(vec![Schema::parse_str(schema).unwrap()])
+    }
+
+    #[test]
+    fn old_data_read_with_a_new_schema_gains_defaults_loses_removed_fields_and_is_promoted() {
+        let old = file(
+            V1,
+            vec![Avro::Record(vec![
+                ("id".into(), Avro::Int(7)),
+                ("value".into(), Avro::Double(5.3)),
+                ("note".into(), Avro::String("dropped".into())),
+            ])],
+        );
+        let text = reader(V2).decode_request(&old).records.unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [r#"{"id":7,"value":5.3,"unit":"kW"}"#]
+        );
+    }
+
+    #[test]
+    fn new_data_read_with_an_old_schema_that_needs_a_removed_field_is_a_mismatch_naming_it() {
+        let new = file(
+            V2,
+            vec![Avro::Record(vec![
+                ("id".into(), Avro::Long(7)),
+                ("value".into(), Avro::Double(5.3)),
+                ("unit".into(), Avro::String("MW".into())),
+            ])],
+        );
+        // V1 needs `note`, which V2 data lacks and V1 has no default for; and long does not narrow to int.
+        let err = reader(V1).decode_request(&new).records.unwrap_err();
+        assert!(matches!(err, AvroError::SchemaMismatch(_)), "{err}");
+        assert!(
+            err.to_string().contains("id") || err.to_string().contains("note"),
+            "{err}"
+        );
+
+        let lenient = r#"{"type":"record","name":"Reading","fields":[
+            {"name":"id","type":"long"},{"name":"note","type":"string","default":""}]}"#;
+        let text = reader(lenient).decode_request(&new).records.unwrap();
+        assert_eq!(text.lines().collect::<Vec<_>>(), [r#"{"id":7,"note":""}"#]);
+    }
+
+    #[test]
+    fn a_changed_type_is_refused_with_the_field_named() {
+        let changed =
+            r#"{"type":"record","name":"Reading","fields":[{"name":"value","type":"string"}]}"#;
+        let data = file(
+            V1,
+            vec![Avro::Record(vec![
+                ("id".into(), Avro::Int(1)),
+                ("value".into(), Avro::Double(1.0)),
+                ("note".into(), Avro::String(String::new())),
+            ])],
+        );
+        let err = reader(changed)
+            .decode_request(&data)
+            .records
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("value"), "{err}");
+    }
+
+    #[test]
+    fn with_reader_schemas_the_json_schema_is_accepted_only_when_listed() {
+        let json = encode(&[serde_json::json!({"a": 1})]).unwrap();
+        assert!(matches!(
+            reader(V2).decode_request(&json).records,
+            Err(AvroError::SchemaMismatch(_))
+        ));
+        let text = reader(JSON_SCHEMA).decode_request(&json).records.unwrap();
+        assert_eq!(text.lines().collect::<Vec<_>>(), [r#"{"a":1}"#]);
+    }
+}

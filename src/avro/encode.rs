@@ -1,0 +1,212 @@
+//! JSON to Avro: records into the container files `zavro send` puts in requests.
+
+use std::sync::LazyLock;
+
+use apache_avro::{Codec, Schema, schema::ResolvedSchema, writer::datum::GenericDatumWriter};
+use serde_json::Value;
+
+use super::{
+    AvroError, JSON_SCHEMA, JSON_SCHEMA_PARSED, container::ContainerWriter, json,
+    numbers::check_numbers, typed,
+};
+
+/// Largest payload `zavro send` puts in one request; bigger batches are split.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+pub(super) static DATUM_WRITER: LazyLock<GenericDatumWriter<'static>> = LazyLock::new(|| {
+    GenericDatumWriter::builder(&JSON_SCHEMA_PARSED)
+        .validate(false)
+        .build()
+        .expect("the built-in schema resolves")
+});
+
+/// Encodes records as an Avro object container file (null codec) with the default JSON schema.
+pub fn encode(records: &[Value]) -> Result<Vec<u8>, AvroError> {
+    encode_with_codec(records, Codec::Null)
+}
+
+/// Encodes records as one block of a container file with the default JSON schema and the given codec.
+pub fn encode_with_codec(records: &[Value], codec: Codec) -> Result<Vec<u8>, AvroError> {
+    let mut batch = BatchEncoder::new(codec);
+    for (i, record) in records.iter().enumerate() {
+        batch.push(record, i + 1)?;
+    }
+    batch.finish()
+}
+
+/// Builds one payload record by record, so a sender can watch its size grow and cut it where it wants.
+pub struct BatchEncoder {
+    codec: Codec,
+    data: Vec<u8>,
+    count: u64,
+    /// Boxed: a parsed schema is large, and most batches have none.
+    typed: Option<Box<UserSchema>>,
+}
+
+/// A user's schema for `send --schema`: records are natural JSON converted to it ([`typed`]).
+pub struct UserSchema {
+    /// The schema's text, as it goes into each container header.
+    text: String,
+    schema: &'static Schema,
+    resolved: ResolvedSchema<'static>,
+    writer: GenericDatumWriter<'static>,
+}
+
+impl UserSchema {
+    /// Parses a schema given by the user. It lives for the rest of the process (a sender has one).
+    pub fn parse(text: &str) -> Result<UserSchema, AvroError> {
+        let schema: &'static Schema = Box::leak(Box::new(
+            Schema::parse_str(text).map_err(|e| AvroError::Invalid(format!("schema: {e}")))?,
+        ));
+        let resolved = ResolvedSchema::try_from(schema)
+            .map_err(|e| AvroError::Invalid(format!("schema: {e}")))?;
+        let writer = GenericDatumWriter::builder(schema)
+            .build()
+            .map_err(|e| AvroError::Invalid(format!("schema: {e}")))?;
+        Ok(UserSchema {
+            text: text.trim().to_owned(),
+            schema,
+            resolved,
+            writer,
+        })
+    }
+}
+
+impl std::fmt::Debug for BatchEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchEncoder")
+            .field("codec", &self.codec)
+            .field("count", &self.count)
+            .field("typed", &self.typed.is_some())
+            .finish()
+    }
+}
+
+impl BatchEncoder {
+    /// An empty batch of zavro's JSON schema whose container will use `codec`.
+    pub fn new(codec: Codec) -> Self {
+        BatchEncoder {
+            codec,
+            data: Vec::new(),
+            count: 0,
+            typed: None,
+        }
+    }
+
+    /// An empty batch of the user's schema: each record must fit it (see [`typed`]).
+    pub fn with_schema(codec: Codec, schema: UserSchema) -> Self {
+        BatchEncoder {
+            typed: Some(Box::new(schema)),
+            ..BatchEncoder::new(codec)
+        }
+    }
+
+    /// Appends one record; `number` (1-based, in the whole input) names it in errors.
+    pub fn push(&mut self, record: &Value, number: usize) -> Result<(), AvroError> {
+        if let Some(user) = &self.typed {
+            let value = typed::to_avro(record, user.schema, user.resolved.get_names(), "$")
+                .map_err(|reason| AvroError::DoesNotFit {
+                    record: number,
+                    reason,
+                })?;
+            user.writer
+                .write_value_ref(&mut self.data, &value)
+                .map_err(|e| AvroError::DoesNotFit {
+                    record: number,
+                    reason: e.to_string(),
+                })?;
+            self.count += 1;
+            return Ok(());
+        }
+        check_numbers(record).map_err(|n| AvroError::UnrepresentableNumber {
+            record: number,
+            number: n,
+        })?;
+        DATUM_WRITER
+            .write_ser(&mut self.data, &json::Record(record))
+            .map_err(|e| AvroError::Invalid(e.to_string()))?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Records in the batch.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// True when the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Encoded bytes of the records so far (the container adds a few hundred bytes of header).
+    pub fn encoded_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Removes the newest record, whose encoding starts at byte `from`, and returns its bytes.
+    pub fn pop_last(&mut self, from: usize) -> Vec<u8> {
+        self.count -= 1;
+        self.data.split_off(from)
+    }
+
+    /// Appends a record already encoded by [`BatchEncoder::pop_last`].
+    pub fn push_encoded(&mut self, bytes: Vec<u8>) {
+        self.data.extend_from_slice(&bytes);
+        self.count += 1;
+    }
+
+    /// The container file of the records so far; the batch is empty afterwards.
+    pub fn finish(&mut self) -> Result<Vec<u8>, AvroError> {
+        let mut sync = [0u8; 16];
+        getrandom::fill(&mut sync)
+            .map_err(|e| AvroError::Invalid(format!("no randomness for the sync marker: {e}")))?;
+        let schema = self
+            .typed
+            .as_ref()
+            .map_or(JSON_SCHEMA, |user| user.text.as_str());
+        let mut file = ContainerWriter::new(schema, self.codec, sync);
+        file.write_block(self.count, std::mem::take(&mut self.data))
+            .map_err(|e| AvroError::Invalid(e.to_string()))?;
+        self.count = 0;
+        Ok(file.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use apache_avro::Reader;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn integers_beyond_i64_are_refused_not_rounded() {
+        let err = encode(&[json!({"ok": 1}), json!({"big": 18446744073709551615u64})]).unwrap_err();
+        assert!(
+            matches!(err, AvroError::UnrepresentableNumber { record: 2, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_payload_is_a_standard_container_file() {
+        let bytes = encode(&[json!({"a": 1})]).unwrap();
+        assert_eq!(&bytes[..4], b"Obj\x01");
+        let values: Vec<_> = Reader::new(&bytes[..])
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(values.len(), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn integers_beyond_the_long_range_are_refused(n in (i64::MAX as u64 + 1)..=u64::MAX) {
+            let err = encode(&[serde_json::json!({"n": n})]).unwrap_err();
+            let refused = matches!(err, AvroError::UnrepresentableNumber { .. });
+            prop_assert!(refused, "{}", err);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The number rule: which JSON numbers Avro's `long` and `double` carry without changing their value.
+
+use serde_json::{Number, Value};
+
+/// Finds the first number Avro cannot carry exactly (see [`representable`]).
+pub(super) fn check_numbers(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Number(n) if !representable(n) => Err(n.to_string()),
+        Value::Array(items) => items.iter().try_for_each(check_numbers),
+        Value::Object(map) => map.values().try_for_each(check_numbers),
+        _ => Ok(()),
+    }
+}
+
+/// True when Avro carries the number without changing its value: an integer literal within the `long` range
+/// (sent as a long), or any other literal whose decimal value is exactly what the nearest double prints back
+/// as (sent as a double). `1.10` and `1e2` pass (they come back as `1.1` and `100.0`, the same values);
+/// `18446744073709551616` and `3.14159265358979323846` do not (the first needs more than 64 bits, the second
+/// more than a double's 17 digits).
+pub fn representable(n: &Number) -> bool {
+    let text = n.as_str();
+    if !text.contains(['.', 'e', 'E']) {
+        return text.parse::<i64>().is_ok();
+    }
+    match text.parse::<f64>() {
+        // Any decimal of at most 15 significant digits survives a round trip through a double (DBL_DIG), which
+        // covers nearly every number people write; only longer ones need the exact comparison.
+        // (Subnormal numbers have fewer digits of precision, so they take the exact path.)
+        Ok(f) if f.is_normal() && significant_digits(text) <= 15 => true,
+        // Compared with what the server will write for that double (serde_json's shortest form), since two
+        // shortest forms can differ in the last digit between formatters.
+        Ok(f) if f.is_finite() => {
+            serde_json::to_string(&f).is_ok_and(|out| decimal_value(text) == decimal_value(&out))
+        }
+        _ => false,
+    }
+}
+
+/// Digits of the mantissa from the first non-zero digit on (an upper bound on the significant digits).
+fn significant_digits(text: &str) -> usize {
+    text.bytes()
+        .take_while(|b| !matches!(b, b'e' | b'E'))
+        .filter(u8::is_ascii_digit)
+        .skip_while(|&b| b == b'0')
+        .count()
+}
+
+/// A JSON number literal's value as (negative, significant digits, exponent of the last digit), with zeros
+/// trimmed so equal values compare equal; every zero is `(sign, "", 0)`.
+fn decimal_value(text: &str) -> (bool, String, i64) {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (
+            &unsigned[..at],
+            unsigned[at + 1..].parse::<i64>().unwrap_or(0),
+        ),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = whole.chars().chain(fraction.chars()).collect();
+    let mut exponent = exponent - fraction.len() as i64;
+    let trimmed = digits.trim_end_matches('0');
+    exponent += (digits.len() - trimmed.len()) as i64;
+    let significant = trimmed.trim_start_matches('0');
+    if significant.is_empty() {
+        return (negative, String::new(), 0);
+    }
+    (negative, significant.to_owned(), exponent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_pass_exactly_when_their_value_survives() {
+        let number = |text: &str| serde_json::from_str::<Number>(text).unwrap();
+        for ok in [
+            "0",
+            "-0",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "1.10",
+            "1e2",
+            "0.1",
+            "-0.0",
+            "5e-324",
+            "1.7976931348623157e308",
+            "3.141592653589793",
+        ] {
+            assert!(representable(&number(ok)), "{ok} should pass");
+        }
+        for refused in [
+            "9223372036854775808",
+            "18446744073709551616",
+            "123456789012345678901234567890",
+            "3.14159265358979323846",
+            "0.30000000000000000001",
+            "1e400",
+        ] {
+            assert!(
+                !representable(&number(refused)),
+                "{refused} should be refused"
+            );
+        }
+    }
+}
