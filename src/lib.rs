@@ -5,10 +5,11 @@
 //!
 //! - Pure parts, no sockets or files: [`protocol`] (frames, envelope, string-to-sign, replies), [`auth`]
 //!   (HMAC sign and constant-time verify), [`avro`] (JSON ↔ Avro container files, schema fingerprints),
-//!   [`input`] (stdin text to records), [`endpoint`], [`credentials`], [`timestamp`], [`bench`] (load
-//!   generation, percentiles).
+//!   [`input`] (stdin text to records), [`batch`] (records cut into requests by count, bytes and linger time),
+//!   [`endpoint`], [`credentials`], [`timestamp`], [`bench`] (load generation, percentiles).
 //! - State: [`store`] (SQLite: migrations, keys, audit, payloads, schemas, nonces).
-//! - Transport: [`server`] (the receive–verify–commit–acknowledge loop) and [`client`] (send and await a reply).
+//! - Transport: [`server`] (the receive–verify–commit–acknowledge loop), [`client`] (send and await a reply) and
+//!   [`read_ahead`] (stdin parsed on its own thread, so a sender waits for input and replies at once).
 //! - Front-ends: [`cli`] (clap types only), [`cmd`] (one thin `run` per subcommand), [`config`] (store path and
 //!   credentials resolved once), [`error`] (one error type and the exit codes), [`docs`] (completions, man pages).
 
@@ -16,6 +17,7 @@
 
 pub mod auth;
 pub mod avro;
+pub mod batch;
 pub mod bench;
 pub mod cli;
 pub mod client;
@@ -28,6 +30,7 @@ pub mod error;
 pub mod input;
 pub mod profiles;
 pub mod protocol;
+pub mod read_ahead;
 pub mod server;
 pub mod store;
 pub mod table;
