@@ -22,10 +22,14 @@ use crate::{
     input::{InputError, Records},
 };
 
-/// Most bytes of JSON text read ahead and not yet taken. A single larger record is still read, alone. About one
-/// request's worth at the default `--batch-bytes`: enough for the thread to fill the next request while the
-/// sender signs and sends this one.
-pub const CAPACITY: usize = 1 << 20;
+/// Most bytes of JSON text read ahead and not yet taken; a single larger record is still read, alone. A parsed
+/// record takes several times its text in memory, so this is kept small: enough for the thread to stay ahead
+/// while the sender encodes, signs and sends, not a store of the input.
+pub const CAPACITY: usize = 256 << 10;
+
+/// A thread that found the queue full resumes once it has drained to this, so the two threads do not wake each
+/// other for every record.
+const RESUME_AT: usize = CAPACITY / 2;
 
 /// What the reading thread handed over, in input order.
 #[derive(Debug)]
@@ -61,6 +65,8 @@ struct Queue {
     bytes: usize,
     /// The sender is (about to be) blocked in a poll and must be signalled when an item arrives.
     waiting: bool,
+    /// The thread is blocked for room and must be notified once the queue has drained to [`RESUME_AT`].
+    full: bool,
     /// The sender is gone: the thread stops at its next item.
     abandoned: bool,
 }
@@ -69,7 +75,7 @@ struct Queue {
 #[derive(Debug, Default)]
 struct Shared {
     queue: Mutex<Queue>,
-    /// Notified when items are taken or the sender leaves.
+    /// Notified when the queue has drained to [`RESUME_AT`] or the sender leaves.
     room: Condvar,
 }
 
@@ -83,6 +89,7 @@ impl Shared {
     fn put(&self, item: Item, weight: usize) -> Option<bool> {
         let mut queue = self.lock();
         while !queue.abandoned && queue.bytes > 0 && queue.bytes.saturating_add(weight) > CAPACITY {
+            queue.full = true;
             queue = self
                 .room
                 .wait(queue)
@@ -151,13 +158,19 @@ impl ReadAhead {
         if self.finished {
             return Some(Item::End);
         }
-        let (item, _) = {
+        let (item, resume) = {
             let mut queue = self.shared.lock();
             let (item, weight) = queue.items.pop_front()?;
             queue.bytes = queue.bytes.saturating_sub(weight);
-            (item, weight)
+            let resume = queue.full && queue.bytes <= RESUME_AT;
+            if resume {
+                queue.full = false;
+            }
+            (item, resume)
         };
-        self.shared.room.notify_one();
+        if resume {
+            self.shared.room.notify_one();
+        }
         self.finished = !matches!(item, Item::Record { .. });
         Some(item)
     }
@@ -330,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn reading_ahead_stops_at_the_capacity_until_records_are_taken() {
+    fn reading_ahead_stops_at_the_capacity_until_half_of_it_is_taken() {
         let served = Arc::new(AtomicU64::new(0));
         let (mut read_ahead, _context) = spawn(Endless {
             served: Arc::clone(&served),
@@ -350,11 +363,13 @@ mod tests {
             "{read} bytes read: no more than the queue and one read buffer"
         );
 
-        let queued_items = read_ahead.shared.lock().items.len();
-        assert!(matches!(read_ahead.try_next(), Some(Item::Record { .. })));
+        // Draining to the resume mark lets the thread read on.
+        while read_ahead.shared.lock().bytes > RESUME_AT {
+            assert!(matches!(read_ahead.try_next(), Some(Item::Record { .. })));
+        }
         let deadline = Instant::now() + DEADLINE;
-        while read_ahead.shared.lock().items.len() < queued_items {
-            assert!(Instant::now() < deadline, "taking a record made no room");
+        while served.load(Ordering::Relaxed) as usize == read {
+            assert!(Instant::now() < deadline, "draining made no room");
             thread::sleep(Duration::from_millis(5));
         }
     }
