@@ -48,6 +48,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --retries 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)'
             cand --batch 'Most records per request'
             cand --batch-bytes 'Most bytes of encoded records per request (a single larger record still goes alone)'
+            cand --linger 'Longest a record waits for its request to fill, e.g. `250ms`, `1s`, or `0` (send what is read at once)'
             cand --format 'What stdin holds: JSON values (NDJSON), or an Avro object container file from any Avro writer, sent in batches of its blocks with its schema, codec and records unchanged (read into memory whole)'
             cand --schema 'Encode the JSON records with this Avro schema (.avsc) instead of zavro''s JSON schema. Records are natural JSON (README.md, "JSON to Avro"); one that does not fit stops `send` before its request, naming the record and the field'
             cand --codec 'Compression of the Avro blocks sent (JSON input only; an Avro file keeps its own codec)'

@@ -47,6 +47,7 @@ complete -c zavro -n "__fish_zavro_using_subcommand send" -l timeout -d 'Give up
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l retries -d 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch -d 'Most records per request' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l batch-bytes -d 'Most bytes of encoded records per request (a single larger record still goes alone)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l linger -d 'Longest a record waits for its request to fill, e.g. `250ms`, `1s`, or `0` (send what is read at once)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l format -d 'What stdin holds: JSON values (NDJSON), or an Avro object container file from any Avro writer, sent in batches of its blocks with its schema, codec and records unchanged (read into memory whole)' -r -f -a "json\t'JSON values separated by white space (NDJSON), or one array of records'
 avro\t'An Avro object container file'"
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l schema -d 'Encode the JSON records with this Avro schema (.avsc) instead of zavro\'s JSON schema. Records are natural JSON (README.md, "JSON to Avro"); one that does not fit stops `send` before its request, naming the record and the field' -r -F

@@ -245,6 +245,13 @@ pub struct SendArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(1024..=(1 << 20)))]
     pub batch_bytes: u32,
 
+    /// Longest a record waits for its request to fill, e.g. `250ms`, `1s`, or `0` (send what is read at once).
+    ///
+    /// The default keeps a slow stream (`tail -F`) at most 0.2 s behind, while a fast stream still fills whole
+    /// requests and a trickle makes at most 5 requests (audit rows) a second.
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = crate::batch::parse_linger)]
+    pub linger: std::time::Duration,
+
     /// What stdin holds: JSON values (NDJSON), or an Avro object container file from any Avro writer, sent
     /// in batches of its blocks with its schema, codec and records unchanged (read into memory whole).
     #[arg(long, value_enum, default_value_t = InputFormat::Json)]

@@ -97,6 +97,11 @@ impl ClientError {
     }
 }
 
+/// `max` as a ZeroMQ poll timeout in milliseconds, rounded up so a wait never ends just before its deadline.
+pub fn poll_millis(max: Duration) -> i64 {
+    i64::try_from(max.as_micros().div_ceil(1000)).unwrap_or(i64::MAX)
+}
+
 /// How the client sends.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -206,20 +211,28 @@ impl Client {
         while !self.resend.is_empty() {
             self.dispatch()?;
             if !self.resend.is_empty() {
-                self.wait(None)?;
+                self.wait(None, None)?;
             }
         }
         // Collect replies that are already here, so their latency is not stretched by the caller's next batch.
-        self.wait(Some(Duration::ZERO))
+        self.wait(Some(Duration::ZERO), None)
     }
 
     /// Waits until every submitted request is answered.
     pub fn flush(&mut self) -> Result<(), ClientError> {
         while !self.resend.is_empty() || self.connections.iter().any(|c| !c.in_flight.is_empty()) {
             self.dispatch()?;
-            self.wait(None)?;
+            self.wait(None, None)?;
         }
         Ok(())
+    }
+
+    /// Sends requests waiting for a connection, then waits at most `max` for replies, or until `input` (the
+    /// caller's own input signal) becomes readable, handling replies and timeouts as [`Client::submit`] does. A
+    /// sender whose input is slow calls it so acknowledgements and resends do not wait for the next record.
+    pub fn wait_with(&mut self, input: &zmq::Socket, max: Duration) -> Result<(), ClientError> {
+        self.dispatch()?;
+        self.wait(Some(max), Some(input))
     }
 
     /// The accepted replies collected since the last call, in arrival order.
@@ -310,22 +323,31 @@ impl Client {
         Ok(())
     }
 
-    /// Waits for replies (until the nearest deadline, or at most `max`), handles what arrived, and fails over
-    /// timed-out connections.
-    fn wait(&mut self, max: Option<Duration>) -> Result<(), ClientError> {
+    /// Waits for replies (until the nearest deadline, or at most `max`), or for `input` to become readable;
+    /// handles what arrived, and fails over timed-out connections.
+    fn wait(
+        &mut self,
+        max: Option<Duration>,
+        input: Option<&zmq::Socket>,
+    ) -> Result<(), ClientError> {
         let now = Instant::now();
         let timeout = self.settings.timeout;
-        let deadline = self
+        // Requests that found no connection with room are offered again this often; with none, only replies,
+        // timeouts and the input can end the wait.
+        let idle = match max {
+            Some(max) if self.resend.is_empty() => max,
+            _ => Duration::from_millis(50),
+        };
+        let until_deadline = self
             .connections
             .iter()
             .filter_map(|c| c.in_flight.front().map(|r| r.sent + timeout))
             .chain(self.connections.iter().filter_map(|c| c.rest_until))
             .min()
-            .unwrap_or(now + Duration::from_millis(50));
-        let until_deadline = deadline.saturating_duration_since(now);
+            .map_or(idle, |deadline| deadline.saturating_duration_since(now));
         let wait_ms = match max {
-            Some(max) => until_deadline.min(max).as_millis() as i64,
-            None => until_deadline.as_millis().clamp(1, 1000) as i64,
+            Some(max) => poll_millis(until_deadline.min(max)),
+            None => poll_millis(until_deadline).clamp(1, 1000),
         };
         let ready: Vec<bool> = {
             let mut items: Vec<zmq::PollItem> = self
@@ -334,6 +356,8 @@ impl Client {
                 .filter_map(|c| c.socket.as_ref())
                 .map(|s| s.as_poll_item(zmq::POLLIN))
                 .collect();
+            // Last, so the readiness of the connections keeps their order; the caller looks at its input itself.
+            items.extend(input.map(|s| s.as_poll_item(zmq::POLLIN)));
             if items.is_empty() {
                 std::thread::sleep(Duration::from_millis(wait_ms.unsigned_abs()));
                 Vec::new()

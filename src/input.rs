@@ -55,6 +55,12 @@ impl<R: Read> Records<R> {
         self.number
     }
 
+    /// Bytes of JSON text consumed so far, up to the end of the last value parsed (for a lone top-level array,
+    /// the whole array).
+    pub fn bytes_read(&self) -> usize {
+        self.values.byte_offset()
+    }
+
     fn next_value(&mut self) -> Option<Result<Value, InputError>> {
         self.values.next().map(|value| {
             value.map_err(|source| {

@@ -5,12 +5,13 @@
 //!
 //! - Pure parts, no sockets or files: [`protocol`] (frames, envelope, string-to-sign, replies), [`auth`]
 //!   (HMAC sign and constant-time verify), [`avro`] (JSON ↔ Avro container files, schema fingerprints),
-//!   [`input`] (stdin text to records), [`endpoint`], [`credentials`], [`timestamp`], [`bench`] (load
-//!   generation, percentiles).
+//!   [`input`] (stdin text to records), [`batch`] (records cut into requests by count, bytes and linger time),
+//!   [`endpoint`], [`credentials`], [`timestamp`], [`bench`] (load generation, percentiles).
 //! - State: [`store`] (SQLite: migrations, keys, audit, payloads, schemas, nonces; the server reaches it only
 //!   through the [`store::RequestStore`] seam, which a second backend implements).
 //! - Network: [`server`] (the request pipeline, frames → checks → one commit per group → replies, and the loop
-//!   that owns the socket) and [`client`] (send, keep a window in flight, await replies).
+//!   that owns the socket), [`client`] (send, keep a window in flight, await replies) and [`read_ahead`] (stdin
+//!   parsed on its own thread, so a sender waits for input and replies at once).
 //! - Front-ends: [`cli`] (clap types only), [`cmd`] (one thin `run` per subcommand), [`config`] (store path and
 //!   credentials resolved once), [`error`] (one error type and the exit codes), [`docs`] (completions, man pages),
 //!   [`complete`] (key ids for shell completion, read from the store while the user types).
@@ -19,6 +20,7 @@
 
 pub mod auth;
 pub mod avro;
+pub mod batch;
 pub mod bench;
 pub mod cli;
 pub mod client;
@@ -32,6 +34,7 @@ pub mod error;
 pub mod input;
 pub mod profiles;
 pub mod protocol;
+pub mod read_ahead;
 pub mod server;
 pub mod store;
 pub mod table;

@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     avro::BatchEncoder,
+    batch::{Batch, Batcher, Limits, MAX_LINGER},
     bench::{self, Percentiles},
     cli::BenchArgs,
     client::{self, Client},
@@ -133,37 +134,48 @@ fn sender(
     args: &BenchArgs,
 ) -> Result<Measured, Error> {
     let mut client = Client::connect(context, &[endpoint.to_owned()], settings)?;
-    let mut encoder = BatchEncoder::new(Codec::Null);
+    // Requests of exactly --batch records, as fast as they are made: no byte bound, and nothing lingers.
+    let limits = Limits {
+        records: u64::from(args.batch),
+        bytes: usize::MAX,
+        linger: MAX_LINGER,
+    };
+    let mut batcher = Batcher::new(BatchEncoder::new(Codec::Null), limits);
     let mut measured = Measured {
         records: 0,
         bytes: 0,
         latencies: Vec::with_capacity((count / u64::from(args.batch) + 1) as usize),
     };
-    let mut sent = 0;
-    while sent < count {
-        let in_batch = (count - sent).min(u64::from(args.batch));
-        for i in 0..in_batch {
-            let record = bench::record(first_sequence + sent + i, args.record_size as usize);
-            encoder.push(&record, (sent + i + 1) as usize)?;
-        }
-        measured.bytes += in_batch * u64::from(args.record_size);
+    let mut submit = |client: &mut Client, batch: Batch| -> Result<(), Error> {
         let request = Request::sign(
             key,
             secret.as_bytes(),
             timestamp::now_seconds(),
             &credentials::new_nonce()?,
-            encoder.finish()?,
+            batch.payload,
         );
-        client.submit(&request, in_batch)?;
+        client.submit(&request, batch.records)?;
         measured
             .latencies
             .extend(client.take_accepted().map(|a| a.latency));
-        sent += in_batch;
+        Ok(())
+    };
+    let now = Instant::now();
+    for i in 0..count {
+        let record = bench::record(first_sequence + i, args.record_size as usize);
+        batcher.push(&record, (i + 1) as usize, now)?;
+        while let Some(batch) = batcher.take_full() {
+            submit(&mut client, batch)?;
+        }
+    }
+    while let Some(batch) = batcher.take_rest()? {
+        submit(&mut client, batch)?;
     }
     client.flush()?;
     measured
         .latencies
         .extend(client.take_accepted().map(|a| a.latency));
     measured.records = client.accepted_records();
+    measured.bytes = count * u64::from(args.record_size);
     Ok(measured)
 }

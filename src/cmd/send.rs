@@ -3,17 +3,16 @@
 
 use std::{
     io::{BufReader, IsTerminal, Read},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use apache_avro::Codec;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use zeroize::Zeroizing;
 
 use crate::{
-    avro::{
-        BatchEncoder, UserSchema,
-        container::{ContainerError, ContainerReader, ContainerWriter},
-    },
+    avro::{BatchEncoder, UserSchema},
+    batch::{self, Batch, Batcher, Limits},
     cli::{CodecArg, InputFormat, SendArgs},
     client::{self, Client},
     config, credentials,
@@ -21,8 +20,12 @@ use crate::{
     error::Error,
     input::{InputError, Records},
     protocol::Request,
+    read_ahead::{Item, ReadAhead},
     timestamp,
 };
+
+/// How long a wait for input lasts when no record is pending: only to look again, nothing is due.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// Sends everything on stdin; succeeds only when the servers accepted every record.
 pub fn run(args: SendArgs) -> Result<(), Error> {
@@ -33,8 +36,22 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(Error::Usage)?;
     let key = config::key_id(args.key.as_deref(), profile.as_ref())?;
+    let resolve_secret = || config::secret(args.secret_file.as_deref(), profile.as_ref(), &key);
+    // Records typed on the terminal and a secret typed there cannot be read at once: the input thread would
+    // take the secret's line. So a terminal gets the question first, before any input is read.
+    let asked_first = if std::io::stdin().is_terminal() {
+        Some(resolve_secret()?)
+    } else {
+        None
+    };
 
-    let mut batches = match args.format {
+    let limits = Limits {
+        records: u64::from(args.batch),
+        bytes: args.batch_bytes as usize,
+        linger: args.linger,
+    };
+    let context = zmq::Context::new();
+    let mut input = match args.format {
         InputFormat::Json => {
             let encoder = match &args.schema {
                 None => BatchEncoder::new(codec(args.codec)),
@@ -47,9 +64,11 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
                     BatchEncoder::with_schema(codec(args.codec), schema)
                 }
             };
-            Source::Json {
-                records: Records::new(BufReader::with_capacity(1 << 16, std::io::stdin().lock())),
-                batcher: Batcher::new(u64::from(args.batch), args.batch_bytes as usize, encoder),
+            let records = Records::new(BufReader::with_capacity(1 << 16, std::io::stdin()));
+            Input::Json {
+                records: ReadAhead::spawn(records, &context)
+                    .map_err(|e| Error::Other(e.to_string()))?,
+                batcher: Batcher::new(encoder, limits),
             }
         }
         InputFormat::Avro => {
@@ -59,96 +78,184 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
                         .into(),
                 ));
             }
-            Source::Avro(
-                avro_batches(u64::from(args.batch), args.batch_bytes as usize)?.into_iter(),
-            )
+            let mut file = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut file)
+                .map_err(InputError::Read)?;
+            Input::Avro(batch::split_container(&file, limits)?.into_iter())
         }
     };
     // The first batch is read and encoded before the secret is asked for, so input that is not JSON sends
     // nothing and asks nothing.
-    let mut next = batches.next()?;
+    let mut next = match input.next(None)? {
+        Next::Batch(batch) => Some(batch),
+        Next::End => None,
+        Next::Bad(e) => return Err(e),
+    };
 
-    let secret = config::secret(args.secret_file.as_deref(), profile.as_ref(), &key)?;
-    let context = zmq::Context::new();
+    let secret = match asked_first {
+        Some(secret) => secret,
+        None => resolve_secret()?,
+    };
     let settings = client::Settings {
         timeout: Duration::from_secs_f64(args.timeout),
         retries: args.retries,
         window: args.window as usize,
     };
-    let mut client = Client::connect(&context, &endpoints, settings)?;
-    let progress = Progress::new();
-    let mut requests = 0u64;
-    let mut last_audit_id = None;
+    let mut sender = Sender {
+        key: &key,
+        secret,
+        client: Client::connect(&context, &endpoints, settings)?,
+        progress: Progress::new(),
+        requests: 0,
+        last_audit_id: None,
+    };
     let input_error = loop {
-        let Some((payload, count)) = next else {
+        let Some(batch) = next else {
             break None;
         };
-        let request = Request::sign(
-            &key,
-            secret.as_bytes(),
-            timestamp::now_seconds(),
-            &credentials::new_nonce()?,
-            payload,
-        );
-        client.submit(&request, count)?;
-        requests += 1;
-        last_audit_id = client
-            .take_accepted()
-            .last()
-            .map(|a| a.audit_id)
-            .or(last_audit_id);
-        progress.set(client.accepted_records());
-        next = match batches.next() {
-            Ok(batch) => batch,
-            Err(e) => break Some(e),
+        sender.submit(batch)?;
+        next = match input.next(Some(&mut sender))? {
+            Next::Batch(batch) => Some(batch),
+            Next::End => None,
+            Next::Bad(e) => break Some(e),
         };
     };
     // Every request already sent is seen through, even when the input turned bad later on.
-    client.flush()?;
-    last_audit_id = client
-        .take_accepted()
-        .last()
-        .map(|a| a.audit_id)
-        .or(last_audit_id);
-    progress.finish();
-    let accepted = client.accepted_records();
+    sender.client.flush()?;
+    sender.collect();
+    sender.progress.finish();
+    let accepted = sender.client.accepted_records();
     if let Some(e) = input_error {
         if accepted > 0 {
             eprintln!("zavro: the {accepted} records before the bad input were sent and accepted");
         }
         return Err(e);
     }
-    let resent = match client.resends() {
+    let resent = match sender.client.resends() {
         0 => String::new(),
         n => format!("; {n} resends after timeouts"),
     };
+    let requests = sender.requests;
     eprintln!(
         "accepted {accepted} record{} in {requests} request{} (last audit id {}){resent}",
         if accepted == 1 { "" } else { "s" },
         if requests == 1 { "" } else { "s" },
-        last_audit_id.map_or_else(|| "-".into(), |id| id.to_string()),
+        sender
+            .last_audit_id
+            .map_or_else(|| "-".into(), |id| id.to_string()),
     );
     Ok(())
 }
 
+/// What the input gives next.
+enum Next {
+    /// A request's worth of records.
+    Batch(Batch),
+    /// The input ended and every record was handed out.
+    End,
+    /// The input is bad here: what came before it was handed out, nothing after it is.
+    Bad(Error),
+}
+
 /// Where payloads come from.
-enum Source<R: Read> {
-    /// JSON records, encoded as they are read.
+enum Input {
+    /// JSON records, read on their own thread and cut into requests as they come.
     Json {
-        records: Records<R>,
+        records: ReadAhead,
         batcher: Batcher,
     },
     /// An Avro container file, already cut into payloads.
-    Avro(std::vec::IntoIter<(Vec<u8>, u64)>),
+    Avro(std::vec::IntoIter<Batch>),
 }
 
-impl<R: Read> Source<R> {
-    /// The next payload and its record count, or `None` when the input is used up.
-    fn next(&mut self) -> Result<Option<(Vec<u8>, u64)>, Error> {
-        match self {
-            Source::Json { records, batcher } => batcher.next(records),
-            Source::Avro(batches) => Ok(batches.next()),
+impl Input {
+    /// The next request's worth of records. While it waits for input, the `sender` (once there is one) handles
+    /// replies as they come; its failures are returned as errors, bad input as [`Next::Bad`].
+    fn next(&mut self, mut sender: Option<&mut Sender>) -> Result<Next, Error> {
+        let (records, batcher) = match self {
+            Input::Json { records, batcher } => (records, batcher),
+            Input::Avro(batches) => return Ok(batches.next().map_or(Next::End, Next::Batch)),
+        };
+        loop {
+            match records.try_next() {
+                Some(Item::Record { value, number }) => {
+                    if let Err(e) = batcher.push(&value, number, Instant::now()) {
+                        return Ok(Next::Bad(e.into()));
+                    }
+                    if let Some(batch) = batcher.take_full() {
+                        return Ok(Next::Batch(batch));
+                    }
+                }
+                Some(Item::Failed(e)) => return Ok(Next::Bad(e.into())),
+                Some(Item::End) => {
+                    return Ok(match batcher.take_rest() {
+                        Ok(batch) => batch.map_or(Next::End, Next::Batch),
+                        Err(e) => Next::Bad(e.into()),
+                    });
+                }
+                None => {
+                    // Nothing more is at hand: a lingering request goes now, with every record read so far.
+                    let now = Instant::now();
+                    match batcher.take_due(now) {
+                        Ok(Some(batch)) => return Ok(Next::Batch(batch)),
+                        Ok(None) => {}
+                        Err(e) => return Ok(Next::Bad(e.into())),
+                    }
+                    let max = batcher.deadline().map_or(IDLE_WAIT, |deadline| {
+                        deadline.saturating_duration_since(now)
+                    });
+                    match sender.as_deref_mut() {
+                        Some(sender) => records.wait_with(|signal| sender.wait(signal, max))?,
+                        None => records
+                            .wait(max)
+                            .map_err(|e| Error::Other(format!("cannot wait for input: {e}")))?,
+                    }
+                }
+            }
         }
+    }
+}
+
+/// Signs and sends requests, and keeps what the user is told about them.
+struct Sender<'a> {
+    key: &'a str,
+    secret: Zeroizing<String>,
+    client: Client,
+    progress: Progress,
+    requests: u64,
+    last_audit_id: Option<i64>,
+}
+
+impl Sender<'_> {
+    /// Signs and queues a request, waiting while the window is full.
+    fn submit(&mut self, batch: Batch) -> Result<(), Error> {
+        let request = Request::sign(
+            self.key,
+            self.secret.as_bytes(),
+            timestamp::now_seconds(),
+            &credentials::new_nonce()?,
+            batch.payload,
+        );
+        self.client.submit(&request, batch.records)?;
+        self.requests += 1;
+        self.collect();
+        Ok(())
+    }
+
+    /// Handles replies for at most `max`, or until the input `signal` is readable.
+    fn wait(&mut self, signal: &zmq::Socket, max: Duration) -> Result<(), Error> {
+        self.client.wait_with(signal, max)?;
+        self.collect();
+        Ok(())
+    }
+
+    /// Takes in the replies collected so far.
+    fn collect(&mut self) {
+        if let Some(last) = self.client.take_accepted().last() {
+            self.last_audit_id = Some(last.audit_id);
+        }
+        self.progress.set(self.client.accepted_records());
     }
 }
 
@@ -158,85 +265,6 @@ fn codec(arg: CodecArg) -> Codec {
         CodecArg::Deflate => Codec::Deflate(Default::default()),
         CodecArg::Snappy => Codec::Snappy,
         CodecArg::Zstandard => Codec::Zstandard(Default::default()),
-    }
-}
-
-/// Reads an Avro container file from stdin and cuts it, between blocks, into payloads of at most
-/// `max_records` records and about `max_bytes` bytes, each with the file's own schema and codec.
-fn avro_batches(max_records: u64, max_bytes: usize) -> Result<Vec<(Vec<u8>, u64)>, Error> {
-    let mut bytes = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut bytes)
-        .map_err(InputError::Read)?;
-    let bad = |e: ContainerError| Error::Input(InputError::NotAvro(e.to_string()));
-    let mut file = ContainerReader::new(&bytes).map_err(bad)?;
-    let (schema, codec) = (file.header().schema, file.header().codec);
-    let mut batches = Vec::new();
-    let mut current: Option<(ContainerWriter, u64)> = None;
-    while let Some(block) = file.next_raw_block().map_err(bad)? {
-        if let Some((writer, count)) = &current
-            && *count > 0
-            && (*count + block.count > max_records || writer.len() + block.data.len() > max_bytes)
-        {
-            let (writer, count) = current.take().expect("checked above");
-            batches.push((writer.finish(), count));
-        }
-        let (writer, count) = current.get_or_insert_with(|| {
-            let mut sync = [0u8; 16];
-            // A fresh marker per payload; a failed RNG only makes it less unique, which Avro tolerates.
-            let _ = getrandom::fill(&mut sync);
-            (ContainerWriter::with_raw_schema(schema, codec, sync), 0)
-        });
-        writer.write_raw_block(block);
-        *count += block.count;
-    }
-    batches.extend(current.map(|(writer, count)| (writer.finish(), count)));
-    if batches.iter().all(|(_, count)| *count == 0) {
-        return Err(InputError::NotAvro("the file holds no records".into()).into());
-    }
-    Ok(batches)
-}
-
-/// Cuts the record stream into payloads of at most `max_records` records and about `max_bytes` bytes.
-struct Batcher {
-    encoder: BatchEncoder,
-    /// A record that did not fit the previous batch, already encoded.
-    carry: Option<Vec<u8>>,
-    max_records: u64,
-    max_bytes: usize,
-}
-
-impl Batcher {
-    fn new(max_records: u64, max_bytes: usize, encoder: BatchEncoder) -> Self {
-        Batcher {
-            encoder,
-            carry: None,
-            max_records,
-            max_bytes,
-        }
-    }
-
-    /// The next payload and its record count, or `None` when the input is used up.
-    fn next<R: Read>(&mut self, records: &mut Records<R>) -> Result<Option<(Vec<u8>, u64)>, Error> {
-        if let Some(carried) = self.carry.take() {
-            self.encoder.push_encoded(carried);
-        }
-        while self.encoder.len() < self.max_records {
-            let Some(record) = records.next() else {
-                break;
-            };
-            let before = self.encoder.encoded_bytes();
-            self.encoder.push(&record?, records.records_read())?;
-            if self.encoder.encoded_bytes() > self.max_bytes && self.encoder.len() > 1 {
-                self.carry = Some(self.encoder.pop_last(before));
-                break;
-            }
-        }
-        if self.encoder.is_empty() {
-            return Ok(None);
-        }
-        let count = self.encoder.len();
-        Ok(Some((self.encoder.finish()?, count)))
     }
 }
 

@@ -1,7 +1,13 @@
 //! The main story: records sent with `zavro send` reach the output file and the audit trail exactly, refusals
 //! are audited with their codes, and a server stopped by a signal keeps everything it acknowledged.
 
-use std::{path::Path, time::Duration};
+use std::{
+    io::{Read, Write},
+    path::Path,
+    process::{Child, ChildStdin, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
 
 use nix::sys::signal::{Signal, kill};
 use serde_json::{Value, json};
@@ -367,6 +373,140 @@ fn batch_of_two_sends_five_records_as_three_accepted_requests_in_order() {
     assert_eq!(sends[0]["payload"], json!(records[0..2]));
     assert_eq!(sends[1]["payload"], json!(records[2..4]));
     assert_eq!(sends[2]["payload"], json!(records[4..5]));
+}
+
+/// `zavro send ENDPOINT EXTRA…` in the background, its stdin a pipe the test writes to and keeps open.
+fn spawn_send(
+    env: &TestEnv,
+    endpoint: &str,
+    key: &str,
+    secret: &str,
+    extra: &[&str],
+) -> (Child, ChildStdin) {
+    let mut child = zavro_process()
+        .env("XDG_CONFIG_HOME", env.config_dir())
+        .arg("--db")
+        .arg(&env.db)
+        .args(["send", endpoint])
+        .args(extra)
+        .env("ZAVRO_KEY", key)
+        .env("ZAVRO_SECRET", secret)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn zavro send");
+    let stdin = child.stdin.take().expect("piped stdin");
+    (child, stdin)
+}
+
+/// Waits (bounded) for `send` to exit; its status and stderr. Kills it and fails when it does not exit in time.
+fn exit_of(mut send: Child) -> (ExitStatus, String) {
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = send.try_wait().expect("wait for zavro send") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = send.kill();
+            panic!("zavro send did not exit within {DEADLINE:?} of the end of its input");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    send.stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    (status, stderr)
+}
+
+/// Writes `line` to `send`'s stdin and waits until the server's output is exactly `expected`. Fails if `send`
+/// exits meanwhile: its stdin is still open, so only the linger time can have sent the records.
+fn write_and_wait_for(
+    env: &TestEnv,
+    send: &mut Child,
+    stdin: &mut ChildStdin,
+    line: &str,
+    expected: &[String],
+) {
+    writeln!(stdin, "{line}").expect("write to zavro send");
+    stdin.flush().expect("flush zavro send's stdin");
+    wait_until(
+        &format!("{expected:?} in the server's output while send's stdin is open"),
+        || {
+            if let Some(status) = send.try_wait().expect("poll zavro send") {
+                panic!("zavro send exited ({status}) with its stdin still open");
+            }
+            env.output_lines() == expected
+        },
+    );
+}
+
+#[test]
+fn a_slow_stream_is_delivered_record_by_record_while_stdin_stays_open() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = env.start_server();
+    let (mut send, mut stdin) = spawn_send(&env, server.endpoint(), &key, &secret, &[]);
+    let records: Vec<Value> = (1..=3).map(|n| json!({"slow": n})).collect();
+
+    for (i, record) in records.iter().enumerate() {
+        if i > 0 {
+            // A quiet log under `tail -F`: one record a second, far from the 1,000 that fill a request.
+            thread::sleep(Duration::from_secs(1));
+        }
+        let expected: Vec<String> = records[..=i].iter().map(compact).collect();
+        write_and_wait_for(&env, &mut send, &mut stdin, &compact(record), &expected);
+    }
+    drop(stdin);
+
+    let (status, stderr) = exit_of(send);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("accepted 3 records in 3 requests"),
+        "each record went on its own, before the next was written: {stderr}"
+    );
+    let payloads: Vec<Value> = env
+        .audit_sends()
+        .iter()
+        .map(|row| row["payload"].clone())
+        .collect();
+    assert_eq!(
+        payloads,
+        [
+            json!([records[0]]),
+            json!([records[1]]),
+            json!([records[2]])
+        ]
+    );
+}
+
+#[test]
+fn bad_input_after_a_lingering_request_exits_3_keeping_what_was_sent() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = env.start_server();
+    let (mut send, mut stdin) = spawn_send(&env, server.endpoint(), &key, &secret, &[]);
+    let first = ["{\"first\":1}".to_owned()];
+    write_and_wait_for(&env, &mut send, &mut stdin, &first[0], &first);
+    // The bad line comes right behind the second record, well within the linger time.
+    writeln!(stdin, "{{\"second\":2}}\nnot json").expect("write to zavro send");
+    drop(stdin);
+
+    let (status, stderr) = exit_of(send);
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("not valid JSON"), "{stderr}");
+    assert!(
+        stderr.contains("the 1 records before the bad input"),
+        "{stderr}"
+    );
+    assert_eq!(
+        env.output_lines(),
+        first,
+        "the record read just before the bad line is never sent"
+    );
 }
 
 #[test]

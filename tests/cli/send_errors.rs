@@ -203,6 +203,8 @@ fn send_with_a_malformed_endpoint_or_option_is_a_usage_error() {
         &["send", "127.0.0.1:*"],
         &["send", "127.0.0.1:5555", "--timeout", "0"],
         &["send", "127.0.0.1:5555", "--batch", "0"],
+        &["send", "127.0.0.1:5555", "--linger", "5"],
+        &["send", "127.0.0.1:5555", "--linger", "2h"],
     ] {
         env.zavro()
             .args(args)

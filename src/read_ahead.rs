@@ -1,0 +1,376 @@
+//! Records read and parsed on a thread of their own, ahead of the sender and in bounded memory, so the sender can
+//! wait for input and for replies at once: a ZeroMQ socket becomes readable when a record arrives.
+//!
+//! A blocking read of stdin cannot share a wait with sockets, and a sender that sat in it would neither cut a
+//! lingering request nor collect acknowledgements. The thread does the blocking; the sender polls.
+
+use std::{
+    collections::VecDeque,
+    io::Read,
+    sync::{
+        Arc, Condvar, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::{
+    client::poll_millis,
+    input::{InputError, Records},
+};
+
+/// Most bytes of JSON text read ahead and not yet taken; a single larger record is still read, alone. A parsed
+/// record takes several times its text in memory, so this is kept small: enough for the thread to stay ahead
+/// while the sender encodes, signs and sends, not a store of the input.
+pub const CAPACITY: usize = 256 << 10;
+
+/// A thread that found the queue full resumes once it has drained to this, so the two threads do not wake each
+/// other for every record.
+const RESUME_AT: usize = CAPACITY / 2;
+
+/// What the reading thread handed over, in input order.
+#[derive(Debug)]
+pub enum Item {
+    /// A record.
+    Record {
+        /// The record.
+        value: Value,
+        /// Its 1-based number in the whole input, which names it in errors.
+        number: usize,
+    },
+    /// The input is bad here; nothing follows.
+    Failed(InputError),
+    /// The input ended; nothing follows.
+    End,
+}
+
+/// Why the reading thread could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadAheadError {
+    /// The in-process socket that signals new records could not be set up.
+    #[error("cannot set up the input signal: {0}")]
+    Socket(#[from] zmq::Error),
+    /// The OS refused a thread.
+    #[error("cannot start the input thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Items read and not yet taken, with their weight in bytes of JSON text.
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<(Item, usize)>,
+    bytes: usize,
+    /// The sender is (about to be) blocked in a poll and must be signalled when an item arrives.
+    waiting: bool,
+    /// The thread is blocked for room and must be notified once the queue has drained to [`RESUME_AT`].
+    full: bool,
+    /// The sender is gone: the thread stops at its next item.
+    abandoned: bool,
+}
+
+/// What the thread and the sender share.
+#[derive(Debug, Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Notified when the queue has drained to [`RESUME_AT`] or the sender leaves.
+    room: Condvar,
+}
+
+impl Shared {
+    /// Poisoning would mean a panic elsewhere; the queue itself is always consistent, so it is used anyway.
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues an item once there is room; `None` when the sender is gone, else whether it must be signalled.
+    fn put(&self, item: Item, weight: usize) -> Option<bool> {
+        let mut queue = self.lock();
+        while !queue.abandoned && queue.bytes > 0 && queue.bytes.saturating_add(weight) > CAPACITY {
+            queue.full = true;
+            queue = self
+                .room
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if queue.abandoned {
+            return None;
+        }
+        queue.bytes = queue.bytes.saturating_add(weight);
+        queue.items.push_back((item, weight));
+        Some(std::mem::take(&mut queue.waiting))
+    }
+}
+
+/// The records of a JSON text, read on their own thread.
+///
+/// Dropping it lets the thread stop at its next record; a thread blocked reading input that never comes is left
+/// behind (the process is about to exit).
+pub struct ReadAhead {
+    shared: Arc<Shared>,
+    /// Readable when the thread queued an item while the sender waited.
+    signal: zmq::Socket,
+    /// A `Failed` or `End` was taken: nothing more comes.
+    finished: bool,
+}
+
+impl std::fmt::Debug for ReadAhead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadAhead")
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReadAhead {
+    /// Starts reading `records` on a new thread; `context` is the one whose sockets the sender polls.
+    pub fn spawn<R: Read + Send + 'static>(
+        records: Records<R>,
+        context: &zmq::Context,
+    ) -> Result<ReadAhead, ReadAheadError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let address = format!(
+            "inproc://zavro-read-ahead-{}",
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let signal = context.socket(zmq::PAIR)?;
+        signal.set_linger(0)?;
+        signal.bind(&address)?;
+        let notifier = context.socket(zmq::PAIR)?;
+        notifier.set_linger(0)?;
+        notifier.connect(&address)?;
+        let shared = Arc::new(Shared::default());
+        let thread_shared = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("zavro-input".into())
+            .spawn(move || read_records(records, &thread_shared, &notifier))?;
+        Ok(ReadAhead {
+            shared,
+            signal,
+            finished: false,
+        })
+    }
+
+    /// The next item if one was read, without waiting; after `Failed` or `End`, always `End`.
+    pub fn try_next(&mut self) -> Option<Item> {
+        if self.finished {
+            return Some(Item::End);
+        }
+        let (item, resume) = {
+            let mut queue = self.shared.lock();
+            let (item, weight) = queue.items.pop_front()?;
+            queue.bytes = queue.bytes.saturating_sub(weight);
+            let resume = queue.full && queue.bytes <= RESUME_AT;
+            if resume {
+                queue.full = false;
+            }
+            (item, resume)
+        };
+        if resume {
+            self.shared.room.notify_one();
+        }
+        self.finished = !matches!(item, Item::Record { .. });
+        Some(item)
+    }
+
+    /// Runs `wait`, which should block until its socket argument is readable (or whatever else it waits for),
+    /// unless an item is already here. The socket becomes readable when an item arrives during the wait.
+    pub fn wait_with<E>(&self, wait: impl FnOnce(&zmq::Socket) -> Result<(), E>) -> Result<(), E> {
+        {
+            let mut queue = self.shared.lock();
+            if self.finished || !queue.items.is_empty() {
+                return Ok(());
+            }
+            queue.waiting = true;
+        }
+        let result = wait(&self.signal);
+        self.shared.lock().waiting = false;
+        // Signals that came after the wait ended would only cause one spurious wake-up; clear them now.
+        while self.signal.recv_bytes(zmq::DONTWAIT).is_ok() {}
+        result
+    }
+
+    /// Waits at most `max` for an item.
+    pub fn wait(&self, max: Duration) -> Result<(), zmq::Error> {
+        self.wait_with(|signal| match signal.poll(zmq::POLLIN, poll_millis(max)) {
+            Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
+            Err(e) => Err(e),
+        })
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.shared.lock().abandoned = true;
+        self.shared.room.notify_all();
+    }
+}
+
+/// The thread: parses records and queues them, each weighed by its JSON text, until the input ends or fails or
+/// the sender leaves.
+fn read_records<R: Read>(mut records: Records<R>, shared: &Shared, notifier: &zmq::Socket) {
+    let mut consumed = 0;
+    loop {
+        let (item, weight) = match records.next() {
+            Some(Ok(value)) => {
+                let read = records.bytes_read();
+                let weight = read.saturating_sub(consumed);
+                consumed = read;
+                let number = records.records_read();
+                (Item::Record { value, number }, weight)
+            }
+            Some(Err(e)) => (Item::Failed(e), 0),
+            None => (Item::End, 0),
+        };
+        let last = !matches!(item, Item::Record { .. });
+        match shared.put(item, weight) {
+            None => return,
+            // A failed signal means one is already pending (the socket's queue is full) or the sender is gone;
+            // either way there is nothing to do.
+            Some(true) => drop(notifier.send(&[][..], zmq::DONTWAIT)),
+            Some(false) => {}
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{BufReader, Write},
+        time::{Duration, Instant},
+    };
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// Bounds every wait, so a broken implementation fails instead of hanging.
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    fn spawn(reader: impl Read + Send + 'static) -> (ReadAhead, zmq::Context) {
+        let context = zmq::Context::new();
+        let records = Records::new(BufReader::with_capacity(1 << 16, reader));
+        let read_ahead = ReadAhead::spawn(records, &context).unwrap();
+        (read_ahead, context)
+    }
+
+    /// The next item, waiting for it.
+    fn next(read_ahead: &mut ReadAhead) -> Item {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(item) = read_ahead.try_next() {
+                return item;
+            }
+            assert!(Instant::now() < deadline, "no item within {DEADLINE:?}");
+            read_ahead.wait(DEADLINE).unwrap();
+        }
+    }
+
+    #[test]
+    fn records_come_in_order_with_their_numbers_then_the_error_that_stopped_them() {
+        let (mut read_ahead, _context) = spawn(&b"{\"a\":1}\n[2]\n3\nnot json\n4\n"[..]);
+        for (expected, number) in [(json!({"a": 1}), 1), (json!([2]), 2), (json!(3), 3)] {
+            match next(&mut read_ahead) {
+                Item::Record { value, number: n } => assert_eq!((value, n), (expected, number)),
+                other => panic!("expected record {number}, got {other:?}"),
+            }
+        }
+        match next(&mut read_ahead) {
+            Item::Failed(InputError::NotJson { record: 4, .. }) => {}
+            other => panic!("expected the error at record 4, got {other:?}"),
+        }
+        assert!(
+            matches!(next(&mut read_ahead), Item::End),
+            "nothing after the error"
+        );
+    }
+
+    #[test]
+    fn an_empty_input_fails_like_records_does() {
+        let (mut read_ahead, _context) = spawn(&b"  \n"[..]);
+        assert!(matches!(
+            next(&mut read_ahead),
+            Item::Failed(InputError::Empty)
+        ));
+    }
+
+    #[test]
+    fn a_wait_ends_when_a_record_arrives_on_an_open_input() {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let (mut read_ahead, _context) = spawn(reader);
+        read_ahead.wait(Duration::from_millis(10)).unwrap();
+        assert!(read_ahead.try_next().is_none(), "nothing was written yet");
+
+        writer.write_all(b"{\"late\":true}\n").unwrap();
+        // The writer stays open: the record must come on its own, not with the end of input.
+        let started = Instant::now();
+        read_ahead.wait(DEADLINE).unwrap();
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the wait ended on the signal, not on its timeout"
+        );
+        match next(&mut read_ahead) {
+            Item::Record { value, number } => {
+                assert_eq!((value, number), (json!({"late": true}), 1))
+            }
+            other => panic!("expected the record, got {other:?}"),
+        }
+        drop(writer);
+        assert!(matches!(next(&mut read_ahead), Item::End));
+    }
+
+    /// An endless input of small records, counting the bytes handed out.
+    struct Endless {
+        served: Arc<AtomicU64>,
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            const LINE: &[u8] = b"{\"some\":\"record\"}\n";
+            let lines = buf.len() / LINE.len();
+            for chunk in buf.chunks_exact_mut(LINE.len()).take(lines) {
+                chunk.copy_from_slice(LINE);
+            }
+            let n = lines * LINE.len();
+            self.served.fetch_add(n as u64, Ordering::Relaxed);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn reading_ahead_stops_at_the_capacity_until_half_of_it_is_taken() {
+        let served = Arc::new(AtomicU64::new(0));
+        let (mut read_ahead, _context) = spawn(Endless {
+            served: Arc::clone(&served),
+        });
+        let deadline = Instant::now() + DEADLINE;
+        while read_ahead.shared.lock().bytes + 100 < CAPACITY {
+            assert!(Instant::now() < deadline, "the queue never filled");
+            thread::sleep(Duration::from_millis(5));
+        }
+        // Time for a thread that ignored the bound to run past it.
+        thread::sleep(Duration::from_millis(50));
+        let queued = read_ahead.shared.lock().bytes;
+        let read = served.load(Ordering::Relaxed) as usize;
+        assert!(queued <= CAPACITY, "{queued} bytes queued");
+        assert!(
+            read <= CAPACITY + (1 << 16),
+            "{read} bytes read: no more than the queue and one read buffer"
+        );
+
+        // Draining to the resume mark lets the thread read on.
+        while read_ahead.shared.lock().bytes > RESUME_AT {
+            assert!(matches!(read_ahead.try_next(), Some(Item::Record { .. })));
+        }
+        let deadline = Instant::now() + DEADLINE;
+        while served.load(Ordering::Relaxed) as usize == read {
+            assert!(Instant::now() < deadline, "draining made no room");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
