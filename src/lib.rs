@@ -6,7 +6,8 @@
 //! - Pure parts, no sockets or files: [`protocol`] (frames, envelope, string-to-sign, replies), [`auth`]
 //!   (HMAC sign and constant-time verify), [`avro`] (JSON ↔ Avro container files, schema fingerprints),
 //!   [`input`] (stdin text to records), [`batch`] (records cut into requests by count, bytes and linger time),
-//!   [`endpoint`], [`credentials`], [`timestamp`], [`bench`] (load generation, percentiles).
+//!   [`untrusted`] (wire text made safe to show), [`endpoint`], [`credentials`], [`timestamp`], [`bench`] (load
+//!   generation, percentiles).
 //! - State: [`store`] (SQLite: migrations, keys, audit, payloads, schemas, nonces; the server reaches it only
 //!   through the [`store::RequestStore`] seam, which a second backend implements).
 //! - Network: [`server`] (the request pipeline, frames → checks → one commit per group → replies, and the loop
@@ -39,3 +40,4 @@ pub mod server;
 pub mod store;
 pub mod table;
 pub mod timestamp;
+pub mod untrusted;

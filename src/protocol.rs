@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::auth;
+use crate::{auth, untrusted};
 
 /// The first frame of every request: names the protocol version.
 pub const PROTOCOL_VERSION: &str = "zavro/1";
@@ -15,6 +15,13 @@ pub const SIGNING_ALGORITHM: &str = "ZAVRO1-HMAC-SHA1";
 
 /// Longest key id or nonce the protocol allows, in bytes.
 pub const MAX_TOKEN_LEN: usize = 64;
+
+/// Largest envelope frame the server reads; a real one is under 300 bytes, so anything larger is refused
+/// before it is parsed.
+pub const MAX_ENVELOPE_LEN: usize = 1024;
+
+/// Longest refusal message, in characters: a message may quote what the peer sent, and never more than this.
+pub const MAX_MESSAGE_CHARS: usize = 240;
 
 /// Shortest nonce the protocol allows: 16 characters leave room for 64 random bits even in hex.
 pub const MIN_NONCE_LEN: usize = 16;
@@ -118,6 +125,15 @@ impl Request {
                 format!("a request has 3 frames, got {}", frames.len()),
             ));
         };
+        if envelope.len() > MAX_ENVELOPE_LEN {
+            return Err(Rejection::new(
+                RejectCode::Malformed,
+                format!(
+                    "envelope of {} bytes; at most {MAX_ENVELOPE_LEN}",
+                    envelope.len()
+                ),
+            ));
+        }
         let envelope: Envelope = serde_json::from_slice(envelope)
             .map_err(|e| Rejection::new(RejectCode::Malformed, format!("bad envelope: {e}")))?;
         check_token("key", &envelope.key, 1)?;
@@ -127,6 +143,19 @@ impl Request {
             payload: payload.clone(),
         })
     }
+}
+
+/// The nonce of a request whose envelope is readable JSON with a valid `nonce` field but is refused for another
+/// reason (an extra field, a bad key), so the reply can still name the request it answers.
+pub fn readable_nonce(frames: &[Vec<u8>]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct NonceOnly {
+        nonce: String,
+    }
+    let envelope = frames.get(1).filter(|e| e.len() <= MAX_ENVELOPE_LEN)?;
+    let NonceOnly { nonce } = serde_json::from_slice(envelope).ok()?;
+    check_token("nonce", &nonce, MIN_NONCE_LEN).ok()?;
+    Some(nonce)
 }
 
 /// Key ids and nonces are short ASCII tokens, so they cannot smuggle a newline into the string-to-sign.
@@ -215,11 +244,13 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    /// A rejection with this code and message.
-    pub fn new(code: RejectCode, message: impl Into<String>) -> Self {
+    /// A rejection with this code and message. The message is made safe here, where every refusal passes: its
+    /// control characters escaped and its length cut to [`MAX_MESSAGE_CHARS`], so whatever it quotes of a
+    /// request costs the reply, the audit row and the log line a small, fixed amount.
+    pub fn new(code: RejectCode, message: impl AsRef<str>) -> Self {
         Rejection {
             code,
-            message: message.into(),
+            message: untrusted::bounded(message.as_ref(), MAX_MESSAGE_CHARS),
         }
     }
 }
@@ -489,5 +520,40 @@ mod tests {
             frame.reply,
             "old readers ignore the nonce"
         );
+    }
+
+    #[test]
+    fn a_refused_envelope_still_names_its_nonce_when_the_nonce_itself_is_valid() {
+        let frames = |envelope: &str| vec![b"zavro/1".to_vec(), envelope.as_bytes().to_vec()];
+        let nonce = "nonce-0123456789abcdef";
+        let extra =
+            format!(r#"{{"key":"K","timestamp":1,"nonce":"{nonce}","signature":"s","x":1}}"#);
+        assert_eq!(readable_nonce(&frames(&extra)).as_deref(), Some(nonce));
+        let float_time =
+            format!(r#"{{"key":"K","timestamp":1.0,"nonce":"{nonce}","signature":"s"}}"#);
+        assert_eq!(readable_nonce(&frames(&float_time)).as_deref(), Some(nonce));
+        // A nonce that is not a valid token is never echoed, nor is anything from unreadable JSON.
+        assert_eq!(
+            readable_nonce(&frames(r#"{"nonce":"bad\nnonce-0123456789"}"#)),
+            None
+        );
+        assert_eq!(readable_nonce(&frames("{")), None);
+        assert_eq!(readable_nonce(&[]), None);
+    }
+
+    #[test]
+    fn an_oversized_envelope_is_refused_unparsed_and_no_message_grows_with_the_request() {
+        let big = format!(r#"{{"{}":1}}"#, "\u{7f}".repeat(MAX_ENVELOPE_LEN));
+        let frames = [b"zavro/1".to_vec(), big.into_bytes(), Vec::new()];
+        let rejection = Request::from_frames(&frames).unwrap_err();
+        assert_eq!(rejection.code, RejectCode::Malformed);
+        assert!(
+            rejection.message.starts_with("envelope of "),
+            "{}",
+            rejection.message
+        );
+        let quoted = Rejection::new(RejectCode::Malformed, "x\n".repeat(10_000));
+        assert_eq!(quoted.message.chars().count(), MAX_MESSAGE_CHARS);
+        assert!(!quoted.message.contains('\n'));
     }
 }

@@ -17,6 +17,13 @@ use crate::{
     store::Store,
 };
 
+/// Replies queued for one peer before further replies to it are dropped; a reply is at most a few hundred
+/// bytes, so a peer that never reads costs at most a few hundred KiB.
+const REPLY_QUEUE_PER_PEER: i32 = 1000;
+
+/// How long, at shutdown, replies still queued may take to leave before they are dropped.
+const SHUTDOWN_LINGER_MS: i32 = 2000;
+
 /// Serves until SIGINT or SIGTERM, then returns after finishing the request in hand.
 pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
     avro::limit_decode_allocations();
@@ -51,6 +58,13 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
     socket
         .set_maxmsgsize(i64::from(args.max_message_size))
         .map_err(|e| Error::Other(format!("cannot set the message size limit: {e}")))?;
+    // Replies queued for a peer that does not read are bounded (the ROUTER drops past the mark rather than
+    // buffer), and at shutdown they are given a bounded time to leave, so such a peer can neither grow the
+    // server's memory nor hold up its exit.
+    socket
+        .set_sndhwm(REPLY_QUEUE_PER_PEER)
+        .and_then(|()| socket.set_linger(SHUTDOWN_LINGER_MS))
+        .map_err(|e| Error::Other(format!("cannot set the reply queue limits: {e}")))?;
     socket
         .bind(&endpoint)
         .map_err(|e| Error::Other(format!("cannot listen on {endpoint}: {e}")))?;

@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::untrusted;
+
 /// How long one rate-limit window lasts.
 const WINDOW: Duration = Duration::from_secs(10);
 
@@ -113,7 +115,9 @@ impl Log {
 /// Writes one line in a single write: stderr is unbuffered, and `eprintln!` would make one system call per
 /// formatted piece (nine for an "accepted" line), which showed in lockstep latency.
 fn write_line(out: &mut dyn Write, line: Arguments) {
-    let mut text = line.to_string();
+    // Every part of a line should already be safe; escaping the whole line as well keeps "one event, one line"
+    // true whatever a future message quotes.
+    let mut text = untrusted::escape(&line.to_string()).into_owned();
     text.push('\n');
     // A closed or full log must not stop the server; the audit trail is the record.
     let _ = out.write_all(text.as_bytes());

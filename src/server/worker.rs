@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     avro::{Decoder, SchemaFingerprint},
-    protocol::{Rejection, Request},
+    protocol::{self, Rejection, Request},
     store::{RequestGroup, RequestStore, StoredKey},
     timestamp,
 };
@@ -129,7 +129,10 @@ impl Worker {
         let request = match request::parse(arrival) {
             Ok(request) => request,
             Err(rejection) => {
-                return Verdict::unreadable(arrival.peer.clone(), arrival.size, rejection);
+                return Verdict {
+                    nonce: protocol::readable_nonce(&arrival.frames),
+                    ..Verdict::unreadable(arrival.peer.clone(), arrival.size, rejection)
+                };
             }
         };
         let mut schema = None;
@@ -207,7 +210,7 @@ fn unchecked(group: &[Arrival]) -> Vec<Verdict> {
         .map(|arrival| {
             let request = request::parse(arrival).ok();
             Verdict {
-                nonce: request.as_ref().map(|r| r.envelope.nonce.clone()),
+                nonce: protocol::readable_nonce(&arrival.frames),
                 key: request.map(|r| r.envelope.key),
                 ..Verdict::unreadable(
                     arrival.peer.clone(),

@@ -1,6 +1,7 @@
 //! Integration tests of the `zavro` binary: real processes, a real store in a temporary directory, servers on
 //! 127.0.0.1 or ipc:// in that directory. Every server a test starts is stopped when the test ends.
 
+mod amplification;
 mod audit;
 mod common;
 mod concurrency;
