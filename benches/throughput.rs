@@ -365,6 +365,7 @@ fn entry(time_us: i64) -> AuditEntry<'static> {
         records: 0,
         size: 500,
         schema: None,
+        requests: 1,
     }
 }
 

@@ -179,7 +179,7 @@ pub fn is_valid_key_id(value: &str) -> bool {
 }
 
 /// Why a request was refused: the stable codes of PROTOCOL.md, "Reply codes".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectCode {
     /// The frames or the envelope do not follow the protocol.

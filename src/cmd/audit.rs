@@ -40,9 +40,9 @@ const COLUMNS: [&str; 9] = [
 ];
 
 /// Columns of the CSV form, in order: the fields of the JSON form without the payload.
-const CSV_COLUMNS: [&str; 11] = [
+const CSV_COLUMNS: [&str; 12] = [
     "id", "time", "action", "status", "reason", "message", "key", "peer", "records", "size",
-    "schema",
+    "schema", "requests",
 ];
 
 /// Characters of a fingerprint shown in tables: enough to tell schemas apart and to paste into `--schema`.
@@ -386,6 +386,7 @@ fn to_json(row: &AuditRow) -> Value {
         "records": row.records,
         "size": row.size,
         "schema": row.schema,
+        "requests": row.requests,
     });
     if let Some(payload) = &row.payload {
         // Stored by the server from serde_json output, so it parses; keep the text if it somehow does not.
@@ -399,7 +400,7 @@ fn to_json(row: &AuditRow) -> Value {
 ///
 /// Text that can come from outside zavro (a key id, a peer, a reason's message) is neutralised as a spreadsheet
 /// formula; zavro's own numbers and times are written as they are.
-fn to_csv(row: &AuditRow) -> [String; 11] {
+fn to_csv(row: &AuditRow) -> [String; 12] {
     let text = |v: &str| neutralise_formula(v).into_owned();
     let optional = |v: &Option<String>| v.as_deref().map_or_else(String::new, text);
     [
@@ -414,6 +415,7 @@ fn to_csv(row: &AuditRow) -> [String; 11] {
         row.records.to_string(),
         row.size.to_string(),
         optional(&row.schema),
+        row.requests.to_string(),
     ]
 }
 
@@ -615,6 +617,7 @@ mod tests {
             size: 120,
             payload: None,
             schema: None,
+            requests: 1,
         }
     }
 

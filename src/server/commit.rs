@@ -1,17 +1,22 @@
 //! One commit of a group: every verdict's audit row (and, for a request to store, its payload and nonce) written
 //! into one group transaction, made durable by one commit. Nothing is acknowledged before that.
 
-use super::check::{Decision, Verdict};
+use super::{
+    check::{Decision, Verdict},
+    tally::{self, Noted, Summary, Tally},
+};
 use crate::{
     protocol::{RejectCode, Rejection},
     store::{AuditEntry, Committed, Nonce, RequestGroup, Status, StoreError},
+    timestamp,
 };
 
 /// What became of one verdict in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
-    /// The audit row that records the request.
-    pub audit_id: i64,
+    /// The audit row that records the request; `None` for an unvouched refusal counted into its window's
+    /// summary row.
+    pub audit_id: Option<i64>,
     /// How it was settled.
     pub settled: Settled,
 }
@@ -36,19 +41,95 @@ pub enum Settled {
 }
 
 /// Writes every verdict's rows into `group` and commits it: one [`Written`] per verdict, in order, once durable.
-/// On error nothing of the group is kept.
+/// Unvouched refusals go through `tally`, which keeps its changes only if the group commits. On error nothing
+/// of the group is kept.
 pub fn commit<G: RequestGroup>(
+    group: G,
+    verdicts: &[Verdict],
+    tally: &mut Tally,
+    now_us: i64,
+) -> Result<Vec<Written>, StoreError> {
+    let result = write_all(group, verdicts, tally, now_us);
+    match &result {
+        Ok(written) => {
+            let samples: Vec<i64> = verdicts
+                .iter()
+                .zip(written)
+                .filter(|(verdict, _)| countable(verdict).is_some())
+                .filter_map(|(_, written)| written.audit_id)
+                .collect();
+            tally.committed(&samples);
+        }
+        Err(_) => tally.rolled_back(),
+    }
+    result
+}
+
+fn write_all<G: RequestGroup>(
     mut group: G,
     verdicts: &[Verdict],
+    tally: &mut Tally,
     now_us: i64,
 ) -> Result<Vec<Written>, StoreError> {
     let mut written = Vec::with_capacity(verdicts.len());
     for verdict in verdicts {
+        if let Some(rejection) = countable(verdict) {
+            let peer = verdict.peer.as_deref().unwrap_or("-");
+            let key = verdict.key.as_deref();
+            if tally.note(peer, rejection.code, key, verdict.size, now_us) == Noted::Counted {
+                written.push(Written {
+                    audit_id: None,
+                    settled: Settled::Refused(rejection.clone()),
+                });
+                continue;
+            }
+        }
         let settled = settle(&mut group, verdict, &written, now_us)?;
         written.push(settled);
     }
     group.commit()?;
     Ok(written)
+}
+
+/// A refusal that no key vouches for, which the tally may count instead of writing.
+fn countable(verdict: &Verdict) -> Option<&Rejection> {
+    match &verdict.decision {
+        Decision::Refuse(rejection) if tally::unvouched(rejection.code) => Some(rejection),
+        _ => None,
+    }
+}
+
+/// Writes the summary rows of closed tally windows in one group; on error nothing is kept.
+pub fn summaries<G: RequestGroup>(
+    mut group: G,
+    summaries: &[Summary],
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(summaries.len());
+    for summary in summaries {
+        let detail = format!(
+            "{} more {} refusals from this peer between {} and {}; the first of the window is #{}",
+            summary.count,
+            summary.code,
+            timestamp::format_rfc3339(summary.first_us),
+            timestamp::format_rfc3339(summary.last_us),
+            summary.sample_id
+        );
+        ids.push(group.append(&AuditEntry {
+            time_us: summary.last_us,
+            action: "send",
+            status: Status::Rejected,
+            reason: Some(summary.code.as_str()),
+            detail: Some(&detail),
+            key_id: summary.key.as_deref(),
+            peer: Some(&summary.peer),
+            records: 0,
+            size: summary.bytes,
+            schema: None,
+            requests: summary.count,
+        })?);
+    }
+    group.commit()?;
+    Ok(ids)
 }
 
 /// Writes one verdict's rows; `earlier` holds how the group's earlier requests were settled.
@@ -72,7 +153,7 @@ fn settle<G: RequestGroup>(
             };
             match group.append_accepted(&entry, &nonce, &fresh.json)? {
                 Committed::Stored(audit_id) => Ok(Written {
-                    audit_id,
+                    audit_id: Some(audit_id),
                     settled: Settled::Stored { records },
                 }),
                 // Only a store shared with a writer outside this group's lock can get here.
@@ -87,7 +168,7 @@ fn settle<G: RequestGroup>(
         Decision::Retry(seen) => duplicate(group, verdict, seen.audit_id, seen.records, now_us),
         Decision::RetryInGroup(index) => match earlier.get(*index) {
             Some(Written {
-                audit_id,
+                audit_id: Some(audit_id),
                 settled: Settled::Stored { records },
             }) => duplicate(group, verdict, *audit_id, *records, now_us),
             Some(Written {
@@ -122,7 +203,7 @@ fn refuse<G: RequestGroup>(
         ..entry(verdict, Status::Rejected, now_us)
     })?;
     Ok(Written {
-        audit_id,
+        audit_id: Some(audit_id),
         settled: Settled::Refused(rejection),
     })
 }
@@ -143,7 +224,7 @@ fn duplicate<G: RequestGroup>(
         ..entry(verdict, Status::Accepted, now_us)
     })?;
     Ok(Written {
-        audit_id,
+        audit_id: Some(audit_id),
         settled: Settled::Duplicate { of, records },
     })
 }
@@ -161,5 +242,6 @@ fn entry(verdict: &Verdict, status: Status, now_us: i64) -> AuditEntry<'_> {
         records: 0,
         size: verdict.size,
         schema: verdict.schema.as_deref(),
+        requests: 1,
     }
 }

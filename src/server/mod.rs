@@ -16,6 +16,7 @@ mod commit;
 mod log;
 mod outcome;
 mod request;
+mod tally;
 #[cfg(test)]
 mod testing;
 mod transport;
@@ -112,11 +113,13 @@ pub fn run<S: RequestStore>(
             written.map_err(ServeError::Output)?;
         }
         log.roll_windows();
+        worker.close_windows(store, timestamp::now_micros(), false, &mut log);
         if last_prune.elapsed() >= PRUNE_INTERVAL {
             prune_nonces(store, settings, &mut log);
             last_prune = Instant::now();
         }
     }
+    worker.close_windows(store, timestamp::now_micros(), true, &mut log);
     Ok(stats)
 }
 

@@ -75,8 +75,8 @@ pub fn outcome(verdict: Verdict, written: Option<Written>, now_us: i64) -> Outco
         ..
     } = verdict;
     let (audit_id, settled, fresh) = match (written, decision) {
-        (Some(w), Decision::Store(fresh)) => (Some(w.audit_id), w.settled, Some(fresh)),
-        (Some(w), _) => (Some(w.audit_id), w.settled, None),
+        (Some(w), Decision::Store(fresh)) => (w.audit_id, w.settled, Some(fresh)),
+        (Some(w), _) => (w.audit_id, w.settled, None),
         (None, Decision::Refuse(rejection)) => (None, Settled::Refused(rejection), None),
         (None, _) => (
             None,

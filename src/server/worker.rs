@@ -10,6 +10,7 @@ use super::{
     log::Log,
     outcome::{Outcome, outcome},
     request::{self, Arrival},
+    tally::{self, Tally},
 };
 use crate::{
     avro::{Decoder, SchemaFingerprint},
@@ -22,6 +23,8 @@ use crate::{
 pub struct Worker {
     max_skew_secs: i64,
     decoder: Decoder,
+    /// Unvouched refusals counted per peer and reason, between their summary rows.
+    tally: Tally,
 }
 
 /// What the checks know of a group so far.
@@ -39,6 +42,45 @@ impl Worker {
         Worker {
             max_skew_secs: settings.max_skew_secs,
             decoder: Decoder::with_reader_schemas(settings.reader_schemas.clone()),
+            tally: Tally::default(),
+        }
+    }
+
+    /// Writes the summary rows of the refusal windows that closed by `now_us` (all of them with
+    /// `everything`, at shutdown). Summaries that cannot be written are kept for the next call.
+    pub fn close_windows<S: RequestStore>(
+        &mut self,
+        store: &mut S,
+        now_us: i64,
+        everything: bool,
+        log: &mut Log,
+    ) {
+        let closed = self.tally.close(now_us, everything);
+        if closed.is_empty() {
+            return;
+        }
+        match store
+            .begin_group()
+            .and_then(|group| commit::summaries(group, &closed))
+        {
+            Ok(ids) => {
+                for (id, summary) in ids.into_iter().zip(&closed) {
+                    log.info(format_args!(
+                        "rejected #{id} {code} key={key} peer={peer}: {count} more in {window} s (counted, not one row each)",
+                        code = summary.code,
+                        key = summary.key.as_deref().unwrap_or("-"),
+                        peer = summary.peer,
+                        count = summary.count,
+                        window = tally::WINDOW_US / 1_000_000,
+                    ));
+                }
+            }
+            Err(e) => {
+                log.info(format_args!(
+                    "store error, refusal counts not written yet: {e}"
+                ));
+                self.tally.restore(closed);
+            }
         }
     }
 
@@ -57,7 +99,7 @@ impl Worker {
         let (verdicts, committed) = match store.begin_group() {
             Ok(mut transaction) => {
                 let verdicts = self.check_group(&mut transaction, group, now_us, log);
-                let committed = commit::commit(transaction, &verdicts, now_us);
+                let committed = commit::commit(transaction, &verdicts, &mut self.tally, now_us);
                 (verdicts, committed)
             }
             Err(e) => (unchecked(group), Err(e)),
@@ -70,9 +112,9 @@ impl Worker {
                     group.len()
                 ));
                 let refused: Vec<Verdict> = verdicts.into_iter().map(Verdict::retryable).collect();
-                let audited = store
-                    .begin_group()
-                    .and_then(|transaction| commit::commit(transaction, &refused, now_us));
+                let audited = store.begin_group().and_then(|transaction| {
+                    commit::commit(transaction, &refused, &mut self.tally, now_us)
+                });
                 let written: Vec<_> = match audited {
                     Ok(written) => written.into_iter().map(Some).collect(),
                     Err(e) => {
@@ -670,5 +712,110 @@ mod tests {
         other.execute_batch("DROP TRIGGER no_payloads").unwrap();
         let retried = one(&mut store, &settings, signed(nonce, payload(&[json!(1)])));
         assert_eq!(code(&retried), None, "the client's retry is stored");
+    }
+
+    #[test]
+    fn unvouched_refusals_cost_one_row_per_window_and_a_summary_that_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let (mut log, captured) = captured_log();
+        let mut worker = Worker::new(&settings);
+        let junk = || arrival(vec![b"zavro/1".to_vec()]);
+        let forged = |nonce: &str| {
+            let request = Request::sign(
+                KEY,
+                b"not-the-secret",
+                timestamp::now_seconds(),
+                nonce,
+                vec![],
+            );
+            arrival(request.to_frames().to_vec())
+        };
+        let outcomes = worker.handle(
+            &mut store,
+            &[junk(), junk(), forged("nonce-000000000001"), junk()],
+            &mut log,
+        );
+        let codes: Vec<_> = outcomes.iter().map(code).collect();
+        assert_eq!(
+            codes,
+            [
+                Some(RejectCode::Malformed),
+                Some(RejectCode::Malformed),
+                Some(RejectCode::BadSignature),
+                Some(RejectCode::Malformed)
+            ],
+            "every request is answered"
+        );
+        let audited: Vec<_> = outcomes.iter().map(|o| o.audit_id.is_some()).collect();
+        assert_eq!(
+            audited,
+            [true, false, true, false],
+            "a sample per peer, reason and key"
+        );
+        worker.handle(&mut store, &[forged("nonce-000000000002")], &mut log);
+        assert_eq!(sends(&store).len(), 2);
+
+        worker.close_windows(&mut store, timestamp::now_micros(), true, &mut log);
+        let rows = sends(&store);
+        let counts: Vec<_> = rows
+            .iter()
+            .map(|r| (r.reason.clone().unwrap(), r.requests))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("malformed".into(), 1),
+                ("bad_signature".into(), 1),
+                ("malformed".into(), 2),
+                ("bad_signature".into(), 1)
+            ]
+        );
+        assert_eq!(
+            rows[3].key_id.as_deref(),
+            Some(KEY),
+            "the key the requests named"
+        );
+        assert!(
+            rows[2]
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains(&format!("#{}", rows[0].id))
+        );
+        assert!(
+            store.verify_audit(None).unwrap().is_ok(),
+            "summaries are chained"
+        );
+        assert!(
+            captured
+                .lines()
+                .iter()
+                .any(|l| l.contains("2 more in 10 s")),
+            "{:?}",
+            captured.lines()
+        );
+        worker.close_windows(&mut store, timestamp::now_micros(), true, &mut log);
+        assert_eq!(sends(&store).len(), 4, "a window is summarised once");
+    }
+
+    #[test]
+    fn counts_of_a_group_that_is_not_kept_are_forgotten_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let (mut log, _) = captured_log();
+        let mut worker = Worker::new(&settings);
+        let junk = || arrival(vec![b"zavro/1".to_vec()]);
+        worker.handle(&mut store, &[junk()], &mut log);
+        store.refuse_writes(true);
+        worker.handle(&mut store, &[junk(), junk()], &mut log);
+        store.refuse_writes(false);
+        worker.handle(&mut store, &[junk()], &mut log);
+        worker.close_windows(&mut store, timestamp::now_micros(), true, &mut log);
+        let requests: i64 = sends(&store).iter().map(|r| r.requests).sum();
+        assert_eq!(
+            requests, 2,
+            "the two refused while the store could not write left no count"
+        );
     }
 }

@@ -50,6 +50,8 @@ pub struct AuditEntry<'a> {
     pub size: u64,
     /// The Avro writer schema of the request's data, when its container header could be read.
     pub schema: Option<&'a SchemaFingerprint>,
+    /// How many requests the row stands for: 1, or more for a summary of refusals no key vouched for.
+    pub requests: u64,
 }
 
 impl AuditEntry<'_> {
@@ -92,12 +94,13 @@ impl AuditEntry<'_> {
             size: i64::try_from(self.size).unwrap_or(i64::MAX),
             payload_sha256: payload_sha256.as_deref(),
             schema: self.schema.map(|schema| schema.fingerprint.as_str()),
+            requests: i64::try_from(self.requests).unwrap_or(i64::MAX),
         };
         let hash = fields.hash(&link.prev_hash);
         conn.prepare_cached(
             "INSERT INTO audit (id, time_us, action, status, reason, detail, key_id, peer, records, size,
-                                payload_sha256, schema_id, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                payload_sha256, schema_id, prev_hash, hash, requests)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?
         .execute(params![
             fields.id,
@@ -114,6 +117,7 @@ impl AuditEntry<'_> {
             schema_id,
             link.prev_hash,
             hash,
+            fields.requests,
         ])?;
         if let Some(json) = payload {
             conn.prepare_cached("INSERT INTO payloads (audit_id, json) VALUES (?1, ?2)")?
@@ -150,6 +154,8 @@ pub struct AuditRow {
     pub payload: Option<String>,
     /// The fingerprint of the request's Avro writer schema, when it had one.
     pub schema: Option<String>,
+    /// How many requests the row stands for: 1, or more for a summary of refusals no key vouched for.
+    pub requests: i64,
 }
 
 /// Which rows `query_audit` returns.
@@ -301,7 +307,7 @@ impl Store {
         };
         let select = format!(
             "SELECT a.id, a.time_us, a.action, a.status, a.reason, a.detail, a.key_id, a.peer,
-                    a.records, a.size, {payload}, s.fingerprint
+                    a.records, a.size, {payload}, s.fingerprint, a.requests
              FROM audit a LEFT JOIN payloads p ON p.audit_id = a.id LEFT JOIN schemas s ON s.id = a.schema_id
              {where_clause}"
         );
@@ -331,6 +337,7 @@ impl Store {
                     size: row.get(9)?,
                     payload: row.get(10)?,
                     schema: row.get(11)?,
+                    requests: row.get(12)?,
                 })
             };
             each(read().map_err(StoreError::from)?)?;
@@ -375,7 +382,7 @@ impl Store {
         // Counted here rather than by GROUP BY: SQLite would sort every row of the period in a temporary
         // b-tree first, while there are only as many groups as keys times reasons.
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT key_id, status, reason, records FROM audit WHERE action = 'send' {condition}"
+            "SELECT key_id, status, reason, records, requests FROM audit WHERE action = 'send' {condition}"
         ))?;
         let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
         let mut counts: Vec<AuditCount> = Vec::new();
@@ -386,19 +393,20 @@ impl Store {
             };
             let (key_id, status, reason) = (text(0)?, text(1)?.unwrap_or_default(), text(2)?);
             let records = u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0);
+            let requests = u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0);
             let found = counts.iter_mut().find(|c| {
                 c.key_id.as_deref() == key_id && c.status == status && c.reason.as_deref() == reason
             });
             match found {
                 Some(count) => {
-                    count.requests += 1;
+                    count.requests += requests;
                     count.records += records;
                 }
                 None => counts.push(AuditCount {
                     key_id: key_id.map(str::to_owned),
                     status: status.to_owned(),
                     reason: reason.map(str::to_owned),
-                    requests: 1,
+                    requests,
                     records,
                 }),
             }
@@ -425,6 +433,7 @@ impl AuditEntry<'static> {
             records: 1,
             size: 10,
             schema: None,
+            requests: 1,
         }
     }
 }

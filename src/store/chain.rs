@@ -38,6 +38,8 @@ pub struct ChainedFields<'a> {
     /// Fingerprint of the row's Avro writer schema; hashed only when there is one, so rows without (and rows
     /// written before schema version 6) hash as they always did.
     pub schema: Option<&'a str>,
+    /// How many requests the row stands for; hashed only when not 1, so every older row hashes as it did.
+    pub requests: i64,
 }
 
 impl ChainedFields<'_> {
@@ -63,6 +65,10 @@ impl ChainedFields<'_> {
         encode_text(&mut h, self.payload_sha256);
         if self.schema.is_some() {
             encode_text(&mut h, self.schema);
+        }
+        if self.requests != 1 {
+            h.update([2u8]);
+            h.update(self.requests.to_be_bytes());
         }
         hex::encode(h.finalize())
     }
@@ -140,13 +146,16 @@ fn backfill_seal(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The hashed columns of `audit`, in `ChainedFields` order, ending with `$schema`: the expression that gives
-/// the row's schema fingerprint. A macro so the SELECTs below are literals, built at compile time.
+/// The hashed columns of `audit`, in `ChainedFields` order, ending with `$schema` and `$requests`: the
+/// expressions that give the row's schema fingerprint and request count (older stores have neither column). A
+/// macro so the SELECTs below are literals, built at compile time.
 macro_rules! hashed_columns {
-    ($schema:expr) => {
+    ($schema:expr, $requests:expr) => {
         concat!(
             "id, time_us, action, status, reason, detail, key_id, peer, records, size, payload_sha256, ",
-            $schema
+            $schema,
+            ", ",
+            $requests
         )
     };
 }
@@ -159,13 +168,13 @@ macro_rules! schema_fingerprint {
 }
 
 /// The hashed columns, for `verify`'s walk over every row.
-const FIELDS: &str = hashed_columns!(schema_fingerprint!());
+const FIELDS: &str = hashed_columns!(schema_fingerprint!(), "requests");
 
 /// The hashed columns of one row as migration 2's backfill reads them: it runs on stores older than version 6,
 /// which have no schemas.
 const BACKFILL_SELECT: &str = concat!(
     "SELECT ",
-    hashed_columns!("NULL"),
+    hashed_columns!("NULL", "1"),
     " FROM audit WHERE id = ?1"
 );
 
@@ -188,6 +197,7 @@ fn fields_of<'r>(row: &'r rusqlite::Row) -> rusqlite::Result<ChainedFields<'r>> 
         size: row.get(9)?,
         payload_sha256: text(10)?,
         schema: text(11)?,
+        requests: row.get(12)?,
     })
 }
 
@@ -304,9 +314,9 @@ pub fn verify(
     let mut against_found = None;
     while let Some(row) = rows.next()? {
         let fields = fields_of(row)?;
-        let stored_prev: Option<String> = row.get(12)?;
-        let stored_hash: Option<String> = row.get(13)?;
-        let payload: Option<String> = row.get(14)?;
+        let stored_prev: Option<String> = row.get(13)?;
+        let stored_hash: Option<String> = row.get(14)?;
+        let payload: Option<String> = row.get(15)?;
         let id = fields.id;
         if stored_prev.as_deref() != Some(prev.as_str()) {
             return Ok(Err(ChainBreak::Link { id, after }));
@@ -693,6 +703,7 @@ mod tests {
             size: 0,
             payload_sha256: None,
             schema: None,
+            requests: 1,
         };
         let documented = |label: &str| {
             include_str!("../../AUDIT.md")
@@ -714,9 +725,29 @@ mod tests {
             schema: Some(&fingerprint_of_canonical(r#""int""#)),
             ..fields
         };
+        let second = with_schema.hash(&first);
+        assert_eq!(second, documented("example hash with a schema: "));
+        let summary = ChainedFields {
+            id: 3,
+            time_us: 1_764_301_646_000_000,
+            status: "rejected",
+            reason: Some("malformed"),
+            detail: Some(
+                "41 more malformed refusals from this peer between 2025-11-28T03:47:17Z and \
+                 2025-11-28T03:47:26Z; the first of the window is #1",
+            ),
+            key_id: None,
+            peer: Some("192.0.2.7"),
+            records: 0,
+            size: 2911,
+            payload_sha256: None,
+            schema: None,
+            requests: 41,
+            ..with_schema
+        };
         assert_eq!(
-            with_schema.hash(&first),
-            documented("example hash with a schema: ")
+            summary.hash(&second),
+            documented("example hash of a summary: ")
         );
     }
 }

@@ -153,6 +153,7 @@ impl AuditEntry<'_> {
             records: 0,
             size: 0,
             schema: None,
+            requests: 1,
         }
     }
 }

@@ -49,11 +49,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         )),
         M::up(include_str!("migrations/0005_operators.sql")),
         M::up(include_str!("migrations/0006_schemas.sql")),
+        M::up(include_str!("migrations/0007_audit_requests.sql")),
     ])
 });
 
 /// The schema version this build migrates stores to.
-const SCHEMA_VERSION: usize = 6;
+const SCHEMA_VERSION: usize = 7;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]

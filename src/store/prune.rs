@@ -96,6 +96,7 @@ impl Store {
             records: rows,
             size: 0,
             schema: None,
+            requests: 1,
         }
         .insert(&tx, None, None)?;
         tx.commit()?;

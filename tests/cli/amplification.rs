@@ -155,10 +155,14 @@ fn a_peer_that_never_reads_its_replies_neither_grows_the_server_nor_holds_up_its
             .send_multipart(malformed.iter(), 0)
             .unwrap();
     }
-    crate::common::wait_until("the server refused every request", || {
-        env.audit_with(&["--status", "rejected", "--limit", "100000"])
-            .len()
-            >= REQUESTS
+    // A valid request last on the same connection: once it is stored, every request before it was handled.
+    let (key, secret) = env.add_key();
+    let last = signed_now(&key, &secret, &[json!("last")]);
+    reader_that_never_reads
+        .send_multipart(last.to_frames(), 0)
+        .unwrap();
+    crate::common::wait_until("the server handled every request", || {
+        env.output_lines().iter().any(|l| l == "\"last\"")
     });
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
     let peak_kib: u64 = status
@@ -169,4 +173,25 @@ fn a_peer_that_never_reads_its_replies_neither_grows_the_server_nor_holds_up_its
     assert!(peak_kib < 64 * 1024, "serve peaked at {peak_kib} KiB");
     // Server::stop panics unless the server exits within its deadline, replies still queued or not.
     assert!(server.stop().success());
+    assert_eq!(env.audited_requests(), REQUESTS as u64 + 1);
+    assert!(
+        env.audit_sends().len() <= 3,
+        "a sample, a summary and the valid request"
+    );
+    let stats = env
+        .zavro()
+        .args(["audit", "stats", "--json"])
+        .output()
+        .unwrap();
+    let stats: Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let malformed = stats["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reason"] == "malformed")
+        .unwrap();
+    assert_eq!(
+        malformed["requests"], REQUESTS,
+        "audit stats counts them all: {stats}"
+    );
 }

@@ -49,7 +49,7 @@ fn audit_query_json_rows_have_the_documented_fields() {
         fields,
         [
             "id", "time", "action", "status", "reason", "message", "key", "peer", "records",
-            "size", "schema"
+            "size", "schema", "requests"
         ],
         "no payload without --payload"
     );
@@ -219,8 +219,8 @@ fn audit_query_piped_into_head_exits_0_and_prints_nothing_on_stderr() {
         let frames = signed_now(&key, "wrong-secret-wrong-secret", &[json!(1)]).to_frames();
         request_once(server.endpoint(), &frames);
     }
-    drop(server);
-    assert_eq!(env.audit_sends().len(), 155);
+    assert!(server.stop().success());
+    assert_eq!(env.audited_requests(), 155);
 
     let stderr_file = env.path("stderr.txt");
     let mut bash = StdCommand::new("bash");

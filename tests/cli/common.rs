@@ -151,6 +151,18 @@ impl TestEnv {
             .collect()
     }
 
+    /// How many requests the `send` rows stand for: a summary of refusals that no key vouched for counts many.
+    pub fn audited_requests(&self) -> u64 {
+        self.audit_sends()
+            .iter()
+            .map(|row| {
+                row["requests"]
+                    .as_u64()
+                    .expect("every row says how many requests")
+            })
+            .sum()
+    }
+
     /// The lines of the server output file (empty when it does not exist yet).
     pub fn output_lines(&self) -> Vec<String> {
         match std::fs::read_to_string(self.output_path()) {
