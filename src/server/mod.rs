@@ -57,6 +57,9 @@ pub enum ServeError {
     /// The ZeroMQ socket failed.
     #[error("socket error: {0}")]
     Socket(#[from] zmq::Error),
+    /// The store was deleted or replaced under the server, which stopped acknowledging.
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
     /// Accepted records could not be written to the output; they are safe in the store.
     #[error("cannot write accepted records to the output (they are in the store): {0}")]
     Output(std::io::Error),
@@ -96,6 +99,9 @@ pub fn run<S: RequestStore>(
             let (routes, arrivals): (Vec<_>, Vec<_>) =
                 group.into_iter().map(|i| (i.route, i.arrival)).unzip();
             let outcomes = worker.handle(store, &arrivals, &mut log);
+            // A store replaced under the server refuses its groups (`begin_group` checks); once that group is
+            // answered, stop: every later request would be refused too, and a restart opens the right file.
+            let moved = store.still_in_place();
             // Records are already committed; write them out before acknowledging, and stop on failure only
             // after the clients have their answers.
             let written = write_records(output, &outcomes);
@@ -111,6 +117,10 @@ pub fn run<S: RequestStore>(
                 line.print(&mut log);
             }
             written.map_err(ServeError::Output)?;
+            if let Err(e) = moved {
+                log.info(format_args!("stopping: {e}"));
+                return Err(e.into());
+            }
         }
         log.roll_windows();
         worker.close_windows(store, timestamp::now_micros(), false, &mut log);

@@ -21,6 +21,10 @@ pub trait RequestStore {
 
     /// Forgets nonces whose timestamp is before `oldest_timestamp`: such requests fail the clock check anyway.
     fn prune_nonces(&mut self, oldest_timestamp: i64) -> Result<usize, StoreError>;
+
+    /// Fails when the store the server writes to is no longer the one others read (a SQLite file deleted or
+    /// replaced under the running server): the server must stop acknowledging.
+    fn still_in_place(&self) -> Result<(), StoreError>;
 }
 
 /// The operations of one group; dropping it without [`RequestGroup::commit`] keeps nothing of it.

@@ -15,7 +15,7 @@ mod schemas;
 use std::{
     collections::HashMap,
     fs::{self, OpenOptions},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::LazyLock,
     time::Duration,
@@ -108,6 +108,11 @@ pub enum StoreError {
         /// The migration error.
         source: rusqlite_migration::Error,
     },
+    /// The store's path was deleted or now names another file while the store was open.
+    #[error(
+        "store {0} was deleted or replaced while in use; nothing more is written to the old file (restart with the store in place)"
+    )]
+    Replaced(PathBuf),
     /// No key has this id.
     #[error("no key {0:?} in the store (see `zavro keys list`)")]
     UnknownKey(String),
@@ -121,6 +126,16 @@ pub struct Store {
     conn: Connection,
     /// Ids of the `schemas` rows this process has seen committed, by fingerprint.
     schema_ids: HashMap<String, i64>,
+    /// The file this store opened, to notice when its path names another file or none (`None` in memory).
+    file: Option<FileIdentity>,
+}
+
+/// A file's path and the (device, inode) it named when the store was opened.
+#[derive(Debug, Clone)]
+struct FileIdentity {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
 }
 
 impl Store {
@@ -244,10 +259,34 @@ impl Store {
         }
         // Every transaction zavro opens writes; taking the write lock up front means a transaction never has to
         // upgrade a read snapshot that another process made stale (which fails at once with SQLITE_BUSY).
+        let file = match fs::metadata(path) {
+            Ok(meta) if path != Path::new(":memory:") => Some(FileIdentity {
+                path: path.to_owned(),
+                device: meta.dev(),
+                inode: meta.ino(),
+            }),
+            _ => None,
+        };
         Ok(Store {
             conn,
             schema_ids: HashMap::new(),
+            file,
         })
+    }
+
+    /// Fails when the store's path no longer names the file it opened: deleted, or replaced by another file.
+    /// Whatever is written after that goes into a file nobody will read again.
+    pub fn still_in_place(&self) -> Result<(), StoreError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let same = fs::metadata(&file.path)
+            .is_ok_and(|meta| meta.dev() == file.device && meta.ino() == file.inode);
+        if same {
+            Ok(())
+        } else {
+            Err(StoreError::Replaced(file.path.clone()))
+        }
     }
 }
 

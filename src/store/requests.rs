@@ -14,8 +14,9 @@ use super::{
 impl RequestStore for Store {
     type Group<'s> = Batch<'s>;
 
-    /// The transaction takes the write lock at once (`BEGIN IMMEDIATE`).
+    /// The transaction takes the write lock at once (`BEGIN IMMEDIATE`), in a file that is still the store's.
     fn begin_group(&mut self) -> Result<Batch<'_>, StoreError> {
+        Store::still_in_place(self)?;
         Ok(Batch {
             tx: self
                 .conn
@@ -23,6 +24,10 @@ impl RequestStore for Store {
             schema_ids: &mut self.schema_ids,
             new_schema_ids: Vec::new(),
         })
+    }
+
+    fn still_in_place(&self) -> Result<(), StoreError> {
+        Store::still_in_place(self)
     }
 
     fn prune_nonces(&mut self, oldest_timestamp: i64) -> Result<usize, StoreError> {

@@ -17,4 +17,5 @@ mod protocol_attacks;
 mod scale;
 mod schemas;
 mod send_errors;
+mod store_moved;
 mod terminal;
