@@ -3,17 +3,20 @@
 //! Records become objects (fields in schema order), unions their value (no `{"type": value}` wrapper), enums
 //! their symbol, maps objects (keys sorted: Avro maps have no order), bytes and fixed a string of code points
 //! 0–255 (Avro's own JSON encoding), and logical types their usual text: `date` `2026-11-28`, timestamps RFC 3339
-//! (`local-` ones without offset), times `HH:MM:SS.ffffff`, `decimal` an exact decimal string, `uuid` its string.
+//! (`local-` ones without offset), times `HH:MM:SS.ffffff`, `decimal` an exact decimal string, `uuid` its string;
+//! `float` and `double` their shortest decimal, NaN and the infinities the strings `"NaN"`, `"Infinity"`,
+//! `"-Infinity"` (as in Avro's JSON encoding).
 
 use apache_avro::{
     Schema,
     schema::{Name, NamesRef, SchemaKind},
     types::{Value, ValueKind},
 };
+use serde_json::{Map, Value as Json};
 use std::collections::HashSet;
-
-use serde_json::{Map, Number, Value as Json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use super::numbers::{double_to_json, float_to_json};
 
 /// Converts a decoded value of `schema` to natural JSON; `names` resolves named types referred to by name.
 pub fn to_json(value: Value, schema: &Schema, names: &NamesRef) -> Result<Json, String> {
@@ -23,8 +26,8 @@ pub fn to_json(value: Value, schema: &Schema, names: &NamesRef) -> Result<Json, 
         (Value::Boolean(b), _) => Json::Bool(b),
         (Value::Int(i), _) => Json::from(i),
         (Value::Long(i), _) => Json::from(i),
-        (Value::Float(f), _) => float(f64::from(f))?,
-        (Value::Double(f), _) => float(f)?,
+        (Value::Float(f), _) => float_to_json(f),
+        (Value::Double(f), _) => double_to_json(f),
         (Value::Bytes(bytes) | Value::Fixed(_, bytes), _) => {
             Json::String(bytes.iter().map(|&b| char::from(b)).collect())
         }
@@ -100,12 +103,6 @@ fn resolve<'a>(schema: &'a Schema, names: &NamesRef<'a>) -> Result<&'a Schema, S
             .ok_or_else(|| format!("unknown type {name}")),
         other => Ok(other),
     }
-}
-
-fn float(f: f64) -> Result<Json, String> {
-    Number::from_f64(f)
-        .map(Json::Number)
-        .ok_or_else(|| format!("{f} is not a JSON number"))
 }
 
 fn date(days: i32) -> Result<String, String> {

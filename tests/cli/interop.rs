@@ -212,3 +212,92 @@ fn json_that_does_not_fit_the_schema_is_refused_naming_record_and_field_and_send
     );
     assert!(env.audit_sends().is_empty(), "nothing was sent");
 }
+
+/// A container file written by apache-avro (another writer than `zavro send`) of `schema` and `values`.
+fn written_by_apache_avro(schema: &str, values: Vec<apache_avro::types::Value>) -> Vec<u8> {
+    let schema = apache_avro::Schema::parse_str(schema).unwrap();
+    let mut writer = apache_avro::Writer::new(&schema, Vec::new()).unwrap();
+    for value in values {
+        writer.append_value(value).unwrap();
+    }
+    writer.into_inner().unwrap()
+}
+
+#[test]
+fn nan_infinities_and_floats_from_another_writer_are_logged_and_stored_as_avros_json_encoding() {
+    use apache_avro::types::Value as Avro;
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = env.start_server();
+    let schema = r#"{"type":"record","name":"Sample","fields":[
+        {"name":"d","type":"double"},{"name":"f","type":"float"}]}"#;
+    let sample = |d: f64, f: f32| {
+        Avro::Record(vec![
+            ("d".into(), Avro::Double(d)),
+            ("f".into(), Avro::Float(f)),
+        ])
+    };
+    let file = written_by_apache_avro(
+        schema,
+        vec![
+            sample(f64::NAN, f32::INFINITY),
+            sample(f64::NEG_INFINITY, f32::NAN),
+            sample(0.1, 0.1),
+            sample(f64::INFINITY, f32::NEG_INFINITY),
+        ],
+    );
+    env.send_with(
+        server.endpoint(),
+        &key,
+        &secret,
+        file,
+        &["--format", "avro"],
+    )
+    .code(0);
+    let expected = [
+        r#"{"d":"NaN","f":"Infinity"}"#,
+        r#"{"d":"-Infinity","f":"NaN"}"#,
+        r#"{"d":0.1,"f":0.1}"#,
+        r#"{"d":"Infinity","f":"-Infinity"}"#,
+    ];
+    assert_eq!(env.output_lines(), expected);
+    let sends = env.audit_sends();
+    assert_eq!(sends.len(), 1);
+    assert_eq!(sends[0]["status"], "accepted");
+    let stored: Vec<serde_json::Value> = expected
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(sends[0]["payload"], serde_json::Value::Array(stored));
+}
+
+#[test]
+fn a_record_that_does_not_decode_is_refused_naming_the_record_not_the_container() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = env.start_server();
+    // A well-framed file of longs whose one block declares two objects but holds one.
+    let mut file = zavro::avro::container::ContainerWriter::new(
+        r#""long""#,
+        apache_avro::Codec::Null,
+        [9; 16],
+    );
+    file.write_block(2, vec![2]).unwrap();
+    let request = zavro::protocol::Request::sign(
+        &key,
+        secret.as_bytes(),
+        zavro::timestamp::now_seconds(),
+        &zavro::credentials::new_nonce().unwrap(),
+        file.finish(),
+    );
+    let reply = crate::common::request_once(server.endpoint(), &request.to_frames());
+    let zavro::protocol::Reply::Rejected { code, message, .. } = reply else {
+        panic!("expected a rejection, got {reply:?}");
+    };
+    assert_eq!(code.as_str(), "bad_payload");
+    assert!(
+        message.starts_with("record 2 does not decode with the writer schema"),
+        "{message}"
+    );
+    assert!(!message.contains("container"), "{message}");
+}
