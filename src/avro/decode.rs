@@ -771,7 +771,10 @@ mod tests {
             matches!(err, AvroError::NoJsonForm { record: 1, .. }),
             "{err}"
         );
-        assert!(err.to_string().contains("timestamp out of range"), "{err}");
+        assert!(
+            err.to_string().contains("outside the years 0 to 9999"),
+            "{err}"
+        );
 
         for err in [
             AvroError::BadRecord {

@@ -105,10 +105,14 @@ fn resolve<'a>(schema: &'a Schema, names: &NamesRef<'a>) -> Result<&'a Schema, S
     }
 }
 
-fn date(days: i32) -> Result<String, String> {
+/// A `date` as `YYYY-MM-DD`, for the years 0 to 9999 (the ones RFC 3339 writes, as for timestamps).
+pub(super) fn date(days: i32) -> Result<String, String> {
     let day = OffsetDateTime::UNIX_EPOCH
         .checked_add(time::Duration::days(i64::from(days)))
-        .ok_or_else(|| format!("date {days} days from 1970 is out of range"))?;
+        .filter(|day| (0..=9999).contains(&day.year()))
+        .ok_or_else(|| {
+            format!("date {days} days from 1970-01-01 is outside the years 0 to 9999")
+        })?;
     Ok(format!(
         "{:04}-{:02}-{:02}",
         day.year(),
@@ -128,10 +132,13 @@ fn time_of_day(micros: i64) -> String {
     )
 }
 
-fn timestamp(nanos: i128, utc: bool) -> Result<String, String> {
-    let t = OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .map_err(|e| format!("timestamp out of range: {e}"))?;
-    let text = t.format(&Rfc3339).map_err(|e| e.to_string())?;
+/// A timestamp as RFC 3339, `YYYY-MM-DDTHH:MM:SS[.fraction]` then `Z` (`utc`) or nothing (a local timestamp):
+/// the fraction only when not zero, with its trailing zeros dropped (1 to 9 digits), for the years 0 to 9999.
+pub(super) fn timestamp(nanos: i128, utc: bool) -> Result<String, String> {
+    let out_of_range =
+        || format!("timestamp {nanos} ns from 1970-01-01T00:00:00 is outside the years 0 to 9999");
+    let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| out_of_range())?;
+    let text = t.format(&Rfc3339).map_err(|_| out_of_range())?;
     Ok(if utc {
         text
     } else {
@@ -263,5 +270,54 @@ mod tests {
             "2025-11-28T03:47:15.123Z"
         );
         assert_eq!(timestamp(0, false).unwrap(), "1970-01-01T00:00:00");
+    }
+
+    #[test]
+    fn timestamps_write_the_fraction_only_when_not_zero_without_trailing_zeros() {
+        // The rule PROTOCOL.md states: `time` writes it, this pins it.
+        let second = 1_764_301_635_000_000_000i128;
+        for (nanos, text) in [
+            (0, "2025-11-28T03:47:15Z"),
+            (100_000_000, "2025-11-28T03:47:15.1Z"),
+            (120_000, "2025-11-28T03:47:15.00012Z"),
+            (1, "2025-11-28T03:47:15.000000001Z"),
+            (999_999_999, "2025-11-28T03:47:15.999999999Z"),
+        ] {
+            assert_eq!(timestamp(second + nanos, true).unwrap(), text);
+        }
+        assert_eq!(
+            timestamp(-1, true).unwrap(),
+            "1969-12-31T23:59:59.999999999Z"
+        );
+        assert_eq!(time_of_day(0), "00:00:00.000000");
+    }
+
+    #[test]
+    fn dates_and_timestamps_outside_the_years_0_to_9999_have_no_text() {
+        assert_eq!(date(-719_528).unwrap(), "0000-01-01");
+        assert_eq!(date(2_932_896).unwrap(), "9999-12-31");
+        for days in [-719_529, 2_932_897, i32::MIN, i32::MAX] {
+            assert!(
+                date(days)
+                    .unwrap_err()
+                    .contains("outside the years 0 to 9999")
+            );
+        }
+        let year_10000 = 253_402_300_800i128 * 1_000_000_000;
+        assert_eq!(
+            timestamp(year_10000 - 1, true).unwrap(),
+            "9999-12-31T23:59:59.999999999Z"
+        );
+        for nanos in [
+            year_10000,
+            -62_167_219_200_000_000_001,
+            i128::from(i64::MAX) * 1_000_000,
+        ] {
+            assert!(
+                timestamp(nanos, true)
+                    .unwrap_err()
+                    .contains("outside the years 0 to 9999")
+            );
+        }
     }
 }

@@ -301,3 +301,97 @@ fn a_record_that_does_not_decode_is_refused_naming_the_record_not_the_container(
     );
     assert!(!message.contains("container"), "{message}");
 }
+
+/// Every time-like logical type, as `send --schema` users write them.
+const LOGICAL: &str = r#"{"type": "record", "name": "Times", "fields": [
+    {"name": "date", "type": {"type": "int", "logicalType": "date"}},
+    {"name": "tms", "type": {"type": "int", "logicalType": "time-millis"}},
+    {"name": "tus", "type": {"type": "long", "logicalType": "time-micros"}},
+    {"name": "ms", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "us", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+    {"name": "ns", "type": ["null", {"type": "long", "logicalType": "timestamp-nanos"}]},
+    {"name": "lms", "type": {"type": "long", "logicalType": "local-timestamp-millis"}},
+    {"name": "lus", "type": {"type": "long", "logicalType": "local-timestamp-micros"}},
+    {"name": "lns", "type": {"type": "long", "logicalType": "local-timestamp-nanos"}}]}"#;
+
+#[test]
+fn send_with_a_schema_takes_logical_types_as_their_integer_or_their_text_and_both_log_the_same() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let schema = env.path("times.avsc");
+    std::fs::write(&schema, LOGICAL).unwrap();
+    let server = env.start_server();
+    let input = concat!(
+        // Avro's JSON encoding: the underlying int or long.
+        r#"{"date": 20420, "tms": 3723004, "tus": 3723000004, "ms": 1764301635123, "us": 1764301635123456,"#,
+        r#" "ns": 1764301635123456789, "lms": 1764301635123, "lus": 1764301635123456, "lns": 1764301635123456789}"#,
+        "\n",
+        // The text the server writes.
+        r#"{"date": "2025-11-28", "tms": "01:02:03.004", "tus": "01:02:03.000004", "ms": "2025-11-28T03:47:15.123Z","#,
+        r#" "us": "2025-11-28T03:47:15.123456Z", "ns": "2025-11-28T03:47:15.123456789Z","#,
+        r#" "lms": "2025-11-28T03:47:15.123", "lus": "2025-11-28T03:47:15.123456", "lns": "2025-11-28T03:47:15.123456789"}"#,
+        "\n"
+    );
+    env.send_with(
+        server.endpoint(),
+        &key,
+        &secret,
+        input,
+        &["--schema", schema.to_str().unwrap()],
+    )
+    .code(0);
+    let line = concat!(
+        r#"{"date":"2025-11-28","tms":"01:02:03.004000","tus":"01:02:03.000004","ms":"2025-11-28T03:47:15.123Z","#,
+        r#""us":"2025-11-28T03:47:15.123456Z","ns":"2025-11-28T03:47:15.123456789Z","lms":"2025-11-28T03:47:15.123","#,
+        r#""lus":"2025-11-28T03:47:15.123456","lns":"2025-11-28T03:47:15.123456789"}"#
+    );
+    assert_eq!(env.output_lines(), [line, line]);
+
+    // A number that is not an integer literal is refused before anything is sent, naming the field.
+    let out = env
+        .send_with(
+            server.endpoint(),
+            &key,
+            &secret,
+            input
+                .lines()
+                .next()
+                .unwrap()
+                .replace("1764301635123,", "1764301635123.0,"),
+            &["--schema", schema.to_str().unwrap()],
+        )
+        .code(3);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("record 1") && stderr.contains("$.ms: expected a timestamp-millis"),
+        "{stderr}"
+    );
+    assert_eq!(env.audit_sends().len(), 1, "the refused input sent nothing");
+}
+
+#[test]
+fn a_send_schema_that_does_not_parse_is_named_as_a_bad_schema() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let schema = env.path("broken.avsc");
+    std::fs::write(
+        &schema,
+        r#"{"type": "record", "name": "R", "fields": [{"name": "a"}]}"#,
+    )
+    .unwrap();
+    let out = env
+        .send_with(
+            "tcp://127.0.0.1:1",
+            &key,
+            &secret,
+            "{\"a\":1}",
+            &["--schema", schema.to_str().unwrap()],
+        )
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("broken.avsc: not a valid Avro schema"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("container"), "{stderr}");
+}
