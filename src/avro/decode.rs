@@ -791,6 +791,80 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_json_schema_is_recognised_by_full_name_fields_and_types_not_by_text_or_fingerprint() {
+        // One record, the JSON value 1: branch 2 (long), then 1 (zig-zag 2).
+        let decodes_as_json = |schema: &str| match Decoder::new()
+            .decode_request(&one_block(schema, vec![4, 2]))
+            .records
+        {
+            Ok(text) => {
+                assert_eq!(text.lines().collect::<Vec<_>>(), ["1"], "{schema}");
+                true
+            }
+            Err(AvroError::UnsupportedSchema(_)) => false,
+            Err(other) => panic!("{schema}: {other}"),
+        };
+        let branches = r#"["null","boolean","long","double","string",{"type":"array","items":"zavro.Json"},{"type":"map","values":"zavro.Json"}]"#;
+        let with = |record: &str, branches: &str| record.replace("BRANCHES", branches);
+        for recognised in [
+            JSON_SCHEMA.to_owned(),
+            // The full name in "name" instead of a "namespace"; key order, white space.
+            with(
+                r#"{"fields":[{"type":BRANCHES,"name":"value"}],"name":"zavro.Json","type":"record"}"#,
+                branches,
+            ),
+            // Attributes the comparison leaves out: doc, aliases, a field default, unknown attributes, an
+            // unknown logical type.
+            with(
+                r#"{"type":"record","name":"Json","namespace":"zavro","doc":"d","aliases":["J"],"x-owner":"me",
+                    "fields":[{"name":"value","doc":"v","default":null,"type":BRANCHES}]}"#,
+                &branches.replace(r#""long""#, r#"{"type":"long","logicalType":"made-up"}"#),
+            ),
+        ] {
+            assert!(decodes_as_json(&recognised), "{recognised}");
+        }
+        for (what, refused) in [
+            (
+                "no namespace: the name is Json, not zavro.Json",
+                with(
+                    r#"{"type":"record","name":"Json","fields":[{"name":"value","type":BRANCHES}]}"#,
+                    &branches.replace("zavro.Json", "Json"),
+                ),
+            ),
+            (
+                "another namespace",
+                JSON_SCHEMA.replace(r#""namespace":"zavro""#, r#""namespace":"other""#),
+            ),
+            (
+                "branches in another order",
+                JSON_SCHEMA.replace(r#""boolean","long""#, r#""long","boolean""#),
+            ),
+            (
+                "a known logical type on a branch (same fingerprint, different schema)",
+                JSON_SCHEMA.replace(
+                    r#""long""#,
+                    r#"{"type":"long","logicalType":"timestamp-millis"}"#,
+                ),
+            ),
+            (
+                "another field name",
+                JSON_SCHEMA.replace(r#""value""#, r#""v""#),
+            ),
+        ] {
+            assert!(!decodes_as_json(&refused), "{what}: {refused}");
+        }
+        let logical = JSON_SCHEMA.replace(
+            r#""long""#,
+            r#"{"type":"long","logicalType":"timestamp-millis"}"#,
+        );
+        assert_eq!(
+            canonical_form(&Schema::parse_str(&logical).unwrap()),
+            canonical_form(&JSON_SCHEMA_PARSED),
+            "the fingerprint alone would not tell them apart"
+        );
+    }
+
     /// A container file of `schema` whose one block declares `count` objects in `data`.
     fn one_block_of(schema: &str, count: u64, data: Vec<u8>) -> Vec<u8> {
         let mut file = ContainerWriter::new(schema, Codec::Null, [6; 16]);

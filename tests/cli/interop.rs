@@ -395,3 +395,124 @@ fn a_send_schema_that_does_not_parse_is_named_as_a_bad_schema() {
     );
     assert!(!stderr.contains("container"), "{stderr}");
 }
+
+/// A correctly signed request whose envelope frame is written by hand from `template`, in which `KEY`, `TS`,
+/// `NONCE` and `SIG` stand for the signed key, timestamp, nonce and signature; with its nonce.
+fn hand_written_envelope(key: &str, secret: &str, template: &str) -> (String, Vec<Vec<u8>>) {
+    hand_written_envelope_at(zavro::timestamp::now_seconds(), key, secret, template)
+}
+
+/// [`hand_written_envelope`] signed at `timestamp`.
+fn hand_written_envelope_at(
+    timestamp: i64,
+    key: &str,
+    secret: &str,
+    template: &str,
+) -> (String, Vec<Vec<u8>>) {
+    let signed =
+        crate::common::signed_request(key, secret, timestamp, &[serde_json::json!({"n": 1})]);
+    let e = &signed.envelope;
+    let text = template
+        .replace("KEY", &e.key)
+        .replace("TS", &e.timestamp.to_string())
+        .replace("NONCE", &e.nonce)
+        .replace("SIG", &e.signature);
+    let frames = vec![
+        zavro::protocol::PROTOCOL_VERSION.as_bytes().to_vec(),
+        text.into_bytes(),
+        signed.payload.clone(),
+    ];
+    (e.nonce.clone(), frames)
+}
+
+/// The reply frame to `frames` on a fresh REQ socket, as the JSON object it is.
+fn raw_reply(endpoint: &str, frames: &[Vec<u8>]) -> serde_json::Map<String, serde_json::Value> {
+    let client = crate::common::RawClient::req(endpoint);
+    client.send(frames);
+    let reply = client.recv();
+    assert_eq!(reply.len(), 1, "one reply frame: {reply:?}");
+    match serde_json::from_slice(&reply[0]).unwrap() {
+        serde_json::Value::Object(map) => map,
+        other => panic!("a reply is a JSON object: {other}"),
+    }
+}
+
+#[test]
+fn envelope_rules_a_third_party_must_know_are_what_protocol_md_says() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = env.start_server();
+    let ep = server.endpoint();
+
+    // The control: the same hand-written envelope, as PROTOCOL.md shows it, is accepted.
+    let (_, good) = hand_written_envelope(
+        &key,
+        &secret,
+        r#"{"key":"KEY","timestamp":TS,"nonce":"NONCE","signature":"SIG"}"#,
+    );
+    assert_eq!(raw_reply(ep, &good)["status"], "accepted");
+
+    for (what, template) in [
+        (
+            "timestamp with a fraction",
+            r#"{"key":"KEY","timestamp":TS.0,"nonce":"NONCE","signature":"SIG"}"#,
+        ),
+        (
+            "timestamp with an exponent",
+            r#"{"key":"KEY","timestamp":TSe0,"nonce":"NONCE","signature":"SIG"}"#,
+        ),
+        (
+            "timestamp as a string",
+            r#"{"key":"KEY","timestamp":"TS","nonce":"NONCE","signature":"SIG"}"#,
+        ),
+        (
+            "a field twice, same value",
+            r#"{"key":"KEY","timestamp":TS,"nonce":"NONCE","nonce":"NONCE","signature":"SIG"}"#,
+        ),
+        (
+            "a field twice, the second value different",
+            r#"{"key":"KEY","timestamp":TS,"timestamp":0,"nonce":"NONCE","signature":"SIG"}"#,
+        ),
+    ] {
+        let (_, frames) = hand_written_envelope(&key, &secret, template);
+        let reply = raw_reply(ep, &frames);
+        assert_eq!(reply["status"], "rejected", "{what}: {reply:?}");
+        assert_eq!(reply["code"], "malformed", "{what}: {reply:?}");
+    }
+
+    // serde_json reads `-0` as the float -0.0, so it is no integer either; `0` is, and is signed as `0` (the
+    // signature holds: the clock check is what refuses it).
+    let at_zero = |timestamp: &str| {
+        let (_, frames) = hand_written_envelope_at(
+            0,
+            &key,
+            &secret,
+            &format!(
+                r#"{{"key":"KEY","timestamp":{timestamp},"nonce":"NONCE","signature":"SIG"}}"#
+            ),
+        );
+        raw_reply(ep, &frames)
+    };
+    let reply = at_zero("-0");
+    assert_eq!(reply["code"], "malformed", "{reply:?}");
+    assert_eq!(at_zero("0")["code"], "clock_skew");
+
+    // bad_signature: the request's nonce, status, code and message, and nothing else (no server_time).
+    let (nonce, frames) = hand_written_envelope(
+        &key,
+        &secret,
+        r#"{"key":"KEY","timestamp":TS,"nonce":"NONCE","signature":"LL0duTQ3yeWw3PFtF9fpz331UwE="}"#,
+    );
+    let reply = raw_reply(ep, &frames);
+    let mut fields: Vec<&str> = reply.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["code", "message", "nonce", "status"], "{reply:?}");
+    assert_eq!(reply["nonce"], nonce.as_str());
+    assert_eq!(reply["code"], "bad_signature");
+
+    assert_eq!(
+        env.output_lines(),
+        [r#"{"n":1}"#],
+        "only the control was stored"
+    );
+}
