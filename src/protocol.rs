@@ -399,6 +399,28 @@ mod tests {
     }
 
     #[test]
+    fn the_worked_examples_data_block_and_sync_marker_are_those_of_its_payload() {
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(fenced_block("base64").trim())
+            .unwrap();
+        let block =
+            hex::decode(fenced_block("hex").split_whitespace().collect::<String>()).unwrap();
+        let (rest, sync) = payload.split_at(payload.len() - 16);
+        assert!(
+            rest.ends_with(&block),
+            "the file ends with the block, then the sync marker"
+        );
+        let header = &rest[..rest.len() - block.len()];
+        assert_eq!(
+            &header[header.len() - 16..],
+            sync,
+            "the header ends with the same marker"
+        );
+        let spaced: Vec<String> = sync.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(PROTOCOL_MD.contains(&format!("`{}`", spaced.join(" "))));
+    }
+
+    #[test]
     fn reject_codes_read_the_same_on_the_wire_and_in_the_audit_trail() {
         for code in [
             RejectCode::Malformed,

@@ -21,9 +21,12 @@ pub enum ContainerError {
     /// The header names a codec this build does not read.
     #[error("codec {0:?} is not supported")]
     UnsupportedCodec(String),
-    /// Decompressing a block failed or would exceed the allocation limit.
+    /// Decompressing a block failed: the compressed bytes are broken.
     #[error("cannot decompress block: {0}")]
     Decompress(String),
+    /// A block would decompress to more than the allocation limit; the message names the limit.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// A parsed header.
@@ -111,10 +114,12 @@ impl<'a> ContainerReader<'a> {
             return Ok(None);
         };
         let mut data = raw.data.to_vec();
-        self.header
-            .codec
-            .decompress(&mut data)
-            .map_err(|e| ContainerError::Decompress(super::avro_error_message(&e)))?;
+        self.header.codec.decompress(&mut data).map_err(
+            |e| match super::allocation_limit_message(&e) {
+                Some(limit) => ContainerError::TooLarge(format!("a compressed block: {limit}")),
+                None => ContainerError::Decompress(e.to_string()),
+            },
+        )?;
         Ok(Some(Block {
             count: raw.count,
             data,

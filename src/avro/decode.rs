@@ -10,7 +10,7 @@ use apache_avro::{Schema, reader::datum::GenericDatumReader, schema::ResolvedSch
 use serde_json::Value;
 
 use super::{
-    AvroError, JSON_SCHEMA_PARSED, SchemaFingerprint, avro_error_message,
+    AvroError, JSON_SCHEMA_PARSED, SchemaFingerprint, allocation_limit_message,
     container::ContainerReader,
     generic,
     json::{self, TextRecord},
@@ -162,47 +162,56 @@ impl Decoder {
     ) -> Result<(), AvroError> {
         let mut file = ContainerReader::new(bytes)?;
         let writer = self.writer_schema(file.header().schema, seen)?;
-        let invalid =
-            |e: &apache_avro::Error| AvroError::Invalid(truncate(&avro_error_message(e), 300));
+        // The schema passed its checks, so apache-avro failing to set up a reader for it is a limit of the
+        // schema support, not a fault of the data.
+        let unsupported =
+            |e: &apache_avro::Error| AvroError::UnsupportedSchema(truncate(&e.to_string(), 300));
         let other = match &writer {
             WriterSchema::Json => None,
             WriterSchema::Other(schema) => {
                 let resolved =
-                    ResolvedSchema::try_from(schema.as_ref()).map_err(|e| invalid(&e))?;
+                    ResolvedSchema::try_from(schema.as_ref()).map_err(|e| unsupported(&e))?;
                 let reader = GenericDatumReader::builder(schema)
                     .resolved_writer_schemata(resolved.clone())
                     .build()
-                    .map_err(|e| invalid(&e))?;
+                    .map_err(|e| unsupported(&e))?;
                 Some((schema, resolved, reader))
             }
             WriterSchema::Resolved { writer, reader } => {
                 let resolved =
-                    ResolvedSchema::try_from(reader.as_ref()).map_err(|e| invalid(&e))?;
+                    ResolvedSchema::try_from(reader.as_ref()).map_err(|e| unsupported(&e))?;
                 let datum_reader = GenericDatumReader::builder(writer)
                     .reader_schema(reader)
                     .build()
-                    .map_err(|e| invalid(&e))?;
+                    .map_err(|e| unsupported(&e))?;
                 Some((reader, resolved, datum_reader))
             }
         };
         json::start_file();
         let mut values = 0usize;
+        let mut record = 0u64;
         while let Some(block) = file.next_block()? {
             let mut data = block.data.as_slice();
             for _ in 0..block.count {
+                record += 1;
+                let undecodable = |e: &apache_avro::Error| record_error(record, e);
                 match &other {
-                    None => each(Record::Json(&mut data)).map_err(|e| invalid(&e))?,
+                    None => each(Record::Json(&mut data)).map_err(|e| undecodable(&e))?,
                     Some((schema, resolved, reader)) => {
-                        let value = reader.read_value(&mut data).map_err(|e| invalid(&e))?;
-                        let value = generic::to_json(value, schema, resolved.get_names())
-                            .map_err(|e| AvroError::Invalid(truncate(&e, 300)))?;
+                        let value = reader.read_value(&mut data).map_err(|e| undecodable(&e))?;
+                        let value = generic::to_json(value, schema, resolved.get_names()).map_err(
+                            |reason| AvroError::NoJsonForm {
+                                record,
+                                reason: truncate(&reason, 300),
+                            },
+                        )?;
                         values += json_values(&value);
                         if values > MAX_VALUES {
-                            return Err(AvroError::Invalid(format!(
+                            return Err(AvroError::OverLimit(format!(
                                 "more than {MAX_VALUES} JSON values in one request"
                             )));
                         }
-                        each(Record::Other(value)).map_err(|e| invalid(&e))?;
+                        each(Record::Other(value)).map_err(|e| undecodable(&e))?;
                     }
                 }
             }
@@ -317,6 +326,18 @@ fn check_foreign(schema: &Schema) -> Result<(), AvroError> {
         ));
     }
     Ok(())
+}
+
+/// Why record number `record` could not be decoded: a limit that decoding reached (zavro's own, met in the
+/// JSON transcoder, or apache-avro's allocation limit), else the bytes not fitting the writer schema.
+fn record_error(record: u64, error: &apache_avro::Error) -> AvroError {
+    if let Some(limit) = json::take_limit_reached().or_else(|| allocation_limit_message(error)) {
+        return AvroError::OverLimit(limit);
+    }
+    AvroError::BadRecord {
+        record,
+        reason: truncate(&error.to_string(), 300),
+    }
 }
 
 /// One object of a block, as [`Decoder::each_record`] hands it over.
@@ -575,7 +596,7 @@ mod tests {
             one_block(string_record, record_string),
         ] {
             let err = Decoder::new().decode_request(&bytes).records.unwrap_err();
-            assert!(matches!(err, AvroError::Invalid(_)), "{err}");
+            assert!(matches!(err, AvroError::OverLimit(_)), "{err}");
             let message = err.to_string();
             assert!(
                 message.contains("1073741824 bytes") && message.contains("limit"),
@@ -599,6 +620,7 @@ mod tests {
     fn too_many_values_in_one_file_are_refused() {
         let records = vec![json!(null); MAX_VALUES + 1];
         let err = decode_values(&encode(&records).unwrap()).unwrap_err();
+        assert!(matches!(err, AvroError::OverLimit(_)), "{err}");
         assert!(err.to_string().contains("more than"), "{err}");
         assert_eq!(
             decode_values(&encode(&records[1..]).unwrap())
@@ -616,7 +638,238 @@ mod tests {
         }
         let bytes = encode(&[deep]).unwrap();
         let err = decode_values(&bytes).unwrap_err();
+        assert!(matches!(err, AvroError::OverLimit(_)), "{err}");
         assert!(err.to_string().contains("nesting"), "{err}");
+    }
+
+    #[test]
+    fn nan_and_infinities_from_other_writers_are_logged_as_avros_json_encoding_writes_them() {
+        use apache_avro::types::Value as Avro;
+        let schema = r#"{"type":"record","name":"R","fields":[
+            {"name":"d","type":"double"},{"name":"f","type":"float"},{"name":"o","type":["null","double"]}]}"#;
+        let record = |d: f64, f: f32, o: f64| {
+            Avro::Record(vec![
+                ("d".into(), Avro::Double(d)),
+                ("f".into(), Avro::Float(f)),
+                ("o".into(), Avro::Union(1, Box::new(Avro::Double(o)))),
+            ])
+        };
+        let bytes = written_by_apache_avro(
+            schema,
+            vec![
+                record(f64::NAN, f32::INFINITY, f64::NEG_INFINITY),
+                record(f64::INFINITY, f32::NAN, 1.5),
+            ],
+        );
+        let text = Decoder::new().decode_request(&bytes).records.unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                r#"{"d":"NaN","f":"Infinity","o":"-Infinity"}"#,
+                r#"{"d":"Infinity","f":"NaN","o":1.5}"#
+            ]
+        );
+
+        // zavro's own JSON schema, written by another implementation with non-finite doubles in it.
+        let json_record = |value: Avro| Avro::Record(vec![("value".into(), value)]);
+        let double = |f: f64| json_record(Avro::Union(3, Box::new(Avro::Double(f))));
+        let array = json_record(Avro::Union(
+            5,
+            Box::new(Avro::Array(vec![double(f64::NEG_INFINITY), double(0.25)])),
+        ));
+        let bytes = written_by_apache_avro(
+            JSON_SCHEMA,
+            vec![double(f64::NAN), double(f64::INFINITY), array],
+        );
+        let text = Decoder::new().decode_request(&bytes).records.unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [r#""NaN""#, r#""Infinity""#, r#"["-Infinity",0.25]"#]
+        );
+        assert_eq!(
+            text.to_json_array(),
+            r#"["NaN","Infinity",["-Infinity",0.25]]"#
+        );
+    }
+
+    #[test]
+    fn floats_from_other_writers_are_logged_as_their_shortest_decimal() {
+        use apache_avro::types::Value as Avro;
+        let schema = r#"{"type":"record","name":"R","fields":[{"name":"f","type":"float"},
+            {"name":"a","type":{"type":"array","items":"float"}}]}"#;
+        let bytes = written_by_apache_avro(
+            schema,
+            vec![Avro::Record(vec![
+                ("f".into(), Avro::Float(0.1)),
+                (
+                    "a".into(),
+                    Avro::Array(vec![
+                        Avro::Float(1.0 / 3.0),
+                        Avro::Float(3.0e38),
+                        Avro::Float(-2.0),
+                    ]),
+                ),
+            ])],
+        );
+        let text = Decoder::new().decode_request(&bytes).records.unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [r#"{"f":0.1,"a":[0.33333334,3e+38,-2.0]}"#]
+        );
+    }
+
+    #[test]
+    fn each_refusal_names_its_real_cause() {
+        // Framing: not a container file.
+        let err = Decoder::new()
+            .decode_request(b"Obj\x02")
+            .records
+            .unwrap_err();
+        assert!(matches!(err, AvroError::Invalid(_)), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("not a valid Avro container file"),
+            "{err}"
+        );
+
+        // A well-framed file whose second record is cut short.
+        let err = Decoder::new()
+            .decode_request(&one_block_of(r#""long""#, 2, vec![2]))
+            .records
+            .unwrap_err();
+        assert!(
+            matches!(err, AvroError::BadRecord { record: 2, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("record 2 does not decode with the writer schema"),
+            "{err}"
+        );
+
+        // zavro's JSON schema with a union branch that does not exist (16 → branch 8).
+        let err = Decoder::new()
+            .decode_request(&one_block(JSON_SCHEMA, vec![0x10]))
+            .records
+            .unwrap_err();
+        assert!(
+            matches!(err, AvroError::BadRecord { record: 1, .. }),
+            "{err}"
+        );
+
+        // A valid timestamp the server cannot write as RFC 3339.
+        let mut far = Vec::new();
+        crate::avro::container::write_long(&mut far, i64::MAX);
+        let err = Decoder::new()
+            .decode_request(&one_block(
+                r#"{"type":"long","logicalType":"timestamp-millis"}"#,
+                far,
+            ))
+            .records
+            .unwrap_err();
+        assert!(
+            matches!(err, AvroError::NoJsonForm { record: 1, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("outside the years 0 to 9999"),
+            "{err}"
+        );
+
+        for err in [
+            AvroError::BadRecord {
+                record: 1,
+                reason: String::new(),
+            },
+            AvroError::NoJsonForm {
+                record: 1,
+                reason: String::new(),
+            },
+            AvroError::OverLimit(String::new()),
+        ] {
+            assert!(!err.to_string().contains("container"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_json_schema_is_recognised_by_full_name_fields_and_types_not_by_text_or_fingerprint() {
+        // One record, the JSON value 1: branch 2 (long), then 1 (zig-zag 2).
+        let decodes_as_json = |schema: &str| match Decoder::new()
+            .decode_request(&one_block(schema, vec![4, 2]))
+            .records
+        {
+            Ok(text) => {
+                assert_eq!(text.lines().collect::<Vec<_>>(), ["1"], "{schema}");
+                true
+            }
+            Err(AvroError::UnsupportedSchema(_)) => false,
+            Err(other) => panic!("{schema}: {other}"),
+        };
+        let branches = r#"["null","boolean","long","double","string",{"type":"array","items":"zavro.Json"},{"type":"map","values":"zavro.Json"}]"#;
+        let with = |record: &str, branches: &str| record.replace("BRANCHES", branches);
+        for recognised in [
+            JSON_SCHEMA.to_owned(),
+            // The full name in "name" instead of a "namespace"; key order, white space.
+            with(
+                r#"{"fields":[{"type":BRANCHES,"name":"value"}],"name":"zavro.Json","type":"record"}"#,
+                branches,
+            ),
+            // Attributes the comparison leaves out: doc, aliases, a field default, unknown attributes, an
+            // unknown logical type.
+            with(
+                r#"{"type":"record","name":"Json","namespace":"zavro","doc":"d","aliases":["J"],"x-owner":"me",
+                    "fields":[{"name":"value","doc":"v","default":null,"type":BRANCHES}]}"#,
+                &branches.replace(r#""long""#, r#"{"type":"long","logicalType":"made-up"}"#),
+            ),
+        ] {
+            assert!(decodes_as_json(&recognised), "{recognised}");
+        }
+        for (what, refused) in [
+            (
+                "no namespace: the name is Json, not zavro.Json",
+                with(
+                    r#"{"type":"record","name":"Json","fields":[{"name":"value","type":BRANCHES}]}"#,
+                    &branches.replace("zavro.Json", "Json"),
+                ),
+            ),
+            (
+                "another namespace",
+                JSON_SCHEMA.replace(r#""namespace":"zavro""#, r#""namespace":"other""#),
+            ),
+            (
+                "branches in another order",
+                JSON_SCHEMA.replace(r#""boolean","long""#, r#""long","boolean""#),
+            ),
+            (
+                "a known logical type on a branch (same fingerprint, different schema)",
+                JSON_SCHEMA.replace(
+                    r#""long""#,
+                    r#"{"type":"long","logicalType":"timestamp-millis"}"#,
+                ),
+            ),
+            (
+                "another field name",
+                JSON_SCHEMA.replace(r#""value""#, r#""v""#),
+            ),
+        ] {
+            assert!(!decodes_as_json(&refused), "{what}: {refused}");
+        }
+        let logical = JSON_SCHEMA.replace(
+            r#""long""#,
+            r#"{"type":"long","logicalType":"timestamp-millis"}"#,
+        );
+        assert_eq!(
+            canonical_form(&Schema::parse_str(&logical).unwrap()),
+            canonical_form(&JSON_SCHEMA_PARSED),
+            "the fingerprint alone would not tell them apart"
+        );
+    }
+
+    /// A container file of `schema` whose one block declares `count` objects in `data`.
+    fn one_block_of(schema: &str, count: u64, data: Vec<u8>) -> Vec<u8> {
+        let mut file = ContainerWriter::new(schema, Codec::Null, [6; 16]);
+        file.write_block(count, data).unwrap();
+        file.finish()
     }
 }
 

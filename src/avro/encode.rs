@@ -56,13 +56,13 @@ impl UserSchema {
     /// Parses a schema given by the user. It lives for the rest of the process (a sender has one).
     pub fn parse(text: &str) -> Result<UserSchema, AvroError> {
         let schema: &'static Schema = Box::leak(Box::new(
-            Schema::parse_str(text).map_err(|e| AvroError::Invalid(format!("schema: {e}")))?,
+            Schema::parse_str(text).map_err(|e| AvroError::BadSchema(e.to_string()))?,
         ));
-        let resolved = ResolvedSchema::try_from(schema)
-            .map_err(|e| AvroError::Invalid(format!("schema: {e}")))?;
+        let resolved =
+            ResolvedSchema::try_from(schema).map_err(|e| AvroError::BadSchema(e.to_string()))?;
         let writer = GenericDatumWriter::builder(schema)
             .build()
-            .map_err(|e| AvroError::Invalid(format!("schema: {e}")))?;
+            .map_err(|e| AvroError::BadSchema(e.to_string()))?;
         Ok(UserSchema {
             text: text.trim().to_owned(),
             schema,
@@ -122,9 +122,10 @@ impl BatchEncoder {
             record: number,
             number: n,
         })?;
+        // After the number check, a JSON value always fits the JSON schema; this is apache-avro failing.
         DATUM_WRITER
             .write_ser(&mut self.data, &json::Record(record))
-            .map_err(|e| AvroError::Invalid(e.to_string()))?;
+            .map_err(|e| AvroError::Write(format!("record {number}: {e}")))?;
         self.count += 1;
         Ok(())
     }
@@ -160,14 +161,14 @@ impl BatchEncoder {
     pub fn finish(&mut self) -> Result<Vec<u8>, AvroError> {
         let mut sync = [0u8; 16];
         getrandom::fill(&mut sync)
-            .map_err(|e| AvroError::Invalid(format!("no randomness for the sync marker: {e}")))?;
+            .map_err(|e| AvroError::Write(format!("no randomness for the sync marker: {e}")))?;
         let schema = self
             .typed
             .as_ref()
             .map_or(JSON_SCHEMA, |user| user.text.as_str());
         let mut file = ContainerWriter::new(schema, self.codec, sync);
         file.write_block(self.count, std::mem::take(&mut self.data))
-            .map_err(|e| AvroError::Invalid(e.to_string()))?;
+            .map_err(|e| AvroError::Write(format!("compressing the block: {e}")))?;
         self.count = 0;
         Ok(file.finish())
     }

@@ -3,17 +3,20 @@
 //! Records become objects (fields in schema order), unions their value (no `{"type": value}` wrapper), enums
 //! their symbol, maps objects (keys sorted: Avro maps have no order), bytes and fixed a string of code points
 //! 0–255 (Avro's own JSON encoding), and logical types their usual text: `date` `2026-11-28`, timestamps RFC 3339
-//! (`local-` ones without offset), times `HH:MM:SS.ffffff`, `decimal` an exact decimal string, `uuid` its string.
+//! (`local-` ones without offset), times `HH:MM:SS.ffffff`, `decimal` an exact decimal string, `uuid` its string;
+//! `float` and `double` their shortest decimal, NaN and the infinities the strings `"NaN"`, `"Infinity"`,
+//! `"-Infinity"` (as in Avro's JSON encoding).
 
 use apache_avro::{
     Schema,
     schema::{Name, NamesRef, SchemaKind},
     types::{Value, ValueKind},
 };
+use serde_json::{Map, Value as Json};
 use std::collections::HashSet;
-
-use serde_json::{Map, Number, Value as Json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use super::numbers::{double_to_json, float_to_json};
 
 /// Converts a decoded value of `schema` to natural JSON; `names` resolves named types referred to by name.
 pub fn to_json(value: Value, schema: &Schema, names: &NamesRef) -> Result<Json, String> {
@@ -23,8 +26,8 @@ pub fn to_json(value: Value, schema: &Schema, names: &NamesRef) -> Result<Json, 
         (Value::Boolean(b), _) => Json::Bool(b),
         (Value::Int(i), _) => Json::from(i),
         (Value::Long(i), _) => Json::from(i),
-        (Value::Float(f), _) => float(f64::from(f))?,
-        (Value::Double(f), _) => float(f)?,
+        (Value::Float(f), _) => float_to_json(f),
+        (Value::Double(f), _) => double_to_json(f),
         (Value::Bytes(bytes) | Value::Fixed(_, bytes), _) => {
             Json::String(bytes.iter().map(|&b| char::from(b)).collect())
         }
@@ -102,16 +105,14 @@ fn resolve<'a>(schema: &'a Schema, names: &NamesRef<'a>) -> Result<&'a Schema, S
     }
 }
 
-fn float(f: f64) -> Result<Json, String> {
-    Number::from_f64(f)
-        .map(Json::Number)
-        .ok_or_else(|| format!("{f} is not a JSON number"))
-}
-
-fn date(days: i32) -> Result<String, String> {
+/// A `date` as `YYYY-MM-DD`, for the years 0 to 9999 (the ones RFC 3339 writes, as for timestamps).
+pub(super) fn date(days: i32) -> Result<String, String> {
     let day = OffsetDateTime::UNIX_EPOCH
         .checked_add(time::Duration::days(i64::from(days)))
-        .ok_or_else(|| format!("date {days} days from 1970 is out of range"))?;
+        .filter(|day| (0..=9999).contains(&day.year()))
+        .ok_or_else(|| {
+            format!("date {days} days from 1970-01-01 is outside the years 0 to 9999")
+        })?;
     Ok(format!(
         "{:04}-{:02}-{:02}",
         day.year(),
@@ -131,10 +132,13 @@ fn time_of_day(micros: i64) -> String {
     )
 }
 
-fn timestamp(nanos: i128, utc: bool) -> Result<String, String> {
-    let t = OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .map_err(|e| format!("timestamp out of range: {e}"))?;
-    let text = t.format(&Rfc3339).map_err(|e| e.to_string())?;
+/// A timestamp as RFC 3339, `YYYY-MM-DDTHH:MM:SS[.fraction]` then `Z` (`utc`) or nothing (a local timestamp):
+/// the fraction only when not zero, with its trailing zeros dropped (1 to 9 digits), for the years 0 to 9999.
+pub(super) fn timestamp(nanos: i128, utc: bool) -> Result<String, String> {
+    let out_of_range =
+        || format!("timestamp {nanos} ns from 1970-01-01T00:00:00 is outside the years 0 to 9999");
+    let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| out_of_range())?;
+    let text = t.format(&Rfc3339).map_err(|_| out_of_range())?;
     Ok(if utc {
         text
     } else {
@@ -266,5 +270,54 @@ mod tests {
             "2025-11-28T03:47:15.123Z"
         );
         assert_eq!(timestamp(0, false).unwrap(), "1970-01-01T00:00:00");
+    }
+
+    #[test]
+    fn timestamps_write_the_fraction_only_when_not_zero_without_trailing_zeros() {
+        // The rule PROTOCOL.md states: `time` writes it, this pins it.
+        let second = 1_764_301_635_000_000_000i128;
+        for (nanos, text) in [
+            (0, "2025-11-28T03:47:15Z"),
+            (100_000_000, "2025-11-28T03:47:15.1Z"),
+            (120_000, "2025-11-28T03:47:15.00012Z"),
+            (1, "2025-11-28T03:47:15.000000001Z"),
+            (999_999_999, "2025-11-28T03:47:15.999999999Z"),
+        ] {
+            assert_eq!(timestamp(second + nanos, true).unwrap(), text);
+        }
+        assert_eq!(
+            timestamp(-1, true).unwrap(),
+            "1969-12-31T23:59:59.999999999Z"
+        );
+        assert_eq!(time_of_day(0), "00:00:00.000000");
+    }
+
+    #[test]
+    fn dates_and_timestamps_outside_the_years_0_to_9999_have_no_text() {
+        assert_eq!(date(-719_528).unwrap(), "0000-01-01");
+        assert_eq!(date(2_932_896).unwrap(), "9999-12-31");
+        for days in [-719_529, 2_932_897, i32::MIN, i32::MAX] {
+            assert!(
+                date(days)
+                    .unwrap_err()
+                    .contains("outside the years 0 to 9999")
+            );
+        }
+        let year_10000 = 253_402_300_800i128 * 1_000_000_000;
+        assert_eq!(
+            timestamp(year_10000 - 1, true).unwrap(),
+            "9999-12-31T23:59:59.999999999Z"
+        );
+        for nanos in [
+            year_10000,
+            -62_167_219_200_000_000_001,
+            i128::from(i64::MAX) * 1_000_000,
+        ] {
+            assert!(
+                timestamp(nanos, true)
+                    .unwrap_err()
+                    .contains("outside the years 0 to 9999")
+            );
+        }
     }
 }

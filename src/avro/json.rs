@@ -11,12 +11,26 @@ use serde::{
 };
 use serde_json::{Number, Value};
 
-use super::{MAX_DEPTH, MAX_VALUES};
+use super::{MAX_DEPTH, MAX_VALUES, numbers::non_finite_name};
 
 /// Resets the per-file limits; call before decoding each container file.
 pub(super) fn start_file() {
     DEPTH.with(|d| d.set(0));
     VALUES.with(|n| n.set(0));
+    LIMIT_REACHED.with_borrow_mut(|limit| *limit = None);
+}
+
+/// The limit the last failed record reached, if a limit (not the data) is why it failed. apache-avro wraps a
+/// visitor's error in its own, so the reason travels beside the error rather than inside it.
+pub(super) fn take_limit_reached() -> Option<String> {
+    LIMIT_REACHED.with_borrow_mut(Option::take)
+}
+
+/// Fails decoding because `limit` was reached, remembering it for [`take_limit_reached`].
+fn limit_reached<E: de::Error>(limit: String) -> E {
+    let error = E::custom(&limit);
+    LIMIT_REACHED.with_borrow_mut(|reached| *reached = Some(limit));
+    error
 }
 
 /// One value of the `zavro.Json` record, borrowed for serialization.
@@ -75,6 +89,8 @@ thread_local! {
     static DEPTH: Cell<usize> = const { Cell::new(0) };
     /// Values decoded so far from the current container file.
     static VALUES: Cell<usize> = const { Cell::new(0) };
+    /// The limit that stopped decoding, when one did.
+    static LIMIT_REACHED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Counts one more decoded value against [`MAX_VALUES`].
@@ -84,7 +100,7 @@ fn count_value<E: de::Error>() -> Result<(), E> {
         n.get()
     });
     if count > MAX_VALUES {
-        return Err(E::custom(format!(
+        return Err(limit_reached(format!(
             "more than {MAX_VALUES} JSON values in one request"
         )));
     }
@@ -99,7 +115,9 @@ impl DepthGuard {
         DEPTH.with(|d| {
             let depth = d.get() + 1;
             if depth > MAX_DEPTH {
-                return Err(E::custom(format!("nesting deeper than {MAX_DEPTH} levels")));
+                return Err(limit_reached(format!(
+                    "nesting deeper than {MAX_DEPTH} levels"
+                )));
             }
             d.set(depth);
             Ok(DepthGuard)
@@ -249,10 +267,11 @@ impl<'de> Visitor<'de> for TextNodeVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<TextNode, E> {
-        if !v.is_finite() {
-            return Err(E::custom(format!("{v} is not a JSON number")));
+        // NaN and the infinities have no JSON number; another Avro writer may still put them in a double.
+        match non_finite_name(v) {
+            Some(name) => write_json(name)?,
+            None => write_json(&v)?,
         }
-        write_json(&v)?;
         Ok(TextNode)
     }
 

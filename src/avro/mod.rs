@@ -70,30 +70,65 @@ pub enum AvroError {
     /// The writer schema resolves against none of the server's reader schemas.
     #[error("writer schema does not resolve against the server's schemas: {0}")]
     SchemaMismatch(String),
-    /// The bytes are not a readable container file of the expected schema.
+    /// The bytes are not a readable container file: its framing, header or compression is broken.
     #[error("not a valid Avro container file: {0}")]
     Invalid(String),
+    /// The container file is readable, but a record's bytes do not decode with the writer schema (they end
+    /// early, name a union branch that does not exist, hold a string that is not UTF-8, …).
+    #[error("record {record} does not decode with the writer schema: {reason}")]
+    BadRecord {
+        /// 1-based index of the record in the container file.
+        record: u64,
+        /// What the decoder found.
+        reason: String,
+    },
+    /// A record decodes, but holds a value that has no JSON form the server writes (a date or timestamp
+    /// outside the years -9999 to 9999).
+    #[error("record {record} has no JSON form: {reason}")]
+    NoJsonForm {
+        /// 1-based index of the record in the container file.
+        record: u64,
+        /// Which value and why.
+        reason: String,
+    },
+    /// Decoding would pass one of the limits that keep an untrusted payload bounded; the message names it.
+    #[error("over a decoding limit: {0}")]
+    OverLimit(String),
+    /// A schema given to `send --schema` is not a valid Avro schema.
+    #[error("not a valid Avro schema: {0}")]
+    BadSchema(String),
+    /// Writing the container file failed (compression, or no randomness for its sync marker).
+    #[error("cannot write the Avro container file: {0}")]
+    Write(String),
 }
 
 impl From<ContainerError> for AvroError {
     fn from(e: ContainerError) -> Self {
-        AvroError::Invalid(e.to_string())
+        match e {
+            ContainerError::TooLarge(limit) => AvroError::OverLimit(limit),
+            other => AvroError::Invalid(other.to_string()),
+        }
     }
 }
 
-/// apache-avro's error as a message for whoever sent the bytes. Its allocation-limit error ends by naming the
-/// library function that raises the limit, which means nothing to a client and is not theirs to call.
-fn avro_error_message(error: &apache_avro::Error) -> String {
+/// apache-avro's allocation-limit error in plain words, or `None` for any other error. Its own message ends by
+/// naming the library function that raises the limit, which means nothing to a client and is not theirs to
+/// call.
+fn allocation_limit_message(error: &apache_avro::Error) -> Option<String> {
     match error.details() {
         Details::MemoryAllocation {
             desired: Some(bytes),
             maximum,
-        } => format!("a value declares {bytes} bytes, over the decoding limit of {maximum} bytes"),
+        } => Some(format!(
+            "a value declares {bytes} bytes, over the decoding limit of {maximum} bytes"
+        )),
         Details::MemoryAllocation {
             desired: None,
             maximum,
-        } => format!("the data expands past the decoding limit of {maximum} bytes"),
-        _ => error.to_string(),
+        } => Some(format!(
+            "the data expands past the decoding limit of {maximum} bytes"
+        )),
+        _ => None,
     }
 }
 
@@ -109,9 +144,11 @@ mod tests {
                 maximum: 16,
             });
             assert!(error.to_string().contains("apache_avro"), "{error}");
-            let message = avro_error_message(&error);
+            let message = allocation_limit_message(&error).expect("an allocation-limit error");
             assert!(!message.contains("apache_avro"), "{message}");
             assert!(message.contains("limit of 16 bytes"), "{message}");
         }
+        let other = apache_avro::Error::from(Details::BoolValue(7));
+        assert_eq!(allocation_limit_message(&other), None);
     }
 }

@@ -1,4 +1,5 @@
-//! The number rule: which JSON numbers Avro's `long` and `double` carry without changing their value.
+//! The number rules: which JSON numbers Avro's `long` and `double` carry without changing their value, and how
+//! Avro's `float` and `double` values are written back as JSON.
 
 use serde_json::{Number, Value};
 
@@ -34,6 +35,36 @@ pub fn representable(n: &Number) -> bool {
         }
         _ => false,
     }
+}
+
+/// The string Avro's JSON encoding writes for a `double` or `float` that has no JSON number: `"NaN"`,
+/// `"Infinity"`, `"-Infinity"`; `None` for a finite value.
+pub(super) fn non_finite_name(f: f64) -> Option<&'static str> {
+    if f.is_nan() {
+        Some("NaN")
+    } else if f.is_infinite() {
+        Some(if f > 0.0 { "Infinity" } else { "-Infinity" })
+    } else {
+        None
+    }
+}
+
+/// A `double` as JSON: the shortest number that reads back as the same double, or a string for NaN and the
+/// infinities ([`non_finite_name`]).
+pub(super) fn double_to_json(f: f64) -> Value {
+    match (Number::from_f64(f), non_finite_name(f)) {
+        (Some(n), _) => Value::Number(n),
+        (None, name) => Value::String(name.unwrap_or("NaN").to_owned()),
+    }
+}
+
+/// A `float` as JSON: the shortest decimal that reads back as the same float (`0.1`, not the
+/// `0.10000000149011612` of the same value widened to a double), or a string for NaN and the infinities.
+pub(super) fn float_to_json(f: f32) -> Value {
+    // Rust prints the shortest digits that round-trip as f32; read as a double, they come back out of serde_json
+    // as the same digits, in the same style as every other number the server writes.
+    let shortest = f.to_string().parse::<f64>().unwrap_or(f64::from(f));
+    double_to_json(shortest)
 }
 
 /// Digits of the mantissa from the first non-zero digit on (an upper bound on the significant digits).
@@ -74,6 +105,49 @@ fn decimal_value(text: &str) -> (bool, String, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_doubles_and_floats_are_written_as_avros_json_encoding_writes_them() {
+        for (f, name) in [
+            (f64::NAN, "NaN"),
+            (-f64::NAN, "NaN"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ] {
+            assert_eq!(double_to_json(f), Value::String(name.into()));
+            assert_eq!(float_to_json(f as f32), Value::String(name.into()));
+        }
+        assert_eq!(non_finite_name(f64::MAX), None);
+        assert_eq!(double_to_json(5.3).to_string(), "5.3");
+    }
+
+    #[test]
+    fn floats_are_written_as_their_shortest_decimal() {
+        for (f, text) in [
+            (0.1f32, "0.1"),
+            (1.0, "1.0"),
+            (-0.0, "-0.0"),
+            (16_777_217.0, "16777216.0"),
+            (f32::MAX, "3.4028235e+38"),
+            (f32::MIN_POSITIVE, "1.1754944e-38"),
+            (1e-45, "1e-45"),
+            (1.0 / 3.0, "0.33333334"),
+        ] {
+            assert_eq!(float_to_json(f).to_string(), text, "{f:e}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_finite_float_is_written_shortest_and_reads_back_exactly(bits: u32) {
+            let f = f32::from_bits(bits);
+            proptest::prop_assume!(f.is_finite());
+            let text = float_to_json(f).to_string();
+            proptest::prop_assert_eq!(text.parse::<f32>().map(f32::to_bits), Ok(bits), "{}", text);
+            // The same value as Rust's shortest round-trip form of the f32.
+            proptest::prop_assert_eq!(text.parse::<f64>(), format!("{f:e}").parse::<f64>(), "{}", text);
+        }
+    }
 
     #[test]
     fn numbers_pass_exactly_when_their_value_survives() {

@@ -9,6 +9,8 @@ use apache_avro::{
 use serde_json::Value as Json;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, format_description::well_known::Rfc3339};
 
+use super::generic;
+
 /// Converts one JSON record to an Avro value of `schema`; `path` names the place in errors (`$` at the top).
 pub fn to_avro(json: &Json, schema: &Schema, names: &NamesRef, path: &str) -> Result<Avro, String> {
     let schema = match schema {
@@ -95,18 +97,31 @@ pub fn to_avro(json: &Json, schema: &Schema, names: &NamesRef, path: &str) -> Re
         (Schema::Uuid(_), Json::String(s)) => {
             Avro::Uuid(s.parse().map_err(|_| expected("a UUID string"))?)
         }
-        (Schema::Date, Json::String(s)) => {
-            let format = time::macros::format_description!("[year]-[month]-[day]");
-            let date = Date::parse(s, format).map_err(|_| expected("a date YYYY-MM-DD"))?;
-            Avro::Date(
-                (date - Date::from_julian_day(2_440_588).expect("1970-01-01")).whole_days() as i32,
-            )
+        // Logical types take their text form (what the server writes) or, as in Avro's own JSON encoding, the
+        // integer of their underlying type.
+        (Schema::Date, _) => Avro::Date(days(json, &expected)?),
+        (Schema::TimeMillis, _) => {
+            let millis = time_of_day(json, Unit::Millis, &expected)?;
+            Avro::TimeMillis(i32::try_from(millis).map_err(|_| expected("a time-millis"))?)
         }
+        (Schema::TimeMicros, _) => Avro::TimeMicros(time_of_day(json, Unit::Micros, &expected)?),
         (Schema::TimestampMillis, _) => {
-            Avro::TimestampMillis(timestamp_nanos(json, &expected)?.div_euclid(1_000_000) as i64)
+            Avro::TimestampMillis(instant(json, Unit::Millis, Zone::Utc, &expected)?)
         }
         (Schema::TimestampMicros, _) => {
-            Avro::TimestampMicros(timestamp_nanos(json, &expected)?.div_euclid(1000) as i64)
+            Avro::TimestampMicros(instant(json, Unit::Micros, Zone::Utc, &expected)?)
+        }
+        (Schema::TimestampNanos, _) => {
+            Avro::TimestampNanos(instant(json, Unit::Nanos, Zone::Utc, &expected)?)
+        }
+        (Schema::LocalTimestampMillis, _) => {
+            Avro::LocalTimestampMillis(instant(json, Unit::Millis, Zone::Local, &expected)?)
+        }
+        (Schema::LocalTimestampMicros, _) => {
+            Avro::LocalTimestampMicros(instant(json, Unit::Micros, Zone::Local, &expected)?)
+        }
+        (Schema::LocalTimestampNanos, _) => {
+            Avro::LocalTimestampNanos(instant(json, Unit::Nanos, Zone::Local, &expected)?)
         }
         (Schema::Decimal(decimal), Json::String(s)) => {
             let unscaled = unscaled(s, decimal.scale).ok_or_else(|| {
@@ -170,20 +185,154 @@ fn latin1(s: &str) -> Option<Vec<u8>> {
     s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect()
 }
 
-/// An RFC 3339 string (or a local one without offset, taken as UTC) in nanoseconds since the epoch.
-fn timestamp_nanos(json: &Json, expected: &dyn Fn(&str) -> String) -> Result<i128, String> {
-    let Json::String(s) = json else {
-        return Err(expected("an RFC 3339 time string"));
-    };
-    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok(t.unix_timestamp_nanos());
+/// What a time-like logical type counts.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    Millis,
+    Micros,
+    Nanos,
+}
+
+impl Unit {
+    /// Nanoseconds in one unit.
+    fn nanos(self) -> i128 {
+        match self {
+            Unit::Millis => 1_000_000,
+            Unit::Micros => 1_000,
+            Unit::Nanos => 1,
+        }
     }
-    let local = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+
+    /// The suffix of the logical type's name (`timestamp-millis`).
+    fn suffix(self) -> &'static str {
+        match self {
+            Unit::Millis => "millis",
+            Unit::Micros => "micros",
+            Unit::Nanos => "nanos",
+        }
+    }
+
+    /// The unit's name in words.
+    fn words(self) -> &'static str {
+        match self {
+            Unit::Millis => "milliseconds",
+            Unit::Micros => "microseconds",
+            Unit::Nanos => "nanoseconds",
+        }
+    }
+}
+
+/// Whether a timestamp is an instant (`timestamp-*`, UTC) or a wall-clock reading (`local-timestamp-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Zone {
+    Utc,
+    Local,
+}
+
+/// A date-time without offset, as the server writes `local-timestamp-*` values.
+const LOCAL_DATE_TIME: &[time::format_description::BorrowedFormatItem] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+);
+
+/// A timestamp in `unit`s since 1970-01-01T00:00:00 (UTC, or local wall-clock time): an integer, or a string
+/// (RFC 3339 for an instant, where a date-time without offset is taken as UTC; for a local timestamp only a
+/// date-time without offset). Digits finer than the unit are dropped, as before numbers were accepted. A value
+/// the server could not write back as text (outside the years 0 to 9999) is refused here, before it is sent.
+fn instant(
+    json: &Json,
+    unit: Unit,
+    zone: Zone,
+    expected: &dyn Fn(&str) -> String,
+) -> Result<i64, String> {
+    let what = match zone {
+        Zone::Utc => format!(
+            "a timestamp-{}: an RFC 3339 date-time or an integer of {} since 1970-01-01T00:00:00Z, in the years 0 to 9999",
+            unit.suffix(),
+            unit.words()
+        ),
+        Zone::Local => format!(
+            "a local-timestamp-{}: a date-time without offset (YYYY-MM-DDTHH:MM:SS[.fraction]) or an integer of {} since 1970-01-01T00:00:00, in the years 0 to 9999",
+            unit.suffix(),
+            unit.words()
+        ),
+    };
+    let refused = || expected(&what);
+    let count = match json {
+        Json::Number(n) => n.as_i64().ok_or_else(refused)?,
+        Json::String(s) => {
+            let utc = match zone {
+                Zone::Utc => OffsetDateTime::parse(s, &Rfc3339).ok(),
+                Zone::Local => None,
+            };
+            let nanos = match utc {
+                Some(t) => t.unix_timestamp_nanos(),
+                None => PrimitiveDateTime::parse(s, LOCAL_DATE_TIME)
+                    .map_err(|_| refused())?
+                    .assume_utc()
+                    .unix_timestamp_nanos(),
+            };
+            i64::try_from(nanos.div_euclid(unit.nanos())).map_err(|_| refused())?
+        }
+        _ => return Err(refused()),
+    };
+    generic::timestamp(i128::from(count) * unit.nanos(), zone == Zone::Utc)
+        .map_err(|_| refused())?;
+    Ok(count)
+}
+
+/// A `date` in days since 1970-01-01: an integer, or a string `YYYY-MM-DD`.
+fn days(json: &Json, expected: &dyn Fn(&str) -> String) -> Result<i32, String> {
+    let what = "a date: YYYY-MM-DD or an integer of days since 1970-01-01";
+    let refused = || expected(what);
+    let days = match json {
+        Json::Number(n) => n
+            .as_i64()
+            .and_then(|d| i32::try_from(d).ok())
+            .ok_or_else(refused)?,
+        Json::String(s) => {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            let date = Date::parse(s, format).map_err(|_| refused())?;
+            i32::try_from(
+                (date - Date::from_ordinal_date(1970, 1).map_err(|_| refused())?).whole_days(),
+            )
+            .map_err(|_| refused())?
+        }
+        _ => return Err(refused()),
+    };
+    generic::date(days).map_err(|_| refused())?;
+    Ok(days)
+}
+
+/// A `time-*` value in `unit`s after midnight: an integer below one day, or a string `HH:MM:SS[.fraction]`.
+fn time_of_day(json: &Json, unit: Unit, expected: &dyn Fn(&str) -> String) -> Result<i64, String> {
+    let per_day = 86_400 * 1_000_000_000 / unit.nanos();
+    let what = format!(
+        "a time-{}: HH:MM:SS[.fraction] or an integer of {} after midnight (0 to {})",
+        unit.suffix(),
+        unit.words(),
+        per_day - 1
     );
-    PrimitiveDateTime::parse(s, local)
-        .map(|t| t.assume_utc().unix_timestamp_nanos())
-        .map_err(|_| expected("an RFC 3339 time string"))
+    let refused = || expected(&what);
+    let count = match json {
+        Json::Number(n) => n.as_i64().ok_or_else(refused)?,
+        Json::String(s) => {
+            let format = time::macros::format_description!(
+                "[hour]:[minute]:[second][optional [.[subsecond]]]"
+            );
+            let (h, m, sec, nano) = time::Time::parse(s, format)
+                .map_err(|_| refused())?
+                .as_hms_nano();
+            let nanos = (i128::from(h) * 3600 + i128::from(m) * 60 + i128::from(sec))
+                * 1_000_000_000
+                + i128::from(nano);
+            i64::try_from(nanos / unit.nanos()).map_err(|_| refused())?
+        }
+        _ => return Err(refused()),
+    };
+    if !(0..per_day).contains(&i128::from(count)) {
+        return Err(refused());
+    }
+    Ok(count)
 }
 
 /// The unscaled integer of a decimal string at `scale` digits after the point, or `None` if it has more.
@@ -233,6 +382,156 @@ mod tests {
             .unwrap()["price"],
             "-0.50"
         );
+    }
+
+    /// `json` converted to a value of the one-type schema `{"type": underlying, "logicalType": logical}`, and
+    /// that value as the server writes it back.
+    fn logical(underlying: &str, logical: &str, json: Json) -> Result<(Avro, Json), String> {
+        let schema = Schema::parse_str(&format!(
+            r#"{{"type":"{underlying}","logicalType":"{logical}"}}"#
+        ))
+        .unwrap();
+        let resolved = ResolvedSchema::try_from(&schema).unwrap();
+        let value = to_avro(&json, &schema, resolved.get_names(), "$")?;
+        let text = super::super::generic::to_json(value.clone(), &schema, resolved.get_names())?;
+        Ok((value, text))
+    }
+
+    #[test]
+    fn each_logical_type_takes_its_integer_as_well_as_its_text() {
+        let cases = [
+            (
+                "int",
+                "date",
+                json!(20_420),
+                "2025-11-28",
+                Avro::Date(20_420),
+            ),
+            (
+                "int",
+                "time-millis",
+                json!(3_723_004),
+                "01:02:03.004",
+                Avro::TimeMillis(3_723_004),
+            ),
+            (
+                "long",
+                "time-micros",
+                json!(3_723_000_004i64),
+                "01:02:03.000004",
+                Avro::TimeMicros(3_723_000_004),
+            ),
+            (
+                "long",
+                "timestamp-millis",
+                json!(1_764_301_635_123i64),
+                "2025-11-28T03:47:15.123Z",
+                Avro::TimestampMillis(1_764_301_635_123),
+            ),
+            (
+                "long",
+                "timestamp-micros",
+                json!(1_764_301_635_123_456i64),
+                "2025-11-28T03:47:15.123456Z",
+                Avro::TimestampMicros(1_764_301_635_123_456),
+            ),
+            (
+                "long",
+                "timestamp-nanos",
+                json!(1_764_301_635_123_456_789i64),
+                "2025-11-28T03:47:15.123456789Z",
+                Avro::TimestampNanos(1_764_301_635_123_456_789),
+            ),
+            (
+                "long",
+                "local-timestamp-millis",
+                json!(1_764_301_635_123i64),
+                "2025-11-28T03:47:15.123",
+                Avro::LocalTimestampMillis(1_764_301_635_123),
+            ),
+            (
+                "long",
+                "local-timestamp-micros",
+                json!(1_764_301_635_123_456i64),
+                "2025-11-28T03:47:15.123456",
+                Avro::LocalTimestampMicros(1_764_301_635_123_456),
+            ),
+            (
+                "long",
+                "local-timestamp-nanos",
+                json!(1_764_301_635_123_456_789i64),
+                "2025-11-28T03:47:15.123456789",
+                Avro::LocalTimestampNanos(1_764_301_635_123_456_789),
+            ),
+        ];
+        for (underlying, name, number, text, value) in cases {
+            let (from_number, written) = logical(underlying, name, number.clone()).unwrap();
+            assert_eq!(from_number, value, "{name} from {number}");
+            let (from_text, _) = logical(underlying, name, json!(text)).unwrap();
+            assert_eq!(from_text, value, "{name} from {text}");
+            if name.starts_with("time-") {
+                // The server writes times with six fraction digits.
+                assert!(
+                    written.as_str().unwrap().starts_with(text),
+                    "{name}: {written}"
+                );
+            } else {
+                assert_eq!(written, json!(text), "{name}");
+            }
+        }
+        // The other accepted spellings: an offset for an instant, no offset taken as UTC, a time without fraction.
+        for text in ["2025-11-28T04:47:15.123+01:00", "2025-11-28T03:47:15.123"] {
+            assert_eq!(
+                logical("long", "timestamp-millis", json!(text)).unwrap().0,
+                Avro::TimestampMillis(1_764_301_635_123)
+            );
+        }
+        assert_eq!(
+            logical("int", "time-millis", json!("23:59:59")).unwrap().0,
+            Avro::TimeMillis(86_399_000)
+        );
+        assert_eq!(
+            logical("int", "date", json!(-1)).unwrap().1,
+            json!("1969-12-31")
+        );
+    }
+
+    #[test]
+    fn logical_types_refuse_what_is_not_their_integer_or_their_text() {
+        let refused = |underlying: &str, name: &str, json: Json| {
+            let err = logical(underlying, name, json.clone()).unwrap_err();
+            assert!(
+                err.starts_with(&format!("$: expected a {name}")),
+                "{name} {json}: {err}"
+            );
+            err
+        };
+        for name in ["timestamp-millis", "local-timestamp-micros", "time-micros"] {
+            // Only an integer literal: the underlying type is an integer.
+            refused("long", name, json!(1.5));
+            refused("long", name, serde_json::from_str("1.0").unwrap());
+            refused("long", name, serde_json::from_str("1e3").unwrap());
+            refused("long", name, json!(true));
+            refused("long", name, json!("tomorrow"));
+        }
+        refused("int", "date", json!(1.0));
+        refused("int", "date", json!(i64::from(i32::MAX) + 1));
+        refused("int", "date", json!("2025-13-01"));
+        // A local timestamp is a wall-clock reading: an offset would be silently dropped.
+        refused(
+            "long",
+            "local-timestamp-millis",
+            json!("2025-11-28T03:47:15Z"),
+        );
+        // A time of day is below one day.
+        refused("int", "time-millis", json!(86_400_000));
+        refused("int", "time-millis", json!(-1));
+        refused("long", "time-micros", json!(86_400_000_000i64));
+        // What the server could not write back as text is refused before anything is sent.
+        let err = refused("long", "timestamp-millis", json!(i64::MAX));
+        assert!(err.contains("years 0 to 9999"), "{err}");
+        refused("int", "date", json!(3_000_000));
+        refused("long", "timestamp-nanos", json!("2300-01-01T00:00:00Z"));
     }
 
     #[test]
