@@ -28,6 +28,11 @@ pub const MAX_VALUES: usize = 1 << 20;
 /// expand to); its 512 MiB default is far too trusting.
 pub const MAX_DECODE_ALLOCATION: usize = 16 * 1024 * 1024;
 
+/// Most bytes one request may decode to, counted twice: its blocks once decompressed, and the JSON text of its
+/// records. A request over it is refused, so a few KB of deflate or a block of zero-size records cannot make the
+/// server spend gigabytes; the text may pass it by one record before the check sees it.
+pub const MAX_REQUEST_DECODED_BYTES: usize = 32 * 1024 * 1024;
+
 /// Distinct container headers the [`Decoder`] remembers as already checked.
 const MAX_CACHED_SCHEMAS: usize = 64;
 
@@ -190,10 +195,22 @@ impl Decoder {
         json::start_file();
         let mut values = 0usize;
         let mut record = 0u64;
+        let mut decompressed = 0usize;
+        let over = |what: &str| {
+            AvroError::OverLimit(format!(
+                "{what} passes {} MiB in one request (the server's limit per request)",
+                MAX_REQUEST_DECODED_BYTES >> 20
+            ))
+        };
         while let Some(block) = file.next_block()? {
+            decompressed += block.data.len();
+            if decompressed > MAX_REQUEST_DECODED_BYTES {
+                return Err(over("the decompressed data"));
+            }
             let mut data = block.data.as_slice();
             for _ in 0..block.count {
                 record += 1;
+                let before = data.len();
                 let undecodable = |e: &apache_avro::Error| record_error(record, e);
                 match &other {
                     None => each(Record::Json(&mut data)).map_err(|e| undecodable(&e))?,
@@ -213,6 +230,16 @@ impl Decoder {
                         }
                         each(Record::Other(value)).map_err(|e| undecodable(&e))?;
                     }
+                }
+                // Every record must take at least one byte: one that takes none (a schema of "null", an empty
+                // record) would let a few bytes declare millions of records.
+                if data.len() == before {
+                    return Err(AvroError::OverLimit(format!(
+                        "record {record} has zero encoded size; such records are refused"
+                    )));
+                }
+                if json::text_len() > MAX_REQUEST_DECODED_BYTES {
+                    return Err(over("the records' JSON text"));
                 }
             }
             if !data.is_empty() {
@@ -387,6 +414,65 @@ mod tests {
         JSON_SCHEMA, canonical_form, container::ContainerWriter, encode, encode::DATUM_WRITER,
         fingerprint_of_canonical,
     };
+
+    /// A deflated container file of `"string"` records, one per block, each `len` copies of `byte`.
+    fn strings(byte: u8, len: usize, blocks: usize) -> Vec<u8> {
+        let mut file =
+            ContainerWriter::new(r#""string""#, Codec::Deflate(Default::default()), [9; 16]);
+        for _ in 0..blocks {
+            let mut data = Vec::with_capacity(len + 10);
+            crate::avro::container::write_long(&mut data, len as i64);
+            data.resize(data.len() + len, byte);
+            file.write_block(1, data).unwrap();
+        }
+        file.finish()
+    }
+
+    fn over_limit(bytes: &[u8]) -> String {
+        match Decoder::new().decode_request(bytes).records {
+            Err(e @ AvroError::OverLimit(_)) => e.to_string(),
+            other => panic!("expected a limit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_few_kilobytes_of_deflate_cannot_decode_to_more_than_the_request_budget() {
+        // 10 MiB of NUL bytes deflate to about 10 KB, and would be 60 MiB of JSON (`\u0000` each).
+        let bomb = strings(0, 10 << 20, 1);
+        assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+        let message = over_limit(&bomb);
+        assert!(message.contains("JSON text passes 32 MiB"), "{message}");
+        // Blocks that each fit, adding up to more than the budget.
+        let message = over_limit(&strings(b'a', 12 << 20, 3));
+        assert!(
+            message.contains("decompressed data passes 32 MiB"),
+            "{message}"
+        );
+        // Under the budget, the same kind of data is fine.
+        assert!(
+            Decoder::new()
+                .decode_request(&strings(b'a', 1 << 20, 3))
+                .records
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn records_of_zero_encoded_size_are_refused_not_multiplied() {
+        for schema in [r#""null""#, r#"{"type":"record","name":"E","fields":[]}"#] {
+            let mut file = ContainerWriter::new(schema, Codec::Null, [9; 16]);
+            file.write_block(1_000_000, Vec::new()).unwrap();
+            let message = over_limit(&file.finish());
+            assert!(message.contains("zero encoded size"), "{message}");
+            let mut one = ContainerWriter::new(schema, Codec::Null, [9; 16]);
+            one.write_block(1, vec![0]).unwrap();
+            let refused = Decoder::new().decode_request(&one.finish()).records;
+            assert!(
+                refused.is_err(),
+                "one zero-size record and a stray byte: {refused:?}"
+            );
+        }
+    }
 
     #[test]
     fn decoded_lines_are_exactly_what_serde_json_writes() {

@@ -187,6 +187,11 @@ pub(super) fn push_json(value: &Value) {
         .expect("JSON values always serialize");
 }
 
+/// How many bytes of text have been written since [`start_text`].
+pub(super) fn text_len() -> usize {
+    TEXT.with_borrow(Vec::len)
+}
+
 /// Takes the text written so far.
 pub(super) fn take_text() -> Vec<u8> {
     TEXT.with_borrow_mut(std::mem::take)

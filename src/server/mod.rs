@@ -98,28 +98,34 @@ pub fn run<S: RequestStore>(
         if let Some(group) = transport::receive_group(socket)? {
             let (routes, arrivals): (Vec<_>, Vec<_>) =
                 group.into_iter().map(|i| (i.route, i.arrival)).unzip();
-            let outcomes = worker.handle(store, &arrivals, &mut log);
-            // A store replaced under the server refuses its groups (`begin_group` checks); once that group is
-            // answered, stop: every later request would be refused too, and a restart opens the right file.
-            let moved = store.still_in_place();
-            // Records are already committed; write them out before acknowledging, and stop on failure only
-            // after the clients have their answers.
-            let written = write_records(output, &outcomes);
-            for (route, outcome) in routes.iter().zip(&outcomes) {
-                match outcome.reply.reply {
-                    Reply::Accepted { .. } => stats.accepted += 1,
-                    Reply::Rejected { .. } => stats.rejected += 1,
+            let mut done = 0;
+            while done < arrivals.len() {
+                let outcomes = worker.handle(store, &arrivals[done..], &mut log);
+                let routes = &routes[done..done + outcomes.len()];
+                done += outcomes.len();
+                // A store replaced under the server refuses its groups (`begin_group` checks); once that group
+                // is answered, stop: every later request would be refused too, and a restart opens the right
+                // file.
+                let moved = store.still_in_place();
+                // Records are already committed; write them out before acknowledging, and stop on failure only
+                // after the clients have their answers.
+                let written = write_records(output, &outcomes);
+                for (route, outcome) in routes.iter().zip(&outcomes) {
+                    match outcome.reply.reply {
+                        Reply::Accepted { .. } => stats.accepted += 1,
+                        Reply::Rejected { .. } => stats.rejected += 1,
+                    }
+                    transport::send_reply(socket, route, &outcome.reply.to_frame())?;
                 }
-                transport::send_reply(socket, route, &outcome.reply.to_frame())?;
-            }
-            // The log is for people: it is written once the clients have their answers, not before.
-            for line in outcomes.into_iter().filter_map(|o| o.line) {
-                line.print(&mut log);
-            }
-            written.map_err(ServeError::Output)?;
-            if let Err(e) = moved {
-                log.info(format_args!("stopping: {e}"));
-                return Err(e.into());
+                // The log is for people: it is written once the clients have their answers, not before.
+                for line in outcomes.into_iter().filter_map(|o| o.line) {
+                    line.print(&mut log);
+                }
+                written.map_err(ServeError::Output)?;
+                if let Err(e) = moved {
+                    log.info(format_args!("stopping: {e}"));
+                    return Err(e.into());
+                }
             }
         }
         log.roll_windows();

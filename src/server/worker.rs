@@ -19,12 +19,18 @@ use crate::{
     timestamp,
 };
 
+/// Most bytes of decoded records (their JSON lines and the stored array) a group holds before it is committed
+/// and answered; the rest of what arrived together goes in the next group.
+pub const GROUP_MAX_DECODED_BYTES: usize = 64 << 20;
+
 /// Checks and commits groups of requests; holds the settings and the decoder's schema cache between groups.
 pub struct Worker {
     max_skew_secs: i64,
     decoder: Decoder,
     /// Unvouched refusals counted per peer and reason, between their summary rows.
     tally: Tally,
+    /// [`GROUP_MAX_DECODED_BYTES`], smaller in tests.
+    group_max_decoded: usize,
 }
 
 /// What the checks know of a group so far.
@@ -43,6 +49,7 @@ impl Worker {
             max_skew_secs: settings.max_skew_secs,
             decoder: Decoder::with_reader_schemas(settings.reader_schemas.clone()),
             tally: Tally::default(),
+            group_max_decoded: GROUP_MAX_DECODED_BYTES,
         }
     }
 
@@ -84,7 +91,10 @@ impl Worker {
         }
     }
 
-    /// Handles a group: one outcome per arrival, in order, settled only once the group is committed.
+    /// Handles the first requests of a group: one outcome per arrival, in order, settled only once they are
+    /// committed. Usually that is all of them; it stops after the request whose records take the group past
+    /// [`GROUP_MAX_DECODED_BYTES`], and the caller hands the rest back in, so a group's decoded records stay
+    /// bounded in memory. Always at least one.
     ///
     /// The checks read keys and nonces inside the group's write transaction: one transaction per group instead
     /// of one per lookup, and no other writer can use a nonce between its check and the commit. When the group
@@ -144,8 +154,15 @@ impl Worker {
     ) -> Vec<Verdict> {
         let mut state = GroupState::default();
         let mut verdicts = Vec::with_capacity(group.len());
+        let mut decoded = 0;
         for (index, arrival) in group.iter().enumerate() {
+            if decoded > self.group_max_decoded {
+                break;
+            }
             let verdict = self.check(transaction, &mut state, arrival, now_us, log);
+            if let Decision::Store(fresh) = &verdict.decision {
+                decoded += fresh.records.text.len() + fresh.json.len();
+            }
             if let (Decision::Store(fresh), Some(key), Some(nonce)) =
                 (&verdict.decision, &verdict.key, &verdict.nonce)
             {
@@ -817,5 +834,40 @@ mod tests {
             requests, 2,
             "the two refused while the store could not write left no count"
         );
+    }
+
+    #[test]
+    fn a_group_past_its_decoded_budget_is_committed_and_answered_in_parts_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let (mut log, _) = captured_log();
+        let mut worker = Worker::new(&settings);
+        worker.group_max_decoded = 200;
+        let big = |i: u32| signed(&format!("nonce-{i:012}"), payload(&[json!("x".repeat(60))]));
+        let group: Vec<Arrival> = (0..5).map(big).collect();
+        let mut parts = Vec::new();
+        let mut done = 0;
+        while done < group.len() {
+            let outcomes = worker.handle(&mut store, &group[done..], &mut log);
+            assert!(!outcomes.is_empty());
+            done += outcomes.len();
+            parts.push(outcomes);
+        }
+        let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
+        assert_eq!(
+            sizes,
+            [2, 2, 1],
+            "each part stops after the request that passes the budget"
+        );
+        let ids: Vec<i64> = parts
+            .iter()
+            .flatten()
+            .map(|o| o.audit_id.unwrap())
+            .collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "in arrival order: {ids:?}"
+        );
+        assert!(parts.iter().flatten().all(|o| code(o).is_none()));
     }
 }

@@ -3,6 +3,7 @@
 
 mod amplification;
 mod audit;
+mod bombs;
 mod common;
 mod concurrency;
 mod crash;
