@@ -413,10 +413,17 @@ impl RawClient {
 
     /// The next message, or `None` when nothing arrives within `timeout`.
     pub fn try_recv(&self, timeout: Duration) -> Option<Vec<Vec<u8>>> {
-        let millis = i64::try_from(timeout.as_millis()).unwrap();
-        match self.socket.poll(zmq::POLLIN, millis).expect("poll") {
-            0 => None,
-            _ => Some(self.socket.recv_multipart(0).expect("receive a reply")),
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let millis = i64::try_from(left.as_millis()).unwrap();
+            // A signal may interrupt the wait (EINTR); wait again for what is left.
+            match self.socket.poll(zmq::POLLIN, millis) {
+                Ok(0) => return None,
+                Ok(_) => return Some(self.socket.recv_multipart(0).expect("receive a reply")),
+                Err(zmq::Error::EINTR) => continue,
+                Err(e) => panic!("poll: {e}"),
+            }
         }
     }
 
