@@ -176,6 +176,9 @@ impl Build {
     /// against the compiled lib from rust code.
     pub fn build(&mut self) {
         let vendor = Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor");
+        // Patched for zavro: rebuild libzmq when its source changes. Cargo
+        // would not otherwise notice, since this crate's own code is unchanged.
+        println!("cargo:rerun-if-changed={}", vendor.display());
 
         let mut build = cc::Build::new();
         build

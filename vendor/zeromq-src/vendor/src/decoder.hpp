@@ -41,6 +41,36 @@
 
 namespace zmq
 {
+//  Patched for zavro (2026-12-01; vendor/README.md of zavro): ZMQ_MAXMSGSIZE
+//  also bounds a whole multipart message. libzmq queues every frame of a
+//  message until its last frame arrives, so a limit per frame alone lets a
+//  peer that never ends its message make the receiver buffer without bound.
+//
+//  Each data frame is charged its size plus multipart_frame_overhead bytes:
+//  what a queued frame costs besides its data. That is its msg_t in the
+//  pipe (64 bytes) and, for a frame too large to live inside the msg_t, the
+//  content_t header of its own allocation (40 bytes) plus the allocator's
+//  header and rounding (at most 24 bytes with glibc), so a message of empty
+//  frames is bounded too.
+static const uint64_t multipart_frame_overhead = 128;
+
+//  Adds a frame of size_ bytes to total_, the charge of the message being
+//  received; returns false, leaving total_ as it was, when that would take
+//  it past max_size_ (no limit when max_size_ < 0).
+inline bool charge_multipart_frame (uint64_t &total_,
+                                    uint64_t size_,
+                                    int64_t max_size_)
+{
+    if (max_size_ < 0)
+        return true;
+    //  total_ never exceeds the limit, so none of this can wrap around.
+    const uint64_t room = static_cast<uint64_t> (max_size_) - total_;
+    if (size_ > room || multipart_frame_overhead > room - size_)
+        return false;
+    total_ += size_ + multipart_frame_overhead;
+    return true;
+}
+
 //  Helper base class for decoders that know the amount of data to read
 //  in advance at any moment. Knowing the amount in advance is a property
 //  of the protocol used. 0MQ framing protocol is based size-prefixed

@@ -41,7 +41,8 @@
 
 zmq::v1_decoder_t::v1_decoder_t (size_t bufsize_, int64_t maxmsgsize_) :
     decoder_base_t<v1_decoder_t> (bufsize_),
-    _max_msg_size (maxmsgsize_)
+    _max_msg_size (maxmsgsize_),
+    _multipart_total (0)
 {
     int rc = _in_progress.init ();
     errno_assert (rc == 0);
@@ -72,6 +73,14 @@ int zmq::v1_decoder_t::one_byte_size_ready (unsigned char const *)
 
         if (_max_msg_size >= 0
             && static_cast<int64_t> (*_tmpbuf - 1) > _max_msg_size) {
+            errno = EMSGSIZE;
+            return -1;
+        }
+
+        //  Patched for zavro: the whole multipart message must not exceed
+        //  it either (charge_multipart_frame in decoder.hpp).
+        if (!charge_multipart_frame (_multipart_total, *_tmpbuf - 1,
+                                     _max_msg_size)) {
             errno = EMSGSIZE;
             return -1;
         }
@@ -121,6 +130,13 @@ int zmq::v1_decoder_t::eight_byte_size_ready (unsigned char const *)
 
     const size_t msg_size = static_cast<size_t> (payload_length - 1);
 
+    //  Patched for zavro: the whole multipart message must not exceed it
+    //  either (charge_multipart_frame in decoder.hpp).
+    if (!charge_multipart_frame (_multipart_total, msg_size, _max_msg_size)) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+
     int rc = _in_progress.close ();
     assert (rc == 0);
     rc = _in_progress.init_size (msg_size);
@@ -151,6 +167,10 @@ int zmq::v1_decoder_t::message_ready (unsigned char const *)
 {
     //  Message is completely read. Push it further and start reading
     //  new message. (in_progress is a 0-byte message after this point.)
+    //  Patched for zavro: after the last frame of a message, the next frame
+    //  starts a new one.
+    if (!(_in_progress.flags () & msg_t::more))
+        _multipart_total = 0;
     next_step (_tmpbuf, 1, &v1_decoder_t::one_byte_size_ready);
     return 1;
 }

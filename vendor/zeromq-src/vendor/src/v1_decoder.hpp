@@ -55,6 +55,10 @@ class v1_decoder_t ZMQ_FINAL : public decoder_base_t<v1_decoder_t>
 
     const int64_t _max_msg_size;
 
+    //  Patched for zavro: what the frames of the message being received are
+    //  charged so far (charge_multipart_frame in decoder.hpp).
+    uint64_t _multipart_total;
+
     ZMQ_NON_COPYABLE_NOR_MOVABLE (v1_decoder_t)
 };
 }

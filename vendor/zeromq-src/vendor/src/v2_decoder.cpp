@@ -44,7 +44,8 @@ zmq::v2_decoder_t::v2_decoder_t (size_t bufsize_,
     decoder_base_t<v2_decoder_t, shared_message_memory_allocator> (bufsize_),
     _msg_flags (0),
     _zero_copy (zero_copy_),
-    _max_msg_size (maxmsgsize_)
+    _max_msg_size (maxmsgsize_),
+    _multipart_total (0)
 {
     int rc = _in_progress.init ();
     errno_assert (rc == 0);
@@ -107,14 +108,30 @@ int zmq::v2_decoder_t::size_ready (uint64_t msg_size_,
         return -1;
     }
 
+    //  Patched for zavro: the whole multipart message must not exceed it
+    //  either (charge_multipart_frame in decoder.hpp). Commands are
+    //  handled as they arrive, never queued, so they are not charged.
+    if (!(_msg_flags & msg_t::command)
+        && unlikely (!charge_multipart_frame (_multipart_total, msg_size_,
+                                              _max_msg_size))) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+
     int rc = _in_progress.close ();
     assert (rc == 0);
 
     // the current message can exceed the current buffer. We have to copy the buffer
     // data into a new message and complete it in the next receive.
 
+    //  Patched for zavro: a frame that points into the shared receive buffer
+    //  keeps that whole buffer (about 18 KiB) alive. While a message is queued
+    //  until its last frame, that is far more than the frame is charged, so
+    //  under a limit a frame that is not the last is copied into its own
+    //  allocation.
     shared_message_memory_allocator &allocator = get_allocator ();
     if (unlikely (!_zero_copy
+                  || (_max_msg_size >= 0 && (_msg_flags & msg_t::more))
                   || msg_size_ > static_cast<size_t> (
                        allocator.data () + allocator.size () - read_pos_))) {
         // a new message has started, but the size would exceed the pre-allocated arena
@@ -160,6 +177,11 @@ int zmq::v2_decoder_t::size_ready (uint64_t msg_size_,
 
 int zmq::v2_decoder_t::message_ready (unsigned char const *)
 {
+    //  Patched for zavro: after the last frame of a message, the next frame
+    //  starts a new one.
+    if (!(_msg_flags & (msg_t::more | msg_t::command)))
+        _multipart_total = 0;
+
     //  Message is completely read. Signal this to the caller
     //  and prepare to decode next message.
     next_step (_tmpbuf, 1, &v2_decoder_t::flags_ready);

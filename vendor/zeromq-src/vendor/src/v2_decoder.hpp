@@ -63,6 +63,10 @@ class v2_decoder_t ZMQ_FINAL
     const bool _zero_copy;
     const int64_t _max_msg_size;
 
+    //  Patched for zavro: what the data frames of the message being received
+    //  are charged so far (charge_multipart_frame in decoder.hpp).
+    uint64_t _multipart_total;
+
     ZMQ_NON_COPYABLE_NOR_MOVABLE (v2_decoder_t)
 };
 }

@@ -46,6 +46,7 @@ zmq::ws_decoder_t::ws_decoder_t (size_t bufsize_,
     _msg_flags (0),
     _zero_copy (zero_copy_),
     _max_msg_size (maxmsgsize_),
+    _multipart_total (0),
     _must_mask (must_mask_),
     _size (0)
 {
@@ -205,14 +206,31 @@ int zmq::ws_decoder_t::size_ready (unsigned char const *read_pos_)
         return -1;
     }
 
+    //  Patched for zavro: the whole multipart message must not exceed it
+    //  either (charge_multipart_frame in decoder.hpp). Commands are
+    //  handled as they arrive, never queued, so they are not charged.
+    if (!(_msg_flags & msg_t::command)
+        && unlikely (
+          !charge_multipart_frame (_multipart_total, _size, _max_msg_size))) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+
     int rc = _in_progress.close ();
     assert (rc == 0);
 
     // the current message can exceed the current buffer. We have to copy the buffer
     // data into a new message and complete it in the next receive.
 
+    //  Patched for zavro: a frame that points into the shared receive buffer
+    //  keeps that whole buffer (about 18 KiB) alive. While a message is queued
+    //  until its last frame, that is far more than the frame is charged, so
+    //  under a limit a frame that is not the last is copied into its own
+    //  allocation.
     shared_message_memory_allocator &allocator = get_allocator ();
-    if (unlikely (!_zero_copy || allocator.data () > read_pos_
+    if (unlikely (!_zero_copy
+                  || (_max_msg_size >= 0 && (_msg_flags & msg_t::more))
+                  || allocator.data () > read_pos_
                   || static_cast<size_t> (read_pos_ - allocator.data ())
                        > allocator.size ()
                   || _size > static_cast<size_t> (
@@ -260,6 +278,11 @@ int zmq::ws_decoder_t::size_ready (unsigned char const *read_pos_)
 
 int zmq::ws_decoder_t::message_ready (unsigned char const *)
 {
+    //  Patched for zavro: after the last frame of a message, the next frame
+    //  starts a new one.
+    if (!(_msg_flags & (msg_t::more | msg_t::command)))
+        _multipart_total = 0;
+
     if (_must_mask) {
         int mask_index = _opcode == ws_protocol_t::opcode_binary ? 1 : 0;
 

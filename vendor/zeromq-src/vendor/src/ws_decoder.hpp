@@ -69,6 +69,10 @@ class ws_decoder_t ZMQ_FINAL
 
     const bool _zero_copy;
     const int64_t _max_msg_size;
+
+    //  Patched for zavro: what the data frames of the message being received
+    //  are charged so far (charge_multipart_frame in decoder.hpp).
+    uint64_t _multipart_total;
     const bool _must_mask;
     uint64_t _size;
     zmq::ws_protocol_t::opcode_t _opcode;
