@@ -38,7 +38,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         'zavro;serve' {
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Append accepted records (one JSON line each) to this file instead of stdout')
             [CompletionResult]::new('--schema', '--schema', [CompletionResultType]::ParameterName, 'Accept only data whose writer schema resolves against this reader schema (Avro''s resolution rules), and log and store it in this schema''s shape. Repeat it, or give a directory of .avsc files, for several; without it, any schema zavro can decode safely is accepted')
-            [CompletionResult]::new('--max-message-size', '--max-message-size', [CompletionResultType]::ParameterName, 'Drop messages larger than this many bytes (ZMQ_MAXMSGSIZE: the sender is disconnected, no reply)')
+            [CompletionResult]::new('--max-message-size', '--max-message-size', [CompletionResultType]::ParameterName, 'Disconnect a peer, unanswered, once its request passes this many bytes (its frames'' sizes plus 128 per frame)')
             [CompletionResult]::new('--max-skew', '--max-skew', [CompletionResultType]::ParameterName, 'Refuse requests whose timestamp is more than this many seconds from the server''s clock')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

@@ -34,7 +34,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
         &'zavro;serve'= {
             cand --output 'Append accepted records (one JSON line each) to this file instead of stdout'
             cand --schema 'Accept only data whose writer schema resolves against this reader schema (Avro''s resolution rules), and log and store it in this schema''s shape. Repeat it, or give a directory of .avsc files, for several; without it, any schema zavro can decode safely is accepted'
-            cand --max-message-size 'Drop messages larger than this many bytes (ZMQ_MAXMSGSIZE: the sender is disconnected, no reply)'
+            cand --max-message-size 'Disconnect a peer, unanswered, once its request passes this many bytes (its frames'' sizes plus 128 per frame)'
             cand --max-skew 'Refuse requests whose timestamp is more than this many seconds from the server''s clock'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand -h 'Print help'

@@ -36,7 +36,7 @@ complete -c zavro -n "__fish_zavro_needs_command" -f -a "completions" -d 'Print 
 complete -c zavro -n "__fish_zavro_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -l output -d 'Append accepted records (one JSON line each) to this file instead of stdout' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -l schema -d 'Accept only data whose writer schema resolves against this reader schema (Avro\'s resolution rules), and log and store it in this schema\'s shape. Repeat it, or give a directory of .avsc files, for several; without it, any schema zavro can decode safely is accepted' -r -F
-complete -c zavro -n "__fish_zavro_using_subcommand serve" -l max-message-size -d 'Drop messages larger than this many bytes (ZMQ_MAXMSGSIZE: the sender is disconnected, no reply)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand serve" -l max-message-size -d 'Disconnect a peer, unanswered, once its request passes this many bytes (its frames\' sizes plus 128 per frame)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -l max-skew -d 'Refuse requests whose timestamp is more than this many seconds from the server\'s clock' -r
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -s h -l help -d 'Print help'

@@ -196,7 +196,7 @@ pub struct ServeArgs {
     #[arg(long = "schema", value_name = "FILE|DIR")]
     pub schemas: Vec<PathBuf>,
 
-    /// Drop messages larger than this many bytes (ZMQ_MAXMSGSIZE: the sender is disconnected, no reply).
+    /// Disconnect a peer, unanswered, once its request passes this many bytes (its frames' sizes plus 128 per frame).
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_message_size: u32,
 

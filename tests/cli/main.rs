@@ -8,6 +8,7 @@ mod common;
 mod concurrency;
 mod crash;
 mod end_to_end;
+mod endless_messages;
 mod help;
 mod hostile;
 mod interop;
