@@ -580,12 +580,17 @@ fn prune(store: &mut Store, args: AuditPruneArgs) -> Result<(), Error> {
         ),
         Some(((first_id, first_us), (last_id, last_us))) => writeln!(
             out,
-            "{verb} {} audit rows (#{first_id} to #{last_id}, {} to {}), {} payloads and {} nonces{}",
+            "{verb} {} audit rows (#{first_id} to #{last_id}, {} to {}), {} payloads, {} nonces{}{}",
             pruned.rows,
             format_rfc3339(first_us),
             format_rfc3339(last_us),
             pruned.payloads,
             pruned.nonces,
+            if args.dry_run {
+                String::new()
+            } else {
+                format!(" and {} schemas no row uses any more", pruned.schemas)
+            },
             if args.dry_run {
                 String::new()
             } else {

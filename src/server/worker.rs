@@ -870,4 +870,35 @@ mod tests {
         );
         assert!(parts.iter().flatten().all(|o| code(o).is_none()));
     }
+
+    #[test]
+    fn a_schema_pruned_by_another_process_is_written_again_not_named_by_a_stale_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let (mut log, _) = captured_log();
+        let mut worker = Worker::new(&settings);
+        let first = worker.handle(
+            &mut store,
+            &[signed("nonce-000000000001", payload(&[json!(1)]))],
+            &mut log,
+        );
+        assert_eq!(code(&first[0]), None);
+
+        let mut admin = Store::open(&dir.path().join("zavro.db")).unwrap();
+        let now = timestamp::now_micros();
+        let pruned = admin.prune_audit(now + 1, now, false).unwrap();
+        assert_eq!(pruned.schemas, 1, "no row names the schema any more");
+
+        let again = worker.handle(
+            &mut store,
+            &[signed("nonce-000000000002", payload(&[json!(2)]))],
+            &mut log,
+        );
+        assert_eq!(code(&again[0]), None);
+        assert!(
+            sends(&store)[0].schema.is_some(),
+            "the row names its schema"
+        );
+        assert!(store.verify_audit(None).unwrap().is_ok());
+    }
 }

@@ -128,6 +128,9 @@ pub struct Store {
     schema_ids: HashMap<String, i64>,
     /// The file this store opened, to notice when its path names another file or none (`None` in memory).
     file: Option<FileIdentity>,
+    /// `PRAGMA data_version` when `schema_ids` was last known right: it changes when another connection
+    /// commits (a prune may delete schemas), and then the cached ids are forgotten.
+    data_version: i64,
 }
 
 /// A file's path and the (device, inode) it named when the store was opened.
@@ -271,6 +274,7 @@ impl Store {
             conn,
             schema_ids: HashMap::new(),
             file,
+            data_version: 0,
         })
     }
 

@@ -14,6 +14,8 @@ pub struct Pruned {
     pub payloads: u64,
     /// Nonces removed with them.
     pub nonces: u64,
+    /// Schemas no row left names any more, removed with them (counted only when the rows are removed).
+    pub schemas: u64,
     /// The oldest and newest rows removed: (id, time µs), or `None` when nothing was old enough.
     pub range: Option<((i64, i64), (i64, i64))>,
     /// The hash of the newest row removed, which the checkpoint keeps and the next row chains to.
@@ -50,6 +52,7 @@ impl Store {
                 rows: 0,
                 payloads: 0,
                 nonces: 0,
+                schemas: 0,
                 range: None,
                 last_hash: None,
             });
@@ -66,10 +69,11 @@ impl Store {
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
-        let pruned = Pruned {
+        let mut pruned = Pruned {
             rows,
             payloads,
             nonces,
+            schemas: 0,
             range: Some((first, (last_id, last_time))),
             last_hash: Some(last_hash.clone()),
         };
@@ -79,6 +83,15 @@ impl Store {
         tx.execute("DELETE FROM payloads WHERE audit_id <= ?1", [last_id])?;
         tx.execute("DELETE FROM nonces WHERE audit_id <= ?1", [last_id])?;
         tx.execute("DELETE FROM audit WHERE id <= ?1", [last_id])?;
+        // A schema no remaining row names is not needed to verify the chain any more. A server that cached its
+        // id sees this commit (`PRAGMA data_version`) and looks schemas up again.
+        pruned.schemas = tx
+            .execute(
+                "DELETE FROM schemas WHERE NOT EXISTS (SELECT 1 FROM audit WHERE audit.schema_id = schemas.id)",
+                [],
+            )?
+            .try_into()
+            .unwrap_or(0);
         tx.execute(
             "INSERT INTO audit_checkpoints (time_us, last_row, last_hash, rows) VALUES (?1, ?2, ?3, ?4)",
             params![now_us, last_id, last_hash, i64::try_from(rows).unwrap_or(i64::MAX)],

@@ -17,10 +17,19 @@ impl RequestStore for Store {
     /// The transaction takes the write lock at once (`BEGIN IMMEDIATE`), in a file that is still the store's.
     fn begin_group(&mut self) -> Result<Batch<'_>, StoreError> {
         Store::still_in_place(self)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read under the write lock, so nobody can commit between this check and the group's own writes.
+        let version: i64 = tx
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |row| row.get(0))?;
+        if version != self.data_version {
+            self.schema_ids.clear();
+            self.data_version = version;
+        }
         Ok(Batch {
-            tx: self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+            tx,
             schema_ids: &mut self.schema_ids,
             new_schema_ids: Vec::new(),
         })
