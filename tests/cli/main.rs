@@ -8,6 +8,7 @@ mod crash;
 mod end_to_end;
 mod help;
 mod hostile;
+mod hygiene;
 mod interop;
 mod keys;
 mod operators;
