@@ -23,6 +23,8 @@ use crate::{
 pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
     avro::limit_decode_allocations();
     let endpoint = endpoint::resolve(&args.endpoint, Side::Bind).map_err(Error::Usage)?;
+    // Problems with the store's files surface now, as one error, rather than at the first request.
+    store.check_writable()?;
     // Every connection holds a descriptor: take all the system allows, and check the cap fits in them. The
     // server goes on with the limit it has when it may not raise it.
     if let Err(e) = hardening::raise_open_file_limit() {
