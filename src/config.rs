@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     error::Error,
+    hardening,
     profiles::{self, Profile, ProfileError},
 };
 
@@ -39,8 +40,17 @@ pub fn credentials_path() -> Result<PathBuf, Error> {
 }
 
 /// The profile to use: the one named by `--profile` / `ZAVRO_PROFILE` (clap reads both), which must exist, else
-/// the `default` profile when the credentials file has one, else none.
+/// the `default` profile when the credentials file has one, else none. Its secret, kept as long as the command
+/// runs, is locked out of swap where the platform allows.
 pub fn profile(flag: Option<&str>) -> Result<Option<Profile>, Error> {
+    let profile = find_profile(flag)?;
+    if let Some(secret) = profile.as_ref().and_then(|p| p.secret.as_ref()) {
+        hardening::keep_out_of_swap(secret);
+    }
+    Ok(profile)
+}
+
+fn find_profile(flag: Option<&str>) -> Result<Option<Profile>, Error> {
     let path = match (flag, profiles::default_path()) {
         (_, Some(path)) => path,
         (None, None) => return Ok(None),
@@ -140,10 +150,13 @@ pub fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
 }
 
+/// The secret as the buffer the command keeps to the end, locked out of swap where the platform allows (the
+/// copies it was read through are short-lived and wiped).
 fn non_empty(secret: &str, source: &str) -> Result<Zeroizing<String>, Error> {
     if secret.is_empty() {
-        Err(Error::Usage(format!("{source} is empty")))
-    } else {
-        Ok(Zeroizing::new(secret.to_owned()))
+        return Err(Error::Usage(format!("{source} is empty")));
     }
+    let kept = Zeroizing::new(secret.to_owned());
+    hardening::keep_out_of_swap(&kept);
+    Ok(kept)
 }

@@ -67,6 +67,8 @@ pub mod exit {
     pub const UNREACHABLE: u8 = 5;
     /// `audit verify` found the audit hash chain broken.
     pub const TAMPERED: u8 = 6;
+    /// The store does not exist, and the command does not create one (every command but `keys add`).
+    pub const NO_STORE: u8 = 7;
 }
 
 impl Error {
@@ -90,6 +92,7 @@ impl Error {
             // Not evidence of tampering: the head is simply gone, so nothing can be said about it.
             Error::Tampered(ChainBreak::HeadPruned { .. }) => exit::FAILURE,
             Error::Tampered(_) => exit::TAMPERED,
+            Error::Store(StoreError::Missing(_)) => exit::NO_STORE,
             Error::Client(_)
             | Error::Store(_)
             | Error::Random(_)

@@ -15,7 +15,8 @@
 //!   parsed on its own thread, so a sender waits for input and replies at once).
 //! - Front-ends: [`cli`] (clap types only), [`cmd`] (one thin `run` per subcommand), [`config`] (store path and
 //!   credentials resolved once), [`error`] (one error type and the exit codes), [`docs`] (completions, man pages),
-//!   [`complete`] (key ids for shell completion, read from the store while the user types).
+//!   [`complete`] (key ids for shell completion, read from the store while the user types), [`hardening`]
+//!   (no core dumps, secrets kept out of swap, the open-file limit raised).
 
 #![warn(missing_docs)]
 
@@ -32,6 +33,7 @@ pub mod credentials;
 pub mod docs;
 pub mod endpoint;
 pub mod error;
+pub mod hardening;
 pub mod input;
 pub mod profiles;
 pub mod protocol;

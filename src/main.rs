@@ -3,9 +3,15 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use zavro::{cli::Cli, cmd, error::exit};
+use zavro::{cli::Cli, cmd, error::exit, hardening};
 
 fn main() -> ExitCode {
+    // Before anything is read: the store's pages hold every key's secret (even the completion callback below
+    // reads them), and `send`, `bench` and `keys add` hold one, so no zavro process may leave a core file.
+    if let Err(e) = hardening::forbid_core_dumps() {
+        eprintln!("zavro: {e}");
+        return ExitCode::from(exit::FAILURE);
+    }
     // `ZAVRO_COMPLETE=bash zavro` prints a script that calls back here while the user types, so completions can
     // name things only known at run time (key ids for `keys revoke`); without ZAVRO_COMPLETE this returns at once.
     clap_complete::CompleteEnv::with_factory(Cli::command)

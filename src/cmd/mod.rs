@@ -8,24 +8,33 @@ mod send;
 mod serve;
 
 use crate::{
-    cli::{Cli, Command},
+    cli::{Cli, Command, KeysCommand},
     config,
     error::Error,
     store::Store,
 };
 
-/// Runs the parsed command line. Commands that need no store (send, completions) never open it.
+/// Runs the parsed command line. Commands that need no store (send, completions) never open it; only `keys add`
+/// creates it, so a mistyped `--db` or a deleted store is an error everywhere else, not a new, empty store.
 pub fn run(cli: Cli) -> Result<(), Error> {
-    let open_store = || -> Result<Store, Error> {
+    let open_store = |create: bool| -> Result<Store, Error> {
         let path = config::store_path(cli.db.as_deref())?;
-        Ok(Store::open(&path)?)
+        let store = if create {
+            Store::open(&path)
+        } else {
+            Store::open_existing(&path)
+        };
+        Ok(store?)
     };
     match cli.command {
-        Command::Serve(args) => serve::run(&mut open_store()?, args),
+        Command::Serve(args) => serve::run(&mut open_store(false)?, args),
         Command::Send(args) => send::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Keys(command) => keys::run(&mut open_store()?, command),
-        Command::Audit(command) => audit::run(&mut open_store()?, command),
+        Command::Keys(command) => {
+            let create = matches!(command, KeysCommand::Add(_));
+            keys::run(&mut open_store(create)?, command)
+        }
+        Command::Audit(command) => audit::run(&mut open_store(false)?, command),
         Command::Completions(args) => completions::run(args),
     }
 }

@@ -3,6 +3,7 @@
 use std::{
     fs::OpenOptions,
     io::{self, BufWriter, Write},
+    os::unix::fs::OpenOptionsExt,
     sync::{Arc, atomic::AtomicBool},
 };
 
@@ -13,6 +14,7 @@ use crate::{
     cli::ServeArgs,
     endpoint::{self, Side},
     error::Error,
+    hardening,
     server::{self, Log, Settings},
     store::Store,
 };
@@ -28,6 +30,15 @@ const SHUTDOWN_LINGER_MS: i32 = 2000;
 pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
     avro::limit_decode_allocations();
     let endpoint = endpoint::resolve(&args.endpoint, Side::Bind).map_err(Error::Usage)?;
+    // Problems with the store's files surface now, as one error, rather than at the first request.
+    store.check_writable()?;
+    // Every connection holds a descriptor: take all the system allows, and check the cap fits in them. The
+    // server goes on with the limit it has when it may not raise it.
+    if let Err(e) = hardening::raise_open_file_limit() {
+        eprintln!("{e}");
+    }
+    hardening::connection_limit(args.max_connections, hardening::open_file_limit())
+        .map_err(|e| Error::Usage(e.to_string()))?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM] {
@@ -37,9 +48,11 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
 
     let mut output: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(BufWriter::new(
+            // Private like the store it copies from; an existing file keeps the mode its owner gave it.
             OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(path)
                 .map_err(|e| Error::io(format!("cannot open output {}", path.display()), e))?,
         )),

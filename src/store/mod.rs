@@ -62,6 +62,28 @@ pub enum StoreError {
     /// The path exists but is a directory.
     #[error("store {0} is a directory; give the path of a file (--db or ZAVRO_DB)")]
     IsDirectory(PathBuf),
+    /// No store at the path, and the command does not create one (only `keys add` does).
+    #[error(
+        "no store at {0}; `zavro keys add` creates one, or give the path of an existing store (--db or ZAVRO_DB)"
+    )]
+    Missing(PathBuf),
+    /// A file SQLite keeps beside the store (`-wal`, `-shm`) is there but cannot serve: SQLite would fail on it
+    /// later, in the middle of work, or (for `-shm`, which it maps into memory) crash the process.
+    #[error("store file {path} {problem}")]
+    Unusable {
+        /// The `-wal` or `-shm` file.
+        path: PathBuf,
+        /// What is wrong with it and what to do.
+        problem: String,
+    },
+    /// The store opened but a write transaction failed (read-only file system, full disk, locked files).
+    #[error("store {path} cannot be written: {source}")]
+    NotWritable {
+        /// The store file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
     /// Other users may read the file, which holds secrets.
     #[error(
         "store {path} is readable or writable by other users (mode {mode:o}); it holds secrets: chmod 600 {path}"
@@ -172,6 +194,16 @@ impl Store {
 
     /// Opens (creating if needed, mode 0600) and migrates the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_with(path, true)
+    }
+
+    /// Opens and migrates the store at `path`, which must exist: [`StoreError::Missing`] otherwise, so a
+    /// mistyped `--db` or a deleted store is an error rather than a new, empty store.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        Self::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, create: bool) -> Result<Store, StoreError> {
         if path.is_dir() {
             return Err(StoreError::IsDirectory(path.to_owned()));
         }
@@ -179,7 +211,7 @@ impl Store {
             path: path.to_owned(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if create && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -190,11 +222,15 @@ impl Store {
         OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
+            .create(create)
             .truncate(false)
             .mode(0o600)
             .open(path)
-            .map_err(io_err)?;
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound if !create => StoreError::Missing(path.to_owned()),
+                _ => io_err(source),
+            })?;
+        check_side_files(path)?;
         let mode = fs::metadata(path).map_err(io_err)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(StoreError::TooOpen {
@@ -209,6 +245,25 @@ impl Store {
         let conn = Connection::open(path).map_err(open_err)?;
         configure(&conn).map_err(open_err)?;
         Self::migrate(conn, path)
+    }
+
+    /// Runs a write transaction that changes nothing, so a store that cannot be written (read-only file system,
+    /// full disk, a `-wal` or `-shm` SQLite cannot write) is found at start-up, not at the first request.
+    pub fn check_writable(&mut self) -> Result<(), StoreError> {
+        let not_writable = |source| StoreError::NotWritable {
+            path: PathBuf::from(self.conn.path().unwrap_or("the store")),
+            source,
+        };
+        let write = || -> rusqlite::Result<()> {
+            let tx =
+                rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            // Rewriting the schema version with its own value dirties the header page, so the commit really
+            // appends to the WAL and syncs it, as every group the server commits will.
+            let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+            tx.pragma_update(None, "user_version", version)?;
+            tx.commit()
+        };
+        write().map_err(not_writable)
     }
 
     /// Makes this connection refuse (or again allow) every change, as a full or failing disk would: for tests of
@@ -315,6 +370,61 @@ pub fn active_key_ids(path: &Path) -> Vec<(String, Option<String>)> {
     }
 }
 
+/// Checks the `-wal` and `-shm` files beside the store at `path`, when they exist, before SQLite opens them.
+///
+/// SQLite maps `-shm` into memory: one it cannot write (an immutable file, say) makes it fall back to a
+/// read-only mapping, and every write then fails (a server was also seen to die of SIGBUS on one).
+/// Checked with access(2), not by opening: closing a descriptor of a file drops every lock this process holds
+/// on it, SQLite's included.
+fn check_side_files(path: &Path) -> Result<(), StoreError> {
+    use nix::unistd::{AccessFlags, access};
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let side = PathBuf::from(name);
+        let unusable = |problem: String| StoreError::Unusable {
+            path: side.clone(),
+            problem,
+        };
+        let kind = match fs::metadata(&side) {
+            Ok(meta) => meta.file_type(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(unusable(format!("cannot be examined: {e}"))),
+        };
+        if !kind.is_file() {
+            return Err(unusable(format!(
+                "is {}, not a regular file; SQLite needs it to be a file this process can read and write",
+                describe_file_type(kind)
+            )));
+        }
+        access(&side, AccessFlags::R_OK | AccessFlags::W_OK).map_err(|e| {
+            unusable(format!(
+                "cannot be read and written by this process ({}); check its owner, mode and attributes (lsattr)",
+                std::io::Error::from(e)
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// "a directory", "a symbolic link", … for a message.
+fn describe_file_type(kind: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_fifo() {
+        "a named pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
 /// Switches the connection to WAL mode and returns the mode SQLite reports.
 ///
 /// While another process holds the write lock on a fresh file (switching it to WAL itself, or migrating),
@@ -371,6 +481,49 @@ mod tests {
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         Store::open(&path).unwrap();
+    }
+
+    #[test]
+    fn open_existing_refuses_a_missing_store_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/zavro.db");
+        assert!(matches!(
+            Store::open_existing(&path),
+            Err(StoreError::Missing(p)) if p == path
+        ));
+        assert!(!dir.path().join("sub").exists());
+        Store::open(&path).unwrap();
+        Store::open_existing(&path).unwrap();
+    }
+
+    #[test]
+    fn a_side_file_that_is_not_a_regular_file_is_refused_before_sqlite_opens_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zavro.db");
+        Store::open(&path).unwrap();
+        let wal = dir.path().join("zavro.db-wal");
+        fs::create_dir(&wal).unwrap();
+        let err = Store::open_existing(&path)
+            .err()
+            .expect("-wal is a directory");
+        assert!(
+            matches!(&err, StoreError::Unusable { path, .. } if *path == wal),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn check_writable_runs_a_real_write_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("zavro.db")).unwrap();
+        store.check_writable().unwrap();
+        store.refuse_writes(true);
+        let err = store.check_writable().expect_err("writes are refused");
+        assert!(matches!(err, StoreError::NotWritable { .. }), "{err}");
+        assert!(
+            err.to_string().contains("zavro.db cannot be written"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ fn reply_of(frames: &[Vec<u8>]) -> ReplyFrame {
 #[test]
 fn a_request_of_megabytes_costs_a_short_reply_audit_row_and_log_line() {
     let env = TestEnv::new();
+    env.create_store();
     let server = env.start_server();
     let client = RawClient::dealer(server.endpoint());
     // 1 MiB of DEL bytes in a field name (each would be escaped to six characters), then 1 MiB of junk.
@@ -63,6 +64,7 @@ fn a_request_of_megabytes_costs_a_short_reply_audit_row_and_log_line() {
 #[test]
 fn a_readable_envelope_refused_for_an_extra_field_still_gets_its_nonce_back() {
     let env = TestEnv::new();
+    env.create_store();
     let server = env.start_server();
     let client = RawClient::dealer(server.endpoint());
     client.send(&[
@@ -78,6 +80,7 @@ fn a_readable_envelope_refused_for_an_extra_field_still_gets_its_nonce_back() {
 #[test]
 fn a_field_name_with_newlines_and_escapes_forges_no_log_line_and_no_terminal_row() {
     let env = TestEnv::new();
+    env.create_store();
     let server = env.start_server();
     let client = RawClient::dealer(server.endpoint());
     let forged = "x\naccepted #1 key=ZKADMIN peer=10.0.0.1 records=1\n\u{1b}[2J\u{1b}]0;owned\u{7}";
@@ -136,6 +139,7 @@ fn a_field_name_with_newlines_and_escapes_forges_no_log_line_and_no_terminal_row
 #[test]
 fn a_peer_that_never_reads_its_replies_neither_grows_the_server_nor_holds_up_its_shutdown() {
     let env = TestEnv::new();
+    env.create_store();
     let server = env.start_server();
     let context = zmq::Context::new();
     let reader_that_never_reads = context.socket(zmq::DEALER).unwrap();

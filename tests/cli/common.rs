@@ -78,6 +78,11 @@ impl TestEnv {
         self.config_dir().join("zavro").join("credentials")
     }
 
+    /// Creates the store, empty, as `keys add` would (every other command refuses a store that does not exist).
+    pub fn create_store(&self) {
+        zavro::store::Store::open(&self.db).expect("create the store");
+    }
+
     /// `keys add --json`: a new key id and its secret.
     pub fn add_key(&self) -> (String, String) {
         let out = self

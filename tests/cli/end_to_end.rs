@@ -566,6 +566,7 @@ fn sigterm_exits_zero_with_every_sent_record_committed() {
 #[test]
 fn sigint_also_stops_the_server_cleanly() {
     let env = TestEnv::new();
+    env.create_store();
     let server = env.start_server();
     kill(server.pid(), Signal::SIGINT).expect("send SIGINT");
     let (status, stderr) = server.stop_with_stderr();

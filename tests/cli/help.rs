@@ -143,6 +143,7 @@ fn dynamic_completion_offers_the_keys_that_can_still_be_revoked() {
 #[test]
 fn a_complete_variable_set_for_something_else_does_not_turn_zavro_into_a_completer() {
     let env = crate::common::TestEnv::new();
+    env.create_store();
     let out = env
         .zavro()
         .env("COMPLETE", "bash")

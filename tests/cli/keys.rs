@@ -192,6 +192,7 @@ fn keys_add_refuses_a_short_imported_secret_as_a_usage_error() {
 #[test]
 fn revoking_an_unknown_key_fails_and_names_it() {
     let env = TestEnv::new();
+    env.create_store();
     let out = env
         .zavro()
         .args(["keys", "revoke", "ZKFFFFFFFFFFFFFFFF"])

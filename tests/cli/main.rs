@@ -11,6 +11,7 @@ mod end_to_end;
 mod endless_messages;
 mod help;
 mod hostile;
+mod hygiene;
 mod interop;
 mod keys;
 mod operators;

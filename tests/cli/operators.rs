@@ -212,6 +212,7 @@ fn audit_query_formats_json_and_csv_carry_the_same_rows() {
 #[test]
 fn audit_query_csv_quotes_odd_fields_and_neutralises_formulas_from_clients() {
     let env = TestEnv::new();
+    env.create_store();
     let server = env.start_server();
     // A key id may begin with `-`, and a spreadsheet would compute `-2-3`.
     env.send(server.endpoint(), "-2-3", "some-secret-of-20-chars", "1")

@@ -33,6 +33,7 @@ fn add_profile(env: &TestEnv, name: &str, endpoint: &str) -> String {
 #[test]
 fn keys_add_save_profile_writes_a_private_file_and_send_uses_it_without_an_endpoint() {
     let env = TestEnv::new();
+    env.create_store();
     let server = env.start_server();
     let key = add_profile(&env, "prod", server.endpoint());
     let mode = std::fs::metadata(env.credentials_path())
@@ -103,6 +104,7 @@ fn keys_add_refuses_to_replace_a_profile_without_force() {
 #[test]
 fn flag_beats_environment_beats_profile_for_key_secret_and_endpoint() {
     let env = TestEnv::new();
+    env.create_store();
     let server = env.start_server();
     let other_server = env.start_server();
     let profile_key = add_profile(&env, "default", server.endpoint());
@@ -192,6 +194,7 @@ fn a_missing_profile_or_endpoint_and_an_open_credentials_file_are_usage_errors()
 #[test]
 fn bench_takes_key_secret_and_endpoint_from_the_profile() {
     let env = TestEnv::new();
+    env.create_store();
     let server = env.start_server();
     let key = add_profile(&env, "load", server.endpoint());
     let out = env
