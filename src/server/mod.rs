@@ -33,7 +33,11 @@ pub use outcome::{LogLine, Outcome};
 pub use request::{Arrival, MAX_FRAMES};
 pub use worker::Worker;
 
-use crate::{protocol::Reply, store::RequestStore, timestamp};
+use crate::{
+    protocol::{RejectCode, Reply},
+    store::RequestStore,
+    timestamp,
+};
 
 /// How long the loop waits for a request before it looks at the shutdown flag again (a signal also ends the
 /// wait at once).
@@ -103,10 +107,23 @@ pub fn run<S: RequestStore>(
                 let outcomes = worker.handle(store, &arrivals[done..], &mut log);
                 let routes = &routes[done..done + outcomes.len()];
                 done += outcomes.len();
-                // A store replaced under the server refuses its groups (`begin_group` checks); once that group
-                // is answered, stop: every later request would be refused too, and a restart opens the right
-                // file.
-                let moved = store.still_in_place();
+                // A store replaced under the server refuses its groups (`begin_group` checks, so the group was
+                // refused as internal); once that group is answered, stop: every later request would be refused
+                // too, and a restart opens the right file.
+                let refused_by_store = outcomes.iter().any(|o| {
+                    matches!(
+                        o.reply.reply,
+                        Reply::Rejected {
+                            code: RejectCode::Internal,
+                            ..
+                        }
+                    )
+                });
+                let moved = if refused_by_store {
+                    store.still_in_place()
+                } else {
+                    Ok(())
+                };
                 // Records are already committed; write them out before acknowledging, and stop on failure only
                 // after the clients have their answers.
                 let written = write_records(output, &outcomes);
