@@ -41,6 +41,9 @@ pub struct BatchEncoder {
     count: u64,
     /// Boxed: a parsed schema is large, and most batches have none.
     typed: Option<Box<UserSchema>>,
+    /// The sync marker of every file this encoder writes, drawn once: Avro asks that it be unlikely to occur in
+    /// the data, not that each file have its own, and drawing it per request cost a system call each.
+    sync: Option<[u8; 16]>,
 }
 
 /// A user's schema for `send --schema`: records are natural JSON converted to it ([`typed`]).
@@ -90,6 +93,7 @@ impl BatchEncoder {
             data: Vec::new(),
             count: 0,
             typed: None,
+            sync: None,
         }
     }
 
@@ -159,9 +163,16 @@ impl BatchEncoder {
 
     /// The container file of the records so far; the batch is empty afterwards.
     pub fn finish(&mut self) -> Result<Vec<u8>, AvroError> {
-        let mut sync = [0u8; 16];
-        getrandom::fill(&mut sync)
-            .map_err(|e| AvroError::Write(format!("no randomness for the sync marker: {e}")))?;
+        let sync = match self.sync {
+            Some(sync) => sync,
+            None => {
+                let mut sync = [0u8; 16];
+                getrandom::fill(&mut sync).map_err(|e| {
+                    AvroError::Write(format!("no randomness for the sync marker: {e}"))
+                })?;
+                *self.sync.insert(sync)
+            }
+        };
         let schema = self
             .typed
             .as_ref()
@@ -181,6 +192,18 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn an_encoder_draws_its_sync_marker_once_for_all_its_files() {
+        let mut encoder = BatchEncoder::new(Codec::Null);
+        encoder.push(&serde_json::json!(1), 1).unwrap();
+        let first = encoder.finish().unwrap();
+        encoder.push(&serde_json::json!(2), 2).unwrap();
+        let second = encoder.finish().unwrap();
+        // A file ends with its sync marker.
+        assert_eq!(first[first.len() - 16..], second[second.len() - 16..]);
+        assert_ne!(first[first.len() - 16..], [0; 16]);
+    }
 
     #[test]
     fn integers_beyond_i64_are_refused_not_rounded() {
