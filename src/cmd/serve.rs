@@ -1,9 +1,7 @@
 //! `zavro serve ENDPOINT`: bind a ROUTER socket, report the bound endpoint, run the server loop until a signal.
 
 use std::{
-    fs::OpenOptions,
-    io::{self, BufWriter, Write},
-    os::unix::fs::OpenOptionsExt,
+    io,
     sync::{Arc, atomic::AtomicBool},
 };
 
@@ -15,7 +13,7 @@ use crate::{
     endpoint::{self, Side},
     error::Error,
     hardening,
-    server::{self, Log, Settings},
+    server::{self, Log, RecordsOut, Settings},
     store::Store,
 };
 
@@ -46,17 +44,11 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
             .map_err(|e| Error::io("cannot install signal handler", e))?;
     }
 
-    let mut output: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(BufWriter::new(
-            // Private like the store it copies from; an existing file keeps the mode its owner gave it.
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| Error::io(format!("cannot open output {}", path.display()), e))?,
-        )),
-        None => Box::new(io::stdout().lock()),
+    let mut output = match &args.output {
+        // Private like the store it copies from; an existing file keeps the mode its owner gave it.
+        Some(path) => RecordsOut::append_to(path)
+            .map_err(|e| Error::io(format!("cannot open output {}", path.display()), e))?,
+        None => RecordsOut::stream(io::stdout()),
     };
 
     let context = zmq::Context::new();

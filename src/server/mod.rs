@@ -15,6 +15,7 @@ mod check;
 mod commit;
 mod log;
 mod outcome;
+mod output;
 mod request;
 mod tally;
 #[cfg(test)]
@@ -23,13 +24,13 @@ mod transport;
 mod worker;
 
 use std::{
-    io::Write,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
 pub use log::Log;
 pub use outcome::{LogLine, Outcome};
+pub use output::RecordsOut;
 pub use request::{Arrival, MAX_FRAMES};
 pub use worker::Worker;
 
@@ -65,8 +66,18 @@ pub enum ServeError {
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
     /// Accepted records could not be written to the output; they are safe in the store.
-    #[error("cannot write accepted records to the output (they are in the store): {0}")]
-    Output(std::io::Error),
+    #[error(
+        "cannot write accepted records to {output}: {error}; they are committed in the store, and \
+         `zavro audit export --since {since}` writes them; {output} ends with the last whole line before them"
+    )]
+    Output {
+        /// The output's name.
+        output: String,
+        /// Why the write failed.
+        error: std::io::Error,
+        /// A time (RFC 3339) just before the group whose records were not written.
+        since: String,
+    },
 }
 
 /// Counts of what a server run handled.
@@ -86,7 +97,7 @@ pub struct Stats {
 pub fn run<S: RequestStore>(
     socket: &zmq::Socket,
     store: &mut S,
-    output: &mut dyn Write,
+    output: &mut RecordsOut,
     mut log: Log,
     settings: &Settings,
     shutdown: &AtomicBool,
@@ -126,7 +137,13 @@ pub fn run<S: RequestStore>(
                 };
                 // Records are already committed; write them out before acknowledging, and stop on failure only
                 // after the clients have their answers.
-                let written = write_records(output, &outcomes);
+                let group_started_us = timestamp::now_micros();
+                let written = output.write_group(
+                    outcomes
+                        .iter()
+                        .filter_map(|o| o.records.as_ref())
+                        .map(|r| r.text.as_slice()),
+                );
                 for (route, outcome) in routes.iter().zip(&outcomes) {
                     match outcome.reply.reply {
                         Reply::Accepted { .. } => stats.accepted += 1,
@@ -138,7 +155,11 @@ pub fn run<S: RequestStore>(
                 for line in outcomes.into_iter().filter_map(|o| o.line) {
                     line.print(&mut log);
                 }
-                written.map_err(ServeError::Output)?;
+                written.map_err(|error| ServeError::Output {
+                    output: output.name(),
+                    error,
+                    since: timestamp::format_rfc3339(group_started_us - 2_000_000),
+                })?;
                 if let Err(e) = moved {
                     log.info(format_args!("stopping: {e}"));
                     return Err(e.into());
@@ -154,14 +175,6 @@ pub fn run<S: RequestStore>(
     }
     worker.close_windows(store, timestamp::now_micros(), true, &mut log);
     Ok(stats)
-}
-
-/// Writes the newly stored records of a group to the output, in order, and flushes it.
-fn write_records(output: &mut dyn Write, outcomes: &[Outcome]) -> std::io::Result<()> {
-    for records in outcomes.iter().filter_map(|o| o.records.as_ref()) {
-        output.write_all(&records.text)?;
-    }
-    output.flush()
 }
 
 /// Forgets nonces too old to pass the clock check; a failure is logged and tried again next time.
@@ -188,7 +201,8 @@ mod tests {
     struct Running {
         endpoint: String,
         shutdown: Arc<AtomicBool>,
-        thread: JoinHandle<(Result<Stats, ServeError>, Vec<u8>)>,
+        thread: JoinHandle<Result<Stats, ServeError>>,
+        output: Captured,
         log: Captured,
         context: zmq::Context,
     }
@@ -202,16 +216,17 @@ mod tests {
             let endpoint = socket.get_last_endpoint().unwrap().unwrap();
             let shutdown = Arc::new(AtomicBool::new(false));
             let (log, captured) = captured_log();
+            let output = Captured::default();
+            let mut records_out = RecordsOut::stream(output.clone());
             let flag = Arc::clone(&shutdown);
             let thread = thread::spawn(move || {
-                let mut output = Vec::new();
-                let stats = run(&socket, &mut store, &mut output, log, &settings, &flag);
-                (stats, output)
+                run(&socket, &mut store, &mut records_out, log, &settings, &flag)
             });
             Running {
                 endpoint,
                 shutdown,
                 thread,
+                output,
                 log: captured,
                 context,
             }
@@ -227,8 +242,8 @@ mod tests {
 
         fn stop(self) -> (Stats, Vec<u8>, Vec<String>) {
             self.shutdown.store(true, Ordering::SeqCst);
-            let (stats, output) = self.thread.join().unwrap();
-            (stats.unwrap(), output, self.log.lines())
+            let stats = self.thread.join().unwrap();
+            (stats.unwrap(), self.output.bytes(), self.log.lines())
         }
     }
 

@@ -64,6 +64,11 @@ pub fn captured_log() -> (Log, Captured) {
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Captured {
+    /// The bytes written so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+
     /// The lines written so far.
     pub fn lines(&self) -> Vec<String> {
         let bytes = self.0.lock().unwrap();

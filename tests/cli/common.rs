@@ -213,11 +213,21 @@ pub struct Server {
 impl Server {
     /// Starts `zavro serve ENDPOINT --output <tmp>/out.ndjson EXTRA…` and waits for its `listening on` line.
     pub fn start(env: &TestEnv, endpoint: &str, extra: &[&str]) -> Server {
+        Server::start_with_output(env, endpoint, &env.output_path(), extra)
+    }
+
+    /// [`Server::start`] with the records written to `output`.
+    pub fn start_with_output(
+        env: &TestEnv,
+        endpoint: &str,
+        output: &Path,
+        extra: &[&str],
+    ) -> Server {
         let mut cmd = zavro_process();
         cmd.arg("--db")
             .arg(&env.db)
             .args(["serve", endpoint, "--output"])
-            .arg(env.output_path())
+            .arg(output)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -263,6 +273,13 @@ impl Server {
     /// The stderr lines read so far.
     pub fn stderr_lines(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// True once the server process has ended by itself.
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|child| matches!(child.try_wait(), Ok(Some(_))))
     }
 
     /// The OS process id.

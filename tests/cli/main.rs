@@ -15,6 +15,7 @@ mod hygiene;
 mod interop;
 mod keys;
 mod operators;
+mod output_full;
 mod profiles;
 mod protocol_attacks;
 mod scale;
