@@ -1,6 +1,6 @@
 //! The benchmark harness (BENCHMARKS.md): measures, in one run on one machine, (1) zavro end to end, (2) zavro
 //! lockstep, (3) the bare ZeroMQ transport and a durable single-row SQLite commit, and prints each figure and the
-//! ratios the targets are stated in. `cargo bench` runs it; `cargo bench -- --memory` adds the memory runs
+//! ratios the targets are stated in. `cargo bench --bench throughput` runs it; `-- --memory` adds the memory runs
 //! (10 M records into `serve`, a 1 GiB input into `send`), `--runs N` repeats the timed runs (median reported),
 //! `--lockstep-only` measures only the lockstep figures.
 //!
@@ -9,19 +9,19 @@
 use std::{
     fs::{self, File},
     io::{BufWriter, Write},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::{Child, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+mod common;
+
+use common::{Env, peak_rss_kib};
 use zavro::{
     bench::{Percentiles, record},
     store::{AuditEntry, Nonce, RequestGroup, RequestStore, Status, Store},
 };
-
-const ZAVRO: &str = env!("CARGO_BIN_EXE_zavro");
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -384,70 +384,8 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// A store with one key, and servers started on it.
-struct Env {
-    dir: PathBuf,
-    key: String,
-    secret: String,
-}
-
+/// The figures of this harness that need a server.
 impl Env {
-    fn new(dir: &Path) -> Env {
-        fs::create_dir_all(dir).expect("benchmark directory");
-        let out = Command::new(ZAVRO)
-            .args([
-                "--db",
-                dir.join("zavro.db").to_str().unwrap(),
-                "keys",
-                "add",
-                "--json",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "keys add failed");
-        let key: Value = serde_json::from_slice(&out.stdout).unwrap();
-        Env {
-            dir: dir.to_owned(),
-            key: key["key"].as_str().unwrap().to_owned(),
-            secret: key["secret"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    fn zavro(&self) -> Command {
-        let mut command = Command::new(ZAVRO);
-        command
-            .arg("--db")
-            .arg(self.dir.join("zavro.db"))
-            .env("ZAVRO_KEY", &self.key)
-            .env("ZAVRO_SECRET", &self.secret)
-            .env_remove("ZAVRO_DB");
-        command
-    }
-
-    /// Starts a server writing its records to a file; returns it with its endpoint.
-    fn serve(&self) -> (Server, String) {
-        // The log goes to a file, as a deployment would send it to a file or the journal: a pipe read by this
-        // harness would put a third process on the two cores, woken for every log line.
-        let log = self.dir.join("serve.log");
-        let child = self
-            .zavro()
-            .args(["serve", "127.0.0.1:*", "--output"])
-            .arg(self.dir.join("out.ndjson"))
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let server = Server(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = fs::read_to_string(&log).unwrap_or_default();
-            if let Some(endpoint) = text.lines().find_map(|l| l.strip_prefix("listening on ")) {
-                return (server, endpoint.to_owned());
-            }
-            assert!(Instant::now() < deadline, "server did not start: {text}");
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
     /// Records/s of `zavro send < input`, timed from start to exit.
     fn send_file(&self, input: &Path, records: usize) -> f64 {
         let (_server, endpoint) = self.serve();
@@ -467,23 +405,15 @@ impl Env {
     /// p50 µs of `zavro bench --batch 1 --window 1`.
     fn lockstep_p50(&self, count: usize) -> f64 {
         let (_server, endpoint) = self.serve();
-        let out = self
-            .zavro()
-            .args([
-                "bench", &endpoint, "--batch", "1", "--window", "1", "--json", "--count",
-            ])
-            .arg(count.to_string())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "bench failed");
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-        report["latency_us"]["p50"].as_f64().unwrap()
+        self.lockstep(&endpoint, count, Duration::from_secs(600))
+            .expect("bench failed")
+            .p50_us
     }
 
     /// Peak RSS (KiB) of `serve` while `zavro bench` sends it `records` records.
     fn serve_peak_rss(&self, records: usize) -> u64 {
         let (server, endpoint) = self.serve();
-        let pid = server.0.id();
+        let pid = server.pid();
         let mut bench = self
             .zavro()
             .args(["bench", &endpoint, "--json", "--count"])
@@ -517,30 +447,12 @@ impl Env {
 fn peak_rss_while(pid: u32, child: &mut Child) -> u64 {
     let mut peak = 0;
     loop {
-        if let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status"))
-            && let Some(kib) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        {
+        if let Some(kib) = peak_rss_kib(pid) {
             peak = peak.max(kib);
         }
         if child.try_wait().unwrap().is_some() {
             return peak;
         }
         thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A running server, stopped with SIGTERM when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let _ = self.0.wait();
     }
 }
