@@ -2,7 +2,7 @@
 //! requests in flight until every record is acknowledged.
 
 use std::{
-    io::{BufReader, IsTerminal, Read},
+    io::{IsTerminal, Read},
     time::{Duration, Instant},
 };
 
@@ -18,7 +18,7 @@ use crate::{
     config, credentials,
     endpoint::{self, Side},
     error::Error,
-    input::{InputError, Records},
+    input::InputError,
     protocol::Request,
     read_ahead::{Item, ReadAhead},
     timestamp,
@@ -64,9 +64,8 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
                     BatchEncoder::with_schema(codec(args.codec), schema)
                 }
             };
-            let records = Records::new(BufReader::with_capacity(1 << 16, std::io::stdin()));
             Input::Json {
-                records: ReadAhead::spawn(records, &context)
+                records: ReadAhead::spawn(std::io::stdin(), &context)
                     .map_err(|e| Error::Other(e.to_string()))?,
                 batcher: Batcher::new(encoder, limits),
             }
