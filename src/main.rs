@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use zavro::{cli::Cli, cmd, error::exit, hardening};
 
+/// mimalloc rather than glibc's allocator: `send` parses records on one thread and encodes and frees them on
+/// another, and glibc serialised those frees on the reading thread's arena lock (eight times the context
+/// switches, 30 % fewer records per second); mimalloc frees across threads without a shared lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Before anything is read: the store's pages hold every key's secret (even the completion callback below
     // reads them), and `send`, `bench` and `keys add` hold one, so no zavro process may leave a core file.
