@@ -36,7 +36,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --schema 'Accept only data whose writer schema resolves against this reader schema (Avro''s resolution rules), and log and store it in this schema''s shape. Repeat it, or give a directory of .avsc files, for several; without it, any schema zavro can decode safely is accepted'
             cand --max-message-size 'Disconnect a peer, unanswered, once its request passes this many bytes (its frames'' sizes plus 128 per frame)'
             cand --max-skew 'Refuse requests whose timestamp is more than this many seconds from the server''s clock'
-            cand --max-connections 'Most connections served at once [default: 1024, fewer if the open-file limit leaves less room]. Each takes an open file; the server raises its soft open-file limit to the hard one and refuses to start when N connections and 64 files of its own do not fit'
+            cand --max-connections 'Most connections held at once [default: 1024, fewer if the open-file limit leaves less room]; further ones wait in the kernel''s queue until one closes. Each takes an open file: the server refuses to start when N connections and 64 files of its own do not fit under the hard open-file limit, and caps its soft limit at the files it holds plus N'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand -h 'Print help'
             cand --help 'Print help'

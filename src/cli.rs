@@ -204,9 +204,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub max_skew: u32,
 
-    /// Most connections served at once [default: 1024, fewer if the open-file limit leaves less room]. Each
-    /// takes an open file; the server raises its soft open-file limit to the hard one and refuses to start when
-    /// N connections and 64 files of its own do not fit.
+    /// Most connections held at once [default: 1024, fewer if the open-file limit leaves less room]; further
+    /// ones wait in the kernel's queue until one closes. Each takes an open file: the server refuses to start
+    /// when N connections and 64 files of its own do not fit under the hard open-file limit, and caps its soft
+    /// limit at the files it holds plus N.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: Option<u32>,
 }

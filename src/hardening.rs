@@ -1,11 +1,13 @@
-//! Process-wide protections set at start-up: no core dumps, secrets kept out of swap, and enough descriptors.
+//! Process-wide protections set at start-up: no core dumps, secrets kept out of swap, and descriptors enough for
+//! the connections `serve` may hold but no more.
 
 use std::ptr::NonNull;
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
-/// Open files `serve` keeps for itself beside its connections: the store and its `-wal` and `-shm` files, the
-/// output, standard streams, and libzmq's own (its I/O threads' poller and mailboxes, the listening socket).
+/// Open files `serve` may need for itself beside its connections, when checking that `--max-connections` fits:
+/// the store and its `-wal` and `-shm` files, the output, standard streams, and libzmq's own (its I/O thread's
+/// and reaper's pollers and mailboxes, the socket's mailbox, the listening socket): about 20 in practice.
 pub const DESCRIPTOR_RESERVE: u64 = 64;
 
 /// Connections `serve` allows when `--max-connections` is not given and the open-file limit leaves room.
@@ -29,6 +31,17 @@ pub enum HardeningError {
         soft: Option<u64>,
         /// The hard limit, when it could be read.
         hard: Option<u64>,
+        /// The OS error.
+        source: nix::Error,
+    },
+    /// The descriptors this process holds could not be listed, so the cap on connections cannot be set.
+    #[error("cannot list this process's open files in /dev/fd to cap its connections: {0}")]
+    ListDescriptors(nix::Error),
+    /// The open-file limit could not be lowered to cap connections.
+    #[error("cannot lower the open-file limit to {limit} to cap connections: {source}")]
+    CapOpenFiles {
+        /// The soft limit asked for.
+        limit: u64,
         /// The OS error.
         source: nix::Error,
     },
@@ -121,8 +134,7 @@ pub fn open_file_limit() -> u64 {
 /// [`DESCRIPTOR_RESERVE`] to spare, an error when it does not; without `asked`, [`DEFAULT_MAX_CONNECTIONS`] or
 /// fewer, as many as fit (at least one).
 ///
-/// A server that runs out of descriptors cannot accept, and libzmq then retries the accept in a busy loop;
-/// keeping connections below the limit is what lets it go on serving the peers it has.
+/// [`cap_open_files`] then makes the cap hold.
 pub fn connection_limit(asked: Option<u32>, open_files: u64) -> Result<u32, HardeningError> {
     let room = open_files.saturating_sub(DESCRIPTOR_RESERVE);
     match asked {
@@ -137,6 +149,83 @@ pub fn connection_limit(asked: Option<u32>, open_files: u64) -> Result<u32, Hard
             .unwrap_or(u32::MAX)
             .clamp(1, DEFAULT_MAX_CONNECTIONS)),
     }
+}
+
+/// Lowers the soft limit on open files so that this process can open exactly `connections` more descriptors,
+/// and returns the new limit. `serve` calls it once it holds every file it needs (the store and its `-wal` and
+/// `-shm`, the output, libzmq's pollers, mailboxes and listening socket): from then on each connection takes
+/// one of those descriptors, and once they are all taken accept(2) fails with EMFILE, and libzmq (patched,
+/// vendor/README.md) leaves the waiting connections in the kernel's queue for a while instead of retrying in a
+/// busy loop. The connections it has are served as before. (One accepted between the bind and this call
+/// counts as one of the process's own files.)
+///
+/// Fails when `connections` more descriptors than those open do not fit under the hard limit (a process that
+/// started with more than [`DESCRIPTOR_RESERVE`] files open), or when the open ones cannot be listed.
+pub fn cap_open_files(connections: u32) -> Result<u64, HardeningError> {
+    let open = open_descriptors().map_err(HardeningError::ListDescriptors)?;
+    let limit = limit_leaving_free(&open, connections);
+    let (_, hard) =
+        getrlimit(Resource::RLIMIT_NOFILE).map_err(|source| HardeningError::OpenFiles {
+            soft: None,
+            hard: None,
+            source,
+        })?;
+    if limit > hard {
+        let room = hard.saturating_sub(limit - u64::from(connections));
+        return Err(HardeningError::TooManyConnections {
+            asked: connections,
+            needed: limit,
+            limit: hard,
+            room,
+        });
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, limit, hard)
+        .map_err(|source| HardeningError::CapOpenFiles { limit, source })?;
+    Ok(limit)
+}
+
+/// The smallest limit on descriptor numbers that leaves exactly `free` numbers unused below it, when `open`
+/// (sorted) are in use: the kernel gives a new descriptor the lowest free number, and refuses one at or past
+/// the limit, so descriptors open past the limit take none of the room.
+fn limit_leaving_free(open: &[u64], free: u32) -> u64 {
+    let mut limit = u64::from(free);
+    for &fd in open {
+        if fd < limit {
+            limit += 1;
+        }
+    }
+    limit
+}
+
+/// The descriptors open in this process, sorted, from `/dev/fd` (Linux: `/proc/self/fd`, which a process may
+/// always read for itself, dumpable or not), leaving out the one the listing itself holds.
+fn open_descriptors() -> nix::Result<Vec<u64>> {
+    use std::os::fd::AsRawFd;
+
+    use nix::{dir::Dir, fcntl::OFlag, sys::stat::Mode};
+    let mut listing = Dir::open(
+        "/dev/fd",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let own = listing.as_raw_fd();
+    let mut open = Vec::new();
+    for entry in listing.iter() {
+        let entry = entry?;
+        let number = entry
+            .file_name()
+            .to_str()
+            .ok()
+            .and_then(|name| name.parse::<i32>().ok());
+        if let Some(fd) = number
+            .filter(|&fd| fd != own)
+            .and_then(|fd| u64::try_from(fd).ok())
+        {
+            open.push(fd);
+        }
+    }
+    open.sort_unstable();
+    Ok(open)
 }
 
 #[cfg(test)]
@@ -160,6 +249,30 @@ mod tests {
             "--max-connections 961 needs 1025 open files, but this process may open 1024; \
              raise the limit (ulimit -n, LimitNOFILE=) or ask for at most 960"
         );
+    }
+
+    #[test]
+    fn the_capped_limit_leaves_exactly_the_connections_free() {
+        // Descriptors 0-9 open: ten numbers in use below the limit.
+        let contiguous: Vec<u64> = (0..10).collect();
+        assert_eq!(limit_leaving_free(&contiguous, 20), 30);
+        // 0-2 and 5 open, 3 and 4 free: the free numbers below the limit count as room.
+        assert_eq!(limit_leaving_free(&[0, 1, 2, 5], 20), 24);
+        // A descriptor inherited far above the limit takes none of the room.
+        assert_eq!(limit_leaving_free(&[0, 1, 2, 900], 20), 23);
+        // One just above the first guess is below the limit once the lower ones are counted.
+        assert_eq!(limit_leaving_free(&[0, 1, 2, 21], 20), 24);
+        assert_eq!(limit_leaving_free(&[], 5), 5);
+    }
+
+    #[test]
+    fn the_open_descriptors_include_a_file_just_opened_and_come_sorted() {
+        let file = std::fs::File::open("Cargo.toml").unwrap();
+        let fd = u64::try_from(std::os::fd::AsRawFd::as_raw_fd(&file)).unwrap();
+        let open = open_descriptors().unwrap();
+        assert!(open.contains(&fd), "{fd} not in {open:?}");
+        assert!(open.is_sorted(), "{open:?}");
+        drop(file);
     }
 
     #[test]

@@ -35,8 +35,10 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
     if let Err(e) = hardening::raise_open_file_limit() {
         eprintln!("{e}");
     }
-    hardening::connection_limit(args.max_connections, hardening::open_file_limit())
-        .map_err(|e| Error::Usage(e.to_string()))?;
+    let max_connections =
+        hardening::connection_limit(args.max_connections, hardening::open_file_limit())
+            .map_err(|e| Error::Usage(e.to_string()))?;
+    store.keep_temporary_data_in_memory()?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM] {
@@ -78,6 +80,11 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
         .ok()
         .and_then(Result::ok)
         .unwrap_or(endpoint);
+    // Everything the server needs is open now; what is left under the open-file limit is for connections.
+    hardening::cap_open_files(max_connections).map_err(|e| match e {
+        hardening::HardeningError::TooManyConnections { .. } => Error::Usage(e.to_string()),
+        _ => Error::Other(e.to_string()),
+    })?;
     eprintln!("listening on {bound}");
 
     let settings = Settings {

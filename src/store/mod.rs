@@ -266,6 +266,13 @@ impl Store {
         write().map_err(not_writable)
     }
 
+    /// Keeps SQLite's temporary data (statement journals, sorts, transient tables) in memory rather than in
+    /// temporary files, so that this connection never needs another descriptor once open: `serve` caps its
+    /// open files at what it holds plus one per connection. What a group writes bounds that memory.
+    pub fn keep_temporary_data_in_memory(&self) -> Result<(), StoreError> {
+        Ok(self.conn.pragma_update(None, "temp_store", "MEMORY")?)
+    }
+
     /// Makes this connection refuse (or again allow) every change, as a full or failing disk would: for tests of
     /// what the server does when it cannot write.
     #[cfg(test)]

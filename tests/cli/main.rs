@@ -6,6 +6,7 @@ mod audit;
 mod bombs;
 mod common;
 mod concurrency;
+mod connections;
 mod crash;
 mod end_to_end;
 mod endless_messages;

@@ -90,8 +90,12 @@ void zmq::ipc_listener_t::in_event ()
     //  If connection was reset by the peer in the meantime, just ignore it.
     //  TODO: Handle specific errors like ENFILE/EMFILE etc.
     if (fd == retired_fd) {
+        //  Patched for zavro: stop polling for a while when out of
+        //  descriptors or memory, rather than fail again in a busy loop.
+        const int err = zmq_errno ();
         _socket->event_accept_failed (
-          make_unconnected_bind_endpoint_pair (_endpoint), zmq_errno ());
+          make_unconnected_bind_endpoint_pair (_endpoint), err);
+        pause_if_out_of_resources (err);
         return;
     }
 
@@ -322,8 +326,11 @@ zmq::fd_t zmq::ipc_listener_t::accept ()
         wsa_assert (last_error == WSAEWOULDBLOCK || last_error == WSAECONNRESET
                     || last_error == WSAEMFILE || last_error == WSAENOBUFS);
 #else
+        //  Patched for zavro: EMFILE, ENOBUFS and ENOMEM are as valid here as
+        //  for TCP (they aborted the process); the listener pauses on them.
         errno_assert (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
                       || errno == ECONNABORTED || errno == EPROTO
+                      || errno == ENOBUFS || errno == ENOMEM || errno == EMFILE
                       || errno == ENFILE);
 #endif
         return retired_fd;

@@ -48,7 +48,8 @@ zmq::stream_listener_base_t::stream_listener_base_t (
     io_object_t (io_thread_),
     _s (retired_fd),
     _handle (static_cast<handle_t> (NULL)),
-    _socket (socket_)
+    _socket (socket_),
+    _accept_paused (false)
 {
 }
 
@@ -73,10 +74,37 @@ void zmq::stream_listener_base_t::process_plug ()
 
 void zmq::stream_listener_base_t::process_term (int linger_)
 {
+    //  Patched for zavro: a pending pause must not fire after the end.
+    if (_accept_paused) {
+        cancel_timer (accept_pause_timer_id);
+        _accept_paused = false;
+    }
     rm_fd (_handle);
     _handle = static_cast<handle_t> (NULL);
     close ();
     own_t::process_term (linger_);
+}
+
+//  Patched for zavro: see stream_listener_base.hpp.
+void zmq::stream_listener_base_t::pause_if_out_of_resources (int errno_)
+{
+    if (errno_ != EMFILE && errno_ != ENFILE && errno_ != ENOBUFS
+        && errno_ != ENOMEM)
+        return;
+    if (_accept_paused)
+        return;
+    reset_pollin (_handle);
+    add_timer (accept_pause_ms, accept_pause_timer_id);
+    _accept_paused = true;
+}
+
+void zmq::stream_listener_base_t::timer_event (int id_)
+{
+    zmq_assert (id_ == accept_pause_timer_id);
+    _accept_paused = false;
+    //  If the connection is still waiting and resources are still short,
+    //  accept () fails again at once and the listener pauses again.
+    set_pollin (_handle);
 }
 
 int zmq::stream_listener_base_t::close ()

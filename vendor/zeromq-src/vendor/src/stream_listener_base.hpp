@@ -63,7 +63,19 @@ class stream_listener_base_t : public own_t, public io_object_t
     void process_plug () ZMQ_FINAL;
     void process_term (int linger_) ZMQ_FINAL;
 
+    //  Patched for zavro (2026-12-01; vendor/README.md of zavro): accept
+    //  again once the pause of pause_if_out_of_resources has passed.
+    void timer_event (int id_) ZMQ_FINAL;
+
   protected:
+    //  Patched for zavro: when accept () failed for want of descriptors or
+    //  memory (EMFILE, ENFILE, ENOBUFS, ENOMEM; errno_), stop polling the
+    //  listening socket for a while. The connection stays in the kernel's
+    //  queue, so the socket stays readable, and the level-triggered poller
+    //  would otherwise call in_event () again at once, forever: the I/O
+    //  thread spins at 100% CPU until a descriptor is freed.
+    void pause_if_out_of_resources (int errno_);
+
     //  Close the listening socket.
     virtual int close ();
 
@@ -80,6 +92,16 @@ class stream_listener_base_t : public own_t, public io_object_t
 
     // String representation of endpoint to bind to
     std::string _endpoint;
+
+  private:
+    //  Patched for zavro: how long the listener stops accepting after
+    //  running out of resources, and whether it is paused now.
+    enum
+    {
+        accept_pause_ms = 100,
+        accept_pause_timer_id = 1
+    };
+    bool _accept_paused;
 
     ZMQ_NON_COPYABLE_NOR_MOVABLE (stream_listener_base_t)
 };

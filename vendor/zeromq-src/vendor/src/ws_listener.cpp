@@ -104,8 +104,12 @@ void zmq::ws_listener_t::in_event ()
     //  If connection was reset by the peer in the meantime, just ignore it.
     //  TODO: Handle specific errors like ENFILE/EMFILE etc.
     if (fd == retired_fd) {
+        //  Patched for zavro: stop polling for a while when out of
+        //  descriptors or memory, rather than fail again in a busy loop.
+        const int err = zmq_errno ();
         _socket->event_accept_failed (
-          make_unconnected_bind_endpoint_pair (_endpoint), zmq_errno ());
+          make_unconnected_bind_endpoint_pair (_endpoint), err);
+        pause_if_out_of_resources (err);
         return;
     }
 
