@@ -106,14 +106,21 @@ pub fn summaries<G: RequestGroup>(
 ) -> Result<Vec<i64>, StoreError> {
     let mut ids = Vec::with_capacity(summaries.len());
     for summary in summaries {
-        let detail = format!(
-            "{} more {} refusals from this peer between {} and {}; the first of the window is #{}",
-            summary.count,
-            summary.code,
+        let (first, last) = (
             timestamp::format_rfc3339(summary.first_us),
             timestamp::format_rfc3339(summary.last_us),
-            summary.sample_id
         );
+        let detail = match summary.sample_id {
+            Some(sample) => format!(
+                "{} more {} refusals from this peer between {first} and {last}; the first of the window is #{sample}",
+                summary.count, summary.code,
+            ),
+            None => format!(
+                "{} connections cut off for a message past --max-message-size between {first} and {last} \
+                 (libzmq names no peer)",
+                summary.count
+            ),
+        };
         ids.push(group.append(&AuditEntry {
             time_us: summary.last_us,
             action: "send",

@@ -106,6 +106,7 @@ pub fn run<S: RequestStore>(
     let mut worker = Worker::new(settings);
     prune_nonces(store, settings, &mut log);
     let mut last_prune = Instant::now();
+    let mut cutoffs_seen = transport::oversized_message_cutoffs();
     // A blocking receive with a timeout rather than poll-then-receive: the same wake-up, fewer calls into
     // ZeroMQ (and system calls) per request.
     socket.set_rcvtimeo(POLL_INTERVAL.as_millis() as i32)?;
@@ -167,6 +168,11 @@ pub fn run<S: RequestStore>(
             }
         }
         log.roll_windows();
+        let cutoffs = transport::oversized_message_cutoffs();
+        if cutoffs > cutoffs_seen {
+            worker.note_cutoffs(cutoffs - cutoffs_seen, timestamp::now_micros());
+            cutoffs_seen = cutoffs;
+        }
         worker.close_windows(store, timestamp::now_micros(), false, &mut log);
         if last_prune.elapsed() >= PRUNE_INTERVAL {
             prune_nonces(store, settings, &mut log);

@@ -48,8 +48,9 @@ pub struct Summary {
     pub code: RejectCode,
     /// The key id the refused requests named, if any (not verified: that is why they were refused).
     pub key: Option<String>,
-    /// The audit row of the window's first refusal.
-    pub sample_id: i64,
+    /// The audit row of the window's first refusal; `None` for connections libzmq cut off, of which no request
+    /// reached zavro.
+    pub sample_id: Option<i64>,
     /// Refusals counted after the sample.
     pub count: u64,
     /// Their total size in bytes.
@@ -81,6 +82,16 @@ pub struct Tally {
     undo: Vec<(Key, Option<Window>)>,
     /// Samples written by the group in hand, waiting for their audit ids.
     samples: Vec<Key>,
+    /// Connections libzmq cut off for a message past `--max-message-size`, since the last summary of them.
+    cutoffs: Option<Cutoffs>,
+}
+
+/// Connections cut off within one window: libzmq says how many, not from where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cutoffs {
+    count: u64,
+    first_us: i64,
+    last_us: i64,
 }
 
 impl Tally {
@@ -156,6 +167,17 @@ impl Tally {
         self.samples.clear();
     }
 
+    /// Counts `count` connections libzmq cut off for a message past the size limit, seen at `now_us`.
+    pub fn note_cutoffs(&mut self, count: u64, now_us: i64) {
+        let cutoffs = self.cutoffs.get_or_insert(Cutoffs {
+            count: 0,
+            first_us: now_us,
+            last_us: now_us,
+        });
+        cutoffs.count += count;
+        cutoffs.last_us = now_us;
+    }
+
     /// Closes the windows opened `WINDOW_US` or more before `now_us` (all of them with `everything`), returning
     /// the summaries to write for those that counted anything. A summary that is not written must be given
     /// back with [`Tally::restore`].
@@ -171,7 +193,7 @@ impl Tally {
                     peer: peer.clone(),
                     code: *code,
                     key: key.clone(),
-                    sample_id: window.sample_id.unwrap_or_default(),
+                    sample_id: window.sample_id,
                     count: window.count,
                     bytes: window.bytes,
                     first_us: window.first_us,
@@ -180,6 +202,21 @@ impl Tally {
             }
             false
         });
+        if let Some(cutoffs) = self
+            .cutoffs
+            .take_if(|c| everything || c.first_us + WINDOW_US <= now_us)
+        {
+            summaries.push(Summary {
+                peer: "-".to_owned(),
+                code: RejectCode::Malformed,
+                key: None,
+                sample_id: None,
+                count: cutoffs.count,
+                bytes: 0,
+                first_us: cutoffs.first_us,
+                last_us: cutoffs.last_us,
+            });
+        }
         summaries.sort_by_key(|s| s.first_us);
         summaries
     }
@@ -187,11 +224,15 @@ impl Tally {
     /// Puts back summaries [`Tally::close`] returned that could not be written, to be closed again later.
     pub fn restore(&mut self, summaries: Vec<Summary>) {
         for s in summaries {
+            if s.sample_id.is_none() {
+                self.note_cutoffs(s.count, s.last_us);
+                continue;
+            }
             self.windows.insert(
                 (s.peer, s.code, s.key),
                 Window {
                     opened_us: s.first_us - WINDOW_US,
-                    sample_id: Some(s.sample_id),
+                    sample_id: s.sample_id,
                     count: s.count,
                     bytes: s.bytes,
                     first_us: s.first_us,
@@ -237,7 +278,7 @@ mod tests {
                 peer: "10.0.0.1".into(),
                 code: RejectCode::Malformed,
                 key: None,
-                sample_id: 41,
+                sample_id: Some(41),
                 count: 100,
                 bytes: 700,
                 first_us: 1,
@@ -296,5 +337,26 @@ mod tests {
         assert!(unvouched(RejectCode::BadSignature) && unvouched(RejectCode::RevokedKey));
         assert!(!unvouched(RejectCode::Replay) && !unvouched(RejectCode::ClockSkew));
         assert!(!unvouched(RejectCode::BadPayload) && !unvouched(RejectCode::Internal));
+    }
+
+    #[test]
+    fn connections_cut_off_by_libzmq_are_one_summary_per_window_with_no_sample() {
+        let mut tally = Tally::default();
+        tally.note_cutoffs(2, 0);
+        tally.note_cutoffs(3, 5 * S);
+        assert!(
+            tally.close(9 * S, false).is_empty(),
+            "the window is still open"
+        );
+        let summaries = tally.close(10 * S, false);
+        assert_eq!(summaries.len(), 1);
+        assert_eq!((summaries[0].count, summaries[0].sample_id), (5, None));
+        assert_eq!((summaries[0].first_us, summaries[0].last_us), (0, 5 * S));
+        tally.restore(summaries);
+        assert_eq!(
+            tally.close(0, true)[0].count,
+            5,
+            "a summary not written is kept"
+        );
     }
 }

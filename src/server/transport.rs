@@ -41,6 +41,19 @@ pub fn receive_group(socket: &zmq::Socket) -> Result<Option<Vec<Incoming>>, zmq:
     Ok(Some(group))
 }
 
+unsafe extern "C" {
+    /// Connections libzmq cut off for a message past `ZMQ_MAXMSGSIZE` since the process started: a counter
+    /// that zavro's libzmq patch 0004 adds (vendor/README.md).
+    fn zavro_zmq_oversized_message_cutoffs() -> u64;
+}
+
+/// How many connections libzmq has cut off for a message past `--max-message-size`, since the process started.
+pub fn oversized_message_cutoffs() -> u64 {
+    // SAFETY: the function takes nothing and reads an atomic counter; it is defined in the libzmq that zmq-sys
+    // links statically (vendor/zeromq-src, patch 0004).
+    unsafe { zavro_zmq_oversized_message_cutoffs() }
+}
+
 /// Sends one reply frame back along `route`.
 pub fn send_reply(socket: &zmq::Socket, route: &[Vec<u8>], reply: &[u8]) -> Result<(), zmq::Error> {
     // Frame by frame rather than send_multipart, so an interrupted frame is sent again alone.

@@ -53,6 +53,12 @@ impl Worker {
         }
     }
 
+    /// Counts `count` connections libzmq cut off for a message past the size limit; they are written with the
+    /// next closed window.
+    pub fn note_cutoffs(&mut self, count: u64, now_us: i64) {
+        self.tally.note_cutoffs(count, now_us);
+    }
+
     /// Writes the summary rows of the refusal windows that closed by `now_us` (all of them with
     /// `everything`, at shutdown). Summaries that cannot be written are kept for the next call.
     pub fn close_windows<S: RequestStore>(
@@ -72,8 +78,12 @@ impl Worker {
         {
             Ok(ids) => {
                 for (id, summary) in ids.into_iter().zip(&closed) {
+                    let what = match summary.sample_id {
+                        Some(_) => "more",
+                        None => "connections cut off for a message past --max-message-size",
+                    };
                     log.info(format_args!(
-                        "rejected #{id} {code} key={key} peer={peer}: {count} more in {window} s (counted, not one row each)",
+                        "rejected #{id} {code} key={key} peer={peer}: {count} {what} in {window} s (counted, not one row each)",
                         code = summary.code,
                         key = summary.key.as_deref().unwrap_or("-"),
                         peer = summary.peer,

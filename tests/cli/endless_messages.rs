@@ -276,6 +276,23 @@ fn attack_while_serving(version: Zmtp, frame_size: usize, frame_count: u64, pace
         }
     }
     assert!(server.stop().success());
+    // Every connection the server cut off is counted in the audit trail (libzmq names no peer), in bounded
+    // space: one summary row per window.
+    let cut: Vec<_> = env
+        .audit_sends()
+        .into_iter()
+        .filter(|row| {
+            row["message"].as_str().is_some_and(|m| {
+                m.contains("connections cut off for a message past --max-message-size")
+            })
+        })
+        .collect();
+    let counted: u64 = cut
+        .iter()
+        .map(|row| row["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, rounds.len() as u64, "{cut:?}");
+    assert!(cut.len() <= 2, "one row per 10-second window: {cut:?}");
 }
 
 /// Panics when the server's peak resident memory reached [`RSS_CEILING_KIB`].

@@ -37,8 +37,10 @@
 #include <unistd.h>
 #endif
 
+#include <atomic>
 #include <new>
 #include <sstream>
+#include <stdint.h>
 
 #include "stream_engine_base.hpp"
 #include "io_thread.hpp"
@@ -62,6 +64,23 @@
 #include "tcp.hpp"
 #include "likely.hpp"
 #include "wire.hpp"
+
+//  Patched for zavro (vendor/README.md, patch 0004): how many connections this
+//  process cut off because a message passed ZMQ_MAXMSGSIZE. libzmq tells the
+//  application no reason for a disconnect, and zavro counts these refusals in
+//  its audit trail, so it reads this counter instead.
+static std::atomic<uint64_t> oversized_message_cutoffs (0);
+
+static void count_if_oversized_message ()
+{
+    if (errno == EMSGSIZE)
+        oversized_message_cutoffs.fetch_add (1, std::memory_order_relaxed);
+}
+
+extern "C" uint64_t zavro_zmq_oversized_message_cutoffs (void)
+{
+    return oversized_message_cutoffs.load (std::memory_order_relaxed);
+}
 
 static std::string get_peer_address (zmq::fd_t s_)
 {
@@ -315,6 +334,7 @@ bool zmq::stream_engine_base_t::in_event_internal ()
     //  or the session has rejected the message.
     if (rc == -1) {
         if (errno != EAGAIN) {
+            count_if_oversized_message ();
             error (protocol_error);
             return false;
         }
@@ -448,6 +468,7 @@ bool zmq::stream_engine_base_t::restart_input ()
         error (connection_error);
         return false;
     } else if (rc == -1) {
+        count_if_oversized_message ();
         error (protocol_error);
         return false;
     }
