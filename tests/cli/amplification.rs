@@ -168,12 +168,7 @@ fn a_peer_that_never_reads_its_replies_neither_grows_the_server_nor_holds_up_its
     crate::common::wait_until("the server handled every request", || {
         env.output_lines().iter().any(|l| l == "\"last\"")
     });
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    let peak_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let peak_kib = server.peak_rss_kib();
     assert!(peak_kib < 64 * 1024, "serve peaked at {peak_kib} KiB");
     // Server::stop panics unless the server exits within its deadline, replies still queued or not.
     assert!(server.stop().success());

@@ -23,15 +23,6 @@ fn deflate_bomb(len: usize, blocks: usize) -> Vec<u8> {
     file.finish()
 }
 
-fn peak_rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn bombs_are_refused_naming_the_limit_and_cost_neither_memory_nor_their_neighbours_answers() {
     let env = TestEnv::new();
@@ -85,7 +76,7 @@ fn bombs_are_refused_naming_the_limit_and_cost_neither_memory_nor_their_neighbou
             Reply::Accepted { records: 1, .. }
         ));
     }
-    let peak = peak_rss_kib(server.pid().as_raw());
+    let peak = server.peak_rss_kib();
     eprintln!("serve peak RSS under the bombs: {peak} KiB");
     assert!(peak < 256 * 1024, "serve peaked at {peak} KiB");
     assert!(server.stop().success());
@@ -102,5 +93,48 @@ fn bombs_are_refused_naming_the_limit_and_cost_neither_memory_nor_their_neighbou
             json!("before"),
             json!("after")
         ]
+    );
+}
+
+#[test]
+fn a_writer_schema_past_its_limit_is_refused_unparsed_and_never_stored() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = env.start_server();
+    // 256 KiB of documentation in an otherwise valid schema: twice the 128 KiB a header schema may hold.
+    let schema = format!(
+        r#"{{"type":"record","name":"R","doc":"{}","fields":[{{"name":"n","type":"long"}}]}}"#,
+        "x".repeat(256 << 10)
+    );
+    let mut file = ContainerWriter::new(&schema, Codec::Null, [7; 16]);
+    file.write_block(1, vec![2]).unwrap();
+    let request = Request::sign(
+        &key,
+        secret.as_bytes(),
+        zavro::timestamp::now_seconds(),
+        &zavro::credentials::new_nonce().unwrap(),
+        file.finish(),
+    );
+    let client = RawClient::dealer(server.endpoint());
+    client.send(&request.to_frames());
+    let reply = ReplyFrame::from_frame(client.recv().last().unwrap()).unwrap();
+    match reply.reply {
+        Reply::Rejected { code, message, .. } => {
+            assert_eq!(code, RejectCode::UnsupportedSchema);
+            assert!(message.contains("at most 128 KiB"), "{message}");
+        }
+        other => panic!("refused: {other:?}"),
+    }
+    assert!(server.stop().success());
+    let schemas = env
+        .zavro()
+        .args(["audit", "schemas", "--json"])
+        .output()
+        .unwrap();
+    assert!(schemas.status.success());
+    assert!(
+        String::from_utf8_lossy(&schemas.stdout).trim().is_empty(),
+        "no schema row: {}",
+        String::from_utf8_lossy(&schemas.stdout)
     );
 }

@@ -275,6 +275,17 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The server's peak resident set size in KiB (VmHWM from /proc).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the server's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmHWM line in kB")
+    }
+
     /// True once the server process has ended by itself.
     pub fn has_exited(&mut self) -> bool {
         self.child

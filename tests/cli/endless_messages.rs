@@ -208,17 +208,6 @@ fn charge(frames: &[Vec<u8>]) -> u64 {
             .sum::<u64>()
 }
 
-/// The server's peak resident set size in KiB (VmHWM from /proc).
-fn peak_rss_kib(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
-        .expect("read the server's /proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmHWM line in kB")
-}
-
 /// Sends the server messages of `frame_count` frames of `frame_size` bytes that never end, on one connection
 /// after another until a valid `zavro send` on another connection has been answered; then checks that every
 /// attack connection was cut off, not before its message passed the limit and before it was all sent, and that
@@ -297,7 +286,7 @@ fn attack_while_serving(version: Zmtp, frame_size: usize, frame_count: u64, pace
 
 /// Panics when the server's peak resident memory reached [`RSS_CEILING_KIB`].
 fn assert_peak_rss_under_ceiling(server: &Server) {
-    let peak = peak_rss_kib(server);
+    let peak = server.peak_rss_kib();
     eprintln!("server peak RSS {peak} KiB");
     assert!(
         peak < RSS_CEILING_KIB,
