@@ -24,9 +24,11 @@ use crate::{
     input::{InputError, Records},
 };
 
-/// Most bytes of JSON text read ahead and not yet taken; a single larger record is still read, alone. A parsed
-/// record takes several times its text in memory, so this is kept small: enough for the thread to stay ahead
-/// while the sender encodes, signs and sends, not a store of the input.
+/// Most bytes of JSON text queued and not yet taken; a single larger record is still read, alone. What is read
+/// ahead in all is at most about twice this plus one hand-over: the sender takes the whole queue at once, and
+/// the thread may fill it again while the sender works through what it took. A parsed record takes several
+/// times its text in memory, so this is kept small: enough for the thread to stay ahead while the sender
+/// encodes, signs and sends, not a store of the input.
 pub const CAPACITY: usize = 256 << 10;
 
 /// Records the thread gathers before it hands them over, unless its next read may block first: handing over

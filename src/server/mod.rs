@@ -68,7 +68,12 @@ pub enum ServeError {
     /// Accepted records could not be written to the output; they are safe in the store.
     #[error(
         "cannot write accepted records to {output}: {error}; they are committed in the store, and \
-         `zavro audit export --since {since}` writes them; {output} ends with the last whole line before them"
+         `zavro audit export --since {since}` writes them; {}",
+        if *ends_whole {
+            "the file ends with the last whole line before them"
+        } else {
+            "some of them may have been written already"
+        }
     )]
     Output {
         /// The output's name.
@@ -77,6 +82,8 @@ pub enum ServeError {
         error: std::io::Error,
         /// A time (RFC 3339) just before the group whose records were not written.
         since: String,
+        /// True when the output was cut back to its last whole line (a file); a stream cannot be.
+        ends_whole: bool,
     },
 }
 
@@ -116,6 +123,8 @@ pub fn run<S: RequestStore>(
                 group.into_iter().map(|i| (i.route, i.arrival)).unzip();
             let mut done = 0;
             while done < arrivals.len() {
+                // Before the group's rows are stamped: what `audit export --since` is told to recover from.
+                let group_started_us = timestamp::now_micros();
                 let outcomes = worker.handle(store, &arrivals[done..], &mut log);
                 let routes = &routes[done..done + outcomes.len()];
                 done += outcomes.len();
@@ -138,7 +147,6 @@ pub fn run<S: RequestStore>(
                 };
                 // Records are already committed; write them out before acknowledging, and stop on failure only
                 // after the clients have their answers.
-                let group_started_us = timestamp::now_micros();
                 let written = output.write_group(
                     outcomes
                         .iter()
@@ -159,7 +167,8 @@ pub fn run<S: RequestStore>(
                 written.map_err(|error| ServeError::Output {
                     output: output.name(),
                     error,
-                    since: timestamp::format_rfc3339(group_started_us - 2_000_000),
+                    since: timestamp::format_rfc3339(group_started_us - 1_000_000),
+                    ends_whole: output.cuts_back_failed_writes(),
                 })?;
                 if let Err(e) = moved {
                     log.info(format_args!("stopping: {e}"));

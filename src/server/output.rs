@@ -19,7 +19,7 @@ enum Sink {
     File {
         file: File,
         path: PathBuf,
-        /// The file's length after the last whole group: what a failed write is cut back to.
+        /// The file's length before the group being written: what a failed write is cut back to.
         len: u64,
     },
     Stream(Box<dyn Write + Send>),
@@ -61,6 +61,11 @@ impl RecordsOut {
         }
     }
 
+    /// True when a failed write is cut back to the last whole line (a file, not a stream).
+    pub fn cuts_back_failed_writes(&self) -> bool {
+        matches!(self.sink, Sink::File { .. })
+    }
+
     /// Writes a group's lines. To a file, they go in one write, and a write that fails (a full disk) is cut
     /// back so the file ends with the previous group's last whole line.
     pub fn write_group<'a>(&mut self, texts: impl Iterator<Item = &'a [u8]>) -> io::Result<()> {
@@ -73,11 +78,10 @@ impl RecordsOut {
                 if self.buffer.is_empty() {
                     return Ok(());
                 }
+                // Read again rather than counted: something else (logrotate's copytruncate) may have cut it.
+                *len = file.metadata()?.len();
                 match file.write_all(&self.buffer) {
-                    Ok(()) => {
-                        *len += self.buffer.len() as u64;
-                        Ok(())
-                    }
+                    Ok(()) => Ok(()),
                     Err(e) => {
                         // Best effort: if even the cut fails, the error below still stops the server.
                         let _ = file.set_len(*len);

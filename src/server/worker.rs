@@ -129,7 +129,7 @@ impl Worker {
             Err(e) => {
                 log.info(format_args!(
                     "store error, group of {} requests not kept: {e}",
-                    group.len()
+                    verdicts.len()
                 ));
                 let refused: Vec<Verdict> = verdicts.into_iter().map(Verdict::retryable).collect();
                 let audited = store.begin_group().and_then(|transaction| {

@@ -130,6 +130,10 @@ pub enum StoreError {
         /// The migration error.
         source: rusqlite_migration::Error,
     },
+    /// SQLite ended a group's transaction on its own (after an I/O or memory error): nothing more may be written
+    /// in it, or each write would commit on its own.
+    #[error("the store ended the transaction after an error; nothing of it was kept")]
+    TransactionLost,
     /// The store's path was deleted or now names another file while the store was open.
     #[error(
         "store {0} was deleted or replaced while in use; nothing more is written to the old file (restart with the store in place)"

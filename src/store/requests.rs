@@ -89,10 +89,12 @@ pub struct Batch<'s> {
 
 impl RequestGroup for Batch<'_> {
     fn key(&mut self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+        self.still_open()?;
         super::keys::find_key(self.conn, id)
     }
 
     fn nonce(&mut self, key_id: &str, nonce: &str) -> Result<Option<SeenNonce>, StoreError> {
+        self.still_open()?;
         find_nonce(self.conn, key_id, nonce)
     }
 
@@ -104,6 +106,7 @@ impl RequestGroup for Batch<'_> {
         nonce: &Nonce,
         payload_json: &str,
     ) -> Result<Committed, StoreError> {
+        self.still_open()?;
         let schema_id = self.schema_id(entry)?;
         let link = chain::next_link(self.conn)?;
         // The nonce goes first, under the id the audit row will get, so a reused nonce leaves nothing to undo.
@@ -129,14 +132,17 @@ impl RequestGroup for Batch<'_> {
     }
 
     fn append(&mut self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        self.still_open()?;
         let schema_id = self.schema_id(entry)?;
         entry.insert(self.conn, schema_id, None)
     }
 
     fn commit(mut self) -> Result<(), StoreError> {
+        self.still_open()?;
         self.conn.prepare_cached("COMMIT")?.execute([])?;
         self.open = false;
-        // Schema rows are never deleted, so a committed id stays right for the life of the store.
+        // A committed id stays right until another connection deletes schemas (audit prune), which begin_group
+        // notices through PRAGMA data_version.
         let new = std::mem::take(&mut self.new_schema_ids);
         self.schema_ids.extend(new);
         Ok(())
@@ -157,6 +163,17 @@ impl Drop for Batch<'_> {
 }
 
 impl Batch<'_> {
+    /// Fails once SQLite has rolled the group's transaction back on its own (it does after some I/O and memory
+    /// errors, which the checks turn into one request's refusal and go on): a write after that would commit by
+    /// itself, and the group would be answered `internal` with some of its rows kept.
+    fn still_open(&self) -> Result<(), StoreError> {
+        if self.conn.is_autocommit() {
+            Err(StoreError::TransactionLost)
+        } else {
+            Ok(())
+        }
+    }
+
     /// The `schemas` row of the entry's schema, added if new; a schema seen before costs no statement.
     fn schema_id(&mut self, entry: &AuditEntry) -> Result<Option<i64>, StoreError> {
         let Some(schema) = entry.schema else {
@@ -322,5 +339,24 @@ mod tests {
         assert_eq!(store.prune_nonces(150).unwrap(), 1);
         assert!(store.find_nonce("ZK1", "old").unwrap().is_none());
         assert!(store.find_nonce("ZK1", "new").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_group_whose_transaction_sqlite_ended_writes_nothing_more() {
+        let mut store = Store::open_in_memory().unwrap();
+        let mut batch = store.begin_group().unwrap();
+        batch
+            .append_accepted(&accepted(1), &nonce("a", 100), "[1]")
+            .unwrap();
+        // What SQLite does by itself after some I/O and memory errors.
+        batch.conn.execute_batch("ROLLBACK").unwrap();
+        let lost = batch.append_accepted(&accepted(2), &nonce("b", 100), "[2]");
+        assert!(matches!(lost, Err(StoreError::TransactionLost)), "{lost:?}");
+        assert!(matches!(batch.commit(), Err(StoreError::TransactionLost)));
+        assert!(store.find_nonce("ZK1", "a").unwrap().is_none());
+        assert!(
+            store.find_nonce("ZK1", "b").unwrap().is_none(),
+            "no write committed on its own"
+        );
     }
 }
