@@ -14,7 +14,7 @@ mod common;
 use std::{
     any::Any,
     fs,
-    io::{self, Read, Write},
+    io::{self, Write},
     net::{SocketAddr, TcpStream},
     path::Path,
     sync::{
@@ -711,7 +711,7 @@ fn endless_message(address: SocketAddr, tally: &Tally, stop: &Stop) -> Held {
     let write = zmtp::frame(&[b'x'; ENDLESS_FRAME], true).repeat(ENDLESS_FRAMES_PER_WRITE);
     let mut sent = 0u64;
     while !stop.now() && sent < MAX_BYTES_PER_THREAD {
-        let Ok(mut stream) = zmtp::connect(address) else {
+        let Ok(mut stream) = zmtp_connect(address) else {
             Tally::add(&tally.failed, 1);
             thread::sleep(Duration::from_millis(10));
             continue;
@@ -849,7 +849,7 @@ fn idle_connections(address: SocketAddr, count: usize, tally: &Tally, stop: &Sto
         }
         match TcpStream::connect_timeout(&address, IO_TIMEOUT) {
             Ok(mut stream) => {
-                let counter = match zmtp::handshake(&mut stream) {
+                let counter = match zmtp::handshake(&mut stream, IO_TIMEOUT) {
                     Ok(()) => &tally.connections,
                     Err(_) => &tally.failed,
                 };
@@ -945,59 +945,13 @@ fn signed(key: &str, secret: &str, payload: Vec<u8>) -> Vec<Vec<u8>> {
     .to_vec()
 }
 
-/// ZeroMQ's wire protocol (ZMTP 3.0, NULL mechanism) spoken by hand over TCP, as an attacker need not use
-/// libzmq: a libzmq socket could not send a message that never ends (it puts a message on the wire only once
-/// its last frame is sent). The minimum of `tests/cli/endless_messages.rs`'s peer.
-mod zmtp {
-    use super::*;
-
-    /// Connects and completes the handshake as a DEALER; reads and writes time out after [`IO_TIMEOUT`].
-    pub fn connect(address: SocketAddr) -> io::Result<TcpStream> {
-        let mut stream = TcpStream::connect_timeout(&address, IO_TIMEOUT)?;
-        handshake(&mut stream)?;
-        Ok(stream)
-    }
-
-    /// Sends the greeting and READY as a DEALER and reads the server's, so that frames sent next are data.
-    pub fn handshake(stream: &mut TcpStream) -> io::Result<()> {
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        let mut greeting = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0];
-        greeting.extend_from_slice(b"NULL");
-        greeting.resize(64, 0);
-        stream.write_all(&greeting)?;
-        let mut ready = b"\x05READY\x0bSocket-Type".to_vec();
-        ready.extend_from_slice(&6u32.to_be_bytes());
-        ready.extend_from_slice(b"DEALER");
-        let mut command = vec![0x04, ready.len() as u8];
-        command.extend_from_slice(&ready);
-        stream.write_all(&command)?;
-        let mut greeting = [0u8; 64];
-        stream.read_exact(&mut greeting)?;
-        let mut head = [0u8; 2];
-        stream.read_exact(&mut head)?;
-        let mut body = vec![0u8; usize::from(head[1])];
-        stream.read_exact(&mut body)?;
-        if head[0] == 0x04 && body.starts_with(b"\x05READY") {
-            Ok(())
-        } else {
-            Err(io::Error::other("the server's READY command was not one"))
-        }
-    }
-
-    /// One data frame.
-    pub fn frame(data: &[u8], more: bool) -> Vec<u8> {
-        let more = u8::from(more);
-        let mut out = match u8::try_from(data.len()) {
-            Ok(short) => vec![more, short],
-            Err(_) => {
-                let mut head = vec![more | 0x02];
-                head.extend_from_slice(&(data.len() as u64).to_be_bytes());
-                head
-            }
-        };
-        out.extend_from_slice(data);
-        out
-    }
+/// Connects and completes the ZMTP handshake as a DEALER; reads and writes time out after [`IO_TIMEOUT`].
+fn zmtp_connect(address: SocketAddr) -> io::Result<TcpStream> {
+    let mut stream = TcpStream::connect_timeout(&address, IO_TIMEOUT)?;
+    zmtp::handshake(&mut stream, IO_TIMEOUT)?;
+    Ok(stream)
 }
+
+/// ZMTP spoken by hand, shared with the attack tests.
+#[path = "../tests/cli/zmtp.rs"]
+mod zmtp;

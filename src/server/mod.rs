@@ -177,12 +177,13 @@ pub fn run<S: RequestStore>(
             }
         }
         log.roll_windows();
+        let now_us = timestamp::now_micros();
         let cutoffs = transport::oversized_message_cutoffs();
         if cutoffs > cutoffs_seen {
-            worker.note_cutoffs(cutoffs - cutoffs_seen, timestamp::now_micros());
+            worker.note_cutoffs(cutoffs - cutoffs_seen, now_us);
             cutoffs_seen = cutoffs;
         }
-        worker.close_windows(store, timestamp::now_micros(), false, &mut log);
+        worker.close_windows(store, now_us, false, &mut log);
         if last_prune.elapsed() >= PRUNE_INTERVAL {
             prune_nonces(store, settings, &mut log);
             last_prune = Instant::now();

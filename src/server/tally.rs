@@ -108,9 +108,9 @@ impl Tally {
         if self.windows.len() >= MAX_TRACKED && !self.windows.contains_key(&key) {
             key = (OTHER_PEERS.to_owned(), code, None);
         }
-        let before = self.windows.get(&key).cloned();
         if !self.undo.iter().any(|(k, _)| *k == key) {
-            self.undo.push((key.clone(), before.clone()));
+            self.undo
+                .push((key.clone(), self.windows.get(&key).cloned()));
         }
         match self.windows.get_mut(&key) {
             // A window past its time whose summary is not written yet is still counted into: it closes at the

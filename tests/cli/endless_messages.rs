@@ -14,8 +14,11 @@ use std::{
 
 use serde_json::json;
 
-use crate::common::{
-    DEADLINE, RawClient, Server, TestEnv, assert_accepted, reject_code, signed_now, wait_until,
+use crate::{
+    common::{
+        DEADLINE, RawClient, Server, TestEnv, assert_accepted, reject_code, signed_now, wait_until,
+    },
+    zmtp,
 };
 
 /// The `--max-message-size` of the attacked servers.
@@ -55,7 +58,7 @@ impl Zmtp {
     fn frame(self, data: &[u8], more: bool) -> Vec<u8> {
         match self {
             Zmtp::V1 => frame_v1(data, more),
-            Zmtp::V3 => frame(data, more),
+            Zmtp::V3 => zmtp::frame(data, more),
         }
     }
 }
@@ -74,37 +77,15 @@ impl ZmtpPeer {
     fn connect(endpoint: &str, version: Zmtp) -> ZmtpPeer {
         let address = endpoint.strip_prefix("tcp://").expect("a tcp:// endpoint");
         let mut stream = TcpStream::connect(address).expect("connect to the server");
-        stream.set_nodelay(true).unwrap();
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        stream.set_write_timeout(Some(DEADLINE)).unwrap();
         if let Zmtp::V1 = version {
+            stream.set_nodelay(true).unwrap();
+            stream.set_read_timeout(Some(DEADLINE)).unwrap();
+            stream.set_write_timeout(Some(DEADLINE)).unwrap();
             // An empty identity: one byte of length, one of flags.
             stream.write_all(&[1, 0]).expect("send the identity");
             return ZmtpPeer { stream, version };
         }
-        let mut greeting = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0];
-        greeting.extend_from_slice(b"NULL");
-        greeting.resize(64, 0);
-        stream.write_all(&greeting).expect("send the greeting");
-        let mut ready = b"\x05READY\x0bSocket-Type".to_vec();
-        ready.extend_from_slice(&6u32.to_be_bytes());
-        ready.extend_from_slice(b"DEALER");
-        let mut command = vec![0x04, u8::try_from(ready.len()).unwrap()];
-        command.extend_from_slice(&ready);
-        stream.write_all(&command).expect("send READY");
-        // Data sent before the server's READY arrives would be a protocol error, not a test of the limit.
-        let mut greeting = [0u8; 64];
-        stream
-            .read_exact(&mut greeting)
-            .expect("the server's greeting");
-        let mut head = [0u8; 2];
-        stream.read_exact(&mut head).expect("the server's READY");
-        let mut body = vec![0u8; usize::from(head[1])];
-        stream.read_exact(&mut body).expect("the server's READY");
-        assert!(
-            head[0] == 0x04 && body.starts_with(b"\x05READY"),
-            "not a READY command: {head:?} {body:?}"
-        );
+        zmtp::handshake(&mut stream, DEADLINE).expect("the ZMTP handshake and the server's READY");
         ZmtpPeer { stream, version }
     }
 
@@ -165,21 +146,6 @@ impl ZmtpPeer {
             }
         }
     }
-}
-
-/// One ZMTP 3.0 data frame.
-fn frame(data: &[u8], more: bool) -> Vec<u8> {
-    let more = u8::from(more);
-    let mut out = match u8::try_from(data.len()) {
-        Ok(short) => vec![more, short],
-        Err(_) => {
-            let mut head = vec![more | 0x02];
-            head.extend_from_slice(&(data.len() as u64).to_be_bytes());
-            head
-        }
-    };
-    out.extend_from_slice(data);
-    out
 }
 
 /// One ZMTP/1.0 frame: the length counts the flags byte, and a length of 255 or more takes 8 bytes after 0xff.

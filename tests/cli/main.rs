@@ -24,3 +24,4 @@ mod schemas;
 mod send_errors;
 mod store_moved;
 mod terminal;
+mod zmtp;
