@@ -178,19 +178,27 @@ pub fn run<S: RequestStore>(
         }
         log.roll_windows();
         let now_us = timestamp::now_micros();
-        let cutoffs = transport::oversized_message_cutoffs();
-        if cutoffs > cutoffs_seen {
-            worker.note_cutoffs(cutoffs - cutoffs_seen, now_us);
-            cutoffs_seen = cutoffs;
-        }
+        note_new_cutoffs(&mut worker, &mut cutoffs_seen, now_us);
         worker.close_windows(store, now_us, false, &mut log);
         if last_prune.elapsed() >= PRUNE_INTERVAL {
             prune_nonces(store, settings, &mut log);
             last_prune = Instant::now();
         }
     }
-    worker.close_windows(store, timestamp::now_micros(), true, &mut log);
+    // Connections cut off since the last turn are counted too, before the last windows close.
+    let now_us = timestamp::now_micros();
+    note_new_cutoffs(&mut worker, &mut cutoffs_seen, now_us);
+    worker.close_windows(store, now_us, true, &mut log);
     Ok(stats)
+}
+
+/// Hands the worker the connections libzmq cut off for an oversized message since `seen` was last updated.
+fn note_new_cutoffs(worker: &mut Worker, seen: &mut u64, now_us: i64) {
+    let cutoffs = transport::oversized_message_cutoffs();
+    if cutoffs > *seen {
+        worker.note_cutoffs(cutoffs - *seen, now_us);
+        *seen = cutoffs;
+    }
 }
 
 /// Forgets nonces too old to pass the clock check; a failure is logged and tried again next time.
