@@ -1,13 +1,17 @@
+use std::env;
+
 pub fn configure() {
     println!("cargo:rerun-if-changed=build/main.rs");
     println!("cargo:rerun-if-env-changed=PROFILE");
 
-    // Note that by default `libzmq` builds without `libsodium` by instead
-    // relying on `tweetnacl`. However since this `tweetnacl` [has never been
-    // audited nor is ready for production](https://github.com/zeromq/libzmq/issues/3006),
-    // we link against `libsodium` to enable `ZMQ_CURVE`.
+    // Patched for zavro: link the libsodium that libsodium-sys-stable builds
+    // (it passes its folders as DEP_SODIUM_LIB and DEP_SODIUM_INCLUDE), so that
+    // libzmq has ZMQ_CURVE. Upstream passes `None`, which leaves CURVE out.
+    let lib = env::var("DEP_SODIUM_LIB").expect("libsodium-sys-stable sets DEP_SODIUM_LIB");
+    let include =
+        env::var("DEP_SODIUM_INCLUDE").expect("libsodium-sys-stable sets DEP_SODIUM_INCLUDE");
     zeromq_src::Build::new()
-        .with_libsodium(None)
+        .with_libsodium(Some(zeromq_src::LibLocation::new(lib, include)))
         .build();
 }
 
