@@ -30,6 +30,7 @@ pub mod cmd;
 pub mod complete;
 pub mod config;
 pub mod credentials;
+pub mod curve;
 pub mod docs;
 pub mod endpoint;
 pub mod error;

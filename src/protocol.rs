@@ -304,9 +304,52 @@ pub struct ReplyFrame {
     /// The answer.
     #[serde(flatten)]
     pub reply: Reply,
+    /// `base64(HMAC-SHA1(secret, reply-string-to-sign))` under the secret of the request's key, present when the
+    /// server read that key's secret (PROTOCOL.md, "Signed replies").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
+/// First line of a reply's string-to-sign: names what is signed and its version, so that no request
+/// string-to-sign can ever equal a reply's.
+pub const REPLY_SIGNATURE_LABEL: &str = "zavro-reply-v1";
+
 impl ReplyFrame {
+    /// The string a reply's signature covers, one field per line (PROTOCOL.md, "Signed replies"); `None` for a
+    /// reply without a nonce, which is never signed.
+    pub fn string_to_sign(&self) -> Option<String> {
+        let nonce = self.nonce.as_deref()?;
+        let lines = match &self.reply {
+            Reply::Accepted {
+                audit_id,
+                records,
+                duplicate,
+            } => format!("accepted\n{audit_id}\n{records}\n{duplicate}"),
+            Reply::Rejected {
+                code,
+                message,
+                server_time,
+            } => {
+                let server_time = server_time.map(|t| t.to_string()).unwrap_or_default();
+                format!("rejected\n{code}\n{server_time}\n{message}")
+            }
+        };
+        Some(format!("{REPLY_SIGNATURE_LABEL}\n{nonce}\n{lines}"))
+    }
+
+    /// Signs the reply under `secret` (nothing happens to a reply without a nonce).
+    pub fn sign(&mut self, secret: &[u8]) {
+        self.signature = self.string_to_sign().map(|text| auth::sign(secret, &text));
+    }
+
+    /// True when the reply carries a signature that is right under `secret`.
+    pub fn signed_by(&self, secret: &[u8]) -> bool {
+        match (self.string_to_sign(), &self.signature) {
+            (Some(text), Some(signature)) => auth::verify(secret, &text, signature),
+            _ => false,
+        }
+    }
+
     /// The reply frame as bytes.
     pub fn to_frame(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a reply always serializes")
@@ -530,6 +573,7 @@ mod tests {
                 records: 2,
                 duplicate: true,
             },
+            signature: None,
         };
         let text = String::from_utf8(frame.to_frame()).unwrap();
         assert_eq!(
@@ -541,6 +585,83 @@ mod tests {
             Reply::from_frame(text.as_bytes()).unwrap(),
             frame.reply,
             "old readers ignore the nonce"
+        );
+    }
+
+    #[test]
+    fn a_signed_reply_verifies_and_any_change_breaks_it() {
+        let mut frame = ReplyFrame {
+            nonce: Some("0123456789abcdef".into()),
+            reply: Reply::Accepted {
+                audit_id: 7,
+                records: 2,
+                duplicate: false,
+            },
+            signature: None,
+        };
+        assert!(
+            !frame.signed_by(b"secret"),
+            "an unsigned reply is not signed by anyone"
+        );
+        frame.sign(b"secret");
+        assert!(frame.signed_by(b"secret"));
+        assert!(!frame.signed_by(b"other"));
+        let parsed = ReplyFrame::from_frame(&frame.to_frame()).unwrap();
+        assert!(
+            parsed.signed_by(b"secret"),
+            "the signature survives the wire"
+        );
+        assert_eq!(
+            Reply::from_frame(&frame.to_frame()).unwrap(),
+            frame.reply,
+            "old readers ignore the signature"
+        );
+        let altered = |change: &dyn Fn(&mut ReplyFrame)| {
+            let mut copy = frame.clone();
+            change(&mut copy);
+            copy.signed_by(b"secret")
+        };
+        assert!(!altered(&|f| f.nonce = Some("0123456789abcdeX".into())));
+        assert!(!altered(&|f| f.reply = Reply::Accepted {
+            audit_id: 8,
+            records: 2,
+            duplicate: false
+        }));
+        assert!(!altered(&|f| f.reply = Reply::Accepted {
+            audit_id: 7,
+            records: 3,
+            duplicate: false
+        }));
+        assert!(!altered(&|f| f.reply = Reply::Accepted {
+            audit_id: 7,
+            records: 2,
+            duplicate: true
+        }));
+        let mut rejected = ReplyFrame {
+            nonce: Some("0123456789abcdef".into()),
+            reply: Reply::Rejected {
+                code: RejectCode::ClockSkew,
+                message: "m".into(),
+                server_time: Some(5),
+            },
+            signature: None,
+        };
+        rejected.sign(b"secret");
+        assert!(rejected.signed_by(b"secret"));
+        rejected.reply = Reply::Rejected {
+            code: RejectCode::ClockSkew,
+            message: "m".into(),
+            server_time: Some(6),
+        };
+        assert!(!rejected.signed_by(b"secret"));
+        let mut anonymous = ReplyFrame {
+            nonce: None,
+            ..frame.clone()
+        };
+        anonymous.sign(b"secret");
+        assert_eq!(
+            anonymous.signature, None,
+            "a reply without a nonce is never signed"
         );
     }
 

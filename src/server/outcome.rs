@@ -124,7 +124,11 @@ pub fn outcome(verdict: Verdict, written: Option<Written>, now_us: i64) -> Outco
         }
     };
     Outcome {
-        reply: ReplyFrame { nonce, reply },
+        reply: ReplyFrame {
+            nonce,
+            reply,
+            signature: None,
+        },
         audit_id,
         records,
         line,

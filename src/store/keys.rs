@@ -57,10 +57,12 @@ impl Store {
         expires_us: Option<i64>,
         now_us: i64,
     ) -> Result<(), StoreError> {
+        let curve_public = super::server_keys::client_public(id, secret)?;
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO keys (id, secret, label, created_us, expires_us) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, secret, label, now_us, expires_us],
+            "INSERT INTO keys (id, secret, label, created_us, expires_us, curve_public)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, secret, label, now_us, expires_us, curve_public],
         )?;
         AuditEntry::admin("key_add", id, now_us).insert(&tx, None, None)?;
         tx.commit()?;

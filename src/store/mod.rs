@@ -11,6 +11,7 @@ mod keys;
 mod prune;
 mod requests;
 mod schemas;
+mod server_keys;
 
 use std::{
     collections::HashMap,
@@ -31,6 +32,7 @@ pub use keys::{KeyRecord, StoredKey};
 pub use prune::Pruned;
 pub use requests::Batch;
 pub use schemas::SchemaRow;
+pub use server_keys::ServerKeys;
 
 /// How long a command waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,11 +52,18 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/0005_operators.sql")),
         M::up(include_str!("migrations/0006_schemas.sql")),
         M::up(include_str!("migrations/0007_audit_requests.sql")),
+        M::up_with_hook(
+            include_str!("migrations/0008_curve.sql"),
+            |tx: &rusqlite::Transaction| {
+                server_keys::backfill_client_publics(tx)
+                    .map_err(|e| rusqlite_migration::HookError::Hook(e.to_string()))
+            },
+        ),
     ])
 });
 
 /// The schema version this build migrates stores to.
-const SCHEMA_VERSION: usize = 7;
+const SCHEMA_VERSION: usize = 8;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +151,9 @@ pub enum StoreError {
     /// No key has this id.
     #[error("no key {0:?} in the store (see `zavro keys list`)")]
     UnknownKey(String),
+    /// A CURVE key could not be made or read (libzmq without CURVE, or a damaged `server_keys` row).
+    #[error("store: {0}")]
+    Curve(#[from] crate::curve::CurveError),
     /// A query or write failed.
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
