@@ -366,6 +366,7 @@ fn entry(time_us: i64) -> AuditEntry<'static> {
         size: 500,
         schema: None,
         requests: 1,
+        transport: Some("curve"),
     }
 }
 

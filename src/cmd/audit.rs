@@ -40,9 +40,20 @@ const COLUMNS: [&str; 9] = [
 ];
 
 /// Columns of the CSV form, in order: the fields of the JSON form without the payload.
-const CSV_COLUMNS: [&str; 12] = [
-    "id", "time", "action", "status", "reason", "message", "key", "peer", "records", "size",
-    "schema", "requests",
+const CSV_COLUMNS: [&str; 13] = [
+    "id",
+    "time",
+    "action",
+    "status",
+    "reason",
+    "message",
+    "key",
+    "peer",
+    "records",
+    "size",
+    "schema",
+    "requests",
+    "transport",
 ];
 
 /// Characters of a fingerprint shown in tables: enough to tell schemas apart and to paste into `--schema`.
@@ -387,6 +398,7 @@ fn to_json(row: &AuditRow) -> Value {
         "size": row.size,
         "schema": row.schema,
         "requests": row.requests,
+        "transport": row.transport,
     });
     if let Some(payload) = &row.payload {
         // Stored by the server from serde_json output, so it parses; keep the text if it somehow does not.
@@ -400,7 +412,7 @@ fn to_json(row: &AuditRow) -> Value {
 ///
 /// Text that can come from outside zavro (a key id, a peer, a reason's message) is neutralised as a spreadsheet
 /// formula; zavro's own numbers and times are written as they are.
-fn to_csv(row: &AuditRow) -> [String; 12] {
+fn to_csv(row: &AuditRow) -> [String; 13] {
     let text = |v: &str| neutralise_formula(v).into_owned();
     let optional = |v: &Option<String>| v.as_deref().map_or_else(String::new, text);
     [
@@ -416,6 +428,7 @@ fn to_csv(row: &AuditRow) -> [String; 12] {
         row.size.to_string(),
         optional(&row.schema),
         row.requests.to_string(),
+        optional(&row.transport),
     ]
 }
 
@@ -623,6 +636,7 @@ mod tests {
             payload: None,
             schema: None,
             requests: 1,
+            transport: None,
         }
     }
 

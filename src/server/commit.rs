@@ -133,6 +133,7 @@ pub fn summaries<G: RequestGroup>(
             size: summary.bytes,
             schema: None,
             requests: summary.count,
+            transport: None,
         })?);
     }
     group.commit()?;
@@ -250,5 +251,6 @@ fn entry(verdict: &Verdict, status: Status, now_us: i64) -> AuditEntry<'_> {
         size: verdict.size,
         schema: verdict.schema.as_deref(),
         requests: 1,
+        transport: None,
     }
 }

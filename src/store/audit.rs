@@ -52,6 +52,8 @@ pub struct AuditEntry<'a> {
     pub schema: Option<&'a SchemaFingerprint>,
     /// How many requests the row stands for: 1, or more for a summary of refusals no key vouched for.
     pub requests: u64,
+    /// How the request reached the server: `curve` or `plaintext`; `None` for actions taken on this machine.
+    pub transport: Option<&'a str>,
 }
 
 impl AuditEntry<'_> {
@@ -95,12 +97,13 @@ impl AuditEntry<'_> {
             payload_sha256: payload_sha256.as_deref(),
             schema: self.schema.map(|schema| schema.fingerprint.as_str()),
             requests: i64::try_from(self.requests).unwrap_or(i64::MAX),
+            transport: self.transport,
         };
         let hash = fields.hash(&link.prev_hash);
         conn.prepare_cached(
             "INSERT INTO audit (id, time_us, action, status, reason, detail, key_id, peer, records, size,
-                                payload_sha256, schema_id, prev_hash, hash, requests)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                payload_sha256, schema_id, prev_hash, hash, requests, transport)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?
         .execute(params![
             fields.id,
@@ -118,6 +121,7 @@ impl AuditEntry<'_> {
             link.prev_hash,
             hash,
             fields.requests,
+            fields.transport,
         ])?;
         if let Some(json) = payload {
             conn.prepare_cached("INSERT INTO payloads (audit_id, json) VALUES (?1, ?2)")?
@@ -156,6 +160,8 @@ pub struct AuditRow {
     pub schema: Option<String>,
     /// How many requests the row stands for: 1, or more for a summary of refusals no key vouched for.
     pub requests: i64,
+    /// How the request reached the server: `curve` or `plaintext`; `None` for local actions and older rows.
+    pub transport: Option<String>,
 }
 
 /// Which rows `query_audit` returns.
@@ -307,7 +313,7 @@ impl Store {
         };
         let select = format!(
             "SELECT a.id, a.time_us, a.action, a.status, a.reason, a.detail, a.key_id, a.peer,
-                    a.records, a.size, {payload}, s.fingerprint, a.requests
+                    a.records, a.size, {payload}, s.fingerprint, a.requests, a.transport
              FROM audit a LEFT JOIN payloads p ON p.audit_id = a.id LEFT JOIN schemas s ON s.id = a.schema_id
              {where_clause}"
         );
@@ -338,6 +344,7 @@ impl Store {
                     payload: row.get(10)?,
                     schema: row.get(11)?,
                     requests: row.get(12)?,
+                    transport: row.get(13)?,
                 })
             };
             each(read().map_err(StoreError::from)?)?;
@@ -434,6 +441,7 @@ impl AuditEntry<'static> {
             size: 10,
             schema: None,
             requests: 1,
+            transport: None,
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct ChainedFields<'a> {
     pub schema: Option<&'a str>,
     /// How many requests the row stands for; hashed only when not 1, so every older row hashes as it did.
     pub requests: i64,
+    /// How the request reached the server (`curve`, `plaintext`); hashed only when there is one, so rows without
+    /// (local actions, and every row written before schema version 8) hash as they did.
+    pub transport: Option<&'a str>,
 }
 
 impl ChainedFields<'_> {
@@ -69,6 +72,10 @@ impl ChainedFields<'_> {
         if self.requests != 1 {
             h.update([2u8]);
             h.update(self.requests.to_be_bytes());
+        }
+        if self.transport.is_some() {
+            h.update([3u8]);
+            encode_text(&mut h, self.transport);
         }
         hex::encode(h.finalize())
     }
@@ -146,16 +153,18 @@ fn backfill_seal(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The hashed columns of `audit`, in `ChainedFields` order, ending with `$schema` and `$requests`: the
-/// expressions that give the row's schema fingerprint and request count (older stores have neither column). A
-/// macro so the SELECTs below are literals, built at compile time.
+/// The hashed columns of `audit`, in `ChainedFields` order, ending with `$schema`, `$requests` and
+/// `$transport`: the expressions that give the row's schema fingerprint, request count and transport (older
+/// stores have none of these columns). A macro so the SELECTs below are literals, built at compile time.
 macro_rules! hashed_columns {
-    ($schema:expr, $requests:expr) => {
+    ($schema:expr, $requests:expr, $transport:expr) => {
         concat!(
             "id, time_us, action, status, reason, detail, key_id, peer, records, size, payload_sha256, ",
             $schema,
             ", ",
-            $requests
+            $requests,
+            ", ",
+            $transport
         )
     };
 }
@@ -168,13 +177,13 @@ macro_rules! schema_fingerprint {
 }
 
 /// The hashed columns, for `verify`'s walk over every row.
-const FIELDS: &str = hashed_columns!(schema_fingerprint!(), "requests");
+const FIELDS: &str = hashed_columns!(schema_fingerprint!(), "requests", "transport");
 
 /// The hashed columns of one row as migration 2's backfill reads them: it runs on stores older than version 6,
 /// which have no schemas.
 const BACKFILL_SELECT: &str = concat!(
     "SELECT ",
-    hashed_columns!("NULL", "1"),
+    hashed_columns!("NULL", "1", "NULL"),
     " FROM audit WHERE id = ?1"
 );
 
@@ -198,6 +207,7 @@ fn fields_of<'r>(row: &'r rusqlite::Row) -> rusqlite::Result<ChainedFields<'r>> 
         payload_sha256: text(10)?,
         schema: text(11)?,
         requests: row.get(12)?,
+        transport: text(13)?,
     })
 }
 
@@ -314,9 +324,9 @@ pub fn verify(
     let mut against_found = None;
     while let Some(row) = rows.next()? {
         let fields = fields_of(row)?;
-        let stored_prev: Option<String> = row.get(13)?;
-        let stored_hash: Option<String> = row.get(14)?;
-        let payload: Option<String> = row.get(15)?;
+        let stored_prev: Option<String> = row.get(14)?;
+        let stored_hash: Option<String> = row.get(15)?;
+        let payload: Option<String> = row.get(16)?;
         let id = fields.id;
         if stored_prev.as_deref() != Some(prev.as_str()) {
             return Ok(Err(ChainBreak::Link { id, after }));
@@ -447,6 +457,12 @@ mod tests {
     fn tamper(store: &Store, sql: &str) -> ChainBreak {
         store.conn.execute_batch(sql).unwrap();
         store.verify_audit(None).unwrap().unwrap_err()
+    }
+
+    /// Undoes what [`tamper`] did; the chain verifies again.
+    fn tamper_undo(store: &Store, sql: &str) {
+        store.conn.execute_batch(sql).unwrap();
+        assert!(store.verify_audit(None).unwrap().is_ok(), "{sql}");
     }
 
     #[test]
@@ -704,6 +720,7 @@ mod tests {
             payload_sha256: None,
             schema: None,
             requests: 1,
+            transport: None,
         };
         let documented = |label: &str| {
             include_str!("../../AUDIT.md")
@@ -745,9 +762,79 @@ mod tests {
             requests: 41,
             ..with_schema
         };
+        let third = summary.hash(&second);
+        assert_eq!(third, documented("example hash of a summary: "));
+        let over_curve = ChainedFields {
+            id: 4,
+            time_us: 1_764_301_647_000_000,
+            status: "accepted",
+            reason: None,
+            detail: None,
+            key_id: Some("ZK3F9A0C17B2E45D88"),
+            peer: Some("127.0.0.1"),
+            records: 1,
+            size: 612,
+            requests: 1,
+            transport: Some("curve"),
+            ..with_schema
+        };
         assert_eq!(
-            summary.hash(&second),
-            documented("example hash of a summary: ")
+            over_curve.hash(&third),
+            documented("example hash with a transport: ")
         );
+    }
+
+    #[test]
+    fn rows_written_before_transports_keep_their_hashes_and_new_rows_chain_onto_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let mut conn = Connection::open(&path).unwrap();
+        super::super::MIGRATIONS.to_version(&mut conn, 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO audit (time_us, action, status, key_id, peer) VALUES (1, 'key_add', 'accepted', 'ZK1', 'local');
+             INSERT INTO audit (time_us, action, status, key_id, peer, records, size)
+                 VALUES (2, 'send', 'accepted', 'ZK1', '10.0.0.1', 1, 99);",
+        )
+        .unwrap();
+        super::super::MIGRATIONS.to_version(&mut conn, 7).unwrap();
+        let hash_at_7: String = conn
+            .query_row("SELECT hash FROM audit WHERE id = 2", [], |row| row.get(0))
+            .unwrap();
+        drop(conn);
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.audit_head().unwrap(), Some((2, hash_at_7)));
+        for transport in ["curve", "plaintext"] {
+            store
+                .record(&AuditEntry {
+                    transport: Some(transport),
+                    ..AuditEntry::test_send(3)
+                })
+                .unwrap();
+        }
+        let rows = store.query_audit(&Default::default()).unwrap();
+        let transports: Vec<_> = rows.iter().map(|r| r.transport.as_deref()).collect();
+        assert_eq!(transports, [None, None, Some("curve"), Some("plaintext")]);
+        assert_eq!(store.verify_audit(None).unwrap().unwrap().rows, 4);
+
+        for (edit, undo, id) in [
+            ("'plaintext'", "'curve'", 3),
+            ("NULL", "'plaintext'", 4),
+            ("'curve'", "NULL", 2),
+        ] {
+            let broken = tamper(
+                &store,
+                &format!("UPDATE audit SET transport = {edit} WHERE id = {id}"),
+            );
+            assert!(
+                matches!(broken, ChainBreak::Altered { id: found, .. } if found == id),
+                "transport {edit} on row {id}: {broken}"
+            );
+            tamper_undo(
+                &store,
+                &format!("UPDATE audit SET transport = {undo} WHERE id = {id}"),
+            );
+        }
     }
 }

@@ -156,6 +156,7 @@ impl AuditEntry<'_> {
             size: 0,
             schema: None,
             requests: 1,
+            transport: None,
         }
     }
 }

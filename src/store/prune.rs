@@ -110,6 +110,7 @@ impl Store {
             size: 0,
             schema: None,
             requests: 1,
+            transport: None,
         }
         .insert(&tx, None, None)?;
         tx.commit()?;

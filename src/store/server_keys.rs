@@ -161,6 +161,7 @@ fn audit(conn: &Connection, action: &str, public: &str, now_us: i64) -> Result<(
         size: 0,
         schema: None,
         requests: 1,
+        transport: None,
     }
     .insert(conn, None, None)?;
     Ok(())

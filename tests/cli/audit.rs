@@ -48,8 +48,19 @@ fn audit_query_json_rows_have_the_documented_fields() {
     assert_eq!(
         fields,
         [
-            "id", "time", "action", "status", "reason", "message", "key", "peer", "records",
-            "size", "schema", "requests"
+            "id",
+            "time",
+            "action",
+            "status",
+            "reason",
+            "message",
+            "key",
+            "peer",
+            "records",
+            "size",
+            "schema",
+            "requests",
+            "transport"
         ],
         "no payload without --payload"
     );
