@@ -194,6 +194,8 @@ pub enum RejectCode {
     ExpiredKey,
     /// The signature does not match the string-to-sign under the key's secret.
     BadSignature,
+    /// The request names another key than the one its connection authenticated as at the CURVE handshake.
+    KeyMismatch,
     /// The timestamp is too far from the server's clock.
     ClockSkew,
     /// This key already used this nonce within the replay window.
@@ -218,6 +220,7 @@ impl RejectCode {
             RejectCode::RevokedKey => "revoked_key",
             RejectCode::ExpiredKey => "expired_key",
             RejectCode::BadSignature => "bad_signature",
+            RejectCode::KeyMismatch => "key_mismatch",
             RejectCode::ClockSkew => "clock_skew",
             RejectCode::Replay => "replay",
             RejectCode::BadPayload => "bad_payload",

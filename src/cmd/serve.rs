@@ -13,7 +13,7 @@ use crate::{
     endpoint::{self, Side},
     error::Error,
     hardening,
-    server::{self, Log, RecordsOut, Settings},
+    server::{self, Log, RecordsOut, Settings, Transport},
     store::Store,
 };
 
@@ -90,6 +90,7 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
     let settings = Settings {
         max_skew_secs: i64::from(args.max_skew),
         reader_schemas: load_schemas(&args.schemas)?,
+        transport: Transport::Plaintext,
     };
     let stats = server::run(
         &socket,

@@ -1,9 +1,10 @@
-//! The checks of one request, in PROTOCOL.md's order (key, signature, clock, nonce, payload), as plain functions
-//! of the request and of what the store says of its key and nonce, and the [`Verdict`] they reach. Nothing here
-//! reads or writes the store: the worker looks things up and hands them in.
+//! The checks of one request, in PROTOCOL.md's order (connection, key, signature, clock, nonce, payload), as
+//! plain functions of the request and of what the store says of its key and nonce, and the [`Verdict`] they
+//! reach. Nothing here reads or writes the store: the worker looks things up and hands them in.
 
 use std::sync::Arc;
 
+use super::Transport;
 use crate::{
     auth,
     avro::{AvroError, Decoded, Ndjson, SchemaFingerprint},
@@ -25,6 +26,9 @@ pub struct Verdict {
     pub size: u64,
     /// The payload's writer schema, when its header was read (also for some refusals).
     pub schema: Option<Arc<SchemaFingerprint>>,
+    /// True when the checks read the secret of the request's own key from the store (whatever the key's state):
+    /// the reply is then signed with it. False when there was no such key, or it was never looked up.
+    pub signable: bool,
     /// What is to be done with it.
     pub decision: Decision,
 }
@@ -64,6 +68,7 @@ impl Verdict {
             peer,
             size,
             schema: None,
+            signable: false,
             decision: Decision::Refuse(rejection),
         }
     }
@@ -86,6 +91,32 @@ impl Verdict {
 /// An `internal` refusal: the server's fault, safe to retry.
 pub fn internal(message: &str) -> Rejection {
     Rejection::new(RejectCode::Internal, message)
+}
+
+/// Refuses the request unless it names the key its connection authenticated as: over CURVE, the ZAP handler
+/// admitted the connection as `authenticated` (the user id of every message on it), and a request may name no
+/// other key. Checked first: it needs no store lookup, and a connection that may not use a key never gets its
+/// secret read. A CURVE connection with no key at all would mean no handshake check ran, so it is refused too.
+pub fn connection_vouches(
+    request: &Request,
+    transport: Transport,
+    authenticated: Option<&str>,
+) -> Result<(), Rejection> {
+    let named = request.envelope.key.as_str();
+    match (authenticated, transport) {
+        (Some(key), _) if key == named => Ok(()),
+        (Some(key), _) => Err(Rejection::new(
+            RejectCode::KeyMismatch,
+            format!(
+                "this connection authenticated as key {key:?} at the handshake; the request names key {named:?}"
+            ),
+        )),
+        (None, Transport::Curve) => Err(Rejection::new(
+            RejectCode::KeyMismatch,
+            "this connection authenticated as no key at the handshake",
+        )),
+        (None, Transport::Plaintext) => Ok(()),
+    }
 }
 
 /// Refuses the request unless `key` (what the store holds under its key id) is active, the signature is the
@@ -263,6 +294,29 @@ mod tests {
         revoked.secret = Zeroizing::new("not-the-signing-secret".into());
         let result = authenticate(&request(NOW_US / 1_000_000), Some(&revoked), NOW_US, 300);
         assert_eq!(code(result), Some(RejectCode::RevokedKey));
+    }
+
+    #[test]
+    fn a_request_may_name_only_the_key_its_connection_authenticated_as() {
+        let request = request(NOW_US / 1_000_000);
+        let check =
+            |transport, authenticated| code(connection_vouches(&request, transport, authenticated));
+        assert_eq!(check(Transport::Curve, Some("ZK1")), None);
+        assert_eq!(
+            check(Transport::Curve, Some("ZK2")),
+            Some(RejectCode::KeyMismatch)
+        );
+        assert_eq!(
+            check(Transport::Curve, None),
+            Some(RejectCode::KeyMismatch),
+            "a CURVE connection that no handshake check admitted"
+        );
+        assert_eq!(check(Transport::Plaintext, None), None);
+        let mismatch = connection_vouches(&request, Transport::Curve, Some("ZK2")).unwrap_err();
+        assert_eq!(
+            mismatch.message,
+            r#"this connection authenticated as key "ZK2" at the handshake; the request names key "ZK1""#
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! into one group transaction, made durable by one commit. Nothing is acknowledged before that.
 
 use super::{
+    Transport,
     check::{Decision, Verdict},
     tally::{self, Noted, Summary, Tally},
 };
@@ -10,6 +11,15 @@ use crate::{
     store::{AuditEntry, Committed, Nonce, RequestGroup, Status, StoreError},
     timestamp,
 };
+
+/// What every row of a group shares: when it is written, and how its requests reached the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp {
+    /// The group's time (µs since the epoch).
+    pub now_us: i64,
+    /// How its requests arrived.
+    pub transport: Transport,
+}
 
 /// What became of one verdict in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +57,9 @@ pub fn commit<G: RequestGroup>(
     group: G,
     verdicts: &[Verdict],
     tally: &mut Tally,
-    now_us: i64,
+    stamp: Stamp,
 ) -> Result<Vec<Written>, StoreError> {
-    let result = write_all(group, verdicts, tally, now_us);
+    let result = write_all(group, verdicts, tally, stamp);
     match &result {
         Ok(written) => {
             let samples: Vec<i64> = verdicts
@@ -69,14 +79,14 @@ fn write_all<G: RequestGroup>(
     mut group: G,
     verdicts: &[Verdict],
     tally: &mut Tally,
-    now_us: i64,
+    stamp: Stamp,
 ) -> Result<Vec<Written>, StoreError> {
     let mut written = Vec::with_capacity(verdicts.len());
     for verdict in verdicts {
         if let Some(rejection) = countable(verdict) {
             let peer = verdict.peer.as_deref().unwrap_or("-");
             let key = verdict.key.as_deref();
-            if tally.note(peer, rejection.code, key, verdict.size, now_us) == Noted::Counted {
+            if tally.note(peer, rejection.code, key, verdict.size, stamp.now_us) == Noted::Counted {
                 written.push(Written {
                     audit_id: None,
                     settled: Settled::Refused(rejection.clone()),
@@ -84,7 +94,7 @@ fn write_all<G: RequestGroup>(
                 continue;
             }
         }
-        let settled = settle(&mut group, verdict, &written, now_us)?;
+        let settled = settle(&mut group, verdict, &written, stamp)?;
         written.push(settled);
     }
     group.commit()?;
@@ -99,10 +109,12 @@ fn countable(verdict: &Verdict) -> Option<&Rejection> {
     }
 }
 
-/// Writes the summary rows of closed tally windows in one group; on error nothing is kept.
+/// Writes the summary rows of closed tally windows in one group, as refusals of requests that came by
+/// `transport`; on error nothing is kept.
 pub fn summaries<G: RequestGroup>(
     mut group: G,
     summaries: &[Summary],
+    transport: Transport,
 ) -> Result<Vec<i64>, StoreError> {
     let mut ids = Vec::with_capacity(summaries.len());
     for summary in summaries {
@@ -133,7 +145,7 @@ pub fn summaries<G: RequestGroup>(
             size: summary.bytes,
             schema: None,
             requests: summary.count,
-            transport: None,
+            transport: Some(transport.as_str()),
         })?);
     }
     group.commit()?;
@@ -145,14 +157,14 @@ fn settle<G: RequestGroup>(
     group: &mut G,
     verdict: &Verdict,
     earlier: &[Written],
-    now_us: i64,
+    stamp: Stamp,
 ) -> Result<Written, StoreError> {
     match &verdict.decision {
         Decision::Store(fresh) => {
             let records = fresh.records.records as u64;
             let entry = AuditEntry {
                 records,
-                ..entry(verdict, Status::Accepted, now_us)
+                ..entry(verdict, Status::Accepted, stamp)
             };
             let nonce = Nonce {
                 nonce: verdict.nonce.as_deref().unwrap_or_default(),
@@ -169,20 +181,20 @@ fn settle<G: RequestGroup>(
                     group,
                     verdict,
                     Rejection::new(RejectCode::Replay, "nonce already used with this key"),
-                    now_us,
+                    stamp,
                 ),
             }
         }
-        Decision::Retry(seen) => duplicate(group, verdict, seen.audit_id, seen.records, now_us),
+        Decision::Retry(seen) => duplicate(group, verdict, seen.audit_id, seen.records, stamp),
         Decision::RetryInGroup(index) => match earlier.get(*index) {
             Some(Written {
                 audit_id: Some(audit_id),
                 settled: Settled::Stored { records },
-            }) => duplicate(group, verdict, *audit_id, *records, now_us),
+            }) => duplicate(group, verdict, *audit_id, *records, stamp),
             Some(Written {
                 settled: Settled::Refused(rejection),
                 ..
-            }) => refuse(group, verdict, rejection.clone(), now_us),
+            }) => refuse(group, verdict, rejection.clone(), stamp),
             // The checks point a retry only at an earlier request to store.
             Some(_) | None => refuse(
                 group,
@@ -191,10 +203,10 @@ fn settle<G: RequestGroup>(
                     RejectCode::Internal,
                     "the server lost track of an earlier request of this group; retry",
                 ),
-                now_us,
+                stamp,
             ),
         },
-        Decision::Refuse(rejection) => refuse(group, verdict, rejection.clone(), now_us),
+        Decision::Refuse(rejection) => refuse(group, verdict, rejection.clone(), stamp),
     }
 }
 
@@ -203,12 +215,12 @@ fn refuse<G: RequestGroup>(
     group: &mut G,
     verdict: &Verdict,
     rejection: Rejection,
-    now_us: i64,
+    stamp: Stamp,
 ) -> Result<Written, StoreError> {
     let audit_id = group.append(&AuditEntry {
         reason: Some(rejection.code.as_str()),
         detail: Some(&rejection.message),
-        ..entry(verdict, Status::Rejected, now_us)
+        ..entry(verdict, Status::Rejected, stamp)
     })?;
     Ok(Written {
         audit_id: Some(audit_id),
@@ -222,14 +234,14 @@ fn duplicate<G: RequestGroup>(
     verdict: &Verdict,
     of: i64,
     records: u64,
-    now_us: i64,
+    stamp: Stamp,
 ) -> Result<Written, StoreError> {
     let detail = format!("retry of #{of}; already stored");
     let audit_id = group.append(&AuditEntry {
         reason: Some("duplicate"),
         detail: Some(&detail),
         schema: None,
-        ..entry(verdict, Status::Accepted, now_us)
+        ..entry(verdict, Status::Accepted, stamp)
     })?;
     Ok(Written {
         audit_id: Some(audit_id),
@@ -238,9 +250,9 @@ fn duplicate<G: RequestGroup>(
 }
 
 /// The audit entry of a `send` action with no reason, detail or records yet.
-fn entry(verdict: &Verdict, status: Status, now_us: i64) -> AuditEntry<'_> {
+fn entry(verdict: &Verdict, status: Status, stamp: Stamp) -> AuditEntry<'_> {
     AuditEntry {
-        time_us: now_us,
+        time_us: stamp.now_us,
         action: "send",
         status,
         reason: None,
@@ -251,6 +263,6 @@ fn entry(verdict: &Verdict, status: Status, now_us: i64) -> AuditEntry<'_> {
         size: verdict.size,
         schema: verdict.schema.as_deref(),
         requests: 1,
-        transport: None,
+        transport: Some(stamp.transport.as_str()),
     }
 }

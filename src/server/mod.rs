@@ -54,6 +54,27 @@ pub struct Settings {
     pub max_skew_secs: i64,
     /// When not empty, only data whose writer schema resolves against one of these is accepted.
     pub reader_schemas: Vec<apache_avro::Schema>,
+    /// How clients reach the server, as each audit row records it.
+    pub transport: Transport,
+}
+
+/// How clients reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// CurveZMQ: encrypted, and each connection authenticated as an API key at the handshake.
+    Curve,
+    /// ZeroMQ's NULL mechanism (`serve --plaintext`): neither encrypted nor authenticated.
+    Plaintext,
+}
+
+impl Transport {
+    /// The word in the audit trail's `transport` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Curve => "curve",
+            Transport::Plaintext => "plaintext",
+        }
+    }
 }
 
 /// Why the server stopped with an error.

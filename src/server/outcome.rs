@@ -65,8 +65,14 @@ pub enum LogLine {
 }
 
 /// The outcome of one request: `written` is what its group's commit made of it, `None` when the store could
-/// not record it (then the verdict is a refusal, see [`Verdict::retryable`]).
-pub fn outcome(verdict: Verdict, written: Option<Written>, now_us: i64) -> Outcome {
+/// not record it (then the verdict is a refusal, see [`Verdict::retryable`]). With the `secret` of the request's
+/// key, the reply is signed with it (PROTOCOL.md, "Signed replies").
+pub fn outcome(
+    verdict: Verdict,
+    written: Option<Written>,
+    now_us: i64,
+    secret: Option<&[u8]>,
+) -> Outcome {
     let Verdict {
         nonce,
         key,
@@ -123,12 +129,16 @@ pub fn outcome(verdict: Verdict, written: Option<Written>, now_us: i64) -> Outco
             (reply_for(rejection, now_us), None, line)
         }
     };
+    let mut reply = ReplyFrame {
+        nonce,
+        reply,
+        signature: None,
+    };
+    if let Some(secret) = secret {
+        reply.sign(secret);
+    }
     Outcome {
-        reply: ReplyFrame {
-            nonce,
-            reply,
-            signature: None,
-        },
+        reply,
         audit_id,
         records,
         line,

@@ -17,6 +17,9 @@ pub struct Arrival {
     pub size: u64,
     /// The peer's IP address, when the transport knows it.
     pub peer: Option<String>,
+    /// The API key the connection authenticated as at the CURVE handshake (the ZAP handler's user id); `None`
+    /// over plaintext.
+    pub authenticated_key: Option<String>,
 }
 
 impl Arrival {
@@ -27,6 +30,7 @@ impl Arrival {
             size: frames.iter().map(|f| f.len() as u64).sum(),
             frames,
             peer,
+            authenticated_key: None,
         }
     }
 }

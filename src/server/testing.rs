@@ -24,6 +24,7 @@ pub fn store_with_key(dir: &Path) -> (Store, Settings) {
     let settings = Settings {
         max_skew_secs: 300,
         reader_schemas: Vec::new(),
+        transport: super::Transport::Plaintext,
     };
     (store, settings)
 }

@@ -82,9 +82,14 @@ fn receive(socket: &zmq::Socket, flags: i32) -> Result<Incoming, zmq::Error> {
     let mut arrival = Arrival::default();
     while restarting(|| socket.get_rcvmore())? {
         let mut frame = restarting(|| socket.recv_msg(0))?;
-        // The ROUTER socket makes up the identity frame; only frames from the wire carry the peer's metadata.
-        if arrival.peer.is_none() {
+        // The ROUTER socket makes up the identity frame; only frames from the wire carry the peer's metadata,
+        // the same on every frame of the connection, so the first one's is read.
+        if arrival.frame_count == 0 {
             arrival.peer = frame.gets("Peer-Address").map(str::to_owned);
+            arrival.authenticated_key = frame
+                .gets("User-Id")
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned);
         }
         arrival.size += frame.len() as u64;
         arrival.frame_count += 1;

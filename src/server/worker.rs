@@ -4,9 +4,9 @@
 use std::{collections::HashMap, sync::Arc};
 
 use super::{
-    Settings,
+    Settings, Transport,
     check::{self, Decision, Fresh, Verdict},
-    commit,
+    commit::{self, Stamp},
     log::Log,
     outcome::{Outcome, outcome},
     request::{self, Arrival},
@@ -26,6 +26,8 @@ pub const GROUP_MAX_DECODED_BYTES: usize = 64 << 20;
 /// Checks and commits groups of requests; holds the settings and the decoder's schema cache between groups.
 pub struct Worker {
     max_skew_secs: i64,
+    /// How the requests arrive: checked against their connection, and written into their audit rows.
+    transport: Transport,
     decoder: Decoder,
     /// Unvouched refusals counted per peer and reason, between their summary rows.
     tally: Tally,
@@ -33,13 +35,26 @@ pub struct Worker {
     group_max_decoded: usize,
 }
 
+/// The keys a group looked up, by id: a group holds the write lock, so they cannot change before it commits.
+/// Kept until its replies are signed, so each secret is read once per group and never copied.
+type Keys = HashMap<String, Option<StoredKey>>;
+
 /// What the checks know of a group so far.
 #[derive(Default)]
 struct GroupState {
     /// The requests to store so far, by (key, nonce): their index in the group and their signature.
     to_store: HashMap<(String, String), (usize, String)>,
-    /// The keys looked up so far: a group holds the write lock, so they cannot change before it commits.
-    keys: HashMap<String, Option<StoredKey>>,
+    /// The keys looked up so far.
+    keys: Keys,
+}
+
+/// What the checks of one request found besides their decision.
+#[derive(Default)]
+struct Found {
+    /// The payload's writer schema, once its header is read (also when its records are then refused).
+    schema: Option<Arc<SchemaFingerprint>>,
+    /// True once the store gave the secret of the request's key.
+    signable: bool,
 }
 
 impl Worker {
@@ -47,6 +62,7 @@ impl Worker {
     pub fn new(settings: &Settings) -> Worker {
         Worker {
             max_skew_secs: settings.max_skew_secs,
+            transport: settings.transport,
             decoder: Decoder::with_reader_schemas(settings.reader_schemas.clone()),
             tally: Tally::default(),
             group_max_decoded: GROUP_MAX_DECODED_BYTES,
@@ -74,7 +90,7 @@ impl Worker {
         }
         match store
             .begin_group()
-            .and_then(|group| commit::summaries(group, &closed))
+            .and_then(|group| commit::summaries(group, &closed, self.transport))
         {
             Ok(ids) => {
                 for (id, summary) in ids.into_iter().zip(&closed) {
@@ -116,13 +132,17 @@ impl Worker {
         log: &mut Log,
     ) -> Vec<Outcome> {
         let now_us = timestamp::now_micros();
-        let (verdicts, committed) = match store.begin_group() {
+        let stamp = Stamp {
+            now_us,
+            transport: self.transport,
+        };
+        let (verdicts, keys, committed) = match store.begin_group() {
             Ok(mut transaction) => {
-                let verdicts = self.check_group(&mut transaction, group, now_us, log);
-                let committed = commit::commit(transaction, &verdicts, &mut self.tally, now_us);
-                (verdicts, committed)
+                let (verdicts, keys) = self.check_group(&mut transaction, group, now_us, log);
+                let committed = commit::commit(transaction, &verdicts, &mut self.tally, stamp);
+                (verdicts, keys, committed)
             }
-            Err(e) => (unchecked(group), Err(e)),
+            Err(e) => (unchecked(group), Keys::new(), Err(e)),
         };
         let (verdicts, written) = match committed {
             Ok(written) => (verdicts, written.into_iter().map(Some).collect()),
@@ -133,7 +153,7 @@ impl Worker {
                 ));
                 let refused: Vec<Verdict> = verdicts.into_iter().map(Verdict::retryable).collect();
                 let audited = store.begin_group().and_then(|transaction| {
-                    commit::commit(transaction, &refused, &mut self.tally, now_us)
+                    commit::commit(transaction, &refused, &mut self.tally, stamp)
                 });
                 let written: Vec<_> = match audited {
                     Ok(written) => written.into_iter().map(Some).collect(),
@@ -150,18 +170,21 @@ impl Worker {
         verdicts
             .into_iter()
             .zip(written)
-            .map(|(verdict, written)| outcome(verdict, written, now_us))
+            .map(|(verdict, written)| {
+                let secret = signing_secret(&keys, &verdict);
+                outcome(verdict, written, now_us, secret)
+            })
             .collect()
     }
 
-    /// The verdicts of a group, in order.
+    /// The verdicts of a group, in order, and the keys they looked up.
     fn check_group<G: RequestGroup>(
         &mut self,
         transaction: &mut G,
         group: &[Arrival],
         now_us: i64,
         log: &mut Log,
-    ) -> Vec<Verdict> {
+    ) -> (Vec<Verdict>, Keys) {
         let mut state = GroupState::default();
         let mut verdicts = Vec::with_capacity(group.len());
         let mut decoded = 0;
@@ -183,7 +206,7 @@ impl Worker {
             }
             verdicts.push(verdict);
         }
-        verdicts
+        (verdicts, state.keys)
     }
 
     /// The verdict on one request.
@@ -204,28 +227,35 @@ impl Worker {
                 };
             }
         };
-        let mut schema = None;
-        let decision = self
-            .decide(transaction, state, &request, &mut schema, now_us, log)
-            .unwrap_or_else(Decision::Refuse);
+        let mut found = Found::default();
+        // The connection first: it needs no lookup, and a key the connection may not use is never read.
+        let decision = check::connection_vouches(
+            &request,
+            self.transport,
+            arrival.authenticated_key.as_deref(),
+        )
+        .and_then(|()| self.decide(transaction, state, &request, &mut found, now_us, log))
+        .unwrap_or_else(Decision::Refuse);
         Verdict {
             nonce: Some(request.envelope.nonce),
             key: Some(request.envelope.key),
             peer: arrival.peer.clone(),
             size: arrival.size,
-            schema,
+            schema: found.schema,
+            signable: found.signable,
             decision,
         }
     }
 
-    /// The checks of a readable request in PROTOCOL.md's order: key, signature, clock, nonce, payload. `schema`
-    /// is set once the payload's header is read, also when its records are then refused.
+    /// The checks of a readable request from a connection that may use its key, in PROTOCOL.md's order: key,
+    /// signature, clock, nonce, payload. `found` records what they read on the way, also for a request they
+    /// then refuse.
     fn decide<G: RequestGroup>(
         &mut self,
         transaction: &mut G,
         state: &mut GroupState,
         request: &Request,
-        schema: &mut Option<Arc<SchemaFingerprint>>,
+        found: &mut Found,
         now_us: i64,
         log: &mut Log,
     ) -> Result<Decision, Rejection> {
@@ -237,10 +267,11 @@ impl Worker {
         let key = match state.keys.get(&envelope.key) {
             Some(key) => key,
             None => {
-                let found = transaction.key(&envelope.key).map_err(&mut store_failed)?;
-                state.keys.entry(envelope.key.clone()).or_insert(found)
+                let read = transaction.key(&envelope.key).map_err(&mut store_failed)?;
+                state.keys.entry(envelope.key.clone()).or_insert(read)
             }
         };
+        found.signable = key.is_some();
         check::authenticate(request, key.as_ref(), now_us, self.max_skew_secs)?;
 
         let id = (envelope.key.clone(), envelope.nonce.clone());
@@ -260,7 +291,7 @@ impl Worker {
         }
 
         let records;
-        (*schema, records) = check::payload(self.decoder.decode_request(&request.payload));
+        (found.schema, records) = check::payload(self.decoder.decode_request(&request.payload));
         let records = records?;
         Ok(Decision::Store(Box::new(Fresh {
             timestamp: envelope.timestamp,
@@ -269,6 +300,15 @@ impl Worker {
             records,
         })))
     }
+}
+
+/// The secret to sign a verdict's reply with: its own key's, when its checks read it.
+fn signing_secret<'k>(keys: &'k Keys, verdict: &Verdict) -> Option<&'k [u8]> {
+    if !verdict.signable {
+        return None;
+    }
+    let stored = keys.get(verdict.key.as_deref()?)?.as_ref()?;
+    Some(stored.secret.as_bytes())
 }
 
 /// Verdicts for a group whose checks could not run because the store could not be read: every request is
@@ -542,6 +582,133 @@ mod tests {
             1,
             "the records are stored once"
         );
+    }
+
+    #[test]
+    fn a_reply_is_signed_with_its_own_keys_secret_whenever_the_checks_read_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        store.add_key("ZKREVOKED", SECRET, None, 1).unwrap();
+        store.revoke_key("ZKREVOKED", 2).unwrap();
+        let now = timestamp::now_seconds();
+        let by = |key: &str, secret: &str, nonce: &str| {
+            let request = Request::sign(key, secret.as_bytes(), now, nonce, payload(&[json!(1)]));
+            arrival(request.to_frames().to_vec())
+        };
+        let good = signed("nonce-000000000001", payload(&[json!(1)]));
+        // Claims KEY, whose secret the group reads for the requests around it, from a connection that
+        // authenticated as another key: refused before KEY is looked at for it, so never signed with it.
+        let mismatched = Arrival {
+            authenticated_key: Some("ZKREVOKED".into()),
+            ..signed("nonce-000000000002", payload(&[json!(2)]))
+        };
+        let group = [
+            good.clone(),
+            mismatched,
+            by(KEY, "the-wrong-secret-0123456789", "nonce-000000000003"),
+            by("ZKREVOKED", SECRET, "nonce-000000000004"),
+            by("ZKNOBODY", SECRET, "nonce-000000000005"),
+            arrival(vec![b"zavro/1".to_vec()]),
+            good,
+        ];
+        let outcomes = handle(&mut store, &settings, &group);
+        let seen: Vec<_> = outcomes
+            .iter()
+            .map(|o| {
+                (
+                    code(o),
+                    o.reply.signature.is_some(),
+                    o.reply.signed_by(SECRET.as_bytes()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (None, true, true),
+                (Some(RejectCode::KeyMismatch), false, false),
+                (Some(RejectCode::BadSignature), true, true),
+                (Some(RejectCode::RevokedKey), true, true),
+                (Some(RejectCode::UnknownKey), false, false),
+                (Some(RejectCode::Malformed), false, false),
+                (None, true, true),
+            ],
+            "(code, signed, signed by the key's secret)"
+        );
+        assert!(
+            matches!(
+                outcomes[6].reply.reply,
+                Reply::Accepted {
+                    duplicate: true,
+                    ..
+                }
+            ),
+            "the retry in the group is answered, signed, as a duplicate"
+        );
+    }
+
+    #[test]
+    fn a_request_naming_another_key_than_its_connection_is_refused_and_audited_with_the_transport()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, mut settings) = store_with_key(dir.path());
+        settings.transport = Transport::Curve;
+        let own = Arrival {
+            authenticated_key: Some(KEY.into()),
+            ..signed("nonce-000000000001", payload(&[json!(1)]))
+        };
+        let other = Arrival {
+            authenticated_key: Some("ZKSOMEONEELSE".into()),
+            ..signed("nonce-000000000002", payload(&[json!(2)]))
+        };
+        let anonymous = signed("nonce-000000000003", payload(&[json!(3)]));
+        let outcomes = handle(&mut store, &settings, &[own, other, anonymous]);
+        let codes: Vec<_> = outcomes.iter().map(code).collect();
+        assert_eq!(
+            codes,
+            [
+                None,
+                Some(RejectCode::KeyMismatch),
+                Some(RejectCode::KeyMismatch)
+            ]
+        );
+        let rows = sends(&store);
+        assert_eq!(
+            rows.len(),
+            3,
+            "one row each: the connections were admitted by their keys"
+        );
+        assert!(
+            rows.iter().all(|r| r.transport.as_deref() == Some("curve")),
+            "{rows:?}"
+        );
+        assert_eq!(
+            rows[1].key_id.as_deref(),
+            Some(KEY),
+            "the key the request named"
+        );
+        assert!(
+            rows[1]
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains("\"ZKSOMEONEELSE\""),
+            "{:?}",
+            rows[1].detail
+        );
+
+        settings.transport = Transport::Plaintext;
+        let outcome = one(
+            &mut store,
+            &settings,
+            signed("nonce-000000000004", payload(&[json!(4)])),
+        );
+        assert_eq!(code(&outcome), None, "plaintext connections carry no key");
+        assert_eq!(
+            sends(&store).pop().unwrap().transport.as_deref(),
+            Some("plaintext")
+        );
+        assert!(store.verify_audit(None).unwrap().is_ok());
     }
 
     #[test]
