@@ -99,6 +99,7 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
         Log::stderr(),
         &settings,
         &shutdown,
+        None,
     )
     .map_err(|e| Error::Other(e.to_string()))?;
     eprintln!(

@@ -4,7 +4,7 @@
 use super::{
     Transport,
     check::{Decision, Verdict},
-    tally::{self, Noted, Summary, Tally},
+    tally::{self, Noted, Reason, Summary, Tally},
 };
 use crate::{
     protocol::{RejectCode, Rejection},
@@ -122,22 +122,35 @@ pub fn summaries<G: RequestGroup>(
             timestamp::format_rfc3339(summary.first_us),
             timestamp::format_rfc3339(summary.last_us),
         );
-        let detail = match summary.sample_id {
-            Some(sample) => format!(
-                "{} more {} refusals from this peer between {first} and {last}; the first of the window is #{sample}",
-                summary.count, summary.code,
-            ),
-            None => format!(
+        let detail = match (summary.reason, summary.sample_id) {
+            (Reason::CutOff, _) => format!(
                 "{} connections cut off for a message past --max-message-size between {first} and {last} \
                  (libzmq names no peer)",
                 summary.count
+            ),
+            (Reason::HandshakeRefused, _) => format!(
+                "{} CURVE handshakes refused from this peer between {first} and {last}: its client key is not \
+                 an active API key's{}",
+                summary.count,
+                match &summary.key {
+                    Some(key) => format!(" (it is key {key}'s, which is revoked or expired)"),
+                    None => String::new(),
+                }
+            ),
+            (Reason::Reply(code), Some(sample)) => format!(
+                "{} more {code} refusals from this peer between {first} and {last}; the first of the window is #{sample}",
+                summary.count,
+            ),
+            (Reason::Reply(code), None) => format!(
+                "{} {code} refusals from this peer between {first} and {last}",
+                summary.count,
             ),
         };
         ids.push(group.append(&AuditEntry {
             time_us: summary.last_us,
             action: "send",
             status: Status::Rejected,
-            reason: Some(summary.code.as_str()),
+            reason: Some(summary.reason.as_str()),
             detail: Some(&detail),
             key_id: summary.key.as_deref(),
             peer: Some(&summary.peer),

@@ -9,7 +9,8 @@
 //! 5. [`outcome`]: a verdict and what the store made of it → an [`Outcome`] (reply, audit id, records, log line);
 //!
 //! and then [`run`] writes the records out, sends the replies, and logs. [`Worker`] drives steps 2–5 for a
-//! group; [`run`] owns the socket, the log and the schedule of housekeeping.
+//! group; [`run`] owns the socket, the log and the schedule of housekeeping. Over CURVE, the [`zap`] handler
+//! checks each connection's client key before any of this, on a thread of its own.
 
 mod check;
 mod commit;
@@ -22,6 +23,7 @@ mod tally;
 mod testing;
 mod transport;
 mod worker;
+pub mod zap;
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
@@ -86,6 +88,9 @@ pub enum ServeError {
     /// The store was deleted or replaced under the server, which stopped acknowledging.
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
+    /// The ZAP handler's thread ended: without it, libzmq would admit every CURVE client.
+    #[error("the handshake check stopped (see the line before); restart the server")]
+    HandshakeCheckStopped,
     /// Accepted records could not be written to the output; they are safe in the store.
     #[error(
         "cannot write accepted records to {output}: {error}; they are committed in the store, and \
@@ -121,7 +126,8 @@ pub struct Stats {
 ///
 /// Requests are taken in groups (everything waiting, within limits), checked, committed in one durable
 /// transaction, written out, and only then answered, in arrival order; the log follows the answers. A group in
-/// hand when the signal arrives is finished before returning.
+/// hand when the signal arrives is finished before returning. Over CURVE, `handshakes` is the socket's ZAP
+/// handler: the handshakes it refused are counted each turn, and the server stops if it stops.
 pub fn run<S: RequestStore>(
     socket: &zmq::Socket,
     store: &mut S,
@@ -129,6 +135,7 @@ pub fn run<S: RequestStore>(
     mut log: Log,
     settings: &Settings,
     shutdown: &AtomicBool,
+    handshakes: Option<&zap::Handler>,
 ) -> Result<Stats, ServeError> {
     let mut stats = Stats::default();
     let mut worker = Worker::new(settings);
@@ -200,15 +207,26 @@ pub fn run<S: RequestStore>(
         log.roll_windows();
         let now_us = timestamp::now_micros();
         note_new_cutoffs(&mut worker, &mut cutoffs_seen, now_us);
+        if let Some(handshakes) = handshakes {
+            worker.note_refused_handshakes(handshakes.refused());
+            if !handshakes.is_running() {
+                worker.close_windows(store, now_us, true, &mut log);
+                return Err(ServeError::HandshakeCheckStopped);
+            }
+        }
         worker.close_windows(store, now_us, false, &mut log);
         if last_prune.elapsed() >= PRUNE_INTERVAL {
             prune_nonces(store, settings, &mut log);
             last_prune = Instant::now();
         }
     }
-    // Connections cut off since the last turn are counted too, before the last windows close.
+    // Connections cut off and handshakes refused since the last turn are counted too, before the last windows
+    // close.
     let now_us = timestamp::now_micros();
     note_new_cutoffs(&mut worker, &mut cutoffs_seen, now_us);
+    if let Some(handshakes) = handshakes {
+        worker.note_refused_handshakes(handshakes.refused());
+    }
     worker.close_windows(store, now_us, true, &mut log);
     Ok(stats)
 }
@@ -265,7 +283,15 @@ mod tests {
             let mut records_out = RecordsOut::stream(output.clone());
             let flag = Arc::clone(&shutdown);
             let thread = thread::spawn(move || {
-                run(&socket, &mut store, &mut records_out, log, &settings, &flag)
+                run(
+                    &socket,
+                    &mut store,
+                    &mut records_out,
+                    log,
+                    &settings,
+                    &flag,
+                    None,
+                )
             });
             Running {
                 endpoint,

@@ -1,7 +1,9 @@
 //! Refusals that no key vouches for (malformed frames, an unknown or revoked key, a bad signature…) cost the
-//! store a bounded amount: per peer, reason and claimed key id, the first one of each window gets its own audit row (a sample,
-//! with its message) and the rest are counted and written as one summary row when the window closes. Anyone who
-//! can reach the port can send those; refusals of a correctly signed request stay one row each.
+//! store a bounded amount: per peer, reason and claimed key id, the first one of each window gets its own audit
+//! row (a sample, with its message) and the rest are counted and written as one summary row when the window
+//! closes. Anyone who can reach the port can send those; refusals of a correctly signed request stay one row
+//! each. Refused CURVE handshakes and connections libzmq cut off are counted the same way, with no sample: no
+//! request of theirs ever reached zavro.
 
 use std::collections::HashMap;
 
@@ -30,6 +32,34 @@ pub fn unvouched(code: RejectCode) -> bool {
     )
 }
 
+/// What was refused, as its summary row's reason says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// A request, refused with this reply code.
+    Reply(RejectCode),
+    /// A CURVE handshake whose client key is not an active API key's: no request of it reached zavro.
+    HandshakeRefused,
+    /// A connection libzmq cut off for a message past `--max-message-size` (audited as `malformed`).
+    CutOff,
+}
+
+impl Reason {
+    /// The reason in the audit trail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Reply(code) => code.as_str(),
+            Reason::HandshakeRefused => "handshake_refused",
+            Reason::CutOff => RejectCode::Malformed.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What to do with one unvouched refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Noted {
@@ -45,13 +75,14 @@ pub struct Summary {
     /// The peer, or [`OTHER_PEERS`].
     pub peer: String,
     /// The reason.
-    pub code: RejectCode,
-    /// The key id the refused requests named, if any (not verified: that is why they were refused).
+    pub reason: Reason,
+    /// The key id the refused requests named (not verified: that is why they were refused), or the key a
+    /// refused handshake's client key belongs to, if any.
     pub key: Option<String>,
-    /// The audit row of the window's first refusal; `None` for connections libzmq cut off, of which no request
-    /// reached zavro.
+    /// The audit row of the window's first refusal; `None` for refusals that have no sample (handshakes,
+    /// connections cut off), of which no request reached zavro.
     pub sample_id: Option<i64>,
-    /// Refusals counted after the sample.
+    /// Refusals counted after the sample (all of them, without one).
     pub count: u64,
     /// Their total size in bytes.
     pub bytes: u64,
@@ -61,18 +92,36 @@ pub struct Summary {
     pub last_us: i64,
 }
 
+/// A window's own audit row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sample {
+    /// Written by the group in hand, which has not committed yet.
+    Pending,
+    /// This audit row.
+    Row(i64),
+    /// None: refused handshakes have no message to keep, only a count.
+    Never,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Window {
     opened_us: i64,
-    /// `None` until the group that wrote the sample commits.
-    sample_id: Option<i64>,
+    sample: Sample,
     count: u64,
     bytes: u64,
     first_us: i64,
     last_us: i64,
 }
 
-type Key = (String, RejectCode, Option<String>);
+impl Window {
+    /// False once the window's time is over and its summary may be written: a window past its time whose
+    /// summary is not written yet is still counted into (it closes at the next flush, which is never far off).
+    fn takes(&self, now_us: i64) -> bool {
+        self.opened_us + WINDOW_US > now_us || self.count > 0 || self.sample == Sample::Pending
+    }
+}
+
+type Key = (String, Reason, Option<String>);
 
 /// The open windows, and what the group in hand changed (undone if that group does not commit).
 #[derive(Debug, Default)]
@@ -95,6 +144,15 @@ struct Cutoffs {
 }
 
 impl Tally {
+    /// The entry to count under: `key` itself, or its reason's shared entry once [`MAX_TRACKED`] are in use.
+    fn bounded(&self, key: Key) -> Key {
+        if self.windows.len() >= MAX_TRACKED && !self.windows.contains_key(&key) {
+            (OTHER_PEERS.to_owned(), key.1, None)
+        } else {
+            key
+        }
+    }
+
     /// Notes one unvouched refusal from `peer`, naming `key`, at `now_us`.
     pub fn note(
         &mut self,
@@ -104,22 +162,13 @@ impl Tally {
         size: u64,
         now_us: i64,
     ) -> Noted {
-        let mut key = (peer.to_owned(), code, key.map(str::to_owned));
-        if self.windows.len() >= MAX_TRACKED && !self.windows.contains_key(&key) {
-            key = (OTHER_PEERS.to_owned(), code, None);
-        }
+        let key = self.bounded((peer.to_owned(), Reason::Reply(code), key.map(str::to_owned)));
         if !self.undo.iter().any(|(k, _)| *k == key) {
             self.undo
                 .push((key.clone(), self.windows.get(&key).cloned()));
         }
         match self.windows.get_mut(&key) {
-            // A window past its time whose summary is not written yet is still counted into: it closes at the
-            // next flush, which is never far off.
-            Some(window)
-                if window.opened_us + WINDOW_US > now_us
-                    || window.count > 0
-                    || window.sample_id.is_none() =>
-            {
+            Some(window) if window.takes(now_us) => {
                 if window.count == 0 {
                     window.first_us = now_us;
                 }
@@ -133,7 +182,7 @@ impl Tally {
                     key.clone(),
                     Window {
                         opened_us: now_us,
-                        sample_id: None,
+                        sample: Sample::Pending,
                         count: 0,
                         bytes: 0,
                         first_us: now_us,
@@ -146,11 +195,43 @@ impl Tally {
         }
     }
 
+    /// Counts `count` CURVE handshakes from `peer` refused at `at_us`, whose client key is `key`'s if it is an
+    /// API key's at all. They have no sample row: the summary counts them all. Not part of any group.
+    pub fn note_handshakes(&mut self, peer: &str, key: Option<&str>, count: u64, at_us: i64) {
+        let key = self.bounded((
+            peer.to_owned(),
+            Reason::HandshakeRefused,
+            key.map(str::to_owned),
+        ));
+        match self.windows.get_mut(&key) {
+            Some(window) if window.takes(at_us) => {
+                if window.count == 0 {
+                    window.first_us = at_us;
+                }
+                window.count += count;
+                window.last_us = window.last_us.max(at_us);
+            }
+            _ => {
+                self.windows.insert(
+                    key,
+                    Window {
+                        opened_us: at_us,
+                        sample: Sample::Never,
+                        count,
+                        bytes: 0,
+                        first_us: at_us,
+                        last_us: at_us,
+                    },
+                );
+            }
+        }
+    }
+
     /// The group in hand committed: its samples have these audit ids, in the order they were noted.
     pub fn committed(&mut self, sample_ids: &[i64]) {
         for (key, id) in self.samples.drain(..).zip(sample_ids) {
             if let Some(window) = self.windows.get_mut(&key) {
-                window.sample_id = Some(*id);
+                window.sample = Sample::Row(*id);
             }
         }
         self.undo.clear();
@@ -183,17 +264,22 @@ impl Tally {
     /// back with [`Tally::restore`].
     pub fn close(&mut self, now_us: i64, everything: bool) -> Vec<Summary> {
         let mut summaries = Vec::new();
-        self.windows.retain(|(peer, code, key), window| {
+        self.windows.retain(|(peer, reason, key), window| {
             let open = !everything && window.opened_us + WINDOW_US > now_us;
-            if open || window.sample_id.is_none() {
+            let sample_id = match window.sample {
+                Sample::Pending => return true,
+                Sample::Row(id) => Some(id),
+                Sample::Never => None,
+            };
+            if open {
                 return true;
             }
             if window.count > 0 {
                 summaries.push(Summary {
                     peer: peer.clone(),
-                    code: *code,
+                    reason: *reason,
                     key: key.clone(),
-                    sample_id: window.sample_id,
+                    sample_id,
                     count: window.count,
                     bytes: window.bytes,
                     first_us: window.first_us,
@@ -208,7 +294,7 @@ impl Tally {
         {
             summaries.push(Summary {
                 peer: "-".to_owned(),
-                code: RejectCode::Malformed,
+                reason: Reason::CutOff,
                 key: None,
                 sample_id: None,
                 count: cutoffs.count,
@@ -224,15 +310,19 @@ impl Tally {
     /// Puts back summaries [`Tally::close`] returned that could not be written, to be closed again later.
     pub fn restore(&mut self, summaries: Vec<Summary>) {
         for s in summaries {
-            if s.sample_id.is_none() {
-                self.note_cutoffs(s.count, s.last_us);
-                continue;
-            }
+            let sample = match (s.reason, s.sample_id) {
+                (Reason::CutOff, _) => {
+                    self.note_cutoffs(s.count, s.last_us);
+                    continue;
+                }
+                (_, Some(id)) => Sample::Row(id),
+                (_, None) => Sample::Never,
+            };
             self.windows.insert(
-                (s.peer, s.code, s.key),
+                (s.peer, s.reason, s.key),
                 Window {
                     opened_us: s.first_us - WINDOW_US,
-                    sample_id: s.sample_id,
+                    sample,
                     count: s.count,
                     bytes: s.bytes,
                     first_us: s.first_us,
@@ -276,7 +366,7 @@ mod tests {
             summaries,
             [Summary {
                 peer: "10.0.0.1".into(),
-                code: RejectCode::Malformed,
+                reason: Reason::Reply(RejectCode::Malformed),
                 key: None,
                 sample_id: Some(41),
                 count: 100,
@@ -325,11 +415,11 @@ mod tests {
             );
         }
         assert_eq!(tally.windows.len(), MAX_TRACKED + 1);
-        assert!(
-            tally
-                .windows
-                .contains_key(&(OTHER_PEERS.into(), RejectCode::UnknownKey, None))
-        );
+        assert!(tally.windows.contains_key(&(
+            OTHER_PEERS.into(),
+            Reason::Reply(RejectCode::UnknownKey),
+            None
+        )));
     }
 
     #[test]
@@ -358,5 +448,90 @@ mod tests {
             5,
             "a summary not written is kept"
         );
+    }
+
+    #[test]
+    fn refused_handshakes_are_counted_per_peer_and_key_with_no_sample() {
+        let mut tally = Tally::default();
+        tally.note_handshakes("10.0.0.1", None, 1, 0);
+        tally.note_handshakes("10.0.0.1", None, 2, 3 * S);
+        tally.note_handshakes("10.0.0.1", Some("ZKREVOKED"), 1, S);
+        tally.note_handshakes("10.0.0.2", None, 1, 2 * S);
+        assert!(
+            tally.close(9 * S, false).is_empty(),
+            "the windows are still open"
+        );
+        let summaries = tally.close(11 * S, false);
+        let seen: Vec<_> = summaries
+            .iter()
+            .map(|s| {
+                (
+                    s.peer.as_str(),
+                    s.reason,
+                    s.key.as_deref(),
+                    s.sample_id,
+                    s.count,
+                    s.first_us,
+                    s.last_us,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "10.0.0.1",
+                    Reason::HandshakeRefused,
+                    None,
+                    None,
+                    3,
+                    0,
+                    3 * S
+                ),
+                (
+                    "10.0.0.1",
+                    Reason::HandshakeRefused,
+                    Some("ZKREVOKED"),
+                    None,
+                    1,
+                    S,
+                    S
+                ),
+            ],
+            "10.0.0.2's window opened later"
+        );
+        assert_eq!(summaries[0].reason.as_str(), "handshake_refused");
+        tally.restore(summaries);
+        let again = tally.close(0, true);
+        assert_eq!(
+            again.iter().map(|s| s.count).collect::<Vec<_>>(),
+            [3, 1, 1],
+            "summaries not written are kept, and everything closes at the end"
+        );
+        assert!(tally.close(0, true).is_empty(), "once each");
+    }
+
+    #[test]
+    fn refused_handshakes_share_the_bound_with_refused_requests() {
+        let mut tally = Tally::default();
+        for i in 0..MAX_TRACKED {
+            tally.note(&format!("peer-{i}"), RejectCode::Malformed, None, 1, 0);
+        }
+        for i in 0..100 {
+            tally.note_handshakes(&format!("other-{i}"), Some("ZK1"), 1, 0);
+        }
+        assert_eq!(tally.windows.len(), MAX_TRACKED + 1);
+        tally.committed(&(0..MAX_TRACKED as i64).collect::<Vec<_>>());
+        let handshakes: Vec<_> = tally
+            .close(0, true)
+            .into_iter()
+            .filter(|s| s.reason == Reason::HandshakeRefused)
+            .collect();
+        assert_eq!(handshakes.len(), 1);
+        assert_eq!(
+            (handshakes[0].peer.as_str(), handshakes[0].key.as_deref()),
+            (OTHER_PEERS, None)
+        );
+        assert_eq!(handshakes[0].count, 100);
     }
 }

@@ -66,7 +66,9 @@ pub fn send_reply(socket: &zmq::Socket, route: &[Vec<u8>], reply: &[u8]) -> Resu
 /// Runs a ZeroMQ call again when a signal interrupted it: SIGTERM may land inside any call, and must stop the
 /// server only once the group in hand is answered (only the wait for a new request gives up, see [`receive`]).
 /// A call that fails with EINTR has not sent or taken a frame, so repeating it is safe.
-fn restarting<T>(mut call: impl FnMut() -> Result<T, zmq::Error>) -> Result<T, zmq::Error> {
+pub(super) fn restarting<T>(
+    mut call: impl FnMut() -> Result<T, zmq::Error>,
+) -> Result<T, zmq::Error> {
     loop {
         match call() {
             Err(zmq::Error::EINTR) => continue,

@@ -10,7 +10,8 @@ use super::{
     log::Log,
     outcome::{Outcome, outcome},
     request::{self, Arrival},
-    tally::{self, Tally},
+    tally::{self, Reason, Tally},
+    zap::RefusedHandshake,
 };
 use crate::{
     avro::{Decoder, SchemaFingerprint},
@@ -75,6 +76,18 @@ impl Worker {
         self.tally.note_cutoffs(count, now_us);
     }
 
+    /// Counts CURVE handshakes the ZAP handler refused; they are written with their window's summary.
+    pub fn note_refused_handshakes(&mut self, refused: impl IntoIterator<Item = RefusedHandshake>) {
+        for handshake in refused {
+            self.tally.note_handshakes(
+                &handshake.peer,
+                handshake.key.as_deref(),
+                handshake.count,
+                handshake.at_us,
+            );
+        }
+    }
+
     /// Writes the summary rows of the refusal windows that closed by `now_us` (all of them with
     /// `everything`, at shutdown). Summaries that cannot be written are kept for the next call.
     pub fn close_windows<S: RequestStore>(
@@ -94,13 +107,16 @@ impl Worker {
         {
             Ok(ids) => {
                 for (id, summary) in ids.into_iter().zip(&closed) {
-                    let what = match summary.sample_id {
-                        Some(_) => "more",
-                        None => "connections cut off for a message past --max-message-size",
+                    let what = match summary.reason {
+                        Reason::Reply(_) => "more",
+                        Reason::HandshakeRefused => "refused CURVE handshakes",
+                        Reason::CutOff => {
+                            "connections cut off for a message past --max-message-size"
+                        }
                     };
                     log.info(format_args!(
                         "rejected #{id} {code} key={key} peer={peer}: {count} {what} in {window} s (counted, not one row each)",
-                        code = summary.code,
+                        code = summary.reason,
                         key = summary.key.as_deref().unwrap_or("-"),
                         peer = summary.peer,
                         count = summary.count,

@@ -32,7 +32,7 @@ pub use keys::{KeyRecord, StoredKey};
 pub use prune::Pruned;
 pub use requests::Batch;
 pub use schemas::SchemaRow;
-pub use server_keys::ServerKeys;
+pub use server_keys::{CurveClient, ServerKeys};
 
 /// How long a command waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -354,6 +354,11 @@ impl Store {
             file,
             data_version: 0,
         })
+    }
+
+    /// The file this store opened (`None` in memory), for another connection to the same store.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|file| file.path.as_path())
     }
 
     /// Fails when the store's path no longer names the file it opened: deleted, or replaced by another file.

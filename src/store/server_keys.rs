@@ -16,6 +16,15 @@ pub struct ServerKeys {
     pub staged: Option<String>,
 }
 
+/// The API key a client public key belongs to, as the handshake check finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurveClient {
+    /// The key id.
+    pub id: String,
+    /// True when the key is neither revoked nor expired.
+    pub active: bool,
+}
+
 impl Store {
     /// The key pair `serve` presents, made (and audited) on first use.
     pub fn server_key_pair(&mut self, now_us: i64) -> Result<KeyPair, StoreError> {
@@ -84,12 +93,30 @@ impl Store {
         now_us: i64,
     ) -> Result<Option<String>, StoreError> {
         Ok(self
+            .curve_client(public, now_us)?
+            .filter(|client| client.active)
+            .map(|client| client.id))
+    }
+
+    /// The API key whose client public key is `public`, active or not (at `now_us`), so that refused handshakes
+    /// can name a revoked or expired key: one lookup in the unique index.
+    pub fn curve_client(
+        &self,
+        public: &[u8; 32],
+        now_us: i64,
+    ) -> Result<Option<CurveClient>, StoreError> {
+        Ok(self
             .conn
             .prepare_cached(
-                "SELECT id FROM keys WHERE curve_public = ?1 AND revoked_us IS NULL
-                 AND (expires_us IS NULL OR expires_us > ?2)",
+                "SELECT id, revoked_us IS NULL AND (expires_us IS NULL OR expires_us > ?2)
+                 FROM keys WHERE curve_public = ?1",
             )?
-            .query_row(params![curve::encode(public), now_us], |row| row.get(0))
+            .query_row(params![curve::encode(public), now_us], |row| {
+                Ok(CurveClient {
+                    id: row.get(0)?,
+                    active: row.get(1)?,
+                })
+            })
             .optional()?)
     }
 }
@@ -256,6 +283,23 @@ mod tests {
             "revoked"
         );
         assert_eq!(find(&store, public("ZKLIVE", "wrong"), 50), None);
+        assert_eq!(
+            store
+                .curve_client(&public("ZKREVOKED", "secret-rev"), 50)
+                .unwrap(),
+            Some(CurveClient {
+                id: "ZKREVOKED".into(),
+                active: false
+            }),
+            "a revoked key is still found, as inactive"
+        );
+        assert_eq!(
+            store
+                .curve_client(&public("ZKLIVE", "secret-live"), 50)
+                .unwrap()
+                .map(|c| c.active),
+            Some(true)
+        );
     }
 
     #[test]
