@@ -1067,7 +1067,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__serve)
-            opts="-h --output --schema --max-message-size --max-skew --max-connections --db --help"
+            opts="-h --output --schema --max-message-size --plaintext --max-skew --max-connections --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -19,7 +19,13 @@ const SERVE_EXAMPLES: &str = "\
 Examples:
   zavro serve 127.0.0.1:12345                      tcp://127.0.0.1:12345, records to stdout
   zavro serve '127.0.0.1:*' --output out.ndjson    the OS picks the port; see the log line
-  zavro serve ipc:///run/zavro/zavro.sock          a Unix socket, for clients on this machine";
+  zavro serve ipc:///run/zavro/zavro.sock          a Unix socket, for clients on this machine
+  zavro serve 127.0.0.1:12345 --plaintext          unencrypted, for benchmarks and old clients
+
+Connections are encrypted and authenticated with CurveZMQ. The first line names the endpoint and the server's \
+public key (also `zavro server-key`), which clients pin; each client proves its API key at the handshake, \
+with a key pair derived from the key's secret, so a client whose key is unknown, revoked or expired is refused \
+there, costing one handshake and no request (`zavro audit stats` counts them as handshake_refused).";
 
 const SEND_EXAMPLES: &str = "\
 Examples:
@@ -199,6 +205,12 @@ pub struct ServeArgs {
     /// Disconnect a peer, unanswered, once its request passes this many bytes (its frames' sizes plus 128 per frame).
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_message_size: u32,
+
+    /// Accept unencrypted connections (ZeroMQ's NULL mechanism) instead of CURVE, for benchmarks and clients
+    /// without CURVE: anyone on the network path can read the records, and connections are not checked at the
+    /// handshake (requests and replies are still signed). The start-up line and every audit row say plaintext.
+    #[arg(long)]
+    pub plaintext: bool,
 
     /// Refuse requests whose timestamp is more than this many seconds from the server's clock.
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=86_400))]

@@ -94,14 +94,15 @@ impl Env {
         command
     }
 
-    /// Starts a server writing its records to a file; returns it with its endpoint.
+    /// Starts a plaintext server (what `zavro bench` speaks today) writing its records to a file; returns it with
+    /// its endpoint.
     pub fn serve(&self) -> (Server, String) {
         // The log goes to a file, as a deployment would send it to a file or the journal: a pipe read by this
         // harness would put a third process on the two cores, woken for every log line.
         let log = self.dir.join("serve.log");
         let child = self
             .zavro()
-            .args(["serve", "127.0.0.1:*", "--output"])
+            .args(["serve", "127.0.0.1:*", "--plaintext", "--output"])
             .arg(self.dir.join("out.ndjson"))
             .stderr(File::create(&log).unwrap())
             .spawn()
@@ -110,7 +111,12 @@ impl Env {
         let deadline = Instant::now() + SERVER_DEADLINE;
         loop {
             let text = fs::read_to_string(&log).unwrap_or_default();
-            if let Some(endpoint) = text.lines().find_map(|l| l.strip_prefix("listening on ")) {
+            // `listening on ENDPOINT (TRANSPORT…)`
+            let endpoint = text
+                .lines()
+                .find_map(|l| l.strip_prefix("listening on "))
+                .and_then(|rest| rest.rsplit_once(" ("));
+            if let Some((endpoint, _)) = endpoint {
                 return (server, endpoint.to_owned());
             }
             assert!(Instant::now() < deadline, "server did not start: {text}");

@@ -23,11 +23,11 @@ run() {
     local serve_wrap=$1 bench_wrap=$2 log="$D/serve.log"
     rm -f "$log"
     # shellcheck disable=SC2086
-    $serve_wrap "$Z" --db "$D/zavro.db" serve 127.0.0.1:* --output "$D/out.ndjson" 2>"$log" &
+    $serve_wrap "$Z" --db "$D/zavro.db" serve 127.0.0.1:* --plaintext --output "$D/out.ndjson" 2>"$log" &
     local wrapper=$!
     for _ in $(seq 1 300); do grep -q "listening on" "$log" 2>/dev/null && break; sleep 0.1; done
     local endpoint
-    endpoint=$(sed -n 's/^listening on //p' "$log")
+    endpoint=$(sed -n 's/^listening on \([^ ]*\) (.*/\1/p' "$log")
     # shellcheck disable=SC2086
     $bench_wrap "$Z" --db "$D/zavro.db" bench "$endpoint" --batch 1 --window 1 --count "$N" --json >"$OUT/bench.json"
     # The server is the wrapper itself or its only child.

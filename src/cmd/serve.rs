@@ -1,4 +1,5 @@
-//! `zavro serve ENDPOINT`: bind a ROUTER socket, report the bound endpoint, run the server loop until a signal.
+//! `zavro serve ENDPOINT`: bind a ROUTER socket (CURVE, checked by the ZAP handler, unless `--plaintext`),
+//! report the bound endpoint and server key, run the server loop until a signal.
 
 use std::{
     io,
@@ -10,11 +11,13 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use crate::{
     avro,
     cli::ServeArgs,
+    curve,
     endpoint::{self, Side},
     error::Error,
     hardening,
-    server::{self, Log, RecordsOut, Settings, Transport},
+    server::{self, Log, RecordsOut, Settings, Transport, zap},
     store::Store,
+    timestamp,
 };
 
 /// Replies queued for one peer before further replies to it are dropped; a reply is at most a few hundred
@@ -30,6 +33,13 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
     let endpoint = endpoint::resolve(&args.endpoint, Side::Bind).map_err(Error::Usage)?;
     // Problems with the store's files surface now, as one error, rather than at the first request.
     store.check_writable()?;
+    if !args.plaintext && !curve::available() {
+        return Err(Error::Other(
+            "this zavro's libzmq was built without CURVE, so it cannot encrypt (vendor/README.md says how it \
+             is built); rebuild it, or run `serve --plaintext` on a network you trust"
+                .into(),
+        ));
+    }
     // Every connection holds a descriptor: take all the system allows, and check the cap fits in them. The
     // server goes on with the limit it has when it may not raise it.
     if let Err(e) = hardening::raise_open_file_limit() {
@@ -54,6 +64,14 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
     };
 
     let context = zmq::Context::new();
+    // The handshake check is bound before the socket, so that no connection is ever admitted without it; it is
+    // declared before the socket, so it stops only once the socket is closed.
+    let (server_key, handshakes) = if args.plaintext {
+        (None, None)
+    } else {
+        let (key, checker) = start_curve(store, &context)?;
+        (Some(key), Some(checker))
+    };
     let socket = context
         .socket(zmq::ROUTER)
         .map_err(|e| Error::Other(format!("cannot create socket: {e}")))?;
@@ -72,6 +90,15 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
         .set_sndhwm(REPLY_QUEUE_PER_PEER)
         .and_then(|()| socket.set_linger(SHUTDOWN_LINGER_MS))
         .map_err(|e| Error::Other(format!("cannot set the reply queue limits: {e}")))?;
+    if let Some(key) = &server_key {
+        socket
+            .set_curve_server(true)
+            .and_then(|()| socket.set_curve_secretkey(key.secret()))
+            .and_then(|()| socket.set_zap_domain(zap::DOMAIN))
+            .map_err(|e| Error::Other(format!("cannot set up CURVE: {e}")))?;
+    }
+    // The socket has its copy: the secret half is wiped here rather than kept for the whole run.
+    let server_public = server_key.map(|key| key.public_z85());
     socket
         .bind(&endpoint)
         .map_err(|e| Error::Other(format!("cannot listen on {endpoint}: {e}")))?;
@@ -85,12 +112,21 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
         hardening::HardeningError::TooManyConnections { .. } => Error::Usage(e.to_string()),
         _ => Error::Other(e.to_string()),
     })?;
-    eprintln!("listening on {bound}");
+    // One line, the endpoint first: scripts and tests take the word after `listening on`.
+    match &server_public {
+        Some(public) => eprintln!("listening on {bound} (CURVE, server key {public})"),
+        None => eprintln!(
+            "listening on {bound} (plaintext: unencrypted, anyone on the path can read and forge traffic)"
+        ),
+    }
 
     let settings = Settings {
         max_skew_secs: i64::from(args.max_skew),
         reader_schemas: load_schemas(&args.schemas)?,
-        transport: Transport::Plaintext,
+        transport: match handshakes {
+            Some(_) => Transport::Curve,
+            None => Transport::Plaintext,
+        },
     };
     let stats = server::run(
         &socket,
@@ -99,7 +135,7 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
         Log::stderr(),
         &settings,
         &shutdown,
-        None,
+        handshakes.as_ref(),
     )
     .map_err(|e| Error::Other(e.to_string()))?;
     eprintln!(
@@ -107,6 +143,21 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
         stats.accepted, stats.rejected
     );
     Ok(())
+}
+
+/// The store's server key pair (made on first use; the secret half is wiped when dropped), and the ZAP handler
+/// bound on `context`, reading keys through a connection of its own to the same store.
+fn start_curve(
+    store: &mut Store,
+    context: &zmq::Context,
+) -> Result<(curve::KeyPair, zap::Handler), Error> {
+    let key = store.server_key_pair(timestamp::now_micros())?;
+    let path = store
+        .path()
+        .ok_or_else(|| Error::Other("serve needs a store in a file".into()))?;
+    let checker = zap::Handler::start(context, Store::open_existing(path)?, Log::stderr())
+        .map_err(|e| Error::Other(e.to_string()))?;
+    Ok((key, checker))
 }
 
 /// Parses the reader schemas given with `--schema`: files, or every `*.avsc` file of a directory (sorted).

@@ -177,7 +177,7 @@ impl TestEnv {
         }
     }
 
-    /// `zavro serve 127.0.0.1:* --output <tmp>/out.ndjson`.
+    /// `zavro serve 127.0.0.1:* --output <tmp>/out.ndjson --plaintext`.
     pub fn start_server(&self) -> Server {
         Server::start(self, "127.0.0.1:*", &[])
     }
@@ -206,12 +206,30 @@ pub fn zavro_process() -> StdCommand {
 pub struct Server {
     child: Option<Child>,
     endpoint: String,
+    server_key: Option<String>,
     stderr: Arc<Mutex<Vec<String>>>,
     reader: Option<JoinHandle<()>>,
 }
 
+/// The endpoint and the server key (none for plaintext) of a `listening on ENDPOINT (NOTE)` line's rest.
+pub fn parse_listening(rest: &str) -> (String, Option<String>) {
+    let (endpoint, note) = rest
+        .rsplit_once(" (")
+        .unwrap_or_else(|| panic!("no (transport) after the endpoint: {rest:?}"));
+    let key = note
+        .strip_prefix("CURVE, server key ")
+        .and_then(|key| key.strip_suffix(')'))
+        .map(str::to_owned);
+    assert!(
+        key.is_some() || note.starts_with("plaintext: "),
+        "neither CURVE nor plaintext: {rest:?}"
+    );
+    (endpoint.to_owned(), key)
+}
+
 impl Server {
-    /// Starts `zavro serve ENDPOINT --output <tmp>/out.ndjson EXTRA…` and waits for its `listening on` line.
+    /// Starts `zavro serve ENDPOINT --output <tmp>/out.ndjson --plaintext EXTRA…` and waits for its
+    /// `listening on` line: the existing tests and [`RawClient`] speak plaintext.
     pub fn start(env: &TestEnv, endpoint: &str, extra: &[&str]) -> Server {
         Server::start_with_output(env, endpoint, &env.output_path(), extra)
     }
@@ -223,6 +241,23 @@ impl Server {
         output: &Path,
         extra: &[&str],
     ) -> Server {
+        let args: Vec<&str> = ["--plaintext"].iter().chain(extra).copied().collect();
+        Server::spawn(env, endpoint, output, &args)
+    }
+
+    /// Starts `zavro serve ENDPOINT --output <tmp>/out.ndjson EXTRA…` as it runs by default, over CURVE;
+    /// [`Server::server_key`] is the key its `listening on` line announced.
+    pub fn start_curve(env: &TestEnv, endpoint: &str, extra: &[&str]) -> Server {
+        let server = Server::spawn(env, endpoint, &env.output_path(), extra);
+        assert!(
+            server.server_key.is_some(),
+            "serve did not announce a server key: {:?}",
+            server.stderr_lines()
+        );
+        server
+    }
+
+    fn spawn(env: &TestEnv, endpoint: &str, output: &Path, extra: &[&str]) -> Server {
         let mut cmd = zavro_process();
         cmd.arg("--db")
             .arg(&env.db)
@@ -242,21 +277,24 @@ impl Server {
             thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(bound) = line.strip_prefix("listening on ") {
-                        let _ = tx.send(bound.to_owned());
-                    }
+                    let bound = line.strip_prefix("listening on ").map(str::to_owned);
+                    // Kept before the start is reported, so the line is among stderr_lines() once start returns.
                     lines.lock().unwrap().push(line);
+                    if let Some(bound) = bound {
+                        let _ = tx.send(bound);
+                    }
                 }
             })
         };
         let mut server = Server {
             child: Some(child),
             endpoint: String::new(),
+            server_key: None,
             stderr: lines,
             reader: Some(reader),
         };
         match rx.recv_timeout(DEADLINE) {
-            Ok(bound) => server.endpoint = bound,
+            Ok(rest) => (server.endpoint, server.server_key) = parse_listening(&rest),
             Err(_) => panic!(
                 "zavro serve {endpoint} printed no `listening on` line within {DEADLINE:?}; stderr: {:?}",
                 server.stderr_lines()
@@ -268,6 +306,11 @@ impl Server {
     /// The endpoint from the `listening on` line, e.g. `tcp://127.0.0.1:41234`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The server public key (Z85) the `listening on` line announced; `None` for a plaintext server.
+    pub fn server_key(&self) -> Option<&str> {
+        self.server_key.as_deref()
     }
 
     /// The stderr lines read so far.
@@ -413,28 +456,111 @@ pub fn signed_now(key: &str, secret: &str, records: &[Value]) -> Request {
 pub struct RawClient {
     _context: zmq::Context,
     socket: zmq::Socket,
+    /// For a CURVE client: the socket's monitor, which reports how its handshakes end.
+    monitor: Option<zmq::Socket>,
 }
+
+/// How a CURVE client's handshake ended, as its socket monitor reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// The server admitted the client.
+    Succeeded,
+    /// The server refused the client's credentials (its ZAP handler said no).
+    RefusedAuth,
+    /// Another failure: ZeroMQ's event number.
+    Failed(u16),
+}
+
+/// The monitor events a CURVE client listens for: how handshakes end.
+const HANDSHAKE_EVENTS: [zmq::SocketEvent; 4] = [
+    zmq::SocketEvent::HANDSHAKE_SUCCEEDED,
+    zmq::SocketEvent::HANDSHAKE_FAILED_AUTH,
+    zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL,
+    zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL,
+];
 
 impl RawClient {
     pub fn req(endpoint: &str) -> RawClient {
-        RawClient::connect(endpoint, zmq::REQ)
+        RawClient::connect(endpoint, zmq::REQ, |_, _| None)
     }
 
     pub fn dealer(endpoint: &str) -> RawClient {
-        RawClient::connect(endpoint, zmq::DEALER)
+        RawClient::connect(endpoint, zmq::DEALER, |_, _| None)
     }
 
-    fn connect(endpoint: &str, kind: zmq::SocketType) -> RawClient {
+    /// A DEALER that connects over CURVE: it pins `server_key` (Z85, as `serve` announces it) and proves
+    /// `client`'s key pair (for an API key, `KeyPair::for_client(key, secret)`), watching how handshakes end.
+    pub fn curve_dealer(
+        endpoint: &str,
+        server_key: &str,
+        client: &zavro::curve::KeyPair,
+    ) -> RawClient {
+        let server_key = zavro::curve::decode(server_key).expect("a Z85 server key");
+        RawClient::connect(endpoint, zmq::DEALER, |context, socket| {
+            socket
+                .set_curve_serverkey(&server_key)
+                .expect("set server key");
+            socket
+                .set_curve_publickey(&client.public)
+                .expect("set client public key");
+            socket
+                .set_curve_secretkey(client.secret())
+                .expect("set client secret key");
+            let events = HANDSHAKE_EVENTS
+                .iter()
+                .fold(0, |all, event| all | i32::from(event.to_raw()));
+            // Each client has a context of its own, so the name need not be unique.
+            let address = "inproc://handshake-monitor";
+            socket.monitor(address, events).expect("monitor the socket");
+            let monitor = context.socket(zmq::PAIR).expect("create monitor socket");
+            monitor.connect(address).expect("connect the monitor");
+            Some(monitor)
+        })
+    }
+
+    /// A socket of `kind` connected to `endpoint` once `setup` (which may return a monitor) has run.
+    fn connect(
+        endpoint: &str,
+        kind: zmq::SocketType,
+        setup: impl FnOnce(&zmq::Context, &zmq::Socket) -> Option<zmq::Socket>,
+    ) -> RawClient {
         let context = zmq::Context::new();
         let socket = context.socket(kind).expect("create socket");
         socket.set_linger(0).expect("set linger");
         socket
             .set_sndtimeo(i32::try_from(DEADLINE.as_millis()).unwrap())
             .expect("set send timeout");
+        let monitor = setup(&context, &socket);
         socket.connect(endpoint).expect("connect");
         RawClient {
             _context: context,
             socket,
+            monitor,
+        }
+    }
+
+    /// How the next handshake of this CURVE client ends; panics when none ends within [`DEADLINE`].
+    pub fn handshake(&self) -> Handshake {
+        let monitor = self.monitor.as_ref().expect("a CURVE client has a monitor");
+        monitor
+            .set_rcvtimeo(i32::try_from(DEADLINE.as_millis()).unwrap())
+            .expect("set monitor timeout");
+        let event = loop {
+            match monitor.recv_multipart(0) {
+                Ok(frames) => break frames,
+                Err(zmq::Error::EINTR) => continue,
+                Err(e) => panic!("no handshake ended within {DEADLINE:?}: {e}"),
+            }
+        };
+        let number = event
+            .first()
+            .and_then(|frame| frame.get(..2))
+            .map(|bytes| u16::from_ne_bytes([bytes[0], bytes[1]]))
+            .expect("a monitor event starts with its number");
+        match number {
+            n if n == zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw() => Handshake::Succeeded,
+            n if n == zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw() => Handshake::RefusedAuth,
+            n => Handshake::Failed(n),
         }
     }
 

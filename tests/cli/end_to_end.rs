@@ -131,6 +131,8 @@ fn valid_message_is_accepted_then_wrong_secret_and_unknown_key_are_rejected_and_
     let stderr = server.stderr_lines();
     let port = stderr[0]
         .strip_prefix("listening on tcp://127.0.0.1:")
+        .and_then(|rest| rest.split_once(' '))
+        .map(|(port, _)| port)
         .unwrap_or_else(|| panic!("first line: {stderr:?}"));
     assert!(port.parse::<u16>().is_ok_and(|p| p > 0), "{stderr:?}");
     assert_eq!(
@@ -678,7 +680,7 @@ fn serve_without_output_writes_accepted_records_to_stdout() {
     let mut child = cmd
         .arg("--db")
         .arg(&env.db)
-        .args(["serve", "127.0.0.1:*"])
+        .args(["serve", "127.0.0.1:*", "--plaintext"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -709,10 +711,11 @@ fn serve_without_output_writes_accepted_records_to_stdout() {
         }
     };
     let listening = next("stderr");
-    let endpoint = listening
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first stderr line: {listening:?}"))
-        .to_owned();
+    let (endpoint, _) = crate::common::parse_listening(
+        listening
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first stderr line: {listening:?}")),
+    );
 
     env.send(&endpoint, &key, &secret, "{\"to\": \"stdout\"}")
         .code(0);
