@@ -31,6 +31,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Measure throughput and acknowledgement latency against a running server with generated records')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Manage API keys: add, list, revoke')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read and check the audit trail')
+            [CompletionResult]::new('server-key', 'server-key', [CompletionResultType]::ParameterValue, 'Print the server''s CURVE public key, which clients pin to know they reach this server; rotate it')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -251,6 +252,33 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         'zavro;audit;help;help' {
             break
         }
+        'zavro;server-key' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"current": …, "staged": … or null} as JSON: the key `serve` presents, and the one `rotate` will make current, if staged')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('rotate', 'rotate', [CompletionResultType]::ParameterValue, 'Make the staged key (or a new one) current and print it; servers present it once restarted')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'zavro;server-key;rotate' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--stage', '--stage', [CompletionResultType]::ParameterName, 'Only make the next key and print it, without using it yet (a key already staged is kept), so that clients can be given it before the rotation')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'zavro;server-key;help' {
+            [CompletionResult]::new('rotate', 'rotate', [CompletionResultType]::ParameterValue, 'Make the staged key (or a new one) current and print it; servers present it once restarted')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'zavro;server-key;help;rotate' {
+            break
+        }
+        'zavro;server-key;help;help' {
+            break
+        }
         'zavro;completions' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -263,6 +291,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Measure throughput and acknowledgement latency against a running server with generated records')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Manage API keys: add, list, revoke')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read and check the audit trail')
+            [CompletionResult]::new('server-key', 'server-key', [CompletionResultType]::ParameterValue, 'Print the server''s CURVE public key, which clients pin to know they reach this server; rotate it')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -320,6 +349,13 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             break
         }
         'zavro;help;audit;schemas' {
+            break
+        }
+        'zavro;help;server-key' {
+            [CompletionResult]::new('rotate', 'rotate', [CompletionResultType]::ParameterValue, 'Make the staged key (or a new one) current and print it; servers present it once restarted')
+            break
+        }
+        'zavro;help;server-key;rotate' {
             break
         }
         'zavro;help;completions' {

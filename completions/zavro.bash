@@ -37,6 +37,9 @@ _zavro() {
             zavro,serve)
                 cmd="zavro__subcmd__serve"
                 ;;
+            zavro,server-key)
+                cmd="zavro__subcmd__server__subcmd__key"
+                ;;
             zavro__subcmd__audit,export)
                 cmd="zavro__subcmd__audit__subcmd__export"
                 ;;
@@ -106,6 +109,9 @@ _zavro() {
             zavro__subcmd__help,serve)
                 cmd="zavro__subcmd__help__subcmd__serve"
                 ;;
+            zavro__subcmd__help,server-key)
+                cmd="zavro__subcmd__help__subcmd__server__subcmd__key"
+                ;;
             zavro__subcmd__help__subcmd__audit,export)
                 cmd="zavro__subcmd__help__subcmd__audit__subcmd__export"
                 ;;
@@ -136,6 +142,9 @@ _zavro() {
             zavro__subcmd__help__subcmd__keys,revoke)
                 cmd="zavro__subcmd__help__subcmd__keys__subcmd__revoke"
                 ;;
+            zavro__subcmd__help__subcmd__server__subcmd__key,rotate)
+                cmd="zavro__subcmd__help__subcmd__server__subcmd__key__subcmd__rotate"
+                ;;
             zavro__subcmd__keys,add)
                 cmd="zavro__subcmd__keys__subcmd__add"
                 ;;
@@ -160,6 +169,18 @@ _zavro() {
             zavro__subcmd__keys__subcmd__help,revoke)
                 cmd="zavro__subcmd__keys__subcmd__help__subcmd__revoke"
                 ;;
+            zavro__subcmd__server__subcmd__key,help)
+                cmd="zavro__subcmd__server__subcmd__key__subcmd__help"
+                ;;
+            zavro__subcmd__server__subcmd__key,rotate)
+                cmd="zavro__subcmd__server__subcmd__key__subcmd__rotate"
+                ;;
+            zavro__subcmd__server__subcmd__key__subcmd__help,help)
+                cmd="zavro__subcmd__server__subcmd__key__subcmd__help__subcmd__help"
+                ;;
+            zavro__subcmd__server__subcmd__key__subcmd__help,rotate)
+                cmd="zavro__subcmd__server__subcmd__key__subcmd__help__subcmd__rotate"
+                ;;
             *)
                 ;;
         esac
@@ -167,7 +188,7 @@ _zavro() {
 
     case "${cmd}" in
         zavro)
-            opts="-h -V --db --help --version serve send bench keys audit completions help"
+            opts="-h -V --db --help --version serve send bench keys audit server-key completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -591,7 +612,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__help)
-            opts="serve send bench keys audit completions help"
+            opts="serve send bench keys audit server-key completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -831,6 +852,34 @@ _zavro() {
         zavro__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__help__subcmd__server__subcmd__key)
+            opts="rotate"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__help__subcmd__server__subcmd__key__subcmd__rotate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1093,6 +1142,84 @@ _zavro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__server__subcmd__key)
+            opts="-h --json --db --help rotate help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__server__subcmd__key__subcmd__help)
+            opts="rotate help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__server__subcmd__key__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__server__subcmd__key__subcmd__help__subcmd__rotate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__server__subcmd__key__subcmd__rotate)
+            opts="-h --stage --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -28,6 +28,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand bench 'Measure throughput and acknowledgement latency against a running server with generated records'
             cand keys 'Manage API keys: add, list, revoke'
             cand audit 'Read and check the audit trail'
+            cand server-key 'Print the server''s CURVE public key, which clients pin to know they reach this server; rotate it'
             cand completions 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -218,6 +219,28 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;audit;help;help'= {
         }
+        &'zavro;server-key'= {
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --json 'Print {"current": …, "staged": … or null} as JSON: the key `serve` presents, and the one `rotate` will make current, if staged'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand rotate 'Make the staged key (or a new one) current and print it; servers present it once restarted'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'zavro;server-key;rotate'= {
+            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --stage 'Only make the next key and print it, without using it yet (a key already staged is kept), so that clients can be given it before the rotation'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'zavro;server-key;help'= {
+            cand rotate 'Make the staged key (or a new one) current and print it; servers present it once restarted'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'zavro;server-key;help;rotate'= {
+        }
+        &'zavro;server-key;help;help'= {
+        }
         &'zavro;completions'= {
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand -h 'Print help'
@@ -229,6 +252,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand bench 'Measure throughput and acknowledgement latency against a running server with generated records'
             cand keys 'Manage API keys: add, list, revoke'
             cand audit 'Read and check the audit trail'
+            cand server-key 'Print the server''s CURVE public key, which clients pin to know they reach this server; rotate it'
             cand completions 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -271,6 +295,11 @@ set edit:completion:arg-completer[zavro] = {|@words|
         &'zavro;help;audit;prune'= {
         }
         &'zavro;help;audit;schemas'= {
+        }
+        &'zavro;help;server-key'= {
+            cand rotate 'Make the staged key (or a new one) current and print it; servers present it once restarted'
+        }
+        &'zavro;help;server-key;rotate'= {
         }
         &'zavro;help;completions'= {
         }

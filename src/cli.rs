@@ -82,6 +82,28 @@ Examples:
   zavro audit head                                     prints e.g. 42:3f5a…
   zavro audit head | logger -t zavro-audit-head         keep a copy in the system log";
 
+const SERVER_KEY_EXAMPLES: &str = "\
+Examples:
+  zavro server-key                     the public key `serve` presents, in Z85, for clients to pin
+  zavro server-key --json              {\"current\": ..., \"staged\": ... or null}
+  zavro server-key rotate --stage      make the next key now, to hand to clients ahead of time
+  zavro server-key rotate              make the staged (or a new) key current
+
+Clients that pin the server key know they reach this server and no other: CURVE encrypts the traffic to \
+that key, and only the holder of its secret half (kept in the store, never printed) can answer. A running \
+server keeps presenting the key it started with until it is restarted; its open connections keep their \
+session until they reconnect.";
+
+const SERVER_KEY_ROTATE_EXAMPLES: &str = "\
+Examples:
+  zavro server-key rotate --stage      prints the next key; the current one stays in use
+  zavro server-key rotate              prints the new current key
+
+Rolling a fleet without downtime: stage the next key, distribute it to the clients' configuration, rotate, \
+then restart `serve`. Until the restart, running servers present the old key, and connections already open \
+keep their session until they reconnect; a client that reconnects to the restarted server must pin the new \
+key. Rotating without a staged key makes a new one at once.";
+
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
   source <(ZAVRO_COMPLETE=bash zavro)             in ~/.bashrc: also completes key ids for `keys revoke`
@@ -181,6 +203,9 @@ pub enum Command {
     /// Read and check the audit trail.
     #[command(subcommand, after_help = AUDIT_EXAMPLES)]
     Audit(AuditCommand),
+    /// Print the server's CURVE public key, which clients pin to know they reach this server; rotate it.
+    #[command(after_help = SERVER_KEY_EXAMPLES)]
+    ServerKey(ServerKeyArgs),
     /// Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
@@ -605,6 +630,37 @@ pub enum StatusArg {
     Accepted,
     /// Requests that were refused.
     Rejected,
+}
+
+/// `zavro server-key [--json]` and its one subcommand.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServerKeyArgs {
+    /// What to do instead of printing the key.
+    #[command(subcommand)]
+    pub command: Option<ServerKeyCommand>,
+
+    /// Print {"current": …, "staged": … or null} as JSON: the key `serve` presents, and the one `rotate` will
+    /// make current, if staged.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `zavro server-key …`
+#[derive(Debug, Subcommand)]
+pub enum ServerKeyCommand {
+    /// Make the staged key (or a new one) current and print it; servers present it once restarted.
+    #[command(after_help = SERVER_KEY_ROTATE_EXAMPLES)]
+    Rotate(ServerKeyRotateArgs),
+}
+
+/// Options of `zavro server-key rotate`.
+#[derive(Debug, Args)]
+pub struct ServerKeyRotateArgs {
+    /// Only make the next key and print it, without using it yet (a key already staged is kept), so that
+    /// clients can be given it before the rotation.
+    #[arg(long)]
+    pub stage: bool,
 }
 
 /// Options of `zavro completions`.

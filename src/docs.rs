@@ -125,6 +125,8 @@ mod tests {
             "zavro-audit-export.1",
             "zavro-audit-prune.1",
             "zavro-audit-schemas.1",
+            "zavro-server-key.1",
+            "zavro-server-key-rotate.1",
         ] {
             assert!(
                 names.iter().any(|n| n == page),

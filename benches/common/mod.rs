@@ -115,7 +115,7 @@ impl Env {
             let endpoint = text
                 .lines()
                 .find_map(|l| l.strip_prefix("listening on "))
-                .and_then(|rest| rest.rsplit_once(" ("));
+                .and_then(|rest| rest.split_once(" ("));
             if let Some((endpoint, _)) = endpoint {
                 return (server, endpoint.to_owned());
             }

@@ -6,6 +6,7 @@ mod completions;
 mod keys;
 mod send;
 mod serve;
+mod server_key;
 
 use crate::{
     cli::{Cli, Command, KeysCommand},
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             keys::run(&mut open_store(create)?, command)
         }
         Command::Audit(command) => audit::run(&mut open_store(false)?, command),
+        Command::ServerKey(args) => server_key::run(&mut open_store(false)?, args),
         Command::Completions(args) => completions::run(args),
     }
 }

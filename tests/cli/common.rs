@@ -211,10 +211,11 @@ pub struct Server {
     reader: Option<JoinHandle<()>>,
 }
 
-/// The endpoint and the server key (none for plaintext) of a `listening on ENDPOINT (NOTE)` line's rest.
+/// The endpoint and the server key (none for plaintext) of a `listening on ENDPOINT (NOTE)` line's rest: the
+/// endpoint ends at the first " (" (a Z85 key may itself begin with "(").
 pub fn parse_listening(rest: &str) -> (String, Option<String>) {
     let (endpoint, note) = rest
-        .rsplit_once(" (")
+        .split_once(" (")
         .unwrap_or_else(|| panic!("no (transport) after the endpoint: {rest:?}"));
     let key = note
         .strip_prefix("CURVE, server key ")

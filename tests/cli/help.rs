@@ -2,7 +2,7 @@
 
 use crate::common::{bare_zavro, stdout_of};
 
-const COMMANDS: [&[&str]; 17] = [
+const COMMANDS: [&[&str]; 19] = [
     &[],
     &["serve"],
     &["send"],
@@ -19,6 +19,8 @@ const COMMANDS: [&[&str]; 17] = [
     &["audit", "prune"],
     &["audit", "schemas"],
     &["bench"],
+    &["server-key"],
+    &["server-key", "rotate"],
     &["completions"],
 ];
 

@@ -127,8 +127,10 @@ fn a_client_whose_key_was_revoked_is_refused_at_the_handshake_and_only_counted()
         .success();
     let server = Server::start_curve(&env, "127.0.0.1:*", &[]);
     let client = curve_client(&server, &key, &secret);
-    assert_eq!(client.handshake(), Handshake::RefusedAuth);
+    // Queued at once (a connection's pipe exists before its handshake) and sent only if the handshake succeeds;
+    // after a refusal libzmq drops the pipe, so a send then would wait for a peer.
     client.send(&signed_now(&key, &secret, &[json!(1)]).to_frames());
+    assert_eq!(client.handshake(), Handshake::RefusedAuth);
     assert_eq!(
         client.try_recv(SHORT_WAIT),
         None,
@@ -174,9 +176,9 @@ fn a_client_with_a_key_nobody_issued_is_refused_at_the_handshake_and_only_counte
         server.server_key().unwrap(),
         &KeyPair::generate().unwrap(),
     );
-    assert_eq!(stranger.handshake(), Handshake::RefusedAuth);
     // Even a correctly signed request goes nowhere without the key's client key pair.
     stranger.send(&signed_now(&key, &secret, &[json!(1)]).to_frames());
+    assert_eq!(stranger.handshake(), Handshake::RefusedAuth);
     assert_eq!(stranger.try_recv(SHORT_WAIT), None);
     server.stop();
 
@@ -282,4 +284,148 @@ fn audit_verify_passes_on_rows_of_local_actions_plaintext_and_curve() {
         "{}",
         stdout_of(&out)
     );
+}
+
+/// The server secret keys (Z85) the store holds, to check no command prints one.
+fn stored_server_secrets(env: &TestEnv) -> Vec<String> {
+    let conn = rusqlite::Connection::open(&env.db).expect("open the store");
+    let mut stmt = conn
+        .prepare("SELECT secret_key FROM server_keys")
+        .expect("server_keys is a table");
+    stmt.query_map([], |row| row.get(0))
+        .expect("read server_keys")
+        .collect::<Result<_, _>>()
+        .expect("read server_keys")
+}
+
+/// Runs `zavro server-key ARGS`, expecting success; returns (stdout, stderr).
+fn server_key(env: &TestEnv, args: &[&str]) -> (String, String) {
+    let out = env.zavro().arg("server-key").args(args).assert().success();
+    (stdout_of(&out), stderr_of(&out))
+}
+
+#[test]
+fn server_key_prints_the_key_serve_presents_and_rotation_takes_effect_at_the_next_start() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let (printed, _) = server_key(&env, &[]);
+    let current = printed.trim_end().to_owned();
+    assert_eq!(printed, format!("{current}\n"), "one line: the key");
+    zavro::curve::decode(&current).expect("a Z85 key");
+    let (json, _) = server_key(&env, &["--json"]);
+    assert_eq!(
+        parse_json(json.as_bytes()),
+        json!({"current": current, "staged": null})
+    );
+    let server = Server::start_curve(&env, "127.0.0.1:*", &[]);
+    assert_eq!(
+        server.server_key(),
+        Some(current.as_str()),
+        "serve presents it"
+    );
+
+    let (staged, stderr) = server_key(&env, &["rotate", "--stage"]);
+    let staged = staged.trim_end().to_owned();
+    assert_ne!(staged, current);
+    assert!(
+        stderr.contains("still presents the current key"),
+        "{stderr}"
+    );
+    assert_eq!(
+        server_key(&env, &[]).0.trim_end(),
+        current,
+        "staging changes nothing yet"
+    );
+    assert_eq!(
+        parse_json(server_key(&env, &["--json"]).0.as_bytes()),
+        json!({"current": current, "staged": staged})
+    );
+
+    let (rotated, stderr) = server_key(&env, &["rotate"]);
+    assert_eq!(rotated.trim_end(), staged, "the staged key becomes current");
+    assert!(
+        stderr.contains("running servers keep presenting the old key until they are restarted"),
+        "{stderr}"
+    );
+    assert_eq!(server_key(&env, &[]).0.trim_end(), staged);
+    // The running server still presents the key it started with.
+    let client = curve_client(&server, &key, &secret);
+    assert_eq!(client.handshake(), Handshake::Succeeded);
+    drop(client);
+    drop(server);
+
+    let restarted = Server::start_curve(&env, "127.0.0.1:*", &[]);
+    assert_eq!(
+        restarted.server_key(),
+        Some(staged.as_str()),
+        "a restarted serve presents the new key"
+    );
+    let client = curve_client(&restarted, &key, &secret);
+    assert_eq!(client.handshake(), Handshake::Succeeded);
+    client.send(&signed_now(&key, &secret, &[json!(1)]).to_frames());
+    assert_accepted(&reply_frame(&client).reply, 1);
+    let stale = RawClient::curve_dealer(
+        restarted.endpoint(),
+        &current,
+        &KeyPair::for_client(&key, secret.as_bytes()).unwrap(),
+    );
+    stale.send(&signed_now(&key, &secret, &[json!(2)]).to_frames());
+    assert_eq!(
+        stale.try_recv(SHORT_WAIT),
+        None,
+        "a client pinning the old key reaches no one"
+    );
+    drop(restarted);
+
+    let (fresh, _) = server_key(&env, &["rotate"]);
+    let fresh = fresh.trim_end();
+    assert!(
+        fresh != staged && fresh != current,
+        "no staged key: a new one"
+    );
+
+    let secrets = stored_server_secrets(&env);
+    assert_eq!(secrets.len(), 3, "current and two retired");
+    let actions: Vec<Value> = env.audit().iter().map(|r| r["action"].clone()).collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| a.as_str().is_some_and(|a| a.starts_with("server_key")))
+            .count(),
+        5,
+        "created, staged, rotated, created, rotated: {actions:?}"
+    );
+    let everything = env.audit();
+    for secret_key in &secrets {
+        for text in [printed.as_str(), json.as_str(), fresh] {
+            assert!(
+                !text.contains(secret_key.as_str()),
+                "a secret key was printed"
+            );
+        }
+        assert!(
+            !everything
+                .iter()
+                .any(|row| row.to_string().contains(secret_key.as_str())),
+            "a secret key is in the audit trail"
+        );
+    }
+}
+
+#[test]
+fn server_key_needs_an_existing_store_and_takes_rotate_or_json_not_both() {
+    let env = TestEnv::new();
+    for args in [
+        &["server-key"][..],
+        &["server-key", "rotate"],
+        &["server-key", "rotate", "--stage"],
+    ] {
+        env.zavro().args(args).assert().code(7);
+        assert!(!env.db.exists(), "zavro {args:?} created the store");
+    }
+    env.create_store();
+    env.zavro()
+        .args(["server-key", "--json", "rotate"])
+        .assert()
+        .code(2);
 }
