@@ -155,7 +155,10 @@ fn start_curve(
     let path = store
         .path()
         .ok_or_else(|| Error::Other("serve needs a store in a file".into()))?;
-    let checker = zap::Handler::start(context, Store::open_existing(path)?, Log::stderr())
+    let checker = Store::open_existing(path)?;
+    // Like the server's own connection: no temporary files, so it needs no descriptor past the open-file cap.
+    checker.keep_temporary_data_in_memory()?;
+    let checker = zap::Handler::start(context, checker, Log::stderr())
         .map_err(|e| Error::Other(e.to_string()))?;
     Ok((key, checker))
 }
