@@ -26,8 +26,8 @@ pub struct Verdict {
     pub size: u64,
     /// The payload's writer schema, when its header was read (also for some refusals).
     pub schema: Option<Arc<SchemaFingerprint>>,
-    /// True when the checks read the secret of the request's own key from the store (whatever the key's state):
-    /// the reply is then signed with it. False when there was no such key, or it was never looked up.
+    /// True when the request proved to be signed with its key's secret ([`signed_by_key`] passed): the reply
+    /// is then signed with it. False for every request refused before that.
     pub signable: bool,
     /// What is to be done with it.
     pub decision: Decision,
@@ -127,6 +127,19 @@ pub fn authenticate(
     now_us: i64,
     max_skew_secs: i64,
 ) -> Result<(), Rejection> {
+    signed_by_key(request, key, now_us)?;
+    within_clock(request, now_us, max_skew_secs)
+}
+
+/// Refuses the request unless `key` (what the store holds under its key id) is active and the signature is the
+/// key's. Once this passes, the request comes from the key's holder (or repeats one of theirs), and its reply
+/// may be signed: a reply signed for a request anyone could have made up, with a victim's key and nonce and a
+/// wrong signature, would be a genuine signed refusal an on-path attacker could hand that victim.
+pub fn signed_by_key(
+    request: &Request,
+    key: Option<&StoredKey>,
+    now_us: i64,
+) -> Result<(), Rejection> {
     let envelope = &request.envelope;
     let Some(stored) = key else {
         return Err(Rejection::new(
@@ -161,6 +174,12 @@ pub fn authenticate(
             "signature does not match the request under this key's secret",
         ));
     }
+    Ok(())
+}
+
+/// Refuses a request whose timestamp is more than `max_skew_secs` from the server's clock (`now_us`).
+pub fn within_clock(request: &Request, now_us: i64, max_skew_secs: i64) -> Result<(), Rejection> {
+    let envelope = &request.envelope;
     let server_time = now_us.div_euclid(1_000_000);
     let skew = envelope.timestamp.abs_diff(server_time);
     if skew > max_skew_secs.unsigned_abs() {

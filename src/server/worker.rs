@@ -54,7 +54,7 @@ struct GroupState {
 struct Found {
     /// The payload's writer schema, once its header is read (also when its records are then refused).
     schema: Option<Arc<SchemaFingerprint>>,
-    /// True once the store gave the secret of the request's key.
+    /// True once the request proved to be signed with its key's secret.
     signable: bool,
 }
 
@@ -287,8 +287,9 @@ impl Worker {
                 state.keys.entry(envelope.key.clone()).or_insert(read)
             }
         };
-        found.signable = key.is_some();
-        check::authenticate(request, key.as_ref(), now_us, self.max_skew_secs)?;
+        check::signed_by_key(request, key.as_ref(), now_us)?;
+        found.signable = true;
+        check::within_clock(request, now_us, self.max_skew_secs)?;
 
         let id = (envelope.key.clone(), envelope.nonce.clone());
         let in_group = state
@@ -318,7 +319,7 @@ impl Worker {
     }
 }
 
-/// The secret to sign a verdict's reply with: its own key's, when its checks read it.
+/// The secret to sign a verdict's reply with: its own key's, once the request proved to be signed with it.
 fn signing_secret<'k>(keys: &'k Keys, verdict: &Verdict) -> Option<&'k [u8]> {
     if !verdict.signable {
         return None;
@@ -601,7 +602,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reply_is_signed_with_its_own_keys_secret_whenever_the_checks_read_it() {
+    fn a_reply_is_signed_with_its_own_keys_secret_once_the_request_proved_to_be_signed_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, settings) = store_with_key(dir.path());
         store.add_key("ZKREVOKED", SECRET, None, 1).unwrap();
@@ -643,8 +644,8 @@ mod tests {
             [
                 (None, true, true),
                 (Some(RejectCode::KeyMismatch), false, false),
-                (Some(RejectCode::BadSignature), true, true),
-                (Some(RejectCode::RevokedKey), true, true),
+                (Some(RejectCode::BadSignature), false, false),
+                (Some(RejectCode::RevokedKey), false, false),
                 (Some(RejectCode::UnknownKey), false, false),
                 (Some(RejectCode::Malformed), false, false),
                 (None, true, true),
