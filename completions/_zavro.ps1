@@ -92,7 +92,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;keys;add' {
             [CompletionResult]::new('--label', '--label', [CompletionResultType]::ParameterName, 'A note to tell keys apart (who or what uses it)')
-            [CompletionResult]::new('--save-profile', '--save-profile', [CompletionResultType]::ParameterName, 'Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of printing the secret')
+            [CompletionResult]::new('--save-profile', '--save-profile', [CompletionResultType]::ParameterName, 'Save the new key, its secret and this store''s server public key (which `serve` presents) as this profile of the credentials file (created mode 0600) instead of printing the secret [NAME: default]')
             [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given')
             [CompletionResult]::new('--expires', '--expires', [CompletionResultType]::ParameterName, 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')

@@ -84,7 +84,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;keys;add'= {
             cand --label 'A note to tell keys apart (who or what uses it)'
-            cand --save-profile 'Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of printing the secret'
+            cand --save-profile 'Save the new key, its secret and this store''s server public key (which `serve` presents) as this profile of the credentials file (created mode 0600) instead of printing the secret [NAME: default]'
             cand --endpoint 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given'
             cand --expires 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'

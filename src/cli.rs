@@ -392,9 +392,14 @@ pub struct KeysAddArgs {
     #[arg(long)]
     pub secret_prompt: bool,
 
-    /// Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of
-    /// printing the secret.
-    #[arg(long, value_name = "NAME")]
+    /// Save the new key, its secret and this store's server public key (which `serve` presents) as this
+    /// profile of the credentials file (created mode 0600) instead of printing the secret [NAME: default].
+    #[arg(
+        long,
+        value_name = "NAME",
+        num_args = 0..=1,
+        default_missing_value = crate::profiles::DEFAULT_PROFILE
+    )]
     pub save_profile: Option<String>,
 
     /// The endpoint to save in the profile, used by `send` when no ENDPOINT is given.

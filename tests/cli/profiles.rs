@@ -5,7 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use crate::common::{TestEnv, parse_json, stderr_of, stdout_of};
 
-/// `keys add --save-profile NAME --endpoint EP --json`; returns the key id.
+/// `keys add --save-profile NAME --endpoint EP --json`; returns the key id. The profile also pins the store's
+/// server key.
 fn add_profile(env: &TestEnv, name: &str, endpoint: &str) -> String {
     let out = env
         .zavro()
@@ -23,10 +24,15 @@ fn add_profile(env: &TestEnv, name: &str, endpoint: &str) -> String {
     let value = parse_json(&out.get_output().stdout);
     assert_eq!(
         value.as_object().unwrap().len(),
-        2,
-        "key and profile only, no secret: {value}"
+        3,
+        "key, profile and server key only, no secret: {value}"
     );
     assert_eq!(value["profile"], name);
+    assert_eq!(
+        value["server_key"].as_str().map(str::len),
+        Some(40),
+        "{value}"
+    );
     value["key"].as_str().unwrap().to_owned()
 }
 
@@ -217,5 +223,40 @@ fn bench_takes_key_secret_and_endpoint_from_the_profile() {
         env.audit_sends()
             .iter()
             .all(|row| row["key"] == key.as_str())
+    );
+}
+
+#[test]
+fn keys_add_save_profile_without_a_name_saves_default_with_the_stores_server_key() {
+    let env = TestEnv::new();
+    let out = env
+        .zavro()
+        .args(["keys", "add", "--save-profile", "--json"])
+        .assert()
+        .code(0);
+    let added = parse_json(&out.get_output().stdout);
+    assert_eq!(added["profile"], "default", "{added}");
+    // The key pair `serve` on this store presents: made by `keys add`, kept by the store.
+    let server_key = zavro::store::Store::open(&env.db)
+        .unwrap()
+        .server_keys(zavro::timestamp::now_micros())
+        .unwrap()
+        .current;
+    assert_eq!(added["server_key"], server_key.as_str());
+    let text = std::fs::read_to_string(env.credentials_path()).unwrap();
+    assert!(
+        text.starts_with("[default]\n") && text.contains(&format!("\nserver_key = {server_key}\n")),
+        "{text}"
+    );
+
+    let out = env
+        .zavro()
+        .args(["keys", "add", "--save-profile", "ci"])
+        .assert()
+        .code(0);
+    assert!(
+        stdout_of(&out).contains(&format!("server key: {server_key}")),
+        "{}",
+        stdout_of(&out)
     );
 }
