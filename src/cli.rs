@@ -277,6 +277,31 @@ pub struct SendArgs {
     /// Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ's high-water mark).
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub window: u32,
+
+    /// How the server is authenticated: --server-key or --plaintext.
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
+
+/// How `send` and `bench` authenticate the server.
+#[derive(Debug, Args)]
+pub struct TransportArgs {
+    /// The server's CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server
+    /// [default: ZAVRO_SERVER_KEY, else the profile's server_key]. The connection is encrypted, and only the
+    /// server holding that key can answer.
+    // Z85 has '-' among its characters, so a key may start with one.
+    #[arg(
+        long,
+        value_name = "KEY",
+        conflicts_with = "plaintext",
+        allow_hyphen_values = true
+    )]
+    pub server_key: Option<String>,
+
+    /// Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records.
+    /// Overrides ZAVRO_SERVER_KEY and the profile's server_key.
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 fn parse_timeout(text: &str) -> Result<f64, String> {
@@ -334,6 +359,10 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// How the server is authenticated: --server-key or --plaintext (as for `zavro send`).
+    #[command(flatten)]
+    pub transport: TransportArgs,
 }
 
 /// `send --format` values.

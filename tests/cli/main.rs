@@ -24,4 +24,5 @@ mod schemas;
 mod send_errors;
 mod store_moved;
 mod terminal;
+mod transport_client;
 mod zmtp;
