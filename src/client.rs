@@ -246,6 +246,27 @@ struct Connection {
     rest_until: Option<Instant>,
 }
 
+impl Connection {
+    /// Ends the handshake watch, stopping the socket's monitor first (see [`crate::handshake`]).
+    fn stop_watching(&mut self) {
+        if let (Some(watch), Some(socket)) = (self.watch.take(), self.socket.as_mut()) {
+            watch.stop(socket);
+        }
+    }
+
+    /// Closes the socket, and its watch before it.
+    fn close(&mut self) {
+        self.stop_watching();
+        self.socket = None;
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 /// Sends requests to one or more servers with a window of requests in flight on each.
 pub struct Client {
     context: zmq::Context,
@@ -387,8 +408,7 @@ impl Client {
     /// plaintext) and a watch on its handshake.
     fn open(&mut self, index: usize) -> Result<(), ClientError> {
         let connection = &mut self.connections[index];
-        connection.socket = None;
-        connection.watch = None;
+        connection.close();
         let err = |e| Self::socket_error(&connection.endpoint, e);
         let socket = self.context.socket(zmq::DEALER).map_err(err)?;
         // Never wait at exit for requests no server took.
@@ -406,9 +426,12 @@ impl Client {
                 .map_err(err)?;
         }
         let watch = HandshakeWatch::start(&self.context, &socket).map_err(err)?;
-        socket.connect(&connection.endpoint).map_err(err)?;
+        // Held by the connection before connecting, so a failure leaves both to `close`.
         connection.socket = Some(socket);
         connection.watch = Some(watch);
+        if let Some(socket) = &connection.socket {
+            socket.connect(&connection.endpoint).map_err(err)?;
+        }
         Ok(())
     }
 
@@ -426,7 +449,7 @@ impl Client {
                 HandshakeState::Succeeded => {
                     // Watching costs a poll per wait; a later reconnection with a failing handshake shows up as a
                     // timeout, and the fresh socket after it is watched again.
-                    connection.watch = None;
+                    connection.stop_watching();
                     connection.closed_handshakes = 0;
                     continue;
                 }
@@ -688,8 +711,7 @@ impl Client {
                 continue;
             }
             // Dropping the socket drops any late replies with it, so FIFO matching stays right.
-            connection.socket = None;
-            connection.watch = None;
+            connection.close();
             let backoff = FIRST_BACKOFF
                 .saturating_mul(1 << connection.failures.min(8))
                 .min(MAX_BACKOFF);

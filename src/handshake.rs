@@ -11,14 +11,27 @@
 //!   race with its greeting (seen against `zavro serve`), `HANDSHAKE_FAILED_NO_DETAIL` as for a wrong key;
 //! - a key the server's ZAP handler refuses: `HANDSHAKE_FAILED_AUTH` with the ZAP status code (400), then
 //!   `DISCONNECTED`.
+//!
+//! libzmq's I/O thread sends each event to the monitor with a blocking send, so a monitor nobody reads stalls
+//! every socket of the context once its queue is full or its reader is gone. A watch is therefore always
+//! stopped on its socket ([`HandshakeWatch::stop`]) before either is dropped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    ffi::{c_char, c_int, c_void},
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 /// `ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH` (zmq.h): the peers use different security mechanisms.
 pub const MECHANISM_MISMATCH: u32 = 0x1100_0002;
 
 /// The ZAP status code of a refused client (ZeroMQ RFC 27).
 pub const ZAP_REFUSED: u32 = 400;
+
+unsafe extern "C" {
+    /// libzmq's `zmq_socket_monitor(3)`; with a null endpoint it stops the socket's monitor, which the `zmq`
+    /// crate's `Socket::monitor` cannot ask for.
+    fn zmq_socket_monitor(socket: *mut c_void, endpoint: *const c_char, events: c_int) -> c_int;
+}
 
 /// Gives every monitor of the process its own inproc endpoint (they share the context of `bench`'s threads).
 static NEXT_MONITOR: AtomicU64 = AtomicU64::new(0);
@@ -47,7 +60,8 @@ pub enum HandshakeState {
     Failed(HandshakeFailure),
 }
 
-/// The receiving end of one socket's monitor, kept until the socket's handshake succeeds.
+/// The receiving end of one socket's monitor, kept until the socket's handshake succeeds; end it with
+/// [`HandshakeWatch::stop`].
 pub struct HandshakeWatch {
     monitor: zmq::Socket,
 }
@@ -75,6 +89,16 @@ impl HandshakeWatch {
         monitor.set_linger(0)?;
         monitor.connect(&endpoint)?;
         Ok(HandshakeWatch { monitor })
+    }
+
+    /// Stops `socket`'s monitor, then closes the receiving end: in that order, so libzmq never sends an event
+    /// that nobody will read. `socket` must be the one the watch was started on.
+    pub fn stop(self, socket: &mut zmq::Socket) {
+        // SAFETY: the pointer is a live socket borrowed mutably for the call; a null endpoint is documented to
+        // stop its monitor, and the call fails only on a closed socket or a terminated context, which leave no
+        // monitor to stop.
+        unsafe { zmq_socket_monitor(socket.as_mut_ptr(), std::ptr::null(), 0) };
+        drop(self.monitor);
     }
 
     /// The monitor socket, to wait on beside the client's sockets.

@@ -19,7 +19,7 @@ use zavro::{
     protocol::{Reply, ReplyFrame, Request},
 };
 
-use crate::common::{TestEnv, stderr_of, stdout_of};
+use crate::common::{TestEnv, stderr_of, stdout_of, wait_until, zavro_process};
 
 /// The API key the tests send with; the fake servers need no store.
 const KEY: &str = "ZK00112233445566AA";
@@ -68,6 +68,11 @@ impl FakeServer {
     }
 
     fn start(keys: Option<KeyPair>, answer: Answer, zap: Zap) -> FakeServer {
+        FakeServer::start_at("tcp://127.0.0.1:*", keys, answer, zap)
+    }
+
+    /// A server bound to `endpoint`.
+    fn start_at(endpoint: &str, keys: Option<KeyPair>, answer: Answer, zap: Zap) -> FakeServer {
         let context = zmq::Context::new();
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
@@ -86,7 +91,7 @@ impl FakeServer {
             router.set_curve_server(true).unwrap();
             router.set_curve_secretkey(keys.secret()).unwrap();
         }
-        router.bind("tcp://127.0.0.1:*").expect("bind");
+        router.bind(endpoint).expect("bind");
         let endpoint = router.get_last_endpoint().unwrap().unwrap();
         {
             let (stop, requests) = (Arc::clone(&stop), Arc::clone(&requests));
@@ -515,4 +520,45 @@ fn a_profile_from_keys_add_save_profile_is_all_send_needs() {
         stderr_of(&out)
     );
     assert_eq!(server.requests(), 1);
+}
+
+#[test]
+fn a_server_restarted_under_a_running_send_is_served_again() {
+    // After a handshake succeeds the client stops watching; libzmq then reconnects the same socket to the
+    // restarted server and handshakes again. A monitor left running with nobody reading would block libzmq's I/O
+    // thread on that event, and no request would get through again.
+    let env = TestEnv::new();
+    let endpoint = format!("ipc://{}", env.path("fake.sock").display());
+    let first = FakeServer::start_at(&endpoint, None, Answer::AcceptSignedBy(SECRET), Zap::None);
+    let mut send = zavro_process()
+        .args([
+            "send",
+            &endpoint,
+            "--plaintext",
+            "--batch",
+            "1",
+            "--linger",
+            "0",
+        ])
+        // One request in flight: the second goes only once the first reply (after the handshake) was read.
+        .args(["--window", "1", "--timeout", "20", "--retries", "0"])
+        .env("ZAVRO_KEY", KEY)
+        .env("ZAVRO_SECRET", SECRET)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn zavro send");
+    let mut stdin = send.stdin.take().expect("piped stdin");
+    stdin.write_all(b"{\"n\":1}\n{\"n\":2}\n").unwrap();
+    wait_until("two requests at the first server", || first.requests() == 2);
+    drop(first);
+    let second = FakeServer::start_at(&endpoint, None, Answer::AcceptSignedBy(SECRET), Zap::None);
+    stdin.write_all(b"{\"n\":3}\n").unwrap();
+    drop(stdin);
+    let out = send.wait_with_output().expect("wait for zavro send");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(stderr.contains("accepted 3 records"), "{stderr}");
+    assert_eq!(second.requests(), 1);
 }
