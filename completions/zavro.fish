@@ -59,7 +59,7 @@ zstandard\t'Zstandard'"
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l window -d 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ\'s high-water mark)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l server-key -d 'The server\'s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile\'s server_key]. The connection is encrypted, and only the server holding that key can answer' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
-complete -c zavro -n "__fish_zavro_using_subcommand send" -l plaintext -d 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Overrides ZAVRO_SERVER_KEY and the profile\'s server_key'
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l plaintext -d 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Replies must still carry the server\'s signature. Overrides ZAVRO_SERVER_KEY and the profile\'s server_key'
 complete -c zavro -n "__fish_zavro_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l key -d 'API key id (resolved as for `zavro send`: --key, ZAVRO_KEY, then the profile)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal' -r -F
@@ -73,7 +73,7 @@ complete -c zavro -n "__fish_zavro_using_subcommand bench" -l timeout -d 'Give u
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l server-key -d 'The server\'s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile\'s server_key]. The connection is encrypted, and only the server holding that key can answer' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l json -d 'Print one JSON object instead of text'
-complete -c zavro -n "__fish_zavro_using_subcommand bench" -l plaintext -d 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Overrides ZAVRO_SERVER_KEY and the profile\'s server_key'
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l plaintext -d 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Replies must still carry the server\'s signature. Overrides ZAVRO_SERVER_KEY and the profile\'s server_key'
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -s h -l help -d 'Print help'

@@ -299,7 +299,7 @@ pub struct TransportArgs {
     pub server_key: Option<String>,
 
     /// Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records.
-    /// Overrides ZAVRO_SERVER_KEY and the profile's server_key.
+    /// Replies must still carry the server's signature. Overrides ZAVRO_SERVER_KEY and the profile's server_key.
     #[arg(long)]
     pub plaintext: bool,
 }

@@ -10,7 +10,8 @@
 //!
 //! Each connection is CURVE-encrypted with the server's key pinned (or plaintext when asked), and its handshake
 //! is watched until it succeeds, so a wrong server key, a transport mismatch or a key the server refuses at the
-//! handshake fails at once with its reason ([`crate::handshake`]).
+//! handshake fails at once with its reason ([`crate::handshake`]). Every `accepted` reply must be signed by the
+//! server under the key's secret: a forged acknowledgement is never counted as stored.
 
 use std::{
     collections::VecDeque,
@@ -42,7 +43,12 @@ const CLOSED_HANDSHAKES: u32 = 3;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server answered and refused a request.
-    #[error("rejected by the server: {code}: {message}{}{}", skew_hint(*server_time), progress(*accepted_records))]
+    #[error(
+        "rejected by the server: {code}: {message}{}{}{}",
+        skew_hint(*server_time),
+        unverified_hint(*unverified),
+        progress(*accepted_records)
+    )]
     Rejected {
         /// The stable reason.
         code: RejectCode,
@@ -50,6 +56,8 @@ pub enum ClientError {
         message: String,
         /// The server's clock, with `clock_skew`.
         server_time: Option<i64>,
+        /// True when the reply carried a signature that does not verify under the secret in use.
+        unverified: bool,
         /// Records the server accepted before this refusal.
         accepted_records: u64,
     },
@@ -92,6 +100,22 @@ pub enum ClientError {
         curve: bool,
         /// The API key the client presented.
         key: String,
+    },
+    /// An acknowledgement the server did not sign under the key's secret.
+    #[error(
+        "reply from {endpoint} ({what}) is not signed by the server under key {key}: possible forgery; the \
+         records may not be stored{}",
+        progress(*accepted_records)
+    )]
+    Unsigned {
+        /// The endpoint it came from.
+        endpoint: String,
+        /// What was wrong with its signature.
+        what: &'static str,
+        /// The API key whose secret should have signed it.
+        key: String,
+        /// Records accepted, with valid signatures, before this.
+        accepted_records: u64,
     },
     /// The client's CURVE key pair could not be made (libzmq without CURVE).
     #[error(transparent)]
@@ -142,6 +166,15 @@ fn skew_hint(server_time: Option<i64>) -> String {
         .unwrap_or_default()
 }
 
+fn unverified_hint(unverified: bool) -> &'static str {
+    if unverified {
+        " (the reply's signature does not verify under the secret in use: a wrong secret, or a reply that is \
+         not the server's)"
+    } else {
+        ""
+    }
+}
+
 fn progress(accepted: u64) -> String {
     if accepted > 0 {
         format!("; {accepted} records were accepted before this")
@@ -161,9 +194,12 @@ impl ClientError {
         matches!(self, ClientError::Timeout { .. })
     }
 
-    /// True when the server could not be authenticated at the handshake, or refused this client there.
+    /// True when the server could not be authenticated: a failed handshake, or a reply it did not sign.
     pub fn is_unauthenticated(&self) -> bool {
-        matches!(self, ClientError::Handshake { .. })
+        matches!(
+            self,
+            ClientError::Handshake { .. } | ClientError::Unsigned { .. }
+        )
     }
 }
 
@@ -179,8 +215,8 @@ pub enum Transport {
     },
 }
 
-/// Who the client is: the API key its requests are signed with. The secret derives the client's CURVE key
-/// pair.
+/// Who the client is: the API key its requests are signed with. The secret derives the client's CURVE key pair
+/// and checks the signatures of replies.
 pub struct Identity {
     /// The API key id.
     pub key: String,
@@ -656,6 +692,26 @@ impl Client {
             // A late answer to a request already resent and answered elsewhere: nothing to do.
             return Ok(());
         };
+        // An acknowledgement counts only when the server signed it under the key's secret. A rejection claims
+        // nothing was stored, so it is taken as it is, its signature checked only to say so: a server that could
+        // not read the key cannot sign, and one refusing a wrong secret (or a revoked key) signs under the key's
+        // real secret, which the client does not have.
+        let verified = frame.signed_by(self.identity.secret.as_bytes());
+        let forged = match (&frame.reply, &frame.signature) {
+            (Reply::Accepted { .. }, None) => Some("accepted, without a signature"),
+            (Reply::Accepted { .. }, Some(_)) if !verified => {
+                Some("accepted, with a wrong signature")
+            }
+            _ => None,
+        };
+        if let Some(what) = forged {
+            return Err(ClientError::Unsigned {
+                endpoint: connection.endpoint.clone(),
+                what,
+                key: self.identity.key.clone(),
+                accepted_records: self.accepted_records,
+            });
+        }
         let request = connection
             .in_flight
             .remove(position)
@@ -690,6 +746,7 @@ impl Client {
                     code,
                     message,
                     server_time,
+                    unverified: frame.signature.is_some() && !verified,
                     accepted_records: self.accepted_records,
                 });
             }

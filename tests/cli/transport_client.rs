@@ -16,7 +16,7 @@ use std::io::Write;
 
 use zavro::{
     curve::{self, KeyPair},
-    protocol::{Reply, ReplyFrame, Request},
+    protocol::{RejectCode, Reply, ReplyFrame, Request},
 };
 
 use crate::common::{TestEnv, stderr_of, stdout_of, wait_until, zavro_process};
@@ -24,6 +24,7 @@ use crate::common::{TestEnv, stderr_of, stdout_of, wait_until, zavro_process};
 /// The API key the tests send with; the fake servers need no store.
 const KEY: &str = "ZK00112233445566AA";
 const SECRET: &str = "fake-server-test-secret-0123456789";
+const OTHER_SECRET: &str = "some-other-secret-0123456789abcdef";
 
 /// Two records in one request.
 const INPUT: &str = "{\"a\":1}\n{\"a\":2}\n";
@@ -33,6 +34,14 @@ const INPUT: &str = "{\"a\":1}\n{\"a\":2}\n";
 enum Answer {
     /// `accepted`, signed under this secret.
     AcceptSignedBy(&'static str),
+    /// `accepted` with no signature.
+    AcceptUnsigned,
+    /// `accepted`, signed under this secret, then its audit id changed.
+    AcceptAlteredAfterSigning(&'static str),
+    /// `rejected` (bad_signature) with no signature, as a server that could not read the key answers.
+    RejectUnsigned,
+    /// `rejected`, signed under this secret.
+    RejectSignedBy(&'static str),
 }
 
 /// What a fake server's ZAP handler does with a client's CURVE public key.
@@ -199,17 +208,33 @@ fn answer_requests(
 
 /// The reply `answer` makes to `request`.
 fn reply_to(request: &Request, records: u64, answer: Answer) -> ReplyFrame {
+    let accepted = |audit_id| Reply::Accepted {
+        audit_id,
+        records,
+        duplicate: false,
+    };
+    let rejected = Reply::Rejected {
+        code: RejectCode::BadSignature,
+        message: "refused by the fake server".into(),
+        server_time: None,
+    };
     let mut frame = ReplyFrame {
         nonce: Some(request.envelope.nonce.clone()),
-        reply: Reply::Accepted {
-            audit_id: 41,
-            records,
-            duplicate: false,
-        },
+        reply: accepted(41),
         signature: None,
     };
     match answer {
         Answer::AcceptSignedBy(secret) => frame.sign(secret.as_bytes()),
+        Answer::AcceptUnsigned => {}
+        Answer::AcceptAlteredAfterSigning(secret) => {
+            frame.sign(secret.as_bytes());
+            frame.reply = accepted(42);
+        }
+        Answer::RejectUnsigned => frame.reply = rejected,
+        Answer::RejectSignedBy(secret) => {
+            frame.reply = rejected;
+            frame.sign(secret.as_bytes());
+        }
     }
     frame
 }
@@ -366,7 +391,70 @@ fn a_key_the_servers_zap_handler_refuses_is_named_in_the_error() {
 }
 
 #[test]
-fn bench_pins_the_server_key_too() {
+fn forged_or_altered_replies_are_never_counted_as_stored() {
+    let env = TestEnv::new();
+    for (answer, what) in [
+        (Answer::AcceptUnsigned, "accepted, without a signature"),
+        (
+            Answer::AcceptSignedBy(OTHER_SECRET),
+            "accepted, with a wrong signature",
+        ),
+        (
+            Answer::AcceptAlteredAfterSigning(SECRET),
+            "accepted, with a wrong signature",
+        ),
+    ] {
+        // Over CURVE a forger needs the server's key; over plaintext anyone on the path can answer, and the
+        // signature is the only proof.
+        let curve = FakeServer::curve(answer, Zap::None);
+        let plaintext = FakeServer::plaintext(answer);
+        for (server, transport) in [
+            (&curve, vec!["--server-key", curve.public_key()]),
+            (&plaintext, vec!["--plaintext"]),
+        ] {
+            let out = send(&env, &server.endpoint, &transport);
+            assert_unauthenticated(
+                &out,
+                &format!(
+                    "zavro: reply from {} ({what}) is not signed by the server under key {KEY}: possible \
+                     forgery; the records may not be stored",
+                    server.endpoint
+                ),
+            );
+            assert_eq!(server.requests(), 1, "the request reached the server");
+        }
+    }
+}
+
+#[test]
+fn a_rejection_is_taken_as_it_is_and_says_when_its_signature_does_not_verify() {
+    let env = TestEnv::new();
+    // A rejection claims nothing was stored. Unsigned: what a server answers when it could not read the key.
+    // Signed under another secret: what a server answers a client whose secret is wrong.
+    for (answer, unverified) in [
+        (Answer::RejectUnsigned, false),
+        (Answer::RejectSignedBy(SECRET), false),
+        (Answer::RejectSignedBy(OTHER_SECRET), true),
+    ] {
+        let server = FakeServer::plaintext(answer);
+        let out = send(&env, &server.endpoint, &["--plaintext"]).code(4);
+        let stderr = stderr_of(&out);
+        assert!(
+            stderr.starts_with(
+                "zavro: rejected by the server: bad_signature: refused by the fake server"
+            ),
+            "{stderr}"
+        );
+        assert_eq!(
+            stderr.contains("signature does not verify under the secret in use"),
+            unverified,
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn bench_pins_the_server_key_and_checks_signatures_too() {
     let env = TestEnv::new();
     let bench = |server: &FakeServer, transport: &[&str]| {
         env.zavro()
@@ -398,6 +486,15 @@ fn bench_pins_the_server_key_too() {
         "{}",
         stderr_of(&out)
     );
+
+    let forger = FakeServer::plaintext(Answer::AcceptUnsigned);
+    let out = bench(&forger, &["--plaintext"]).code(8);
+    assert!(
+        stderr_of(&out).contains("possible forgery"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(stdout_of(&out), "", "no figures for records not stored");
 }
 
 #[test]
