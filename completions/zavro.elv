@@ -56,7 +56,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --window 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ''s high-water mark)'
             cand --server-key 'The server''s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile''s server_key]. The connection is encrypted, and only the server holding that key can answer'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --plaintext 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Replies must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key'
+            cand --plaintext 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -73,7 +73,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --server-key 'The server''s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile''s server_key]. The connection is encrypted, and only the server holding that key can answer'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --json 'Print one JSON object instead of text'
-            cand --plaintext 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Replies must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key'
+            cand --plaintext 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key'
             cand -h 'Print help'
             cand --help 'Print help'
         }

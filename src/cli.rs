@@ -7,13 +7,14 @@ use clap_complete::{ArgValueCompleter, Shell};
 
 const ROOT_EXAMPLES: &str = "\
 Examples:
-  zavro keys add --label sensor-1            create a key; note the secret it prints once
+  zavro keys add --save-profile              a key; it, its secret, the server key into a profile
   zavro serve 127.0.0.1:12345                verify, audit and log what arrives
-  ZAVRO_KEY=ZK... zavro send 127.0.0.1:12345 < example.json
+  zavro send 127.0.0.1:12345 < example.json  encrypted, to the server the profile pins
   zavro audit query --status rejected        who was refused, and why
 
 Exit codes: 0 success, 1 failure, 2 usage error, 3 bad input, 4 rejected by the server,
-5 server unreachable or silent, 6 audit chain broken.";
+5 server unreachable or silent, 6 audit chain broken, 7 no store, 8 server not authenticated
+(wrong server key, plaintext/CURVE mismatch, key refused at the handshake, reply not signed).";
 
 const SERVE_EXAMPLES: &str = "\
 Examples:
@@ -27,11 +28,16 @@ Examples:
   zavro send 127.0.0.1:12345 < example.json      asks for the secret on the terminal
   ZAVRO_SECRET=... zavro send 127.0.0.1:12345 < records.ndjson
   zavro send --secret-file ~/.zavro-secret 127.0.0.1:12345 < example.json
-  zavro send --profile prod < example.json      key, secret and endpoint from the credentials file
+  zavro send --profile prod < example.json      key, secret, endpoint, server key from the profile
+  zavro send --server-key 'rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7' 10.0.0.5:12345 < records.ndjson
+  zavro send --plaintext 127.0.0.1:12345 < example.json      to a `serve --plaintext` server
 
 Credentials, first found wins: --key / --secret-file, then ZAVRO_KEY / ZAVRO_SECRET, then the profile \
 (--profile, ZAVRO_PROFILE, or [default] in ~/.config/zavro/credentials), then a prompt for the secret. \
-A profile's secret is used only with that profile's key.
+A profile's secret is used only with that profile's key. The server's public key likewise: --server-key, \
+then ZAVRO_SERVER_KEY, then the profile's server_key (`zavro server-key` prints it on the server; `zavro keys \
+add --save-profile` saves it); --plaintext instead of any. A wrong server key, a plaintext/CURVE mismatch, a key \
+the server refuses at the handshake, or an acknowledgement the server did not sign stops `send` at once (exit 8).
 
 Standard input holds JSON values separated by white space (NDJSON works) and is read as a stream. A single \
 top-level array is a batch: its elements are the records. Bad input stops `send` before the request that \
@@ -42,8 +48,10 @@ Examples:
   zavro bench 127.0.0.1:12345 --count 1000000                   batched throughput
   zavro bench 127.0.0.1:12345 --batch 1 --window 1 --count 5000  lockstep latency
   zavro bench 127.0.0.1:12345 --connections 4 --json              four senders, for scripts
+  zavro bench 127.0.0.1:12345 --plaintext --count 1000000         a `serve --plaintext` server
 
-The records are real: the server verifies, stores and logs them. Use a server and store meant for testing.";
+The records are real: the server verifies, stores and logs them. Use a server and store meant for testing. \
+The server's key is pinned as for `zavro send` (--server-key, ZAVRO_SERVER_KEY, the profile; or --plaintext).";
 
 const KEYS_EXAMPLES: &str = "\
 Examples:
@@ -89,6 +97,7 @@ Examples:
   zavro keys add --json | jq -r .secret        for scripts
   zavro keys add --secret-stdin < secret.txt   import a secret you already have
   zavro keys add --expires 30d                 a key that stops working in 30 days
+  zavro keys add --save-profile                key, secret, server key as profile default
   zavro keys add --save-profile prod --endpoint 10.0.0.5:12345    secret into ~/.config/zavro/credentials";
 
 const AUDIT_QUERY_EXAMPLES: &str = "\
@@ -299,7 +308,7 @@ pub struct TransportArgs {
     pub server_key: Option<String>,
 
     /// Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records.
-    /// Replies must still carry the server's signature. Overrides ZAVRO_SERVER_KEY and the profile's server_key.
+    /// Acknowledgements must still carry the server's signature. Overrides ZAVRO_SERVER_KEY and the profile's server_key.
     #[arg(long)]
     pub plaintext: bool,
 }
