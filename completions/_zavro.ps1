@@ -61,7 +61,9 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--schema', '--schema', [CompletionResultType]::ParameterName, 'Encode the JSON records with this Avro schema (.avsc) instead of zavro''s JSON schema. Records are natural JSON (README.md, "JSON to Avro"); one that does not fit stops `send` before its request, naming the record and the field')
             [CompletionResult]::new('--codec', '--codec', [CompletionResultType]::ParameterName, 'Compression of the Avro blocks sent (JSON input only; an Avro file keeps its own codec)')
             [CompletionResult]::new('--window', '--window', [CompletionResultType]::ParameterName, 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ''s high-water mark)')
+            [CompletionResult]::new('--server-key', '--server-key', [CompletionResultType]::ParameterName, 'The server''s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile''s server_key]. The connection is encrypted, and only the server holding that key can answer')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--plaintext', '--plaintext', [CompletionResultType]::ParameterName, 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -76,8 +78,10 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--window', '--window', [CompletionResultType]::ParameterName, 'Requests in flight per connection (at most 256)')
             [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Connections (each in its own thread) sharing the records')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up when a reply takes longer than this many seconds')
+            [CompletionResult]::new('--server-key', '--server-key', [CompletionResultType]::ParameterName, 'The server''s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile''s server_key]. The connection is encrypted, and only the server holding that key can answer')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object instead of text')
+            [CompletionResult]::new('--plaintext', '--plaintext', [CompletionResultType]::ParameterName, 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -94,7 +98,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;keys;add' {
             [CompletionResult]::new('--label', '--label', [CompletionResultType]::ParameterName, 'A note to tell keys apart (who or what uses it)')
-            [CompletionResult]::new('--save-profile', '--save-profile', [CompletionResultType]::ParameterName, 'Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of printing the secret')
+            [CompletionResult]::new('--save-profile', '--save-profile', [CompletionResultType]::ParameterName, 'Save the new key, its secret and this store''s server public key (which `serve` presents) as this profile of the credentials file (created mode 0600) instead of printing the secret [NAME: default]')
             [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given')
             [CompletionResult]::new('--expires', '--expires', [CompletionResultType]::ParameterName, 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')

@@ -540,7 +540,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__bench)
-            opts="-h --key --secret-file --profile --count --record-size --batch --window --connections --timeout --json --db --help"
+            opts="-h --key --secret-file --profile --count --record-size --batch --window --connections --timeout --json --server-key --plaintext --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -579,6 +579,10 @@ _zavro() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1050,7 +1054,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__send)
-            opts="-h --key --secret-file --profile --timeout --retries --batch --batch-bytes --linger --format --schema --codec --window --db --help"
+            opts="-h --key --secret-file --profile --timeout --retries --batch --batch-bytes --linger --format --schema --codec --window --server-key --plaintext --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1101,6 +1105,10 @@ _zavro() {
                     return 0
                     ;;
                 --window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -56,7 +56,9 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --schema 'Encode the JSON records with this Avro schema (.avsc) instead of zavro''s JSON schema. Records are natural JSON (README.md, "JSON to Avro"); one that does not fit stops `send` before its request, naming the record and the field'
             cand --codec 'Compression of the Avro blocks sent (JSON input only; an Avro file keeps its own codec)'
             cand --window 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ''s high-water mark)'
+            cand --server-key 'The server''s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile''s server_key]. The connection is encrypted, and only the server holding that key can answer'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --plaintext 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -70,8 +72,10 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --window 'Requests in flight per connection (at most 256)'
             cand --connections 'Connections (each in its own thread) sharing the records'
             cand --timeout 'Give up when a reply takes longer than this many seconds'
+            cand --server-key 'The server''s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile''s server_key]. The connection is encrypted, and only the server holding that key can answer'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --json 'Print one JSON object instead of text'
+            cand --plaintext 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -86,7 +90,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;keys;add'= {
             cand --label 'A note to tell keys apart (who or what uses it)'
-            cand --save-profile 'Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of printing the secret'
+            cand --save-profile 'Save the new key, its secret and this store''s server public key (which `serve` presents) as this profile of the credentials file (created mode 0600) instead of printing the secret [NAME: default]'
             cand --endpoint 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given'
             cand --expires 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'

@@ -59,7 +59,9 @@ deflate\t'Deflate (RFC 1951)'
 snappy\t'Snappy, with the CRC32 the Avro specification adds'
 zstandard\t'Zstandard'"
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l window -d 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ\'s high-water mark)' -r
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l server-key -d 'The server\'s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile\'s server_key]. The connection is encrypted, and only the server holding that key can answer' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l plaintext -d 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server\'s signature. Overrides ZAVRO_SERVER_KEY and the profile\'s server_key'
 complete -c zavro -n "__fish_zavro_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l key -d 'API key id (resolved as for `zavro send`: --key, ZAVRO_KEY, then the profile)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal' -r -F
@@ -70,8 +72,10 @@ complete -c zavro -n "__fish_zavro_using_subcommand bench" -l batch -d 'Records 
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l window -d 'Requests in flight per connection (at most 256)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l connections -d 'Connections (each in its own thread) sharing the records' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l timeout -d 'Give up when a reply takes longer than this many seconds' -r
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l server-key -d 'The server\'s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile\'s server_key]. The connection is encrypted, and only the server holding that key can answer' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l json -d 'Print one JSON object instead of text'
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l plaintext -d 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server\'s signature. Overrides ZAVRO_SERVER_KEY and the profile\'s server_key'
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -s h -l help -d 'Print help'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -s h -l help -d 'Print help'
@@ -80,7 +84,7 @@ complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_su
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "revoke" -d 'Revoke a key: a running server refuses it from its next request on'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l label -d 'A note to tell keys apart (who or what uses it)' -r
-complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l save-profile -d 'Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of printing the secret' -r
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l save-profile -d 'Save the new key, its secret and this store\'s server public key (which `serve` presents) as this profile of the credentials file (created mode 0600) instead of printing the secret [NAME: default]' -r
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l endpoint -d 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given' -r
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l expires -d 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`' -r
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F

@@ -7,13 +7,14 @@ use clap_complete::{ArgValueCompleter, Shell};
 
 const ROOT_EXAMPLES: &str = "\
 Examples:
-  zavro keys add --label sensor-1            create a key; note the secret it prints once
+  zavro keys add --save-profile              a key; it, its secret, the server key into a profile
   zavro serve 127.0.0.1:12345                verify, audit and log what arrives
-  ZAVRO_KEY=ZK... zavro send 127.0.0.1:12345 < example.json
+  zavro send 127.0.0.1:12345 < example.json  encrypted, to the server the profile pins
   zavro audit query --status rejected        who was refused, and why
 
 Exit codes: 0 success, 1 failure, 2 usage error, 3 bad input, 4 rejected by the server,
-5 server unreachable or silent, 6 audit chain broken.";
+5 server unreachable or silent, 6 audit chain broken, 7 no store, 8 server not authenticated
+(wrong server key, plaintext/CURVE mismatch, key refused at the handshake, reply not signed).";
 
 const SERVE_EXAMPLES: &str = "\
 Examples:
@@ -33,11 +34,16 @@ Examples:
   zavro send 127.0.0.1:12345 < example.json      asks for the secret on the terminal
   ZAVRO_SECRET=... zavro send 127.0.0.1:12345 < records.ndjson
   zavro send --secret-file ~/.zavro-secret 127.0.0.1:12345 < example.json
-  zavro send --profile prod < example.json      key, secret and endpoint from the credentials file
+  zavro send --profile prod < example.json      key, secret, endpoint, server key from the profile
+  zavro send --server-key 'rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7' 10.0.0.5:12345 < records.ndjson
+  zavro send --plaintext 127.0.0.1:12345 < example.json      to a `serve --plaintext` server
 
 Credentials, first found wins: --key / --secret-file, then ZAVRO_KEY / ZAVRO_SECRET, then the profile \
 (--profile, ZAVRO_PROFILE, or [default] in ~/.config/zavro/credentials), then a prompt for the secret. \
-A profile's secret is used only with that profile's key.
+A profile's secret is used only with that profile's key. The server's public key likewise: --server-key, \
+then ZAVRO_SERVER_KEY, then the profile's server_key (`zavro server-key` prints it on the server; `zavro keys \
+add --save-profile` saves it); --plaintext instead of any. A wrong server key, a plaintext/CURVE mismatch, a key \
+the server refuses at the handshake, or an acknowledgement the server did not sign stops `send` at once (exit 8).
 
 Standard input holds JSON values separated by white space (NDJSON works) and is read as a stream. A single \
 top-level array is a batch: its elements are the records. Bad input stops `send` before the request that \
@@ -48,8 +54,10 @@ Examples:
   zavro bench 127.0.0.1:12345 --count 1000000                   batched throughput
   zavro bench 127.0.0.1:12345 --batch 1 --window 1 --count 5000  lockstep latency
   zavro bench 127.0.0.1:12345 --connections 4 --json              four senders, for scripts
+  zavro bench 127.0.0.1:12345 --plaintext --count 1000000         a `serve --plaintext` server
 
-The records are real: the server verifies, stores and logs them. Use a server and store meant for testing.";
+The records are real: the server verifies, stores and logs them. Use a server and store meant for testing. \
+The server's key is pinned as for `zavro send` (--server-key, ZAVRO_SERVER_KEY, the profile; or --plaintext).";
 
 const KEYS_EXAMPLES: &str = "\
 Examples:
@@ -117,6 +125,7 @@ Examples:
   zavro keys add --json | jq -r .secret        for scripts
   zavro keys add --secret-stdin < secret.txt   import a secret you already have
   zavro keys add --expires 30d                 a key that stops working in 30 days
+  zavro keys add --save-profile                key, secret, server key as profile default
   zavro keys add --save-profile prod --endpoint 10.0.0.5:12345    secret into ~/.config/zavro/credentials";
 
 const AUDIT_QUERY_EXAMPLES: &str = "\
@@ -314,6 +323,31 @@ pub struct SendArgs {
     /// Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ's high-water mark).
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub window: u32,
+
+    /// How the server is authenticated: --server-key or --plaintext.
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
+
+/// How `send` and `bench` authenticate the server.
+#[derive(Debug, Args)]
+pub struct TransportArgs {
+    /// The server's CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server
+    /// [default: ZAVRO_SERVER_KEY, else the profile's server_key]. The connection is encrypted, and only the
+    /// server holding that key can answer.
+    // Z85 has '-' among its characters, so a key may start with one.
+    #[arg(
+        long,
+        value_name = "KEY",
+        conflicts_with = "plaintext",
+        allow_hyphen_values = true
+    )]
+    pub server_key: Option<String>,
+
+    /// Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records.
+    /// Acknowledgements must still carry the server's signature. Overrides ZAVRO_SERVER_KEY and the profile's server_key.
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 fn parse_timeout(text: &str) -> Result<f64, String> {
@@ -371,6 +405,10 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// How the server is authenticated: --server-key or --plaintext (as for `zavro send`).
+    #[command(flatten)]
+    pub transport: TransportArgs,
 }
 
 /// `send --format` values.
@@ -429,9 +467,14 @@ pub struct KeysAddArgs {
     #[arg(long)]
     pub secret_prompt: bool,
 
-    /// Save the new key and its secret as this profile of the credentials file (created mode 0600) instead of
-    /// printing the secret.
-    #[arg(long, value_name = "NAME")]
+    /// Save the new key, its secret and this store's server public key (which `serve` presents) as this
+    /// profile of the credentials file (created mode 0600) instead of printing the secret [NAME: default].
+    #[arg(
+        long,
+        value_name = "NAME",
+        num_args = 0..=1,
+        default_missing_value = crate::profiles::DEFAULT_PROFILE
+    )]
     pub save_profile: Option<String>,
 
     /// The endpoint to save in the profile, used by `send` when no ENDPOINT is given.

@@ -7,13 +7,27 @@
 //! on it is sent again, unchanged, on the next connection that is up: the "Lazy Pirate" pattern. The server
 //! recognises a byte-identical retry of a request it already committed and answers with the original audit id,
 //! so a resend never stores anything twice.
+//!
+//! Each connection is CURVE-encrypted with the server's key pinned (or plaintext when asked), and its handshake
+//! is watched until it succeeds, so a wrong server key, a transport mismatch or a key the server refuses at the
+//! handshake fails at once with its reason ([`crate::handshake`]). Every `accepted` reply must be signed by the
+//! server under the key's secret: a forged acknowledgement is never counted as stored.
 
 use std::{
     collections::VecDeque,
     time::{Duration, Instant},
 };
 
-use crate::protocol::{RejectCode, Reply, ReplyFrame, Request};
+use zeroize::Zeroizing;
+
+use crate::{
+    curve::{self, KeyPair},
+    handshake::{
+        HandshakeFailure, HandshakeState, HandshakeWatch, MECHANISM_MISMATCH, ZAP_REFUSED,
+    },
+    hardening,
+    protocol::{RejectCode, Reply, ReplyFrame, Request},
+};
 
 /// How long an endpoint rests after a timeout before it is tried again; doubled per consecutive failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -21,11 +35,20 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// The longest rest.
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
+/// Handshakes in a row that a server may close without a word before that counts as a handshake failure: one
+/// can be a server that stopped at that moment, three (about 0.3 s of libzmq's reconnections) cannot.
+const CLOSED_HANDSHAKES: u32 = 3;
+
 /// Why sending failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server answered and refused a request.
-    #[error("rejected by the server: {code}: {message}{}{}", skew_hint(*server_time), progress(*accepted_records))]
+    #[error(
+        "rejected by the server: {code}: {message}{}{}{}",
+        skew_hint(*server_time),
+        unverified_hint(*unverified),
+        progress(*accepted_records)
+    )]
     Rejected {
         /// The stable reason.
         code: RejectCode,
@@ -33,6 +56,8 @@ pub enum ClientError {
         message: String,
         /// The server's clock, with `clock_skew`.
         server_time: Option<i64>,
+        /// True when the reply carried a signature that does not verify under the secret in use.
+        unverified: bool,
         /// Records the server accepted before this refusal.
         accepted_records: u64,
     },
@@ -64,6 +89,70 @@ pub enum ClientError {
         /// ZeroMQ's error.
         source: zmq::Error,
     },
+    /// The handshake with the server failed: it could not be authenticated, or it refused this client.
+    #[error("the server at {endpoint}: {}", handshake_reason(*failure, *curve, key))]
+    Handshake {
+        /// The endpoint.
+        endpoint: String,
+        /// How it failed.
+        failure: HandshakeFailure,
+        /// True when the client spoke CURVE, false with `--plaintext`.
+        curve: bool,
+        /// The API key the client presented.
+        key: String,
+    },
+    /// An acknowledgement the server did not sign under the key's secret.
+    #[error(
+        "reply from {endpoint} ({what}) is not signed by the server under key {key}: possible forgery; the \
+         records may not be stored{}",
+        progress(*accepted_records)
+    )]
+    Unsigned {
+        /// The endpoint it came from.
+        endpoint: String,
+        /// What was wrong with its signature.
+        what: &'static str,
+        /// The API key whose secret should have signed it.
+        key: String,
+        /// Records accepted, with valid signatures, before this.
+        accepted_records: u64,
+    },
+    /// The client's CURVE key pair could not be made (libzmq without CURVE).
+    #[error(transparent)]
+    Curve(#[from] curve::CurveError),
+}
+
+/// Why a handshake failed, in words, given whether the client spoke CURVE and the key it presented.
+fn handshake_reason(failure: HandshakeFailure, curve: bool, key: &str) -> String {
+    match (failure, curve) {
+        (HandshakeFailure::Closed, true) => {
+            "did not complete the CURVE handshake: wrong server key, or a plaintext server?".into()
+        }
+        // A CURVE server that reads a plaintext greeting may drop the connection before the client sees why.
+        (HandshakeFailure::Closed, false) => {
+            "closed the connection during the handshake: does it require CURVE? Then give its key with \
+             --server-key (`zavro server-key` prints it on the server) instead of --plaintext"
+                .into()
+        }
+        (HandshakeFailure::Protocol(MECHANISM_MISMATCH), true) => {
+            "did not complete the CURVE handshake: it is a plaintext server (`serve --plaintext`)"
+                .into()
+        }
+        (HandshakeFailure::Protocol(MECHANISM_MISMATCH), false) => {
+            "refused the plaintext connection: it requires CURVE; give its key with --server-key \
+             (`zavro server-key` prints it on the server) instead of --plaintext"
+                .into()
+        }
+        (HandshakeFailure::Protocol(code), _) => {
+            format!("the handshake failed with ZMTP protocol error {code:#x}")
+        }
+        (HandshakeFailure::Refused(ZAP_REFUSED), _) => {
+            format!("refused key {key} at the handshake (unknown, revoked or expired key)")
+        }
+        (HandshakeFailure::Refused(status), _) => format!(
+            "could not check key {key} at the handshake (ZAP status {status}); see the server's log"
+        ),
+    }
 }
 
 fn skew_hint(server_time: Option<i64>) -> String {
@@ -75,6 +164,15 @@ fn skew_hint(server_time: Option<i64>) -> String {
             )
         })
         .unwrap_or_default()
+}
+
+fn unverified_hint(unverified: bool) -> &'static str {
+    if unverified {
+        " (the reply's signature does not verify under the secret in use: a wrong secret, or a reply that is \
+         not the server's)"
+    } else {
+        ""
+    }
 }
 
 fn progress(accepted: u64) -> String {
@@ -95,6 +193,41 @@ impl ClientError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, ClientError::Timeout { .. })
     }
+
+    /// True when the server could not be authenticated: a failed handshake, or a reply it did not sign.
+    pub fn is_unauthenticated(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Handshake { .. } | ClientError::Unsigned { .. }
+        )
+    }
+}
+
+/// How the client's connections are secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// No encryption, for a `zavro serve --plaintext` server.
+    Plaintext,
+    /// CurveZMQ, with the server's public key pinned.
+    Curve {
+        /// The server's public key.
+        server_key: [u8; 32],
+    },
+}
+
+/// Who the client is: the API key its requests are signed with. The secret derives the client's CURVE key pair
+/// and checks the signatures of replies.
+pub struct Identity {
+    /// The API key id.
+    pub key: String,
+    /// Its secret, wiped from memory when dropped.
+    pub secret: Zeroizing<String>,
+}
+
+/// The CURVE keys set on every socket: the server's public key and this client's key pair.
+struct CurveKeys {
+    server_key: [u8; 32],
+    client: KeyPair,
 }
 
 /// `max` as a ZeroMQ poll timeout in milliseconds, rounded up so a wait never ends just before its deadline.
@@ -140,15 +273,43 @@ struct InFlight {
 struct Connection {
     endpoint: String,
     socket: Option<zmq::Socket>,
+    /// The socket's handshake monitor, until a handshake succeeds.
+    watch: Option<HandshakeWatch>,
+    /// Handshakes the server closed without a word since the last that succeeded, over every socket.
+    closed_handshakes: u32,
     in_flight: VecDeque<InFlight>,
     failures: u32,
     rest_until: Option<Instant>,
+}
+
+impl Connection {
+    /// Ends the handshake watch, stopping the socket's monitor first (see [`crate::handshake`]).
+    fn stop_watching(&mut self) {
+        if let (Some(watch), Some(socket)) = (self.watch.take(), self.socket.as_mut()) {
+            watch.stop(socket);
+        }
+    }
+
+    /// Closes the socket, and its watch before it.
+    fn close(&mut self) {
+        self.stop_watching();
+        self.socket = None;
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 /// Sends requests to one or more servers with a window of requests in flight on each.
 pub struct Client {
     context: zmq::Context,
     settings: Settings,
+    identity: Identity,
+    /// `None` over plaintext.
+    curve: Option<CurveKeys>,
     connections: Vec<Connection>,
     next: usize,
     /// Requests whose connection failed, to be sent again before any new one.
@@ -159,24 +320,46 @@ pub struct Client {
 }
 
 impl Client {
-    /// Prepares connections to `endpoints` (ZeroMQ endpoints). Connecting is lazy: an absent server shows up as
-    /// a timeout.
+    /// Prepares connections to `endpoints` (ZeroMQ endpoints) over `transport`, for requests signed by
+    /// `identity`'s key. Connecting is lazy: an absent server shows up as a timeout.
     pub fn connect(
         context: &zmq::Context,
         endpoints: &[String],
         settings: Settings,
+        transport: Transport,
+        identity: Identity,
     ) -> Result<Client, ClientError> {
+        hardening::keep_out_of_swap(&identity.secret);
+        let curve = match transport {
+            Transport::Plaintext => None,
+            Transport::Curve { server_key } => {
+                if !curve::available() {
+                    return Err(curve::CurveError::Unavailable(
+                        "this build's libzmq has no CURVE (see vendor/README.md)".into(),
+                    )
+                    .into());
+                }
+                Some(CurveKeys {
+                    server_key,
+                    client: KeyPair::for_client(&identity.key, identity.secret.as_bytes())?,
+                })
+            }
+        };
         let mut client = Client {
             context: context.clone(),
             settings: Settings {
                 window: settings.window.max(1),
                 ..settings
             },
+            identity,
+            curve,
             connections: endpoints
                 .iter()
                 .map(|endpoint| Connection {
                     endpoint: endpoint.clone(),
                     socket: None,
+                    watch: None,
+                    closed_handshakes: 0,
                     in_flight: VecDeque::new(),
                     failures: 0,
                     rest_until: None,
@@ -257,10 +440,11 @@ impl Client {
         }
     }
 
-    /// Opens a fresh socket for connection `index`, replacing any old one.
+    /// Opens a fresh socket for connection `index`, replacing any old one, with its CURVE keys (unless
+    /// plaintext) and a watch on its handshake.
     fn open(&mut self, index: usize) -> Result<(), ClientError> {
         let connection = &mut self.connections[index];
-        connection.socket = None;
+        connection.close();
         let err = |e| Self::socket_error(&connection.endpoint, e);
         let socket = self.context.socket(zmq::DEALER).map_err(err)?;
         // Never wait at exit for requests no server took.
@@ -268,8 +452,58 @@ impl Client {
         if connection.endpoint.starts_with("tcp://[") {
             socket.set_ipv6(true).map_err(err)?;
         }
-        socket.connect(&connection.endpoint).map_err(err)?;
+        if let Some(keys) = &self.curve {
+            socket.set_curve_serverkey(&keys.server_key).map_err(err)?;
+            socket
+                .set_curve_publickey(&keys.client.public)
+                .map_err(err)?;
+            socket
+                .set_curve_secretkey(keys.client.secret())
+                .map_err(err)?;
+        }
+        let watch = HandshakeWatch::start(&self.context, &socket).map_err(err)?;
+        // Held by the connection before connecting, so a failure leaves both to `close`.
         connection.socket = Some(socket);
+        connection.watch = Some(watch);
+        if let Some(socket) = &connection.socket {
+            socket.connect(&connection.endpoint).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the handshake monitors: a success ends its watch, a failure ends the run.
+    fn check_handshakes(&mut self) -> Result<(), ClientError> {
+        for connection in &mut self.connections {
+            let Some(watch) = &connection.watch else {
+                continue;
+            };
+            let failure = match watch
+                .read()
+                .map_err(|e| Self::socket_error(&connection.endpoint, e))?
+            {
+                HandshakeState::Pending => continue,
+                HandshakeState::Succeeded => {
+                    // Watching costs a poll per wait; a later reconnection with a failing handshake shows up as a
+                    // timeout, and the fresh socket after it is watched again.
+                    connection.stop_watching();
+                    connection.closed_handshakes = 0;
+                    continue;
+                }
+                HandshakeState::Failed(HandshakeFailure::Closed)
+                    if connection.closed_handshakes + 1 < CLOSED_HANDSHAKES =>
+                {
+                    connection.closed_handshakes += 1;
+                    continue;
+                }
+                HandshakeState::Failed(failure) => failure,
+            };
+            return Err(ClientError::Handshake {
+                endpoint: connection.endpoint.clone(),
+                failure,
+                curve: self.curve.is_some(),
+                key: self.identity.key.clone(),
+            });
+        }
         Ok(())
     }
 
@@ -352,7 +586,8 @@ impl Client {
         let open: Vec<usize> = (0..self.connections.len())
             .filter(|&i| self.connections[i].socket.is_some())
             .collect();
-        if let ([index], None) = (open.as_slice(), input) {
+        let watching = self.connections.iter().any(|c| c.watch.is_some());
+        if let ([index], None, false) = (open.as_slice(), input, watching) {
             // One connection and nothing else to watch, the usual case: wait in a receive with a timeout
             // rather than in zmq_poll, which asks the socket for its events before and after the wait (about
             // half the system calls per reply in lockstep).
@@ -366,7 +601,14 @@ impl Client {
                 .filter_map(|c| c.socket.as_ref())
                 .map(|s| s.as_poll_item(zmq::POLLIN))
                 .collect();
-            // Last, so the readiness of the connections keeps their order; the caller looks at its input itself.
+            // After the connections, so their readiness keeps their order; the monitors are read in any case.
+            items.extend(
+                self.connections
+                    .iter()
+                    .filter_map(|c| c.watch.as_ref())
+                    .map(|w| w.socket().as_poll_item(zmq::POLLIN)),
+            );
+            // Last; the caller looks at its input itself.
             items.extend(input.map(|s| s.as_poll_item(zmq::POLLIN)));
             if items.is_empty() {
                 std::thread::sleep(Duration::from_millis(wait_ms.unsigned_abs()));
@@ -379,6 +621,8 @@ impl Client {
                 items.iter().map(|item| item.is_readable()).collect()
             }
         };
+        // Handshakes first: a failed one explains a silence better than the timeout handled below.
+        self.check_handshakes()?;
         for (index, readable) in open.into_iter().zip(ready) {
             if readable {
                 self.receive(index)?;
@@ -448,6 +692,26 @@ impl Client {
             // A late answer to a request already resent and answered elsewhere: nothing to do.
             return Ok(());
         };
+        // An acknowledgement counts only when the server signed it under the key's secret. A rejection claims
+        // nothing was stored, so it is taken as it is, its signature checked only to say so: a server that could
+        // not read the key cannot sign, and one refusing a wrong secret (or a revoked key) signs under the key's
+        // real secret, which the client does not have.
+        let verified = frame.signed_by(self.identity.secret.as_bytes());
+        let forged = match (&frame.reply, &frame.signature) {
+            (Reply::Accepted { .. }, None) => Some("accepted, without a signature"),
+            (Reply::Accepted { .. }, Some(_)) if !verified => {
+                Some("accepted, with a wrong signature")
+            }
+            _ => None,
+        };
+        if let Some(what) = forged {
+            return Err(ClientError::Unsigned {
+                endpoint: connection.endpoint.clone(),
+                what,
+                key: self.identity.key.clone(),
+                accepted_records: self.accepted_records,
+            });
+        }
         let request = connection
             .in_flight
             .remove(position)
@@ -482,6 +746,7 @@ impl Client {
                     code,
                     message,
                     server_time,
+                    unverified: frame.signature.is_some() && !verified,
                     accepted_records: self.accepted_records,
                 });
             }
@@ -503,7 +768,7 @@ impl Client {
                 continue;
             }
             // Dropping the socket drops any late replies with it, so FIFO matching stays right.
-            connection.socket = None;
+            connection.close();
             let backoff = FIRST_BACKOFF
                 .saturating_mul(1 << connection.failures.min(8))
                 .min(MAX_BACKOFF);

@@ -2,7 +2,8 @@
 //!
 //! Credentials and the endpoint are taken, first found wins, from: the command line, the environment
 //! (`ZAVRO_KEY`, `ZAVRO_SECRET`), the profile (`--profile`, else `ZAVRO_PROFILE`, else `default` if the
-//! credentials file has it), and last, for the secret only, a prompt on the terminal.
+//! credentials file has it), and last, for the secret only, a prompt on the terminal. The server's CURVE key
+//! likewise: `--server-key`, `ZAVRO_SERVER_KEY`, the profile's `server_key`; `--plaintext` instead of any.
 
 use std::{
     env, fs,
@@ -12,6 +13,8 @@ use std::{
 use zeroize::Zeroizing;
 
 use crate::{
+    client::Transport,
+    curve,
     error::Error,
     hardening,
     profiles::{self, Profile, ProfileError},
@@ -19,6 +22,12 @@ use crate::{
 
 /// Environment variable holding the API secret for `zavro send`.
 pub const SECRET_ENV: &str = "ZAVRO_SECRET";
+
+/// Environment variable holding the server's CURVE public key for `zavro send` and `zavro bench`.
+///
+/// Read here rather than by clap, so that `--plaintext` overrides it as a flag overrides any variable, while
+/// `--plaintext` with `--server-key` on one command line is refused as a contradiction.
+pub const SERVER_KEY_ENV: &str = "ZAVRO_SERVER_KEY";
 
 /// The store path: `--db` / `ZAVRO_DB` if given (clap reads both), else `<data dir>/zavro/zavro.db`.
 pub fn store_path(flag: Option<&Path>) -> Result<PathBuf, Error> {
@@ -159,4 +168,46 @@ fn non_empty(secret: &str, source: &str) -> Result<Zeroizing<String>, Error> {
     let kept = Zeroizing::new(secret.to_owned());
     hardening::keep_out_of_swap(&kept);
     Ok(kept)
+}
+
+/// How to reach the server: `--plaintext`, else the CURVE public key from `--server-key`, else
+/// `ZAVRO_SERVER_KEY`, else the profile's `server_key`; with none of them, a usage error that says where the key
+/// comes from. A key that is not Z85 is named by where it came from, never echoed.
+pub fn transport(
+    server_key: Option<&str>,
+    plaintext: bool,
+    profile: Option<&Profile>,
+) -> Result<Transport, Error> {
+    if plaintext {
+        return Ok(Transport::Plaintext);
+    }
+    let from_env = env::var_os(SERVER_KEY_ENV)
+        .map(|value| {
+            value
+                .into_string()
+                .map_err(|_| Error::Usage(format!("{SERVER_KEY_ENV} is not valid UTF-8")))
+        })
+        .transpose()?;
+    let (text, source) = match (server_key, from_env, profile) {
+        (Some(flag), _, _) => (flag.to_owned(), "--server-key".to_owned()),
+        (None, Some(value), _) => (value, SERVER_KEY_ENV.to_owned()),
+        (
+            None,
+            None,
+            Some(Profile {
+                name,
+                server_key: Some(value),
+                ..
+            }),
+        ) => (value.clone(), format!("the server_key of profile {name:?}")),
+        (None, None, _) => {
+            return Err(Error::Usage(format!(
+                "no server key: give --server-key KEY (`zavro server-key` prints it on the server), set \
+                 {SERVER_KEY_ENV}, or use a profile made by `zavro keys add --save-profile`; \
+                 --plaintext for a `serve --plaintext` server"
+            )));
+        }
+    };
+    let server_key = curve::decode(&text).map_err(|e| Error::Usage(format!("{source}: {e}")))?;
+    Ok(Transport::Curve { server_key })
 }

@@ -69,6 +69,9 @@ pub mod exit {
     pub const TAMPERED: u8 = 6;
     /// The store does not exist, and the command does not create one (every command but `keys add`).
     pub const NO_STORE: u8 = 7;
+    /// The server could not be authenticated: a wrong server key or transport, a key refused at the handshake,
+    /// or a reply the server did not sign.
+    pub const UNAUTHENTICATED: u8 = 8;
 }
 
 impl Error {
@@ -89,6 +92,7 @@ impl Error {
             Error::Input(_) | Error::Avro(_) => exit::BAD_INPUT,
             Error::Client(e) if e.is_rejection() => exit::REJECTED,
             Error::Client(e) if e.is_unreachable() => exit::UNREACHABLE,
+            Error::Client(e) if e.is_unauthenticated() => exit::UNAUTHENTICATED,
             // Not evidence of tampering: the head is simply gone, so nothing can be said about it.
             Error::Tampered(ChainBreak::HeadPruned { .. }) => exit::FAILURE,
             Error::Tampered(_) => exit::TAMPERED,

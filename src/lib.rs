@@ -11,7 +11,8 @@
 //! - State: [`store`] (SQLite: migrations, keys, audit, payloads, schemas, nonces; the server reaches it only
 //!   through the [`store::RequestStore`] seam, which a second backend implements).
 //! - Network: [`server`] (the request pipeline, frames → checks → one commit per group → replies, and the loop
-//!   that owns the socket), [`client`] (send, keep a window in flight, await replies) and [`read_ahead`] (stdin
+//!   that owns the socket), [`client`] (send, keep a window in flight, await replies and check their signatures), [`handshake`] (a
+//!   client socket's CURVE handshake watched through a libzmq monitor) and [`read_ahead`] (stdin
 //!   parsed on its own thread, so a sender waits for input and replies at once).
 //! - Front-ends: [`cli`] (clap types only), [`cmd`] (one thin `run` per subcommand), [`config`] (store path and
 //!   credentials resolved once), [`error`] (one error type and the exit codes), [`docs`] (completions, man pages),
@@ -34,6 +35,7 @@ pub mod curve;
 pub mod docs;
 pub mod endpoint;
 pub mod error;
+pub mod handshake;
 pub mod hardening;
 pub mod input;
 pub mod profiles;

@@ -1,4 +1,5 @@
-//! The credentials file: named profiles holding a key id, its secret and a default endpoint, like the AWS CLI's
+//! The credentials file: named profiles holding a key id, its secret, a default endpoint and the server's CURVE
+//! public key, like the AWS CLI's
 //! `~/.aws/credentials`. It lives at `zavro/credentials` in the user's configuration directory
 //! (`$XDG_CONFIG_HOME`, usually `~/.config`), must be private (mode 0600) like the store, and reads:
 //!
@@ -7,6 +8,7 @@
 //! key = ZK3F9A0C17B2E45D88
 //! secret = …
 //! endpoint = tcp://127.0.0.1:12345
+//! server_key = rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7
 //!
 //! [profile staging]
 //! key = …
@@ -37,6 +39,8 @@ pub struct Profile {
     pub secret: Option<Zeroizing<String>>,
     /// The server `send` and `bench` use when no ENDPOINT is given.
     pub endpoint: Option<String>,
+    /// The server's CURVE public key in Z85, which `send` and `bench` pin unless told otherwise.
+    pub server_key: Option<String>,
 }
 
 /// Why the credentials file could not be read or written.
@@ -195,6 +199,7 @@ pub fn load(path: &Path, name: &str) -> Result<Option<Profile>, ProfileError> {
             "key" => profile.key = Some(value.to_owned()),
             "secret" => profile.secret = Some(Zeroizing::new(value.to_owned())),
             "endpoint" => profile.endpoint = Some(value.to_owned()),
+            "server_key" => profile.server_key = Some(value.to_owned()),
             // Unknown settings are ignored, so a newer zavro's file still works here.
             _ => {}
         }
@@ -240,6 +245,7 @@ pub fn save(path: &Path, profile: &Profile, force: bool) -> Result<(), ProfileEr
         ("key", profile.key.as_deref()),
         ("secret", profile.secret.as_deref().map(String::as_str)),
         ("endpoint", profile.endpoint.as_deref()),
+        ("server_key", profile.server_key.as_deref()),
     ] {
         if let Some(value) = value {
             // Piece by piece, so no temporary string holds the secret outside `Zeroizing`.
@@ -279,6 +285,7 @@ mod tests {
             key: Some(key.into()),
             secret: Some(Zeroizing::new(format!("secret-of-{key}"))),
             endpoint: Some("tcp://127.0.0.1:5555".into()),
+            server_key: Some("rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7".into()),
         }
     }
 
@@ -297,6 +304,11 @@ mod tests {
             Some("secret-of-ZK2")
         );
         assert_eq!(loaded.endpoint.as_deref(), Some("tcp://127.0.0.1:5555"));
+        assert_eq!(
+            loaded.server_key.as_deref(),
+            Some("rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"),
+            "a Z85 key keeps its '=', ':' and '%' through the file"
+        );
         assert!(load(&path, "staging").unwrap().is_none());
         assert!(load(&dir.path().join("absent"), "prod").unwrap().is_none());
 

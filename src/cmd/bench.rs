@@ -15,7 +15,7 @@ use crate::{
     batch::{Batch, Batcher, Limits, MAX_LINGER},
     bench::{self, Percentiles},
     cli::BenchArgs,
-    client::{self, Client},
+    client::{self, Client, Identity, Transport},
     config, credentials,
     endpoint::{self, Side},
     error::Error,
@@ -37,6 +37,11 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
     let endpoint = config::endpoints(&given, profile.as_ref())?.remove(0);
     let endpoint = endpoint::resolve(&endpoint, Side::Connect).map_err(Error::Usage)?;
     let key = config::key_id(args.key.as_deref(), profile.as_ref())?;
+    let transport = config::transport(
+        args.transport.server_key.as_deref(),
+        args.transport.plaintext,
+        profile.as_ref(),
+    )?;
     let secret = config::secret(args.secret_file.as_deref(), profile.as_ref(), &key)?;
     let connections = u64::from(args.connections);
     let settings = client::Settings {
@@ -60,6 +65,7 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
                         key,
                         secret,
                         settings,
+                        transport,
                         count,
                         i * args.count,
                         args,
@@ -129,11 +135,22 @@ fn sender(
     key: &str,
     secret: &Zeroizing<String>,
     settings: client::Settings,
+    transport: Transport,
     count: u64,
     first_sequence: u64,
     args: &BenchArgs,
 ) -> Result<Measured, Error> {
-    let mut client = Client::connect(context, &[endpoint.to_owned()], settings)?;
+    let identity = Identity {
+        key: key.to_owned(),
+        secret: secret.clone(),
+    };
+    let mut client = Client::connect(
+        context,
+        &[endpoint.to_owned()],
+        settings,
+        transport,
+        identity,
+    )?;
     // Requests of exactly --batch records, as fast as they are made: no byte bound, and nothing lingers.
     let limits = Limits {
         records: u64::from(args.batch),

@@ -85,11 +85,15 @@ fn add(store: &mut Store, args: KeysAddArgs, out: &mut dyn Write) -> Result<(), 
     store.add_key_expiring(&key, &secret, args.label.as_deref(), expires_us, now_us)?;
 
     if let (Some(name), Some(path)) = (&args.save_profile, &profile_path) {
+        // The key `serve` on this store presents (made now if it has none yet), so `send` with this profile
+        // pins the right server with no further step.
+        let server_key = store.server_keys(now_us)?.current;
         let profile = Profile {
             name: name.clone(),
             key: Some(key.clone()),
             secret: Some(secret.clone()),
             endpoint: args.endpoint.clone(),
+            server_key: Some(server_key.clone()),
         };
         if let Err(e) = profiles::save(path, &profile, args.force) {
             // The key exists now; without the profile its secret would be lost, so this is its one showing.
@@ -99,11 +103,16 @@ fn add(store: &mut Store, args: KeysAddArgs, out: &mut dyn Write) -> Result<(), 
             )));
         }
         let written = if args.json {
-            writeln!(out, "{}", json!({"key": key, "profile": name}))
+            writeln!(
+                out,
+                "{}",
+                json!({"key": key, "profile": name, "server_key": server_key})
+            )
         } else {
             writeln!(
                 out,
-                "key:     {key}\nprofile: {name} (secret saved in {})",
+                "key:        {key}\nprofile:    {name} (secret saved in {})\nserver key: {server_key} (saved \
+                 with it; `send` pins it)",
                 path.display()
             )
         };

@@ -14,7 +14,7 @@ use crate::{
     avro::{BatchEncoder, UserSchema},
     batch::{self, Batch, Batcher, Limits},
     cli::{CodecArg, InputFormat, SendArgs},
-    client::{self, Client},
+    client::{self, Client, Identity},
     config, credentials,
     endpoint::{self, Side},
     error::Error,
@@ -36,6 +36,11 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(Error::Usage)?;
     let key = config::key_id(args.key.as_deref(), profile.as_ref())?;
+    let transport = config::transport(
+        args.transport.server_key.as_deref(),
+        args.transport.plaintext,
+        profile.as_ref(),
+    )?;
     let resolve_secret = || config::secret(args.secret_file.as_deref(), profile.as_ref(), &key);
     // Records typed on the terminal and a secret typed there cannot be read at once: the input thread would
     // take the secret's line. So a terminal gets the question first, before any input is read.
@@ -101,10 +106,14 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         retries: args.retries,
         window: args.window as usize,
     };
+    let identity = Identity {
+        key: key.clone(),
+        secret: secret.clone(),
+    };
     let mut sender = Sender {
         key: &key,
         secret,
-        client: Client::connect(&context, &endpoints, settings)?,
+        client: Client::connect(&context, &endpoints, settings, transport, identity)?,
         progress: Progress::new(),
         requests: 0,
         last_audit_id: None,

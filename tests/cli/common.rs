@@ -23,10 +23,11 @@ use zavro::protocol::{Reply, Request};
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Every environment variable zavro reads; removed so the developer's own settings never leak into a test.
-pub const ZAVRO_VARS: [&str; 5] = [
+pub const ZAVRO_VARS: [&str; 6] = [
     "ZAVRO_DB",
     "ZAVRO_KEY",
     "ZAVRO_SECRET",
+    "ZAVRO_SERVER_KEY",
     "ZAVRO_PROFILE",
     "ZAVRO_COMPLETE",
 ];
@@ -99,7 +100,8 @@ impl TestEnv {
         (key.to_owned(), secret.to_owned())
     }
 
-    /// `zavro send ENDPOINT` with the key and secret in ZAVRO_KEY / ZAVRO_SECRET and `stdin` as input.
+    /// `zavro send ENDPOINT --plaintext` with the key and secret in ZAVRO_KEY / ZAVRO_SECRET and `stdin` as
+    /// input. Plaintext, since the servers [`TestEnv::start_server`] starts are (`serve --plaintext`).
     pub fn send(&self, endpoint: &str, key: &str, secret: &str, stdin: &str) -> Assert {
         self.send_with(endpoint, key, secret, stdin, &[])
     }
@@ -114,7 +116,7 @@ impl TestEnv {
         extra: &[&str],
     ) -> Assert {
         self.zavro()
-            .args(["send", endpoint])
+            .args(["send", endpoint, "--plaintext"])
             .args(extra)
             .env("ZAVRO_KEY", key)
             .env("ZAVRO_SECRET", secret)

@@ -45,7 +45,7 @@ fn keys_and_audit_commands_succeed_while_the_server_is_busy() {
             for i in 0..SENDS {
                 let out = env
                     .zavro()
-                    .args(["send", &ep])
+                    .args(["send", &ep, "--plaintext"])
                     .env("ZAVRO_KEY", &key)
                     .env("ZAVRO_SECRET", &secret)
                     .write_stdin(format!("{{\"i\":{i}}}"))
@@ -203,7 +203,7 @@ fn the_server_waits_for_a_write_lock_held_by_another_process_then_accepts() {
     let lock = HeldWriteLock::take(&env.db, &bystander);
     let mut child = spawn_zavro(
         &env,
-        &["send", server.endpoint(), "--timeout", "60"],
+        &["send", server.endpoint(), "--plaintext", "--timeout", "60"],
         &[("ZAVRO_KEY", &key), ("ZAVRO_SECRET", &secret)],
         Some("{\"waited\":true}"),
     );
@@ -292,6 +292,7 @@ fn a_send_that_times_out_and_resends_stores_its_records_exactly_once() {
         &[
             "send",
             server.endpoint(),
+            "--plaintext",
             "--timeout",
             "0.3",
             "--retries",
@@ -350,7 +351,15 @@ fn many_concurrent_senders_with_admin_commands_store_everything_once_with_consis
                         .collect();
                     let out = env
                         .zavro()
-                        .args(["send", endpoint, "--batch", "3", "--window", "4"])
+                        .args([
+                            "send",
+                            endpoint,
+                            "--plaintext",
+                            "--batch",
+                            "3",
+                            "--window",
+                            "4",
+                        ])
                         .env("ZAVRO_KEY", key)
                         .env("ZAVRO_SECRET", secret)
                         .write_stdin(input)

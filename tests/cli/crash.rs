@@ -28,6 +28,7 @@ fn sigkill_mid_stream_then_restart_keeps_every_acknowledged_record_exactly_once(
                 .args([
                     "send",
                     &endpoint,
+                    "--plaintext",
                     "--batch",
                     "5",
                     "--timeout",

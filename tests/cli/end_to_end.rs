@@ -183,7 +183,7 @@ fn example_json_round_trips_exactly_into_the_output_file() {
     let (key, secret) = env.add_key();
     let server = env.start_server();
     env.zavro()
-        .args(["send", server.endpoint()])
+        .args(["send", server.endpoint(), "--plaintext"])
         .env("ZAVRO_KEY", &key)
         .env("ZAVRO_SECRET", &secret)
         .pipe_stdin(&example)
@@ -295,6 +295,7 @@ fn send_over_a_dead_and_a_live_endpoint_fails_over_and_stores_each_record_once()
             "send",
             &dead,
             server.endpoint(),
+            "--plaintext",
             "--batch",
             "1",
             "--timeout",
@@ -389,7 +390,7 @@ fn spawn_send(
         .env("XDG_CONFIG_HOME", env.config_dir())
         .arg("--db")
         .arg(&env.db)
-        .args(["send", endpoint])
+        .args(["send", endpoint, "--plaintext"])
         .args(extra)
         .env("ZAVRO_KEY", key)
         .env("ZAVRO_SECRET", secret)

@@ -60,6 +60,7 @@ fn root_help_documents_the_exit_codes() {
         "3 bad input",
         "4 rejected by the server",
         "5 server unreachable",
+        "8 server not authenticated",
     ] {
         assert!(text.contains(code), "{code:?} missing from: {text}");
     }

@@ -147,7 +147,13 @@ fn commands_that_hold_a_secret_turn_core_dumps_off_before_reading_it() {
     let env = TestEnv::new();
     for args in [
         vec!["keys", "add", "--secret-stdin"],
-        vec!["send", "tcp://127.0.0.1:9", "--key", "ZKhygiene"],
+        vec![
+            "send",
+            "tcp://127.0.0.1:9",
+            "--plaintext",
+            "--key",
+            "ZKhygiene",
+        ],
     ] {
         let mut cmd = zavro_process();
         cmd.arg("--db").arg(&env.db).args(&args);
@@ -176,6 +182,7 @@ fn send_keeps_its_secret_out_of_swap() {
         .args([
             "send",
             "tcp://127.0.0.1:9",
+            "--plaintext",
             "--batch",
             "1",
             "--timeout",
@@ -206,10 +213,16 @@ fn send_keeps_its_secret_out_of_swap() {
 fn a_zavro_process_is_not_dumpable() {
     let root = nix::unistd::geteuid().is_root();
     let mut cmd = zavro_process();
-    cmd.args(["send", "tcp://127.0.0.1:9", "--key", "ZKhygiene"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "send",
+        "tcp://127.0.0.1:9",
+        "--plaintext",
+        "--key",
+        "ZKhygiene",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     if root {
         cmd.uid(65534).gid(65534);
     }

@@ -25,4 +25,5 @@ mod send_errors;
 mod store_moved;
 mod terminal;
 mod transport;
+mod transport_client;
 mod zmtp;

@@ -5,7 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use crate::common::{TestEnv, parse_json, stderr_of, stdout_of};
 
-/// `keys add --save-profile NAME --endpoint EP --json`; returns the key id.
+/// `keys add --save-profile NAME --endpoint EP --json`; returns the key id. The profile also pins the store's
+/// server key.
 fn add_profile(env: &TestEnv, name: &str, endpoint: &str) -> String {
     let out = env
         .zavro()
@@ -23,10 +24,15 @@ fn add_profile(env: &TestEnv, name: &str, endpoint: &str) -> String {
     let value = parse_json(&out.get_output().stdout);
     assert_eq!(
         value.as_object().unwrap().len(),
-        2,
-        "key and profile only, no secret: {value}"
+        3,
+        "key, profile and server key only, no secret: {value}"
     );
     assert_eq!(value["profile"], name);
+    assert_eq!(
+        value["server_key"].as_str().map(str::len),
+        Some(40),
+        "{value}"
+    );
     value["key"].as_str().unwrap().to_owned()
 }
 
@@ -45,13 +51,15 @@ fn keys_add_save_profile_writes_a_private_file_and_send_uses_it_without_an_endpo
     let text = std::fs::read_to_string(env.credentials_path()).unwrap();
     assert!(text.contains("[prod]") && text.contains(&key), "{text}");
 
+    // CURVE after merge: drop --plaintext once the harness's servers serve CURVE, so the profile's server_key
+    // is what gets the records through.
     env.zavro()
-        .args(["send", "--profile", "prod"])
+        .args(["send", "--profile", "prod", "--plaintext"])
         .write_stdin("{\"via\":\"flag\"}")
         .assert()
         .code(0);
     env.zavro()
-        .args(["send"])
+        .args(["send", "--plaintext"])
         .env("ZAVRO_PROFILE", "prod")
         .write_stdin("{\"via\":\"env\"}")
         .assert()
@@ -112,11 +120,17 @@ fn flag_beats_environment_beats_profile_for_key_secret_and_endpoint() {
     let (flag_key, flag_secret) = env.add_key();
     std::fs::write(env.path("flag-secret"), format!("{flag_secret}\n")).unwrap();
 
+    // CURVE after merge: these sends use --plaintext because the harness's servers are plaintext; with a CURVE
+    // server the profile's server_key would be used instead (tests/cli/transport_client.rs covers that order).
     // Profile only: the `default` profile is used when none is named.
-    env.zavro().arg("send").write_stdin("1").assert().code(0);
+    env.zavro()
+        .args(["send", "--plaintext"])
+        .write_stdin("1")
+        .assert()
+        .code(0);
     // Environment over profile: ZAVRO_KEY and ZAVRO_SECRET; the endpoint still comes from the profile.
     env.zavro()
-        .arg("send")
+        .args(["send", "--plaintext"])
         .env("ZAVRO_KEY", &env_key)
         .env("ZAVRO_SECRET", &env_secret)
         .write_stdin("2")
@@ -127,6 +141,7 @@ fn flag_beats_environment_beats_profile_for_key_secret_and_endpoint() {
         .args([
             "send",
             other_server.endpoint(),
+            "--plaintext",
             "--key",
             &flag_key,
             "--secret-file",
@@ -147,7 +162,7 @@ fn flag_beats_environment_beats_profile_for_key_secret_and_endpoint() {
     // A key from the environment never borrows the profile's secret: with no secret of its own and no
     // terminal, there is nothing to sign with.
     let out = crate::send_errors::send_without_terminal(&env)
-        .arg("send")
+        .args(["send", "--plaintext"])
         .env("ZAVRO_KEY", &env_key)
         .write_stdin("4")
         .assert()
@@ -160,7 +175,7 @@ fn a_missing_profile_or_endpoint_and_an_open_credentials_file_are_usage_errors()
     let env = TestEnv::new();
     let out = env
         .zavro()
-        .args(["send", "--profile", "nope"])
+        .args(["send", "--profile", "nope", "--plaintext"])
         .write_stdin("1")
         .assert()
         .code(2);
@@ -169,7 +184,12 @@ fn a_missing_profile_or_endpoint_and_an_open_credentials_file_are_usage_errors()
         "{}",
         stderr_of(&out)
     );
-    let out = env.zavro().arg("send").write_stdin("1").assert().code(2);
+    let out = env
+        .zavro()
+        .args(["send", "--plaintext"])
+        .write_stdin("1")
+        .assert()
+        .code(2);
     assert!(
         stderr_of(&out).contains("no endpoint"),
         "{}",
@@ -184,7 +204,7 @@ fn a_missing_profile_or_endpoint_and_an_open_credentials_file_are_usage_errors()
     .unwrap();
     let out = env
         .zavro()
-        .args(["send", "--profile", "prod"])
+        .args(["send", "--profile", "prod", "--plaintext"])
         .write_stdin("1")
         .assert()
         .code(2);
@@ -203,6 +223,8 @@ fn bench_takes_key_secret_and_endpoint_from_the_profile() {
             "bench",
             "--profile",
             "load",
+            // CURVE after merge: without --plaintext, the profile's server_key against a CURVE server.
+            "--plaintext",
             "--count",
             "5",
             "--batch",
@@ -217,5 +239,40 @@ fn bench_takes_key_secret_and_endpoint_from_the_profile() {
         env.audit_sends()
             .iter()
             .all(|row| row["key"] == key.as_str())
+    );
+}
+
+#[test]
+fn keys_add_save_profile_without_a_name_saves_default_with_the_stores_server_key() {
+    let env = TestEnv::new();
+    let out = env
+        .zavro()
+        .args(["keys", "add", "--save-profile", "--json"])
+        .assert()
+        .code(0);
+    let added = parse_json(&out.get_output().stdout);
+    assert_eq!(added["profile"], "default", "{added}");
+    // The key pair `serve` on this store presents: made by `keys add`, kept by the store.
+    let server_key = zavro::store::Store::open(&env.db)
+        .unwrap()
+        .server_keys(zavro::timestamp::now_micros())
+        .unwrap()
+        .current;
+    assert_eq!(added["server_key"], server_key.as_str());
+    let text = std::fs::read_to_string(env.credentials_path()).unwrap();
+    assert!(
+        text.starts_with("[default]\n") && text.contains(&format!("\nserver_key = {server_key}\n")),
+        "{text}"
+    );
+
+    let out = env
+        .zavro()
+        .args(["keys", "add", "--save-profile", "ci"])
+        .assert()
+        .code(0);
+    assert!(
+        stdout_of(&out).contains(&format!("server key: {server_key}")),
+        "{}",
+        stdout_of(&out)
     );
 }

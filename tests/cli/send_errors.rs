@@ -24,7 +24,15 @@ fn send_to_a_dead_server_exits_5_after_its_timeout_and_retry() {
     let started = Instant::now();
     let out = env
         .zavro()
-        .args(["send", &endpoint, "--timeout", "1", "--retries", "1"])
+        .args([
+            "send",
+            &endpoint,
+            "--plaintext",
+            "--timeout",
+            "1",
+            "--retries",
+            "1",
+        ])
         .env("ZAVRO_KEY", "ZK0123456789ABCDEF")
         .env("ZAVRO_SECRET", "some-secret-some-secret")
         .write_stdin("{\"a\":1}")
@@ -150,7 +158,7 @@ pub fn send_without_terminal(env: &TestEnv) -> Command {
 fn send_without_a_key_is_a_usage_error() {
     let env = TestEnv::new();
     let out = send_without_terminal(&env)
-        .args(["send", "127.0.0.1:9"])
+        .args(["send", "127.0.0.1:9", "--plaintext"])
         .env("ZAVRO_SECRET", "some-secret-some-secret")
         .write_stdin("{\"a\":1}")
         .assert()
@@ -164,7 +172,7 @@ fn send_without_a_secret_and_without_a_terminal_is_a_usage_error() {
     let (key, _) = env.add_key();
     let server = env.start_server();
     let out = send_without_terminal(&env)
-        .args(["send", server.endpoint()])
+        .args(["send", server.endpoint(), "--plaintext"])
         .env("ZAVRO_KEY", &key)
         .write_stdin("{\"a\":1}")
         .assert()
@@ -186,7 +194,14 @@ fn send_reads_the_secret_from_the_first_line_of_secret_file() {
     let server = env.start_server();
 
     env.zavro()
-        .args(["send", server.endpoint(), "--key", &key, "--secret-file"])
+        .args([
+            "send",
+            server.endpoint(),
+            "--plaintext",
+            "--key",
+            &key,
+            "--secret-file",
+        ])
         .arg(&file)
         .env("ZAVRO_SECRET", "a-different-wrong-secret")
         .write_stdin("{\"from\":\"file\"}")
@@ -206,8 +221,10 @@ fn send_with_a_malformed_endpoint_or_option_is_a_usage_error() {
         &["send", "127.0.0.1:5555", "--linger", "5"],
         &["send", "127.0.0.1:5555", "--linger", "2h"],
     ] {
+        // --plaintext, so that each fails for its own reason rather than for the missing server key.
         env.zavro()
             .args(args)
+            .arg("--plaintext")
             .env("ZAVRO_KEY", "ZK0123456789ABCDEF")
             .env("ZAVRO_SECRET", "some-secret-some-secret")
             .write_stdin("{\"a\":1}")
