@@ -44,9 +44,8 @@ const CLOSED_HANDSHAKES: u32 = 3;
 pub enum ClientError {
     /// The server answered and refused a request.
     #[error(
-        "rejected by the server: {code}: {message}{}{}{}",
+        "rejected by the server: {code}: {message}{}{}",
         skew_hint(*server_time),
-        unverified_hint(*unverified),
         progress(*accepted_records)
     )]
     Rejected {
@@ -56,8 +55,6 @@ pub enum ClientError {
         message: String,
         /// The server's clock, with `clock_skew`.
         server_time: Option<i64>,
-        /// True when the reply carried a signature that does not verify under the secret in use.
-        unverified: bool,
         /// Records the server accepted before this refusal.
         accepted_records: u64,
     },
@@ -164,15 +161,6 @@ fn skew_hint(server_time: Option<i64>) -> String {
             )
         })
         .unwrap_or_default()
-}
-
-fn unverified_hint(unverified: bool) -> &'static str {
-    if unverified {
-        " (the reply's signature does not verify under the secret in use: a wrong secret, or a reply that is \
-         not the server's)"
-    } else {
-        ""
-    }
 }
 
 fn progress(accepted: u64) -> String {
@@ -692,15 +680,19 @@ impl Client {
             // A late answer to a request already resent and answered elsewhere: nothing to do.
             return Ok(());
         };
-        // An acknowledgement counts only when the server signed it under the key's secret. A rejection claims
-        // nothing was stored, so it is taken as it is, its signature checked only to say so: a server that could
-        // not read the key cannot sign, and one refusing a wrong secret (or a revoked key) signs under the key's
-        // real secret, which the client does not have.
+        // An acknowledgement counts only when the server signed it under the key's secret. An unsigned
+        // rejection claims nothing was stored, so it is taken as it is: the server signs only replies to requests
+        // that proved to be signed with the key's secret (PROTOCOL.md, "Signed replies"), so a refusal before
+        // that (a wrong secret, a revoked key) cannot be signed. A signed reply, though, can only have been signed
+        // under this client's own secret: a wrong signature on it means someone altered or made it up.
         let verified = frame.signed_by(self.identity.secret.as_bytes());
         let forged = match (&frame.reply, &frame.signature) {
             (Reply::Accepted { .. }, None) => Some("accepted, without a signature"),
             (Reply::Accepted { .. }, Some(_)) if !verified => {
                 Some("accepted, with a wrong signature")
+            }
+            (Reply::Rejected { .. }, Some(_)) if !verified => {
+                Some("rejected, with a wrong signature")
             }
             _ => None,
         };
@@ -746,7 +738,6 @@ impl Client {
                     code,
                     message,
                     server_time,
-                    unverified: frame.signature.is_some() && !verified,
                     accepted_records: self.accepted_records,
                 });
             }
