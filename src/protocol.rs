@@ -404,6 +404,54 @@ mod tests {
         PROTOCOL_MD[start..start + len].to_owned()
     }
 
+    /// The value after `name:` in the fenced block whose info string is `info`.
+    fn block_field(info: &str, name: &str) -> String {
+        fenced_block(info)
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("PROTOCOL.md's {info} block has no {name:?} line"))
+            .trim()
+            .to_owned()
+    }
+
+    #[test]
+    fn curve_example_in_protocol_md_matches_the_code() {
+        let field = |name| block_field("curve-example", name);
+        let pair =
+            crate::curve::KeyPair::for_client(&field("key"), field("secret").as_bytes()).unwrap();
+        assert_eq!(hex::encode(pair.secret()), field("client secret hex"));
+        assert_eq!(pair.secret_z85().as_str(), field("client secret z85"));
+        assert_eq!(pair.public_z85(), field("client public z85"));
+        assert_eq!(
+            field("key"),
+            example_field("key"),
+            "the same key as the request example"
+        );
+    }
+
+    #[test]
+    fn reply_example_in_protocol_md_matches_the_code() {
+        let field = |name| block_field("reply-example", name);
+        let reply = ReplyFrame::from_frame(field("reply").as_bytes()).unwrap();
+        assert_eq!(reply.nonce.as_deref(), Some(example_field("nonce")));
+        assert_eq!(
+            reply.string_to_sign().unwrap(),
+            field("string-to-sign").replace("\\n", "\n")
+        );
+        assert_eq!(
+            reply.signature.as_deref(),
+            Some(field("signature").as_str())
+        );
+        assert!(reply.signed_by(example_field("secret").as_bytes()));
+        let mut resigned = reply.clone();
+        resigned.sign(example_field("secret").as_bytes());
+        assert_eq!(
+            resigned.to_frame(),
+            field("reply").as_bytes(),
+            "the example is what the server sends"
+        );
+    }
+
     #[test]
     fn worked_example_in_protocol_md_matches_the_code() {
         let payload = base64::engine::general_purpose::STANDARD
