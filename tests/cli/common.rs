@@ -124,6 +124,23 @@ impl TestEnv {
             .assert()
     }
 
+    /// `zavro send ENDPOINT --server-key KEY`, over CURVE, with the key and secret in ZAVRO_KEY / ZAVRO_SECRET.
+    pub fn send_curve(
+        &self,
+        endpoint: &str,
+        server_key: &str,
+        key: &str,
+        secret: &str,
+        stdin: impl AsRef<[u8]>,
+    ) -> Assert {
+        self.zavro()
+            .args(["send", endpoint, "--server-key", server_key])
+            .env("ZAVRO_KEY", key)
+            .env("ZAVRO_SECRET", secret)
+            .write_stdin(stdin.as_ref())
+            .assert()
+    }
+
     /// Every audit row, oldest first, from `audit query --json --payload`.
     pub fn audit(&self) -> Vec<Value> {
         self.audit_with(&[])

@@ -740,3 +740,32 @@ impl Drop for TerminateOnDrop {
         let _ = kill(pid, Signal::SIGTERM);
     }
 }
+
+#[test]
+fn the_readme_quick_start_works_as_written_over_curve() {
+    let env = crate::common::TestEnv::new();
+    // zavro keys add --save-profile; zavro serve 127.0.0.1:PORT; zavro send 127.0.0.1:PORT < example.json
+    env.zavro()
+        .args(["keys", "add", "--save-profile"])
+        .assert()
+        .success();
+    let server = crate::common::Server::start_curve(&env, "127.0.0.1:*", &[]);
+    let endpoint = server
+        .endpoint()
+        .strip_prefix("tcp://")
+        .expect("a TCP endpoint")
+        .to_owned();
+    let example = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/example.json")).unwrap();
+    env.zavro()
+        .args(["send", &endpoint])
+        .write_stdin(example)
+        .assert()
+        .success();
+    let stored = env.output_lines();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(stored[0].contains("substation-7"), "{stored:?}");
+    let sends = env.audit_sends();
+    assert_eq!(sends.len(), 1);
+    assert_eq!(sends[0]["transport"], "curve", "{sends:?}");
+    server.stop();
+}

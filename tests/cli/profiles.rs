@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::common::{TestEnv, parse_json, stderr_of, stdout_of};
+use crate::common::{Server, TestEnv, parse_json, stderr_of, stdout_of};
 
 /// `keys add --save-profile NAME --endpoint EP --json`; returns the key id. The profile also pins the store's
 /// server key.
@@ -40,7 +40,8 @@ fn add_profile(env: &TestEnv, name: &str, endpoint: &str) -> String {
 fn keys_add_save_profile_writes_a_private_file_and_send_uses_it_without_an_endpoint() {
     let env = TestEnv::new();
     env.create_store();
-    let server = env.start_server();
+    // CURVE, the default: the profile's server_key is what gets the records through.
+    let server = Server::start_curve(&env, "127.0.0.1:*", &[]);
     let key = add_profile(&env, "prod", server.endpoint());
     let mode = std::fs::metadata(env.credentials_path())
         .unwrap()
@@ -51,15 +52,13 @@ fn keys_add_save_profile_writes_a_private_file_and_send_uses_it_without_an_endpo
     let text = std::fs::read_to_string(env.credentials_path()).unwrap();
     assert!(text.contains("[prod]") && text.contains(&key), "{text}");
 
-    // CURVE after merge: drop --plaintext once the harness's servers serve CURVE, so the profile's server_key
-    // is what gets the records through.
     env.zavro()
-        .args(["send", "--profile", "prod", "--plaintext"])
+        .args(["send", "--profile", "prod"])
         .write_stdin("{\"via\":\"flag\"}")
         .assert()
         .code(0);
     env.zavro()
-        .args(["send", "--plaintext"])
+        .args(["send"])
         .env("ZAVRO_PROFILE", "prod")
         .write_stdin("{\"via\":\"env\"}")
         .assert()
@@ -120,8 +119,8 @@ fn flag_beats_environment_beats_profile_for_key_secret_and_endpoint() {
     let (flag_key, flag_secret) = env.add_key();
     std::fs::write(env.path("flag-secret"), format!("{flag_secret}\n")).unwrap();
 
-    // CURVE after merge: these sends use --plaintext because the harness's servers are plaintext; with a CURVE
-    // server the profile's server_key would be used instead (tests/cli/transport_client.rs covers that order).
+    // The sends use --plaintext against the harness's plaintext servers: this test is about key, secret and
+    // endpoint; the server key's own precedence is covered in tests/cli/transport_client.rs.
     // Profile only: the `default` profile is used when none is named.
     env.zavro()
         .args(["send", "--plaintext"])
@@ -212,10 +211,10 @@ fn a_missing_profile_or_endpoint_and_an_open_credentials_file_are_usage_errors()
 }
 
 #[test]
-fn bench_takes_key_secret_and_endpoint_from_the_profile() {
+fn bench_takes_key_secret_endpoint_and_server_key_from_the_profile() {
     let env = TestEnv::new();
     env.create_store();
-    let server = env.start_server();
+    let server = Server::start_curve(&env, "127.0.0.1:*", &[]);
     let key = add_profile(&env, "load", server.endpoint());
     let out = env
         .zavro()
@@ -223,8 +222,6 @@ fn bench_takes_key_secret_and_endpoint_from_the_profile() {
             "bench",
             "--profile",
             "load",
-            // CURVE after merge: without --plaintext, the profile's server_key against a CURVE server.
-            "--plaintext",
             "--count",
             "5",
             "--batch",
