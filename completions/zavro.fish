@@ -59,7 +59,7 @@ deflate\t'Deflate (RFC 1951)'
 snappy\t'Snappy, with the CRC32 the Avro specification adds'
 zstandard\t'Zstandard'"
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l window -d 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ\'s high-water mark)' -r
-complete -c zavro -n "__fish_zavro_using_subcommand send" -l server-key -d 'The server\'s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile\'s server_key]. The connection is encrypted, and only the server holding that key can answer' -r
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l server-key -d 'The server\'s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile\'s server_key]. The connection is encrypted, and only the server holding that key can answer. While servers rotate their key, give two, NEW,OLD: each connection uses the one its server presents' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l plaintext -d 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server\'s signature. Overrides ZAVRO_SERVER_KEY and the profile\'s server_key'
 complete -c zavro -n "__fish_zavro_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -72,7 +72,7 @@ complete -c zavro -n "__fish_zavro_using_subcommand bench" -l batch -d 'Records 
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l window -d 'Requests in flight per connection (at most 256)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l connections -d 'Connections (each in its own thread) sharing the records' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l timeout -d 'Give up when a reply takes longer than this many seconds' -r
-complete -c zavro -n "__fish_zavro_using_subcommand bench" -l server-key -d 'The server\'s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile\'s server_key]. The connection is encrypted, and only the server holding that key can answer' -r
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l server-key -d 'The server\'s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile\'s server_key]. The connection is encrypted, and only the server holding that key can answer. While servers rotate their key, give two, NEW,OLD: each connection uses the one its server presents' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l json -d 'Print one JSON object instead of text'
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l plaintext -d 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server\'s signature. Overrides ZAVRO_SERVER_KEY and the profile\'s server_key'

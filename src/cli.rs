@@ -334,7 +334,8 @@ pub struct SendArgs {
 pub struct TransportArgs {
     /// The server's CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server
     /// [default: ZAVRO_SERVER_KEY, else the profile's server_key]. The connection is encrypted, and only the
-    /// server holding that key can answer.
+    /// server holding that key can answer. While servers rotate their key, give two, NEW,OLD: each connection
+    /// uses the one its server presents.
     // Z85 has '-' among its characters, so a key may start with one.
     #[arg(
         long,

@@ -192,14 +192,15 @@ impl ClientError {
 }
 
 /// How the client's connections are secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
     /// No encryption, for a `zavro serve --plaintext` server.
     Plaintext,
     /// CurveZMQ, with the server's public key pinned.
     Curve {
-        /// The server's public key.
-        server_key: [u8; 32],
+        /// The server public keys the client accepts, tried in this order: one, or two while the servers' key
+        /// is rotated (SECURITY.md, "Rotating the server key"). Never empty.
+        server_keys: Vec<[u8; 32]>,
     },
 }
 
@@ -212,9 +213,9 @@ pub struct Identity {
     pub secret: Zeroizing<String>,
 }
 
-/// The CURVE keys set on every socket: the server's public key and this client's key pair.
+/// The CURVE keys set on every socket: the server's public key (one of those pinned) and this client's key pair.
 struct CurveKeys {
-    server_key: [u8; 32],
+    server_keys: Vec<[u8; 32]>,
     client: KeyPair,
 }
 
@@ -265,6 +266,10 @@ struct Connection {
     watch: Option<HandshakeWatch>,
     /// Handshakes the server closed without a word since the last that succeeded, over every socket.
     closed_handshakes: u32,
+    /// Which of the pinned server keys this connection's socket uses.
+    server_key: usize,
+    /// Pinned server keys given up on, in a row, for this connection: each failed the handshake.
+    server_keys_failed: usize,
     in_flight: VecDeque<InFlight>,
     failures: u32,
     rest_until: Option<Instant>,
@@ -320,7 +325,7 @@ impl Client {
         hardening::keep_out_of_swap(&identity.secret);
         let curve = match transport {
             Transport::Plaintext => None,
-            Transport::Curve { server_key } => {
+            Transport::Curve { server_keys } => {
                 if !curve::available() {
                     return Err(curve::CurveError::Unavailable(
                         "this build's libzmq has no CURVE (see vendor/README.md)".into(),
@@ -328,7 +333,7 @@ impl Client {
                     .into());
                 }
                 Some(CurveKeys {
-                    server_key,
+                    server_keys,
                     client: KeyPair::for_client(&identity.key, identity.secret.as_bytes())?,
                 })
             }
@@ -348,6 +353,8 @@ impl Client {
                     socket: None,
                     watch: None,
                     closed_handshakes: 0,
+                    server_key: 0,
+                    server_keys_failed: 0,
                     in_flight: VecDeque::new(),
                     failures: 0,
                     rest_until: None,
@@ -441,7 +448,12 @@ impl Client {
             socket.set_ipv6(true).map_err(err)?;
         }
         if let Some(keys) = &self.curve {
-            socket.set_curve_serverkey(&keys.server_key).map_err(err)?;
+            let server_key = keys
+                .server_keys
+                .get(connection.server_key)
+                .or(keys.server_keys.first())
+                .ok_or_else(|| err(zmq::Error::EINVAL))?;
+            socket.set_curve_serverkey(server_key).map_err(err)?;
             socket
                 .set_curve_publickey(&keys.client.public)
                 .map_err(err)?;
@@ -459,9 +471,12 @@ impl Client {
         Ok(())
     }
 
-    /// Reads the handshake monitors: a success ends its watch, a failure ends the run.
+    /// Reads the handshake monitors: a success ends its watch; a server that closes the handshake moves the
+    /// connection to the next pinned server key, if any is left to try; any other failure ends the run.
     fn check_handshakes(&mut self) -> Result<(), ClientError> {
-        for connection in &mut self.connections {
+        let pinned = self.curve.as_ref().map_or(0, |keys| keys.server_keys.len());
+        for index in 0..self.connections.len() {
+            let connection = &mut self.connections[index];
             let Some(watch) = &connection.watch else {
                 continue;
             };
@@ -475,12 +490,23 @@ impl Client {
                     // timeout, and the fresh socket after it is watched again.
                     connection.stop_watching();
                     connection.closed_handshakes = 0;
+                    connection.server_keys_failed = 0;
                     continue;
                 }
                 HandshakeState::Failed(HandshakeFailure::Closed)
                     if connection.closed_handshakes + 1 < CLOSED_HANDSHAKES =>
                 {
                     connection.closed_handshakes += 1;
+                    continue;
+                }
+                HandshakeState::Failed(HandshakeFailure::Closed)
+                    if connection.server_keys_failed + 1 < pinned =>
+                {
+                    // The server may be presenting the other pinned key (a rotation under way).
+                    connection.server_keys_failed += 1;
+                    connection.server_key = (connection.server_key + 1) % pinned;
+                    connection.closed_handshakes = 0;
+                    self.reopen_unheard(index)?;
                     continue;
                 }
                 HandshakeState::Failed(failure) => failure,
@@ -493,6 +519,17 @@ impl Client {
             });
         }
         Ok(())
+    }
+
+    /// Opens connection `index` afresh after a handshake that never completed, and queues its requests to be
+    /// sent again first, in order. No server saw them, so the attempt does not count against `--retries`.
+    fn reopen_unheard(&mut self, index: usize) -> Result<(), ClientError> {
+        let requests: Vec<InFlight> = self.connections[index].in_flight.drain(..).collect();
+        for mut request in requests.into_iter().rev() {
+            request.attempts = request.attempts.saturating_sub(1);
+            self.resend.push_front(request);
+        }
+        self.open(index)
     }
 
     /// Sends queued requests on connections that are up and have room in their window.

@@ -170,7 +170,10 @@ fn non_empty(secret: &str, source: &str) -> Result<Zeroizing<String>, Error> {
     Ok(kept)
 }
 
-/// How to reach the server: `--plaintext`, else the CURVE public key from `--server-key`, else
+/// Server keys a client may pin at once: the current one and the next, while servers rotate their key.
+const MAX_PINNED_SERVER_KEYS: usize = 2;
+
+/// How to reach the server: `--plaintext`, else the CURVE public key(s) from `--server-key`, else
 /// `ZAVRO_SERVER_KEY`, else the profile's `server_key`; with none of them, a usage error that says where the key
 /// comes from. A key that is not Z85 is named by where it came from, never echoed.
 pub fn transport(
@@ -208,6 +211,15 @@ pub fn transport(
             )));
         }
     };
-    let server_key = curve::decode(&text).map_err(|e| Error::Usage(format!("{source}: {e}")))?;
-    Ok(Transport::Curve { server_key })
+    let server_keys = text
+        .split(',')
+        .map(curve::decode)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Usage(format!("{source}: {e}")))?;
+    if server_keys.len() > MAX_PINNED_SERVER_KEYS {
+        return Err(Error::Usage(format!(
+            "{source}: at most {MAX_PINNED_SERVER_KEYS} server keys, separated by commas"
+        )));
+    }
+    Ok(Transport::Curve { server_keys })
 }

@@ -58,6 +58,7 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
                 let count = args.count / connections + u64::from(i < args.count % connections);
                 let (context, endpoint, key, secret, args) =
                     (&context, &endpoint, &key, &secret, &args);
+                let transport = transport.clone();
                 scope.spawn(move || {
                     sender(
                         context,

@@ -429,3 +429,49 @@ fn server_key_needs_an_existing_store_and_takes_rotate_or_json_not_both() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn a_client_pinning_the_next_and_the_current_key_rides_through_a_rotation() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let old = server_key(&env, &[]).0.trim_end().to_owned();
+    let new = server_key(&env, &["rotate", "--stage"])
+        .0
+        .trim_end()
+        .to_owned();
+    let both = format!("{new},{old}");
+    let send = |server: &Server, pins: &str, record: &str| {
+        env.send_curve(server.endpoint(), pins, &key, &secret, record)
+    };
+
+    // Before the rotation the server presents the old key: the client's first pin fails the handshake and the
+    // connection moves to the second.
+    let server = Server::start_curve(&env, "127.0.0.1:*", &[]);
+    assert_eq!(server.server_key(), Some(old.as_str()));
+    send(&server, &both, "{\"n\":1}").success();
+    server.stop();
+
+    server_key(&env, &["rotate"]);
+    let server = Server::start_curve(&env, "127.0.0.1:*", &[]);
+    assert_eq!(server.server_key(), Some(new.as_str()));
+    send(&server, &both, "{\"n\":2}").success();
+    // A client that still pins only the old key is told so, not left to time out.
+    let stale = send(&server, &old, "{\"n\":3}").code(8);
+    assert!(
+        stderr_of(&stale).contains("did not complete the CURVE handshake"),
+        "{}",
+        stderr_of(&stale)
+    );
+    server.stop();
+    assert_eq!(env.output_lines(), ["{\"n\":1}", "{\"n\":2}"]);
+
+    let three = format!("{new},{old},{new}");
+    let server = Server::start_curve(&env, "127.0.0.1:*", &[]);
+    let too_many = send(&server, &three, "{\"n\":4}").code(2);
+    assert!(
+        stderr_of(&too_many).contains("at most 2 server keys"),
+        "{}",
+        stderr_of(&too_many)
+    );
+    server.stop();
+}
