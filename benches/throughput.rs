@@ -17,7 +17,7 @@ use std::{
 
 mod common;
 
-use common::{Env, peak_rss_kib};
+use common::{Env, Transport, peak_rss_kib};
 use zavro::{
     bench::{Percentiles, record},
     store::{AuditEntry, Nonce, RequestGroup, RequestStore, Status, Store},
@@ -57,11 +57,20 @@ fn main() {
             bytes as f64 / 1e6,
             bytes / 1_000_000
         );
-        let end_to_end = median(runs, || env.send_file(&input, 1_000_000));
+        // CURVE (the default) and plaintext alternate, run by run, so that drift affects both alike.
+        let plain_env = Env::new(&env.dir.join("plaintext")).with_transport(Transport::Plaintext);
+        let mut curve_runs = Vec::new();
+        let mut plain_runs = Vec::new();
+        for _ in 0..runs.max(1) {
+            curve_runs.push(env.send_file(&input, 1_000_000));
+            plain_runs.push(plain_env.send_file(&input, 1_000_000));
+        }
+        let (end_to_end, plain) = (middle(curve_runs), middle(plain_runs));
         println!(
-            "(1) zavro end to end (send < file into serve, default options, durable): {end_to_end:.0} records/s"
+            "(1) zavro end to end (send < file into serve, default options: CURVE, durable): {end_to_end:.0} records/s"
         );
-        (bare, end_to_end)
+        println!("    the same over --plaintext: {plain:.0} records/s");
+        (bare, end_to_end, plain)
     });
     // The disk's fsync latency drifts over minutes, so each lockstep run is bracketed by single-row commits on
     // the same file system, on a fresh store, and compared with their mean.
@@ -74,11 +83,22 @@ fn main() {
         let echo_commit =
             bare_transport_lockstep_with_commit(2_000, 200, &fresh.dir.join("echo.db"));
         let after = sqlite_single_row_commit(&fresh.dir.join("commit.db"), 1_000);
-        lockstep_runs.push((lockstep, (before + after) / 2.0, store_commit, echo_commit));
+        let plain = Env::new(&env.dir.join(format!("lockstep-plaintext-{run}")))
+            .with_transport(Transport::Plaintext)
+            .lockstep_p50(2_000);
+        lockstep_runs.push((
+            lockstep,
+            (before + after) / 2.0,
+            store_commit,
+            echo_commit,
+            plain,
+        ));
     }
     lockstep_runs.sort_by(|a, b| f64::total_cmp(&(a.0 - a.1), &(b.0 - b.1)));
-    let (lockstep, commit, store_commit, echo_commit) = lockstep_runs[lockstep_runs.len() / 2];
-    println!("(2) zavro lockstep (batch 1, window 1) ack latency p50: {lockstep:.1} µs");
+    let (lockstep, commit, store_commit, echo_commit, _) = lockstep_runs[lockstep_runs.len() / 2];
+    let plain_lockstep = middle(lockstep_runs.iter().map(|run| run.4).collect());
+    println!("(2) zavro lockstep (batch 1, window 1, CURVE) ack latency p50: {lockstep:.1} µs");
+    println!("    the same over --plaintext, p50 (median of runs): {plain_lockstep:.1} µs");
     println!(
         "    durable single-row SQLite commit p50 around it (WAL, synchronous=FULL): {commit:.1} µs"
     );
@@ -93,19 +113,27 @@ fn main() {
     );
 
     println!("\nratios");
-    if let Some((bare, end_to_end)) = throughput {
+    if let Some((bare, end_to_end, plain)) = throughput {
         println!(
             "  (1)/(3) end-to-end records/s over bare messages/s: {:.1} % (target ≥ 25 %)",
             100.0 * end_to_end / bare
         );
+        println!(
+            "  CURVE over plaintext, end to end: {:.2}× (target ≥ 0.8×)",
+            end_to_end / plain
+        );
     }
+    println!(
+        "  CURVE minus plaintext, lockstep p50: {:+.1} µs (target ≤ 50 µs)",
+        lockstep - plain_lockstep
+    );
     println!(
         "  (2)/(3) lockstep p50 over bare round trip p50: {:.1}×; lockstep p50 − bare p50 − SQLite commit p50 = {:.1} µs (target ≤ 100 µs)",
         lockstep / bare_rtt,
         lockstep - bare_rtt - commit
     );
 
-    let Some((_, end_to_end)) = throughput else {
+    let Some((_, end_to_end, _)) = throughput else {
         return;
     };
     let (chained, plain) = chain_cost(&env.dir, 20_000);
@@ -137,7 +165,11 @@ fn main() {
 
 /// The median of `runs` measurements.
 fn median(runs: usize, mut measure: impl FnMut() -> f64) -> f64 {
-    let mut values: Vec<f64> = (0..runs.max(1)).map(|_| measure()).collect();
+    middle((0..runs.max(1)).map(|_| measure()).collect())
+}
+
+/// The median of measured values (the upper one of an even count).
+fn middle(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -392,8 +424,8 @@ impl Env {
         let (_server, endpoint) = self.serve();
         let started = Instant::now();
         let status = self
-            .zavro()
-            .args(["send", &endpoint])
+            .client("send")
+            .arg(&endpoint)
             .stdin(File::open(input).unwrap())
             .stderr(Stdio::null())
             .status()
@@ -416,8 +448,8 @@ impl Env {
         let (server, endpoint) = self.serve();
         let pid = server.pid();
         let mut bench = self
-            .zavro()
-            .args(["bench", &endpoint, "--json", "--count"])
+            .client("bench")
+            .args([&endpoint, "--json", "--count"])
             .arg(records.to_string())
             .stdout(Stdio::null())
             .spawn()
@@ -431,8 +463,8 @@ impl Env {
     fn send_peak_rss(&self, input: &Path) -> u64 {
         let (_server, endpoint) = self.serve();
         let mut send = self
-            .zavro()
-            .args(["send", &endpoint])
+            .client("send")
+            .arg(&endpoint)
             .stdin(File::open(input).unwrap())
             .stderr(Stdio::null())
             .spawn()

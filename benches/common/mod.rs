@@ -24,6 +24,15 @@ pub const ZAVRO: &str = env!("CARGO_BIN_EXE_zavro");
 /// How long a server may take to print its `listening on` line, and to exit after SIGTERM.
 const SERVER_DEADLINE: Duration = Duration::from_secs(30);
 
+/// How the servers an [`Env`] starts and the clients it runs talk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// CurveZMQ, the default: clients pin the store's server key.
+    Curve,
+    /// `serve --plaintext` and `send --plaintext`.
+    Plaintext,
+}
+
 /// A store with one key, and servers started on it.
 pub struct Env {
     /// Where the store, the server's log and its output file live.
@@ -32,6 +41,10 @@ pub struct Env {
     pub key: String,
     /// Its secret.
     pub secret: String,
+    /// The store's server public key (Z85), which clients pin under CURVE.
+    pub server_key: String,
+    /// The transport of the servers started and clients run from now on.
+    pub transport: Transport,
 }
 
 /// Acknowledgement latency percentiles of one `zavro bench` run, in µs, and what they were measured on.
@@ -55,9 +68,27 @@ impl Env {
             dir: dir.to_owned(),
             key: String::new(),
             secret: String::new(),
+            server_key: String::new(),
+            transport: Transport::Curve,
         };
         (env.key, env.secret) = env.add_key();
+        let out = Command::new(ZAVRO)
+            .arg("--db")
+            .arg(env.db())
+            .args(["server-key", "--json"])
+            .env_remove("ZAVRO_DB")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "server-key failed");
+        let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
+        env.server_key = keys["current"].as_str().unwrap().to_owned();
         env
+    }
+
+    /// The same store, its servers and clients using `transport`.
+    pub fn with_transport(mut self, transport: Transport) -> Env {
+        self.transport = transport;
+        self
     }
 
     /// The store's path.
@@ -82,7 +113,8 @@ impl Env {
         )
     }
 
-    /// `zavro --db STORE` with this key's credentials in the environment (never on the command line).
+    /// `zavro --db STORE` with this key's credentials and the server key in the environment (never on the
+    /// command line).
     pub fn zavro(&self) -> Command {
         let mut command = Command::new(ZAVRO);
         command
@@ -90,23 +122,33 @@ impl Env {
             .arg(self.db())
             .env("ZAVRO_KEY", &self.key)
             .env("ZAVRO_SECRET", &self.secret)
+            .env("ZAVRO_SERVER_KEY", &self.server_key)
             .env_remove("ZAVRO_DB");
         command
     }
 
-    /// Starts a plaintext server (what `zavro bench` speaks today) writing its records to a file; returns it with
-    /// its endpoint.
+    /// `zavro COMMAND` as a client (`send`, `bench`) of this environment's transport.
+    pub fn client(&self, command: &str) -> Command {
+        let mut client = self.zavro();
+        client.arg(command);
+        if self.transport == Transport::Plaintext {
+            client.arg("--plaintext");
+        }
+        client
+    }
+
+    /// Starts a server writing its records to a file; returns it with its endpoint.
     pub fn serve(&self) -> (Server, String) {
         // The log goes to a file, as a deployment would send it to a file or the journal: a pipe read by this
         // harness would put a third process on the two cores, woken for every log line.
         let log = self.dir.join("serve.log");
-        let child = self
-            .zavro()
-            .args(["serve", "127.0.0.1:*", "--plaintext", "--output"])
-            .arg(self.dir.join("out.ndjson"))
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let mut serve = self.zavro();
+        serve.args(["serve", "127.0.0.1:*", "--output"]);
+        serve.arg(self.dir.join("out.ndjson"));
+        if self.transport == Transport::Plaintext {
+            serve.arg("--plaintext");
+        }
+        let child = serve.stderr(File::create(&log).unwrap()).spawn().unwrap();
         let server = Server(child);
         let deadline = Instant::now() + SERVER_DEADLINE;
         loop {
@@ -135,9 +177,9 @@ impl Env {
         let stdout = self.dir.join("lockstep.json");
         let stderr = self.dir.join("lockstep.err");
         let mut bench = self
-            .zavro()
+            .client("bench")
             .args([
-                "bench", endpoint, "--batch", "1", "--window", "1", "--json", "--count",
+                endpoint, "--batch", "1", "--window", "1", "--json", "--count",
             ])
             .arg(count.to_string())
             .stdout(File::create(&stdout).unwrap())
