@@ -5,10 +5,14 @@
 #
 #   cargo build --release && benches/scripts/lockstep-profile.sh target/release/zavro [REQUESTS]
 #
+# TRANSPORT=plaintext profiles `serve --plaintext` and `bench --plaintext`; the default is CURVE.
 # For function names, build with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only. Only 127.0.0.1 is used.
 set -euo pipefail
 Z=$(realpath "${1:?the zavro binary}")
 N=${2:-2000}
+TRANSPORT=${TRANSPORT:-curve}
+serve_flags=() bench_flags=()
+[ "$TRANSPORT" = plaintext ] && serve_flags=(--plaintext) bench_flags=(--plaintext)
 OUT=$(mktemp -d)
 D=$(mktemp -d /dev/shm/zavro-profile.XXXX)
 trap 'rm -rf "$D"' EXIT
@@ -23,13 +27,15 @@ run() {
     local serve_wrap=$1 bench_wrap=$2 log="$D/serve.log"
     rm -f "$log"
     # shellcheck disable=SC2086
-    $serve_wrap "$Z" --db "$D/zavro.db" serve 127.0.0.1:* --plaintext --output "$D/out.ndjson" 2>"$log" &
+    $serve_wrap "$Z" --db "$D/zavro.db" serve 127.0.0.1:* "${serve_flags[@]}" --output "$D/out.ndjson" 2>"$log" &
     local wrapper=$!
     for _ in $(seq 1 300); do grep -q "listening on" "$log" 2>/dev/null && break; sleep 0.1; done
     local endpoint
     endpoint=$(sed -n 's/^listening on \([^ ]*\) (.*/\1/p' "$log")
+    local flags=("${bench_flags[@]}")
+    [ "$TRANSPORT" = plaintext ] || flags=(--server-key "$(sed -n 's/^listening on [^ ]* (CURVE, server key \(.*\))$/\1/p' "$log")")
     # shellcheck disable=SC2086
-    $bench_wrap "$Z" --db "$D/zavro.db" bench "$endpoint" --batch 1 --window 1 --count "$N" --json >"$OUT/bench.json"
+    $bench_wrap "$Z" --db "$D/zavro.db" bench "$endpoint" "${flags[@]}" --batch 1 --window 1 --count "$N" --json >"$OUT/bench.json"
     # The server is the wrapper itself or its only child.
     local server
     server=$(pgrep -P "$wrapper" -f "zavro.*serve" || echo "$wrapper")
