@@ -96,3 +96,46 @@ fn a_reply_altered_on_the_path_makes_send_fail_and_never_report_the_records_stor
     );
     server.stop();
 }
+
+#[test]
+fn send_against_a_real_server_names_each_handshake_failure_and_exits_8() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let curve = Server::start_curve(&env, "tcp://127.0.0.1:*", &[]);
+    let plaintext = Server::start(&env, "tcp://127.0.0.1:*", &[]);
+    let server_key = curve.server_key().expect("a CURVE server").to_owned();
+    let stranger = zavro::curve::KeyPair::generate().unwrap().public_z85();
+    let failure = |assert: assert_cmd::assert::Assert| stderr_of(&assert.code(8));
+
+    let wrong_key = failure(env.send_curve(curve.endpoint(), &stranger, &key, &secret, "1"));
+    assert!(
+        wrong_key.contains("did not complete the CURVE handshake: wrong server key"),
+        "{wrong_key}"
+    );
+    let curve_to_plaintext =
+        failure(env.send_curve(plaintext.endpoint(), &server_key, &key, &secret, "1"));
+    assert!(
+        curve_to_plaintext.contains("did not complete the CURVE handshake"),
+        "{curve_to_plaintext}"
+    );
+    let plaintext_to_curve = failure(env.send(curve.endpoint(), &key, &secret, "1"));
+    // libzmq reports a mechanism mismatch, or only the closed connection when the server's close wins the race:
+    // either way the message points at CURVE.
+    assert!(
+        plaintext_to_curve.contains("requires CURVE")
+            || plaintext_to_curve.contains("does it require CURVE?"),
+        "{plaintext_to_curve}"
+    );
+    env.zavro()
+        .args(["keys", "revoke", &key])
+        .assert()
+        .success();
+    let revoked = failure(env.send_curve(curve.endpoint(), &server_key, &key, &secret, "1"));
+    assert!(
+        revoked.contains(&format!("refused key {key} at the handshake")),
+        "{revoked}"
+    );
+    assert!(env.output_lines().is_empty(), "nothing was stored");
+    curve.stop();
+    plaintext.stop();
+}
