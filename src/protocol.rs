@@ -308,7 +308,7 @@ pub struct ReplyFrame {
     #[serde(flatten)]
     pub reply: Reply,
     /// `base64(HMAC-SHA1(secret, reply-string-to-sign))` under the secret of the request's key, present when the
-    /// server read that key's secret (PROTOCOL.md, "Signed replies").
+    /// request proved to be signed with that key's secret (PROTOCOL.md, "Signed replies").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
 }

@@ -72,7 +72,7 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
         let (key, checker) = start_curve(store, &context)?;
         (Some(key), Some(checker))
     };
-    let socket = context
+    let mut socket = context
         .socket(zmq::ROUTER)
         .map_err(|e| Error::Other(format!("cannot create socket: {e}")))?;
     if endpoint.starts_with("tcp://[") {
@@ -95,6 +95,7 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
             .set_curve_server(true)
             .and_then(|()| socket.set_curve_secretkey(key.secret()))
             .and_then(|()| socket.set_zap_domain(zap::DOMAIN))
+            .and_then(|()| zap::fail_closed(&mut socket))
             .map_err(|e| Error::Other(format!("cannot set up CURVE: {e}")))?;
     }
     // The socket has its copy: the secret half is wiped here rather than kept for the whole run.

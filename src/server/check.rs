@@ -96,7 +96,8 @@ pub fn internal(message: &str) -> Rejection {
 /// Refuses the request unless it names the key its connection authenticated as: over CURVE, the ZAP handler
 /// admitted the connection as `authenticated` (the user id of every message on it), and a request may name no
 /// other key. Checked first: it needs no store lookup, and a connection that may not use a key never gets its
-/// secret read. A CURVE connection with no key at all would mean no handshake check ran, so it is refused too.
+/// secret read. A CURVE connection with no key at all is refused too, as a second line of defence: serve makes
+/// libzmq refuse handshakes no handler checked (`zap::fail_closed`).
 pub fn connection_vouches(
     request: &Request,
     transport: Transport,

@@ -22,6 +22,42 @@ pub const ENDPOINT: &str = "inproc://zeromq.zap.01";
 /// The ZAP domain `serve` sets on its socket; requests for any other domain are refused.
 pub const DOMAIN: &str = "zavro";
 
+/// libzmq's `ZMQ_ZAP_ENFORCE_DOMAIN` (zmq.h); the `zmq` crate has no setter for it.
+const ZMQ_ZAP_ENFORCE_DOMAIN: std::ffi::c_int = 93;
+
+unsafe extern "C" {
+    fn zmq_setsockopt(
+        socket: *mut std::ffi::c_void,
+        option: std::ffi::c_int,
+        value: *const std::ffi::c_void,
+        length: usize,
+    ) -> std::ffi::c_int;
+}
+
+/// Makes `socket` refuse every CURVE handshake when no handler answers at the ZAP endpoint. libzmq's default
+/// admits every client then ("Stonehouse" without authentication), so a handler thread that had stopped would
+/// leave the server open to anyone, and to a client-chosen `User-Id`.
+pub fn fail_closed(socket: &mut zmq::Socket) -> Result<(), zmq::Error> {
+    let enforce: std::ffi::c_int = 1;
+    // SAFETY: the socket pointer is live for the call; the value is a C int passed by pointer with its size, as
+    // zmq_setsockopt(3) requires for this option.
+    let rc = unsafe {
+        zmq_setsockopt(
+            socket.as_mut_ptr(),
+            ZMQ_ZAP_ENFORCE_DOMAIN,
+            (&enforce as *const std::ffi::c_int).cast(),
+            std::mem::size_of::<std::ffi::c_int>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(zmq::Error::from_raw(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    }
+}
+
 /// How long the handler waits for a request before it looks at its stop flag again.
 const POLL_INTERVAL_MS: i64 = 200;
 
@@ -292,6 +328,40 @@ mod tests {
         curve::KeyPair,
         server::testing::{KEY, SECRET, captured_log, store_with_key},
     };
+
+    /// Whether a CURVE ROUTER with the zavro domain but no handler bound lets a client's message through.
+    fn admitted_without_a_handler(enforce: bool) -> bool {
+        let context = zmq::Context::new();
+        let server = KeyPair::generate().unwrap();
+        let mut router = context.socket(zmq::ROUTER).unwrap();
+        router.set_curve_server(true).unwrap();
+        router.set_curve_secretkey(server.secret()).unwrap();
+        router.set_zap_domain(DOMAIN).unwrap();
+        if enforce {
+            fail_closed(&mut router).unwrap();
+        }
+        router.set_rcvtimeo(1000).unwrap();
+        router.bind("tcp://127.0.0.1:*").unwrap();
+        let endpoint = router.get_last_endpoint().unwrap().unwrap();
+        let client = KeyPair::for_client(KEY, SECRET.as_bytes()).unwrap();
+        let dealer = context.socket(zmq::DEALER).unwrap();
+        dealer.set_curve_serverkey(&server.public).unwrap();
+        dealer.set_curve_publickey(&client.public).unwrap();
+        dealer.set_curve_secretkey(client.secret()).unwrap();
+        dealer.set_linger(0).unwrap();
+        dealer.connect(&endpoint).unwrap();
+        dealer.send("hello", 0).unwrap();
+        router.recv_multipart(0).is_ok()
+    }
+
+    #[test]
+    fn without_a_handler_curve_handshakes_fail_closed() {
+        assert!(
+            admitted_without_a_handler(false),
+            "the control: libzmq's default admits anyone when no handler answers"
+        );
+        assert!(!admitted_without_a_handler(true));
+    }
 
     /// A CURVE ROUTER checked by a running handler, on a context of its own, with [`KEY`] in the store.
     struct Curve {
