@@ -252,9 +252,20 @@ impl Worker {
         )
         .and_then(|()| self.decide(transaction, state, &request, &mut found, now_us, log))
         .unwrap_or_else(Decision::Refuse);
+        // A request refused for naming a key its connection did not prove is recorded under the key the
+        // connection did prove (the message quotes the one named): otherwise any key holder could write audit
+        // rows under any key id it likes.
+        let key = match &decision {
+            Decision::Refuse(rejection)
+                if rejection.code == crate::protocol::RejectCode::KeyMismatch =>
+            {
+                arrival.authenticated_key.clone()
+            }
+            _ => Some(request.envelope.key),
+        };
         Verdict {
             nonce: Some(request.envelope.nonce),
-            key: Some(request.envelope.key),
+            key,
             peer: arrival.peer.clone(),
             size: arrival.size,
             schema: found.schema,
@@ -701,8 +712,8 @@ mod tests {
         );
         assert_eq!(
             rows[1].key_id.as_deref(),
-            Some(KEY),
-            "the key the request named"
+            Some("ZKSOMEONEELSE"),
+            "the key the connection proved, not the one the request named"
         );
         assert!(
             rows[1]

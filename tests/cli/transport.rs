@@ -217,9 +217,13 @@ fn a_connection_authenticated_as_one_key_may_not_send_for_another() {
     let rows = env.audit_sends();
     let reasons: Vec<&Value> = rows.iter().map(|r| &r["reason"]).collect();
     assert_eq!(reasons, [&json!("key_mismatch"), &Value::Null]);
-    assert_eq!(rows[0]["key"], key_b.as_str());
+    assert_eq!(
+        rows[0]["key"],
+        key_a.as_str(),
+        "recorded under the key the connection proved, not the one the request named"
+    );
     assert!(
-        rows[0]["message"].as_str().unwrap().contains(&key_a),
+        rows[0]["message"].as_str().unwrap().contains(&key_b),
         "{}",
         rows[0]
     );
