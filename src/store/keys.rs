@@ -64,7 +64,7 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![id, secret, label, now_us, expires_us, curve_public],
         )?;
-        AuditEntry::admin("key_add", id, now_us).insert(&tx, None, None)?;
+        AuditEntry::admin("key_add", Some(id), now_us).insert(&tx, None, None)?;
         tx.commit()?;
         Ok(())
     }
@@ -116,7 +116,7 @@ impl Store {
                     "UPDATE keys SET revoked_us = ?1 WHERE id = ?2",
                     params![now_us, id],
                 )?;
-                AuditEntry::admin("key_revoke", id, now_us).insert(&tx, None, None)?;
+                AuditEntry::admin("key_revoke", Some(id), now_us).insert(&tx, None, None)?;
                 now_us
             }
         };
@@ -142,15 +142,19 @@ pub(super) fn find_key(conn: &Connection, id: &str) -> Result<Option<StoredKey>,
 }
 
 impl AuditEntry<'_> {
-    /// An audit entry for a key-management action taken on this machine.
-    fn admin<'a>(action: &'a str, key_id: &'a str, now_us: i64) -> AuditEntry<'a> {
+    /// An audit entry for a key-management action taken on this machine, on API key `key_id` when it names one.
+    pub(super) fn admin<'a>(
+        action: &'a str,
+        key_id: Option<&'a str>,
+        now_us: i64,
+    ) -> AuditEntry<'a> {
         AuditEntry {
             time_us: now_us,
             action,
             status: Status::Accepted,
             reason: None,
             detail: None,
-            key_id: Some(key_id),
+            key_id,
             peer: Some("local"),
             records: 0,
             size: 0,

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
-use super::{AuditEntry, Status, Store, StoreError};
+use super::{AuditEntry, Store, StoreError};
 use crate::curve::{self, CurveError, KeyPair};
 
 /// The server public keys a client may need to pin: the one `serve` presents, and the next one if staged.
@@ -177,18 +177,8 @@ fn insert_pair(
 /// An audit row for a server key action; the detail is the public key, which is no secret.
 fn audit(conn: &Connection, action: &str, public: &str, now_us: i64) -> Result<(), StoreError> {
     AuditEntry {
-        time_us: now_us,
-        action,
-        status: Status::Accepted,
-        reason: None,
         detail: Some(public),
-        key_id: None,
-        peer: Some("local"),
-        records: 0,
-        size: 0,
-        schema: None,
-        requests: 1,
-        transport: None,
+        ..AuditEntry::admin(action, None, now_us)
     }
     .insert(conn, None, None)?;
     Ok(())
