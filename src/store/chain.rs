@@ -677,27 +677,44 @@ mod tests {
         assert!(store.verify_audit(None).unwrap().is_ok());
     }
 
-    #[test]
-    fn rows_written_before_schemas_existed_keep_their_hashes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old.db");
+    /// A store file made at schema version 1 with a key action and one accepted request (plus `more` SQL),
+    /// migrated to `version`, as a store of that version would be (chained by migration 2's backfill); returns
+    /// its path (mode 0600, ready for `Store::open`) and the hash its newest row then had.
+    fn old_store(
+        dir: &std::path::Path,
+        more: &str,
+        version: usize,
+    ) -> (std::path::PathBuf, String) {
+        let path = dir.join("old.db");
         let mut conn = Connection::open(&path).unwrap();
         super::super::MIGRATIONS.to_version(&mut conn, 1).unwrap();
         conn.execute_batch(
             "INSERT INTO audit (time_us, action, status, key_id, peer) VALUES (1, 'key_add', 'accepted', 'ZK1', 'local');
              INSERT INTO audit (time_us, action, status, key_id, peer, records, size)
-                 VALUES (2, 'send', 'accepted', 'ZK1', '10.0.0.1', 1, 99);
-             INSERT INTO payloads (audit_id, json) VALUES (2, '[1]');",
+                 VALUES (2, 'send', 'accepted', 'ZK1', '10.0.0.1', 1, 99);",
         )
         .unwrap();
-        // Version 5: chained by migration 2's backfill, as a store of that version would be.
-        super::super::MIGRATIONS.to_version(&mut conn, 5).unwrap();
-        let head_at_5: String = conn
+        conn.execute_batch(more).unwrap();
+        super::super::MIGRATIONS
+            .to_version(&mut conn, version)
+            .unwrap();
+        let head: String = conn
             .query_row("SELECT hash FROM audit WHERE id = 2", [], |row| row.get(0))
             .unwrap();
         drop(conn);
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
+        (path, head)
+    }
+
+    #[test]
+    fn rows_written_before_schemas_existed_keep_their_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, head_at_5) = old_store(
+            dir.path(),
+            "INSERT INTO payloads (audit_id, json) VALUES (2, '[1]');",
+            5,
+        );
         let store = Store::open(&path).unwrap();
         assert_eq!(store.audit_head().unwrap(), Some((2, head_at_5)));
         assert_eq!(store.verify_audit(None).unwrap().unwrap().rows, 2);
@@ -787,22 +804,7 @@ mod tests {
     #[test]
     fn rows_written_before_transports_keep_their_hashes_and_new_rows_chain_onto_them() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old.db");
-        let mut conn = Connection::open(&path).unwrap();
-        super::super::MIGRATIONS.to_version(&mut conn, 1).unwrap();
-        conn.execute_batch(
-            "INSERT INTO audit (time_us, action, status, key_id, peer) VALUES (1, 'key_add', 'accepted', 'ZK1', 'local');
-             INSERT INTO audit (time_us, action, status, key_id, peer, records, size)
-                 VALUES (2, 'send', 'accepted', 'ZK1', '10.0.0.1', 1, 99);",
-        )
-        .unwrap();
-        super::super::MIGRATIONS.to_version(&mut conn, 7).unwrap();
-        let hash_at_7: String = conn
-            .query_row("SELECT hash FROM audit WHERE id = 2", [], |row| row.get(0))
-            .unwrap();
-        drop(conn);
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
+        let (path, hash_at_7) = old_store(dir.path(), "", 7);
         let mut store = Store::open(&path).unwrap();
         assert_eq!(store.audit_head().unwrap(), Some((2, hash_at_7)));
         for transport in ["curve", "plaintext"] {
