@@ -8,6 +8,8 @@ mod audit;
 mod chain;
 mod group;
 mod keys;
+pub mod location;
+pub mod postgres;
 mod prune;
 mod requests;
 mod schemas;
@@ -29,6 +31,8 @@ pub use audit::{AuditCount, AuditEntry, AuditFilter, AuditRow, Status};
 pub use chain::{ChainBreak, Verified};
 pub use group::{Committed, Nonce, RequestGroup, RequestStore, SeenNonce};
 pub use keys::{KeyRecord, StoredKey};
+pub use location::Location;
+pub use postgres::{PgStore, PgUrl};
 pub use prune::Pruned;
 pub use requests::Batch;
 pub use schemas::SchemaRow;
@@ -157,6 +161,56 @@ pub enum StoreError {
     /// A query or write failed.
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// `--db` or `ZAVRO_DB` starts with `postgres://` but is not a URL zavro can use. The reason never quotes the
+    /// text, which may hold a password.
+    #[error("invalid PostgreSQL URL in --db or ZAVRO_DB: {0}")]
+    BadUrl(String),
+    /// The PostgreSQL server could not be reached, or refused the connection (authentication, TLS, no database).
+    #[error("cannot connect to store {url}: {reason}")]
+    PgConnect {
+        /// The URL, without its password.
+        url: String,
+        /// What failed, on one line.
+        reason: String,
+    },
+    /// The database has no zavro schema, and the command does not create one (only `keys add` does).
+    #[error(
+        "no zavro store in database {0}; `zavro keys add` creates one, or give the URL of an existing store (--db or ZAVRO_DB)"
+    )]
+    PgMissing(String),
+    /// The database's schema was made by a newer zavro.
+    #[error(
+        "store {url} has schema version {found}, newer than this zavro knows ({known}); upgrade zavro"
+    )]
+    PgTooNew {
+        /// The URL, without its password.
+        url: String,
+        /// The database's schema version.
+        found: usize,
+        /// The newest version this build knows.
+        known: usize,
+    },
+    /// A PostgreSQL migration failed; nothing of it was kept.
+    #[error("cannot upgrade store {url} to schema version {version}: {reason}")]
+    PgMigrate {
+        /// The URL, without its password.
+        url: String,
+        /// The version the failed migration makes.
+        version: usize,
+        /// PostgreSQL's error, on one line.
+        reason: String,
+    },
+    /// A PostgreSQL statement failed where the store is named in the message.
+    #[error("store {url}: {reason}")]
+    PgQuery {
+        /// The URL, without its password.
+        url: String,
+        /// PostgreSQL's error, on one line.
+        reason: String,
+    },
+    /// A PostgreSQL query or write failed.
+    #[error("store error: {}", postgres::one_line(.0))]
+    Postgres(#[from] ::postgres::Error),
 }
 
 /// An open store.
