@@ -18,9 +18,9 @@ set edit:completion:arg-completer[zavro] = {|@words|
     }
     var completions = [
         &'zavro'= {
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
             cand serve 'Receive signed Avro messages, verify them, audit every request, store and log accepted records'
@@ -38,10 +38,10 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --max-message-size 'Disconnect a peer, unanswered, once its request passes this many bytes (its frames'' sizes plus 128 per frame)'
             cand --max-skew 'Refuse requests whose timestamp is more than this many seconds from the server''s clock'
             cand --max-connections 'Most connections held at once [default: 1024, fewer if the open-file limit leaves less room]; further ones wait in the kernel''s queue until one closes. Each takes an open file: the server refuses to start when N connections and 64 files of its own do not fit under the hard open-file limit, and caps its soft limit at the files it holds plus N'
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --plaintext 'Accept unencrypted connections (ZeroMQ''s NULL mechanism) instead of CURVE, for benchmarks and clients without CURVE: anyone on the network path can read the records, and connections are not checked at the handshake (requests and replies are still signed). The start-up line and every audit row say plaintext'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;send'= {
             cand --key 'API key id [default: the profile''s key]. The secret comes from --secret-file, ZAVRO_SECRET, the profile, or a prompt on the terminal'
@@ -57,7 +57,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --codec 'Compression of the Avro blocks sent (JSON input only; an Avro file keeps its own codec)'
             cand --window 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ''s high-water mark)'
             cand --server-key 'The server''s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile''s server_key]. The connection is encrypted, and only the server holding that key can answer. While servers rotate their key, give two, NEW,OLD: each connection uses the one its server presents'
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --plaintext 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -73,16 +73,16 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --connections 'Connections (each in its own thread) sharing the records'
             cand --timeout 'Give up when a reply takes longer than this many seconds'
             cand --server-key 'The server''s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile''s server_key]. The connection is encrypted, and only the server holding that key can answer. While servers rotate their key, give two, NEW,OLD: each connection uses the one its server presents'
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --json 'Print one JSON object instead of text'
             cand --plaintext 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;keys'= {
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand add 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
             cand list 'List keys with label, creation, revocation, expiry, last use and accepted requests and records; never secrets'
             cand revoke 'Revoke a key: a running server refuses it from its next request on'
@@ -93,24 +93,24 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --save-profile 'Save the new key, its secret and this store''s server public key (which `serve` presents) as this profile of the credentials file (created mode 0600) instead of printing the secret [NAME: default]'
             cand --endpoint 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given'
             cand --expires 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`'
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --json 'Print {"key": …, "secret": …} as JSON'
             cand --secret-stdin 'Import an existing secret from stdin (first line) instead of generating one'
             cand --secret-prompt 'Import an existing secret typed at a prompt on the terminal (not echoed)'
             cand --force 'Replace a profile of the same name'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;keys;list'= {
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --json 'One JSON object per line instead of a table'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;keys;revoke'= {
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;keys;help'= {
             cand add 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
@@ -127,9 +127,9 @@ set edit:completion:arg-completer[zavro] = {|@words|
         &'zavro;keys;help;help'= {
         }
         &'zavro;audit'= {
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand query 'Show audit rows, oldest first: every request the server answered and every key change'
             cand verify 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
             cand head 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
@@ -149,7 +149,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --until 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)'
             cand --limit 'Only the N most recent matching rows (with --follow, default 10)'
             cand --format 'Output format: an aligned table, one JSON object per line, or CSV with a header row (a text field that begins with =, +, -, @, a tab or a carriage return gets a single quote in front, so a spreadsheet does not run it as a formula)'
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --json 'Shorthand for --format json'
             cand --payload 'Include the stored JSON records of accepted requests (implies --format json)'
             cand -f 'Keep running and print new matching rows as they are committed, until interrupted (Ctrl-C exits 0)'
@@ -159,43 +159,43 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;audit;verify'= {
             cand --against 'A head recorded earlier with `zavro audit head`; the chain must still contain it'
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;audit;head'= {
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;audit;stats'= {
             cand --since 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)'
             cand --until 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)'
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --json 'Print one JSON object instead of tables'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;audit;export'= {
             cand --since 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)'
             cand --until 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)'
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;audit;prune'= {
             cand --before 'Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least --max-skew seconds ago, so nothing inside the replay window is removed'
             cand --max-skew 'The largest --max-skew any server using this store runs with: rows newer than this many seconds (at least 300) are never pruned, since their nonces still refuse replays'
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --dry-run 'Print what would be removed, and remove nothing'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;audit;schemas'= {
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --json 'One JSON object per schema (with its canonical form and text) instead of a table'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;audit;help'= {
             cand query 'Show audit rows, oldest first: every request the server answered and every key change'
@@ -224,18 +224,18 @@ set edit:completion:arg-completer[zavro] = {|@words|
         &'zavro;audit;help;help'= {
         }
         &'zavro;server-key'= {
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --json 'Print {"current": …, "staged": … or null} as JSON: the key `serve` presents, and the one `rotate` will make current, if staged'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand rotate 'Make the staged key (or a new one) current and print it; servers present it once restarted'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'zavro;server-key;rotate'= {
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --stage 'Only make the next key and print it, without using it yet (a key already staged is kept), so that clients can be given it before the rotation'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;server-key;help'= {
             cand rotate 'Make the staged key (or a new one) current and print it; servers present it once restarted'
@@ -246,9 +246,9 @@ set edit:completion:arg-completer[zavro] = {|@words|
         &'zavro;server-key;help;help'= {
         }
         &'zavro;completions'= {
-            cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;help'= {
             cand serve 'Receive signed Avro messages, verify them, audit every request, store and log accepted records'

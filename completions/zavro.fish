@@ -24,8 +24,8 @@ function __fish_zavro_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c zavro -n "__fish_zavro_needs_command" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
-complete -c zavro -n "__fish_zavro_needs_command" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_needs_command" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
+complete -c zavro -n "__fish_zavro_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_needs_command" -s V -l version -d 'Print version'
 complete -c zavro -n "__fish_zavro_needs_command" -f -a "serve" -d 'Receive signed Avro messages, verify them, audit every request, store and log accepted records'
 complete -c zavro -n "__fish_zavro_needs_command" -f -a "send" -d 'Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted'
@@ -40,9 +40,9 @@ complete -c zavro -n "__fish_zavro_using_subcommand serve" -l schema -d 'Accept 
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -l max-message-size -d 'Disconnect a peer, unanswered, once its request passes this many bytes (its frames\' sizes plus 128 per frame)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -l max-skew -d 'Refuse requests whose timestamp is more than this many seconds from the server\'s clock' -r
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -l max-connections -d 'Most connections held at once [default: 1024, fewer if the open-file limit leaves less room]; further ones wait in the kernel\'s queue until one closes. Each takes an open file: the server refuses to start when N connections and 64 files of its own do not fit under the hard open-file limit, and caps its soft limit at the files it holds plus N' -r
-complete -c zavro -n "__fish_zavro_using_subcommand serve" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand serve" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
 complete -c zavro -n "__fish_zavro_using_subcommand serve" -l plaintext -d 'Accept unencrypted connections (ZeroMQ\'s NULL mechanism) instead of CURVE, for benchmarks and clients without CURVE: anyone on the network path can read the records, and connections are not checked at the handshake (requests and replies are still signed). The start-up line and every audit row say plaintext'
-complete -c zavro -n "__fish_zavro_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l key -d 'API key id [default: the profile\'s key]. The secret comes from --secret-file, ZAVRO_SECRET, the profile, or a prompt on the terminal' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l secret-file -d 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal' -r -F
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l profile -d 'Take key, secret and endpoint from this profile of the credentials file [default: the `default` profile, if there is one]; a flag or environment variable still wins over the profile' -r
@@ -60,7 +60,7 @@ snappy\t'Snappy, with the CRC32 the Avro specification adds'
 zstandard\t'Zstandard'"
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l window -d 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ\'s high-water mark)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l server-key -d 'The server\'s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile\'s server_key]. The connection is encrypted, and only the server holding that key can answer. While servers rotate their key, give two, NEW,OLD: each connection uses the one its server presents' -r
-complete -c zavro -n "__fish_zavro_using_subcommand send" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand send" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
 complete -c zavro -n "__fish_zavro_using_subcommand send" -l plaintext -d 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server\'s signature. Overrides ZAVRO_SERVER_KEY and the profile\'s server_key'
 complete -c zavro -n "__fish_zavro_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l key -d 'API key id (resolved as for `zavro send`: --key, ZAVRO_KEY, then the profile)' -r
@@ -73,12 +73,12 @@ complete -c zavro -n "__fish_zavro_using_subcommand bench" -l window -d 'Request
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l connections -d 'Connections (each in its own thread) sharing the records' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l timeout -d 'Give up when a reply takes longer than this many seconds' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l server-key -d 'The server\'s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile\'s server_key]. The connection is encrypted, and only the server holding that key can answer. While servers rotate their key, give two, NEW,OLD: each connection uses the one its server presents' -r
-complete -c zavro -n "__fish_zavro_using_subcommand bench" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l json -d 'Print one JSON object instead of text'
 complete -c zavro -n "__fish_zavro_using_subcommand bench" -l plaintext -d 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server\'s signature. Overrides ZAVRO_SERVER_KEY and the profile\'s server_key'
-complete -c zavro -n "__fish_zavro_using_subcommand bench" -s h -l help -d 'Print help'
-complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
-complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand bench" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "add" -d 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "list" -d 'List keys with label, creation, revocation, expiry, last use and accepted requests and records; never secrets'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and not __fish_seen_subcommand_from add list revoke help" -f -a "revoke" -d 'Revoke a key: a running server refuses it from its next request on'
@@ -87,23 +87,23 @@ complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcom
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l save-profile -d 'Save the new key, its secret and this store\'s server public key (which `serve` presents) as this profile of the credentials file (created mode 0600) instead of printing the secret [NAME: default]' -r
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l endpoint -d 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given' -r
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l expires -d 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`' -r
-complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l json -d 'Print {"key": …, "secret": …} as JSON'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l secret-stdin -d 'Import an existing secret from stdin (first line) instead of generating one'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l secret-prompt -d 'Import an existing secret typed at a prompt on the terminal (not echoed)'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -l force -d 'Replace a profile of the same name'
-complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
-complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from list" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from list" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from list" -l json -d 'One JSON object per line instead of a table'
-complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
-complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
-complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
+complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "add" -d 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "list" -d 'List keys with label, creation, revocation, expiry, last use and accepted requests and records; never secrets'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a key: a running server refuses it from its next request on'
 complete -c zavro -n "__fish_zavro_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune schemas help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune schemas help" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune schemas help" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune schemas help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune schemas help" -f -a "query" -d 'Show audit rows, oldest first: every request the server answered and every key change'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune schemas help" -f -a "verify" -d 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and not __fish_seen_subcommand_from query verify head stats export prune schemas help" -f -a "head" -d 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
@@ -124,33 +124,33 @@ complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subco
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l format -d 'Output format: an aligned table, one JSON object per line, or CSV with a header row (a text field that begins with =, +, -, @, a tab or a carriage return gets a single quote in front, so a spreadsheet does not run it as a formula)' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON object per line (the fields are listed in README.md)'
 csv\t'Comma-separated values with a header row (RFC 4180 quoting; text that would start a spreadsheet formula gets a single quote in front)'"
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l json -d 'Shorthand for --format json'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -l payload -d 'Include the stored JSON records of accepted requests (implies --format json)'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -s f -l follow -d 'Keep running and print new matching rows as they are committed, until interrupted (Ctrl-C exits 0)'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from query" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from verify" -l against -d 'A head recorded earlier with `zavro audit head`; the chain must still contain it' -r
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from verify" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from head" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from head" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from verify" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from head" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from head" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from stats" -l since -d 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from stats" -l until -d 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)' -r
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from stats" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from stats" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from stats" -l json -d 'Print one JSON object instead of tables'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from stats" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from stats" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from export" -l since -d 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)' -r
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from export" -l until -d 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)' -r
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from export" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from export" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from prune" -l before -d 'Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least --max-skew seconds ago, so nothing inside the replay window is removed' -r
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from prune" -l max-skew -d 'The largest --max-skew any server using this store runs with: rows newer than this many seconds (at least 300) are never pruned, since their nonces still refuse replays' -r
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from prune" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from prune" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from prune" -l dry-run -d 'Print what would be removed, and remove nothing'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from schemas" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from schemas" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from schemas" -l json -d 'One JSON object per schema (with its canonical form and text) instead of a table'
-complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from schemas" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from schemas" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "query" -d 'Show audit rows, oldest first: every request the server answered and every key change'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check the audit hash chain; name the first row that was edited, deleted, inserted or moved (exit 6)'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "head" -d 'Print the newest audit row as ROW:HASH, to record elsewhere for `audit verify --against`'
@@ -159,18 +159,18 @@ complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subco
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Remove old audit rows, their payloads and nonces; the rest of the chain still verifies'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "schemas" -d 'List the Avro writer schemas requests used, by fingerprint, or print one of them'
 complete -c zavro -n "__fish_zavro_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c zavro -n "__fish_zavro_using_subcommand server-key; and not __fish_seen_subcommand_from rotate help" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand server-key; and not __fish_seen_subcommand_from rotate help" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
 complete -c zavro -n "__fish_zavro_using_subcommand server-key; and not __fish_seen_subcommand_from rotate help" -l json -d 'Print {"current": …, "staged": … or null} as JSON: the key `serve` presents, and the one `rotate` will make current, if staged'
-complete -c zavro -n "__fish_zavro_using_subcommand server-key; and not __fish_seen_subcommand_from rotate help" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand server-key; and not __fish_seen_subcommand_from rotate help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand server-key; and not __fish_seen_subcommand_from rotate help" -f -a "rotate" -d 'Make the staged key (or a new one) current and print it; servers present it once restarted'
 complete -c zavro -n "__fish_zavro_using_subcommand server-key; and not __fish_seen_subcommand_from rotate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c zavro -n "__fish_zavro_using_subcommand server-key; and __fish_seen_subcommand_from rotate" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
+complete -c zavro -n "__fish_zavro_using_subcommand server-key; and __fish_seen_subcommand_from rotate" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
 complete -c zavro -n "__fish_zavro_using_subcommand server-key; and __fish_seen_subcommand_from rotate" -l stage -d 'Only make the next key and print it, without using it yet (a key already staged is kept), so that clients can be given it before the rotation'
-complete -c zavro -n "__fish_zavro_using_subcommand server-key; and __fish_seen_subcommand_from rotate" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand server-key; and __fish_seen_subcommand_from rotate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand server-key; and __fish_seen_subcommand_from help" -f -a "rotate" -d 'Make the staged key (or a new one) current and print it; servers present it once restarted'
 complete -c zavro -n "__fish_zavro_using_subcommand server-key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c zavro -n "__fish_zavro_using_subcommand completions" -l db -d 'SQLite store with keys and audit trail [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r -F
-complete -c zavro -n "__fish_zavro_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c zavro -n "__fish_zavro_using_subcommand completions" -l db -d 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user\'s data directory, e.g. ~/.local/share/zavro/zavro.db]' -r
+complete -c zavro -n "__fish_zavro_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send bench keys audit server-key completions help" -f -a "serve" -d 'Receive signed Avro messages, verify them, audit every request, store and log accepted records'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send bench keys audit server-key completions help" -f -a "send" -d 'Read JSON records from stdin, encode them as Avro, sign and send them; wait until all are accepted'
 complete -c zavro -n "__fish_zavro_using_subcommand help; and not __fish_seen_subcommand_from serve send bench keys audit server-key completions help" -f -a "bench" -d 'Measure throughput and acknowledgement latency against a running server with generated records'

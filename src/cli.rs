@@ -1,6 +1,6 @@
 //! The command line, as clap types only: no I/O here. `main` parses it and `cmd::run` acts on it.
 
-use std::path::PathBuf;
+use std::{ffi::OsString, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::{ArgValueCompleter, Shell};
@@ -178,16 +178,19 @@ The encoding of each row's hash is in AUDIT.md, so the chain can be checked with
 #[derive(Debug, Parser)]
 #[command(name = "zavro", version, help_expected = true, after_help = ROOT_EXAMPLES)]
 pub struct Cli {
-    /// SQLite store with keys and audit trail [default: the zavro folder of the user's data directory,
-    /// e.g. ~/.local/share/zavro/zavro.db]
+    /// The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the
+    /// user's data directory, e.g. ~/.local/share/zavro/zavro.db]
+    ///
+    /// A PostgreSQL password belongs in ~/.pgpass (or the file PGPASSFILE names), not in the URL: a URL with a
+    /// password is refused on the command line, where other users could read it.
     #[arg(
         long,
         global = true,
         env = "ZAVRO_DB",
         hide_env_values = true,
-        value_name = "PATH"
+        value_name = "PATH|URL"
     )]
-    pub db: Option<PathBuf>,
+    pub db: Option<OsString>,
 
     /// What to do.
     #[command(subcommand)]

@@ -1,6 +1,6 @@
 //! Completion at run time: the values only the store knows (key ids), read while the user types.
 
-use std::{ffi::OsStr, path::PathBuf};
+use std::ffi::OsStr;
 
 use clap_complete::CompletionCandidate;
 
@@ -9,7 +9,8 @@ use clap_complete::CompletionCandidate;
 /// `zavro` command print a completion script instead of running.
 pub const ENV_VAR: &str = "ZAVRO_COMPLETE";
 
-/// Dynamic completion of a key id: the unrevoked keys of the store named by ZAVRO_DB, else the default store.
+/// Dynamic completion of a key id: the unrevoked keys of the SQLite store named by ZAVRO_DB, else the default
+/// store (none for a PostgreSQL store).
 ///
 /// A completer sees only the word being completed, not the command line's `--db`, so it reads the environment
 /// the way clap would; any failure simply offers nothing.
@@ -17,8 +18,10 @@ pub fn key_id(current: &OsStr) -> Vec<CompletionCandidate> {
     let Some(current) = current.to_str() else {
         return Vec::new();
     };
-    let path = std::env::var_os("ZAVRO_DB").map(PathBuf::from);
-    let Ok(path) = crate::config::store_path(path.as_deref()) else {
+    let db = std::env::var_os(crate::config::DB_ENV);
+    // A PostgreSQL store is not read while typing: connecting may wait on the network or a password.
+    let Ok(crate::store::Location::Sqlite(path)) = crate::config::store_location(db.as_deref())
+    else {
         return Vec::new();
     };
     crate::store::active_key_ids(&path)

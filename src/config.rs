@@ -6,7 +6,9 @@
 //! likewise: `--server-key`, `ZAVRO_SERVER_KEY`, the profile's `server_key`; `--plaintext` instead of any.
 
 use std::{
-    env, fs,
+    env,
+    ffi::OsStr,
+    fs,
     path::{Path, PathBuf},
 };
 
@@ -18,6 +20,7 @@ use crate::{
     error::Error,
     hardening,
     profiles::{self, Profile, ProfileError},
+    store::Location,
 };
 
 /// Environment variable holding the API secret for `zavro send`.
@@ -29,16 +32,32 @@ pub const SECRET_ENV: &str = "ZAVRO_SECRET";
 /// `--plaintext` with `--server-key` on one command line is refused as a contradiction.
 pub const SERVER_KEY_ENV: &str = "ZAVRO_SERVER_KEY";
 
-/// The store path: `--db` / `ZAVRO_DB` if given (clap reads both), else `<data dir>/zavro/zavro.db`.
-pub fn store_path(flag: Option<&Path>) -> Result<PathBuf, Error> {
-    if let Some(path) = flag {
-        return Ok(path.to_owned());
+/// Environment variable naming the store (clap reads it for `--db`).
+pub const DB_ENV: &str = "ZAVRO_DB";
+
+/// The store: `--db` / `ZAVRO_DB` if given (clap reads both), else the SQLite file `<data dir>/zavro/zavro.db`.
+///
+/// A `postgres://` URL with a password is refused when it came from the command line, where other users can read
+/// it in the process list: the password belongs in the password file (or the URL in `ZAVRO_DB`).
+pub fn store_location(flag: Option<&OsStr>) -> Result<Location, Error> {
+    let Some(text) = flag else {
+        return dirs::data_dir()
+            .map(|dir| Location::Sqlite(dir.join("zavro").join("zavro.db")))
+            .ok_or_else(|| {
+                Error::Usage("cannot find a data directory for the store; give --db PATH".into())
+            });
+    };
+    let location = Location::from_os(text)?;
+    if let Location::Postgres(url) = &location
+        && url.password().is_some()
+        && env::var_os(DB_ENV).as_deref() != Some(text)
+    {
+        return Err(Error::Usage(format!(
+            "--db {url}: the URL holds a password, which other users can read on the command line; put it in \
+             ~/.pgpass (or the file PGPASSFILE names, mode 0600), or give the URL in {DB_ENV}"
+        )));
     }
-    dirs::data_dir()
-        .map(|dir| dir.join("zavro").join("zavro.db"))
-        .ok_or_else(|| {
-            Error::Usage("cannot find a data directory for the store; give --db PATH".into())
-        })
+    Ok(location)
 }
 
 /// The credentials file: `<config dir>/zavro/credentials`.

@@ -26,7 +26,7 @@ pub enum Error {
     /// Talking to the server failed, or it refused what was sent.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// The SQLite store could not be opened, migrated, read or written.
+    /// The store (SQLite or PostgreSQL) could not be opened, migrated, read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The credentials file could not be read or written, or lacks the profile asked for.
@@ -96,7 +96,8 @@ impl Error {
             // Not evidence of tampering: the head is simply gone, so nothing can be said about it.
             Error::Tampered(ChainBreak::HeadPruned { .. }) => exit::FAILURE,
             Error::Tampered(_) => exit::TAMPERED,
-            Error::Store(StoreError::Missing(_)) => exit::NO_STORE,
+            Error::Store(StoreError::Missing(_) | StoreError::PgMissing(_)) => exit::NO_STORE,
+            Error::Store(StoreError::BadUrl(_)) => exit::USAGE,
             Error::Client(_)
             | Error::Store(_)
             | Error::Random(_)

@@ -217,6 +217,8 @@ pub fn zavro_process() -> StdCommand {
     for var in ZAVRO_VARS {
         cmd.env_remove(var);
     }
+    // The PostgreSQL password file zavro reads like libpq; a test that wants one sets it.
+    cmd.env_remove("PGPASSFILE");
     cmd.env("XDG_CONFIG_HOME", "/nonexistent/zavro-test-config");
     cmd
 }

@@ -18,6 +18,7 @@ mod keys;
 mod on_path;
 mod operators;
 mod output_full;
+mod postgres;
 mod profiles;
 mod protocol_attacks;
 mod proxy;
@@ -29,3 +30,7 @@ mod terminal;
 mod transport;
 mod transport_client;
 mod zmtp;
+
+// The throwaway PostgreSQL cluster of the library's unit tests, one per test binary.
+#[path = "../../src/store/postgres/test_cluster.rs"]
+mod test_cluster;

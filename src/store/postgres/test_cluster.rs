@@ -378,6 +378,12 @@ impl Drop for Cluster {
     }
 }
 
+/// The database a URL of [`Cluster::url_as`] names.
+pub fn database_name(url: &str) -> &str {
+    let after_host = url.split_once("@/").map_or(url, |(_, rest)| rest);
+    after_host.split('?').next().unwrap_or(after_host)
+}
+
 /// Runs a command to completion; panics with its output when it fails.
 fn run(mut command: Command, what: &str) {
     let output = command

@@ -392,3 +392,24 @@ fn tls_configurations_build_for_every_mode_and_a_bad_root_file_is_one_line() {
         assert!(err.contains("holds no PEM certificate"), "{err}");
     }
 }
+
+#[test]
+fn a_private_cluster_can_be_stopped_and_started_under_a_store() {
+    let Some(cluster) = test_cluster::start_private() else {
+        return;
+    };
+    let url = url(&cluster.fresh_database());
+    let mut store = PgStore::connect_or_create(&url).unwrap();
+    cluster.stop();
+    store
+        .schema_version()
+        .expect_err("the server is stopped under the connection");
+    let err = PgStore::connect(&url).err().expect("nothing listens");
+    assert!(matches!(err, StoreError::PgConnect { .. }), "{err}");
+    cluster.start_again();
+    let mut store = PgStore::connect(&url).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    let dir = cluster.socket_dir().to_owned();
+    drop(cluster);
+    assert!(!dir.exists(), "a dropped private cluster removes its files");
+}
