@@ -479,12 +479,17 @@ fn check_side_files(path: &Path) -> Result<(), StoreError> {
                 describe_file_type(kind)
             )));
         }
-        access(&side, AccessFlags::R_OK | AccessFlags::W_OK).map_err(|e| {
-            unusable(format!(
-                "cannot be read and written by this process ({}); check its owner, mode and attributes (lsattr)",
-                std::io::Error::from(e)
-            ))
-        })?;
+        match access(&side, AccessFlags::R_OK | AccessFlags::W_OK) {
+            // SQLite deletes both files when the last connection closes: another process may do so between
+            // the look above and this check, which leaves nothing to object to.
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => {
+                return Err(unusable(format!(
+                    "cannot be read and written by this process ({}); check its owner, mode and attributes (lsattr)",
+                    std::io::Error::from(e)
+                )));
+            }
+        }
     }
     Ok(())
 }
