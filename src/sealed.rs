@@ -162,7 +162,8 @@ pub enum SealError {
 /// The key that seals a store's secrets: 32 bytes, wiped from memory when dropped, never printed (its `Debug`
 /// shows the fingerprint only).
 pub struct MasterKey {
-    bytes: Zeroizing<[u8; KEY_LEN]>,
+    /// On the heap, so moving the key moves a pointer and leaves no copy of the bytes behind.
+    bytes: Box<Zeroizing<[u8; KEY_LEN]>>,
     /// The file it was read from or written to, for messages; `None` for a key made in memory.
     source: Option<PathBuf>,
 }
@@ -180,15 +181,15 @@ impl MasterKey {
     /// A key from its bytes (tests, and backends that get the key some other way).
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> MasterKey {
         MasterKey {
-            bytes: Zeroizing::new(bytes),
+            bytes: Box::new(Zeroizing::new(bytes)),
             source: None,
         }
     }
 
     /// A new random key, in memory only.
     pub fn generate() -> Result<MasterKey, MasterKeyError> {
-        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        getrandom::fill(bytes.as_mut()).map_err(MasterKeyError::Random)?;
+        let mut bytes = Box::new(Zeroizing::new([0u8; KEY_LEN]));
+        getrandom::fill(bytes.as_mut_slice()).map_err(MasterKeyError::Random)?;
         Ok(MasterKey {
             bytes,
             source: None,
@@ -249,8 +250,9 @@ impl MasterKey {
                 line.len()
             )));
         }
-        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        hex::decode_to_slice(line, bytes.as_mut()).map_err(|_| malformed("is not hexadecimal"))?;
+        let mut bytes = Box::new(Zeroizing::new([0u8; KEY_LEN]));
+        hex::decode_to_slice(line, bytes.as_mut_slice())
+            .map_err(|_| malformed("is not hexadecimal"))?;
         Ok(MasterKey {
             bytes,
             source: Some(path.to_owned()),
@@ -274,7 +276,7 @@ impl MasterKey {
                 std::io::ErrorKind::AlreadyExists => MasterKeyError::Exists(path.to_owned()),
                 _ => io(source),
             })?;
-        let mut line = Zeroizing::new(hex::encode(key.bytes.as_ref()));
+        let mut line = Zeroizing::new(hex::encode(key.bytes.as_slice()));
         line.push('\n');
         let written = file
             .write_all(line.as_bytes())
@@ -309,13 +311,14 @@ impl MasterKey {
     pub fn fingerprint(&self) -> String {
         let digest = Sha256::new()
             .chain_update(FINGERPRINT_LABEL)
-            .chain_update(self.bytes.as_ref())
+            .chain_update(self.bytes.as_slice())
             .finalize();
         hex::encode(&digest[..FINGERPRINT_LEN / 2])
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(&(*self.bytes).into())
+        // From the slice: no temporary copy of the key is left on the stack.
+        XChaCha20Poly1305::new_from_slice(self.bytes.as_slice()).expect("a master key is 32 bytes")
     }
 
     /// Seals `plaintext` for `row`: a random 24-byte nonce followed by the ciphertext and its 16-byte tag.
@@ -456,7 +459,7 @@ mod tests {
         assert_ne!(key.fingerprint(), other.fingerprint());
         assert_eq!(
             key.fingerprint(),
-            MasterKey::from_bytes(*key.bytes).fingerprint()
+            MasterKey::from_bytes(**key.bytes).fingerprint()
         );
     }
 
