@@ -204,6 +204,11 @@ pub enum StoreError {
         "store: {0} is in clear text in a sealed store; it is not used (the store was altered)"
     )]
     ClearTextInSealedStore(String),
+    /// A server key pair's stored secret half does not give its stored public key.
+    #[error(
+        "store: the secret of server key {0} does not belong to that public key (the store was altered)"
+    )]
+    ServerKeyMismatch(String),
     /// A row holds neither a clear-text nor a sealed secret.
     #[error("store: {0} is missing")]
     NoSecret(String),

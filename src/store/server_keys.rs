@@ -191,9 +191,9 @@ fn read_pair(
     let secret = stored.reveal(conn, Row::ServerKey(&public), master)?;
     let pair = KeyPair::from_secret(curve::decode(&secret)?).map_err(curve_unavailable)?;
     if pair.public_z85() != public {
-        // The public key is what the sealed value is bound to; a secret half that does not match it was not
-        // stored by zavro.
-        return Err(StoreError::Curve(CurveError::NotAKey));
+        // Clients pin the public key (and a sealed secret is bound to it): a secret half that does not match it
+        // was not stored by zavro, and would make the server present a key nobody pins.
+        return Err(StoreError::ServerKeyMismatch(public));
     }
     Ok(Some(pair))
 }
@@ -245,6 +245,30 @@ mod tests {
                 current: first.public_z85(),
                 staged: None
             }
+        );
+    }
+
+    #[test]
+    fn a_secret_half_that_does_not_give_its_public_key_is_refused() {
+        let mut store = Store::open_in_memory().unwrap();
+        let public = store.server_key_pair(1).unwrap().public_z85();
+        let other = KeyPair::generate().unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE server_keys SET secret_key = ?1 WHERE state = 'current'",
+                [other.secret_z85().as_str()],
+            )
+            .unwrap();
+        let err = store.server_key_pair(2).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::ServerKeyMismatch(p) if *p == public),
+            "{err}"
+        );
+        assert_eq!(
+            store.server_keys(3).unwrap().current,
+            public,
+            "showing the public key reads no secret"
         );
     }
 

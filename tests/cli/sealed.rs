@@ -199,6 +199,29 @@ fn serve_and_keys_add_refuse_a_sealed_store_without_its_key_and_the_rest_work_wi
         .args(["keys", "add"])
         .assert()
         .code(MASTER_KEY_EXIT);
+    // The flag (or ZAVRO_MASTER_KEY_FILE) wins over the systemd credential.
+    let credentials = env.path("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::copy(&wrong, credentials.join("zavro-master-key")).unwrap();
+    let refused = env
+        .zavro()
+        .env("CREDENTIALS_DIRECTORY", &credentials)
+        .args(["keys", "add"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    assert!(
+        stderr_of(&refused).contains("zavro-master-key is"),
+        "{}",
+        stderr_of(&refused)
+    );
+    env.zavro()
+        .env("CREDENTIALS_DIRECTORY", &credentials)
+        .arg("--master-key-file")
+        .arg(&master)
+        .args(["keys", "add", "--label", "flag-wins"])
+        .assert()
+        .success();
+    assert_eq!(env.keys().len(), 2);
     // A key file others may read is refused too, naming the fix.
     std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o644)).unwrap();
     let refused = env
@@ -214,7 +237,11 @@ fn serve_and_keys_add_refuse_a_sealed_store_without_its_key_and_the_rest_work_wi
         stderr_of(&refused)
     );
     std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert_eq!(env.keys().len(), 1, "nothing was added");
+    assert_eq!(
+        env.keys().len(),
+        2,
+        "nothing was added without the right key"
+    );
 
     // Nothing below reads a secret, so none needs the key.
     env.zavro().args(["keys", "list"]).assert().success();
