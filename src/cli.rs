@@ -117,7 +117,7 @@ const STORE_EXAMPLES: &str = "\
 Examples:
   zavro store status                                             sealed or not, and under which key
   zavro --master-key-file /etc/zavro/master.key store seal --create-key
-  zavro --master-key-file /etc/zavro/master.key store reseal --new-master-key-file /etc/zavro/master-2.key --create-key
+  zavro --master-key-file old.key store reseal --new-master-key-file new.key --create-key
 
 A sealed store keeps every secret (API secrets, the server's CURVE secret keys) encrypted under a master key \
 that never enters the store, so the store file, a backup or a copy of it alone yields no usable secret. `serve` \
@@ -226,6 +226,7 @@ pub struct Cli {
         long,
         global = true,
         env = "ZAVRO_MASTER_KEY_FILE",
+        hide_env_values = true,
         value_name = "PATH"
     )]
     pub master_key_file: Option<PathBuf>,
