@@ -22,6 +22,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
     $completions = @(switch ($command) {
         'zavro' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -32,6 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Manage API keys: add, list, revoke')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read and check the audit trail')
             [CompletionResult]::new('server-key', 'server-key', [CompletionResultType]::ParameterValue, 'Print the server''s CURVE public key, which clients pin to know they reach this server; rotate it')
+            [CompletionResult]::new('store', 'store', [CompletionResultType]::ParameterValue, 'Seal the store''s secrets under a master key kept outside it, rotate that key, or show the state')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -43,6 +45,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--max-skew', '--max-skew', [CompletionResultType]::ParameterName, 'Refuse requests whose timestamp is more than this many seconds from the server''s clock')
             [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Most connections held at once [default: 1024, fewer if the open-file limit leaves less room]; further ones wait in the kernel''s queue until one closes. Each takes an open file: the server refuses to start when N connections and 64 files of its own do not fit under the hard open-file limit, and caps its soft limit at the files it holds plus N')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('--plaintext', '--plaintext', [CompletionResultType]::ParameterName, 'Accept unencrypted connections (ZeroMQ''s NULL mechanism) instead of CURVE, for benchmarks and clients without CURVE: anyone on the network path can read the records, and connections are not checked at the handshake (requests and replies are still signed). The start-up line and every audit row say plaintext')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -63,6 +66,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--window', '--window', [CompletionResultType]::ParameterName, 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ''s high-water mark)')
             [CompletionResult]::new('--server-key', '--server-key', [CompletionResultType]::ParameterName, 'The server''s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile''s server_key]. The connection is encrypted, and only the server holding that key can answer. While servers rotate their key, give two, NEW,OLD: each connection uses the one its server presents')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('--plaintext', '--plaintext', [CompletionResultType]::ParameterName, 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -80,6 +84,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up when a reply takes longer than this many seconds')
             [CompletionResult]::new('--server-key', '--server-key', [CompletionResultType]::ParameterName, 'The server''s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile''s server_key]. The connection is encrypted, and only the server holding that key can answer. While servers rotate their key, give two, NEW,OLD: each connection uses the one its server presents')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object instead of text')
             [CompletionResult]::new('--plaintext', '--plaintext', [CompletionResultType]::ParameterName, 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -88,6 +93,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;keys' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Create a key. Prints the key id and a new random secret once; the secret is never shown again')
@@ -102,6 +108,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--endpoint', '--endpoint', [CompletionResultType]::ParameterName, 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given')
             [CompletionResult]::new('--expires', '--expires', [CompletionResultType]::ParameterName, 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"key": …, "secret": …} as JSON')
             [CompletionResult]::new('--secret-stdin', '--secret-stdin', [CompletionResultType]::ParameterName, 'Import an existing secret from stdin (first line) instead of generating one')
             [CompletionResult]::new('--secret-prompt', '--secret-prompt', [CompletionResultType]::ParameterName, 'Import an existing secret typed at a prompt on the terminal (not echoed)')
@@ -112,6 +119,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;keys;list' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON object per line instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -119,6 +127,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;keys;revoke' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -144,6 +153,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;audit' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('query', 'query', [CompletionResultType]::ParameterValue, 'Show audit rows, oldest first: every request the server answered and every key change')
@@ -167,6 +177,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Only the N most recent matching rows (with --follow, default 10)')
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format: an aligned table, one JSON object per line, or CSV with a header row (a text field that begins with =, +, -, @, a tab or a carriage return gets a single quote in front, so a spreadsheet does not run it as a formula)')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Shorthand for --format json')
             [CompletionResult]::new('--payload', '--payload', [CompletionResultType]::ParameterName, 'Include the stored JSON records of accepted requests (implies --format json)')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Keep running and print new matching rows as they are committed, until interrupted (Ctrl-C exits 0)')
@@ -178,12 +189,14 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         'zavro;audit;verify' {
             [CompletionResult]::new('--against', '--against', [CompletionResultType]::ParameterName, 'A head recorded earlier with `zavro audit head`; the chain must still contain it')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'zavro;audit;head' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -192,6 +205,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)')
             [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object instead of tables')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -201,6 +215,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)')
             [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -209,6 +224,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--before', '--before', [CompletionResultType]::ParameterName, 'Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least --max-skew seconds ago, so nothing inside the replay window is removed')
             [CompletionResult]::new('--max-skew', '--max-skew', [CompletionResultType]::ParameterName, 'The largest --max-skew any server using this store runs with: rows newer than this many seconds (at least 300) are never pruned, since their nonces still refuse replays')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print what would be removed, and remove nothing')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -216,6 +232,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;audit;schemas' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'One JSON object per schema (with its canonical form and text) instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -258,6 +275,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;server-key' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print {"current": …, "staged": … or null} as JSON: the key `serve` presents, and the one `rotate` will make current, if staged')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -267,6 +285,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;server-key;rotate' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('--stage', '--stage', [CompletionResultType]::ParameterName, 'Only make the next key and print it, without using it yet (a key already staged is kept), so that clients can be given it before the rotation')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -283,8 +302,63 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         'zavro;server-key;help;help' {
             break
         }
+        'zavro;store' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under')
+            [CompletionResult]::new('seal', 'seal', [CompletionResultType]::ParameterValue, 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file')
+            [CompletionResult]::new('reseal', 'reseal', [CompletionResultType]::ParameterValue, 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'zavro;store;status' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'zavro;store;seal' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
+            [CompletionResult]::new('--create-key', '--create-key', [CompletionResultType]::ParameterName, 'Make a new random master key and write it to the --master-key-file path first (mode 0600; an existing file is never overwritten)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'zavro;store;reseal' {
+            [CompletionResult]::new('--new-master-key-file', '--new-master-key-file', [CompletionResultType]::ParameterName, 'The file of the master key to seal under from now on')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
+            [CompletionResult]::new('--create-key', '--create-key', [CompletionResultType]::ParameterName, 'Make the new key and write it to --new-master-key-file first (mode 0600; never overwrites a file)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'zavro;store;help' {
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under')
+            [CompletionResult]::new('seal', 'seal', [CompletionResultType]::ParameterValue, 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file')
+            [CompletionResult]::new('reseal', 'reseal', [CompletionResultType]::ParameterValue, 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'zavro;store;help;status' {
+            break
+        }
+        'zavro;store;help;seal' {
+            break
+        }
+        'zavro;store;help;reseal' {
+            break
+        }
+        'zavro;store;help;help' {
+            break
+        }
         'zavro;completions' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -296,6 +370,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Manage API keys: add, list, revoke')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read and check the audit trail')
             [CompletionResult]::new('server-key', 'server-key', [CompletionResultType]::ParameterValue, 'Print the server''s CURVE public key, which clients pin to know they reach this server; rotate it')
+            [CompletionResult]::new('store', 'store', [CompletionResultType]::ParameterValue, 'Seal the store''s secrets under a master key kept outside it, rotate that key, or show the state')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -360,6 +435,21 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             break
         }
         'zavro;help;server-key;rotate' {
+            break
+        }
+        'zavro;help;store' {
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under')
+            [CompletionResult]::new('seal', 'seal', [CompletionResultType]::ParameterValue, 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file')
+            [CompletionResult]::new('reseal', 'reseal', [CompletionResultType]::ParameterValue, 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction')
+            break
+        }
+        'zavro;help;store;status' {
+            break
+        }
+        'zavro;help;store;seal' {
+            break
+        }
+        'zavro;help;store;reseal' {
             break
         }
         'zavro;help;completions' {

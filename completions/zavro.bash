@@ -40,6 +40,9 @@ _zavro() {
             zavro,server-key)
                 cmd="zavro__subcmd__server__subcmd__key"
                 ;;
+            zavro,store)
+                cmd="zavro__subcmd__store"
+                ;;
             zavro__subcmd__audit,export)
                 cmd="zavro__subcmd__audit__subcmd__export"
                 ;;
@@ -112,6 +115,9 @@ _zavro() {
             zavro__subcmd__help,server-key)
                 cmd="zavro__subcmd__help__subcmd__server__subcmd__key"
                 ;;
+            zavro__subcmd__help,store)
+                cmd="zavro__subcmd__help__subcmd__store"
+                ;;
             zavro__subcmd__help__subcmd__audit,export)
                 cmd="zavro__subcmd__help__subcmd__audit__subcmd__export"
                 ;;
@@ -144,6 +150,15 @@ _zavro() {
                 ;;
             zavro__subcmd__help__subcmd__server__subcmd__key,rotate)
                 cmd="zavro__subcmd__help__subcmd__server__subcmd__key__subcmd__rotate"
+                ;;
+            zavro__subcmd__help__subcmd__store,reseal)
+                cmd="zavro__subcmd__help__subcmd__store__subcmd__reseal"
+                ;;
+            zavro__subcmd__help__subcmd__store,seal)
+                cmd="zavro__subcmd__help__subcmd__store__subcmd__seal"
+                ;;
+            zavro__subcmd__help__subcmd__store,status)
+                cmd="zavro__subcmd__help__subcmd__store__subcmd__status"
                 ;;
             zavro__subcmd__keys,add)
                 cmd="zavro__subcmd__keys__subcmd__add"
@@ -181,6 +196,30 @@ _zavro() {
             zavro__subcmd__server__subcmd__key__subcmd__help,rotate)
                 cmd="zavro__subcmd__server__subcmd__key__subcmd__help__subcmd__rotate"
                 ;;
+            zavro__subcmd__store,help)
+                cmd="zavro__subcmd__store__subcmd__help"
+                ;;
+            zavro__subcmd__store,reseal)
+                cmd="zavro__subcmd__store__subcmd__reseal"
+                ;;
+            zavro__subcmd__store,seal)
+                cmd="zavro__subcmd__store__subcmd__seal"
+                ;;
+            zavro__subcmd__store,status)
+                cmd="zavro__subcmd__store__subcmd__status"
+                ;;
+            zavro__subcmd__store__subcmd__help,help)
+                cmd="zavro__subcmd__store__subcmd__help__subcmd__help"
+                ;;
+            zavro__subcmd__store__subcmd__help,reseal)
+                cmd="zavro__subcmd__store__subcmd__help__subcmd__reseal"
+                ;;
+            zavro__subcmd__store__subcmd__help,seal)
+                cmd="zavro__subcmd__store__subcmd__help__subcmd__seal"
+                ;;
+            zavro__subcmd__store__subcmd__help,status)
+                cmd="zavro__subcmd__store__subcmd__help__subcmd__status"
+                ;;
             *)
                 ;;
         esac
@@ -188,13 +227,17 @@ _zavro() {
 
     case "${cmd}" in
         zavro)
-            opts="-h -V --db --help --version serve send bench keys audit server-key completions help"
+            opts="-h -V --db --master-key-file --help --version serve send bench keys audit server-key store completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -206,13 +249,17 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit)
-            opts="-h --db --help query verify head stats export prune schemas help"
+            opts="-h --db --master-key-file --help query verify head stats export prune schemas help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -224,7 +271,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit__subcmd__export)
-            opts="-h --since --until --db --help"
+            opts="-h --since --until --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -242,6 +289,10 @@ _zavro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -250,13 +301,17 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit__subcmd__head)
-            opts="-h --db --help"
+            opts="-h --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -394,7 +449,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit__subcmd__prune)
-            opts="-h --before --dry-run --max-skew --db --help"
+            opts="-h --before --dry-run --max-skew --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -412,6 +467,10 @@ _zavro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -420,7 +479,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit__subcmd__query)
-            opts="-f -h --key --status --peer --reason --schema --since --until --limit --format --json --payload --follow --db --help"
+            opts="-f -h --key --status --peer --reason --schema --since --until --limit --format --json --payload --follow --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -466,6 +525,10 @@ _zavro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -474,13 +537,17 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit__subcmd__schemas)
-            opts="-h --json --db --help"
+            opts="-h --json --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -492,7 +559,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit__subcmd__stats)
-            opts="-h --since --until --json --db --help"
+            opts="-h --since --until --json --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -510,6 +577,10 @@ _zavro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -518,7 +589,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__audit__subcmd__verify)
-            opts="-h --against --db --help"
+            opts="-h --against --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -532,6 +603,10 @@ _zavro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -540,7 +615,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__bench)
-            opts="-h --key --secret-file --profile --count --record-size --batch --window --connections --timeout --json --server-key --plaintext --db --help"
+            opts="-h --key --secret-file --profile --count --record-size --batch --window --connections --timeout --json --server-key --plaintext --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -590,6 +665,10 @@ _zavro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -598,13 +677,17 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__completions)
-            opts="-h --db --help bash elvish fish powershell zsh"
+            opts="-h --db --master-key-file --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -616,7 +699,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__help)
-            opts="serve send bench keys audit server-key completions help"
+            opts="serve send bench keys audit server-key store completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -895,14 +978,74 @@ _zavro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        zavro__subcmd__help__subcmd__store)
+            opts="status seal reseal"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__help__subcmd__store__subcmd__reseal)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__help__subcmd__store__subcmd__seal)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__help__subcmd__store__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         zavro__subcmd__keys)
-            opts="-h --db --help add list revoke help"
+            opts="-h --db --master-key-file --help add list revoke help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -914,7 +1057,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__keys__subcmd__add)
-            opts="-h --label --json --secret-stdin --secret-prompt --save-profile --endpoint --force --expires --db --help"
+            opts="-h --label --json --secret-stdin --secret-prompt --save-profile --endpoint --force --expires --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -937,6 +1080,10 @@ _zavro() {
                     return 0
                     ;;
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1018,13 +1165,17 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__keys__subcmd__list)
-            opts="-h --json --db --help"
+            opts="-h --json --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1036,13 +1187,17 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__keys__subcmd__revoke)
-            opts="-h --db --help"
+            opts="-h --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1054,7 +1209,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__send)
-            opts="-h --key --secret-file --profile --timeout --retries --batch --batch-bytes --linger --format --schema --codec --window --server-key --plaintext --db --help"
+            opts="-h --key --secret-file --profile --timeout --retries --batch --batch-bytes --linger --format --schema --codec --window --server-key --plaintext --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1116,6 +1271,10 @@ _zavro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1124,7 +1283,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__serve)
-            opts="-h --output --schema --max-message-size --plaintext --max-skew --max-connections --db --help"
+            opts="-h --output --schema --max-message-size --plaintext --max-skew --max-connections --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1154,6 +1313,10 @@ _zavro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1162,13 +1325,17 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__server__subcmd__key)
-            opts="-h --json --db --help rotate help"
+            opts="-h --json --db --master-key-file --help rotate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1222,13 +1389,179 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__server__subcmd__key__subcmd__rotate)
-            opts="-h --stage --db --help"
+            opts="-h --stage --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__store)
+            opts="-h --db --master-key-file --help status seal reseal help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__store__subcmd__help)
+            opts="status seal reseal help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__store__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__store__subcmd__help__subcmd__reseal)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__store__subcmd__help__subcmd__seal)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__store__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__store__subcmd__reseal)
+            opts="-h --new-master-key-file --create-key --db --master-key-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --new-master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__store__subcmd__seal)
+            opts="-h --create-key --db --master-key-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__store__subcmd__status)
+            opts="-h --db --master-key-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -14,7 +14,8 @@ Examples:
 
 Exit codes: 0 success, 1 failure, 2 usage error, 3 bad input, 4 rejected by the server,
 5 server unreachable or silent, 6 audit chain broken, 7 no store, 8 server not authenticated
-(wrong server key, plaintext/CURVE mismatch, key refused at the handshake, reply not signed).";
+(wrong server key, plaintext/CURVE mismatch, key refused at the handshake, reply not signed),
+9 master key missing, wrong or unusable (sealed store).";
 
 const SERVE_EXAMPLES: &str = "\
 Examples:
@@ -112,6 +113,35 @@ then restart `serve`. Until the restart, running servers present the old key, an
 keep their session until they reconnect; a client that reconnects to the restarted server must pin the new \
 key. Rotating without a staged key makes a new one at once.";
 
+const STORE_EXAMPLES: &str = "\
+Examples:
+  zavro store status                                             sealed or not, and under which key
+  zavro --master-key-file /etc/zavro/master.key store seal --create-key
+  zavro --master-key-file old.key store reseal --new-master-key-file new.key --create-key
+
+A sealed store keeps every secret (API secrets, the server's CURVE secret keys) encrypted under a master key \
+that never enters the store, so the store file, a backup or a copy of it alone yields no usable secret. `serve` \
+and `keys add` then need the key file: --master-key-file, ZAVRO_MASTER_KEY_FILE, or the systemd credential \
+zavro-master-key (LoadCredential=); other commands do not.";
+
+const STORE_SEAL_EXAMPLES: &str = "\
+Examples:
+  zavro --master-key-file /etc/zavro/master.key store seal --create-key    make the key file, then seal
+  ZAVRO_MASTER_KEY_FILE=/etc/zavro/master.key zavro store seal             seal under a key file you made
+
+The key file holds 64 hexadecimal digits (32 random bytes) on one line, mode 0600; --create-key writes one and \
+never overwrites a file. Keep a copy of it apart from the store's backups: without it the secrets are lost. \
+Stop the servers first; afterwards each needs the key file. The file is rebuilt (VACUUM) so no clear-text \
+copy of a secret is left in it.";
+
+const STORE_RESEAL_EXAMPLES: &str = "\
+Examples:
+  zavro --master-key-file old.key store reseal --new-master-key-file new.key --create-key
+
+Rotation: every secret is opened with the current key and sealed under the new one in one transaction. Servers \
+running on the old key refuse requests as internal errors until restarted with the new key file: stop them \
+first, or roll them onto the new key file at once. Backups made before stay sealed under the old key.";
+
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
   source <(ZAVRO_COMPLETE=bash zavro)             in ~/.bashrc: also completes key ids for `keys revoke`
@@ -192,6 +222,18 @@ pub struct Cli {
     )]
     pub db: Option<OsString>,
 
+    /// The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write
+    /// secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in
+    /// $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself.
+    #[arg(
+        long,
+        global = true,
+        env = "ZAVRO_MASTER_KEY_FILE",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
+    pub master_key_file: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -218,6 +260,9 @@ pub enum Command {
     /// Print the server's CURVE public key, which clients pin to know they reach this server; rotate it.
     #[command(after_help = SERVER_KEY_EXAMPLES)]
     ServerKey(ServerKeyArgs),
+    /// Seal the store's secrets under a master key kept outside it, rotate that key, or show the state.
+    #[command(subcommand, after_help = STORE_EXAMPLES)]
+    Store(StoreCommand),
     /// Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`.
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
@@ -708,6 +753,41 @@ pub struct ServerKeyRotateArgs {
     /// clients can be given it before the rotation.
     #[arg(long)]
     pub stage: bool,
+}
+
+/// `zavro store …`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Print whether the store is sealed, and the fingerprint of the master key it is sealed under.
+    Status,
+    /// Seal every secret of the store under the master key of --master-key-file (made first with
+    /// --create-key); from then on serve and keys add need that key file.
+    #[command(after_help = STORE_SEAL_EXAMPLES)]
+    Seal(StoreSealArgs),
+    /// Move every secret from the current master key (--master-key-file) to a new one, in one transaction.
+    #[command(after_help = STORE_RESEAL_EXAMPLES)]
+    Reseal(StoreResealArgs),
+}
+
+/// Options of `zavro store seal`.
+#[derive(Debug, Args)]
+pub struct StoreSealArgs {
+    /// Make a new random master key and write it to the --master-key-file path first (mode 0600; an existing
+    /// file is never overwritten).
+    #[arg(long)]
+    pub create_key: bool,
+}
+
+/// Options of `zavro store reseal`.
+#[derive(Debug, Args)]
+pub struct StoreResealArgs {
+    /// The file of the master key to seal under from now on.
+    #[arg(long, value_name = "PATH")]
+    pub new_master_key_file: PathBuf,
+
+    /// Make the new key and write it to --new-master-key-file first (mode 0600; never overwrites a file).
+    #[arg(long)]
+    pub create_key: bool,
 }
 
 /// Options of `zavro completions`.

@@ -4,6 +4,8 @@
 //! (`ZAVRO_KEY`, `ZAVRO_SECRET`), the profile (`--profile`, else `ZAVRO_PROFILE`, else `default` if the
 //! credentials file has it), and last, for the secret only, a prompt on the terminal. The server's CURVE key
 //! likewise: `--server-key`, `ZAVRO_SERVER_KEY`, the profile's `server_key`; `--plaintext` instead of any.
+//! The master key of a sealed store: the file named by `--master-key-file` or `ZAVRO_MASTER_KEY_FILE`, else the
+//! systemd credential `zavro-master-key`; the key itself is never in the environment or on the command line.
 
 use std::{
     env,
@@ -20,6 +22,7 @@ use crate::{
     error::Error,
     hardening,
     profiles::{self, Profile, ProfileError},
+    sealed::MasterKey,
     store::Location,
 };
 
@@ -58,6 +61,49 @@ pub fn store_location(flag: Option<&OsStr>) -> Result<Location, Error> {
         )));
     }
     Ok(location)
+}
+
+/// Environment variable naming the master key file (clap reads it for `--master-key-file`). It names the file:
+/// the key itself is never put in the environment, where child processes and `/proc` could read it.
+pub const MASTER_KEY_FILE_ENV: &str = "ZAVRO_MASTER_KEY_FILE";
+
+/// The systemd credential holding the master key, `LoadCredential=zavro-master-key:/etc/zavro/master.key`: read
+/// from `$CREDENTIALS_DIRECTORY` when neither the flag nor the variable names a file.
+pub const MASTER_KEY_CREDENTIAL: &str = "zavro-master-key";
+
+/// Where systemd puts a unit's credentials (`LoadCredential=`).
+pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
+
+/// Where the master key comes from, when it comes from anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterKeyFile {
+    /// A file named by `--master-key-file` or `ZAVRO_MASTER_KEY_FILE`.
+    Given(PathBuf),
+    /// The systemd credential in `$CREDENTIALS_DIRECTORY`.
+    Credential(PathBuf),
+}
+
+/// The master key file: `--master-key-file` / `ZAVRO_MASTER_KEY_FILE` (clap reads both), else
+/// `$CREDENTIALS_DIRECTORY/zavro-master-key` when that exists, else none.
+pub fn master_key_file(flag: Option<&Path>) -> Option<MasterKeyFile> {
+    if let Some(path) = flag {
+        return Some(MasterKeyFile::Given(path.to_owned()));
+    }
+    let credential =
+        PathBuf::from(env::var_os(CREDENTIALS_DIRECTORY_ENV)?).join(MASTER_KEY_CREDENTIAL);
+    credential
+        .exists()
+        .then_some(MasterKeyFile::Credential(credential))
+}
+
+/// The master key, read from the file [`master_key_file`] finds, or `None` when none is configured. Read only by
+/// the commands that need secrets, so a missing or broken key file never stops `keys list` or `audit`.
+pub fn master_key(flag: Option<&Path>) -> Result<Option<MasterKey>, Error> {
+    Ok(match master_key_file(flag) {
+        Some(MasterKeyFile::Given(path)) => Some(MasterKey::load(&path)?),
+        Some(MasterKeyFile::Credential(path)) => Some(MasterKey::load_credential(&path)?),
+        None => None,
+    })
 }
 
 /// The credentials file: `<config dir>/zavro/credentials`.

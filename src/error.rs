@@ -8,6 +8,7 @@ use crate::{
     credentials::RandomError,
     input::InputError,
     profiles::ProfileError,
+    sealed::MasterKeyError,
     store::{ChainBreak, StoreError},
 };
 
@@ -35,6 +36,9 @@ pub enum Error {
     /// The OS random number generator failed.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// The master key file could not be read or written.
+    #[error(transparent)]
+    MasterKey(#[from] MasterKeyError),
     /// `audit verify` found the hash chain broken.
     #[error("audit trail verification failed: {0}")]
     Tampered(#[from] ChainBreak),
@@ -72,6 +76,9 @@ pub mod exit {
     /// The server could not be authenticated: a wrong server key or transport, a key refused at the handshake,
     /// or a reply the server did not sign.
     pub const UNAUTHENTICATED: u8 = 8;
+    /// The store is sealed and the master key is missing or wrong, the key file cannot be used, or a master key
+    /// was given for a store that is not sealed.
+    pub const MASTER_KEY: u8 = 9;
 }
 
 impl Error {
@@ -98,6 +105,13 @@ impl Error {
             Error::Tampered(_) => exit::TAMPERED,
             Error::Store(StoreError::Missing(_) | StoreError::PgMissing(_)) => exit::NO_STORE,
             Error::Store(StoreError::BadUrl(_)) => exit::USAGE,
+            Error::MasterKey(_)
+            | Error::Store(
+                StoreError::Locked { .. }
+                | StoreError::WrongMasterKey { .. }
+                | StoreError::NotSealed { .. }
+                | StoreError::SameMasterKey(_),
+            ) => exit::MASTER_KEY,
             Error::Client(_)
             | Error::Store(_)
             | Error::Random(_)

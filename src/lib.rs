@@ -7,7 +7,7 @@
 //!   (HMAC sign and constant-time verify), [`avro`] (JSON ↔ Avro container files, schema fingerprints),
 //!   [`input`] (stdin text to records), [`batch`] (records cut into requests by count, bytes and linger time),
 //!   [`untrusted`] (wire text made safe to show), [`endpoint`], [`credentials`], [`timestamp`], [`bench`] (load
-//!   generation, percentiles).
+//!   generation, percentiles), [`sealed`] (the master key and the sealing of secrets at rest, for any backend).
 //! - State: [`store`] (SQLite: migrations, keys, audit, payloads, schemas, nonces; the server reaches it only
 //!   through the [`store::RequestStore`] seam, which a second backend implements).
 //! - Network: [`server`] (the request pipeline, frames → checks → one commit per group → replies, and the loop
@@ -41,6 +41,7 @@ pub mod input;
 pub mod profiles;
 pub mod protocol;
 pub mod read_ahead;
+pub mod sealed;
 pub mod server;
 pub mod store;
 pub mod table;

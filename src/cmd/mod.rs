@@ -7,9 +7,10 @@ mod keys;
 mod send;
 mod serve;
 mod server_key;
+mod store;
 
 use crate::{
-    cli::{AuditCommand, Cli, Command, KeysCommand, ServerKeyCommand},
+    cli::{AuditCommand, Cli, Command, KeysCommand, ServerKeyCommand, StoreCommand},
     config,
     error::Error,
     store::{Location, PgStore, PgUrl, Store},
@@ -17,8 +18,10 @@ use crate::{
 
 /// Runs the parsed command line. Commands that need no store (send, completions) never open it; only `keys add`
 /// creates it, so a mistyped `--db` or a deleted store is an error everywhere else, not a new, empty store.
+/// Only the commands that read or write secrets read the master key of a sealed store.
 pub fn run(cli: Cli) -> Result<(), Error> {
     let name = command_name(&cli.command);
+    let master_key_file = cli.master_key_file.as_deref();
     let open_store = |create: bool| -> Result<Store, Error> {
         match config::store_location(cli.db.as_deref())? {
             Location::Sqlite(path) if create => Ok(Store::open(&path)?),
@@ -27,15 +30,34 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
     };
     match cli.command {
-        Command::Serve(args) => serve::run(&mut open_store(false)?, args),
+        Command::Serve(args) => {
+            let mut store = open_store(false)?;
+            give_master_key(&mut store, master_key_file)?;
+            serve::run(&mut store, args)
+        }
         Command::Send(args) => send::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Keys(command) => {
-            let create = matches!(command, KeysCommand::Add(_));
-            keys::run(&mut open_store(create)?, command)
+            let add = matches!(command, KeysCommand::Add(_));
+            let mut store = open_store(add)?;
+            if add {
+                give_master_key(&mut store, master_key_file)?;
+            }
+            keys::run(&mut store, command)
         }
         Command::Audit(command) => audit::run(&mut open_store(false)?, command),
-        Command::ServerKey(args) => server_key::run(&mut open_store(false)?, args),
+        Command::ServerKey(args) => {
+            let mut store = open_store(false)?;
+            // Showing and rotating read no secret; only making a key pair in a sealed store needs the key,
+            // so it is given when the store is sealed and a key is configured, and asked for only then.
+            if store.sealed_under()?.is_some()
+                && let Some(master) = config::master_key(master_key_file)?
+            {
+                store.use_master_key(Some(master))?;
+            }
+            server_key::run(&mut store, args)
+        }
+        Command::Store(command) => store::run(&mut open_store(false)?, master_key_file, command),
         Command::Completions(args) => completions::run(args),
     }
 }
@@ -77,8 +99,17 @@ fn command_name(command: &Command) -> String {
             None => "server-key",
             Some(ServerKeyCommand::Rotate(_)) => "server-key rotate",
         },
+        Command::Store(StoreCommand::Status) => "store status",
+        Command::Store(StoreCommand::Seal(_)) => "store seal",
+        Command::Store(StoreCommand::Reseal(_)) => "store reseal",
     }
     .to_owned()
+}
+
+/// Gives the store the master key configured (flag, variable or systemd credential), or none: refused unless
+/// it is the one a sealed store needs, or none for an unsealed store.
+fn give_master_key(store: &mut Store, flag: Option<&std::path::Path>) -> Result<(), Error> {
+    Ok(store.use_master_key(config::master_key(flag)?)?)
 }
 
 /// Writes to stdout, turning failures into an error that names stdout (a closed pipe is handled by `main`).

@@ -3,7 +3,11 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
-use super::{AuditEntry, Status, Store, StoreError};
+use super::{
+    AuditEntry, Status, Store, StoreError,
+    sealing::{self, StoredSecret},
+};
+use crate::sealed::{MasterKey, Row};
 
 /// What `keys list` shows of a key: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +52,9 @@ impl Store {
         self.add_key_expiring(id, secret, label, None, now_us)
     }
 
-    /// Stores a new key that stops working at `expires_us` (if given) and audits it, in one transaction.
+    /// Stores a new key that stops working at `expires_us` (if given) and audits it, in one transaction. In a
+    /// sealed store the secret is sealed under the master key given to [`Store::use_master_key`] (none given:
+    /// refused, never written in clear text).
     pub fn add_key_expiring(
         &mut self,
         id: &str,
@@ -59,10 +65,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         let curve_public = super::server_keys::client_public(id, secret)?;
         let tx = self.conn.transaction()?;
+        let (clear, sealed) =
+            sealing::to_store(&tx, Row::ApiKey(id), secret, self.master.as_ref())?;
         tx.execute(
-            "INSERT INTO keys (id, secret, label, created_us, expires_us, curve_public)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, secret, label, now_us, expires_us, curve_public],
+            "INSERT INTO keys (id, secret, secret_sealed, label, created_us, expires_us, curve_public)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![id, clear, sealed, label, now_us, expires_us, curve_public],
         )?;
         AuditEntry::admin("key_add", Some(id), now_us).insert(&tx, None, None)?;
         tx.commit()?;
@@ -125,20 +133,34 @@ impl Store {
     }
 }
 
-/// The secret and state of a key, or `None` when no such key exists; the server reads it inside its batch.
-pub(super) fn find_key(conn: &Connection, id: &str) -> Result<Option<StoredKey>, StoreError> {
+/// The secret and state of a key, or `None` when no such key exists; the server reads it inside its batch. In a
+/// sealed store, `master` opens the secret; one that does not open (altered, or moved from another key's row)
+/// is an error, never a key.
+pub(super) fn find_key(
+    conn: &Connection,
+    id: &str,
+    master: Option<&MasterKey>,
+) -> Result<Option<StoredKey>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT secret, revoked_us IS NOT NULL, expires_us FROM keys WHERE id = ?1",
+        "SELECT secret, secret_sealed, revoked_us IS NOT NULL, expires_us FROM keys WHERE id = ?1",
     )?;
-    Ok(stmt
+    let found = stmt
         .query_row([id], |row| {
-            Ok(StoredKey {
-                secret: Zeroizing::new(row.get(0)?),
-                revoked: row.get(1)?,
-                expires_us: row.get(2)?,
-            })
+            Ok((
+                StoredSecret::from_row(row, 0)?,
+                row.get::<_, bool>(2)?,
+                row.get::<_, Option<i64>>(3)?,
+            ))
         })
-        .optional()?)
+        .optional()?;
+    let Some((stored, revoked, expires_us)) = found else {
+        return Ok(None);
+    };
+    Ok(Some(StoredKey {
+        secret: stored.reveal(conn, Row::ApiKey(id), master)?,
+        revoked,
+        expires_us,
+    }))
 }
 
 impl AuditEntry<'_> {
@@ -184,7 +206,7 @@ mod tests {
         assert_eq!(keys.len(), 2);
         assert_eq!(keys[0].label.as_deref(), Some("laptop"));
 
-        let found = find_key(&store.conn, "ZK1").unwrap().unwrap();
+        let found = find_key(&store.conn, "ZK1", None).unwrap().unwrap();
         assert_eq!(found.secret.as_str(), "s3cret-s3cret-s3cret");
         assert!(!found.revoked);
 
@@ -194,8 +216,8 @@ mod tests {
             30,
             "revoking twice keeps the first time"
         );
-        assert!(find_key(&store.conn, "ZK1").unwrap().unwrap().revoked);
-        assert!(find_key(&store.conn, "nope").unwrap().is_none());
+        assert!(find_key(&store.conn, "ZK1", None).unwrap().unwrap().revoked);
+        assert!(find_key(&store.conn, "nope", None).unwrap().is_none());
         assert!(matches!(
             store.revoke_key("nope", 50),
             Err(StoreError::UnknownKey(_))
@@ -262,7 +284,10 @@ mod tests {
             (0, 0, None)
         );
         assert_eq!(
-            find_key(&store.conn, "ZK1").unwrap().unwrap().expires_us,
+            find_key(&store.conn, "ZK1", None)
+                .unwrap()
+                .unwrap()
+                .expires_us,
             Some(99)
         );
     }

@@ -13,6 +13,7 @@ pub mod postgres;
 mod prune;
 mod requests;
 mod schemas;
+mod sealing;
 mod server_keys;
 
 use std::{
@@ -36,6 +37,7 @@ pub use postgres::{PgStore, PgUrl};
 pub use prune::Pruned;
 pub use requests::Batch;
 pub use schemas::SchemaRow;
+pub use sealing::{Resealed, Sealed};
 pub use server_keys::{CurveClient, ServerKeys};
 
 /// How long a command waits for another process's write lock before giving up.
@@ -63,11 +65,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
                     .map_err(|e| rusqlite_migration::HookError::Hook(e.to_string()))
             },
         ),
+        M::up(include_str!("migrations/0009_sealed.sql")),
     ])
 });
 
 /// The schema version this build migrates stores to.
-const SCHEMA_VERSION: usize = 8;
+const SCHEMA_VERSION: usize = 9;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +161,68 @@ pub enum StoreError {
     /// A CURVE key could not be made or read (libzmq without CURVE, or a damaged `server_keys` row).
     #[error("store: {0}")]
     Curve(#[from] crate::curve::CurveError),
+    /// The store is sealed and this process was given no master key, so it can neither read nor write
+    /// secrets.
+    #[error(
+        "store {path} is sealed under master key {fingerprint}; give its key file with --master-key-file or \
+         ZAVRO_MASTER_KEY_FILE (or as the systemd credential zavro-master-key)"
+    )]
+    Locked {
+        /// The store file.
+        path: String,
+        /// The fingerprint of the key it is sealed under.
+        fingerprint: String,
+    },
+    /// The store is sealed under another master key than the one given.
+    #[error(
+        "this store is sealed under master key {sealed_under}; the key in {key_file} is {given}"
+    )]
+    WrongMasterKey {
+        /// The fingerprint the store records.
+        sealed_under: String,
+        /// The fingerprint of the key given.
+        given: String,
+        /// Where the key given came from.
+        key_file: String,
+    },
+    /// A master key was given for a store that is not sealed: it would protect nothing.
+    #[error(
+        "store {path} is not sealed, yet a master key was given ({key_file}); `zavro store seal` seals it under \
+         that key, or give no master key"
+    )]
+    NotSealed {
+        /// The store file.
+        path: String,
+        /// Where the key given came from.
+        key_file: String,
+    },
+    /// `store reseal` was given the key the store is already sealed under.
+    #[error("the new master key is the one the store is sealed under ({0}); give another")]
+    SameMasterKey(String),
+    /// A sealed secret did not open (altered, moved from another row, sealed under another key), or a secret
+    /// could not be sealed.
+    #[error("store: {0}")]
+    Seal(#[from] crate::sealed::SealError),
+    /// A secret is in clear text in a sealed store: written there behind zavro's back, so it is not used.
+    #[error(
+        "store: {0} is in clear text in a sealed store; it is not used (the store was altered)"
+    )]
+    ClearTextInSealedStore(String),
+    /// A server key pair's stored secret half does not give its stored public key.
+    #[error(
+        "store: the secret of server key {0} does not belong to that public key (the store was altered)"
+    )]
+    ServerKeyMismatch(String),
+    /// A row holds neither a clear-text nor a sealed secret.
+    #[error("store: {0} is missing")]
+    NoSecret(String),
+    /// The secrets are sealed, but the file could not be rebuilt: old clear-text copies may remain in its free
+    /// pages or WAL.
+    #[error(
+        "the secrets of store {0} are sealed, but another process kept the store open, so old copies may remain \
+         in its WAL; stop it and run `zavro store seal` again to remove them"
+    )]
+    ScrubIncomplete(String),
     /// A query or write failed.
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -223,6 +288,9 @@ pub struct Store {
     /// `PRAGMA data_version` when `schema_ids` was last known right: it changes when another connection
     /// commits (a prune may delete schemas), and then the cached ids are forgotten.
     data_version: i64,
+    /// The master key of a sealed store, once given ([`Store::use_master_key`]); `None` reads and writes
+    /// secrets in clear text, as an unsealed store keeps them.
+    master: Option<crate::sealed::MasterKey>,
 }
 
 /// A file's path and the (device, inode) it named when the store was opened.
@@ -407,6 +475,7 @@ impl Store {
             schema_ids: HashMap::new(),
             file,
             data_version: 0,
+            master: None,
         })
     }
 

@@ -22,6 +22,7 @@ impl RequestStore for Store {
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         let batch = Batch {
             conn: &self.conn,
+            master: self.master.as_ref(),
             open: true,
             schema_ids: &mut self.schema_ids,
             new_schema_ids: Vec::new(),
@@ -79,6 +80,8 @@ impl Store {
 /// [`RequestGroup::commit`], and dropping it rolls everything back.
 pub struct Batch<'s> {
     conn: &'s rusqlite::Connection,
+    /// The master key of a sealed store, which opens the secrets the group reads.
+    master: Option<&'s crate::sealed::MasterKey>,
     /// True until the transaction is committed; dropped while open, it is rolled back.
     open: bool,
     /// The store's ids of schemas already committed; a schema seen before costs no statement.
@@ -90,7 +93,7 @@ pub struct Batch<'s> {
 impl RequestGroup for Batch<'_> {
     fn key(&mut self, id: &str) -> Result<Option<StoredKey>, StoreError> {
         self.still_open()?;
-        super::keys::find_key(self.conn, id)
+        super::keys::find_key(self.conn, id, self.master)
     }
 
     fn nonce(&mut self, key_id: &str, nonce: &str) -> Result<Option<SeenNonce>, StoreError> {

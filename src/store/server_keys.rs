@@ -4,8 +4,14 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
-use super::{AuditEntry, Store, StoreError};
-use crate::curve::{self, CurveError, KeyPair};
+use super::{
+    AuditEntry, Store, StoreError,
+    sealing::{self, StoredSecret},
+};
+use crate::{
+    curve::{self, CurveError, KeyPair},
+    sealed::{MasterKey, Row},
+};
 
 /// The server public keys a client may need to pin: the one `serve` presents, and the next one if staged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,45 +32,53 @@ pub struct CurveClient {
 }
 
 impl Store {
-    /// The key pair `serve` presents, made (and audited) on first use.
+    /// The key pair `serve` presents, made (and audited) on first use. In a sealed store its secret half is
+    /// opened (or, made now, sealed) with the master key given to [`Store::use_master_key`].
     pub fn server_key_pair(&mut self, now_us: i64) -> Result<KeyPair, StoreError> {
-        if let Some(pair) = read_pair(&self.conn, "current")? {
+        let master = self.master.as_ref();
+        if let Some(pair) = read_pair(&self.conn, "current", master)? {
             return Ok(pair);
         }
         let tx = self.conn.transaction()?;
         // Another process may have made it since the read above; the transaction makes the check and the
         // insert one step.
-        let pair = match read_pair(&tx, "current")? {
+        let pair = match read_pair(&tx, "current", master)? {
             Some(pair) => pair,
-            None => insert_pair(&tx, "current", "server_key_create", now_us)?,
+            None => insert_pair(&tx, "current", "server_key_create", now_us, master)?,
         };
         tx.commit()?;
         Ok(pair)
     }
 
-    /// The current and staged public keys, making the current one if there is none yet.
+    /// The current and staged public keys, making the current one if there is none yet. Reads no secret, so
+    /// it needs no master key unless it makes the first key pair of a sealed store.
     pub fn server_keys(&mut self, now_us: i64) -> Result<ServerKeys, StoreError> {
-        let current = self.server_key_pair(now_us)?.public_z85();
-        let staged = read_pair(&self.conn, "staged")?.map(|pair| pair.public_z85());
+        let current = match read_public(&self.conn, "current")? {
+            Some(public) => public,
+            None => self.server_key_pair(now_us)?.public_z85(),
+        };
+        let staged = read_public(&self.conn, "staged")?;
         Ok(ServerKeys { current, staged })
     }
 
     /// Makes the next key pair without using it yet (or keeps the one already staged), so that clients can
     /// pin it before a rotation; returns its public key.
     pub fn stage_server_key(&mut self, now_us: i64) -> Result<String, StoreError> {
-        self.server_key_pair(now_us)?;
+        self.server_keys(now_us)?;
+        let master = self.master.as_ref();
         let tx = self.conn.transaction()?;
-        let pair = match read_pair(&tx, "staged")? {
-            Some(pair) => pair,
-            None => insert_pair(&tx, "staged", "server_key_stage", now_us)?,
+        let public = match read_public(&tx, "staged")? {
+            Some(public) => public,
+            None => insert_pair(&tx, "staged", "server_key_stage", now_us, master)?.public_z85(),
         };
         tx.commit()?;
-        Ok(pair.public_z85())
+        Ok(public)
     }
 
     /// Retires the current key pair and makes the staged one (or a new one) current; returns the new public
     /// key. Running servers keep presenting the key they started with until restarted.
     pub fn rotate_server_key(&mut self, now_us: i64) -> Result<String, StoreError> {
+        let master = self.master.as_ref();
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE server_keys SET state = 'retired', retired_us = ?1 WHERE state = 'current'",
@@ -74,12 +88,14 @@ impl Store {
             "UPDATE server_keys SET state = 'current' WHERE state = 'staged'",
             [],
         )?;
-        let pair = if promoted == 1 {
-            read_pair(&tx, "current")?.expect("the staged key was just made current")
-        } else {
-            insert_pair(&tx, "current", "server_key_create", now_us)?
+        let promoted = match promoted {
+            1 => read_public(&tx, "current")?,
+            _ => None,
         };
-        let public = pair.public_z85();
+        let public = match promoted {
+            Some(public) => public,
+            None => insert_pair(&tx, "current", "server_key_create", now_us, master)?.public_z85(),
+        };
         audit(&tx, "server_key_rotate", &public, now_us)?;
         tx.commit()?;
         Ok(public)
@@ -147,15 +163,39 @@ fn curve_unavailable(error: CurveError) -> StoreError {
     StoreError::from(error)
 }
 
-fn read_pair(conn: &Connection, state: &str) -> Result<Option<KeyPair>, StoreError> {
-    let secret: Option<Zeroizing<String>> = conn
-        .prepare_cached("SELECT secret_key FROM server_keys WHERE state = ?1")?
-        .query_row([state], |row| row.get(0).map(Zeroizing::new))
+/// The public key (Z85) of the key pair in `state`, if there is one: no secret is read.
+fn read_public(conn: &Connection, state: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT public_key FROM server_keys WHERE state = ?1")?
+        .query_row([state], |row| row.get(0))
+        .optional()?)
+}
+
+/// The key pair in `state`, its secret half opened with `master` in a sealed store.
+fn read_pair(
+    conn: &Connection,
+    state: &str,
+    master: Option<&MasterKey>,
+) -> Result<Option<KeyPair>, StoreError> {
+    let stored: Option<(String, StoredSecret)> = conn
+        .prepare_cached(
+            "SELECT public_key, secret_key, secret_sealed FROM server_keys WHERE state = ?1",
+        )?
+        .query_row([state], |row| {
+            Ok((row.get(0)?, StoredSecret::from_row(row, 1)?))
+        })
         .optional()?;
-    secret
-        .map(|secret| KeyPair::from_secret(curve::decode(&secret)?))
-        .transpose()
-        .map_err(curve_unavailable)
+    let Some((public, stored)) = stored else {
+        return Ok(None);
+    };
+    let secret = stored.reveal(conn, Row::ServerKey(&public), master)?;
+    let pair = KeyPair::from_secret(curve::decode(&secret)?).map_err(curve_unavailable)?;
+    if pair.public_z85() != public {
+        // Clients pin the public key (and a sealed secret is bound to it): a secret half that does not match it
+        // was not stored by zavro, and would make the server present a key nobody pins.
+        return Err(StoreError::ServerKeyMismatch(public));
+    }
+    Ok(Some(pair))
 }
 
 fn insert_pair(
@@ -163,12 +203,16 @@ fn insert_pair(
     state: &str,
     action: &str,
     now_us: i64,
+    master: Option<&MasterKey>,
 ) -> Result<KeyPair, StoreError> {
     let pair = KeyPair::generate().map_err(curve_unavailable)?;
     let public = pair.public_z85();
+    let secret = pair.secret_z85();
+    let (clear, sealed) = sealing::to_store(conn, Row::ServerKey(&public), &secret, master)?;
     conn.execute(
-        "INSERT INTO server_keys (public_key, secret_key, state, created_us) VALUES (?1, ?2, ?3, ?4)",
-        params![public, pair.secret_z85().as_str(), state, now_us],
+        "INSERT INTO server_keys (public_key, secret_key, secret_sealed, state, created_us)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![public, clear, sealed, state, now_us],
     )?;
     audit(conn, action, &public, now_us)?;
     Ok(pair)
@@ -201,6 +245,30 @@ mod tests {
                 current: first.public_z85(),
                 staged: None
             }
+        );
+    }
+
+    #[test]
+    fn a_secret_half_that_does_not_give_its_public_key_is_refused() {
+        let mut store = Store::open_in_memory().unwrap();
+        let public = store.server_key_pair(1).unwrap().public_z85();
+        let other = KeyPair::generate().unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE server_keys SET secret_key = ?1 WHERE state = 'current'",
+                [other.secret_z85().as_str()],
+            )
+            .unwrap();
+        let err = store.server_key_pair(2).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::ServerKeyMismatch(p) if *p == public),
+            "{err}"
+        );
+        assert_eq!(
+            store.server_keys(3).unwrap().current,
+            public,
+            "showing the public key reads no secret"
         );
     }
 

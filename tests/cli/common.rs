@@ -23,13 +23,16 @@ use zavro::protocol::{Reply, Request};
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Every environment variable zavro reads; removed so the developer's own settings never leak into a test.
-pub const ZAVRO_VARS: [&str; 6] = [
+/// `CREDENTIALS_DIRECTORY` is systemd's, where zavro looks for the master key credential.
+pub const ZAVRO_VARS: [&str; 8] = [
     "ZAVRO_DB",
     "ZAVRO_KEY",
     "ZAVRO_SECRET",
     "ZAVRO_SERVER_KEY",
     "ZAVRO_PROFILE",
     "ZAVRO_COMPLETE",
+    "ZAVRO_MASTER_KEY_FILE",
+    "CREDENTIALS_DIRECTORY",
 ];
 
 /// Path of the binary under test.

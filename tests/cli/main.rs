@@ -24,6 +24,7 @@ mod protocol_attacks;
 mod proxy;
 mod scale;
 mod schemas;
+mod sealed;
 mod send_errors;
 mod store_moved;
 mod terminal;

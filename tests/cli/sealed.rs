@@ -1,0 +1,393 @@
+//! Sealed stores (issue 16): secrets encrypted at rest under a master key kept outside the store. A real
+//! `zavro serve` over CURVE with the key, refusals without it or with a wrong one, rotation, and a sealed secret
+//! moved onto another key's row.
+
+use std::{os::unix::fs::PermissionsExt, path::Path};
+
+use serde_json::json;
+
+use crate::common::{Server, TestEnv, compact, stderr_of, stdout_of};
+
+/// The exit code of a missing, wrong or unusable master key (README.md, "Exit codes").
+const MASTER_KEY_EXIT: i32 = 9;
+
+/// A store with one key and the server's key pair, sealed under a new master key file made by `store seal
+/// --create-key`; returns the key, its secret and the key file.
+fn sealed_store(env: &TestEnv) -> (String, String, std::path::PathBuf) {
+    let (key, secret) = env.add_key();
+    env.zavro().arg("server-key").assert().success();
+    let master = env.path("master.key");
+    let sealed = env
+        .zavro()
+        .arg("--master-key-file")
+        .arg(&master)
+        .args(["store", "seal", "--create-key"])
+        .assert()
+        .success();
+    assert!(
+        stdout_of(&sealed).starts_with("sealed 1 API secret and 1 server key under master key "),
+        "{}",
+        stdout_of(&sealed)
+    );
+    let mode = std::fs::metadata(&master).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    (key, secret, master)
+}
+
+/// A key file holding another random key, as an operator's mistake would.
+fn another_key_file(env: &TestEnv, name: &str) -> std::path::PathBuf {
+    let path = env.path(name);
+    zavro::sealed::MasterKey::generate_to(&path).unwrap();
+    path
+}
+
+/// The bytes of the store and its WAL.
+fn store_bytes(db: &Path) -> Vec<u8> {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    [db.to_owned(), wal.into()]
+        .iter()
+        .filter_map(|path| std::fs::read(path).ok())
+        .flatten()
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+fn master_key_args(master: &Path) -> Vec<&str> {
+    vec!["--master-key-file", master.to_str().unwrap()]
+}
+
+#[test]
+fn a_sealed_store_serves_a_valid_send_end_to_end_with_its_master_key() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    assert!(
+        contains(&store_bytes(&env.db), &secret),
+        "the control: an unsealed store holds the secret in clear text"
+    );
+    let master = env.path("master.key");
+    env.zavro()
+        .arg("--master-key-file")
+        .arg(&master)
+        .args(["store", "seal", "--create-key"])
+        .assert()
+        .success();
+    assert!(
+        !contains(&store_bytes(&env.db), &secret),
+        "no clear-text secret is left in the store file or its WAL"
+    );
+    let status = env.zavro().args(["store", "status"]).assert().success();
+    assert!(stdout_of(&status).starts_with("sealed under master key "));
+
+    let server = Server::start_curve(&env, "127.0.0.1:*", &master_key_args(&master));
+    let record = json!({"sensor": "t-1", "celsius": 21.5});
+    env.send_curve(
+        server.endpoint(),
+        server.server_key().unwrap(),
+        &key,
+        &secret,
+        compact(&record),
+    )
+    .success();
+    // A key added to the sealed store, with the key as the systemd credential, works at once.
+    let credentials = env.path("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::copy(&master, credentials.join("zavro-master-key")).unwrap();
+    let added = env
+        .zavro()
+        .env("CREDENTIALS_DIRECTORY", &credentials)
+        .args(["keys", "add", "--json"])
+        .assert()
+        .success();
+    let added = crate::common::parse_json(&added.get_output().stdout);
+    let (key2, secret2) = (
+        added["key"].as_str().unwrap(),
+        added["secret"].as_str().unwrap(),
+    );
+    env.send_curve(
+        server.endpoint(),
+        server.server_key().unwrap(),
+        key2,
+        secret2,
+        "[2]",
+    )
+    .success();
+    assert!(server.stop().success());
+    assert_eq!(env.output_lines(), [compact(&record), "2".to_owned()]);
+    let bytes = store_bytes(&env.db);
+    assert!(!contains(&bytes, &secret) && !contains(&bytes, secret2));
+    let actions: Vec<_> = env
+        .audit()
+        .into_iter()
+        .map(|row| row["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(actions.contains(&"store_seal".to_owned()), "{actions:?}");
+    let master_text = std::fs::read_to_string(&master).unwrap();
+    let audit_text = stdout_of(
+        &env.zavro()
+            .args(["audit", "query", "--json"])
+            .assert()
+            .success(),
+    );
+    assert!(
+        !audit_text.contains(master_text.trim()),
+        "the key is never audited"
+    );
+}
+
+#[test]
+fn serve_and_keys_add_refuse_a_sealed_store_without_its_key_and_the_rest_work_without_it() {
+    let env = TestEnv::new();
+    let (key, _secret, master) = sealed_store(&env);
+    let fingerprint = stdout_of(&env.zavro().args(["store", "status"]).assert().success())
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    for extra in [&[][..], &["--plaintext"][..]] {
+        let refused = env
+            .zavro()
+            .args(["serve", "127.0.0.1:*"])
+            .args(extra)
+            .assert()
+            .code(MASTER_KEY_EXIT);
+        let stderr = stderr_of(&refused);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("is sealed under master key {fingerprint}"))
+                && stderr.contains("--master-key-file"),
+            "{stderr}"
+        );
+    }
+    let wrong = another_key_file(&env, "wrong.key");
+    let refused = env
+        .zavro()
+        .arg("--master-key-file")
+        .arg(&wrong)
+        .args(["serve", "127.0.0.1:*"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    let wrong_fingerprint = zavro::sealed::MasterKey::load(&wrong)
+        .unwrap()
+        .fingerprint();
+    assert_eq!(
+        stderr_of(&refused),
+        format!(
+            "zavro: this store is sealed under master key {fingerprint}; the key in {} is {wrong_fingerprint}\n",
+            wrong.display()
+        )
+    );
+    let refused = env
+        .zavro()
+        .env("ZAVRO_MASTER_KEY_FILE", &wrong)
+        .args(["keys", "add"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    assert!(
+        stderr_of(&refused).contains("the key in"),
+        "{}",
+        stderr_of(&refused)
+    );
+    env.zavro()
+        .args(["keys", "add"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    // The flag (or ZAVRO_MASTER_KEY_FILE) wins over the systemd credential.
+    let credentials = env.path("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::copy(&wrong, credentials.join("zavro-master-key")).unwrap();
+    let refused = env
+        .zavro()
+        .env("CREDENTIALS_DIRECTORY", &credentials)
+        .args(["keys", "add"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    assert!(
+        stderr_of(&refused).contains("zavro-master-key is"),
+        "{}",
+        stderr_of(&refused)
+    );
+    env.zavro()
+        .env("CREDENTIALS_DIRECTORY", &credentials)
+        .arg("--master-key-file")
+        .arg(&master)
+        .args(["keys", "add", "--label", "flag-wins"])
+        .assert()
+        .success();
+    assert_eq!(env.keys().len(), 2);
+    // A key file others may read is refused too, naming the fix.
+    std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = env
+        .zavro()
+        .arg("--master-key-file")
+        .arg(&master)
+        .args(["serve", "127.0.0.1:*"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    assert!(
+        stderr_of(&refused).contains("chmod 600"),
+        "{}",
+        stderr_of(&refused)
+    );
+    std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        env.keys().len(),
+        2,
+        "nothing was added without the right key"
+    );
+
+    // Nothing below reads a secret, so none needs the key.
+    env.zavro().args(["keys", "list"]).assert().success();
+    env.zavro().args(["audit", "verify"]).assert().success();
+    env.zavro().args(["audit", "query"]).assert().success();
+    let public = stdout_of(&env.zavro().args(["server-key"]).assert().success());
+    assert_eq!(public.trim().len(), 40);
+    env.zavro()
+        .args(["keys", "revoke", &key])
+        .assert()
+        .success();
+
+    // A key given for a store that is not sealed is refused rather than silently protecting nothing.
+    let plain = TestEnv::new();
+    plain.add_key();
+    let refused = plain
+        .zavro()
+        .arg("--master-key-file")
+        .arg(&master)
+        .args(["keys", "add"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    assert!(
+        stderr_of(&refused).contains("is not sealed"),
+        "{}",
+        stderr_of(&refused)
+    );
+}
+
+#[test]
+fn after_a_reseal_the_new_key_serves_and_the_old_key_is_refused() {
+    let env = TestEnv::new();
+    let (key, secret, old) = sealed_store(&env);
+    let new = env.path("master-2.key");
+    let resealed = env
+        .zavro()
+        .arg("--master-key-file")
+        .arg(&old)
+        .args(["store", "reseal", "--create-key", "--new-master-key-file"])
+        .arg(&new)
+        .assert()
+        .success();
+    assert!(
+        stdout_of(&resealed).starts_with("resealed 1 API secret and 1 server key: master key "),
+        "{}",
+        stdout_of(&resealed)
+    );
+    assert!(!contains(&store_bytes(&env.db), &secret));
+
+    env.zavro()
+        .arg("--master-key-file")
+        .arg(&old)
+        .args(["serve", "127.0.0.1:*"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    let server = Server::start_curve(&env, "127.0.0.1:*", &master_key_args(&new));
+    env.send_curve(
+        server.endpoint(),
+        server.server_key().unwrap(),
+        &key,
+        &secret,
+        "[1]",
+    )
+    .success();
+    assert!(server.stop().success());
+    let audit = env.audit();
+    let reseal = audit
+        .iter()
+        .find(|row| row["action"] == "store_reseal")
+        .expect("a store_reseal audit row");
+    assert_eq!(reseal["status"], "accepted");
+    env.zavro().args(["audit", "verify"]).assert().success();
+}
+
+#[test]
+fn a_sealed_secret_copied_onto_another_keys_row_is_never_accepted_for_that_key() {
+    let env = TestEnv::new();
+    let (key_a, secret_a, master) = sealed_store(&env);
+    let add = env
+        .zavro()
+        .arg("--master-key-file")
+        .arg(&master)
+        .args(["keys", "add", "--json"])
+        .assert()
+        .success();
+    let added = crate::common::parse_json(&add.get_output().stdout);
+    let key_b = added["key"].as_str().unwrap().to_owned();
+    let secret_b = added["secret"].as_str().unwrap().to_owned();
+    {
+        let conn = rusqlite::Connection::open(&env.db).unwrap();
+        let moved = conn
+            .execute(
+                "UPDATE keys SET secret_sealed = (SELECT secret_sealed FROM keys WHERE id = ?1) WHERE id = ?2",
+                [&key_a, &key_b],
+            )
+            .unwrap();
+        assert_eq!(moved, 1);
+    }
+
+    let server = Server::start_curve(&env, "127.0.0.1:*", &master_key_args(&master));
+    let server_key = server.server_key().unwrap().to_owned();
+    // B's own secret: its row now holds A's sealed secret, which does not open as B's.
+    let refused = env
+        .send_curve(server.endpoint(), &server_key, &key_b, &secret_b, "[1]")
+        .code(4);
+    assert!(
+        stderr_of(&refused).contains("internal"),
+        "{}",
+        stderr_of(&refused)
+    );
+    // A is untouched.
+    env.send_curve(server.endpoint(), &server_key, &key_a, &secret_a, "[3]")
+        .success();
+    let (status, lines) = server.stop_with_stderr();
+    assert!(status.success(), "{lines:?}");
+    assert_eq!(env.output_lines(), ["3"]);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("does not open under the master key")),
+        "{lines:?}"
+    );
+    // A's secret under B's id, what the swap would let through if rows were not bound. Over CURVE the derived
+    // client key already differs from B's; without CURVE the request reaches the store's check, and is refused.
+    let plaintext = Server::start(&env, "127.0.0.1:*", &master_key_args(&master));
+    let refused = env
+        .send(plaintext.endpoint(), &key_b, &secret_a, "[4]")
+        .code(4);
+    assert!(
+        stderr_of(&refused).contains("internal"),
+        "{}",
+        stderr_of(&refused)
+    );
+    assert!(plaintext.stop().success());
+    assert_eq!(env.output_lines(), ["3"]);
+    let refusals: Vec<_> = env
+        .audit_sends()
+        .into_iter()
+        .filter(|row| row["key"] == key_b.as_str())
+        .map(|row| (row["status"].clone(), row["reason"].clone()))
+        .collect();
+    assert!(refusals.len() >= 2, "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|(status, reason)| status == "rejected" && reason == "internal"),
+        "{refusals:?}"
+    );
+}
