@@ -20,7 +20,7 @@ use crate::{
         AuditStatsArgs, FormatArg, PeriodArgs, StatusArg,
     },
     error::Error,
-    store::{AuditFilter, AuditRow, SchemaRow, Status, Store},
+    store::{AuditFilter, AuditRow, AuditStore, SchemaRow, Status},
     table::{write_table, write_table_rows},
     timestamp::{self, format_rfc3339},
 };
@@ -60,7 +60,7 @@ const CSV_COLUMNS: [&str; 13] = [
 const SHORT_FINGERPRINT: usize = 12;
 
 /// Runs one `audit` subcommand.
-pub fn run(store: &mut Store, command: AuditCommand) -> Result<(), Error> {
+pub fn run(store: &mut dyn AuditStore, command: AuditCommand) -> Result<(), Error> {
     match command {
         AuditCommand::Query(args) => query(store, args),
         AuditCommand::Verify(args) => verify(store, args.against.as_deref()),
@@ -79,7 +79,7 @@ pub fn run(store: &mut Store, command: AuditCommand) -> Result<(), Error> {
     }
 }
 
-fn verify(store: &Store, against: Option<&str>) -> Result<(), Error> {
+fn verify(store: &mut dyn AuditStore, against: Option<&str>) -> Result<(), Error> {
     let against = against
         .map(|text| {
             text.trim()
@@ -116,7 +116,7 @@ fn period(args: &PeriodArgs, now_us: i64) -> Result<(Option<i64>, Option<i64>), 
     Ok((time("--since", &args.since)?, time("--until", &args.until)?))
 }
 
-fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
+fn query(store: &mut dyn AuditStore, args: AuditQueryArgs) -> Result<(), Error> {
     let (since_us, until_us) = period(&args.period, timestamp::now_micros())?;
     let format = if args.json || args.payload {
         FormatArg::Json
@@ -146,7 +146,7 @@ fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
     if !args.follow {
         // Streamed row by row, so even an unfiltered query of millions of rows runs in bounded memory (the
         // table form alone gathers its rows to align the columns).
-        store.for_each_audit(&filter, |row| printer.row(&row))?;
+        store.try_for_each_audit(&filter, |row| printer.row(&row))?;
         return printer.finish();
     }
 
@@ -158,7 +158,7 @@ fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
     let mut last_id = None;
     loop {
         let mut seen = 0u64;
-        store.for_each_audit(&filter, |row| {
+        store.try_for_each_audit(&filter, |row| {
             last_id = Some(row.id);
             seen += 1;
             printer.row(&row)
@@ -182,7 +182,7 @@ fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
 
 /// The full fingerprint `--schema` names: of the schema in a file (seen or not), or of the one stored schema a
 /// hex prefix fits.
-fn resolve_schema(store: &Store, given: &str) -> Result<String, Error> {
+fn resolve_schema(store: &mut dyn AuditStore, given: &str) -> Result<String, Error> {
     match schema_in_file(given)? {
         Some(fingerprint) => Ok(fingerprint),
         None => Ok(stored_schema_by_prefix(store, given)?.fingerprint),
@@ -203,7 +203,7 @@ fn schema_in_file(given: &str) -> Result<Option<String>, Error> {
 }
 
 /// The one stored schema whose fingerprint starts with the hex digits `given`.
-fn stored_schema_by_prefix(store: &Store, given: &str) -> Result<SchemaRow, Error> {
+fn stored_schema_by_prefix(store: &mut dyn AuditStore, given: &str) -> Result<SchemaRow, Error> {
     if given.len() < 4 || given.len() > 64 || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::Usage(format!(
             "--schema {given:?} is neither a file nor a fingerprint (at least 4 hex digits; see `zavro audit schemas`)"
@@ -222,7 +222,7 @@ fn stored_schema_by_prefix(store: &Store, given: &str) -> Result<SchemaRow, Erro
 }
 
 /// `audit schemas`: the table of schemas seen, or one schema's text.
-fn schemas(store: &Store, args: AuditSchemasArgs) -> Result<(), Error> {
+fn schemas(store: &mut dyn AuditStore, args: AuditSchemasArgs) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     if let Some(given) = &args.fingerprint {
         let fingerprint = schema_in_file(given)?;
@@ -473,7 +473,7 @@ struct KeyTotals {
     rejected: u64,
 }
 
-fn stats(store: &Store, args: AuditStatsArgs) -> Result<(), Error> {
+fn stats(store: &mut dyn AuditStore, args: AuditStatsArgs) -> Result<(), Error> {
     let now_us = timestamp::now_micros();
     let (since_us, until_us) = period(&args.period, now_us)?;
     let counts = store.count_audit(since_us, until_us)?;
@@ -549,7 +549,7 @@ fn stats(store: &Store, args: AuditStatsArgs) -> Result<(), Error> {
     written.map_err(super::stdout_error)
 }
 
-fn export(store: &Store, args: AuditExportArgs) -> Result<(), Error> {
+fn export(store: &mut dyn AuditStore, args: AuditExportArgs) -> Result<(), Error> {
     let (since_us, until_us) = period(&args.period, timestamp::now_micros())?;
     let filter = AuditFilter {
         since_us,
@@ -558,13 +558,13 @@ fn export(store: &Store, args: AuditExportArgs) -> Result<(), Error> {
         ..AuditFilter::default()
     };
     let mut out = BufWriter::new(std::io::stdout().lock());
-    store.for_each_audit(&filter, |row| {
+    store.try_for_each_audit(&filter, |row| {
         writeln!(out, "{}", to_json(&row)).map_err(super::stdout_error)
     })?;
     out.flush().map_err(super::stdout_error)
 }
 
-fn prune(store: &mut Store, args: AuditPruneArgs) -> Result<(), Error> {
+fn prune(store: &mut dyn AuditStore, args: AuditPruneArgs) -> Result<(), Error> {
     let now_us = timestamp::now_micros();
     let before_us = timestamp::parse_past(&args.before, now_us)
         .map_err(|e| Error::Usage(format!("--before: {e}")))?;

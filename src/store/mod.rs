@@ -5,8 +5,10 @@
 //! `synchronous=FULL` makes every commit durable before the server acknowledges it.
 
 mod audit;
+mod audit_store;
 mod chain;
 mod group;
+mod key_store;
 mod keys;
 mod prune;
 mod requests;
@@ -26,8 +28,10 @@ use rusqlite::{Connection, TransactionBehavior};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
 pub use audit::{AuditCount, AuditEntry, AuditFilter, AuditRow, Status};
+pub use audit_store::AuditStore;
 pub use chain::{ChainBreak, Verified};
 pub use group::{Committed, Nonce, RequestGroup, RequestStore, SeenNonce};
+pub use key_store::KeyStore;
 pub use keys::{KeyRecord, StoredKey};
 pub use prune::Pruned;
 pub use requests::Batch;
