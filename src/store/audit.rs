@@ -5,6 +5,7 @@ use rusqlite::{Connection, ToSql, params};
 use super::{
     Store, StoreError,
     chain::{self, ChainedFields},
+    sqlite_chain,
 };
 use crate::avro::SchemaFingerprint;
 
@@ -67,7 +68,7 @@ impl AuditEntry<'_> {
         schema_id: Option<i64>,
         payload: Option<&str>,
     ) -> Result<i64, StoreError> {
-        let link = chain::next_link(conn)?;
+        let link = sqlite_chain::next_link(conn)?;
         self.insert_at(conn, &link, schema_id, payload)?;
         Ok(link.id)
     }
@@ -77,7 +78,7 @@ impl AuditEntry<'_> {
     pub(super) fn insert_at(
         &self,
         conn: &Connection,
-        link: &chain::Link,
+        link: &sqlite_chain::Link,
         schema_id: Option<i64>,
         payload: Option<&str>,
     ) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@ mod prune;
 mod requests;
 mod schemas;
 mod server_keys;
+mod sqlite_chain;
 
 use std::{
     collections::HashMap,
@@ -29,7 +30,10 @@ use rusqlite_migration::{M, Migrations, SchemaVersion};
 
 pub use audit::{AuditCount, AuditEntry, AuditFilter, AuditRow, Status};
 pub use audit_store::AuditStore;
-pub use chain::{ChainBreak, Verified};
+pub use chain::{
+    ChainBreak, ChainVerifier, ChainedFields, GENESIS, StoredRow, Verified, check_schema,
+    payload_sha256,
+};
 pub use group::{Committed, Nonce, RequestGroup, RequestStore, SeenNonce};
 pub use key_store::KeyStore;
 pub use keys::{KeyRecord, StoredKey};
@@ -47,7 +51,7 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/0001_initial.sql")),
         M::up_with_hook(
             include_str!("migrations/0002_audit_chain.sql"),
-            |tx: &rusqlite::Transaction| chain::backfill(tx).map_err(Into::into),
+            |tx: &rusqlite::Transaction| sqlite_chain::backfill(tx).map_err(Into::into),
         ),
         M::up(include_str!("migrations/0003_nonce_signature.sql")),
         M::up(include_str!(
@@ -194,7 +198,7 @@ impl Store {
         // deleted rows). Deferred: a reader must not take the write lock from the server.
         let snapshot =
             rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)?;
-        let verified = chain::verify(&snapshot, against);
+        let verified = sqlite_chain::verify(&snapshot, against);
         snapshot.finish()?;
         verified
     }
