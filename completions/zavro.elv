@@ -38,6 +38,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --max-message-size 'Disconnect a peer, unanswered, once its request passes this many bytes (its frames'' sizes plus 128 per frame)'
             cand --max-skew 'Refuse requests whose timestamp is more than this many seconds from the server''s clock'
             cand --max-connections 'Most connections held at once [default: 1024, fewer if the open-file limit leaves less room]; further ones wait in the kernel''s queue until one closes. Each takes an open file: the server refuses to start when N connections and 64 files of its own do not fit under the hard open-file limit, and caps its soft limit at the files it holds plus N'
+            cand --name 'The name written into every audit row this server writes (`server` in `audit query`), to tell apart the rows of servers sharing a store [default: this machine''s host name]. Printable, at most 64 characters'
             cand --db 'SQLite store with keys and audit trail [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --plaintext 'Accept unencrypted connections (ZeroMQ''s NULL mechanism) instead of CURVE, for benchmarks and clients without CURVE: anyone on the network path can read the records, and connections are not checked at the handshake (requests and replies are still signed). The start-up line and every audit row say plaintext'
             cand -h 'Print help'

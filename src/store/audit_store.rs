@@ -33,7 +33,7 @@ pub trait AuditStore {
     ) -> Result<Result<Verified, ChainBreak>, StoreError>;
 
     /// Requests (action `send`) with time in `[since_us, until_us)` counted by key, status, reason and server,
-    /// sorted by those fields (`None` first).
+    /// sorted by key, status, reason, then server (`None` first).
     fn count_audit(
         &mut self,
         since_us: Option<i64>,

@@ -45,6 +45,9 @@ pub struct ChainedFields<'a> {
     /// How the request reached the server (`curve`, `plaintext`); hashed only when there is one, so rows without
     /// (local actions, and every row written before schema version 8) hash as they did.
     pub transport: Option<&'a str>,
+    /// The name of the server that wrote the row (`serve --name`); hashed only when there is one, so rows without
+    /// (local actions, and every row written before schema version 9) hash as they did.
+    pub server: Option<&'a str>,
 }
 
 impl ChainedFields<'_> {
@@ -78,6 +81,10 @@ impl ChainedFields<'_> {
         if self.transport.is_some() {
             h.update([3u8]);
             encode_text(&mut h, self.transport);
+        }
+        if self.server.is_some() {
+            h.update([4u8]);
+            encode_text(&mut h, self.server);
         }
         hex::encode(h.finalize())
     }
@@ -348,6 +355,7 @@ mod tests {
             schema: None,
             requests: 1,
             transport: Some("curve"),
+            server: Some("alpha"),
         }
     }
 
@@ -601,6 +609,7 @@ mod tests {
             schema: None,
             requests: 1,
             transport: None,
+            server: None,
         };
         let documented = |label: &str| {
             include_str!("../../AUDIT.md")
@@ -658,9 +667,17 @@ mod tests {
             transport: Some("curve"),
             ..with_schema
         };
+        let fourth = over_curve.hash(&third);
+        assert_eq!(fourth, documented("example hash with a transport: "));
+        let named = ChainedFields {
+            id: 5,
+            time_us: 1_764_301_648_000_000,
+            server: Some("alpha"),
+            ..over_curve
+        };
         assert_eq!(
-            over_curve.hash(&third),
-            documented("example hash with a transport: ")
+            named.hash(&fourth),
+            documented("example hash with a server: ")
         );
     }
 }

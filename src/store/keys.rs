@@ -161,6 +161,7 @@ impl AuditEntry<'_> {
             schema: None,
             requests: 1,
             transport: None,
+            server: None,
         }
     }
 }

@@ -67,11 +67,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
                     .map_err(|e| rusqlite_migration::HookError::Hook(e.to_string()))
             },
         ),
+        M::up(include_str!("migrations/0009_audit_server.sql")),
     ])
 });
 
 /// The schema version this build migrates stores to.
-const SCHEMA_VERSION: usize = 8;
+const SCHEMA_VERSION: usize = 9;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]

@@ -67,18 +67,20 @@ fn backfill_seal(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The hashed columns of `audit`, in `ChainedFields` order, ending with `$schema`, `$requests` and
-/// `$transport`: the expressions that give the row's schema fingerprint, request count and transport (older
-/// stores have none of these columns). A macro so the SELECTs below are literals, built at compile time.
+/// The hashed columns of `audit`, in `ChainedFields` order, ending with `$schema`, `$requests`, `$transport`
+/// and `$server`: the expressions that give the row's schema fingerprint, request count, transport and server
+/// (older stores have none of these columns). A macro so the SELECTs below are literals, built at compile time.
 macro_rules! hashed_columns {
-    ($schema:expr, $requests:expr, $transport:expr) => {
+    ($schema:expr, $requests:expr, $transport:expr, $server:expr) => {
         concat!(
             "id, time_us, action, status, reason, detail, key_id, peer, records, size, payload_sha256, ",
             $schema,
             ", ",
             $requests,
             ", ",
-            $transport
+            $transport,
+            ", ",
+            $server
         )
     };
 }
@@ -91,13 +93,13 @@ macro_rules! schema_fingerprint {
 }
 
 /// The hashed columns, for `verify`'s walk over every row.
-const FIELDS: &str = hashed_columns!(schema_fingerprint!(), "requests", "transport");
+const FIELDS: &str = hashed_columns!(schema_fingerprint!(), "requests", "transport", "server");
 
 /// The hashed columns of one row as migration 2's backfill reads them: it runs on stores older than version 6,
 /// which have no schemas.
 const BACKFILL_SELECT: &str = concat!(
     "SELECT ",
-    hashed_columns!("NULL", "1", "NULL"),
+    hashed_columns!("NULL", "1", "NULL", "NULL"),
     " FROM audit WHERE id = ?1"
 );
 
@@ -122,6 +124,7 @@ fn fields_of<'r>(row: &'r rusqlite::Row) -> rusqlite::Result<ChainedFields<'r>> 
         schema: text(11)?,
         requests: row.get(12)?,
         transport: text(13)?,
+        server: text(14)?,
     })
 }
 
@@ -170,9 +173,9 @@ pub fn verify(
         };
         let stored = StoredRow {
             fields: fields_of(row)?,
-            prev_hash: text(14)?,
-            hash: text(15)?,
-            payload: text(16)?,
+            prev_hash: text(15)?,
+            hash: text(16)?,
+            payload: text(17)?,
         };
         if let Err(broken) = verifier.row(&stored) {
             return Ok(Err(broken));
@@ -536,6 +539,47 @@ mod tests {
             tamper_undo(
                 &store,
                 &format!("UPDATE audit SET transport = {undo} WHERE id = {id}"),
+            );
+        }
+    }
+
+    #[test]
+    fn a_rows_server_is_covered_by_its_hash_and_older_rows_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, hash_at_8) = old_store(dir.path(), "", 8);
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.audit_head().unwrap(), Some((2, hash_at_8)));
+        for server in [Some("alpha"), None, Some("beta")] {
+            store
+                .record(&AuditEntry {
+                    server,
+                    ..AuditEntry::test_send(3)
+                })
+                .unwrap();
+        }
+        let rows = store.query_audit(&Default::default()).unwrap();
+        let servers: Vec<_> = rows.iter().map(|r| r.server.as_deref()).collect();
+        assert_eq!(servers, [None, None, Some("alpha"), None, Some("beta")]);
+        assert_eq!(store.verify_audit(None).unwrap().unwrap().rows, 5);
+
+        for (edit, undo, id) in [
+            ("'beta'", "'alpha'", 3),
+            ("NULL", "'alpha'", 3),
+            ("'alpha'", "NULL", 4),
+            ("'alpha'", "NULL", 2),
+            ("''", "'beta'", 5),
+        ] {
+            let broken = tamper(
+                &store,
+                &format!("UPDATE audit SET server = {edit} WHERE id = {id}"),
+            );
+            assert!(
+                matches!(broken, ChainBreak::Altered { id: found, .. } if found == id),
+                "server {edit} on row {id}: {broken}"
+            );
+            tamper_undo(
+                &store,
+                &format!("UPDATE audit SET server = {undo} WHERE id = {id}"),
             );
         }
     }
