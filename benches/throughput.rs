@@ -399,6 +399,7 @@ fn entry(time_us: i64) -> AuditEntry<'static> {
         schema: None,
         requests: 1,
         transport: Some("curve"),
+        server: Some("bench"),
     }
 }
 

@@ -1283,7 +1283,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__serve)
-            opts="-h --output --schema --max-message-size --plaintext --max-skew --max-connections --db --master-key-file --help"
+            opts="-h --output --schema --max-message-size --plaintext --max-skew --max-connections --name --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1306,6 +1306,10 @@ _zavro() {
                     return 0
                     ;;
                 --max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -304,6 +304,11 @@ pub struct ServeArgs {
     /// limit at the files it holds plus N.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: Option<u32>,
+
+    /// The name written into every audit row this server writes (`server` in `audit query`), to tell apart the
+    /// rows of servers sharing a store [default: this machine's host name]. Printable, at most 64 characters.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 /// Options of `zavro send`.

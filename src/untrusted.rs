@@ -19,6 +19,11 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// True when `text` holds nothing [`escape`] would change: no control character and no invisible formatting one.
+pub fn is_printable(text: &str) -> bool {
+    !text.chars().any(needs_escape)
+}
+
 /// [`escape`]d `text`, cut to at most `max_chars` characters (ending in `…` when cut). Reads no more of `text`
 /// than it needs, so its cost does not grow with a long input.
 pub fn bounded(text: &str, max_chars: usize) -> String {

@@ -20,7 +20,7 @@ use crate::{
         AuditStatsArgs, FormatArg, PeriodArgs, StatusArg,
     },
     error::Error,
-    store::{AuditFilter, AuditRow, SchemaRow, Status, Store},
+    store::{AuditCount, AuditFilter, AuditRow, AuditStore, SchemaRow, Status},
     table::{write_table, write_table_rows},
     timestamp::{self, format_rfc3339},
 };
@@ -35,12 +35,12 @@ const FOLLOW_PAGE: u64 = 1000;
 const FOLLOW_BACKLOG: u64 = 10;
 
 /// Columns of the table form, in order.
-const COLUMNS: [&str; 9] = [
-    "ID", "TIME", "ACTION", "STATUS", "KEY", "PEER", "RECORDS", "SCHEMA", "REASON",
+const COLUMNS: [&str; 10] = [
+    "ID", "TIME", "ACTION", "STATUS", "KEY", "PEER", "SERVER", "RECORDS", "SCHEMA", "REASON",
 ];
 
 /// Columns of the CSV form, in order: the fields of the JSON form without the payload.
-const CSV_COLUMNS: [&str; 13] = [
+const CSV_COLUMNS: [&str; 14] = [
     "id",
     "time",
     "action",
@@ -54,13 +54,14 @@ const CSV_COLUMNS: [&str; 13] = [
     "schema",
     "requests",
     "transport",
+    "server",
 ];
 
 /// Characters of a fingerprint shown in tables: enough to tell schemas apart and to paste into `--schema`.
 const SHORT_FINGERPRINT: usize = 12;
 
 /// Runs one `audit` subcommand.
-pub fn run(store: &mut Store, command: AuditCommand) -> Result<(), Error> {
+pub fn run(store: &mut dyn AuditStore, command: AuditCommand) -> Result<(), Error> {
     match command {
         AuditCommand::Query(args) => query(store, args),
         AuditCommand::Verify(args) => verify(store, args.against.as_deref()),
@@ -79,7 +80,7 @@ pub fn run(store: &mut Store, command: AuditCommand) -> Result<(), Error> {
     }
 }
 
-fn verify(store: &Store, against: Option<&str>) -> Result<(), Error> {
+fn verify(store: &mut dyn AuditStore, against: Option<&str>) -> Result<(), Error> {
     let against = against
         .map(|text| {
             text.trim()
@@ -116,7 +117,7 @@ fn period(args: &PeriodArgs, now_us: i64) -> Result<(Option<i64>, Option<i64>), 
     Ok((time("--since", &args.since)?, time("--until", &args.until)?))
 }
 
-fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
+fn query(store: &mut dyn AuditStore, args: AuditQueryArgs) -> Result<(), Error> {
     let (since_us, until_us) = period(&args.period, timestamp::now_micros())?;
     let format = if args.json || args.payload {
         FormatArg::Json
@@ -146,7 +147,7 @@ fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
     if !args.follow {
         // Streamed row by row, so even an unfiltered query of millions of rows runs in bounded memory (the
         // table form alone gathers its rows to align the columns).
-        store.for_each_audit(&filter, |row| printer.row(&row))?;
+        store.try_for_each_audit(&filter, |row| printer.row(&row))?;
         return printer.finish();
     }
 
@@ -158,7 +159,7 @@ fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
     let mut last_id = None;
     loop {
         let mut seen = 0u64;
-        store.for_each_audit(&filter, |row| {
+        store.try_for_each_audit(&filter, |row| {
             last_id = Some(row.id);
             seen += 1;
             printer.row(&row)
@@ -182,7 +183,7 @@ fn query(store: &Store, args: AuditQueryArgs) -> Result<(), Error> {
 
 /// The full fingerprint `--schema` names: of the schema in a file (seen or not), or of the one stored schema a
 /// hex prefix fits.
-fn resolve_schema(store: &Store, given: &str) -> Result<String, Error> {
+fn resolve_schema(store: &mut dyn AuditStore, given: &str) -> Result<String, Error> {
     match schema_in_file(given)? {
         Some(fingerprint) => Ok(fingerprint),
         None => Ok(stored_schema_by_prefix(store, given)?.fingerprint),
@@ -203,7 +204,7 @@ fn schema_in_file(given: &str) -> Result<Option<String>, Error> {
 }
 
 /// The one stored schema whose fingerprint starts with the hex digits `given`.
-fn stored_schema_by_prefix(store: &Store, given: &str) -> Result<SchemaRow, Error> {
+fn stored_schema_by_prefix(store: &mut dyn AuditStore, given: &str) -> Result<SchemaRow, Error> {
     if given.len() < 4 || given.len() > 64 || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::Usage(format!(
             "--schema {given:?} is neither a file nor a fingerprint (at least 4 hex digits; see `zavro audit schemas`)"
@@ -222,7 +223,7 @@ fn stored_schema_by_prefix(store: &Store, given: &str) -> Result<SchemaRow, Erro
 }
 
 /// `audit schemas`: the table of schemas seen, or one schema's text.
-fn schemas(store: &Store, args: AuditSchemasArgs) -> Result<(), Error> {
+fn schemas(store: &mut dyn AuditStore, args: AuditSchemasArgs) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     if let Some(given) = &args.fingerprint {
         let fingerprint = schema_in_file(given)?;
@@ -399,6 +400,7 @@ fn to_json(row: &AuditRow) -> Value {
         "schema": row.schema,
         "requests": row.requests,
         "transport": row.transport,
+        "server": row.server,
     });
     if let Some(payload) = &row.payload {
         // Stored by the server from serde_json output, so it parses; keep the text if it somehow does not.
@@ -412,7 +414,7 @@ fn to_json(row: &AuditRow) -> Value {
 ///
 /// Text that can come from outside zavro (a key id, a peer, a reason's message) is neutralised as a spreadsheet
 /// formula; zavro's own numbers and times are written as they are.
-fn to_csv(row: &AuditRow) -> [String; 13] {
+fn to_csv(row: &AuditRow) -> [String; 14] {
     let text = |v: &str| neutralise_formula(v).into_owned();
     let optional = |v: &Option<String>| v.as_deref().map_or_else(String::new, text);
     [
@@ -429,6 +431,7 @@ fn to_csv(row: &AuditRow) -> [String; 13] {
         optional(&row.schema),
         row.requests.to_string(),
         optional(&row.transport),
+        optional(&row.server),
     ]
 }
 
@@ -456,6 +459,7 @@ fn to_cells(row: &AuditRow) -> Vec<String> {
         row.status.clone(),
         or_dash(&row.key_id),
         or_dash(&row.peer),
+        or_dash(&row.server),
         row.records.to_string(),
         row.schema
             .as_deref()
@@ -464,33 +468,65 @@ fn to_cells(row: &AuditRow) -> Vec<String> {
     ]
 }
 
-/// Per-key totals for `audit stats`.
+/// Per-key or per-server totals for `audit stats`.
 #[derive(Default)]
-struct KeyTotals {
+struct Totals {
     accepted: u64,
     records: u64,
     duplicates: u64,
     rejected: u64,
 }
 
-fn stats(store: &Store, args: AuditStatsArgs) -> Result<(), Error> {
+impl Totals {
+    /// Adds one group of counted requests.
+    fn add(&mut self, count: &AuditCount) {
+        match (count.status.as_str(), count.reason.as_deref()) {
+            ("accepted", None) => {
+                self.accepted += count.requests;
+                self.records += count.records;
+            }
+            ("accepted", Some(_)) => self.duplicates += count.requests,
+            _ => self.rejected += count.requests,
+        }
+    }
+
+    /// The JSON object of these totals, named `field: name` (null for `-`).
+    fn to_json(&self, field: &str, name: &str) -> Value {
+        json!({
+            field: (name != "-").then_some(name),
+            "accepted": self.accepted,
+            "records": self.records,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+        })
+    }
+
+    /// The table cells of these totals, after `name`.
+    fn to_cells(&self, name: &str) -> Vec<String> {
+        vec![
+            name.to_owned(),
+            self.accepted.to_string(),
+            self.records.to_string(),
+            self.duplicates.to_string(),
+            self.rejected.to_string(),
+        ]
+    }
+}
+
+fn stats(store: &mut dyn AuditStore, args: AuditStatsArgs) -> Result<(), Error> {
     let now_us = timestamp::now_micros();
     let (since_us, until_us) = period(&args.period, now_us)?;
     let counts = store.count_audit(since_us, until_us)?;
-    let mut keys: BTreeMap<String, KeyTotals> = BTreeMap::new();
+    let mut keys: BTreeMap<String, Totals> = BTreeMap::new();
+    let mut servers: BTreeMap<String, Totals> = BTreeMap::new();
     let mut reasons: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let or_dash = |name: &Option<String>| name.clone().unwrap_or_else(|| "-".into());
     for count in &counts {
-        let totals = keys
-            .entry(count.key_id.clone().unwrap_or_else(|| "-".into()))
-            .or_default();
-        match (count.status.as_str(), count.reason.as_deref()) {
-            ("accepted", None) => {
-                totals.accepted += count.requests;
-                totals.records += count.records;
-            }
-            ("accepted", Some(_)) => totals.duplicates += count.requests,
-            _ => totals.rejected += count.requests,
-        }
+        keys.entry(or_dash(&count.key_id)).or_default().add(count);
+        servers
+            .entry(or_dash(&count.server))
+            .or_default()
+            .add(count);
         let reason = count.reason.clone().unwrap_or_else(|| "stored".into());
         *reasons.entry((count.status.clone(), reason)).or_default() += count.requests;
     }
@@ -500,35 +536,24 @@ fn stats(store: &Store, args: AuditStatsArgs) -> Result<(), Error> {
         let value = json!({
             "since": time(since_us),
             "until": time(until_us.or(Some(now_us))),
-            "keys": keys.iter().map(|(key, t)| json!({
-                "key": (key != "-").then_some(key),
-                "accepted": t.accepted,
-                "records": t.records,
-                "duplicates": t.duplicates,
-                "rejected": t.rejected,
-            })).collect::<Vec<_>>(),
+            "keys": keys.iter().map(|(key, t)| t.to_json("key", key)).collect::<Vec<_>>(),
+            "servers": servers.iter().map(|(server, t)| t.to_json("server", server)).collect::<Vec<_>>(),
             "reasons": reasons.iter().map(|((status, reason), n)| json!({
                 "status": status, "reason": reason, "requests": n,
             })).collect::<Vec<_>>(),
         });
         writeln!(out, "{value}")
     } else {
-        let key_rows: Vec<Vec<String>> = keys
+        let key_rows: Vec<Vec<String>> = keys.iter().map(|(key, t)| t.to_cells(key)).collect();
+        let server_rows: Vec<Vec<String>> = servers
             .iter()
-            .map(|(key, t)| {
-                vec![
-                    key.clone(),
-                    t.accepted.to_string(),
-                    t.records.to_string(),
-                    t.duplicates.to_string(),
-                    t.rejected.to_string(),
-                ]
-            })
+            .map(|(server, t)| t.to_cells(server))
             .collect();
         let reason_rows: Vec<Vec<String>> = reasons
             .iter()
             .map(|((status, reason), n)| vec![status.clone(), reason.clone(), n.to_string()])
             .collect();
+        let totals = |first: &'static str| [first, "ACCEPTED", "RECORDS", "DUPLICATES", "REJECTED"];
         writeln!(
             out,
             "requests from {} to {}",
@@ -536,20 +561,16 @@ fn stats(store: &Store, args: AuditStatsArgs) -> Result<(), Error> {
             format_rfc3339(until_us.unwrap_or(now_us))
         )
         .and_then(|()| writeln!(out))
-        .and_then(|()| {
-            write_table(
-                &mut out,
-                &["KEY", "ACCEPTED", "RECORDS", "DUPLICATES", "REJECTED"],
-                &key_rows,
-            )
-        })
+        .and_then(|()| write_table(&mut out, &totals("KEY"), &key_rows))
+        .and_then(|()| writeln!(out))
+        .and_then(|()| write_table(&mut out, &totals("SERVER"), &server_rows))
         .and_then(|()| writeln!(out))
         .and_then(|()| write_table(&mut out, &["STATUS", "REASON", "REQUESTS"], &reason_rows))
     };
     written.map_err(super::stdout_error)
 }
 
-fn export(store: &Store, args: AuditExportArgs) -> Result<(), Error> {
+fn export(store: &mut dyn AuditStore, args: AuditExportArgs) -> Result<(), Error> {
     let (since_us, until_us) = period(&args.period, timestamp::now_micros())?;
     let filter = AuditFilter {
         since_us,
@@ -558,13 +579,13 @@ fn export(store: &Store, args: AuditExportArgs) -> Result<(), Error> {
         ..AuditFilter::default()
     };
     let mut out = BufWriter::new(std::io::stdout().lock());
-    store.for_each_audit(&filter, |row| {
+    store.try_for_each_audit(&filter, |row| {
         writeln!(out, "{}", to_json(&row)).map_err(super::stdout_error)
     })?;
     out.flush().map_err(super::stdout_error)
 }
 
-fn prune(store: &mut Store, args: AuditPruneArgs) -> Result<(), Error> {
+fn prune(store: &mut dyn AuditStore, args: AuditPruneArgs) -> Result<(), Error> {
     let now_us = timestamp::now_micros();
     let before_us = timestamp::parse_past(&args.before, now_us)
         .map_err(|e| Error::Usage(format!("--before: {e}")))?;
@@ -637,6 +658,7 @@ mod tests {
             schema: None,
             requests: 1,
             transport: None,
+            server: None,
         }
     }
 

@@ -10,13 +10,13 @@ use crate::{
     config, credentials,
     error::Error,
     profiles::{self, Profile, ProfileError},
-    store::Store,
+    store::KeyStore,
     table::write_table,
     timestamp::{self, format_rfc3339},
 };
 
 /// Runs one `keys` subcommand.
-pub fn run(store: &mut Store, command: KeysCommand) -> Result<(), Error> {
+pub fn run(store: &mut dyn KeyStore, command: KeysCommand) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     match command {
         KeysCommand::Add(args) => add(store, args, &mut out),
@@ -29,7 +29,7 @@ pub fn run(store: &mut Store, command: KeysCommand) -> Result<(), Error> {
     }
 }
 
-fn add(store: &mut Store, args: KeysAddArgs, out: &mut dyn Write) -> Result<(), Error> {
+fn add(store: &mut dyn KeyStore, args: KeysAddArgs, out: &mut dyn Write) -> Result<(), Error> {
     let imported = if args.secret_stdin {
         let mut text = Zeroizing::new(String::new());
         std::io::stdin()
@@ -82,7 +82,7 @@ fn add(store: &mut Store, args: KeysAddArgs, out: &mut dyn Write) -> Result<(), 
         Some(secret) => secret,
         None => credentials::new_secret()?,
     };
-    store.add_key_expiring(&key, &secret, args.label.as_deref(), expires_us, now_us)?;
+    store.add_key(&key, &secret, args.label.as_deref(), expires_us, now_us)?;
 
     if let (Some(name), Some(path)) = (&args.save_profile, &profile_path) {
         // The key `serve` on this store presents (made now if it has none yet), so `send` with this profile
@@ -140,7 +140,7 @@ fn add(store: &mut Store, args: KeysAddArgs, out: &mut dyn Write) -> Result<(), 
     written.map_err(super::stdout_error)
 }
 
-fn list(store: &Store, as_json: bool, out: &mut dyn Write) -> Result<(), Error> {
+fn list(store: &mut dyn KeyStore, as_json: bool, out: &mut dyn Write) -> Result<(), Error> {
     let keys = store.list_keys()?;
     let time = |t: Option<i64>| t.map(format_rfc3339);
     let written = if as_json {

@@ -15,7 +15,7 @@ use crate::{
     endpoint::{self, Side},
     error::Error,
     hardening,
-    server::{self, Log, RecordsOut, Settings, Transport, zap},
+    server::{self, Log, RecordsOut, Settings, Transport, name, zap},
     store::Store,
     timestamp,
 };
@@ -31,6 +31,10 @@ const SHUTDOWN_LINGER_MS: i32 = 2000;
 pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
     avro::limit_decode_allocations();
     let endpoint = endpoint::resolve(&args.endpoint, Side::Bind).map_err(Error::Usage)?;
+    let name = name::resolve(args.name.as_deref()).map_err(|e| match e {
+        name::NameError::NoHostName(_) => Error::Other(e.to_string()),
+        _ => Error::Usage(format!("--name: {e}")),
+    })?;
     // Problems with the store's files surface now, as one error, rather than at the first request.
     store.check_writable()?;
     if !args.plaintext && !curve::available() {
@@ -128,6 +132,7 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
             Some(_) => Transport::Curve,
             None => Transport::Plaintext,
         },
+        name,
     };
     let stats = server::run(
         &socket,

@@ -8,12 +8,12 @@ use serde_json::json;
 use crate::{
     cli::{ServerKeyArgs, ServerKeyCommand},
     error::Error,
-    store::Store,
+    store::KeyStore,
     timestamp,
 };
 
 /// Prints the current public key (or both, as JSON), or rotates.
-pub fn run(store: &mut Store, args: ServerKeyArgs) -> Result<(), Error> {
+pub fn run(store: &mut dyn KeyStore, args: ServerKeyArgs) -> Result<(), Error> {
     let now_us = timestamp::now_micros();
     let mut out = std::io::stdout().lock();
     let written = match args.command {

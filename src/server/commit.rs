@@ -12,13 +12,16 @@ use crate::{
     timestamp,
 };
 
-/// What every row of a group shares: when it is written, and how its requests reached the server.
+/// What every row of a group shares: when it is written, how its requests reached the server, and which
+/// server wrote it.
 #[derive(Debug, Clone, Copy)]
-pub struct Stamp {
+pub struct Stamp<'a> {
     /// The group's time (µs since the epoch).
     pub now_us: i64,
     /// How its requests arrived.
     pub transport: Transport,
+    /// The server's name (`serve --name`).
+    pub server: &'a str,
 }
 
 /// What became of one verdict in the store.
@@ -110,11 +113,12 @@ fn countable(verdict: &Verdict) -> Option<&Rejection> {
 }
 
 /// Writes the summary rows of closed tally windows in one group, as refusals of requests that came by
-/// `transport`; on error nothing is kept.
+/// `transport`, written by the server named `server`; on error nothing is kept.
 pub fn summaries<G: RequestGroup>(
     mut group: G,
     summaries: &[Summary],
     transport: Transport,
+    server: &str,
 ) -> Result<Vec<i64>, StoreError> {
     let mut ids = Vec::with_capacity(summaries.len());
     for summary in summaries {
@@ -159,6 +163,7 @@ pub fn summaries<G: RequestGroup>(
             schema: None,
             requests: summary.count,
             transport: Some(transport.as_str()),
+            server: Some(server),
         })?);
     }
     group.commit()?;
@@ -263,7 +268,7 @@ fn duplicate<G: RequestGroup>(
 }
 
 /// The audit entry of a `send` action with no reason, detail or records yet.
-fn entry(verdict: &Verdict, status: Status, stamp: Stamp) -> AuditEntry<'_> {
+fn entry<'a>(verdict: &'a Verdict, status: Status, stamp: Stamp<'a>) -> AuditEntry<'a> {
     AuditEntry {
         time_us: stamp.now_us,
         action: "send",
@@ -277,5 +282,6 @@ fn entry(verdict: &Verdict, status: Status, stamp: Stamp) -> AuditEntry<'_> {
         schema: verdict.schema.as_deref(),
         requests: 1,
         transport: Some(stamp.transport.as_str()),
+        server: Some(stamp.server),
     }
 }

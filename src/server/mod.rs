@@ -15,6 +15,7 @@
 mod check;
 mod commit;
 mod log;
+pub mod name;
 mod outcome;
 mod output;
 mod request;
@@ -58,6 +59,8 @@ pub struct Settings {
     pub reader_schemas: Vec<apache_avro::Schema>,
     /// How clients reach the server, as each audit row records it.
     pub transport: Transport,
+    /// The server's name (`serve --name`), written into every audit row it writes.
+    pub name: String,
 }
 
 /// How clients reach the server.

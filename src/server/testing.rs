@@ -25,6 +25,7 @@ pub fn store_with_key(dir: &Path) -> (Store, Settings) {
         max_skew_secs: 300,
         reader_schemas: Vec::new(),
         transport: super::Transport::Plaintext,
+        name: "test-server".into(),
     };
     (store, settings)
 }

@@ -29,6 +29,9 @@ pub struct Worker {
     max_skew_secs: i64,
     /// How the requests arrive: checked against their connection, and written into their audit rows.
     transport: Transport,
+    /// The server's name, written into every audit row; shared so a group's rows can borrow it while the worker
+    /// is busy.
+    server: Arc<str>,
     decoder: Decoder,
     /// Unvouched refusals counted per peer and reason, between their summary rows.
     tally: Tally,
@@ -64,6 +67,7 @@ impl Worker {
         Worker {
             max_skew_secs: settings.max_skew_secs,
             transport: settings.transport,
+            server: Arc::from(settings.name.as_str()),
             decoder: Decoder::with_reader_schemas(settings.reader_schemas.clone()),
             tally: Tally::default(),
             group_max_decoded: GROUP_MAX_DECODED_BYTES,
@@ -103,7 +107,7 @@ impl Worker {
         }
         match store
             .begin_group()
-            .and_then(|group| commit::summaries(group, &closed, self.transport))
+            .and_then(|group| commit::summaries(group, &closed, self.transport, &self.server))
         {
             Ok(ids) => {
                 for (id, summary) in ids.into_iter().zip(&closed) {
@@ -148,9 +152,11 @@ impl Worker {
         log: &mut Log,
     ) -> Vec<Outcome> {
         let now_us = timestamp::now_micros();
+        let server = Arc::clone(&self.server);
         let stamp = Stamp {
             now_us,
             transport: self.transport,
+            server: &server,
         };
         let (verdicts, keys, committed) = match store.begin_group() {
             Ok(mut transaction) => {
@@ -997,6 +1003,11 @@ mod tests {
             rows[3].key_id.as_deref(),
             Some(KEY),
             "the key the requests named"
+        );
+        assert!(
+            rows.iter()
+                .all(|r| r.server.as_deref() == Some("test-server")),
+            "samples and summaries alike name the server that wrote them: {rows:?}"
         );
         assert!(
             rows[2]

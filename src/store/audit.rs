@@ -5,6 +5,7 @@ use rusqlite::{Connection, ToSql, params};
 use super::{
     Store, StoreError,
     chain::{self, ChainedFields},
+    sqlite_chain,
 };
 use crate::avro::SchemaFingerprint;
 
@@ -54,6 +55,8 @@ pub struct AuditEntry<'a> {
     pub requests: u64,
     /// How the request reached the server: `curve` or `plaintext`; `None` for actions taken on this machine.
     pub transport: Option<&'a str>,
+    /// The name of the server that wrote the row (`serve --name`); `None` for actions taken on this machine.
+    pub server: Option<&'a str>,
 }
 
 impl AuditEntry<'_> {
@@ -67,7 +70,7 @@ impl AuditEntry<'_> {
         schema_id: Option<i64>,
         payload: Option<&str>,
     ) -> Result<i64, StoreError> {
-        let link = chain::next_link(conn)?;
+        let link = sqlite_chain::next_link(conn)?;
         self.insert_at(conn, &link, schema_id, payload)?;
         Ok(link.id)
     }
@@ -77,33 +80,18 @@ impl AuditEntry<'_> {
     pub(super) fn insert_at(
         &self,
         conn: &Connection,
-        link: &chain::Link,
+        link: &sqlite_chain::Link,
         schema_id: Option<i64>,
         payload: Option<&str>,
     ) -> Result<(), StoreError> {
         debug_assert_eq!(schema_id.is_some(), self.schema.is_some());
         let payload_sha256 = payload.map(chain::payload_sha256);
-        let fields = ChainedFields {
-            id: link.id,
-            time_us: self.time_us,
-            action: self.action,
-            status: self.status.as_str(),
-            reason: self.reason,
-            detail: self.detail,
-            key_id: self.key_id,
-            peer: self.peer,
-            records: i64::try_from(self.records).unwrap_or(i64::MAX),
-            size: i64::try_from(self.size).unwrap_or(i64::MAX),
-            payload_sha256: payload_sha256.as_deref(),
-            schema: self.schema.map(|schema| schema.fingerprint.as_str()),
-            requests: i64::try_from(self.requests).unwrap_or(i64::MAX),
-            transport: self.transport,
-        };
+        let fields = self.chained(link.id, payload_sha256.as_deref());
         let hash = fields.hash(&link.prev_hash);
         conn.prepare_cached(
             "INSERT INTO audit (id, time_us, action, status, reason, detail, key_id, peer, records, size,
-                                payload_sha256, schema_id, prev_hash, hash, requests, transport)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                                payload_sha256, schema_id, prev_hash, hash, requests, transport, server)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?
         .execute(params![
             fields.id,
@@ -122,12 +110,37 @@ impl AuditEntry<'_> {
             hash,
             fields.requests,
             fields.transport,
+            fields.server,
         ])?;
         if let Some(json) = payload {
             conn.prepare_cached("INSERT INTO payloads (audit_id, json) VALUES (?1, ?2)")?
                 .execute(params![link.id, json])?;
         }
         Ok(())
+    }
+}
+
+impl<'a> AuditEntry<'a> {
+    /// The fields the row's hash covers when it is stored as row `id` with a payload whose text has this
+    /// SHA-256 ([`chain::payload_sha256`]): what every backend hashes onto the previous row's hash.
+    pub fn chained(&self, id: i64, payload_sha256: Option<&'a str>) -> ChainedFields<'a> {
+        ChainedFields {
+            id,
+            time_us: self.time_us,
+            action: self.action,
+            status: self.status.as_str(),
+            reason: self.reason,
+            detail: self.detail,
+            key_id: self.key_id,
+            peer: self.peer,
+            records: i64::try_from(self.records).unwrap_or(i64::MAX),
+            size: i64::try_from(self.size).unwrap_or(i64::MAX),
+            payload_sha256,
+            schema: self.schema.map(|schema| schema.fingerprint.as_str()),
+            requests: i64::try_from(self.requests).unwrap_or(i64::MAX),
+            transport: self.transport,
+            server: self.server,
+        }
     }
 }
 
@@ -162,6 +175,8 @@ pub struct AuditRow {
     pub requests: i64,
     /// How the request reached the server: `curve` or `plaintext`; `None` for local actions and older rows.
     pub transport: Option<String>,
+    /// The name of the server that wrote the row (`serve --name`); `None` for local actions and older rows.
+    pub server: Option<String>,
 }
 
 /// Which rows `query_audit` returns.
@@ -189,11 +204,13 @@ pub struct AuditFilter {
     pub with_payload: bool,
 }
 
-/// Accepted and rejected requests of one key and reason over a period (`audit stats`).
+/// Accepted and rejected requests of one key, reason and server over a period (`audit stats`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditCount {
     /// The key id named by the requests (`None` when the envelope could not be read).
     pub key_id: Option<String>,
+    /// The server that answered them (`None` for rows written before servers were named).
+    pub server: Option<String>,
     /// `accepted` or `rejected`.
     pub status: String,
     /// The reply code of a rejection, `duplicate` for a recognised retry, `None` for a request stored.
@@ -313,7 +330,7 @@ impl Store {
         };
         let select = format!(
             "SELECT a.id, a.time_us, a.action, a.status, a.reason, a.detail, a.key_id, a.peer,
-                    a.records, a.size, {payload}, s.fingerprint, a.requests, a.transport
+                    a.records, a.size, {payload}, s.fingerprint, a.requests, a.transport, a.server
              FROM audit a LEFT JOIN payloads p ON p.audit_id = a.id LEFT JOIN schemas s ON s.id = a.schema_id
              {where_clause}"
         );
@@ -345,6 +362,7 @@ impl Store {
                     schema: row.get(11)?,
                     requests: row.get(12)?,
                     transport: row.get(13)?,
+                    server: row.get(14)?,
                 })
             };
             each(read().map_err(StoreError::from)?)?;
@@ -352,7 +370,7 @@ impl Store {
         Ok(())
     }
 
-    /// Requests (action `send`) in `[since, until)` counted by key, status and reason, for `audit stats`.
+    /// Requests (action `send`) in `[since, until)` counted by key, status, reason and server, for `audit stats`.
     pub fn count_audit(
         &self,
         since_us: Option<i64>,
@@ -387,9 +405,9 @@ impl Store {
             )
         };
         // Counted here rather than by GROUP BY: SQLite would sort every row of the period in a temporary
-        // b-tree first, while there are only as many groups as keys times reasons.
+        // b-tree first, while there are only as many groups as keys times reasons times servers.
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT key_id, status, reason, records, requests FROM audit WHERE action = 'send' {condition}"
+            "SELECT key_id, status, reason, records, requests, server FROM audit WHERE action = 'send' {condition}"
         ))?;
         let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
         let mut counts: Vec<AuditCount> = Vec::new();
@@ -401,8 +419,12 @@ impl Store {
             let (key_id, status, reason) = (text(0)?, text(1)?.unwrap_or_default(), text(2)?);
             let records = u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0);
             let requests = u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0);
+            let server = text(5)?;
             let found = counts.iter_mut().find(|c| {
-                c.key_id.as_deref() == key_id && c.status == status && c.reason.as_deref() == reason
+                c.key_id.as_deref() == key_id
+                    && c.status == status
+                    && c.reason.as_deref() == reason
+                    && c.server.as_deref() == server
             });
             match found {
                 Some(count) => {
@@ -411,6 +433,7 @@ impl Store {
                 }
                 None => counts.push(AuditCount {
                     key_id: key_id.map(str::to_owned),
+                    server: server.map(str::to_owned),
                     status: status.to_owned(),
                     reason: reason.map(str::to_owned),
                     requests,
@@ -419,7 +442,8 @@ impl Store {
             }
         }
         counts.sort_by(|a, b| {
-            (&a.key_id, &a.status, &a.reason).cmp(&(&b.key_id, &b.status, &b.reason))
+            (&a.key_id, &a.status, &a.reason, &a.server)
+                .cmp(&(&b.key_id, &b.status, &b.reason, &b.server))
         });
         Ok(counts)
     }
@@ -442,6 +466,7 @@ impl AuditEntry<'static> {
             schema: None,
             requests: 1,
             transport: None,
+            server: None,
         }
     }
 }

@@ -183,6 +183,7 @@ impl AuditEntry<'_> {
             schema: None,
             requests: 1,
             transport: None,
+            server: None,
         }
     }
 }

@@ -5,8 +5,10 @@
 //! `synchronous=FULL` makes every commit durable before the server acknowledges it.
 
 mod audit;
+mod audit_store;
 mod chain;
 mod group;
+mod key_store;
 mod keys;
 pub mod location;
 pub mod postgres;
@@ -15,6 +17,7 @@ mod requests;
 mod schemas;
 mod sealing;
 mod server_keys;
+mod sqlite_chain;
 
 use std::{
     collections::HashMap,
@@ -29,8 +32,13 @@ use rusqlite::{Connection, TransactionBehavior};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
 pub use audit::{AuditCount, AuditEntry, AuditFilter, AuditRow, Status};
-pub use chain::{ChainBreak, Verified};
+pub use audit_store::AuditStore;
+pub use chain::{
+    ChainBreak, ChainVerifier, ChainedFields, GENESIS, StoredRow, Verified, check_schema,
+    payload_sha256,
+};
 pub use group::{Committed, Nonce, RequestGroup, RequestStore, SeenNonce};
+pub use key_store::KeyStore;
 pub use keys::{KeyRecord, StoredKey};
 pub use location::Location;
 pub use postgres::{PgStore, PgUrl};
@@ -49,7 +57,7 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/0001_initial.sql")),
         M::up_with_hook(
             include_str!("migrations/0002_audit_chain.sql"),
-            |tx: &rusqlite::Transaction| chain::backfill(tx).map_err(Into::into),
+            |tx: &rusqlite::Transaction| sqlite_chain::backfill(tx).map_err(Into::into),
         ),
         M::up(include_str!("migrations/0003_nonce_signature.sql")),
         M::up(include_str!(
@@ -66,11 +74,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
             },
         ),
         M::up(include_str!("migrations/0009_sealed.sql")),
+        M::up(include_str!("migrations/0010_audit_server.sql")),
     ])
 });
 
 /// The schema version this build migrates stores to.
-const SCHEMA_VERSION: usize = 9;
+const SCHEMA_VERSION: usize = 10;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -312,7 +321,7 @@ impl Store {
         // deleted rows). Deferred: a reader must not take the write lock from the server.
         let snapshot =
             rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)?;
-        let verified = chain::verify(&snapshot, against);
+        let verified = sqlite_chain::verify(&snapshot, against);
         snapshot.finish()?;
         verified
     }

@@ -111,6 +111,7 @@ impl Store {
             schema: None,
             requests: 1,
             transport: None,
+            server: None,
         }
         .insert(&tx, None, None)?;
         tx.commit()?;

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{
     AuditEntry, Committed, Nonce, RequestGroup, RequestStore, SeenNonce, Store, StoreError,
-    StoredKey, chain, schemas::remember_schema,
+    StoredKey, schemas::remember_schema, sqlite_chain,
 };
 
 impl RequestStore for Store {
@@ -111,7 +111,7 @@ impl RequestGroup for Batch<'_> {
     ) -> Result<Committed, StoreError> {
         self.still_open()?;
         let schema_id = self.schema_id(entry)?;
-        let link = chain::next_link(self.conn)?;
+        let link = sqlite_chain::next_link(self.conn)?;
         // The nonce goes first, under the id the audit row will get, so a reused nonce leaves nothing to undo.
         // The primary key refuses it even if two servers share the store.
         let inserted = self

@@ -4,9 +4,9 @@ use std::process::{Command as StdCommand, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::common::zavro_process;
 use crate::common::{
-    TestEnv, ZAVRO_VARS, parse_ndjson, request_once, signed_now, stderr_of, stdout_of, zavro_bin,
+    Server, TestEnv, ZAVRO_VARS, parse_json, parse_ndjson, request_once, signed_now, stderr_of,
+    stdout_of, zavro_bin, zavro_process,
 };
 
 /// A store with two keys and a mix of accepted and rejected sends; returns (env, key a, key b).
@@ -60,7 +60,8 @@ fn audit_query_json_rows_have_the_documented_fields() {
             "size",
             "schema",
             "requests",
-            "transport"
+            "transport",
+            "server"
         ],
         "no payload without --payload"
     );
@@ -157,7 +158,8 @@ fn audit_query_table_has_a_header_and_shows_reject_reasons() {
     assert_eq!(
         header,
         [
-            "ID", "TIME", "ACTION", "STATUS", "KEY", "PEER", "RECORDS", "SCHEMA", "REASON"
+            "ID", "TIME", "ACTION", "STATUS", "KEY", "PEER", "SERVER", "RECORDS", "SCHEMA",
+            "REASON"
         ]
     );
     assert!(
@@ -359,4 +361,113 @@ fn audit_verify_finds_an_edited_payload_a_deleted_row_and_a_truncated_tail() {
         stderr_of(&out)
     );
     verify(&env, &["--against", &head]).code(6);
+}
+
+/// The cells of each data row of `audit query`'s table, split at whitespace (no cell of these rows has any
+/// before the REASON column).
+fn table_rows(env: &TestEnv) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = stdout_of(&env.zavro().args(["audit", "query"]).assert().code(0));
+    let mut lines = text
+        .lines()
+        .map(|line| line.split_whitespace().map(str::to_owned).collect());
+    let header = lines.next().expect("a header line");
+    (header, lines.collect())
+}
+
+#[test]
+fn serve_name_is_in_every_row_the_server_writes_and_query_stats_and_export_show_it() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = Server::start(&env, "127.0.0.1:*", &["--name", "alpha"]);
+    let ep = server.endpoint().to_owned();
+    env.send(&ep, &key, &secret, "{\"n\":1}").code(0);
+    env.send(&ep, &key, "wrong-secret-wrong-secret", "{\"n\":2}")
+        .code(4);
+    server.stop();
+
+    let rows = env.audit();
+    let servers: Vec<&Value> = rows.iter().map(|r| &r["server"]).collect();
+    assert_eq!(
+        servers,
+        [&Value::Null, &json!("alpha"), &json!("alpha")],
+        "keys add is a local action; both requests were answered by alpha"
+    );
+    let (header, cells) = table_rows(&env);
+    let column = header
+        .iter()
+        .position(|h| h == "SERVER")
+        .expect("a SERVER column");
+    let shown: Vec<&str> = cells.iter().map(|row| row[column].as_str()).collect();
+    assert_eq!(shown, ["-", "alpha", "alpha"]);
+
+    let exported = parse_ndjson(
+        &env.zavro()
+            .args(["audit", "export"])
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(exported[1]["server"], "alpha");
+    let stats = parse_json(
+        &env.zavro()
+            .args(["audit", "stats", "--json"])
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(
+        stats["servers"],
+        json!([{"server": "alpha", "accepted": 1, "records": 1, "duplicates": 0, "rejected": 1}])
+    );
+    env.zavro().args(["audit", "verify"]).assert().code(0);
+}
+
+#[test]
+fn serve_names_itself_after_the_host_by_default() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = Server::start(&env, "127.0.0.1:*", &[]);
+    env.send(server.endpoint(), &key, &secret, "{\"n\":1}")
+        .code(0);
+    server.stop();
+    let host = nix::unistd::gethostname()
+        .expect("the host name")
+        .into_string()
+        .expect("a UTF-8 host name");
+    assert_eq!(env.audit_sends()[0]["server"], host.as_str());
+}
+
+#[test]
+fn a_server_name_that_is_empty_unprintable_or_too_long_is_a_one_line_usage_error() {
+    let env = TestEnv::new();
+    env.create_store();
+    let long = "x".repeat(65);
+    for (name, says) in [
+        ("", "cannot be empty"),
+        ("al\npha", "not printable"),
+        ("\u{1b}[2Jalpha", "not printable"),
+        ("al\u{202e}pha", "not printable"),
+        (long.as_str(), "65 characters"),
+    ] {
+        let out = env
+            .zavro()
+            .args(["serve", "127.0.0.1:*", "--plaintext", "--name", name])
+            .assert()
+            .code(2);
+        let stderr = stderr_of(&out);
+        assert_eq!(stderr.lines().count(), 1, "{name:?}: {stderr:?}");
+        assert!(
+            stderr.starts_with("zavro: --name: ") && stderr.contains(says),
+            "{name:?}: {stderr:?}"
+        );
+        assert!(
+            !stderr.contains('\u{1b}') && !stderr.contains('\u{202e}'),
+            "{stderr:?}"
+        );
+    }
+    let sixty_four = "é".repeat(64);
+    let server = Server::start(&env, "127.0.0.1:*", &["--name", &sixty_four]);
+    server.stop();
 }

@@ -183,7 +183,7 @@ fn audit_query_formats_json_and_csv_carry_the_same_rows() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "id,time,action,status,reason,message,key,peer,records,size,schema,requests,transport"
+        "id,time,action,status,reason,message,key,peer,records,size,schema,requests,transport,server"
     );
     assert_eq!(lines.len(), 4, "{csv}");
     assert!(lines[2].starts_with(&format!("{},", json_rows[1]["id"])));
@@ -204,7 +204,7 @@ fn audit_query_formats_json_and_csv_carry_the_same_rows() {
         .code(0);
     assert_eq!(
         stdout_of(&none),
-        "id,time,action,status,reason,message,key,peer,records,size,schema,requests,transport\n",
+        "id,time,action,status,reason,message,key,peer,records,size,schema,requests,transport,server\n",
         "the header even without rows"
     );
 }
