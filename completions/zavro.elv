@@ -44,6 +44,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key when it makes a key pair, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --plaintext 'Accept unencrypted connections (ZeroMQ''s NULL mechanism) instead of CURVE, for benchmarks and clients without CURVE: anyone on the network path can read the records, and connections are not checked at the handshake (requests and replies are still signed). The start-up line and every audit row say plaintext'
+            cand --allow-async-commit 'Serve from a PostgreSQL database that acknowledges commits before they are durable (synchronous_commit or fsync off for this role or database), which serve otherwise refuses: a crash of the database can then lose requests the server already answered `accepted`, and a client will not send them again'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -52,7 +53,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --secret-file 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal'
             cand --profile 'Take key, secret and endpoint from this profile of the credentials file [default: the `default` profile, if there is one]; a flag or environment variable still wins over the profile'
             cand --timeout 'Give up when the server has not answered a request within this many seconds'
-            cand --retries 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)'
+            cand --retries 'Resend a request this many times when its reply does not come in time, or the server could not store it or check the key for now (`internal`, its database down, say), after a pause that doubles from 0.25 s to 4 s (same request, same nonce: the server recognises a retry of what it already stored)'
             cand --batch 'Most records per request'
             cand --batch-bytes 'Most bytes of encoded records per request (a single larger record still goes alone)'
             cand --linger 'Longest a record waits for its request to fill, e.g. `250ms`, `1s`, or `0` (send what is read at once)'

@@ -23,11 +23,20 @@ Examples:
   zavro serve '127.0.0.1:*' --output out.ndjson    the OS picks the port; see the log line
   zavro serve ipc:///run/zavro/zavro.sock          a Unix socket, for clients on this machine
   zavro serve 127.0.0.1:12345 --plaintext          unencrypted, for benchmarks and old clients
+  ZAVRO_DB='postgres://zavro@db.example/zavro?sslmode=verify-full' \
+    zavro --master-key-file /etc/zavro/master.key serve 0.0.0.0:12345 --name a
+                                                   one of several servers sharing a PostgreSQL store
 
 Connections are encrypted and authenticated with CurveZMQ. The first line names the endpoint and the server's \
 public key (also `zavro server-key`), which clients pin; each client proves its API key at the handshake, \
 with a key pair derived from the key's secret, so a client whose key is unknown, revoked or expired is refused \
-there, costing one handshake and no request (`zavro audit stats` counts them as handshake_refused).";
+there, costing one handshake and no request (`zavro audit stats` counts them as handshake_refused).
+
+On PostgreSQL any number of servers share keys, nonces and one audit trail: a key revoked anywhere is refused \
+by every server from its next group, a request replayed to another server is a `replay`, and a retry of a \
+stored request is a `duplicate` wherever it lands. Each needs the master key, and --name tells their rows \
+apart. While the database is down they keep running and answer `internal` (retryable), and reconnect by \
+themselves.";
 
 const SEND_EXAMPLES: &str = "\
 Examples:
@@ -310,6 +319,12 @@ pub struct ServeArgs {
     /// rows of servers sharing a store [default: this machine's host name]. Printable, at most 64 characters.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+
+    /// Serve from a PostgreSQL database that acknowledges commits before they are durable (synchronous_commit
+    /// or fsync off for this role or database), which serve otherwise refuses: a crash of the database can then
+    /// lose requests the server already answered `accepted`, and a client will not send them again.
+    #[arg(long)]
+    pub allow_async_commit: bool,
 }
 
 /// Options of `zavro send`.
@@ -339,8 +354,9 @@ pub struct SendArgs {
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_timeout)]
     pub timeout: f64,
 
-    /// Resend a request this many times when its reply does not come in time (same request, same nonce: the
-    /// server recognises a retry of what it already stored).
+    /// Resend a request this many times when its reply does not come in time, or the server could not store it
+    /// or check the key for now (`internal`, its database down, say), after a pause that doubles from 0.25 s to
+    /// 4 s (same request, same nonce: the server recognises a retry of what it already stored).
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=20))]
     pub retries: u32,
 

@@ -16,6 +16,9 @@ use crate::{
     store::{Location, PgStore, PgUrl, Store},
 };
 
+/// How long `serve` waits for a PostgreSQL connection when the URL sets no `connect_timeout`.
+const SERVE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs the parsed command line. Commands that need no store (send, completions) never open it; only `keys add`
 /// creates it, so a mistyped `--db` or a deleted store is an error everywhere else, not a new, empty store.
 /// Only the commands that read or write secrets read the master key of a sealed store.
@@ -30,11 +33,20 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
     };
     match cli.command {
-        Command::Serve(args) => {
-            let mut store = open_store(false)?;
-            give_master_key(&mut store, master_key_file)?;
-            serve::run(&mut store, args)
-        }
+        Command::Serve(args) => match config::store_location(cli.db.as_deref())? {
+            Location::Postgres(url) => {
+                // A server must not hang on a database that does not answer, at start or when reconnecting.
+                let url = url.with_default_connect_timeout(SERVE_CONNECT_TIMEOUT);
+                let mut store = PgStore::connect(&url)?;
+                store.use_master_key(config::master_key(master_key_file)?)?;
+                serve::run(&mut store, args)
+            }
+            Location::Sqlite(_) => {
+                let mut store = open_store(false)?;
+                give_master_key(&mut store, master_key_file)?;
+                serve::run(&mut store, args)
+            }
+        },
         Command::Send(args) => send::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Keys(command) => {

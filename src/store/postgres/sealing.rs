@@ -45,7 +45,7 @@ impl PgStore {
     }
 
     /// The master key, or the error that says one is needed and which.
-    pub(super) fn require_master_key(&mut self) -> Result<&MasterKey, StoreError> {
+    pub fn require_master_key(&mut self) -> Result<&MasterKey, StoreError> {
         if self.master.is_none() {
             let fingerprint = self.sealed_under()?;
             return Err(StoreError::MasterKeyRequired {

@@ -157,6 +157,13 @@ impl PgUrl {
         self.connect_timeout
     }
 
+    /// This URL with `connect_timeout` set to `timeout` where it gives none (or 0, "wait forever"): for a server,
+    /// which must not hang on a database that does not answer.
+    pub fn with_default_connect_timeout(mut self, timeout: Duration) -> PgUrl {
+        self.connect_timeout.get_or_insert(timeout);
+        self
+    }
+
     /// The `application_name` the server shows in `pg_stat_activity` (default `zavro`).
     pub fn application_name(&self) -> &str {
         self.application_name.as_deref().unwrap_or("zavro")
