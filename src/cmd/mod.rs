@@ -48,11 +48,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Audit(command) => audit::run(&mut open_store(false)?, command),
         Command::ServerKey(args) => {
             let mut store = open_store(false)?;
-            // Showing and rotating read no secret; only making a key pair in a sealed store needs the key,
-            // so it is given when the store is sealed and a key is configured, and asked for only then.
-            if store.sealed_under()?.is_some()
-                && let Some(master) = config::master_key(master_key_file)?
-            {
+            // Showing and rotating read no secret, so the key is not required; but a key configured is always
+            // given, and so checked: a store whose sealing row someone deleted is refused, never given new
+            // clear-text server secrets.
+            if let Some(master) = config::master_key(master_key_file)? {
                 store.use_master_key(Some(master))?;
             }
             server_key::run(&mut store, args)

@@ -391,3 +391,51 @@ fn a_sealed_secret_copied_onto_another_keys_row_is_never_accepted_for_that_key()
         "{refusals:?}"
     );
 }
+
+#[test]
+fn server_key_with_the_master_key_refuses_a_store_whose_sealing_row_was_deleted() {
+    let env = TestEnv::new();
+    let (_key, _secret, master) = sealed_store(&env);
+    // Someone with write access removes the record that the store is sealed.
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    assert_eq!(conn.execute("DELETE FROM sealing", []).unwrap(), 1);
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+    let pairs = count("SELECT count(*) FROM server_keys");
+    for command in [
+        &["server-key", "rotate"][..],
+        &["server-key", "rotate", "--stage"],
+    ] {
+        let refused = env
+            .zavro()
+            .arg("--master-key-file")
+            .arg(&master)
+            .args(command)
+            .assert()
+            .code(MASTER_KEY_EXIT);
+        assert!(
+            stderr_of(&refused).contains("is not sealed"),
+            "{}",
+            stderr_of(&refused)
+        );
+    }
+    assert_eq!(
+        count("SELECT count(*) FROM server_keys"),
+        pairs,
+        "no key pair was made"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM server_keys WHERE secret_key IS NOT NULL"),
+        0,
+        "no server secret was written in clear text"
+    );
+    // The same key, given as the systemd credential, is refused the same way.
+    let credentials = env.path("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::copy(&master, credentials.join("zavro-master-key")).unwrap();
+    env.zavro()
+        .env("CREDENTIALS_DIRECTORY", &credentials)
+        .args(["server-key", "rotate"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    assert_eq!(count("SELECT count(*) FROM server_keys"), pairs);
+}
