@@ -223,8 +223,9 @@ pub struct Cli {
     pub db: Option<OsString>,
 
     /// The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write
-    /// secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in
-    /// $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself.
+    /// secrets: serve, keys add, server-key (making a key pair in a sealed store), store seal and reseal
+    /// [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The
+    /// variable names the file; the key is never given itself.
     #[arg(
         long,
         global = true,

@@ -2,7 +2,7 @@
 //! CURVE secret keys), and the sealing itself, with XChaCha20-Poly1305.
 //!
 //! Independent of any database: a store keeps what [`MasterKey::seal`] returns in place of a secret and gives it
-//! back to [`MasterKey::open`] with the same [`Row`]. The master key never enters the store; only its
+//! back to [`MasterKey::open`] with the same [`SecretSlot`]. The master key never enters the store; only its
 //! [`MasterKey::fingerprint`] does, so a wrong key is named as such rather than failing row by row.
 //!
 //! The key file holds the 32 bytes of the key as 64 hexadecimal digits on one line (a final newline is allowed,
@@ -44,32 +44,32 @@ const FINGERPRINT_LABEL: &[u8] = b"zavro master key fingerprint v1\0";
 /// The longest key file read: a key is 64 digits and a newline; anything much longer is not a key file.
 const MAX_FILE_LEN: u64 = 4096;
 
-/// The row a sealed value belongs to, bound into its associated data: a value moved to another row (or from an
-/// API secret to a server key) does not open.
+/// The place in the store a sealed secret belongs to (an API key's row, a server key pair's row), bound into its
+/// associated data: a value moved to another slot (or from an API secret to a server key) does not open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Row<'a> {
+pub enum SecretSlot<'a> {
     /// The secret of the API key with this id.
     ApiKey(&'a str),
     /// The secret half of the server key pair whose public key is this (Z85).
     ServerKey(&'a str),
 }
 
-impl Row<'_> {
+impl SecretSlot<'_> {
     /// `"zavro sealed v1\0api-key\0" + id`, or `"zavro sealed v1\0server-key\0" + public key`.
     pub fn associated_data(&self) -> Vec<u8> {
         let (kind, name) = match self {
-            Row::ApiKey(id) => (&b"api-key"[..], *id),
-            Row::ServerKey(public) => (&b"server-key"[..], *public),
+            SecretSlot::ApiKey(id) => (&b"api-key"[..], *id),
+            SecretSlot::ServerKey(public) => (&b"server-key"[..], *public),
         };
         [AD_PREFIX, kind, b"\0", name.as_bytes()].concat()
     }
 }
 
-impl fmt::Display for Row<'_> {
+impl fmt::Display for SecretSlot<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Row::ApiKey(id) => write!(f, "the secret of key {id}"),
-            Row::ServerKey(public) => write!(f, "the secret of server key {public}"),
+            SecretSlot::ApiKey(id) => write!(f, "the secret of key {id}"),
+            SecretSlot::ServerKey(public) => write!(f, "the secret of server key {public}"),
         }
     }
 }
@@ -321,11 +321,11 @@ impl MasterKey {
         XChaCha20Poly1305::new_from_slice(self.bytes.as_slice()).expect("a master key is 32 bytes")
     }
 
-    /// Seals `plaintext` for `row`: a random 24-byte nonce followed by the ciphertext and its 16-byte tag.
-    pub fn seal(&self, row: Row<'_>, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+    /// Seals `plaintext` for `slot`: a random 24-byte nonce followed by the ciphertext and its 16-byte tag.
+    pub fn seal(&self, slot: SecretSlot<'_>, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(SealError::Random)?;
-        let aad = row.associated_data();
+        let aad = slot.associated_data();
         let ciphertext = self
             .cipher()
             .encrypt(
@@ -336,24 +336,28 @@ impl MasterKey {
                 },
             )
             .map_err(|_| SealError::TooLong {
-                row: row.to_string(),
+                row: slot.to_string(),
             })?;
         Ok([&nonce[..], &ciphertext].concat())
     }
 
-    /// Opens what [`MasterKey::seal`] made for the same `row`; fails for anything else.
-    pub fn open(&self, row: Row<'_>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    /// Opens what [`MasterKey::seal`] made for the same `slot`; fails for anything else.
+    pub fn open(
+        &self,
+        slot: SecretSlot<'_>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let min = NONCE_LEN + TAG_LEN;
         if sealed.len() < min {
             return Err(SealError::TooShort {
-                row: row.to_string(),
+                row: slot.to_string(),
                 len: sealed.len(),
                 min,
             });
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at the nonce's length");
-        let aad = row.associated_data();
+        let aad = slot.associated_data();
         self.cipher()
             .decrypt(
                 &XNonce::from(nonce),
@@ -364,24 +368,28 @@ impl MasterKey {
             )
             .map(Zeroizing::new)
             .map_err(|_| SealError::DoesNotOpen {
-                row: row.to_string(),
+                row: slot.to_string(),
             })
     }
 
-    /// Seals a text secret (an API secret, a Z85 key) for `row`.
-    pub fn seal_text(&self, row: Row<'_>, secret: &str) -> Result<Vec<u8>, SealError> {
-        self.seal(row, secret.as_bytes())
+    /// Seals a text secret (an API secret, a Z85 key) for `slot`.
+    pub fn seal_text(&self, slot: SecretSlot<'_>, secret: &str) -> Result<Vec<u8>, SealError> {
+        self.seal(slot, secret.as_bytes())
     }
 
-    /// Opens a text secret sealed with [`MasterKey::seal_text`] for `row`.
-    pub fn open_text(&self, row: Row<'_>, sealed: &[u8]) -> Result<Zeroizing<String>, SealError> {
-        let mut bytes = self.open(row, sealed)?;
+    /// Opens a text secret sealed with [`MasterKey::seal_text`] for `slot`.
+    pub fn open_text(
+        &self,
+        slot: SecretSlot<'_>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<String>, SealError> {
+        let mut bytes = self.open(slot, sealed)?;
         match std::str::from_utf8(&bytes) {
             Ok(_) => Ok(Zeroizing::new(
                 String::from_utf8(std::mem::take(&mut *bytes)).expect("checked as UTF-8"),
             )),
             Err(_) => Err(SealError::NotText {
-                row: row.to_string(),
+                row: slot.to_string(),
             }),
         }
     }
@@ -396,7 +404,9 @@ mod tests {
     #[test]
     fn a_sealed_value_opens_for_its_row_only() {
         let key = MasterKey::generate().unwrap();
-        let sealed = key.seal_text(Row::ApiKey("ZKA"), "s3cret-value").unwrap();
+        let sealed = key
+            .seal_text(SecretSlot::ApiKey("ZKA"), "s3cret-value")
+            .unwrap();
         assert_eq!(sealed.len(), NONCE_LEN + "s3cret-value".len() + TAG_LEN);
         assert!(
             !sealed
@@ -405,13 +415,15 @@ mod tests {
             "the plaintext is not in the sealed value"
         );
         assert_eq!(
-            key.open_text(Row::ApiKey("ZKA"), &sealed).unwrap().as_str(),
+            key.open_text(SecretSlot::ApiKey("ZKA"), &sealed)
+                .unwrap()
+                .as_str(),
             "s3cret-value"
         );
         for other in [
-            Row::ApiKey("ZKB"),
-            Row::ApiKey("ZKA "),
-            Row::ServerKey("ZKA"),
+            SecretSlot::ApiKey("ZKB"),
+            SecretSlot::ApiKey("ZKA "),
+            SecretSlot::ServerKey("ZKA"),
         ] {
             let err = key.open_text(other, &sealed).unwrap_err();
             assert!(
@@ -419,14 +431,16 @@ mod tests {
                 "{other:?}: {err}"
             );
         }
-        let again = key.seal_text(Row::ApiKey("ZKA"), "s3cret-value").unwrap();
+        let again = key
+            .seal_text(SecretSlot::ApiKey("ZKA"), "s3cret-value")
+            .unwrap();
         assert_ne!(again, sealed, "every value gets its own nonce");
     }
 
     #[test]
     fn a_tampered_byte_or_a_cut_value_does_not_open() {
         let key = MasterKey::generate().unwrap();
-        let row = Row::ServerKey("rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7");
+        let row = SecretSlot::ServerKey("rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7");
         let sealed = key.seal(row, b"server secret").unwrap();
         for index in [0, NONCE_LEN, sealed.len() - 1] {
             let mut tampered = sealed.clone();
@@ -450,9 +464,9 @@ mod tests {
     fn another_key_does_not_open_and_has_another_fingerprint() {
         let key = MasterKey::generate().unwrap();
         let other = MasterKey::generate().unwrap();
-        let sealed = key.seal(Row::ApiKey("ZKA"), b"secret").unwrap();
+        let sealed = key.seal(SecretSlot::ApiKey("ZKA"), b"secret").unwrap();
         assert!(matches!(
-            other.open(Row::ApiKey("ZKA"), &sealed),
+            other.open(SecretSlot::ApiKey("ZKA"), &sealed),
             Err(SealError::DoesNotOpen { .. })
         ));
         assert_eq!(key.fingerprint().len(), FINGERPRINT_LEN);
@@ -485,11 +499,11 @@ mod tests {
     #[test]
     fn associated_data_is_as_documented() {
         assert_eq!(
-            Row::ApiKey("ZK1").associated_data(),
+            SecretSlot::ApiKey("ZK1").associated_data(),
             b"zavro sealed v1\0api-key\0ZK1"
         );
         assert_eq!(
-            Row::ServerKey("pub").associated_data(),
+            SecretSlot::ServerKey("pub").associated_data(),
             b"zavro sealed v1\0server-key\0pub"
         );
     }

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
 use super::{AuditEntry, Store, StoreError};
-use crate::sealed::{MasterKey, Row};
+use crate::sealed::{MasterKey, SecretSlot};
 
 /// What [`Store::seal_secrets`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,7 +215,7 @@ fn store_path(conn: &Connection) -> String {
 /// store (or one sealed under another key).
 pub(super) fn to_store<'s>(
     conn: &Connection,
-    row: Row<'_>,
+    row: SecretSlot<'_>,
     secret: &'s str,
     master: Option<&MasterKey>,
 ) -> Result<(Option<&'s str>, Option<Vec<u8>>), StoreError> {
@@ -251,7 +251,7 @@ impl StoredSecret {
     pub fn reveal(
         self,
         conn: &Connection,
-        row: Row<'_>,
+        row: SecretSlot<'_>,
         master: Option<&MasterKey>,
     ) -> Result<Zeroizing<String>, StoreError> {
         match (master, self.clear, self.sealed) {
@@ -278,7 +278,7 @@ fn reseal_api_keys(
         tx,
         "SELECT id, secret, secret_sealed FROM keys ORDER BY id",
         "UPDATE keys SET secret = NULL, secret_sealed = ?1 WHERE id = ?2",
-        |name| Row::ApiKey(name),
+        |name| SecretSlot::ApiKey(name),
         old,
         new,
     )
@@ -294,7 +294,7 @@ fn reseal_server_keys(
         tx,
         "SELECT public_key, secret_key, secret_sealed FROM server_keys ORDER BY id",
         "UPDATE server_keys SET secret_key = NULL, secret_sealed = ?1 WHERE public_key = ?2",
-        |name| Row::ServerKey(name),
+        |name| SecretSlot::ServerKey(name),
         old,
         new,
     )
@@ -306,7 +306,7 @@ fn reseal_table(
     tx: &Connection,
     select: &str,
     update: &str,
-    row_of: for<'a> fn(&'a str) -> Row<'a>,
+    row_of: for<'a> fn(&'a str) -> SecretSlot<'a>,
     old: Option<&MasterKey>,
     new: &MasterKey,
 ) -> Result<usize, StoreError> {
