@@ -42,7 +42,7 @@ const AD_PREFIX: &[u8] = b"zavro sealed v1\0";
 const FINGERPRINT_LABEL: &[u8] = b"zavro master key fingerprint v1\0";
 
 /// The longest key file read: a key is 64 digits and a newline; anything much longer is not a key file.
-const MAX_FILE_LEN: u64 = 4096;
+const MAX_FILE_LEN: usize = 4096;
 
 /// The place in the store a sealed secret belongs to (an API key's row, a server key pair's row), bound into its
 /// associated data: a value moved to another slot (or from an API secret to a server key) does not open.
@@ -72,6 +72,30 @@ impl fmt::Display for SecretSlot<'_> {
             SecretSlot::ServerKey(public) => write!(f, "the secret of server key {public}"),
         }
     }
+}
+
+/// Reads `file` into `buffer` until end of file or until `buffer` is full; returns the bytes read. The buffer is
+/// never grown, so the bytes read are in it alone.
+fn read_up_to(file: &mut fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut len = 0;
+    while len < buffer.len() {
+        match file.read(&mut buffer[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(len)
+}
+
+/// fsync(2)s the directory holding `path`, so that a file just created there is still named after a crash.
+fn sync_directory_of(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    fs::File::open(dir)?.sync_all()
 }
 
 /// Why a master key file could not be read or written.
@@ -217,7 +241,7 @@ impl MasterKey {
             path: path.to_owned(),
             problem: problem.to_owned(),
         };
-        let file = fs::File::open(path).map_err(io)?;
+        let mut file = fs::File::open(path).map_err(io)?;
         // Checked on the open file, so what is checked is what is read.
         let meta = file.metadata().map_err(io)?;
         if !meta.is_file() {
@@ -230,16 +254,15 @@ impl MasterKey {
                 mode,
             });
         }
-        let mut text = Zeroizing::new(Vec::new());
-        file.take(MAX_FILE_LEN + 1)
-            .read_to_end(&mut text)
-            .map_err(io)?;
-        if text.len() as u64 > MAX_FILE_LEN {
+        let mut buffer = Zeroizing::new(vec![0u8; MAX_FILE_LEN + 1]);
+        let len = read_up_to(&mut file, &mut buffer).map_err(io)?;
+        if len > MAX_FILE_LEN {
             return Err(malformed("is far longer than a key"));
         }
+        let text = &buffer[..len];
         let line = match text.strip_suffix(b"\n") {
             Some(line) => line.strip_suffix(b"\r").unwrap_or(line),
-            None => &text[..],
+            None => text,
         };
         if line.contains(&b'\n') {
             return Err(malformed("has more than one line"));
@@ -276,11 +299,17 @@ impl MasterKey {
                 std::io::ErrorKind::AlreadyExists => MasterKeyError::Exists(path.to_owned()),
                 _ => io(source),
             })?;
-        let mut line = Zeroizing::new(hex::encode(key.bytes.as_slice()));
-        line.push('\n');
+        // Digits and newline in one buffer of its final size: nothing is reallocated, so no copy of the key is
+        // left behind in freed memory.
+        let mut line = Zeroizing::new([0u8; KEY_LEN * 2 + 1]);
+        hex::encode_to_slice(key.bytes.as_slice(), &mut line[..KEY_LEN * 2])
+            .expect("the buffer holds two digits per byte");
+        line[KEY_LEN * 2] = b'\n';
         let written = file
-            .write_all(line.as_bytes())
-            .and_then(|()| file.sync_all());
+            .write_all(line.as_slice())
+            .and_then(|()| file.sync_all())
+            // The new name must survive a crash as the content does: sync the directory entry too.
+            .and_then(|()| sync_directory_of(path));
         if let Err(source) = written {
             // A half-written file would later read as a malformed key: better none at all.
             let _ = fs::remove_file(path);
@@ -395,11 +424,87 @@ impl MasterKey {
     }
 }
 
+/// A test allocator that, while armed on a thread, looks in every block that thread frees for 32 hexadecimal
+/// digits in a row: a key, or its file's text, left behind in freed memory where a later allocation could read
+/// it. Every block is handed out zeroed, so what is looked at was written by its user; `realloc` is the trait's
+/// own (allocate, copy, free), so a block given up by growing a buffer is looked at too.
+#[cfg(test)]
+mod freed_memory {
+    use std::{
+        alloc::{GlobalAlloc, Layout, System},
+        cell::Cell,
+    };
+
+    thread_local! {
+        static ARMED: Cell<bool> = const { Cell::new(false) };
+        static FOUND: Cell<bool> = const { Cell::new(false) };
+    }
+
+    struct Watch;
+
+    #[global_allocator]
+    static WATCH: Watch = Watch;
+
+    // SAFETY: every call is passed on to the system allocator with the caller's arguments; dealloc only reads
+    // the block it is about to free, which alloc zeroed, before freeing it.
+    unsafe impl GlobalAlloc for Watch {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            if ARMED.try_with(Cell::get).unwrap_or(false) {
+                let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
+                if has_digits_of_a_key(block) {
+                    let _ = FOUND.try_with(|found| found.set(true));
+                }
+            }
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    /// 32 hexadecimal digits in a row (half a key file's line).
+    fn has_digits_of_a_key(block: &[u8]) -> bool {
+        let mut run = 0;
+        for byte in block {
+            run = if byte.is_ascii_hexdigit() { run + 1 } else { 0 };
+            if run >= 32 {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Runs `f` with the watch armed on this thread; also returns whether a freed block held a key's digits.
+    pub fn watch<T>(f: impl FnOnce() -> T) -> (T, bool) {
+        FOUND.with(|found| found.set(false));
+        ARMED.with(|armed| armed.set(true));
+        let result = f();
+        ARMED.with(|armed| armed.set(false));
+        (result, FOUND.with(Cell::get))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn writing_or_reading_a_key_file_leaves_no_copy_of_the_key_in_freed_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let (fingerprint, found) =
+            freed_memory::watch(|| MasterKey::generate_to(&path).unwrap().fingerprint());
+        assert!(!found, "generate_to freed a block holding the key's digits");
+        let (loaded, found) = freed_memory::watch(|| MasterKey::load(&path).unwrap().fingerprint());
+        assert!(!found, "load freed a block holding the key's digits");
+        assert_eq!(loaded, fingerprint);
+        // The control: the file's text read into a String and dropped is seen.
+        let (_, found) = freed_memory::watch(|| drop(fs::read_to_string(&path).unwrap()));
+        assert!(found, "the watch sees a key's digits in a freed block");
+    }
 
     #[test]
     fn a_sealed_value_opens_for_its_row_only() {

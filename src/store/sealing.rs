@@ -94,7 +94,7 @@ impl Store {
         };
         tx.commit()?;
         self.master = Some(master);
-        self.scrub()?;
+        self.scrub(&fingerprint)?;
         Ok(sealed)
     }
 
@@ -135,7 +135,7 @@ impl Store {
         .insert(&tx, None, None)?;
         tx.commit()?;
         self.master = Some(new);
-        self.scrub()?;
+        self.scrub(&new_fingerprint)?;
         Ok(Resealed {
             api_keys,
             server_keys,
@@ -145,14 +145,25 @@ impl Store {
     }
 
     /// Rebuilds the database file (VACUUM) and empties its WAL, so that values overwritten before are not left
-    /// in free pages, in unused space of a page, or in old WAL frames.
-    fn scrub(&self) -> Result<(), StoreError> {
-        self.conn.execute_batch("VACUUM")?;
+    /// in free pages, in unused space of a page, or in old WAL frames. Runs after the sealing committed, so any
+    /// failure is [`StoreError::ScrubIncomplete`], which says the secrets are sealed under `fingerprint`.
+    fn scrub(&self, fingerprint: &str) -> Result<(), StoreError> {
+        let incomplete = |reason: String| StoreError::ScrubIncomplete {
+            path: store_path(&self.conn),
+            fingerprint: fingerprint.to_owned(),
+            reason,
+        };
+        self.conn
+            .execute_batch("VACUUM")
+            .map_err(|e| incomplete(e.to_string()))?;
         let busy: i64 = self
             .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+            .map_err(|e| incomplete(e.to_string()))?;
         if busy != 0 {
-            return Err(StoreError::ScrubIncomplete(store_path(&self.conn)));
+            return Err(incomplete(
+                "another process kept the store open, so its WAL could not be emptied".into(),
+            ));
         }
         Ok(())
     }

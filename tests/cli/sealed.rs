@@ -439,3 +439,129 @@ fn server_key_with_the_master_key_refuses_a_store_whose_sealing_row_was_deleted(
         .code(MASTER_KEY_EXIT);
     assert_eq!(count("SELECT count(*) FROM server_keys"), pairs);
 }
+
+#[test]
+fn a_rebuild_that_fails_after_sealing_says_the_secrets_are_sealed() {
+    use std::os::unix::process::CommandExt;
+
+    use nix::sys::{
+        resource::{Resource, setrlimit},
+        signal::{SigHandler, Signal, signal},
+    };
+
+    let env = TestEnv::new();
+    let (_key, secret) = env.add_key();
+    // A store far larger than the sealing transaction writes: rebuilding it needs room that the sealing does not.
+    rusqlite::Connection::open(&env.db)
+        .unwrap()
+        .execute_batch("CREATE TABLE bulk (b BLOB); INSERT INTO bulk VALUES (randomblob(4194304));")
+        .unwrap();
+    let master = env.path("master.key");
+    let mut seal = crate::common::zavro_process();
+    seal.arg("--db")
+        .arg(&env.db)
+        .arg("--master-key-file")
+        .arg(&master)
+        .args(["store", "seal", "--create-key"]);
+    // No file may grow past 1 MiB, as on a disk that fills up: the sealing (a few pages) commits, the rebuild
+    // (a copy of the whole store) fails.
+    // SAFETY: between fork and exec the closure only calls sigaction(2) and setrlimit(2), which are
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        seal.pre_exec(|| {
+            signal(Signal::SIGXFSZ, SigHandler::SigIgn).map_err(std::io::Error::from)?;
+            setrlimit(Resource::RLIMIT_FSIZE, 1 << 20, 1 << 20).map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let output = seal.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let fingerprint = zavro::sealed::MasterKey::load(&master)
+        .unwrap()
+        .fingerprint();
+    assert!(
+        stderr.starts_with(&format!(
+            "zavro: the secrets of store {} ARE sealed under master key {fingerprint}: keep the key file; the \
+             rebuild that removes old clear-text copies from the file failed: ",
+            env.db.display()
+        )) && stderr.contains("run `zavro store seal` again"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let status = env.zavro().args(["store", "status"]).assert().success();
+    assert_eq!(
+        stdout_of(&status),
+        format!("sealed under master key {fingerprint}\n")
+    );
+    // Run again without the limit, as the message says: the rebuild completes.
+    let again = env
+        .zavro()
+        .arg("--master-key-file")
+        .arg(&master)
+        .args(["store", "seal"])
+        .assert()
+        .success();
+    assert!(
+        stdout_of(&again).starts_with(&format!("already sealed under master key {fingerprint}")),
+        "{}",
+        stdout_of(&again)
+    );
+    assert!(!contains(&store_bytes(&env.db), &secret));
+}
+
+#[test]
+fn a_new_master_key_file_is_synced_with_its_directory_entry() {
+    let strace_runs = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !strace_runs {
+        eprintln!(
+            "SKIPPED (strace not installed): a_new_master_key_file_is_synced_with_its_directory_entry"
+        );
+        return;
+    }
+    let env = TestEnv::new();
+    env.add_key();
+    // The key in a directory of its own, which SQLite never syncs for the store.
+    let keys = env.path("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let log = env.path("strace.log");
+    let seal = crate::common::zavro_process();
+    let mut traced = std::process::Command::new("strace");
+    traced
+        .args(["-f", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&log)
+        .arg(seal.get_program())
+        .arg("--db")
+        .arg(&env.db)
+        .arg("--master-key-file")
+        .arg(keys.join("master.key"))
+        .args(["store", "seal", "--create-key"]);
+    for (name, value) in seal.get_envs() {
+        match value {
+            Some(value) => traced.env(name, value),
+            None => traced.env_remove(name),
+        };
+    }
+    let output = traced.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let key_file = format!("<{}>)", keys.join("master.key").display());
+    let directory = format!("<{}>)", keys.display());
+    let synced = |target: &str| {
+        calls
+            .lines()
+            .any(|line| line.contains("fsync(") && line.contains(target))
+    };
+    assert!(
+        synced(&key_file),
+        "the control: the key file is synced\n{calls}"
+    );
+    assert!(synced(&directory), "its directory is not synced\n{calls}");
+}
