@@ -309,7 +309,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under')
-            [CompletionResult]::new('seal', 'seal', [CompletionResultType]::ParameterValue, 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file')
+            [CompletionResult]::new('seal', 'seal', [CompletionResultType]::ParameterValue, 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it')
             [CompletionResult]::new('reseal', 'reseal', [CompletionResultType]::ParameterValue, 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -340,7 +340,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;store;help' {
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under')
-            [CompletionResult]::new('seal', 'seal', [CompletionResultType]::ParameterValue, 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file')
+            [CompletionResult]::new('seal', 'seal', [CompletionResultType]::ParameterValue, 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it')
             [CompletionResult]::new('reseal', 'reseal', [CompletionResultType]::ParameterValue, 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -440,7 +440,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
         }
         'zavro;help;store' {
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under')
-            [CompletionResult]::new('seal', 'seal', [CompletionResultType]::ParameterValue, 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file')
+            [CompletionResult]::new('seal', 'seal', [CompletionResultType]::ParameterValue, 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it')
             [CompletionResult]::new('reseal', 'reseal', [CompletionResultType]::ParameterValue, 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction')
             break
         }

@@ -271,7 +271,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand status 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under'
-            cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file'
+            cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it'
             cand reseal 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -298,7 +298,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;store;help'= {
             cand status 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under'
-            cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file'
+            cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it'
             cand reseal 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -374,7 +374,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;help;store'= {
             cand status 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under'
-            cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file'
+            cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it'
             cand reseal 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction'
         }
         &'zavro;help;store;status'= {

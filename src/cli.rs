@@ -128,6 +128,7 @@ const STORE_SEAL_EXAMPLES: &str = "\
 Examples:
   zavro --master-key-file /etc/zavro/master.key store seal --create-key    make the key file, then seal
   ZAVRO_MASTER_KEY_FILE=/etc/zavro/master.key zavro store seal             seal under a key file you made
+  zavro --db new.db --master-key-file k.key store seal --create-key        a new store, sealed from the start
 
 The key file holds 64 hexadecimal digits (32 random bytes) on one line, mode 0600; --create-key writes one and \
 never overwrites a file. Keep a copy of it apart from the store's backups: without it the secrets are lost. \
@@ -767,7 +768,8 @@ pub enum StoreCommand {
     /// Print whether the store is sealed, and the fingerprint of the master key it is sealed under.
     Status,
     /// Seal every secret of the store under the master key of --master-key-file (made first with
-    /// --create-key); from then on serve and keys add need that key file.
+    /// --create-key); from then on serve and keys add need that key file. A store that does not exist yet is
+    /// created sealed, so no secret is ever kept in clear text in it.
     #[command(after_help = STORE_SEAL_EXAMPLES)]
     Seal(StoreSealArgs),
     /// Move every secret from the current master key (--master-key-file) to a new one, in one transaction.

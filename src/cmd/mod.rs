@@ -13,7 +13,7 @@ use crate::{
     cli::{AuditCommand, Cli, Command, KeysCommand, ServerKeyCommand, StoreCommand},
     config,
     error::Error,
-    store::{Location, PgStore, PgUrl, Store},
+    store::{Location, PgStore, PgUrl, Store, StoreError},
 };
 
 /// Runs the parsed command line. Commands that need no store (send, completions) never open it; only `keys add`
@@ -39,6 +39,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Bench(args) => bench::run(args),
         Command::Keys(command) => {
             let add = matches!(command, KeysCommand::Add(_));
+            if add {
+                refuse_a_key_for_a_new_store(cli.db.as_deref(), master_key_file)?;
+            }
             let mut store = open_store(add)?;
             if add {
                 give_master_key(&mut store, master_key_file)?;
@@ -56,7 +59,13 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
             server_key::run(&mut store, args)
         }
-        Command::Store(command) => store::run(&mut open_store(false)?, master_key_file, command),
+        Command::Store(command) => match (command, config::store_location(cli.db.as_deref())?) {
+            // Only `store seal` makes a missing store, sealed before anything is in it.
+            (StoreCommand::Seal(args), Location::Sqlite(path)) if !path.exists() => {
+                store::seal_new(&path, master_key_file, &args)
+            }
+            (command, _) => store::run(&mut open_store(false)?, master_key_file, command),
+        },
         Command::Completions(args) => completions::run(args),
     }
 }
@@ -103,6 +112,26 @@ fn command_name(command: &Command) -> String {
         Command::Store(StoreCommand::Reseal(_)) => "store reseal",
     }
     .to_owned()
+}
+
+/// `keys add` with a master key configured, where no SQLite store is yet: refused before the file is made (a new
+/// store is not sealed, so the key would protect nothing), so no empty store is left behind. The key file is read
+/// first, so a broken one is reported as such. `zavro store seal` makes a store sealed from the start.
+fn refuse_a_key_for_a_new_store(
+    db: Option<&std::ffi::OsStr>,
+    flag: Option<&std::path::Path>,
+) -> Result<(), Error> {
+    if let Location::Sqlite(path) = config::store_location(db)?
+        && !path.exists()
+        && let Some(master) = config::master_key(flag)?
+    {
+        return Err(StoreError::NotSealed {
+            path: path.display().to_string(),
+            key_file: master.describe_source(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Gives the store the master key configured (flag, variable or systemd credential), or none: refused unless

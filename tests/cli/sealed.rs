@@ -565,3 +565,125 @@ fn a_new_master_key_file_is_synced_with_its_directory_entry() {
     );
     assert!(synced(&directory), "its directory is not synced\n{calls}");
 }
+
+#[test]
+fn store_seal_creates_a_missing_store_sealed_from_the_start() {
+    let env = TestEnv::new();
+    let master = env.path("master.key");
+    // Refusals leave no store behind: no key configured, a key file already there.
+    env.zavro().args(["store", "seal"]).assert().code(2);
+    assert!(!env.db.exists());
+    let taken = another_key_file(&env, "taken.key");
+    env.zavro()
+        .arg("--master-key-file")
+        .arg(&taken)
+        .args(["store", "seal", "--create-key"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    assert!(!env.db.exists());
+    env.zavro().args(["store", "status"]).assert().code(7);
+
+    let created = env
+        .zavro()
+        .arg("--master-key-file")
+        .arg(&master)
+        .args(["store", "seal", "--create-key"])
+        .assert()
+        .success();
+    let fingerprint = zavro::sealed::MasterKey::load(&master)
+        .unwrap()
+        .fingerprint();
+    assert_eq!(
+        stdout_of(&created),
+        format!(
+            "created store {} sealed under master key {fingerprint} ({}): its secrets are never kept in \
+             clear text\n",
+            env.db.display(),
+            master.display()
+        )
+    );
+    let mode = std::fs::metadata(&env.db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let status = env.zavro().args(["store", "status"]).assert().success();
+    assert_eq!(
+        stdout_of(&status),
+        format!("sealed under master key {fingerprint}\n")
+    );
+    // The first key and the server's key pair are written sealed: no clear-text secret ever.
+    let added = env
+        .zavro()
+        .env("ZAVRO_MASTER_KEY_FILE", &master)
+        .args(["keys", "add", "--json"])
+        .assert()
+        .success();
+    let secret = crate::common::parse_json(&added.get_output().stdout)["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.zavro()
+        .env("ZAVRO_MASTER_KEY_FILE", &master)
+        .arg("server-key")
+        .assert()
+        .success();
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let clear: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM keys WHERE secret IS NOT NULL)
+                  + (SELECT count(*) FROM server_keys WHERE secret_key IS NOT NULL)",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(clear, 0, "no secret in clear text");
+    let sealed: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM keys WHERE secret_sealed IS NOT NULL)
+                  + (SELECT count(*) FROM server_keys WHERE secret_sealed IS NOT NULL)",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(sealed, 2, "the API secret and the server secret, sealed");
+    assert!(!contains(&store_bytes(&env.db), &secret));
+    let actions: Vec<_> = env
+        .audit()
+        .into_iter()
+        .map(|row| row["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(actions, ["store_seal", "key_add", "server_key_create"]);
+}
+
+#[test]
+fn keys_add_with_a_master_key_leaves_no_store_behind_where_there_was_none() {
+    let env = TestEnv::new();
+    let master = another_key_file(&env, "master.key");
+    let refused = env
+        .zavro()
+        .env("ZAVRO_MASTER_KEY_FILE", &master)
+        .args(["keys", "add"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    assert_eq!(
+        stderr_of(&refused),
+        format!(
+            "zavro: store {} is not sealed, yet a master key was given ({}); `zavro store seal` seals it under \
+             that key, or give no master key\n",
+            env.db.display(),
+            master.display()
+        )
+    );
+    for file in ["zavro.db", "zavro.db-wal", "zavro.db-shm"] {
+        assert!(!env.path(file).exists(), "{file} was left behind");
+    }
+    // As the message says: seal (which makes the store), then add.
+    env.zavro()
+        .env("ZAVRO_MASTER_KEY_FILE", &master)
+        .args(["store", "seal"])
+        .assert()
+        .success();
+    env.zavro()
+        .env("ZAVRO_MASTER_KEY_FILE", &master)
+        .args(["keys", "add"])
+        .assert()
+        .success();
+}
