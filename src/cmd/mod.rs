@@ -22,8 +22,9 @@ use crate::{
 pub fn run(cli: Cli) -> Result<(), Error> {
     let name = command_name(&cli.command);
     let master_key_file = cli.master_key_file.as_deref();
+    let store_location = || config::store_location(cli.db.as_deref(), cli.db_on_command_line);
     let open_store = |create: bool| -> Result<Store, Error> {
-        match config::store_location(cli.db.as_deref())? {
+        match store_location()? {
             Location::Sqlite(path) if create => Ok(Store::open(&path)?),
             Location::Sqlite(path) => Ok(Store::open_existing(&path)?),
             Location::Postgres(url) => Err(not_on_postgres_yet(&url, create, &name)),
@@ -40,7 +41,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Keys(command) => {
             let add = matches!(command, KeysCommand::Add(_));
             if add {
-                refuse_a_key_for_a_new_store(cli.db.as_deref(), master_key_file)?;
+                refuse_a_key_for_a_new_store(&store_location()?, master_key_file)?;
             }
             let mut store = open_store(add)?;
             if add {
@@ -59,7 +60,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
             server_key::run(&mut store, args)
         }
-        Command::Store(command) => match (command, config::store_location(cli.db.as_deref())?) {
+        Command::Store(command) => match (command, store_location()?) {
             // Only `store seal` makes a missing store, sealed before anything is in it.
             (StoreCommand::Seal(args), Location::Sqlite(path)) if !path.exists() => {
                 store::seal_new(&path, master_key_file, &args)
@@ -118,10 +119,10 @@ fn command_name(command: &Command) -> String {
 /// store is not sealed, so the key would protect nothing), so no empty store is left behind. The key file is read
 /// first, so a broken one is reported as such. `zavro store seal` makes a store sealed from the start.
 fn refuse_a_key_for_a_new_store(
-    db: Option<&std::ffi::OsStr>,
+    location: &Location,
     flag: Option<&std::path::Path>,
 ) -> Result<(), Error> {
-    if let Location::Sqlite(path) = config::store_location(db)?
+    if let Location::Sqlite(path) = location
         && !path.exists()
         && let Some(master) = config::master_key(flag)?
     {

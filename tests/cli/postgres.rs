@@ -99,6 +99,21 @@ fn a_password_in_db_on_the_command_line_is_refused_but_zavro_db_may_hold_it() {
             "the URL holds a password, which other users can read on the command line",
         ))
         .stderr(predicate::str::contains("hunter2").not());
+    // The same URL in ZAVRO_DB does not make the command line's copy any less visible, wherever --db is given.
+    for args in [
+        &["--db", url.as_str(), "keys", "list"][..],
+        &["keys", "list", "--db", url.as_str()],
+    ] {
+        bare_zavro()
+            .env("ZAVRO_DB", &url)
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "the URL holds a password, which other users can read on the command line",
+            ))
+            .stderr(predicate::str::contains("hunter2").not());
+    }
     // From the environment it is used (and nothing listens there, so the connection fails).
     bare_zavro()
         .env("ZAVRO_DB", &url)

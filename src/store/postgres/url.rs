@@ -68,6 +68,14 @@ impl PgUrl {
     /// Parses a `postgres://` or `postgresql://` URL.
     pub fn parse(text: &str) -> Result<PgUrl, StoreError> {
         let rest = strip_scheme(text).ok_or_else(|| bad("it must start with postgres://"))?;
+        // `u:12/hunter2@h/d` would otherwise put the password in the database name, and from there in messages.
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if rest[authority_end..].contains('@') {
+            return Err(bad(
+                "it has an @ after the first / or ? (a password or user name holding /, ? or @ must \
+                 percent-encode them: %2F, %3F, %40; so must an @ in the database name or a parameter)",
+            ));
+        }
         let (main, query) = match rest.split_once('?') {
             Some((main, query)) => (main, Some(query)),
             None => (rest, None),
@@ -211,6 +219,27 @@ impl fmt::Debug for PgUrl {
     }
 }
 
+/// The query parameters zavro understands.
+const KNOWN_PARAMETERS: [&str; 9] = [
+    "host",
+    "port",
+    "user",
+    "password",
+    "dbname",
+    "sslmode",
+    "sslrootcert",
+    "connect_timeout",
+    "application_name",
+];
+
+/// A parameter name zavro does not know, without the name.
+fn unknown_parameter() -> StoreError {
+    bad(&format!(
+        "it has a parameter zavro does not know (it understands {})",
+        KNOWN_PARAMETERS.join(", ")
+    ))
+}
+
 /// What the URL said, before defaults.
 #[derive(Default)]
 struct Parts {
@@ -226,8 +255,12 @@ struct Parts {
 }
 
 impl Parts {
-    /// Applies one `?name=value` parameter (the value still percent-encoded).
+    /// Applies one `?name=value` parameter (the value still percent-encoded). An unknown name is never quoted
+    /// back: it may be a secret typed in the wrong place.
     fn set(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        if !KNOWN_PARAMETERS.contains(&key) {
+            return Err(unknown_parameter());
+        }
         if key == "password" {
             self.password = Some(Zeroizing::new(decode(value, "the password")?));
             return Ok(());
@@ -268,12 +301,7 @@ impl Parts {
                 self.connect_timeout = (seconds > 0).then(|| Duration::from_secs(seconds.max(2)));
             }
             "application_name" => self.application_name = non_empty(value),
-            _ => {
-                return Err(bad(&format!(
-                    "unknown parameter {key:?} (zavro understands host, port, user, password, dbname, sslmode, \
-                     sslrootcert, connect_timeout, application_name)"
-                )));
-            }
+            _ => return Err(unknown_parameter()),
         }
         Ok(())
     }
@@ -478,8 +506,19 @@ mod tests {
             ("postgres://u:hunter2@h/d?sslmode=allow", "sslmode"),
             (
                 "postgres://u:hunter2@h/d?bogus=1",
-                "unknown parameter \"bogus\"",
+                "a parameter zavro does not know",
             ),
+            (
+                "postgres://u@h/d?hunter2=1",
+                "a parameter zavro does not know",
+            ),
+            (
+                "postgres://u@h/d?hunter2=%zz",
+                "a parameter zavro does not know",
+            ),
+            ("postgres://u:12/hunter2@h/d", "percent-encode"),
+            ("postgres://u:12?hunter2@h/d", "percent-encode"),
+            ("postgres://u@h/d?application_name=hunter2@x", "%40"),
             ("postgres://u:hunter2@h/d?sslmode", "no value"),
             ("postgres://u:hunter2%zz@h/d", "password has a %"),
             ("postgres://u:hunter2@h/d%00", "%00"),
