@@ -166,3 +166,27 @@ fn the_password_file_named_by_pgpassfile_is_used() {
         .stderr(predicate::str::contains("zavro: warning: password file"))
         .stderr(predicate::str::contains("has group or world access"));
 }
+
+#[test]
+fn tests_never_read_the_runners_own_password_file() {
+    // A ~/.pgpass that zavro would warn about if it read it.
+    let home = tempfile::tempdir().unwrap();
+    let pgpass = home.path().join(".pgpass");
+    fs::write(&pgpass, "*:*:*:*:runner-pw\n").unwrap();
+    fs::set_permissions(&pgpass, fs::Permissions::from_mode(0o644)).unwrap();
+    let url = format!("postgres://postgres@/zavro?host={}", home.path().display());
+    bare_zavro()
+        .env("HOME", home.path())
+        .args(["--db", &url, "keys", "list"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot connect to store"))
+        .stderr(predicate::str::contains("password file").not());
+    // The control: named by PGPASSFILE, the same file is read (and ignored with libpq's warning).
+    bare_zavro()
+        .env("PGPASSFILE", &pgpass)
+        .args(["--db", &url, "keys", "list"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("has group or world access"));
+}
