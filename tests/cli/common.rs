@@ -225,6 +225,7 @@ pub fn zavro_process() -> StdCommand {
     cmd.env("PGPASSFILE", "/nonexistent/zavro-test-pgpass");
     cmd.env_remove("PGSSLMODE");
     cmd.env_remove("PGSSLROOTCERT");
+    cmd.env_remove("PGCHANNELBINDING");
     cmd.env("XDG_CONFIG_HOME", "/nonexistent/zavro-test-config");
     cmd
 }

@@ -190,3 +190,63 @@ fn tests_never_read_the_runners_own_password_file() {
         .code(1)
         .stderr(predicate::str::contains("has group or world access"));
 }
+
+#[test]
+fn a_tcp_connection_that_does_not_verify_the_server_is_warned_about_once_and_pgsslmode_is_read() {
+    // A port where nothing listens: the warning comes before the connection fails.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/zavro");
+    let stderr_of = |assert: assert_cmd::assert::Assert| {
+        String::from_utf8_lossy(&assert.code(1).get_output().stderr).into_owned()
+    };
+    let stderr = stderr_of(
+        bare_zavro()
+            .args(["--db", &format!("{url}?sslmode=require"), "keys", "list"])
+            .assert(),
+    );
+    let warnings: Vec<_> = stderr
+        .lines()
+        .filter(|line| line.starts_with("zavro: warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].starts_with(
+            "zavro: warning: sslmode=require: the connection to 127.0.0.1 is encrypted, but the server's \
+             certificate is not checked"
+        ),
+        "{stderr}"
+    );
+    // PGSSLMODE is read when the URL sets no sslmode, as libpq reads it.
+    let stderr = stderr_of(
+        bare_zavro()
+            .env("PGSSLMODE", "disable")
+            .args(["--db", &url, "keys", "list"])
+            .assert(),
+    );
+    assert!(stderr.contains("warning: sslmode=disable"), "{stderr}");
+    let stderr = stderr_of(
+        bare_zavro()
+            .env("PGSSLMODE", "verify-ca")
+            .args(["--db", &url, "keys", "list"])
+            .assert(),
+    );
+    assert!(
+        stderr.contains("verify-ca needs sslrootcert=FILE"),
+        "{stderr}"
+    );
+    // Verified modes, and a Unix socket, are not warned about.
+    let dir = tempfile::tempdir().unwrap();
+    for db in [
+        format!("{url}?sslmode=verify-full"),
+        format!(
+            "postgres://postgres@/zavro?host={}&sslmode=disable",
+            dir.path().display()
+        ),
+    ] {
+        let stderr = stderr_of(bare_zavro().args(["--db", &db, "keys", "list"]).assert());
+        assert!(!stderr.contains("warning"), "{db}: {stderr}");
+    }
+}

@@ -42,7 +42,7 @@ pub mod url;
 
 use postgres::Client;
 
-pub use url::{PgHost, PgUrl, SslMode};
+pub use url::{ChannelBinding, PgHost, PgUrl, SslMode};
 
 use super::StoreError;
 
