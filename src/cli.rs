@@ -137,6 +137,7 @@ const STORE_SEAL_EXAMPLES: &str = "\
 Examples:
   zavro --master-key-file /etc/zavro/master.key store seal --create-key    make the key file, then seal
   ZAVRO_MASTER_KEY_FILE=/etc/zavro/master.key zavro store seal             seal under a key file you made
+  zavro --db new.db --master-key-file k.key store seal --create-key        a new store, sealed from the start
 
 The key file holds 64 hexadecimal digits (32 random bytes) on one line, mode 0600; --create-key writes one and \
 never overwrites a file. Keep a copy of it apart from the store's backups: without it the secrets are lost. \
@@ -231,10 +232,15 @@ pub struct Cli {
     )]
     pub db: Option<OsString>,
 
+    /// True when `--db` was given on the command line (where other users can read it), not taken from `ZAVRO_DB`;
+    /// set by [`Cli::parse_args`] from what clap saw, never from comparing texts.
+    #[arg(skip)]
+    pub db_on_command_line: bool,
+
     /// The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed),
-    /// for the commands that read or write secrets: serve, keys add, server-key when it makes a key pair, store
-    /// seal and reseal [default: the systemd credential zavro-master-key in
-    /// $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself.
+    /// for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair),
+    /// store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if
+    /// there is one]. The variable names the file; the key is never given itself.
     #[arg(
         long,
         global = true,
@@ -247,6 +253,28 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process's arguments as [`clap::Parser::parse`] does (exiting with clap's message on an error),
+    /// noting whether `--db` came from the command line.
+    pub fn parse_args() -> Cli {
+        Self::try_parse_args_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// As [`Cli::parse_args`], from the arguments given (the first is the program's name).
+    pub fn try_parse_args_from<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+        let mut command = Cli::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+        cli.db_on_command_line = matches.value_source("db") == Some(ValueSource::CommandLine);
+        Ok(cli)
+    }
 }
 
 /// The subcommands.
@@ -783,7 +811,8 @@ pub enum StoreCommand {
     /// Print whether the store is sealed, and the fingerprint of the master key it is sealed under.
     Status,
     /// Seal every secret of the store under the master key of --master-key-file (made first with
-    /// --create-key); from then on serve and keys add need that key file.
+    /// --create-key); from then on serve and keys add need that key file. A store that does not exist yet is
+    /// created sealed, so no secret is ever kept in clear text in it.
     #[command(after_help = STORE_SEAL_EXAMPLES)]
     Seal(StoreSealArgs),
     /// Move every secret from the current master key (--master-key-file) to a new one, in one transaction.
@@ -828,5 +857,20 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn db_is_known_to_come_from_the_command_line_wherever_it_is_given() {
+        let parse = |args: &[&str]| Cli::try_parse_args_from(args).unwrap();
+        for args in [
+            &["zavro", "--db", "x.db", "keys", "list"][..],
+            &["zavro", "keys", "list", "--db", "x.db"],
+            &["zavro", "keys", "--db=x.db", "list"],
+        ] {
+            let cli = parse(args);
+            assert!(cli.db_on_command_line, "{args:?}");
+            assert_eq!(cli.db.as_deref(), Some(std::ffi::OsStr::new("x.db")));
+        }
+        assert!(!parse(&["zavro", "keys", "list"]).db_on_command_line);
     }
 }

@@ -298,8 +298,12 @@ pub fn zavro_process() -> StdCommand {
     for var in ZAVRO_VARS {
         cmd.env_remove(var);
     }
-    // The PostgreSQL password file zavro reads like libpq; a test that wants one sets it.
-    cmd.env_remove("PGPASSFILE");
+    // The PostgreSQL password file zavro reads like libpq: a file that is not there, so the runner's ~/.pgpass is
+    // never read; a test that wants one sets its own. Likewise libpq's TLS variables are not inherited.
+    cmd.env("PGPASSFILE", "/nonexistent/zavro-test-pgpass");
+    cmd.env_remove("PGSSLMODE");
+    cmd.env_remove("PGSSLROOTCERT");
+    cmd.env_remove("PGCHANNELBINDING");
     cmd.env("XDG_CONFIG_HOME", "/nonexistent/zavro-test-config");
     cmd
 }
