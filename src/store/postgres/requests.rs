@@ -17,12 +17,13 @@ use std::collections::{HashMap, HashSet};
 
 use postgres::{Client, error::SqlState};
 
-use super::{ChainWriter, PgStore, keys::find_key, statements::Statements};
+use super::{ChainWriter, PgStore, keys::find_key, sealing, statements::Statements};
 use crate::{
     avro::SchemaFingerprint,
     sealed::MasterKey,
     store::{
         AuditEntry, Committed, Nonce, RequestGroup, RequestStore, SeenNonce, StoreError, StoredKey,
+        secrets::explain_unopened,
     },
 };
 
@@ -132,7 +133,17 @@ struct PendingNonce {
 impl RequestGroup for PgGroup<'_> {
     fn key(&mut self, id: &str) -> Result<Option<StoredKey>, StoreError> {
         self.usable()?;
-        let found = find_key(self.client, self.statements, &self.url, id, self.master);
+        let found = match (
+            find_key(self.client, self.statements, &self.url, id, self.master),
+            self.master,
+        ) {
+            // A store resealed since this server started says so, rather than blaming the row.
+            (Err(e @ StoreError::Seal(_)), Some(held)) => {
+                sealing::sealed_under(self.client, self.statements)
+                    .and_then(|recorded| Err(explain_unopened(e, recorded, held)))
+            }
+            (found, _) => found,
+        };
         self.noting_failure(found)
     }
 
