@@ -133,18 +133,19 @@ struct PendingNonce {
 impl RequestGroup for PgGroup<'_> {
     fn key(&mut self, id: &str) -> Result<Option<StoredKey>, StoreError> {
         self.usable()?;
-        let found = match (
-            find_key(self.client, self.statements, &self.url, id, self.master),
-            self.master,
-        ) {
-            // A store resealed since this server started says so, rather than blaming the row.
-            (Err(e @ StoreError::Seal(_)), Some(held)) => {
-                sealing::sealed_under(self.client, self.statements)
-                    .and_then(|recorded| Err(explain_unopened(e, recorded, held)))
-            }
-            (found, _) => found,
-        };
-        self.noting_failure(found)
+        match find_key(self.client, self.statements, &self.url, id, self.master) {
+            // A secret that does not open fails its own requests only: no statement failed, so the
+            // transaction goes on for the rest of the group, as on SQLite. A store resealed since this server
+            // started says so, rather than blaming the row.
+            Err(e @ StoreError::Seal(_)) => match self.master {
+                Some(held) => {
+                    let recorded = sealing::sealed_under(self.client, self.statements);
+                    Err(explain_unopened(e, self.noting_failure(recorded)?, held))
+                }
+                None => Err(e),
+            },
+            found => self.noting_failure(found),
+        }
     }
 
     fn nonce(&mut self, key_id: &str, nonce: &str) -> Result<Option<SeenNonce>, StoreError> {

@@ -353,10 +353,14 @@ mod tests {
                 &[],
             )
             .unwrap();
-        let Err(err) = store.begin_group().unwrap().key("ZKB") else {
+        let mut group = store.begin_group().unwrap();
+        let Err(err) = group.key("ZKB") else {
             panic!("a secret moved from another row was read");
         };
         assert!(matches!(err, StoreError::Seal(_)), "{err}");
+        // It fails that key only: the group reads the other key and commits.
+        assert_eq!(group.key("ZKA").unwrap().unwrap().secret.as_str(), SECRET_A);
+        group.commit().unwrap();
     }
 
     #[test]
