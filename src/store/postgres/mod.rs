@@ -32,6 +32,7 @@
 //! Numbered SQL files in `migrations/`, applied by [`migrate`] in one transaction under an advisory lock; the
 //! version is kept in `zavro_schema`.
 
+pub mod chain;
 pub mod connect;
 pub mod migrate;
 pub mod pgpass;
