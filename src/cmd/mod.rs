@@ -45,7 +45,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
             keys::run(&mut store, command)
         }
-        Command::Audit(command) => audit::run(&mut open_store(false)?, command),
+        Command::Audit(command) => match config::store_location(cli.db.as_deref())? {
+            Location::Sqlite(path) => audit::run(&mut Store::open_existing(&path)?, command),
+            Location::Postgres(url) => audit::run(&mut PgStore::connect(&url)?, command),
+        },
         Command::ServerKey(args) => {
             let mut store = open_store(false)?;
             // Showing and rotating read no secret; only making a key pair in a sealed store needs the key,

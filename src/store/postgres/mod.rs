@@ -32,14 +32,17 @@
 //! Numbered SQL files in `migrations/`, applied by [`migrate`] in one transaction under an advisory lock; the
 //! version is kept in `zavro_schema`.
 
+mod audit;
 pub mod chain;
 pub mod connect;
 pub mod migrate;
 pub mod pgpass;
+mod prune;
 #[cfg(test)]
 pub mod test_cluster;
 pub mod tls;
 pub mod url;
+mod verify;
 
 use postgres::Client;
 
@@ -121,5 +124,7 @@ pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
         .join("; ")
 }
 
+#[cfg(test)]
+mod audit_tests;
 #[cfg(test)]
 mod tests;

@@ -413,3 +413,15 @@ fn a_private_cluster_can_be_stopped_and_started_under_a_store() {
     drop(cluster);
     assert!(!dir.exists(), "a dropped private cluster removes its files");
 }
+
+/// Polls `condition` until it holds, panicking with `what` after 20 s: for what another connection does.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
