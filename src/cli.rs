@@ -222,8 +222,9 @@ pub struct Cli {
     )]
     pub db: Option<OsString>,
 
-    /// The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write
-    /// secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in
+    /// The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed),
+    /// for the commands that read or write secrets: serve, keys add, server-key when it makes a key pair, store
+    /// seal and reseal [default: the systemd credential zavro-master-key in
     /// $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself.
     #[arg(
         long,

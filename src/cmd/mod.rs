@@ -39,27 +39,52 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Bench(args) => bench::run(args),
         Command::Keys(command) => {
             let add = matches!(command, KeysCommand::Add(_));
-            let mut store = open_store(add)?;
-            if add {
-                give_master_key(&mut store, master_key_file)?;
+            match config::store_location(cli.db.as_deref())? {
+                Location::Postgres(url) => {
+                    let mut store = if add {
+                        PgStore::connect_or_create(&url)?
+                    } else {
+                        PgStore::connect(&url)?
+                    };
+                    // Only adding a key seals a secret; without a key, `add_key` says one is needed.
+                    if add {
+                        store.use_master_key(config::master_key(master_key_file)?)?;
+                    }
+                    keys::run(&mut store, command)
+                }
+                Location::Sqlite(_) => {
+                    let mut store = open_store(add)?;
+                    if add {
+                        give_master_key(&mut store, master_key_file)?;
+                    }
+                    keys::run(&mut store, command)
+                }
             }
-            keys::run(&mut store, command)
         }
         Command::Audit(command) => match config::store_location(cli.db.as_deref())? {
             Location::Sqlite(path) => audit::run(&mut Store::open_existing(&path)?, command),
             Location::Postgres(url) => audit::run(&mut PgStore::connect(&url)?, command),
         },
-        Command::ServerKey(args) => {
-            let mut store = open_store(false)?;
-            // Showing and rotating read no secret; only making a key pair in a sealed store needs the key,
-            // so it is given when the store is sealed and a key is configured, and asked for only then.
-            if store.sealed_under()?.is_some()
-                && let Some(master) = config::master_key(master_key_file)?
-            {
-                store.use_master_key(Some(master))?;
+        Command::ServerKey(args) => match config::store_location(cli.db.as_deref())? {
+            Location::Postgres(url) => {
+                let mut store = PgStore::connect(&url)?;
+                // Secrets on PostgreSQL are always sealed: a key configured is checked and given, and asked
+                // for only by what makes a key pair.
+                store.use_master_key(config::master_key(master_key_file)?)?;
+                server_key::run(&mut store, args)
             }
-            server_key::run(&mut store, args)
-        }
+            Location::Sqlite(_) => {
+                let mut store = open_store(false)?;
+                // Showing and rotating read no secret; only making a key pair in a sealed store needs the
+                // key, so it is given when the store is sealed and a key is configured, and asked for only then.
+                if store.sealed_under()?.is_some()
+                    && let Some(master) = config::master_key(master_key_file)?
+                {
+                    store.use_master_key(Some(master))?;
+                }
+                server_key::run(&mut store, args)
+            }
+        },
         Command::Store(command) => store::run(&mut open_store(false)?, master_key_file, command),
         Command::Completions(args) => completions::run(args),
     }

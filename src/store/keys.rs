@@ -5,7 +5,7 @@ use zeroize::Zeroizing;
 
 use super::{
     AuditEntry, Status, Store, StoreError,
-    sealing::{self, StoredSecret},
+    sealing::{self, stored_secret},
 };
 use crate::sealed::{MasterKey, Row};
 
@@ -147,7 +147,7 @@ pub(super) fn find_key(
     let found = stmt
         .query_row([id], |row| {
             Ok((
-                StoredSecret::from_row(row, 0)?,
+                stored_secret(row, 0)?,
                 row.get::<_, bool>(2)?,
                 row.get::<_, Option<i64>>(3)?,
             ))
@@ -157,7 +157,7 @@ pub(super) fn find_key(
         return Ok(None);
     };
     Ok(Some(StoredKey {
-        secret: stored.reveal(conn, Row::ApiKey(id), master)?,
+        secret: sealing::reveal(stored, conn, Row::ApiKey(id), master)?,
         revoked,
         expires_us,
     }))

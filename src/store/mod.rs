@@ -16,6 +16,7 @@ mod prune;
 mod requests;
 mod schemas;
 mod sealing;
+mod secrets;
 mod server_keys;
 mod sqlite_chain;
 
@@ -181,6 +182,24 @@ pub enum StoreError {
         path: String,
         /// The fingerprint of the key it is sealed under.
         fingerprint: String,
+    },
+    /// A PostgreSQL store keeps every secret sealed, and this command needs a secret but was given no master key.
+    #[error(
+        "store {url} keeps its secrets sealed under a master key{}; give its key file with --master-key-file or \
+         ZAVRO_MASTER_KEY_FILE (or as the systemd credential zavro-master-key){}",
+        fingerprint.as_ref().map(|f| format!(" ({f})")).unwrap_or_default(),
+        if fingerprint.is_none() {
+            "; a new store's key is 64 hexadecimal digits in a file of mode 0600: (umask 077; openssl rand \
+             -hex 32 > master.key)"
+        } else {
+            ""
+        }
+    )]
+    MasterKeyRequired {
+        /// The URL, without its password.
+        url: String,
+        /// The fingerprint of the key its secrets are sealed under, once it has one.
+        fingerprint: Option<String>,
     },
     /// The store is sealed under another master key than the one given.
     #[error(

@@ -9,7 +9,10 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
-use super::{AuditEntry, Store, StoreError};
+use super::{
+    AuditEntry, Store, StoreError,
+    secrets::{StoredSecret, wrong_key},
+};
 use crate::sealed::{MasterKey, Row};
 
 /// What [`Store::seal_secrets`] did.
@@ -194,14 +197,6 @@ fn check_master(conn: &Connection, master: Option<&MasterKey>) -> Result<(), Sto
     }
 }
 
-fn wrong_key(sealed_under: String, given: &MasterKey) -> StoreError {
-    StoreError::WrongMasterKey {
-        sealed_under,
-        given: given.fingerprint(),
-        key_file: given.describe_source(),
-    }
-}
-
 /// The store's file for messages (`:memory:` for a store in memory).
 fn store_path(conn: &Connection) -> String {
     match conn.path() {
@@ -226,45 +221,33 @@ pub(super) fn to_store<'s>(
     }
 }
 
-/// A secret as a row stores it: in clear text (an unsealed store) or sealed, in two columns of which the schema
-/// lets only one be set.
-pub(super) struct StoredSecret {
-    /// The clear-text column, wiped from memory when dropped.
-    pub clear: Option<Zeroizing<String>>,
-    /// The sealed column: nonce, ciphertext and tag.
-    pub sealed: Option<Vec<u8>>,
+/// Reads a row's secret from its clear-text column at index `clear` and its sealed one at `clear + 1`.
+pub(super) fn stored_secret(
+    row: &rusqlite::Row<'_>,
+    clear: usize,
+) -> rusqlite::Result<StoredSecret> {
+    let text: Option<String> = row.get(clear)?;
+    Ok(StoredSecret {
+        clear: text.map(Zeroizing::new),
+        sealed: row.get(clear + 1)?,
+    })
 }
 
-impl StoredSecret {
-    /// Reads the clear-text column at index `clear` and the sealed one at `clear + 1`.
-    pub fn from_row(row: &rusqlite::Row<'_>, clear: usize) -> rusqlite::Result<StoredSecret> {
-        let text: Option<String> = row.get(clear)?;
-        Ok(StoredSecret {
-            clear: text.map(Zeroizing::new),
-            sealed: row.get(clear + 1)?,
-        })
-    }
-
-    /// The secret: the clear text of an unsealed store, or the sealed value opened with `master`. A row in the
-    /// other form than the connection expects is refused, never used: a clear-text secret in a sealed store was
-    /// put there by someone who bypassed zavro.
-    pub fn reveal(
-        self,
-        conn: &Connection,
-        row: Row<'_>,
-        master: Option<&MasterKey>,
-    ) -> Result<Zeroizing<String>, StoreError> {
-        match (master, self.clear, self.sealed) {
-            (Some(master), None, Some(sealed)) => Ok(master.open_text(row, &sealed)?),
-            (None, Some(clear), None) => Ok(clear),
-            (Some(_), Some(_), _) => Err(StoreError::ClearTextInSealedStore(row.to_string())),
-            (None, _, Some(_)) => Err(StoreError::Locked {
-                path: store_path(conn),
-                fingerprint: sealed_under(conn)?.unwrap_or_else(|| "(none recorded)".into()),
-            }),
-            (_, None, None) => Err(StoreError::NoSecret(row.to_string())),
-        }
-    }
+/// The secret of `stored`, as [`StoredSecret::reveal`] gives it, naming this store and the key it is sealed
+/// under when no master key was given.
+pub(super) fn reveal(
+    stored: StoredSecret,
+    conn: &Connection,
+    row: Row<'_>,
+    master: Option<&MasterKey>,
+) -> Result<Zeroizing<String>, StoreError> {
+    stored.reveal(row, master, || match sealed_under(conn) {
+        Ok(fingerprint) => StoreError::Locked {
+            path: store_path(conn),
+            fingerprint: fingerprint.unwrap_or_else(|| "(none recorded)".into()),
+        },
+        Err(e) => e,
+    })
 }
 
 /// Seals every API secret under `new`: those in clear text (`old` is `None`, sealing a store) or those sealed
@@ -312,13 +295,13 @@ fn reseal_table(
 ) -> Result<usize, StoreError> {
     let rows: Vec<(String, StoredSecret)> = tx
         .prepare(select)?
-        .query_map([], |row| Ok((row.get(0)?, StoredSecret::from_row(row, 1)?)))?
+        .query_map([], |row| Ok((row.get(0)?, stored_secret(row, 1)?)))?
         .collect::<Result<_, _>>()?;
     let count = rows.len();
     let mut update = tx.prepare(update)?;
     for (name, stored) in rows {
         let row = row_of(&name);
-        let secret = stored.reveal(tx, row, old)?;
+        let secret = reveal(stored, tx, row, old)?;
         update.execute(params![new.seal_text(row, &secret)?, name])?;
     }
     Ok(count)

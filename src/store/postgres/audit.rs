@@ -186,7 +186,13 @@ impl AuditStore for PgStore {
         now_us: i64,
         dry_run: bool,
     ) -> Result<Pruned, StoreError> {
-        super::prune::prune(&mut self.client, before_us, now_us, dry_run)
+        super::prune::prune(
+            &mut self.client,
+            &mut self.statements,
+            before_us,
+            now_us,
+            dry_run,
+        )
     }
 
     fn schemas_matching(&mut self, prefix: &str) -> Result<Vec<SchemaRow>, StoreError> {

@@ -4,7 +4,7 @@
 
 use std::ops::ControlFlow;
 
-use super::{PgStore, PgUrl, chain::ChainTail, test_cluster};
+use super::{PgStore, PgUrl, chain::ChainWriter, statements::Statements, test_cluster};
 use crate::{
     avro::SchemaFingerprint,
     store::{
@@ -175,17 +175,16 @@ fn schema_id(tx: &mut postgres::Transaction, schema: &SchemaFingerprint, time_us
 
 /// Writes `actions` as writers do: each in a transaction of its own that holds the chain's lock.
 fn write(store: &mut PgStore, actions: &[Action]) {
+    let mut statements = Statements::default();
     for action in actions {
         let mut tx = store.client().transaction().unwrap();
-        let mut tail = ChainTail::lock(&mut tx).unwrap();
+        let mut chain = ChainWriter::lock(&mut tx, &mut statements).unwrap();
         let schema = action
             .entry
             .schema
             .map(|schema| schema_id(&mut tx, schema, action.entry.time_us));
         let payload = action.accepted.map(|(payload, _)| payload);
-        let id = tail
-            .append(&mut tx, &action.entry, schema, payload)
-            .unwrap();
+        let id = chain.append(&action.entry, schema, payload);
         if let Some((_, nonce)) = action.accepted {
             tx.execute(
                 "INSERT INTO nonces (key_id, nonce, timestamp, audit_id, signature)
@@ -199,7 +198,7 @@ fn write(store: &mut PgStore, actions: &[Action]) {
             )
             .unwrap();
         }
-        tail.save(&mut tx).unwrap();
+        chain.write(&mut tx, &mut statements).unwrap();
         tx.commit().unwrap();
     }
 }
@@ -506,11 +505,11 @@ fn verify_reads_one_snapshot_while_a_writer_appends() {
     // Another connection holds the chain's lock with a row appended but not committed: verify neither waits for
     // it nor sees it, and the counter it reads is the committed one.
     let mut writer = PgStore::connect(&PgUrl::parse(&url).unwrap()).unwrap();
+    let mut statements = Statements::default();
     let mut tx = writer.client().transaction().unwrap();
-    let mut tail = ChainTail::lock(&mut tx).unwrap();
-    tail.append(&mut tx, &AuditEntry::test_send(70), None, None)
-        .unwrap();
-    tail.save(&mut tx).unwrap();
+    let mut chain = ChainWriter::lock(&mut tx, &mut statements).unwrap();
+    chain.append(&AuditEntry::test_send(70), None, None);
+    chain.write(&mut tx, &mut statements).unwrap();
     let verified = pg.verify_audit(None).unwrap().unwrap();
     assert_eq!(verified.rows, 9);
     tx.commit().unwrap();
@@ -625,8 +624,9 @@ fn a_prune_waits_for_a_writer_holding_the_chain() {
         return;
     };
     let mut writer = PgStore::connect(&PgUrl::parse(&url).unwrap()).unwrap();
+    let mut statements = Statements::default();
     let mut tx = writer.client().transaction().unwrap();
-    let mut tail = ChainTail::lock(&mut tx).unwrap();
+    let mut chain = ChainWriter::lock(&mut tx, &mut statements).unwrap();
     // The prune starts while the writer holds the lock; it can only run once the writer commits, and then its
     // row goes after the writer's.
     let pruning = std::thread::spawn(move || pg.prune_audit(35, 1_000, false).map(|p| (p, pg)));
@@ -641,9 +641,8 @@ fn a_prune_waits_for_a_writer_holding_the_chain() {
             .get(0);
         waiting == 1
     });
-    tail.append(&mut tx, &AuditEntry::test_send(70), None, None)
-        .unwrap();
-    tail.save(&mut tx).unwrap();
+    chain.append(&AuditEntry::test_send(70), None, None);
+    chain.write(&mut tx, &mut statements).unwrap();
     tx.commit().unwrap();
     let (pruned, mut pg) = pruning.join().unwrap().unwrap();
     assert_eq!(pruned.rows, 5);

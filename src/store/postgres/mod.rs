@@ -24,6 +24,15 @@
 //! never skips a row that commits late, as it could with a sequence. The nonces' primary key refuses a replay
 //! sent to two servers at once even without the lock.
 //!
+//! [`ChainWriter`] does steps 1, 3 and 4 for every writer: it holds the head read under the lock, links and hashes
+//! rows in memory as they are appended (the hash every backend computes, `AuditEntry::chained`), and writes them
+//! with one statement per table.
+//!
+//! # Secrets
+//!
+//! Always sealed under the master key (`sealing`): the database alone yields no usable secret. The key's
+//! fingerprint is recorded with the first secret sealed; a process given another key is refused at once.
+//!
 //! `audit.server` names the server that wrote a row (NULL for local actions), so a shared trail says who
 //! answered each request.
 //!
@@ -33,11 +42,14 @@
 //! version is kept in `zavro_schema`.
 
 mod audit;
-pub mod chain;
+mod chain;
 pub mod connect;
+mod keys;
 pub mod migrate;
 pub mod pgpass;
 mod prune;
+mod sealing;
+mod statements;
 #[cfg(test)]
 pub mod test_cluster;
 pub mod tls;
@@ -46,14 +58,21 @@ mod verify;
 
 use postgres::Client;
 
+pub use chain::ChainWriter;
+pub use statements::Statements;
 pub use url::{PgHost, PgUrl, SslMode};
 
 use super::StoreError;
+use crate::sealed::MasterKey;
 
 /// An open PostgreSQL store: a connection to a database whose zavro schema is current.
 pub struct PgStore {
     client: Client,
     url: PgUrl,
+    /// The statements prepared on `client`.
+    statements: Statements,
+    /// The master key secrets are sealed and opened with, once given ([`PgStore::use_master_key`]).
+    master: Option<MasterKey>,
 }
 
 impl PgStore {
@@ -80,6 +99,8 @@ impl PgStore {
         Ok(PgStore {
             client,
             url: url.clone(),
+            statements: Statements::default(),
+            master: None,
         })
     }
 
@@ -89,6 +110,8 @@ impl PgStore {
         Ok(PgStore {
             client,
             url: url.clone(),
+            statements: Statements::default(),
+            master: None,
         })
     }
 

@@ -4,7 +4,7 @@
 
 use postgres::Client;
 
-use super::chain::ChainTail;
+use super::{chain::ChainWriter, statements::Statements};
 use crate::store::{AuditEntry, Pruned, Status, StoreError};
 
 /// Removes the audit rows before the first one written at or after `before_us`, their payloads and nonces, and
@@ -12,6 +12,7 @@ use crate::store::{AuditEntry, Pruned, Status, StoreError};
 /// transaction. With `dry_run`, only counts, in a read-only transaction that takes no lock.
 pub fn prune(
     client: &mut Client,
+    statements: &mut Statements,
     before_us: i64,
     now_us: i64,
     dry_run: bool,
@@ -23,10 +24,10 @@ pub fn prune(
     };
     // The lock comes first, so what is read below is what the cut removes: no server can append (or prune)
     // until this transaction ends.
-    let mut tail = if dry_run {
+    let mut chain = if dry_run {
         None
     } else {
-        Some(ChainTail::lock(&mut tx)?)
+        Some(ChainWriter::lock(&mut tx, statements)?)
     };
     // The prefix ends just before the first row (by id) written at or after the cut, so no row that new is ever
     // removed, even if a clock once went backwards and ids and times disagree.
@@ -68,7 +69,7 @@ pub fn prune(
         range: Some((first, (last_id, last_time))),
         last_hash: Some(last_hash.clone()),
     };
-    let Some(tail) = tail.as_mut() else {
+    let Some(mut chain) = chain.take() else {
         return Ok(pruned);
     };
     tx.execute("DELETE FROM payloads WHERE audit_id <= $1", &[&last_id])?;
@@ -105,8 +106,8 @@ pub fn prune(
         transport: None,
         server: None,
     };
-    tail.append(&mut tx, &entry, None, None)?;
-    tail.save(&mut tx)?;
+    chain.append(&entry, None, None);
+    chain.write(&mut tx, statements)?;
     tx.commit()?;
     Ok(pruned)
 }

@@ -9,14 +9,17 @@ use std::{
 };
 
 use super::{PgStore, PgUrl, migrate::SCHEMA_VERSION, test_cluster};
-use crate::store::StoreError;
+use crate::{
+    sealed::MasterKey,
+    store::{ChainBreak, ChainVerifier, ChainedFields, StoreError, StoredRow, Verified},
+};
 
-fn url(text: &str) -> PgUrl {
+pub(super) fn url(text: &str) -> PgUrl {
     PgUrl::parse(text).expect("the test cluster's URLs parse")
 }
 
 /// Every table of the initial schema, sorted.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "audit",
     "audit_chain",
     "audit_checkpoints",
@@ -24,9 +27,71 @@ const TABLES: [&str; 9] = [
     "nonces",
     "payloads",
     "schemas",
+    "sealing",
     "server_keys",
     "zavro_schema",
 ];
+
+/// A fresh database of the shared cluster with the zavro schema, its store given `master` (`None`: no key);
+/// `None` when PostgreSQL is missing (the skip was printed).
+pub(super) fn fresh_store(master: Option<MasterKey>) -> Option<PgStore> {
+    let cluster = test_cluster::shared()?;
+    let mut store = PgStore::connect_or_create(&url(&cluster.fresh_database())).unwrap();
+    store.use_master_key(master).unwrap();
+    Some(store)
+}
+
+/// A master key made of one byte repeated.
+pub(super) fn master(byte: u8) -> MasterKey {
+    MasterKey::from_bytes([byte; 32])
+}
+
+/// Walks the store's whole audit chain as `audit verify` does, from the rows as stored.
+pub(super) fn verify_chain(store: &mut PgStore) -> Result<Verified, ChainBreak> {
+    let rows = store
+        .client()
+        .query(
+            "SELECT a.id, a.time_us, a.action, a.status, a.reason, a.detail, a.key_id, a.peer, a.records,
+                    a.size, a.payload_sha256, s.fingerprint, a.requests, a.transport, a.server, a.prev_hash,
+                    a.hash, p.json
+             FROM audit a LEFT JOIN schemas s ON s.id = a.schema_id
+                          LEFT JOIN payloads p ON p.audit_id = a.id
+             ORDER BY a.id",
+            &[],
+        )
+        .unwrap();
+    let issued: i64 = store
+        .client()
+        .query_one("SELECT last_id FROM audit_chain", &[])
+        .unwrap()
+        .get(0);
+    let mut verifier = ChainVerifier::new(None, None);
+    for row in &rows {
+        verifier.row(&StoredRow {
+            fields: ChainedFields {
+                id: row.get(0),
+                time_us: row.get(1),
+                action: row.get(2),
+                status: row.get(3),
+                reason: row.get(4),
+                detail: row.get(5),
+                key_id: row.get(6),
+                peer: row.get(7),
+                records: row.get(8),
+                size: row.get(9),
+                payload_sha256: row.get(10),
+                schema: row.get(11),
+                requests: row.get(12),
+                transport: row.get(13),
+                server: row.get(14),
+            },
+            prev_hash: row.get(15),
+            hash: row.get(16),
+            payload: row.get(17),
+        })?;
+    }
+    verifier.finish(issued)
+}
 
 fn tables(store: &mut PgStore) -> Vec<String> {
     store
@@ -148,7 +213,7 @@ fn migrating_again_is_a_no_op_that_keeps_the_data() {
     store
         .client()
         .batch_execute(
-            "INSERT INTO keys (id, secret, created_us) VALUES ('ZKTEST', 's', 1);
+            "INSERT INTO keys (id, secret_sealed, created_us) VALUES ('ZKTEST', 's', 1);
              UPDATE audit_chain SET last_id = 7, last_hash = 'h';",
         )
         .unwrap();
