@@ -85,6 +85,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 server_key::run(&mut store, args)
             }
         },
+        Command::Store(StoreCommand::Copy(args)) => store::copy(master_key_file, args),
         Command::Store(command) => store::run(&mut open_store(false)?, master_key_file, command),
         Command::Completions(args) => completions::run(args),
     }
@@ -130,6 +131,7 @@ fn command_name(command: &Command) -> String {
         Command::Store(StoreCommand::Status) => "store status",
         Command::Store(StoreCommand::Seal(_)) => "store seal",
         Command::Store(StoreCommand::Reseal(_)) => "store reseal",
+        Command::Store(StoreCommand::Copy(_)) => "store copy",
     }
     .to_owned()
 }
