@@ -161,6 +161,20 @@ pub enum StoreError {
     /// in it, or each write would commit on its own.
     #[error("the store ended the transaction after an error; nothing of it was kept")]
     TransactionLost,
+    /// Another server committed a nonce this group read as unused, between that read and the group's writes:
+    /// nothing of the group was kept, and checking it again gives each request its right answer.
+    #[error(
+        "another server stored one of this group's nonces meanwhile; nothing of the group was kept"
+    )]
+    Raced,
+    /// The PostgreSQL connection broke and could not be replaced yet; the next attempt waits for a back-off.
+    #[error("cannot reach store {url}: {reason}")]
+    PgDown {
+        /// The URL, without its password.
+        url: String,
+        /// Why, on one line, and when the next attempt is.
+        reason: String,
+    },
     /// The store's path was deleted or now names another file while the store was open.
     #[error(
         "store {0} was deleted or replaced while in use; nothing more is written to the old file (restart with the store in place)"

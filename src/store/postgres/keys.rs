@@ -10,7 +10,7 @@ use crate::{
     curve::{self, KeyPair},
     sealed::{MasterKey, Row},
     store::{
-        AuditEntry, CurveClient, KeyRecord, KeyStore, ServerKeys, StoreError,
+        AuditEntry, CurveClient, KeyRecord, KeyStore, ServerKeys, StoreError, StoredKey,
         server_keys::client_public,
     },
 };
@@ -25,6 +25,10 @@ const LIST: &str = "SELECT k.id, k.label, k.created_us, k.revoked_us, k.expires_
          GROUP BY key_id
      ) u ON u.key_id = k.id
      ORDER BY k.created_us, k.id";
+
+/// A key's sealed secret and state, for a server's group.
+const FIND_KEY: &str =
+    "SELECT secret_sealed, revoked_us IS NOT NULL, expires_us FROM keys WHERE id = $1";
 
 /// The key whose client public key a CURVE handshake presents, and whether it is active at `$2`.
 const CURVE_CLIENT: &str =
@@ -267,6 +271,25 @@ fn lock_chain<'c>(
     let mut tx = client.transaction()?;
     let chain = ChainWriter::lock(&mut tx, statements)?;
     Ok((tx, chain))
+}
+
+/// The secret and state of key `id`, or `None` when there is none; its secret opened with `master`.
+pub(super) fn find_key(
+    client: &mut impl GenericClient,
+    statements: &mut Statements,
+    store_url: &str,
+    id: &str,
+    master: Option<&MasterKey>,
+) -> Result<Option<StoredKey>, StoreError> {
+    let find = statements.get(client, FIND_KEY)?;
+    let Some(row) = client.query_opt(&find, &[&id])? else {
+        return Ok(None);
+    };
+    Ok(Some(StoredKey {
+        secret: sealing::open(store_url, row.try_get(0)?, Row::ApiKey(id), master)?,
+        revoked: row.try_get(1)?,
+        expires_us: row.try_get(2)?,
+    }))
 }
 
 /// The public key (Z85) of the key pair in `state`, if there is one: no secret is read.

@@ -47,7 +47,7 @@ pub(super) fn master(byte: u8) -> MasterKey {
 }
 
 /// Walks the store's whole audit chain as `audit verify` does, from the rows as stored.
-pub(super) fn verify_chain(store: &mut PgStore) -> Result<Verified, ChainBreak> {
+pub(crate) fn verify_chain(store: &mut PgStore) -> Result<Verified, ChainBreak> {
     let rows = store
         .client()
         .query(
