@@ -7,7 +7,7 @@ use super::{
     AuditEntry, Status, Store, StoreError,
     sealing::{self, stored_secret},
 };
-use crate::sealed::{MasterKey, Row};
+use crate::sealed::{MasterKey, SecretSlot};
 
 /// What `keys list` shows of a key: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl Store {
         let curve_public = super::server_keys::client_public(id, secret)?;
         let tx = self.conn.transaction()?;
         let (clear, sealed) =
-            sealing::to_store(&tx, Row::ApiKey(id), secret, self.master.as_ref())?;
+            sealing::to_store(&tx, SecretSlot::ApiKey(id), secret, self.master.as_ref())?;
         tx.execute(
             "INSERT INTO keys (id, secret, secret_sealed, label, created_us, expires_us, curve_public)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -157,7 +157,7 @@ pub(super) fn find_key(
         return Ok(None);
     };
     Ok(Some(StoredKey {
-        secret: sealing::reveal(stored, conn, Row::ApiKey(id), master)?,
+        secret: sealing::reveal(stored, conn, SecretSlot::ApiKey(id), master)?,
         revoked,
         expires_us,
     }))

@@ -259,13 +259,21 @@ pub enum StoreError {
     /// A row holds neither a clear-text nor a sealed secret.
     #[error("store: {0} is missing")]
     NoSecret(String),
-    /// The secrets are sealed, but the file could not be rebuilt: old clear-text copies may remain in its free
-    /// pages or WAL.
+    /// The secrets are sealed (the transaction committed), but the file could not be rebuilt: old clear-text
+    /// copies may remain in its free pages or WAL. Never reported as a failure to seal.
     #[error(
-        "the secrets of store {0} are sealed, but another process kept the store open, so old copies may remain \
-         in its WAL; stop it and run `zavro store seal` again to remove them"
+        "the secrets of store {path} ARE sealed under master key {fingerprint}: keep the key file; the rebuild \
+         that removes old clear-text copies from the file failed: {reason}; run `zavro store seal` again with \
+         the same key file (once no other process has the store open) to remove them"
     )]
-    ScrubIncomplete(String),
+    ScrubIncomplete {
+        /// The store file.
+        path: String,
+        /// The fingerprint of the key the secrets are sealed under.
+        fingerprint: String,
+        /// Why the rebuild failed.
+        reason: String,
+    },
     /// A query or write failed.
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -13,7 +13,7 @@ use super::{
     AuditEntry, Store, StoreError,
     secrets::{StoredSecret, wrong_key},
 };
-use crate::sealed::{MasterKey, Row};
+use crate::sealed::{MasterKey, SecretSlot};
 
 /// What [`Store::seal_secrets`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl Store {
         };
         tx.commit()?;
         self.master = Some(master);
-        self.scrub()?;
+        self.scrub(&fingerprint)?;
         Ok(sealed)
     }
 
@@ -138,7 +138,7 @@ impl Store {
         .insert(&tx, None, None)?;
         tx.commit()?;
         self.master = Some(new);
-        self.scrub()?;
+        self.scrub(&new_fingerprint)?;
         Ok(Resealed {
             api_keys,
             server_keys,
@@ -148,14 +148,25 @@ impl Store {
     }
 
     /// Rebuilds the database file (VACUUM) and empties its WAL, so that values overwritten before are not left
-    /// in free pages, in unused space of a page, or in old WAL frames.
-    fn scrub(&self) -> Result<(), StoreError> {
-        self.conn.execute_batch("VACUUM")?;
+    /// in free pages, in unused space of a page, or in old WAL frames. Runs after the sealing committed, so any
+    /// failure is [`StoreError::ScrubIncomplete`], which says the secrets are sealed under `fingerprint`.
+    fn scrub(&self, fingerprint: &str) -> Result<(), StoreError> {
+        let incomplete = |reason: String| StoreError::ScrubIncomplete {
+            path: store_path(&self.conn),
+            fingerprint: fingerprint.to_owned(),
+            reason,
+        };
+        self.conn
+            .execute_batch("VACUUM")
+            .map_err(|e| incomplete(e.to_string()))?;
         let busy: i64 = self
             .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+            .map_err(|e| incomplete(e.to_string()))?;
         if busy != 0 {
-            return Err(StoreError::ScrubIncomplete(store_path(&self.conn)));
+            return Err(incomplete(
+                "another process kept the store open, so its WAL could not be emptied".into(),
+            ));
         }
         Ok(())
     }
@@ -210,7 +221,7 @@ fn store_path(conn: &Connection) -> String {
 /// store (or one sealed under another key).
 pub(super) fn to_store<'s>(
     conn: &Connection,
-    row: Row<'_>,
+    row: SecretSlot<'_>,
     secret: &'s str,
     master: Option<&MasterKey>,
 ) -> Result<(Option<&'s str>, Option<Vec<u8>>), StoreError> {
@@ -238,7 +249,7 @@ pub(super) fn stored_secret(
 pub(super) fn reveal(
     stored: StoredSecret,
     conn: &Connection,
-    row: Row<'_>,
+    row: SecretSlot<'_>,
     master: Option<&MasterKey>,
 ) -> Result<Zeroizing<String>, StoreError> {
     stored.reveal(row, master, || match sealed_under(conn) {
@@ -261,7 +272,7 @@ fn reseal_api_keys(
         tx,
         "SELECT id, secret, secret_sealed FROM keys ORDER BY id",
         "UPDATE keys SET secret = NULL, secret_sealed = ?1 WHERE id = ?2",
-        |name| Row::ApiKey(name),
+        |name| SecretSlot::ApiKey(name),
         old,
         new,
     )
@@ -277,7 +288,7 @@ fn reseal_server_keys(
         tx,
         "SELECT public_key, secret_key, secret_sealed FROM server_keys ORDER BY id",
         "UPDATE server_keys SET secret_key = NULL, secret_sealed = ?1 WHERE public_key = ?2",
-        |name| Row::ServerKey(name),
+        |name| SecretSlot::ServerKey(name),
         old,
         new,
     )
@@ -289,7 +300,7 @@ fn reseal_table(
     tx: &Connection,
     select: &str,
     update: &str,
-    row_of: for<'a> fn(&'a str) -> Row<'a>,
+    row_of: for<'a> fn(&'a str) -> SecretSlot<'a>,
     old: Option<&MasterKey>,
     new: &MasterKey,
 ) -> Result<usize, StoreError> {

@@ -7,7 +7,7 @@
 use zeroize::Zeroizing;
 
 use super::StoreError;
-use crate::sealed::{MasterKey, Row};
+use crate::sealed::{MasterKey, SecretSlot};
 
 /// A secret as a row stores it: in clear text (an unsealed SQLite store) or sealed, of which a row holds one.
 pub struct StoredSecret {
@@ -31,7 +31,7 @@ impl StoredSecret {
     /// put there by someone who bypassed zavro. `locked` is the error for a sealed value and no master key.
     pub fn reveal(
         self,
-        row: Row<'_>,
+        row: SecretSlot<'_>,
         master: Option<&MasterKey>,
         locked: impl FnOnce() -> StoreError,
     ) -> Result<Zeroizing<String>, StoreError> {
@@ -75,7 +75,7 @@ mod tests {
 
     #[test]
     fn each_form_of_a_row_is_revealed_only_with_what_it_needs() {
-        let row = Row::ApiKey("ZKA");
+        let row = SecretSlot::ApiKey("ZKA");
         let sealed = key(1).seal_text(row, "s3cret").unwrap();
         let locked = || StoreError::NoSecret("locked".into());
         let reveal = |stored: StoredSecret, master: Option<&MasterKey>| {

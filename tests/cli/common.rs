@@ -65,15 +65,19 @@ impl TestEnv {
     /// A fresh database of the test process's PostgreSQL cluster (no zavro schema yet) and a master key file;
     /// `None` when PostgreSQL is not installed (the skip was printed).
     pub fn postgres() -> Option<TestEnv> {
-        let cluster = crate::test_cluster::shared()?;
+        Some(TestEnv::postgres_on(crate::test_cluster::shared()?))
+    }
+
+    /// A fresh database of `cluster` (a private one, which a test may stop and start) and a master key file.
+    pub fn postgres_on(cluster: &crate::test_cluster::Cluster) -> TestEnv {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let master_key = dir.path().join("master.key");
         zavro::sealed::MasterKey::generate_to(&master_key).expect("write a master key file");
-        Some(TestEnv {
+        TestEnv {
             db: PathBuf::from(cluster.fresh_database()),
             dir,
             master_key: Some(master_key),
-        })
+        }
     }
 
     /// True for a store on PostgreSQL.
@@ -294,8 +298,12 @@ pub fn zavro_process() -> StdCommand {
     for var in ZAVRO_VARS {
         cmd.env_remove(var);
     }
-    // The PostgreSQL password file zavro reads like libpq; a test that wants one sets it.
-    cmd.env_remove("PGPASSFILE");
+    // The PostgreSQL password file zavro reads like libpq: a file that is not there, so the runner's ~/.pgpass is
+    // never read; a test that wants one sets its own. Likewise libpq's TLS variables are not inherited.
+    cmd.env("PGPASSFILE", "/nonexistent/zavro-test-pgpass");
+    cmd.env_remove("PGSSLMODE");
+    cmd.env_remove("PGSSLROOTCERT");
+    cmd.env_remove("PGCHANNELBINDING");
     cmd.env("XDG_CONFIG_HOME", "/nonexistent/zavro-test-config");
     cmd
 }

@@ -100,9 +100,9 @@ fn keys_list_and_audit_never_show_a_secret_and_the_store_is_private() {
     }
 }
 
-#[test]
-fn keys_list_json_has_label_creation_revocation_and_last_use() {
-    let env = TestEnv::new();
+on_both_backends!(keys_list_json_has_label_creation_revocation_and_last_use);
+
+fn keys_list_json_has_label_creation_revocation_and_last_use(env: TestEnv) {
     let added = env
         .zavro()
         .args(["keys", "add", "--label", "sensor-1", "--json"])
@@ -158,9 +158,9 @@ fn keys_list_json_has_label_creation_revocation_and_last_use() {
     );
 }
 
-#[test]
-fn keys_add_with_secret_stdin_imports_the_secret_and_prints_only_the_key() {
-    let env = TestEnv::new();
+on_both_backends!(keys_add_with_secret_stdin_imports_the_secret_and_prints_only_the_key);
+
+fn keys_add_with_secret_stdin_imports_the_secret_and_prints_only_the_key(env: TestEnv) {
     let secret = "imported-secret-0123456789";
     let out = env
         .zavro()

@@ -72,9 +72,9 @@ fn keys_add_refuses_an_expiry_in_the_past_or_unreadable(env: TestEnv) {
     assert!(env.keys().is_empty(), "no key was stored");
 }
 
-#[test]
-fn keys_list_counts_accepted_requests_and_records_per_key() {
-    let env = TestEnv::new();
+on_both_backends!(keys_list_counts_accepted_requests_and_records_per_key);
+
+fn keys_list_counts_accepted_requests_and_records_per_key(env: TestEnv) {
     let (a, secret_a) = env.add_key();
     let (b, _) = env.add_key();
     let server = env.start_server();

@@ -181,6 +181,21 @@ fn a_password_in_db_on_the_command_line_is_refused_but_zavro_db_may_hold_it() {
             "the URL holds a password, which other users can read on the command line",
         ))
         .stderr(predicate::str::contains("hunter2").not());
+    // The same URL in ZAVRO_DB does not make the command line's copy any less visible, wherever --db is given.
+    for args in [
+        &["--db", url.as_str(), "keys", "list"][..],
+        &["keys", "list", "--db", url.as_str()],
+    ] {
+        bare_zavro()
+            .env("ZAVRO_DB", &url)
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "the URL holds a password, which other users can read on the command line",
+            ))
+            .stderr(predicate::str::contains("hunter2").not());
+    }
     // From the environment it is used (and nothing listens there, so the connection fails).
     bare_zavro()
         .env("ZAVRO_DB", &url)
@@ -232,4 +247,88 @@ fn the_password_file_named_by_pgpassfile_is_used() {
         .code(1)
         .stderr(predicate::str::contains("zavro: warning: password file"))
         .stderr(predicate::str::contains("has group or world access"));
+}
+
+#[test]
+fn tests_never_read_the_runners_own_password_file() {
+    // A ~/.pgpass that zavro would warn about if it read it.
+    let home = tempfile::tempdir().unwrap();
+    let pgpass = home.path().join(".pgpass");
+    fs::write(&pgpass, "*:*:*:*:runner-pw\n").unwrap();
+    fs::set_permissions(&pgpass, fs::Permissions::from_mode(0o644)).unwrap();
+    let url = format!("postgres://postgres@/zavro?host={}", home.path().display());
+    bare_zavro()
+        .env("HOME", home.path())
+        .args(["--db", &url, "keys", "list"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot connect to store"))
+        .stderr(predicate::str::contains("password file").not());
+    // The control: named by PGPASSFILE, the same file is read (and ignored with libpq's warning).
+    bare_zavro()
+        .env("PGPASSFILE", &pgpass)
+        .args(["--db", &url, "keys", "list"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("has group or world access"));
+}
+
+#[test]
+fn a_tcp_connection_that_does_not_verify_the_server_is_warned_about_once_and_pgsslmode_is_read() {
+    // A port where nothing listens: the warning comes before the connection fails.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/zavro");
+    let stderr_of = |assert: assert_cmd::assert::Assert| {
+        String::from_utf8_lossy(&assert.code(1).get_output().stderr).into_owned()
+    };
+    let stderr = stderr_of(
+        bare_zavro()
+            .args(["--db", &format!("{url}?sslmode=require"), "keys", "list"])
+            .assert(),
+    );
+    let warnings: Vec<_> = stderr
+        .lines()
+        .filter(|line| line.starts_with("zavro: warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].starts_with(
+            "zavro: warning: sslmode=require: the connection to 127.0.0.1 is encrypted, but the server's \
+             certificate is not checked"
+        ),
+        "{stderr}"
+    );
+    // PGSSLMODE is read when the URL sets no sslmode, as libpq reads it.
+    let stderr = stderr_of(
+        bare_zavro()
+            .env("PGSSLMODE", "disable")
+            .args(["--db", &url, "keys", "list"])
+            .assert(),
+    );
+    assert!(stderr.contains("warning: sslmode=disable"), "{stderr}");
+    let stderr = stderr_of(
+        bare_zavro()
+            .env("PGSSLMODE", "verify-ca")
+            .args(["--db", &url, "keys", "list"])
+            .assert(),
+    );
+    assert!(
+        stderr.contains("verify-ca needs sslrootcert=FILE"),
+        "{stderr}"
+    );
+    // Verified modes, and a Unix socket, are not warned about.
+    let dir = tempfile::tempdir().unwrap();
+    for db in [
+        format!("{url}?sslmode=verify-full"),
+        format!(
+            "postgres://postgres@/zavro?host={}&sslmode=disable",
+            dir.path().display()
+        ),
+    ] {
+        let stderr = stderr_of(bare_zavro().args(["--db", &db, "keys", "list"]).assert());
+        assert!(!stderr.contains("warning"), "{db}: {stderr}");
+    }
 }

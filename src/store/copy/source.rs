@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row as SqlRow};
 use zeroize::Zeroizing;
 
 use crate::{
-    sealed::{MasterKey, Row},
+    sealed::{MasterKey, SecretSlot},
     store::{
         StoreError,
         chain::{ChainedFields, StoredRow},
@@ -227,7 +227,7 @@ pub fn keys(conn: &Connection, master: Option<&MasterKey>) -> Result<Vec<SourceK
     while let Some(row) = rows.next()? {
         let id: String = row.get(0)?;
         let stored = sealing::stored_secret(row, 1)?;
-        let secret = sealing::reveal(stored, conn, Row::ApiKey(&id), master)?;
+        let secret = sealing::reveal(stored, conn, SecretSlot::ApiKey(&id), master)?;
         keys.push(SourceKey {
             secret,
             label: row.get(3)?,
@@ -256,7 +256,7 @@ pub fn server_keys(
     while let Some(row) = rows.next()? {
         let public_key: String = row.get(1)?;
         let stored = sealing::stored_secret(row, 2)?;
-        let secret = sealing::reveal(stored, conn, Row::ServerKey(&public_key), master)?;
+        let secret = sealing::reveal(stored, conn, SecretSlot::ServerKey(&public_key), master)?;
         keys.push(SourceServerKey {
             id: row.get(0)?,
             secret,

@@ -8,7 +8,7 @@ use super::source::{
     SourceCheckpoint, SourceKey, SourceNonce, SourceRow, SourceSchema, SourceServerKey,
 };
 use crate::{
-    sealed::{MasterKey, Row},
+    sealed::{MasterKey, SecretSlot},
     store::StoreError,
 };
 
@@ -108,7 +108,7 @@ pub fn keys(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )?;
     for key in keys {
-        let sealed = master.seal_text(Row::ApiKey(&key.id), &key.secret)?;
+        let sealed = master.seal_text(SecretSlot::ApiKey(&key.id), &key.secret)?;
         tx.execute(
             &insert,
             &[
@@ -137,7 +137,7 @@ pub fn server_keys(
          VALUES ($1, $2, $3, $4, $5, $6)",
     )?;
     for key in keys {
-        let sealed = master.seal_text(Row::ServerKey(&key.public_key), &key.secret)?;
+        let sealed = master.seal_text(SecretSlot::ServerKey(&key.public_key), &key.secret)?;
         tx.execute(
             &insert,
             &[

@@ -4,7 +4,7 @@ use std::ops::ControlFlow;
 
 use super::*;
 use crate::{
-    sealed::Row,
+    sealed::SecretSlot,
     store::{AuditFilter, AuditRow, AuditStore, KeyStore, Nonce, PgUrl, postgres::test_cluster},
 };
 
@@ -167,7 +167,7 @@ fn everything_is_copied_and_the_copy_verifies_with_the_source_head() {
             .get(0);
         assert_eq!(
             master(1)
-                .open_text(Row::ApiKey(id), &sealed)
+                .open_text(SecretSlot::ApiKey(id), &sealed)
                 .unwrap()
                 .as_str(),
             secret
@@ -249,7 +249,7 @@ fn a_sealed_source_is_copied_under_the_same_key_and_refused_under_another() {
         .get(0);
     assert_eq!(
         master(7)
-            .open_text(Row::ApiKey("ZKB"), &sealed)
+            .open_text(SecretSlot::ApiKey("ZKB"), &sealed)
             .unwrap()
             .as_str(),
         SECRET_B

@@ -8,7 +8,7 @@ use postgres::{Client, GenericClient, Transaction};
 use super::{PgStore, chain::ChainWriter, sealing, statements::Statements};
 use crate::{
     curve::{self, KeyPair},
-    sealed::{MasterKey, Row},
+    sealed::{MasterKey, SecretSlot},
     store::{
         AuditEntry, CurveClient, KeyRecord, KeyStore, ServerKeys, StoreError, StoredKey,
         server_keys::client_public,
@@ -61,7 +61,7 @@ impl KeyStore for PgStore {
             &mut tx,
             &mut self.statements,
             master,
-            Row::ApiKey(id),
+            SecretSlot::ApiKey(id),
             secret,
             now_us,
         )?;
@@ -286,7 +286,7 @@ pub(super) fn find_key(
         return Ok(None);
     };
     Ok(Some(StoredKey {
-        secret: sealing::open(store_url, row.try_get(0)?, Row::ApiKey(id), master)?,
+        secret: sealing::open(store_url, row.try_get(0)?, SecretSlot::ApiKey(id), master)?,
         revoked: row.try_get(1)?,
         expires_us: row.try_get(2)?,
     }))
@@ -318,7 +318,12 @@ fn read_pair(
         return Ok(None);
     };
     let public: String = row.try_get(0)?;
-    let secret = sealing::open(store_url, row.try_get(1)?, Row::ServerKey(&public), master)?;
+    let secret = sealing::open(
+        store_url,
+        row.try_get(1)?,
+        SecretSlot::ServerKey(&public),
+        master,
+    )?;
     let pair = KeyPair::from_secret(curve::decode(&secret)?)?;
     if pair.public_z85() != public {
         // Clients pin the public key, to which the sealed secret is bound: a secret half that does not give it
@@ -343,7 +348,7 @@ fn insert_pair(
         tx,
         statements,
         master,
-        Row::ServerKey(&public),
+        SecretSlot::ServerKey(&public),
         &pair.secret_z85(),
         now_us,
     )?;
@@ -521,7 +526,8 @@ mod tests {
             .unwrap();
         let url = store.url().to_string();
         let moved = read_sealed(&mut store, "ZK3");
-        let err = sealing::open(&url, moved, Row::ApiKey("ZK3"), Some(&master(1))).unwrap_err();
+        let err =
+            sealing::open(&url, moved, SecretSlot::ApiKey("ZK3"), Some(&master(1))).unwrap_err();
         assert!(matches!(err, StoreError::Seal(_)), "{err}");
     }
 

@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use super::{PgStore, statements::Statements};
 use crate::{
-    sealed::{MasterKey, Row},
+    sealed::{MasterKey, SecretSlot},
     store::{
         StoreError,
         secrets::{StoredSecret, check_fingerprint},
@@ -45,7 +45,7 @@ impl PgStore {
     }
 
     /// The master key, or the error that says one is needed and which.
-    pub(super) fn require_master_key(&mut self) -> Result<&MasterKey, StoreError> {
+    pub fn require_master_key(&mut self) -> Result<&MasterKey, StoreError> {
         if self.master.is_none() {
             let fingerprint = self.sealed_under()?;
             return Err(StoreError::MasterKeyRequired {
@@ -78,7 +78,7 @@ pub(super) fn seal(
     client: &mut impl GenericClient,
     statements: &mut Statements,
     master: &MasterKey,
-    row: Row<'_>,
+    row: SecretSlot<'_>,
     secret: &str,
     now_us: i64,
 ) -> Result<Vec<u8>, StoreError> {
@@ -92,7 +92,7 @@ pub(super) fn seal(
 pub(super) fn open(
     store_url: &str,
     sealed: Vec<u8>,
-    row: Row<'_>,
+    row: SecretSlot<'_>,
     master: Option<&MasterKey>,
 ) -> Result<Zeroizing<String>, StoreError> {
     StoredSecret::sealed(sealed).reveal(row, master, || StoreError::MasterKeyRequired {
