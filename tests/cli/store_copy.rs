@@ -3,9 +3,11 @@
 
 use serde_json::{Value, json};
 
+use zavro::protocol::{Reply, Request};
+
 use crate::common::{
-    TestEnv, assert_accepted, bare_zavro, parse_json, parse_ndjson, request_once, signed_now,
-    stderr_of, stdout_of,
+    Server, TestEnv, assert_accepted, bare_zavro, parse_json, parse_ndjson, reject_code,
+    request_once, signed_now, stderr_of, stdout_of,
 };
 
 /// A SQLite store filled through a real server: two keys, accepted and refused requests (one sent as raw
@@ -291,4 +293,104 @@ fn bad_endpoints_of_a_copy_are_one_line_each_with_their_exit_code() {
     // After all that, the target is still empty and a copy goes through.
     copy(&source, &target).success();
     assert_eq!(target.keys().len(), 1);
+}
+
+/// The frames of a request for `records` signed now with the nonce `nonce`.
+fn signed_with_nonce(key: &str, secret: &str, nonce: &str, records: &[Value]) -> Vec<Vec<u8>> {
+    let payload = zavro::avro::encode(records).expect("records encode as Avro");
+    Request::sign(
+        key,
+        secret.as_bytes(),
+        zavro::timestamp::now_seconds(),
+        nonce,
+        payload,
+    )
+    .to_frames()
+    .to_vec()
+}
+
+#[test]
+fn a_server_on_the_copy_takes_the_copied_keys_and_knows_the_requests_sent_before_the_move() {
+    let Some(target) = TestEnv::postgres() else {
+        return;
+    };
+    let source = TestEnv::new();
+    let (key, secret) = source.add_key();
+    let server_key = stdout_of(&source.zavro().arg("server-key").assert().success())
+        .trim()
+        .to_owned();
+    let server = Server::start(&source, "127.0.0.1:*", &["--name", "old"]);
+    let nonce = "moved-across-nonce-0001";
+    let request = signed_with_nonce(&key, &secret, nonce, &[json!({"n": 1})]);
+    let Reply::Accepted {
+        audit_id,
+        records: 1,
+        duplicate: false,
+    } = request_once(server.endpoint(), &request)
+    else {
+        panic!("the SQLite server stores it");
+    };
+    assert!(server.stop().success());
+
+    copy(&source, &target).success();
+
+    let server = Server::start(&target, "127.0.0.1:*", &["--name", "new"]);
+    // The client never heard its reply and retries, now reaching a server on the copy: recognised, answered
+    // with the original row, nothing stored again.
+    assert_eq!(
+        request_once(server.endpoint(), &request),
+        Reply::Accepted {
+            audit_id,
+            records: 1,
+            duplicate: true
+        }
+    );
+    // Its nonce with other data is a replay, as it was before the move.
+    let forged = signed_with_nonce(&key, &secret, nonce, &[json!({"n": 2})]);
+    assert_eq!(
+        reject_code(&request_once(server.endpoint(), &forged)),
+        "replay"
+    );
+    // The copied key and secret sign new requests.
+    target
+        .send(server.endpoint(), &key, &secret, "{\"after\":1}")
+        .code(0);
+    assert!(server.stop().success());
+
+    // Over CURVE: the server on the copy presents the source's server key, and admits the copied key.
+    let server = Server::start_curve(&target, "127.0.0.1:*", &["--name", "new"]);
+    assert_eq!(server.server_key(), Some(server_key.as_str()));
+    target
+        .send_curve(
+            server.endpoint(),
+            &server_key,
+            &key,
+            &secret,
+            "{\"curve\":1}",
+        )
+        .code(0);
+    assert!(server.stop().success());
+
+    let sends: Vec<(Value, Value, Value)> = target
+        .audit_sends()
+        .iter()
+        .map(|row| {
+            (
+                row["server"].clone(),
+                row["reason"].clone(),
+                row["payload"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sends,
+        [
+            (json!("old"), Value::Null, json!([{"n": 1}])),
+            (json!("new"), json!("duplicate"), Value::Null),
+            (json!("new"), json!("replay"), Value::Null),
+            (json!("new"), Value::Null, json!([{"after": 1}])),
+            (json!("new"), Value::Null, json!([{"curve": 1}])),
+        ]
+    );
+    target.zavro().args(["audit", "verify"]).assert().success();
 }
