@@ -33,7 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Manage API keys: add, list, revoke')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read and check the audit trail')
             [CompletionResult]::new('server-key', 'server-key', [CompletionResultType]::ParameterValue, 'Print the server''s CURVE public key, which clients pin to know they reach this server; rotate it')
-            [CompletionResult]::new('store', 'store', [CompletionResultType]::ParameterValue, 'Seal the store''s secrets under a master key kept outside it, rotate that key, or show the state')
+            [CompletionResult]::new('store', 'store', [CompletionResultType]::ParameterValue, 'Seal the store''s secrets under a master key kept outside it, rotate that key, or show the state; copy a store into PostgreSQL')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -312,6 +312,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under')
             [CompletionResult]::new('seal', 'seal', [CompletionResultType]::ParameterValue, 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it')
             [CompletionResult]::new('reseal', 'reseal', [CompletionResultType]::ParameterValue, 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction')
+            [CompletionResult]::new('copy', 'copy', [CompletionResultType]::ParameterValue, 'Copy a SQLite store into an empty PostgreSQL database (--db is not used): keys, server keys, schemas, the audit trail with its hash chain, and the nonces of the replay window')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -339,10 +340,19 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'zavro;store;copy' {
+            [CompletionResult]::new('--max-skew', '--max-skew', [CompletionResultType]::ParameterName, 'The largest --max-skew any server using the source runs with: the nonces of requests up to this many seconds old (at least 300) are copied, so they are still refused as replays, or recognised as retries, on the copy')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]')
+            [CompletionResult]::new('--master-key-file', '--master-key-file', [CompletionResultType]::ParameterName, 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'zavro;store;help' {
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under')
             [CompletionResult]::new('seal', 'seal', [CompletionResultType]::ParameterValue, 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it')
             [CompletionResult]::new('reseal', 'reseal', [CompletionResultType]::ParameterValue, 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction')
+            [CompletionResult]::new('copy', 'copy', [CompletionResultType]::ParameterValue, 'Copy a SQLite store into an empty PostgreSQL database (--db is not used): keys, server keys, schemas, the audit trail with its hash chain, and the nonces of the replay window')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -353,6 +363,9 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             break
         }
         'zavro;store;help;reseal' {
+            break
+        }
+        'zavro;store;help;copy' {
             break
         }
         'zavro;store;help;help' {
@@ -372,7 +385,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Manage API keys: add, list, revoke')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read and check the audit trail')
             [CompletionResult]::new('server-key', 'server-key', [CompletionResultType]::ParameterValue, 'Print the server''s CURVE public key, which clients pin to know they reach this server; rotate it')
-            [CompletionResult]::new('store', 'store', [CompletionResultType]::ParameterValue, 'Seal the store''s secrets under a master key kept outside it, rotate that key, or show the state')
+            [CompletionResult]::new('store', 'store', [CompletionResultType]::ParameterValue, 'Seal the store''s secrets under a master key kept outside it, rotate that key, or show the state; copy a store into PostgreSQL')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -443,6 +456,7 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under')
             [CompletionResult]::new('seal', 'seal', [CompletionResultType]::ParameterValue, 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it')
             [CompletionResult]::new('reseal', 'reseal', [CompletionResultType]::ParameterValue, 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction')
+            [CompletionResult]::new('copy', 'copy', [CompletionResultType]::ParameterValue, 'Copy a SQLite store into an empty PostgreSQL database (--db is not used): keys, server keys, schemas, the audit trail with its hash chain, and the nonces of the replay window')
             break
         }
         'zavro;help;store;status' {
@@ -452,6 +466,9 @@ Register-ArgumentCompleter -Native -CommandName 'zavro' -ScriptBlock {
             break
         }
         'zavro;help;store;reseal' {
+            break
+        }
+        'zavro;help;store;copy' {
             break
         }
         'zavro;help;completions' {

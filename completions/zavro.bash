@@ -151,6 +151,9 @@ _zavro() {
             zavro__subcmd__help__subcmd__server__subcmd__key,rotate)
                 cmd="zavro__subcmd__help__subcmd__server__subcmd__key__subcmd__rotate"
                 ;;
+            zavro__subcmd__help__subcmd__store,copy)
+                cmd="zavro__subcmd__help__subcmd__store__subcmd__copy"
+                ;;
             zavro__subcmd__help__subcmd__store,reseal)
                 cmd="zavro__subcmd__help__subcmd__store__subcmd__reseal"
                 ;;
@@ -196,6 +199,9 @@ _zavro() {
             zavro__subcmd__server__subcmd__key__subcmd__help,rotate)
                 cmd="zavro__subcmd__server__subcmd__key__subcmd__help__subcmd__rotate"
                 ;;
+            zavro__subcmd__store,copy)
+                cmd="zavro__subcmd__store__subcmd__copy"
+                ;;
             zavro__subcmd__store,help)
                 cmd="zavro__subcmd__store__subcmd__help"
                 ;;
@@ -207,6 +213,9 @@ _zavro() {
                 ;;
             zavro__subcmd__store,status)
                 cmd="zavro__subcmd__store__subcmd__status"
+                ;;
+            zavro__subcmd__store__subcmd__help,copy)
+                cmd="zavro__subcmd__store__subcmd__help__subcmd__copy"
                 ;;
             zavro__subcmd__store__subcmd__help,help)
                 cmd="zavro__subcmd__store__subcmd__help__subcmd__help"
@@ -979,8 +988,22 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__help__subcmd__store)
-            opts="status seal reseal"
+            opts="status seal reseal copy"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__help__subcmd__store__subcmd__copy)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1415,7 +1438,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__store)
-            opts="-h --db --master-key-file --help status seal reseal help"
+            opts="-h --db --master-key-file --help status seal reseal copy help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1436,9 +1459,49 @@ _zavro() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        zavro__subcmd__store__subcmd__help)
-            opts="status seal reseal help"
+        zavro__subcmd__store__subcmd__copy)
+            opts="-h --max-skew --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --max-skew)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --master-key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__store__subcmd__help)
+            opts="status seal reseal copy help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        zavro__subcmd__store__subcmd__help__subcmd__copy)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

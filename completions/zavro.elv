@@ -30,7 +30,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand keys 'Manage API keys: add, list, revoke'
             cand audit 'Read and check the audit trail'
             cand server-key 'Print the server''s CURVE public key, which clients pin to know they reach this server; rotate it'
-            cand store 'Seal the store''s secrets under a master key kept outside it, rotate that key, or show the state'
+            cand store 'Seal the store''s secrets under a master key kept outside it, rotate that key, or show the state; copy a store into PostgreSQL'
             cand completions 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -274,6 +274,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand status 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under'
             cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it'
             cand reseal 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction'
+            cand copy 'Copy a SQLite store into an empty PostgreSQL database (--db is not used): keys, server keys, schemas, the audit trail with its hash chain, and the nonces of the replay window'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'zavro;store;status'= {
@@ -297,10 +298,18 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'zavro;store;copy'= {
+            cand --max-skew 'The largest --max-skew any server using the source runs with: the nonces of requests up to this many seconds old (at least 300) are copied, so they are still refused as replays, or recognised as retries, on the copy'
+            cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'zavro;store;help'= {
             cand status 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under'
             cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it'
             cand reseal 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction'
+            cand copy 'Copy a SQLite store into an empty PostgreSQL database (--db is not used): keys, server keys, schemas, the audit trail with its hash chain, and the nonces of the replay window'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'zavro;store;help;status'= {
@@ -308,6 +317,8 @@ set edit:completion:arg-completer[zavro] = {|@words|
         &'zavro;store;help;seal'= {
         }
         &'zavro;store;help;reseal'= {
+        }
+        &'zavro;store;help;copy'= {
         }
         &'zavro;store;help;help'= {
         }
@@ -324,7 +335,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand keys 'Manage API keys: add, list, revoke'
             cand audit 'Read and check the audit trail'
             cand server-key 'Print the server''s CURVE public key, which clients pin to know they reach this server; rotate it'
-            cand store 'Seal the store''s secrets under a master key kept outside it, rotate that key, or show the state'
+            cand store 'Seal the store''s secrets under a master key kept outside it, rotate that key, or show the state; copy a store into PostgreSQL'
             cand completions 'Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -377,12 +388,15 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand status 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under'
             cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it'
             cand reseal 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction'
+            cand copy 'Copy a SQLite store into an empty PostgreSQL database (--db is not used): keys, server keys, schemas, the audit trail with its hash chain, and the nonces of the replay window'
         }
         &'zavro;help;store;status'= {
         }
         &'zavro;help;store;seal'= {
         }
         &'zavro;help;store;reseal'= {
+        }
+        &'zavro;help;store;copy'= {
         }
         &'zavro;help;completions'= {
         }

@@ -127,6 +127,7 @@ Examples:
   zavro store status                                             sealed or not, and under which key
   zavro --master-key-file /etc/zavro/master.key store seal --create-key
   zavro --master-key-file old.key store reseal --new-master-key-file new.key --create-key
+  zavro --master-key-file /etc/zavro/master.key store copy zavro.db 'postgres://zavro@db/zavro'
 
 A sealed store keeps every secret (API secrets, the server's CURVE secret keys) encrypted under a master key \
 that never enters the store, so the store file, a backup or a copy of it alone yields no usable secret. `serve` \
@@ -154,6 +155,21 @@ one in one transaction; a value that does not open stops it and nothing changes.
 refuse requests as internal errors until restarted with the new key file: give every server the new key file and \
 restart them one by one, while clients given several endpoints fail over to the restarted ones. Backups made \
 before stay sealed under the old key.";
+
+const STORE_COPY_EXAMPLES: &str = "\
+Examples:
+  zavro --master-key-file /etc/zavro/master.key store copy ~/.local/share/zavro/zavro.db \\
+      'postgres://zavro@db.example.com/zavro?sslmode=verify-full'
+
+From one server to many: the keys (their secrets sealed under the master key on PostgreSQL, which a \
+PostgreSQL store always needs: opened from an unsealed source, or from a source sealed under that same key), \
+the server keys, the schemas, the audit trail with its ids, hashes and payloads (so `zavro audit verify` on the \
+copy checks the same chain and `audit verify --against` a head recorded before still passes), and the nonces of \
+the replay window (so a request retried after the move is recognised, and a replay refused). The source is read \
+from one snapshot and its chain verified first: a source that does not verify is not copied (exit 6). The target \
+must be empty (exit 1 otherwise); it is written in one transaction, so a failed copy leaves nothing. Stop the \
+servers on the source first, or copy again: whatever they write after the snapshot is not in the copy. A \
+password belongs in ~/.pgpass, never in the URL on the command line.";
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
@@ -301,7 +317,8 @@ pub enum Command {
     /// Print the server's CURVE public key, which clients pin to know they reach this server; rotate it.
     #[command(after_help = SERVER_KEY_EXAMPLES)]
     ServerKey(ServerKeyArgs),
-    /// Seal the store's secrets under a master key kept outside it, rotate that key, or show the state.
+    /// Seal the store's secrets under a master key kept outside it, rotate that key, or show the state; copy a
+    /// store into PostgreSQL.
     #[command(subcommand, after_help = STORE_EXAMPLES)]
     Store(StoreCommand),
     /// Print a shell completion script, e.g. `zavro completions bash > /etc/bash_completion.d/zavro`.
@@ -821,6 +838,29 @@ pub enum StoreCommand {
     /// Move every secret from the current master key (--master-key-file) to a new one, in one transaction.
     #[command(after_help = STORE_RESEAL_EXAMPLES)]
     Reseal(StoreResealArgs),
+    /// Copy a SQLite store into an empty PostgreSQL database (--db is not used): keys, server keys, schemas, the
+    /// audit trail with its hash chain, and the nonces of the replay window.
+    #[command(after_help = STORE_COPY_EXAMPLES)]
+    Copy(StoreCopyArgs),
+}
+
+/// Options of `zavro store copy`.
+#[derive(Debug, Args)]
+pub struct StoreCopyArgs {
+    /// The SQLite store to copy (it must exist).
+    #[arg(value_name = "FROM")]
+    pub from: OsString,
+
+    /// The PostgreSQL database to copy into, a postgres:// URL: empty, or without a zavro schema yet (it is
+    /// made); its secrets are sealed under the master key of --master-key-file.
+    #[arg(value_name = "TO")]
+    pub to: OsString,
+
+    /// The largest --max-skew any server using the source runs with: the nonces of requests up to this many
+    /// seconds old (at least 300) are copied, so they are still refused as replays, or recognised as retries,
+    /// on the copy.
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(300..=86_400))]
+    pub max_skew: u32,
 }
 
 /// Options of `zavro store seal`.

@@ -9,7 +9,7 @@ use crate::{
     input::InputError,
     profiles::ProfileError,
     sealed::MasterKeyError,
-    store::{ChainBreak, StoreError},
+    store::{ChainBreak, StoreError, copy::CopyError},
 };
 
 /// Everything a `zavro` command can fail with; `main` prints it once as `zavro: <message>`.
@@ -39,6 +39,10 @@ pub enum Error {
     /// The master key file could not be read or written.
     #[error(transparent)]
     MasterKey(#[from] MasterKeyError),
+    /// `store copy` refused: the target is not empty, the source's chain is broken, or the source is sealed
+    /// under another master key. (Its store errors are [`Error::Store`].)
+    #[error(transparent)]
+    Copy(CopyError),
     /// `audit verify` found the hash chain broken.
     #[error("audit trail verification failed: {0}")]
     Tampered(#[from] ChainBreak),
@@ -81,6 +85,16 @@ pub mod exit {
     pub const MASTER_KEY: u8 = 9;
 }
 
+impl From<CopyError> for Error {
+    /// A store error stays one, so it keeps its exit code (a missing source is 7 as everywhere).
+    fn from(e: CopyError) -> Self {
+        match e {
+            CopyError::Store(e) => Error::Store(e),
+            other => Error::Copy(other),
+        }
+    }
+}
+
 impl Error {
     /// Wraps an I/O error with what was being attempted.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
@@ -103,6 +117,9 @@ impl Error {
             // Not evidence of tampering: the head is simply gone, so nothing can be said about it.
             Error::Tampered(ChainBreak::HeadPruned { .. }) => exit::FAILURE,
             Error::Tampered(_) => exit::TAMPERED,
+            Error::Copy(CopyError::SourceTampered { .. }) => exit::TAMPERED,
+            Error::Copy(CopyError::SourceSealedUnderAnotherKey { .. }) => exit::MASTER_KEY,
+            Error::Copy(CopyError::NotEmpty { .. } | CopyError::Store(_)) => exit::FAILURE,
             Error::Store(StoreError::Missing(_) | StoreError::PgMissing(_)) => exit::NO_STORE,
             Error::Store(StoreError::BadUrl(_)) => exit::USAGE,
             Error::MasterKey(_)

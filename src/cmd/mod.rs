@@ -77,7 +77,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 }
             }
         }
-        Command::Audit(command) => audit::run(&mut open_store(false)?, command),
+        Command::Audit(command) => match store_location()? {
+            Location::Sqlite(path) => audit::run(&mut Store::open_existing(&path)?, command),
+            Location::Postgres(url) => audit::run(&mut PgStore::connect(&url)?, command),
+        },
         Command::ServerKey(args) => match store_location()? {
             Location::Postgres(url) => {
                 let mut store = PgStore::connect(&url)?;
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 server_key::run(&mut store, args)
             }
         },
+        Command::Store(StoreCommand::Copy(args)) => store::copy(master_key_file, args),
         Command::Store(command) => match (command, store_location()?) {
             // Only `store seal` makes a missing store, sealed before anything is in it.
             (StoreCommand::Seal(args), Location::Sqlite(path)) if !path.exists() => {
@@ -153,6 +157,7 @@ fn command_name(command: &Command) -> String {
         Command::Store(StoreCommand::Status) => "store status",
         Command::Store(StoreCommand::Seal(_)) => "store seal",
         Command::Store(StoreCommand::Reseal(_)) => "store reseal",
+        Command::Store(StoreCommand::Copy(_)) => "store copy",
     }
     .to_owned()
 }

@@ -1,14 +1,17 @@
-//! `zavro store status|seal|reseal`: seal the store's secrets under a master key kept outside it, and move them
-//! to a new key.
+//! `zavro store status|seal|reseal|copy`: seal the store's secrets under a master key kept outside it, move them
+//! to a new key, and copy a store into PostgreSQL.
 
 use std::{io::Write, path::Path};
 
 use crate::{
-    cli::{StoreCommand, StoreResealArgs, StoreSealArgs},
+    cli::{StoreCommand, StoreCopyArgs, StoreResealArgs, StoreSealArgs},
     config::{self, MASTER_KEY_FILE_ENV},
     error::Error,
     sealed::MasterKey,
-    store::Store,
+    store::{
+        Location, PgStore, Store, StoreError,
+        copy::{CopyOptions, copy_into_postgres},
+    },
     timestamp,
 };
 
@@ -32,6 +35,7 @@ pub fn run(
             let message = reseal(store, master_key_file, &args)?;
             writeln!(out, "{message}")
         }
+        StoreCommand::Copy(args) => return copy(master_key_file, args),
     };
     written.map_err(super::stdout_error)
 }
@@ -235,6 +239,69 @@ pub fn reseal_postgres(
     let resealed = store.reseal_secrets(new, timestamp::now_micros())?;
     let message = resealed_message(&resealed, &args.new_master_key_file);
     writeln!(std::io::stdout().lock(), "{message}").map_err(super::stdout_error)
+}
+
+/// `store copy FROM TO`: FROM a SQLite store, TO a PostgreSQL database sealed under the master key.
+pub fn copy(master_key_file: Option<&Path>, args: StoreCopyArgs) -> Result<(), Error> {
+    let location = |what: &str, text: &std::ffi::OsStr| -> Result<Location, Error> {
+        let location = Location::from_os(text)?;
+        if let Location::Postgres(url) = &location
+            && url.password().is_some()
+        {
+            return Err(Error::Usage(format!(
+                "{what} {url}: the URL holds a password, which other users can read on the command line; put it \
+                 in ~/.pgpass (or the file PGPASSFILE names, mode 0600)"
+            )));
+        }
+        Ok(location)
+    };
+    let from = match location("FROM", &args.from)? {
+        Location::Sqlite(path) => path,
+        Location::Postgres(url) => {
+            return Err(Error::Usage(format!(
+                "FROM {url} is a PostgreSQL database; `zavro store copy` copies a SQLite store (between databases, \
+                 use pg_dump)"
+            )));
+        }
+    };
+    let to = match location("TO", &args.to)? {
+        Location::Postgres(url) => url,
+        Location::Sqlite(path) => {
+            return Err(Error::Usage(format!(
+                "TO {} is not a postgres:// URL; `zavro store copy` copies into PostgreSQL (a SQLite store is one \
+                 file: copy it with `sqlite3 FROM \".backup TO\"` while no server writes to it)",
+                path.display()
+            )));
+        }
+    };
+    // Checked before anything is opened: a PostgreSQL store keeps every secret sealed.
+    let master =
+        config::master_key(master_key_file)?.ok_or_else(|| StoreError::MasterKeyRequired {
+            url: to.to_string(),
+            fingerprint: None,
+        })?;
+    let source = Store::open_existing(&from)?;
+    let mut target = PgStore::connect_or_create(&to)?;
+    let now_us = timestamp::now_micros();
+    let options = CopyOptions {
+        source_name: from.display().to_string(),
+        nonces_since: timestamp::now_seconds() - i64::from(args.max_skew),
+        now_us,
+    };
+    let copied = copy_into_postgres(&source, &mut target, &master, &options)?;
+    let head = copied.source_head.as_ref().map_or_else(
+        || "the trail is empty".to_owned(),
+        |(row, hash)| format!("the copy holds the source's head {row}:{hash}"),
+    );
+    writeln!(
+        std::io::stdout().lock(),
+        "copied {} to {to}: {}, sealed under master key {}; {head}, and row #{} records the copy",
+        from.display(),
+        copied.summary(),
+        master.fingerprint(),
+        copied.copy_row,
+    )
+    .map_err(super::stdout_error)
 }
 
 /// "1 API secret", "2 API secrets".

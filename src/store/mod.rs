@@ -7,6 +7,7 @@
 mod audit;
 mod audit_store;
 mod chain;
+pub mod copy;
 mod group;
 mod key_store;
 mod keys;

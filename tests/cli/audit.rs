@@ -1,17 +1,36 @@
-//! `zavro audit query`: filters, the table and JSON forms, and a reader that goes away early.
+//! `zavro audit query|verify|head|stats|export`: filters, the table and JSON forms, a reader that goes away early,
+//! and the hash chain catching what was edited behind zavro's back. Each test runs on SQLite and on PostgreSQL
+//! (`on_both_backends!`).
 
 use std::process::{Command as StdCommand, Stdio};
 
 use serde_json::{Value, json};
 
 use crate::common::{
-    Server, TestEnv, ZAVRO_VARS, parse_json, parse_ndjson, request_once, signed_now, stderr_of,
-    stdout_of, zavro_bin, zavro_process,
+    Server, TestEnv, ZAVRO_VARS, on_both_backends, parse_json, parse_ndjson, request_once,
+    signed_now, stderr_of, stdout_of, zavro_bin, zavro_process,
 };
 
-/// A store with two keys and a mix of accepted and rejected sends; returns (env, key a, key b).
-fn busy_store() -> (TestEnv, String, String) {
-    let env = TestEnv::new();
+on_both_backends!(
+    audit_query_json_rows_have_the_documented_fields,
+    audit_query_filters_by_status_key_and_limit,
+    audit_query_since_is_inclusive_and_until_is_exclusive,
+    audit_query_table_has_a_header_and_shows_reject_reasons,
+    audit_query_and_keys_list_into_a_closed_pipe_exit_0_silently,
+    audit_query_piped_into_head_exits_0_and_prints_nothing_on_stderr,
+    a_fingerprint_edited_short_or_odd_in_the_store_is_shown_not_a_panic,
+    audit_verify_accepts_an_untouched_trail_and_its_recorded_head,
+    audit_verify_names_an_edited_row_and_exits_6,
+    audit_verify_finds_an_edited_payload,
+    audit_verify_finds_a_deleted_row,
+    audit_verify_finds_a_truncated_tail,
+    serve_name_is_in_every_row_the_server_writes_and_query_stats_and_export_show_it,
+    serve_names_itself_after_the_host_by_default,
+    a_server_name_that_is_empty_unprintable_or_too_long_is_a_one_line_usage_error,
+);
+
+/// `env`'s store with two keys and a mix of accepted and rejected sends; returns (env, key a, key b).
+fn busy_store(env: TestEnv) -> (TestEnv, String, String) {
     let (a, secret_a) = env.add_key();
     let (b, secret_b) = env.add_key();
     let server = env.start_server();
@@ -29,9 +48,8 @@ fn ids(rows: &[Value]) -> Vec<i64> {
     rows.iter().map(|r| r["id"].as_i64().unwrap()).collect()
 }
 
-#[test]
-fn audit_query_json_rows_have_the_documented_fields() {
-    let (env, a, _) = busy_store();
+fn audit_query_json_rows_have_the_documented_fields(env: TestEnv) {
+    let (env, a, _) = busy_store(env);
     let out = env
         .zavro()
         .args(["audit", "query", "--json"])
@@ -83,9 +101,8 @@ fn audit_query_json_rows_have_the_documented_fields() {
     assert_eq!(rejected["records"], 0);
 }
 
-#[test]
-fn audit_query_filters_by_status_key_and_limit() {
-    let (env, a, b) = busy_store();
+fn audit_query_filters_by_status_key_and_limit(env: TestEnv) {
+    let (env, a, b) = busy_store(env);
     let all = env.audit();
     let all_ids = ids(&all);
 
@@ -118,9 +135,8 @@ fn audit_query_filters_by_status_key_and_limit() {
     assert!(none.is_empty());
 }
 
-#[test]
-fn audit_query_since_is_inclusive_and_until_is_exclusive() {
-    let (env, _, _) = busy_store();
+fn audit_query_since_is_inclusive_and_until_is_exclusive(env: TestEnv) {
+    let (env, _, _) = busy_store(env);
     let all = env.audit();
     let time =
         |row: &Value| zavro::timestamp::parse_rfc3339(row["time"].as_str().unwrap()).unwrap();
@@ -147,9 +163,8 @@ fn audit_query_since_is_inclusive_and_until_is_exclusive() {
     assert!(stderr_of(&out).contains("RFC 3339"), "{}", stderr_of(&out));
 }
 
-#[test]
-fn audit_query_table_has_a_header_and_shows_reject_reasons() {
-    let (env, a, _) = busy_store();
+fn audit_query_table_has_a_header_and_shows_reject_reasons(env: TestEnv) {
+    let (env, a, _) = busy_store(env);
     let out = env.zavro().args(["audit", "query"]).assert().code(0);
     let text = stdout_of(&out);
     let lines: Vec<&str> = text.lines().collect();
@@ -188,9 +203,8 @@ fn run_into_closed_pipe(env: &TestEnv, args: &[&str]) -> std::process::Output {
     child.wait_with_output().expect("wait for zavro")
 }
 
-#[test]
-fn audit_query_and_keys_list_into_a_closed_pipe_exit_0_silently() {
-    let (env, _, _) = busy_store();
+fn audit_query_and_keys_list_into_a_closed_pipe_exit_0_silently(env: TestEnv) {
+    let (env, _, _) = busy_store(env);
     for args in [
         &["audit", "query"][..],
         &["audit", "query", "--json", "--payload"],
@@ -215,9 +229,7 @@ fn audit_query_and_keys_list_into_a_closed_pipe_exit_0_silently() {
     }
 }
 
-#[test]
-fn audit_query_piped_into_head_exits_0_and_prints_nothing_on_stderr() {
-    let env = TestEnv::new();
+fn audit_query_piped_into_head_exits_0_and_prints_nothing_on_stderr(env: TestEnv) {
     let (key, secret) = env.add_key();
     let server = env.start_server();
     // 150 audit rows whose payloads make far more output than a pipe buffer holds.
@@ -261,16 +273,20 @@ fn audit_query_piped_into_head_exits_0_and_prints_nothing_on_stderr() {
     assert_eq!(stderr, "");
 }
 
-/// Runs one SQL statement directly on the store, as someone editing the file behind zavro's back would.
-fn tamper(env: &TestEnv, sql: &str) {
-    let conn = rusqlite::Connection::open(&env.db).expect("open the store");
-    let changed = conn.execute(sql, []).expect("tamper with the store");
+/// Runs one SQL statement (an UPDATE or DELETE of one row) directly on the store, SQLite file or PostgreSQL
+/// database, as someone editing it behind zavro's back would.
+pub fn tamper(env: &TestEnv, sql: &str) {
+    let changed = if env.is_postgres() {
+        env.psql(&format!("{sql} RETURNING 1;")).lines().count()
+    } else {
+        let conn = rusqlite::Connection::open(&env.db).expect("open the store");
+        conn.execute(sql, []).expect("tamper with the store")
+    };
     assert_eq!(changed, 1, "{sql}");
 }
 
-#[test]
-fn a_fingerprint_edited_short_or_odd_in_the_store_is_shown_not_a_panic() {
-    let (env, _, _) = busy_store();
+fn a_fingerprint_edited_short_or_odd_in_the_store_is_shown_not_a_panic(env: TestEnv) {
+    let (env, _, _) = busy_store(env);
     // The 3-character one is what used to panic; the other would split a character at the 12th byte.
     for edited in ["abc", "aéééééééééééééé"] {
         tamper(
@@ -296,9 +312,8 @@ fn verify(env: &TestEnv, args: &[&str]) -> assert_cmd::assert::Assert {
     env.zavro().args(["audit", "verify"]).args(args).assert()
 }
 
-#[test]
-fn audit_verify_accepts_an_untouched_trail_and_its_recorded_head() {
-    let (env, _, _) = busy_store();
+fn audit_verify_accepts_an_untouched_trail_and_its_recorded_head(env: TestEnv) {
+    let (env, _, _) = busy_store(env);
     let head = env.zavro().args(["audit", "head"]).assert().code(0);
     let head = stdout_of(&head).trim().to_owned();
     let (row, hash) = head.split_once(':').expect("ROW:HASH");
@@ -315,9 +330,8 @@ fn audit_verify_accepts_an_untouched_trail_and_its_recorded_head() {
     verify(&env, &["--against", &format!("3:{}", "0".repeat(64))]).code(6);
 }
 
-#[test]
-fn audit_verify_names_an_edited_row_and_exits_6() {
-    let (env, _, _) = busy_store();
+fn audit_verify_names_an_edited_row_and_exits_6(env: TestEnv) {
+    let (env, _, _) = busy_store(env);
     tamper(
         &env,
         "UPDATE audit SET reason = NULL, status = 'accepted' WHERE id = 4",
@@ -330,17 +344,18 @@ fn audit_verify_names_an_edited_row_and_exits_6() {
     );
 }
 
-#[test]
-fn audit_verify_finds_an_edited_payload_a_deleted_row_and_a_truncated_tail() {
-    let (env, _, _) = busy_store();
+fn audit_verify_finds_an_edited_payload(env: TestEnv) {
+    let (env, _, _) = busy_store(env);
     tamper(
         &env,
         "UPDATE payloads SET json = '[{\"n\":100}]' WHERE audit_id = 3",
     );
     let out = verify(&env, &[]).code(6);
     assert!(stderr_of(&out).contains("row #3"), "{}", stderr_of(&out));
+}
 
-    let (env, _, _) = busy_store();
+fn audit_verify_finds_a_deleted_row(env: TestEnv) {
+    let (env, _, _) = busy_store(env);
     tamper(&env, "DELETE FROM audit WHERE id = 4");
     let out = verify(&env, &[]).code(6);
     assert!(
@@ -348,8 +363,10 @@ fn audit_verify_finds_an_edited_payload_a_deleted_row_and_a_truncated_tail() {
         "{}",
         stderr_of(&out)
     );
+}
 
-    let (env, _, _) = busy_store();
+fn audit_verify_finds_a_truncated_tail(env: TestEnv) {
+    let (env, _, _) = busy_store(env);
     let head = env.zavro().args(["audit", "head"]).assert().code(0);
     let head = stdout_of(&head).trim().to_owned();
     tamper(&env, "DELETE FROM payloads WHERE audit_id = 7");
@@ -374,9 +391,7 @@ fn table_rows(env: &TestEnv) -> (Vec<String>, Vec<Vec<String>>) {
     (header, lines.collect())
 }
 
-#[test]
-fn serve_name_is_in_every_row_the_server_writes_and_query_stats_and_export_show_it() {
-    let env = TestEnv::new();
+fn serve_name_is_in_every_row_the_server_writes_and_query_stats_and_export_show_it(env: TestEnv) {
     let (key, secret) = env.add_key();
     let server = Server::start(&env, "127.0.0.1:*", &["--name", "alpha"]);
     let ep = server.endpoint().to_owned();
@@ -424,9 +439,7 @@ fn serve_name_is_in_every_row_the_server_writes_and_query_stats_and_export_show_
     env.zavro().args(["audit", "verify"]).assert().code(0);
 }
 
-#[test]
-fn serve_names_itself_after_the_host_by_default() {
-    let env = TestEnv::new();
+fn serve_names_itself_after_the_host_by_default(env: TestEnv) {
     let (key, secret) = env.add_key();
     let server = Server::start(&env, "127.0.0.1:*", &[]);
     env.send(server.endpoint(), &key, &secret, "{\"n\":1}")
@@ -439,9 +452,7 @@ fn serve_names_itself_after_the_host_by_default() {
     assert_eq!(env.audit_sends()[0]["server"], host.as_str());
 }
 
-#[test]
-fn a_server_name_that_is_empty_unprintable_or_too_long_is_a_one_line_usage_error() {
-    let env = TestEnv::new();
+fn a_server_name_that_is_empty_unprintable_or_too_long_is_a_one_line_usage_error(env: TestEnv) {
     env.create_store();
     let long = "x".repeat(65);
     for (name, says) in [

@@ -1,4 +1,5 @@
-//! Several processes on one store at once: commands beside a busy server, and a fresh store opened by many.
+//! Several processes on one store at once: commands beside a busy server (on SQLite and on PostgreSQL, where
+//! also beside two servers on one database), and a fresh store opened by many.
 
 use std::{
     io::Write,
@@ -12,8 +13,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::zavro_process;
 use crate::common::{DEADLINE, TestEnv, bare_zavro, parse_ndjson, wait_until};
+use crate::common::{Server, on_both_backends, zavro_process};
+
+on_both_backends!(
+    keys_and_audit_commands_succeed_while_the_server_is_busy,
+    many_concurrent_senders_with_admin_commands_store_everything_once_with_consistent_audit_ids,
+);
 
 /// Runs one command and records a failure description instead of panicking in a helper thread.
 fn run_recording(env: &TestEnv, args: &[&str], failures: &Mutex<Vec<String>>) -> Vec<u8> {
@@ -29,10 +35,8 @@ fn run_recording(env: &TestEnv, args: &[&str], failures: &Mutex<Vec<String>>) ->
     out.stdout
 }
 
-#[test]
-fn keys_and_audit_commands_succeed_while_the_server_is_busy() {
+fn keys_and_audit_commands_succeed_while_the_server_is_busy(env: TestEnv) {
     const SENDS: usize = 20;
-    let env = TestEnv::new();
     let (key, secret) = env.add_key();
     let server = env.start_server();
     let ep = server.endpoint().to_owned();
@@ -329,37 +333,52 @@ fn a_send_that_times_out_and_resends_stores_its_records_exactly_once() {
     assert!(sends.iter().all(|r| r["status"] == "accepted"), "{sends:?}");
 }
 
+fn many_concurrent_senders_with_admin_commands_store_everything_once_with_consistent_audit_ids(
+    env: TestEnv,
+) {
+    senders_beside_admin_commands(env, 1);
+}
+
+/// Two servers on one PostgreSQL database, every sender given both: `audit verify`, run again and again while
+/// both append, reads one snapshot each time, and the one chain keeps consecutive ids.
 #[test]
-fn many_concurrent_senders_with_admin_commands_store_everything_once_with_consistent_audit_ids() {
+fn two_servers_on_one_database_keep_one_chain_that_verifies_while_they_append() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    senders_beside_admin_commands(env, 2);
+}
+
+/// Senders (each to every one of `servers` servers on `env`'s store) while `keys list`, `audit query` and `audit
+/// verify` run in a loop: every command succeeds, every record is stored once, audit ids are 1..N.
+fn senders_beside_admin_commands(env: TestEnv, servers: usize) {
     const SENDERS: usize = 6;
     const RECORDS: usize = 60;
-    let env = TestEnv::new();
     let (key, secret) = env.add_key();
-    let server = env.start_server();
-    let endpoint = server.endpoint().to_owned();
+    let servers: Vec<Server> = (0..servers)
+        .map(|i| {
+            let output = env.path(&format!("out-{i}.ndjson"));
+            Server::start_with_output(&env, "127.0.0.1:*", &output, &["--name", &format!("s{i}")])
+        })
+        .collect();
+    let endpoints: Vec<String> = servers.iter().map(|s| s.endpoint().to_owned()).collect();
     let failures = Mutex::new(Vec::new());
     let sending = AtomicBool::new(true);
 
     thread::scope(|s| {
         let senders: Vec<_> = (0..SENDERS)
             .map(|sender| {
-                let (env, endpoint, key, secret, failures) =
-                    (&env, &endpoint, &key, &secret, &failures);
+                let (env, endpoints, key, secret, failures) =
+                    (&env, &endpoints, &key, &secret, &failures);
                 s.spawn(move || {
                     let input: String = (0..RECORDS)
                         .map(|i| format!("{{\"sender\":{sender},\"i\":{i}}}\n"))
                         .collect();
                     let out = env
                         .zavro()
-                        .args([
-                            "send",
-                            endpoint,
-                            "--plaintext",
-                            "--batch",
-                            "3",
-                            "--window",
-                            "4",
-                        ])
+                        .arg("send")
+                        .args(endpoints)
+                        .args(["--plaintext", "--batch", "3", "--window", "4"])
                         .env("ZAVRO_KEY", key)
                         .env("ZAVRO_SECRET", secret)
                         .write_stdin(input)
@@ -412,5 +431,5 @@ fn many_concurrent_senders_with_admin_commands_store_everything_once_with_consis
         "a record was stored twice"
     );
     env.zavro().args(["audit", "verify"]).assert().success();
-    drop(server);
+    drop(servers);
 }

@@ -27,6 +27,7 @@ mod schemas;
 mod sealed;
 mod send_errors;
 mod servers;
+mod store_copy;
 mod store_moved;
 mod terminal;
 mod transport;

@@ -16,7 +16,10 @@ use serde_json::json;
 use crate::common::{
     DEADLINE, TestEnv, parse_json, parse_ndjson, stderr_of, stdout_of, wait_until,
 };
-use crate::common::{on_both_backends, zavro_process};
+use crate::{
+    audit::tamper,
+    common::{on_both_backends, zavro_process},
+};
 
 #[test]
 fn an_expired_key_is_refused_with_its_own_code_and_keys_list_shows_the_expiry() {
@@ -124,9 +127,18 @@ fn keys_list_counts_accepted_requests_and_records_per_key(env: TestEnv) {
     );
 }
 
-/// A store with one accepted and one rejected request from a key; returns (env, key).
-fn store_with_traffic() -> (TestEnv, String) {
-    let env = TestEnv::new();
+on_both_backends!(
+    audit_query_filters_by_reason_and_peer_and_takes_relative_times,
+    audit_query_formats_json_and_csv_carry_the_same_rows,
+    audit_query_csv_quotes_odd_fields_and_neutralises_formulas_from_clients,
+    audit_stats_counts_requests_and_records_per_key_and_reason,
+    audit_export_writes_the_rows_of_query_json_payload,
+    audit_prune_refuses_the_replay_window_and_a_dry_run_removes_nothing,
+    audit_query_follow_prints_new_rows_and_exits_0_on_sigterm,
+);
+
+/// `env`'s store with one accepted and one rejected request from a key; returns (env, key).
+fn store_with_traffic(env: TestEnv) -> (TestEnv, String) {
     let (key, secret) = env.add_key();
     let server = env.start_server();
     env.send(server.endpoint(), &key, &secret, "{\"a\":1}\n{\"a\":2}")
@@ -136,9 +148,8 @@ fn store_with_traffic() -> (TestEnv, String) {
     (env, key)
 }
 
-#[test]
-fn audit_query_filters_by_reason_and_peer_and_takes_relative_times() {
-    let (env, _) = store_with_traffic();
+fn audit_query_filters_by_reason_and_peer_and_takes_relative_times(env: TestEnv) {
+    let (env, _) = store_with_traffic(env);
     let refused = env.audit_with(&["--reason", "bad_signature"]);
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0]["status"], "rejected");
@@ -154,9 +165,8 @@ fn audit_query_filters_by_reason_and_peer_and_takes_relative_times() {
     assert!(stderr_of(&out).contains("duration"), "{}", stderr_of(&out));
 }
 
-#[test]
-fn audit_query_formats_json_and_csv_carry_the_same_rows() {
-    let (env, key) = store_with_traffic();
+fn audit_query_formats_json_and_csv_carry_the_same_rows(env: TestEnv) {
+    let (env, key) = store_with_traffic(env);
     let json_rows = parse_ndjson(
         &env.zavro()
             .args(["audit", "query", "--format", "json"])
@@ -209,23 +219,21 @@ fn audit_query_formats_json_and_csv_carry_the_same_rows() {
     );
 }
 
-#[test]
-fn audit_query_csv_quotes_odd_fields_and_neutralises_formulas_from_clients() {
-    let env = TestEnv::new();
+fn audit_query_csv_quotes_odd_fields_and_neutralises_formulas_from_clients(env: TestEnv) {
     env.create_store();
     let server = env.start_server();
     // A key id may begin with `-`, and a spreadsheet would compute `-2-3`.
     env.send(server.endpoint(), "-2-3", "some-secret-of-20-chars", "1")
         .code(4);
     let formula = "=HYPERLINK(\"http://evil.example\", \"a\")\nsecond line";
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
-    let changed = conn
-        .execute(
-            "UPDATE audit SET detail = ?1 WHERE key_id = '-2-3'",
-            [formula],
-        )
-        .unwrap();
-    assert_eq!(changed, 1, "the unknown key's request is audited");
+    // The unknown key's request is audited; its message edited in the store as if a client had chosen it.
+    tamper(
+        &env,
+        &format!(
+            "UPDATE audit SET detail = '{}' WHERE key_id = '-2-3'",
+            formula.replace('\'', "''")
+        ),
+    );
     let csv = env
         .zavro()
         .args([
@@ -253,9 +261,8 @@ fn audit_query_csv_quotes_odd_fields_and_neutralises_formulas_from_clients() {
     assert!(field("id").parse::<i64>().unwrap() > 0);
 }
 
-#[test]
-fn audit_stats_counts_requests_and_records_per_key_and_reason() {
-    let (env, key) = store_with_traffic();
+fn audit_stats_counts_requests_and_records_per_key_and_reason(env: TestEnv) {
+    let (env, key) = store_with_traffic(env);
     let out = env
         .zavro()
         .args(["audit", "stats", "--since", "1h", "--json"])
@@ -286,9 +293,8 @@ fn audit_stats_counts_requests_and_records_per_key_and_reason() {
     assert_eq!(parse_json(&empty.get_output().stdout)["keys"], json!([]));
 }
 
-#[test]
-fn audit_export_writes_the_rows_of_query_json_payload() {
-    let (env, _) = store_with_traffic();
+fn audit_export_writes_the_rows_of_query_json_payload(env: TestEnv) {
+    let (env, _) = store_with_traffic(env);
     let exported = parse_ndjson(
         &env.zavro()
             .args(["audit", "export", "--since", "1h"])
@@ -301,9 +307,8 @@ fn audit_export_writes_the_rows_of_query_json_payload() {
     assert_eq!(exported[1]["payload"], json!([{"a": 1}, {"a": 2}]));
 }
 
-#[test]
-fn audit_prune_refuses_the_replay_window_and_a_dry_run_removes_nothing() {
-    let (env, _) = store_with_traffic();
+fn audit_prune_refuses_the_replay_window_and_a_dry_run_removes_nothing(env: TestEnv) {
+    let (env, _) = store_with_traffic(env);
     for before in ["1m", "299s"] {
         let out = env
             .zavro()
@@ -344,9 +349,7 @@ fn audit_prune_refuses_the_replay_window_and_a_dry_run_removes_nothing() {
     env.zavro().args(["audit", "verify"]).assert().code(0);
 }
 
-#[test]
-fn audit_query_follow_prints_new_rows_and_exits_0_on_sigterm() {
-    let env = TestEnv::new();
+fn audit_query_follow_prints_new_rows_and_exits_0_on_sigterm(env: TestEnv) {
     let (key, secret) = env.add_key();
     let server = env.start_server();
     let mut child = zavro_process();

@@ -34,7 +34,7 @@ fn keys_add_creates_the_schema_and_commands_not_on_postgres_yet_say_so() {
     env.add_key();
     assert_eq!(env.psql("SELECT version FROM zavro_schema;").trim(), "1");
     assert_eq!(env.keys().len(), 1);
-    for command in [&["audit", "query"][..], &["audit", "verify"]] {
+    for command in [&["store", "status"][..], &["store", "seal"]] {
         bare_zavro()
             .env("ZAVRO_DB", &url)
             .args(command)

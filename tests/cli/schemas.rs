@@ -1,9 +1,18 @@
 //! The schemas requests used, recorded by fingerprint: `audit schemas`, `audit query --schema`, and the
-//! fingerprints agreeing with another Avro implementation's (fastavro, tests/fixtures/fastavro/generate.py).
+//! fingerprints agreeing with another Avro implementation's (fastavro, tests/fixtures/fastavro/generate.py). On
+//! SQLite and on PostgreSQL.
 
 use serde_json::Value;
 
-use crate::common::{Server, TestEnv, fastavro_fixture, parse_ndjson, stderr_of, stdout_of};
+use crate::common::{
+    Server, TestEnv, fastavro_fixture, on_both_backends, parse_ndjson, stderr_of, stdout_of,
+};
+
+on_both_backends!(
+    each_request_names_its_schema_and_the_schemas_are_listed_by_fingerprint,
+    a_refused_schema_is_recorded_too,
+    a_schema_argument_that_names_nothing_is_a_clear_error,
+);
 
 /// fastavro's SHA-256 fingerprint of the schema of its `readings.*.avro` files.
 fn fastavro_fingerprint_of_readings() -> String {
@@ -37,9 +46,7 @@ fn query_ids(env: &TestEnv, schema: &str) -> Vec<i64> {
         .collect()
 }
 
-#[test]
-fn each_request_names_its_schema_and_the_schemas_are_listed_by_fingerprint() {
-    let env = TestEnv::new();
+fn each_request_names_its_schema_and_the_schemas_are_listed_by_fingerprint(env: TestEnv) {
     let (key, secret) = env.add_key();
     let counter = env.path("counter.avsc");
     std::fs::write(&counter, COUNTER).unwrap();
@@ -125,9 +132,7 @@ fn each_request_names_its_schema_and_the_schemas_are_listed_by_fingerprint() {
     env.zavro().args(["audit", "verify"]).assert().code(0);
 }
 
-#[test]
-fn a_refused_schema_is_recorded_too() {
-    let env = TestEnv::new();
+fn a_refused_schema_is_recorded_too(env: TestEnv) {
     let (key, secret) = env.add_key();
     let reader = env.path("counter.avsc");
     std::fs::write(&reader, COUNTER).unwrap();
@@ -149,9 +154,7 @@ fn a_refused_schema_is_recorded_too() {
     assert_eq!(schemas(&env)[0]["requests"], 1);
 }
 
-#[test]
-fn a_schema_argument_that_names_nothing_is_a_clear_error() {
-    let env = TestEnv::new();
+fn a_schema_argument_that_names_nothing_is_a_clear_error(env: TestEnv) {
     let (key, secret) = env.add_key();
     let server = env.start_server();
     env.send(server.endpoint(), &key, &secret, "{}").code(0);

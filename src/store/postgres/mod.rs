@@ -45,11 +45,13 @@
 //! Numbered SQL files in `migrations/`, applied by [`migrate`] in one transaction under an advisory lock; the
 //! version is kept in `zavro_schema`.
 
+mod audit;
 mod chain;
 pub mod connect;
 mod keys;
 pub mod migrate;
 pub mod pgpass;
+mod prune;
 mod reconnect;
 mod requests;
 mod sealing;
@@ -58,6 +60,7 @@ mod statements;
 pub mod test_cluster;
 pub mod tls;
 pub mod url;
+mod verify;
 
 use std::collections::HashMap;
 
@@ -161,5 +164,7 @@ pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
         .join("; ")
 }
 
+#[cfg(test)]
+mod audit_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -637,3 +637,15 @@ fn a_tcp_connection_that_does_not_verify_the_server_is_warned_about() {
     assert_eq!(unverified_warning(SslMode::VerifyFull, false, "h"), None);
     assert_eq!(unverified_warning(SslMode::VerifyCa, true, "h"), None);
 }
+
+/// Polls `condition` until it holds, panicking with `what` after 20 s: for what another connection does.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
