@@ -106,6 +106,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             (StoreCommand::Seal(args), Location::Sqlite(path)) if !path.exists() => {
                 store::seal_new(&path, master_key_file, &args)
             }
+            (StoreCommand::Status, Location::Postgres(url)) => store::status_postgres(&url),
+            (StoreCommand::Seal(_), Location::Postgres(url)) => store::seal_postgres(&url),
+            (StoreCommand::Reseal(args), Location::Postgres(url)) => {
+                store::reseal_postgres(&url, master_key_file, &args)
+            }
             (command, _) => store::run(&mut open_store(false)?, master_key_file, command),
         },
         Command::Completions(args) => completions::run(args),

@@ -9,7 +9,7 @@ use crate::{
     error::Error,
     sealed::MasterKey,
     store::{
-        Location, PgStore, Store, StoreError,
+        Location, PgStore, PgUrl, Resealed, Store, StoreError,
         copy::{CopyOptions, copy_into_postgres},
     },
     timestamp,
@@ -159,26 +159,84 @@ fn reseal(
             "the store is not sealed: `zavro store seal` seals it first".into(),
         ));
     }
+    let new = new_master_key(args)?;
+    let resealed = store.reseal_secrets(new, timestamp::now_micros())?;
+    Ok(resealed_message(&resealed, &args.new_master_key_file))
+}
+
+/// The key `store reseal` moves the secrets to: made and written first with `--create-key`, else read.
+fn new_master_key(args: &StoreResealArgs) -> Result<MasterKey, Error> {
     let path = &args.new_master_key_file;
-    let new = if args.create_key {
+    Ok(if args.create_key {
         MasterKey::generate_to(path)?
     } else {
         MasterKey::load(path)?
-    };
-    let resealed = store.reseal_secrets(new, timestamp::now_micros())?;
+    })
+}
+
+/// Tells the operator on stderr what a reseal means for running servers and backups, and returns the line
+/// `store reseal` prints.
+fn resealed_message(resealed: &Resealed, path: &Path) -> String {
     eprintln!(
         "servers still on the old key refuse requests until restarted with {}; backups made before stay \
          sealed under the old key",
         path.display()
     );
-    Ok(format!(
+    format!(
         "resealed {} and {}: master key {} -> {} ({})",
         count(resealed.api_keys, "API secret"),
         count(resealed.server_keys, "server key"),
         resealed.old_fingerprint,
         resealed.new_fingerprint,
         path.display()
-    ))
+    )
+}
+
+/// `store status` on PostgreSQL, whose secrets are always sealed: under which key, once one is stored.
+pub fn status_postgres(url: &PgUrl) -> Result<(), Error> {
+    let mut store = PgStore::connect(url)?;
+    let line = match store.sealed_under()? {
+        Some(fingerprint) => format!("sealed under master key {fingerprint}"),
+        None => "sealed from its first secret on, under the master key that `keys add` is given; no secret \
+                 is stored yet"
+            .to_owned(),
+    };
+    writeln!(std::io::stdout().lock(), "{line}").map_err(super::stdout_error)
+}
+
+/// `store seal` on PostgreSQL: there is nothing to seal, and the command says what to run instead.
+pub fn seal_postgres(url: &PgUrl) -> Result<(), Error> {
+    Err(Error::Usage(format!(
+        "store {url} is on PostgreSQL, where every secret is always sealed, so there is nothing to seal; \
+         `zavro store reseal --new-master-key-file PATH` moves the secrets to another master key"
+    )))
+}
+
+/// `store reseal` on PostgreSQL: the same checks, output and audit row as on SQLite. The current key is
+/// checked, and the store must hold a secret, before a new key file is made.
+pub fn reseal_postgres(
+    url: &PgUrl,
+    master_key_file: Option<&Path>,
+    args: &StoreResealArgs,
+) -> Result<(), Error> {
+    let mut store = PgStore::connect(url)?;
+    let Some(old) = config::master_key(master_key_file)? else {
+        return Err(StoreError::MasterKeyRequired {
+            url: url.to_string(),
+            fingerprint: store.sealed_under()?,
+        }
+        .into());
+    };
+    store.use_master_key(Some(old))?;
+    if store.sealed_under()?.is_none() {
+        return Err(Error::Usage(
+            StoreError::NothingSealed(url.to_string()).to_string(),
+        ));
+    }
+    let new = new_master_key(args)?;
+    let resealed = store.reseal_secrets(new, timestamp::now_micros())?;
+    let message = resealed_message(&resealed, &args.new_master_key_file);
+    writeln!(std::io::stdout().lock(), "{message}").map_err(super::stdout_error)
 }
 
 /// `store copy FROM TO`: FROM a SQLite store, TO a PostgreSQL database sealed under the master key.

@@ -242,6 +242,24 @@ pub enum StoreError {
     /// `store reseal` was given the key the store is already sealed under.
     #[error("the new master key is the one the store is sealed under ({0}); give another")]
     SameMasterKey(String),
+    /// A sealed secret did not open because the store was resealed under another master key after this
+    /// process was given its key: a server started before a `store reseal`, which needs restarting.
+    #[error(
+        "the store's secrets are now sealed under master key {sealed_under}, not under this process's \
+         {held}: it was resealed after this process started; restart it with the new key file"
+    )]
+    Resealed {
+        /// The fingerprint the store records now.
+        sealed_under: String,
+        /// The fingerprint of the key this process holds.
+        held: String,
+    },
+    /// `store reseal` on a PostgreSQL store that holds no sealed secret (and so records no master key) yet.
+    #[error(
+        "store {0} holds no secret yet, so there is nothing to reseal: the first `zavro keys add` seals under \
+         the master key it is given"
+    )]
+    NothingSealed(String),
     /// A sealed secret did not open (altered, moved from another row, sealed under another key), or a secret
     /// could not be sealed.
     #[error("store: {0}")]

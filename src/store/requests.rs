@@ -93,7 +93,16 @@ pub struct Batch<'s> {
 impl RequestGroup for Batch<'_> {
     fn key(&mut self, id: &str) -> Result<Option<StoredKey>, StoreError> {
         self.still_open()?;
-        super::keys::find_key(self.conn, id, self.master)
+        let found = super::keys::find_key(self.conn, id, self.master);
+        match (found, self.master) {
+            // A store resealed since this server started says so, rather than blaming the row.
+            (Err(e @ StoreError::Seal(_)), Some(held)) => Err(super::secrets::explain_unopened(
+                e,
+                super::sealing::sealed_under(self.conn)?,
+                held,
+            )),
+            (found, _) => found,
+        }
     }
 
     fn nonce(&mut self, key_id: &str, nonce: &str) -> Result<Option<SeenNonce>, StoreError> {

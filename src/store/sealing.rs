@@ -559,6 +559,26 @@ mod tests {
     }
 
     #[test]
+    fn a_server_holding_the_old_key_is_told_the_store_was_resealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_with_keys(dir.path());
+        store.seal_secrets(key(1), 10).unwrap();
+        let mut serving = Store::open_existing(&dir.path().join("zavro.db")).unwrap();
+        serving.use_master_key(Some(key(1))).unwrap();
+        assert!(serving.begin_group().unwrap().key("ZKA").unwrap().is_some());
+        store.reseal_secrets(key(2), 11).unwrap();
+        let mut group = serving.begin_group().unwrap();
+        let Err(err) = group.key("ZKA") else {
+            panic!("a secret sealed under another key was read");
+        };
+        assert!(
+            matches!(&err, StoreError::Resealed { sealed_under, held }
+                if *sealed_under == key(2).fingerprint() && *held == key(1).fingerprint()),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_reseal_that_meets_a_value_it_cannot_open_changes_nothing() {
         let mut store = Store::open_in_memory().unwrap();
         store.add_key("ZKA", SECRET_A, None, 1).unwrap();

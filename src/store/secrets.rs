@@ -65,6 +65,24 @@ pub fn check_fingerprint(recorded: Option<String>, given: &MasterKey) -> Result<
     }
 }
 
+/// A sealed value that did not open, explained for a process whose key the store no longer records (`recorded`,
+/// read after the failure): it was resealed since this process was given `held`, which only a restart with the
+/// new key file mends. Otherwise the value itself is at fault (altered, or moved from another row), as `error`
+/// says.
+pub fn explain_unopened(
+    error: StoreError,
+    recorded: Option<String>,
+    held: &MasterKey,
+) -> StoreError {
+    let held = held.fingerprint();
+    match (&error, recorded) {
+        (StoreError::Seal(_), Some(sealed_under)) if sealed_under != held => {
+            StoreError::Resealed { sealed_under, held }
+        }
+        _ => error,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +125,34 @@ mod tests {
             sealed: None,
         };
         assert!(matches!(reveal(empty, None), Err(StoreError::NoSecret(_))));
+    }
+
+    #[test]
+    fn a_value_that_does_not_open_is_blamed_on_a_reseal_only_when_the_store_records_another_key() {
+        let row = SecretSlot::ApiKey("ZKA");
+        let unopened = || StoreError::Seal(key(1).open_text(row, &[0; 64]).unwrap_err());
+        let err = explain_unopened(unopened(), Some(key(2).fingerprint()), &key(1));
+        assert!(
+            matches!(&err, StoreError::Resealed { sealed_under, held }
+                if *sealed_under == key(2).fingerprint() && *held == key(1).fingerprint()),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("restart it with the new key file"),
+            "{err}"
+        );
+        // The store still records this process's key: the row itself is at fault.
+        let err = explain_unopened(unopened(), Some(key(1).fingerprint()), &key(1));
+        assert!(matches!(err, StoreError::Seal(_)), "{err}");
+        let err = explain_unopened(unopened(), None, &key(1));
+        assert!(matches!(err, StoreError::Seal(_)), "{err}");
+        // Other errors pass through.
+        let err = explain_unopened(
+            StoreError::NoSecret("x".into()),
+            Some(key(2).fingerprint()),
+            &key(1),
+        );
+        assert!(matches!(err, StoreError::NoSecret(_)), "{err}");
     }
 
     #[test]

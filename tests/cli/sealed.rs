@@ -1,12 +1,18 @@
 //! Sealed stores (issue 16): secrets encrypted at rest under a master key kept outside the store. A real
-//! `zavro serve` over CURVE with the key, refusals without it or with a wrong one, rotation, and a sealed secret
-//! moved onto another key's row.
+//! `zavro serve` over CURVE with the key, refusals without it or with a wrong one, rotation (on SQLite and on
+//! PostgreSQL, whose stores are always sealed), servers rolled onto a new key, and a sealed secret moved onto
+//! another key's row.
 
-use std::{os::unix::fs::PermissionsExt, path::Path};
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
 
 use serde_json::json;
 
-use crate::common::{Server, TestEnv, compact, stderr_of, stdout_of};
+use crate::common::{
+    Server, TestEnv, bare_zavro, compact, on_both_backends, stderr_of, stdout_of, wait_until,
+};
 
 /// The exit code of a missing, wrong or unusable master key (README.md, "Exit codes").
 const MASTER_KEY_EXIT: i32 = 9;
@@ -271,32 +277,170 @@ fn serve_and_keys_add_refuse_a_sealed_store_without_its_key_and_the_rest_work_wi
     );
 }
 
-#[test]
-fn after_a_reseal_the_new_key_serves_and_the_old_key_is_refused() {
-    let env = TestEnv::new();
-    let (key, secret, old) = sealed_store(&env);
-    let new = env.path("master-2.key");
-    let resealed = env
+/// A sealed store with one key and the server's key pair: on SQLite sealed by `store seal --create-key`, on
+/// PostgreSQL (always sealed) under the test's key file. Returns the key, its secret and the key file.
+fn sealed_on_either(env: &TestEnv) -> (String, String, PathBuf) {
+    match &env.master_key {
+        Some(master) => {
+            let (key, secret) = env.add_key();
+            env.zavro().arg("server-key").assert().success();
+            (key, secret, master.clone())
+        }
+        None => sealed_store(env),
+    }
+}
+
+/// `keys add --json` with the master key in `master`: a new key id and its secret.
+fn add_key_with(env: &TestEnv, master: &Path) -> (String, String) {
+    let added = env
         .zavro()
         .arg("--master-key-file")
-        .arg(&old)
-        .args(["store", "reseal", "--create-key", "--new-master-key-file"])
-        .arg(&new)
+        .arg(master)
+        .args(["keys", "add", "--json"])
         .assert()
         .success();
-    assert!(
-        stdout_of(&resealed).starts_with("resealed 1 API secret and 1 server key: master key "),
-        "{}",
-        stdout_of(&resealed)
-    );
-    assert!(!contains(&store_bytes(&env.db), &secret));
+    let added = crate::common::parse_json(&added.get_output().stdout);
+    (
+        added["key"].as_str().unwrap().to_owned(),
+        added["secret"].as_str().unwrap().to_owned(),
+    )
+}
 
+/// `zavro --master-key-file OLD store reseal --new-master-key-file NEW [EXTRA…]`.
+fn reseal(env: &TestEnv, old: &Path, new: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     env.zavro()
+        .arg("--master-key-file")
+        .arg(old)
+        .args(["store", "reseal", "--new-master-key-file"])
+        .arg(new)
+        .args(extra)
+        .assert()
+}
+
+/// The fingerprint of the key in `file`.
+fn fingerprint_of(file: &Path) -> String {
+    zavro::sealed::MasterKey::load(file).unwrap().fingerprint()
+}
+
+/// Every sealed value the store holds (API secrets, then server secret keys), in hex, in a fixed order.
+fn sealed_values(env: &TestEnv) -> Vec<String> {
+    let hex = if env.is_postgres() {
+        "encode(secret_sealed, 'hex')"
+    } else {
+        "hex(secret_sealed)"
+    };
+    query_lines(
+        env,
+        &format!(
+            "SELECT v FROM (SELECT 0 AS t, id AS n, {hex} AS v FROM keys \
+             UNION ALL SELECT 1, public_key, {hex} FROM server_keys) s ORDER BY t, n"
+        ),
+    )
+}
+
+/// One text column of each row `sql` selects, read from the store's database itself on either backend (the
+/// audit commands do not run on PostgreSQL here yet). `||` concatenates in both dialects.
+fn query_lines(env: &TestEnv, sql: &str) -> Vec<String> {
+    if env.is_postgres() {
+        env.psql(&format!("{sql};"))
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    } else {
+        let conn = rusqlite::Connection::open(&env.db).unwrap();
+        let mut select = conn.prepare(sql).unwrap();
+        select
+            .query_map([], |row| row.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+}
+
+/// Checks the audit trail: `audit verify` on SQLite; on PostgreSQL, where it does not run here yet, that every
+/// row links to the one before and the chain's head is the last row (the hashes themselves are recomputed by
+/// the unit tests of `store::postgres::sealing`).
+fn check_audit_chain(env: &TestEnv) {
+    if env.is_postgres() {
+        assert_eq!(
+            query_lines(
+                env,
+                "SELECT count(*) || ' ' || coalesce(max(id), 0) FROM audit a \
+                 WHERE a.id = 1 OR EXISTS (SELECT 1 FROM audit p WHERE p.id = a.id - 1 AND p.hash = a.prev_hash)"
+            ),
+            query_lines(
+                env,
+                "SELECT count(*) || ' ' || last_id FROM audit, audit_chain GROUP BY last_id"
+            ),
+        );
+    } else {
+        env.zavro().args(["audit", "verify"]).assert().success();
+    }
+}
+
+/// Runs one statement that changes the store behind zavro's back.
+fn tamper(env: &TestEnv, sql: &str) {
+    if env.is_postgres() {
+        env.psql(sql);
+    } else {
+        rusqlite::Connection::open(&env.db)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    }
+}
+
+on_both_backends!(after_a_reseal_the_new_key_serves_and_the_old_key_is_refused);
+
+fn after_a_reseal_the_new_key_serves_and_the_old_key_is_refused(env: TestEnv) {
+    let (key, secret, old) = sealed_on_either(&env);
+    let new = env.path("master-2.key");
+    let resealed = reseal(&env, &old, &new, &["--create-key"]).success();
+    let (old_fingerprint, new_fingerprint) = (fingerprint_of(&old), fingerprint_of(&new));
+    assert_eq!(
+        stdout_of(&resealed),
+        format!(
+            "resealed 1 API secret and 1 server key: master key {old_fingerprint} -> {new_fingerprint} ({})\n",
+            new.display()
+        )
+    );
+    assert!(
+        stderr_of(&resealed)
+            .contains("servers still on the old key refuse requests until restarted"),
+        "{}",
+        stderr_of(&resealed)
+    );
+    if !env.is_postgres() {
+        assert!(!contains(&store_bytes(&env.db), &secret));
+    }
+    let status = env.zavro().args(["store", "status"]).assert().success();
+    assert_eq!(
+        stdout_of(&status),
+        format!("sealed under master key {new_fingerprint}\n")
+    );
+
+    // The old key is refused at start, naming both keys; so is resealing again from it.
+    let refused = env
+        .zavro()
         .arg("--master-key-file")
         .arg(&old)
         .args(["serve", "127.0.0.1:*"])
         .assert()
         .code(MASTER_KEY_EXIT);
+    assert_eq!(
+        stderr_of(&refused),
+        format!(
+            "zavro: this store is sealed under master key {new_fingerprint}; the key in {} is {old_fingerprint}\n",
+            old.display()
+        )
+    );
+    reseal(&env, &old, &env.path("master-3.key"), &["--create-key"]).code(MASTER_KEY_EXIT);
+    assert!(
+        !env.path("master-3.key").exists(),
+        "no key file is made for a reseal that cannot run"
+    );
+    reseal(&env, &new, &new, &[]).code(MASTER_KEY_EXIT);
+
     let server = Server::start_curve(&env, "127.0.0.1:*", &master_key_args(&new));
     env.send_curve(
         server.endpoint(),
@@ -307,13 +451,171 @@ fn after_a_reseal_the_new_key_serves_and_the_old_key_is_refused() {
     )
     .success();
     assert!(server.stop().success());
-    let audit = env.audit();
-    let reseal = audit
-        .iter()
-        .find(|row| row["action"] == "store_reseal")
-        .expect("a store_reseal audit row");
-    assert_eq!(reseal["status"], "accepted");
-    env.zavro().args(["audit", "verify"]).assert().success();
+    assert_eq!(env.output_lines(), ["1"]);
+    assert_eq!(
+        query_lines(
+            &env,
+            "SELECT status || ' ' || coalesce(key_id, '-') || ' ' || detail FROM audit \
+             WHERE action = 'store_reseal'"
+        ),
+        [format!("accepted - {old_fingerprint} -> {new_fingerprint}")]
+    );
+    check_audit_chain(&env);
+}
+
+on_both_backends!(a_reseal_that_meets_a_tampered_sealed_value_changes_nothing);
+
+fn a_reseal_that_meets_a_tampered_sealed_value_changes_nothing(env: TestEnv) {
+    let (key, secret, old) = sealed_on_either(&env);
+    let (other, _) = add_key_with(&env, &old);
+    // The second key's row gets the first key's sealed secret: it does not open there.
+    tamper(
+        &env,
+        &format!(
+            "UPDATE keys SET secret_sealed = (SELECT secret_sealed FROM keys WHERE id = '{key}') \
+             WHERE id = '{other}';"
+        ),
+    );
+    let before = sealed_values(&env);
+    assert_eq!(
+        before.len(),
+        3,
+        "two API secrets and a server key: {before:?}"
+    );
+    let audit_rows = || query_lines(&env, "SELECT id || ' ' || hash FROM audit ORDER BY id");
+    let audit_before = audit_rows();
+    let new = env.path("master-2.key");
+    zavro::sealed::MasterKey::generate_to(&new).unwrap();
+    let failed = reseal(&env, &old, &new, &[]).code(1);
+    let message = stderr_of(&failed);
+    assert!(
+        message.contains(&format!(
+            "the secret of key {other} does not open under the master key"
+        )),
+        "{message}"
+    );
+    assert!(stdout_of(&failed).is_empty(), "{}", stdout_of(&failed));
+    assert_eq!(sealed_values(&env), before, "no sealed value changed");
+    assert_eq!(audit_rows(), audit_before, "no audit row was written");
+    let status = env.zavro().args(["store", "status"]).assert().success();
+    assert_eq!(
+        stdout_of(&status),
+        format!("sealed under master key {}\n", fingerprint_of(&old))
+    );
+    // The store still serves under the old key what is intact.
+    let server = Server::start_curve(&env, "127.0.0.1:*", &master_key_args(&old));
+    env.send_curve(
+        server.endpoint(),
+        server.server_key().unwrap(),
+        &key,
+        &secret,
+        "[7]",
+    )
+    .success();
+    assert!(server.stop().success());
+    assert_eq!(env.output_lines(), ["7"]);
+    check_audit_chain(&env);
+}
+
+on_both_backends!(
+    servers_on_the_old_key_answer_internal_after_a_reseal_and_clients_move_to_restarted_ones
+);
+
+/// The rotation of README.md, "Rotating the master key", with two servers sharing the store: reseal, restart
+/// one with the new key; the other, still on the old key, answers `internal` (and logs why), and a client given
+/// both endpoints has every record stored by the restarted one.
+fn servers_on_the_old_key_answer_internal_after_a_reseal_and_clients_move_to_restarted_ones(
+    env: TestEnv,
+) {
+    let (key, secret, old) = sealed_on_either(&env);
+    let a = Server::start(
+        &env,
+        "127.0.0.1:*",
+        &[&["--name", "a"][..], &master_key_args(&old)].concat(),
+    );
+    let b = Server::start_with_output(
+        &env,
+        "127.0.0.1:*",
+        &env.path("b.ndjson"),
+        &[&["--name", "b"][..], &master_key_args(&old)].concat(),
+    );
+    // Plaintext servers (each with an output of its own); over CURVE it is the same, since the handshake check
+    // reads no secret: what fails on the old key is opening the key's secret to check a request.
+    let send = |endpoints: &[&str], stdin: String, extra: &[&str]| {
+        env.zavro()
+            .arg("send")
+            .args(endpoints)
+            .arg("--plaintext")
+            .args(extra)
+            .env("ZAVRO_KEY", &key)
+            .env("ZAVRO_SECRET", &secret)
+            .write_stdin(stdin)
+            .assert()
+    };
+    send(&[a.endpoint()], "{\"before\":1}".into(), &[]).success();
+    let new = env.path("master-2.key");
+    reseal(&env, &old, &new, &["--create-key"]).success();
+
+    // A still holds the old key: it cannot open the key's secret, answers `internal`, and says why.
+    let refused = send(&[a.endpoint()], "{\"after\":1}".into(), &["--retries", "0"]).code(4);
+    assert!(
+        stderr_of(&refused).contains("internal"),
+        "{}",
+        stderr_of(&refused)
+    );
+    let said_why = |server: &Server| {
+        server.stderr_lines().iter().any(|line| {
+            line.contains(&format!(
+                "now sealed under master key {}, not under this process's {}",
+                fingerprint_of(&new),
+                fingerprint_of(&old)
+            )) && line.contains("restart it with the new key file")
+        })
+    };
+    wait_until("A to log that the store was resealed", || said_why(&a));
+
+    // B is restarted with the new key; a client given both endpoints is carried by it.
+    assert!(b.stop().success());
+    let b = Server::start_with_output(
+        &env,
+        "127.0.0.1:*",
+        &env.path("b.ndjson"),
+        &[&["--name", "b"][..], &master_key_args(&new)].concat(),
+    );
+    let records: String = (0..20).map(|i| format!("{{\"roll\":{i}}}\n")).collect();
+    let rolled = send(
+        &[a.endpoint(), b.endpoint()],
+        records,
+        &["--batch", "1", "--linger", "0", "--retries", "10"],
+    )
+    .success();
+    assert!(
+        stderr_of(&rolled).contains("accepted 20 records"),
+        "{}",
+        stderr_of(&rolled)
+    );
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+
+    let a_rows = query_lines(
+        &env,
+        "SELECT status || ':' || coalesce(reason, '-') FROM audit \
+         WHERE action = 'send' AND server = 'a' ORDER BY id",
+    );
+    assert_eq!(a_rows[0], "accepted:-", "{a_rows:?}");
+    assert!(
+        a_rows.len() >= 2 && a_rows[1..].iter().all(|row| row == "rejected:internal"),
+        "A accepted nothing after the reseal: {a_rows:?}"
+    );
+    let b_records = query_lines(
+        &env,
+        "SELECT coalesce(sum(records), 0) || '' FROM audit \
+         WHERE action = 'send' AND server = 'b' AND status = 'accepted'",
+    );
+    assert_eq!(b_records, ["20"]);
+    let stored = std::fs::read_to_string(env.path("b.ndjson")).unwrap();
+    assert_eq!(stored.lines().count(), 20, "{stored}");
+    check_audit_chain(&env);
 }
 
 #[test]
@@ -686,4 +988,72 @@ fn keys_add_with_a_master_key_leaves_no_store_behind_where_there_was_none() {
         .args(["keys", "add"])
         .assert()
         .success();
+}
+
+#[test]
+fn store_status_seal_and_reseal_on_postgres_say_what_a_store_always_sealed_allows() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    let master = env.master_key.clone().unwrap();
+    let new = env.path("new.key");
+    // No zavro schema yet: no store, as for a missing SQLite file.
+    env.zavro().args(["store", "status"]).assert().code(7);
+    env.create_store();
+    let status = env.zavro().args(["store", "status"]).assert().success();
+    assert_eq!(
+        stdout_of(&status),
+        "sealed from its first secret on, under the master key that `keys add` is given; no secret is stored \
+         yet\n"
+    );
+    // Nothing to reseal yet: refused before any key file is made.
+    let refused = reseal(&env, &master, &new, &["--create-key"]).code(2);
+    assert!(
+        stderr_of(&refused).contains("holds no secret yet, so there is nothing to reseal"),
+        "{}",
+        stderr_of(&refused)
+    );
+    assert!(!new.exists());
+
+    env.add_key();
+    let fingerprint = fingerprint_of(&master);
+    let status = env.zavro().args(["store", "status"]).assert().success();
+    assert_eq!(
+        stdout_of(&status),
+        format!("sealed under master key {fingerprint}\n")
+    );
+    // `store seal`: one line, exit 2, pointing to reseal; no key file is made.
+    let refused = env
+        .zavro()
+        .arg("--master-key-file")
+        .arg(&new)
+        .args(["store", "seal", "--create-key"])
+        .assert()
+        .code(2);
+    let message = stderr_of(&refused);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("is on PostgreSQL, where every secret is always sealed")
+            && message.contains("`zavro store reseal --new-master-key-file PATH`"),
+        "{message}"
+    );
+    assert!(!new.exists());
+    // Reseal without the current key: exit 9, naming the store's key; nothing made.
+    let refused = bare_zavro()
+        .arg("--db")
+        .arg(&env.db)
+        .args(["store", "reseal", "--create-key", "--new-master-key-file"])
+        .arg(&new)
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    assert!(
+        stderr_of(&refused).contains(&format!("sealed under a master key ({fingerprint})")),
+        "{}",
+        stderr_of(&refused)
+    );
+    assert!(!new.exists());
+    assert_eq!(
+        query_lines(&env, "SELECT fingerprint FROM sealing"),
+        [fingerprint]
+    );
 }

@@ -37,20 +37,7 @@ pub fn connect_with_passfile(url: &PgUrl, passfile: Option<&Path>) -> Result<Cli
         url: url.to_string(),
         reason,
     };
-    let mut config = Config::new();
-    config
-        .user(url.user())
-        .dbname(url.dbname())
-        .port(url.port())
-        .application_name(url.application_name());
-    if let Some(timeout) = url.connect_timeout() {
-        config.connect_timeout(timeout);
-    }
-    config.channel_binding(match url.channel_binding() {
-        ChannelBinding::Disable => WireChannelBinding::Disable,
-        ChannelBinding::Prefer => WireChannelBinding::Prefer,
-        ChannelBinding::Require => WireChannelBinding::Require,
-    });
+    let mut config = settings(url);
     if let PgHost::Tcp(host) = url.host()
         && let Some(warning) = unverified_warning(url.sslmode(), url.sslrootcert().is_some(), host)
     {
@@ -85,6 +72,38 @@ pub fn connect_with_passfile(url: &PgUrl, passfile: Option<&Path>) -> Result<Cli
         }
     };
     connected.map_err(|e| failed(describe(&e, password.is_some())))
+}
+
+/// The connection's settings from `url`, but for the password, the host and TLS, which [`connect_with_passfile`]
+/// adds: role, database, port, timeouts, channel binding, and how a TCP connection notices a vanished host
+/// ([`PgUrl::tcp_liveness`]).
+pub fn settings(url: &PgUrl) -> Config {
+    let mut config = Config::new();
+    config
+        .user(url.user())
+        .dbname(url.dbname())
+        .port(url.port())
+        .application_name(url.application_name());
+    if let Some(timeout) = url.connect_timeout() {
+        config.connect_timeout(timeout);
+    }
+    config.channel_binding(match url.channel_binding() {
+        ChannelBinding::Disable => WireChannelBinding::Disable,
+        ChannelBinding::Prefer => WireChannelBinding::Prefer,
+        ChannelBinding::Require => WireChannelBinding::Require,
+    });
+    let liveness = url.tcp_liveness();
+    config.keepalives(liveness.keepalives.is_some());
+    if let Some(keepalives) = liveness.keepalives {
+        config
+            .keepalives_idle(keepalives.idle)
+            .keepalives_interval(keepalives.interval)
+            .keepalives_retries(keepalives.count);
+    }
+    if let Some(timeout) = liveness.user_timeout {
+        config.tcp_user_timeout(timeout);
+    }
+    config
 }
 
 /// What a TCP connection in `mode` leaves open, when the server is not fully verified; `None` for `verify-full`
@@ -138,5 +157,102 @@ fn describe(error: &postgres::Error, had_password: bool) -> String {
         )
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn settings_of(text: &str) -> Config {
+        settings(&PgUrl::parse_with_env(text, |_| None).unwrap())
+    }
+
+    #[test]
+    fn keepalives_give_up_on_a_vanished_host_well_under_a_minute_by_default() {
+        let config = settings_of("postgres://zavro@db.example/zavro");
+        assert!(config.get_keepalives());
+        let idle = config.get_keepalives_idle();
+        let interval = config.get_keepalives_interval().unwrap();
+        let count = config.get_keepalives_retries().unwrap();
+        assert_eq!(
+            (idle, interval, count),
+            (Duration::from_secs(10), Duration::from_secs(5), 3)
+        );
+        let given_up_after = idle + interval * count;
+        assert!(
+            given_up_after < Duration::from_secs(30),
+            "{given_up_after:?}"
+        );
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(25)),
+            "a query waiting on a vanished host is given up as soon"
+        );
+        // The rest of the URL is there too.
+        assert_eq!(config.get_user(), Some("zavro"));
+        assert_eq!(config.get_dbname(), Some("zavro"));
+    }
+
+    #[test]
+    fn the_urls_libpq_parameters_override_the_keepalives() {
+        let config = settings_of(
+            "postgres://u@h/d?keepalives_idle=30&keepalives_interval=7&keepalives_count=9&tcp_user_timeout=1500",
+        );
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(30));
+        assert_eq!(
+            config.get_keepalives_interval(),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(config.get_keepalives_retries(), Some(9));
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_millis(1500)),
+            "milliseconds, as libpq reads it"
+        );
+        // Off, and the system's default for unacknowledged data.
+        let config = settings_of("postgres://u@h/d?keepalives=0&tcp_user_timeout=0");
+        assert!(!config.get_keepalives());
+        assert_eq!(config.get_tcp_user_timeout(), None);
+        // One parameter alone keeps zavro's defaults for the others.
+        let config = settings_of("postgres://u@h/d?keepalives_count=5");
+        assert_eq!(config.get_keepalives_retries(), Some(5));
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(10));
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(25))
+        );
+    }
+
+    #[test]
+    fn keepalive_values_the_system_would_refuse_are_refused_when_the_url_is_read() {
+        for (text, expect) in [
+            ("keepalives=yes", "keepalives must be 0 (off) or 1 (on)"),
+            (
+                "keepalives_idle=0",
+                "keepalives_idle must be a whole number of seconds from 1",
+            ),
+            ("keepalives_idle=40000", "keepalives_idle must be"),
+            ("keepalives_interval=-1", "keepalives_interval must be"),
+            (
+                "keepalives_count=0",
+                "keepalives_count must be a whole number from 1 to 127",
+            ),
+            ("keepalives_count=128", "keepalives_count must be"),
+            (
+                "tcp_user_timeout=2.5",
+                "tcp_user_timeout must be a whole number of milliseconds",
+            ),
+        ] {
+            let err = PgUrl::parse_with_env(&format!("postgres://u:hunter2@h/d?{text}"), |_| None)
+                .err()
+                .unwrap_or_else(|| panic!("{text} was accepted"));
+            let message = err.to_string();
+            assert!(message.contains(expect), "{text}: {message}");
+            assert!(!message.contains("hunter2"), "{text}: {message}");
+        }
     }
 }

@@ -17,12 +17,13 @@ use std::collections::{HashMap, HashSet};
 
 use postgres::{Client, error::SqlState};
 
-use super::{ChainWriter, PgStore, keys::find_key, statements::Statements};
+use super::{ChainWriter, PgStore, keys::find_key, sealing, statements::Statements};
 use crate::{
     avro::SchemaFingerprint,
     sealed::MasterKey,
     store::{
         AuditEntry, Committed, Nonce, RequestGroup, RequestStore, SeenNonce, StoreError, StoredKey,
+        secrets::explain_unopened,
     },
 };
 
@@ -132,8 +133,19 @@ struct PendingNonce {
 impl RequestGroup for PgGroup<'_> {
     fn key(&mut self, id: &str) -> Result<Option<StoredKey>, StoreError> {
         self.usable()?;
-        let found = find_key(self.client, self.statements, &self.url, id, self.master);
-        self.noting_failure(found)
+        match find_key(self.client, self.statements, &self.url, id, self.master) {
+            // A secret that does not open fails its own requests only: no statement failed, so the
+            // transaction goes on for the rest of the group, as on SQLite. A store resealed since this server
+            // started says so, rather than blaming the row.
+            Err(e @ StoreError::Seal(_)) => match self.master {
+                Some(held) => {
+                    let recorded = sealing::sealed_under(self.client, self.statements);
+                    Err(explain_unopened(e, self.noting_failure(recorded)?, held))
+                }
+                None => Err(e),
+            },
+            found => self.noting_failure(found),
+        }
     }
 
     fn nonce(&mut self, key_id: &str, nonce: &str) -> Result<Option<SeenNonce>, StoreError> {

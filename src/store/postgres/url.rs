@@ -8,6 +8,11 @@
 //! not set `sslmode`, `sslrootcert` or `channel_binding`; `sslrootcert=system` makes the default `sslmode`
 //! `verify-full` and refuses a weaker one (libpq 16).
 //!
+//! TCP keepalives are on by default with zavro's own timings (not the OS's two hours), and sent data unacknowledged
+//! for as long stops the connection (`tcp_user_timeout`): a database host that vanishes without a reset is given
+//! up within about 25 s, so a query waiting on it fails instead of hanging a server. libpq's `keepalives`,
+//! `keepalives_idle`, `keepalives_interval`, `keepalives_count` and `tcp_user_timeout` override them.
+//!
 //! The password is kept out of every rendering: [`fmt::Display`] and [`fmt::Debug`] omit it, and parse errors
 //! never echo any part of the text, which may hold it.
 
@@ -23,6 +28,27 @@ pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 /// PostgreSQL's default port.
 pub const DEFAULT_PORT: u16 = 5432;
 
+/// Idle seconds before the first keepalive probe, where the URL sets no `keepalives_idle`.
+pub const DEFAULT_KEEPALIVES_IDLE_SECS: u16 = 10;
+
+/// Seconds between unanswered keepalive probes, where the URL sets no `keepalives_interval`.
+pub const DEFAULT_KEEPALIVES_INTERVAL_SECS: u16 = 5;
+
+/// Unanswered probes after which the connection is given up, where the URL sets no `keepalives_count`.
+pub const DEFAULT_KEEPALIVES_COUNT: u8 = 3;
+
+/// How long, in milliseconds, sent data may stay unacknowledged before the connection is given up (Linux's
+/// `TCP_USER_TIMEOUT`), where the URL sets no `tcp_user_timeout`: keepalives probe only an idle connection, so
+/// without this a query sent to a host that vanished would wait for TCP's retransmissions, about 15 minutes. As
+/// long as the keepalives take, 10 + 3 × 5 s (on Linux it also bounds them).
+pub const DEFAULT_TCP_USER_TIMEOUT_MS: u32 = 25_000;
+
+/// The most a keepalive count may be (Linux's `TCP_KEEPCNT` limit).
+const MAX_KEEPALIVES_COUNT: u8 = 127;
+
+/// The longest keepalive idle time or interval, in seconds (Linux's limit).
+const MAX_KEEPALIVE_SECS: u16 = 32_767;
+
 /// A parsed PostgreSQL connection URL, with libpq's defaults filled in.
 #[derive(Clone)]
 pub struct PgUrl {
@@ -36,6 +62,38 @@ pub struct PgUrl {
     channel_binding: ChannelBinding,
     connect_timeout: Option<Duration>,
     application_name: Option<String>,
+    /// What [`PgUrl::tcp_liveness`] gives, kept small (a `PgUrl` travels inside every `Location`).
+    liveness: CompactLiveness,
+}
+
+/// [`TcpLiveness`] in whole seconds and milliseconds, within the limits the URL parser enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CompactLiveness {
+    /// Idle and interval seconds and the count; `None`: keepalives off.
+    keepalives: Option<(u16, u16, u8)>,
+    /// Milliseconds; `None`: the system's default.
+    user_timeout_ms: Option<u32>,
+}
+
+/// How a TCP connection finds out that the database host is gone: keepalive probes while it is idle, and a limit
+/// on how long sent data may stay unacknowledged. Ignored over a Unix socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLiveness {
+    /// Keepalive probes, or `None` when the URL turns them off (`keepalives=0`).
+    pub keepalives: Option<Keepalives>,
+    /// The limit on unacknowledged data, or `None` for the OS's default (`tcp_user_timeout=0`).
+    pub user_timeout: Option<Duration>,
+}
+
+/// TCP keepalive timings: the connection is given up after `idle + count × interval` without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalives {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is given up.
+    pub count: u32,
 }
 
 /// The environment variables libpq reads for TLS settings the URL leaves out.
@@ -209,6 +267,23 @@ impl PgUrl {
         self
     }
 
+    /// How a TCP connection notices that the database host is gone: zavro's defaults, or what the URL's
+    /// `keepalives*` and `tcp_user_timeout` parameters say.
+    pub fn tcp_liveness(&self) -> TcpLiveness {
+        let CompactLiveness {
+            keepalives,
+            user_timeout_ms,
+        } = self.liveness;
+        TcpLiveness {
+            keepalives: keepalives.map(|(idle, interval, count)| Keepalives {
+                idle: Duration::from_secs(idle.into()),
+                interval: Duration::from_secs(interval.into()),
+                count: count.into(),
+            }),
+            user_timeout: user_timeout_ms.map(|ms| Duration::from_millis(ms.into())),
+        }
+    }
+
     /// The `application_name` the server shows in `pg_stat_activity` (default `zavro`).
     pub fn application_name(&self) -> &str {
         self.application_name.as_deref().unwrap_or("zavro")
@@ -265,7 +340,7 @@ impl fmt::Debug for PgUrl {
 }
 
 /// The query parameters zavro understands.
-const KNOWN_PARAMETERS: [&str; 10] = [
+const KNOWN_PARAMETERS: [&str; 15] = [
     "host",
     "port",
     "user",
@@ -276,6 +351,11 @@ const KNOWN_PARAMETERS: [&str; 10] = [
     "channel_binding",
     "connect_timeout",
     "application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
 ];
 
 /// A parameter name zavro does not know, without the name.
@@ -299,6 +379,11 @@ struct Parts {
     channel_binding: Option<ChannelBinding>,
     connect_timeout: Option<Duration>,
     application_name: Option<String>,
+    keepalives: Option<bool>,
+    keepalives_idle: Option<u16>,
+    keepalives_interval: Option<u16>,
+    keepalives_count: Option<u8>,
+    tcp_user_timeout_ms: Option<u32>,
 }
 
 impl Parts {
@@ -338,6 +423,37 @@ impl Parts {
                 self.connect_timeout = (seconds > 0).then(|| Duration::from_secs(seconds.max(2)));
             }
             "application_name" => self.application_name = non_empty(value),
+            // libpq: any integer, 0 turns keepalives off.
+            "keepalives" => {
+                let on: i64 = value
+                    .parse()
+                    .map_err(|_| bad("keepalives must be 0 (off) or 1 (on)"))?;
+                self.keepalives = Some(on != 0);
+            }
+            "keepalives_idle" => self.keepalives_idle = Some(keepalive_seconds(&value, key)?),
+            "keepalives_interval" => {
+                self.keepalives_interval = Some(keepalive_seconds(&value, key)?)
+            }
+            "keepalives_count" => {
+                self.keepalives_count = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|count| (1..=MAX_KEEPALIVES_COUNT).contains(count))
+                        .ok_or_else(|| {
+                            bad(&format!(
+                                "keepalives_count must be a whole number from 1 to {MAX_KEEPALIVES_COUNT}"
+                            ))
+                        })?,
+                );
+            }
+            // libpq: milliseconds, 0 for the system's default.
+            "tcp_user_timeout" => {
+                let millis: u32 = value.parse().map_err(|_| {
+                    bad("tcp_user_timeout must be a whole number of milliseconds (0: the system's default)")
+                })?;
+                self.tcp_user_timeout_ms = Some(millis);
+            }
             _ => return Err(unknown_parameter()),
         }
         Ok(())
@@ -400,8 +516,36 @@ impl Parts {
             channel_binding: self.channel_binding.unwrap_or(ChannelBinding::Prefer),
             connect_timeout: self.connect_timeout,
             application_name: self.application_name,
+            liveness: CompactLiveness {
+                keepalives: self.keepalives.unwrap_or(true).then(|| {
+                    (
+                        self.keepalives_idle.unwrap_or(DEFAULT_KEEPALIVES_IDLE_SECS),
+                        self.keepalives_interval
+                            .unwrap_or(DEFAULT_KEEPALIVES_INTERVAL_SECS),
+                        self.keepalives_count.unwrap_or(DEFAULT_KEEPALIVES_COUNT),
+                    )
+                }),
+                user_timeout_ms: match self.tcp_user_timeout_ms {
+                    None => Some(DEFAULT_TCP_USER_TIMEOUT_MS),
+                    Some(0) => None,
+                    Some(millis) => Some(millis),
+                },
+            },
         })
     }
+}
+
+/// A `keepalives_idle` or `keepalives_interval` value (`key`): whole seconds, at least 1 (the OS refuses 0).
+fn keepalive_seconds(value: &str, key: &str) -> Result<u16, StoreError> {
+    value
+        .parse()
+        .ok()
+        .filter(|seconds| (1..=MAX_KEEPALIVE_SECS).contains(seconds))
+        .ok_or_else(|| {
+            bad(&format!(
+                "{key} must be a whole number of seconds from 1 to {MAX_KEEPALIVE_SECS}"
+            ))
+        })
 }
 
 /// The name of the user this process runs as, libpq's default role.
