@@ -349,7 +349,7 @@ mod tests {
     use super::*;
     use crate::store::{
         KeyStore, Store,
-        postgres::tests::{fresh_store, master, verify_chain},
+        postgres::tests::{fresh_store, master, verify_chain, wait_until},
     };
 
     fn nonce(nonce: &str, timestamp: i64) -> Nonce<'_> {
@@ -586,6 +586,7 @@ mod tests {
             return;
         };
         let mut b = PgStore::connect(a.url()).unwrap();
+        let mut watcher = PgStore::connect(a.url()).unwrap();
         // A has written (so holds the chain's lock); B can still begin a group and read.
         let mut group_a = a.begin_group().unwrap();
         group_a
@@ -600,9 +601,27 @@ mod tests {
         assert!(group_b.key("ZK1").unwrap().is_none());
         drop(group_b);
         // B's writer waits for A's commit, then chains after it.
+        let b_pid: i32 = b
+            .client()
+            .query_one("SELECT pg_backend_pid()", &[])
+            .unwrap()
+            .get(0);
         let waiting = std::thread::spawn(move || {
             let committed = commit_accepted(&mut b, &accepted(2), &nonce("b", 100), "[2]");
             (b, committed)
+        });
+        // A commits only once B is seen waiting for a lock: otherwise B could take the lock after A's commit and
+        // the test would prove nothing about waiting.
+        wait_until("B to wait for the chain's lock", || {
+            watcher
+                .client()
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted",
+                    &[&b_pid],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+                > 0
         });
         group_a.commit().unwrap();
         let (_, committed) = waiting.join().unwrap();
