@@ -10,8 +10,8 @@ use zavro::protocol::{Reply, Request};
 
 use crate::{
     common::{
-        Server, TestEnv, bare_zavro, reject_code, request_once, stderr_of, wait_until,
-        zavro_process,
+        Server, TestEnv, bare_zavro, on_both_backends, reject_code, request_once, stderr_of,
+        wait_until, zavro_process,
     },
     proxy::Proxy,
     test_cluster,
@@ -485,4 +485,68 @@ fn postgresql_restarting_under_a_sending_client_loses_nothing_acknowledged_and_s
         sql("SELECT count(DISTINCT e) FROM payloads, json_array_elements_text(json::json) e;"),
         "300"
     );
+}
+
+on_both_backends!(a_server_with_a_smaller_max_skew_never_prunes_a_nonce_another_server_still_needs);
+
+/// Servers sharing a store may run with different `--max-skew`: the one with the smaller skew prunes nonces at
+/// start-up, and must not forget one the other still accepts requests for, or a retry would be stored twice.
+fn a_server_with_a_smaller_max_skew_never_prunes_a_nonce_another_server_still_needs(env: TestEnv) {
+    let (key, secret) = env.add_key();
+    let a = Server::start(&env, "127.0.0.1:*", &["--name", "a", "--max-skew", "3000"]);
+    // Ten minutes old: inside A's window, far outside B's.
+    let payload = zavro::avro::encode(&[json!({"n": 1})]).unwrap();
+    let request = Request::sign(
+        &key,
+        secret.as_bytes(),
+        zavro::timestamp::now_seconds() - 600,
+        "skew-nonce-0000000001",
+        payload,
+    )
+    .to_frames();
+    let Reply::Accepted {
+        audit_id,
+        duplicate: false,
+        ..
+    } = request_once(a.endpoint(), &request)
+    else {
+        panic!("A stores the request");
+    };
+    let b = Server::start_with_output(
+        &env,
+        "127.0.0.1:*",
+        &env.path("b.ndjson"),
+        &["--name", "b", "--max-skew", "60"],
+    );
+    // B prunes old nonces before it answers anything: once it has answered, its start-up prune is done.
+    let other = signed_with_nonce(&key, &secret, "skew-nonce-0000000002", &[json!({"n": 2})]);
+    assert!(matches!(
+        request_once(b.endpoint(), &other),
+        Reply::Accepted { .. }
+    ));
+    // The client retries the first request on A, whose window still holds it: a duplicate, stored once.
+    assert_eq!(
+        request_once(a.endpoint(), &request),
+        Reply::Accepted {
+            audit_id,
+            records: 1,
+            duplicate: true
+        }
+    );
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+    let sends: Vec<String> = env
+        .audit_sends()
+        .iter()
+        .map(|row| format!("{}:{}:{}", row["server"], row["status"], row["reason"]))
+        .collect();
+    assert_eq!(
+        sends,
+        [
+            r#""a":"accepted":null"#,
+            r#""b":"accepted":null"#,
+            r#""a":"accepted":"duplicate""#
+        ]
+    );
+    assert_eq!(env.output_lines(), [r#"{"n":1}"#]);
 }
