@@ -771,8 +771,9 @@ pub struct AuditExportArgs {
 /// Options of `zavro audit prune`.
 #[derive(Debug, Args)]
 pub struct AuditPruneArgs {
-    /// Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least
-    /// --max-skew seconds ago, so nothing inside the replay window is removed.
+    /// Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least twice
+    /// --max-skew seconds ago, so nothing inside the replay window is removed (a request stamped up to --max-skew
+    /// ahead of the server's clock stays acceptable until --max-skew after its timestamp).
     #[arg(long, value_name = "TIME")]
     pub before: String,
 
@@ -780,8 +781,8 @@ pub struct AuditPruneArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// The largest --max-skew any server using this store runs with: rows newer than this many seconds (at
-    /// least 300) are never pruned, since their nonces still refuse replays.
+    /// The largest --max-skew any server using this store runs with (at least 300): rows newer than twice this
+    /// many seconds are never pruned, since their nonces still refuse replays.
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(300..=MAX_SKEW_LIMIT_SECS))]
     pub max_skew: u32,
 }
