@@ -152,10 +152,13 @@ copy of a secret is left in it.";
 const STORE_RESEAL_EXAMPLES: &str = "\
 Examples:
   zavro --master-key-file old.key store reseal --new-master-key-file new.key --create-key
+  zavro --db 'postgres://zavro@db/zavro' --master-key-file old.key store reseal --new-master-key-file new.key
 
-Rotation: every secret is opened with the current key and sealed under the new one in one transaction. Servers \
-running on the old key refuse requests as internal errors until restarted with the new key file: stop them \
-first, or roll them onto the new key file at once. Backups made before stay sealed under the old key.";
+Rotation, on SQLite and PostgreSQL alike: every secret is opened with the current key and sealed under the new \
+one in one transaction; a value that does not open stops it and nothing changes. Servers running on the old key \
+refuse requests as internal errors until restarted with the new key file: give every server the new key file and \
+restart them one by one, while clients given several endpoints fail over to the restarted ones. Backups made \
+before stay sealed under the old key.";
 
 const STORE_COPY_EXAMPLES: &str = "\
 Examples:

@@ -176,7 +176,7 @@ fn new_master_key(args: &StoreResealArgs) -> Result<MasterKey, Error> {
 
 /// Tells the operator on stderr what a reseal means for running servers and backups, and returns the line
 /// `store reseal` prints.
-fn resealed_message(resealed: &Resealed, path: &Path) -> String {
+fn resealed_message(resealed: &crate::store::Resealed, path: &Path) -> String {
     eprintln!(
         "servers still on the old key refuse requests until restarted with {}; backups made before stay \
          sealed under the old key",
@@ -193,8 +193,8 @@ fn resealed_message(resealed: &Resealed, path: &Path) -> String {
 }
 
 /// `store status` on PostgreSQL, whose secrets are always sealed: under which key, once one is stored.
-pub fn status_postgres(url: &PgUrl) -> Result<(), Error> {
-    let mut store = PgStore::connect(url)?;
+pub fn status_postgres(url: &crate::store::PgUrl) -> Result<(), Error> {
+    let mut store = crate::store::PgStore::connect(url)?;
     let line = match store.sealed_under()? {
         Some(fingerprint) => format!("sealed under master key {fingerprint}"),
         None => "sealed from its first secret on, under the master key that `keys add` is given; no secret \
@@ -205,7 +205,7 @@ pub fn status_postgres(url: &PgUrl) -> Result<(), Error> {
 }
 
 /// `store seal` on PostgreSQL: there is nothing to seal, and the command says what to run instead.
-pub fn seal_postgres(url: &PgUrl) -> Result<(), Error> {
+pub fn seal_postgres(url: &crate::store::PgUrl) -> Result<(), Error> {
     Err(Error::Usage(format!(
         "store {url} is on PostgreSQL, where every secret is always sealed, so there is nothing to seal; \
          `zavro store reseal --new-master-key-file PATH` moves the secrets to another master key"
@@ -215,10 +215,12 @@ pub fn seal_postgres(url: &PgUrl) -> Result<(), Error> {
 /// `store reseal` on PostgreSQL: the same checks, output and audit row as on SQLite. The current key is
 /// checked, and the store must hold a secret, before a new key file is made.
 pub fn reseal_postgres(
-    url: &PgUrl,
+    url: &crate::store::PgUrl,
     master_key_file: Option<&Path>,
     args: &StoreResealArgs,
 ) -> Result<(), Error> {
+    use crate::store::{PgStore, StoreError};
+
     let mut store = PgStore::connect(url)?;
     let Some(old) = config::master_key(master_key_file)? else {
         return Err(StoreError::MasterKeyRequired {

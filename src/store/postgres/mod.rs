@@ -8,7 +8,7 @@
 //!
 //! The audit trail stays one hash chain with consecutive ids however many servers write to it. The table
 //! `audit_chain` holds one row: the last id given and its hash. Every transaction that writes audit rows (a
-//! server's group, `keys add`/`revoke`, `server-key` changes, `audit prune`, `store copy`):
+//! server's group, `keys add`/`revoke`, `server-key` changes, `audit prune`, `store copy`, `store reseal`):
 //!
 //! 1. reads what it decides on (keys, nonces) with plain reads, in READ COMMITTED: each statement sees every
 //!    transaction committed before it;
