@@ -9,7 +9,7 @@ use crate::{
     error::Error,
     sealed::MasterKey,
     store::{
-        Location, PgStore, PgUrl, Resealed, Store, StoreError,
+        Location, PgStore, Store, StoreError,
         copy::{CopyOptions, copy_into_postgres},
     },
     timestamp,
