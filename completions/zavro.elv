@@ -201,8 +201,8 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;audit;prune'= {
-            cand --before 'Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least --max-skew seconds ago, so nothing inside the replay window is removed'
-            cand --max-skew 'The largest --max-skew any server using this store runs with: rows newer than this many seconds (at least 300) are never pruned, since their nonces still refuse replays'
+            cand --before 'Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least twice --max-skew seconds ago, so nothing inside the replay window is removed (a request stamped up to --max-skew ahead of the server''s clock stays acceptable until --max-skew after its timestamp)'
+            cand --max-skew 'The largest --max-skew any server using this store runs with (at least 300): rows newer than twice this many seconds are never pruned, since their nonces still refuse replays'
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --dry-run 'Print what would be removed, and remove nothing'

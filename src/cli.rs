@@ -5,6 +5,10 @@ use std::{ffi::OsString, path::PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::{ArgValueCompleter, Shell};
 
+/// The largest `--max-skew` a server may run with (a day): servers sharing a store keep every nonce this long,
+/// so that none forgets a nonce another, with a larger `--max-skew`, still needs.
+pub const MAX_SKEW_LIMIT_SECS: i64 = 86_400;
+
 const ROOT_EXAMPLES: &str = "\
 Examples:
   zavro keys add --save-profile              a key; it, its secret, the server key into a profile
@@ -353,7 +357,7 @@ pub struct ServeArgs {
     pub plaintext: bool,
 
     /// Refuse requests whose timestamp is more than this many seconds from the server's clock.
-    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=MAX_SKEW_LIMIT_SECS))]
     pub max_skew: u32,
 
     /// Most connections held at once [default: 1024, fewer if the open-file limit leaves less room]; further
@@ -770,8 +774,9 @@ pub struct AuditExportArgs {
 /// Options of `zavro audit prune`.
 #[derive(Debug, Args)]
 pub struct AuditPruneArgs {
-    /// Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least
-    /// --max-skew seconds ago, so nothing inside the replay window is removed.
+    /// Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least twice
+    /// --max-skew seconds ago, so nothing inside the replay window is removed (a request stamped up to --max-skew
+    /// ahead of the server's clock stays acceptable until --max-skew after its timestamp).
     #[arg(long, value_name = "TIME")]
     pub before: String,
 
@@ -779,9 +784,9 @@ pub struct AuditPruneArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// The largest --max-skew any server using this store runs with: rows newer than this many seconds (at
-    /// least 300) are never pruned, since their nonces still refuse replays.
-    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(300..=86_400))]
+    /// The largest --max-skew any server using this store runs with (at least 300): rows newer than twice this
+    /// many seconds are never pruned, since their nonces still refuse replays.
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(300..=MAX_SKEW_LIMIT_SECS))]
     pub max_skew: u32,
 }
 
@@ -859,7 +864,7 @@ pub struct StoreCopyArgs {
     /// The largest --max-skew any server using the source runs with: the nonces of requests up to this many
     /// seconds old (at least 300) are copied, so they are still refused as replays, or recognised as retries,
     /// on the copy.
-    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(300..=86_400))]
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(300..=MAX_SKEW_LIMIT_SECS))]
     pub max_skew: u32,
 }
 

@@ -589,13 +589,16 @@ fn prune(store: &mut dyn AuditStore, args: AuditPruneArgs) -> Result<(), Error> 
     let now_us = timestamp::now_micros();
     let before_us = timestamp::parse_past(&args.before, now_us)
         .map_err(|e| Error::Usage(format!("--before: {e}")))?;
-    // Rows inside the replay window keep their nonces, which are what refuses a replayed request.
-    let newest_allowed = now_us - i64::from(args.max_skew) * 1_000_000;
+    // Rows inside the replay window keep their nonces, which are what refuses a replayed request. A request
+    // whose timestamp was up to --max-skew ahead of the server's clock when its row was written stays acceptable
+    // until --max-skew after that timestamp: twice --max-skew after its row.
+    let window_secs = 2 * i64::from(args.max_skew);
+    let newest_allowed = now_us - window_secs * 1_000_000;
     if before_us > newest_allowed {
         return Err(Error::Usage(format!(
-            "--before {} is inside the replay window: rows newer than {} s ({}) are never pruned",
+            "--before {} is inside the replay window: rows newer than {window_secs} s ({}), twice --max-skew, \
+             are never pruned, since a request stamped up to --max-skew ahead stays acceptable that long",
             format_rfc3339(before_us),
-            args.max_skew,
             format_rfc3339(newest_allowed)
         )));
     }

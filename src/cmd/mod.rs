@@ -13,7 +13,7 @@ use crate::{
     cli::{AuditCommand, Cli, Command, KeysCommand, ServerKeyCommand, StoreCommand},
     config,
     error::Error,
-    store::{Location, PgStore, PgUrl, Store, StoreError},
+    store::{Location, PgStore, PgUrl, Store, StoreError, postgres::Serving},
 };
 
 /// How long `serve` waits for a PostgreSQL connection when the URL sets no `connect_timeout`.
@@ -37,7 +37,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Serve(args) => match store_location()? {
             Location::Postgres(url) => {
                 // A server must not hang on a database that does not answer, at start or when reconnecting.
-                let url = url.with_default_connect_timeout(SERVE_CONNECT_TIMEOUT);
+                // Its sessions are bounded (lock, statement and idle-in-transaction timeouts) and, unless
+                // allowed otherwise, commit durably whatever the role or database says, reconnections too.
+                let serving = if args.allow_async_commit {
+                    Serving::AsyncAllowed
+                } else {
+                    Serving::Durable
+                };
+                let url = url
+                    .with_default_connect_timeout(SERVE_CONNECT_TIMEOUT)
+                    .for_serving(serving);
                 let mut store = PgStore::connect(&url)?;
                 store.use_master_key(config::master_key(master_key_file)?)?;
                 serve::run(&mut store, args)

@@ -78,7 +78,11 @@ impl Served for PgStore {
     type Checker = PgStore;
 
     /// The master key is needed to read the keys' secrets; a database that acknowledges commits before they are
-    /// durable, or a read-only standby, is refused (the first unless `--allow-async-commit`).
+    /// durable, or a read-only standby, is refused (the first unless `--allow-async-commit`). The settings read
+    /// are this session's: `synchronous_commit` is forced on by the connection's options ([`PgUrl::for_serving`],
+    /// every reconnection too) unless the URL's own options turn it off.
+    ///
+    /// [`PgUrl::for_serving`]: crate::store::PgUrl::for_serving
     fn ready_to_serve(&mut self, args: &ServeArgs) -> Result<(), Error> {
         self.require_master_key()?;
         let url = self.url().to_string();
@@ -106,9 +110,9 @@ impl Served for PgStore {
         match asynchronous {
             Some((setting, _)) if !args.allow_async_commit => Err(Error::Other(format!(
                 "store {url} has {setting} off, so PostgreSQL acknowledges a commit before it is durable and a \
-                 crash could lose requests already answered `accepted`; turn it on (ALTER ROLE … SET \
-                 synchronous_commit = on; fsync in postgresql.conf), or accept that risk with \
-                 --allow-async-commit"
+                 crash could lose requests already answered `accepted`; turn it on (fsync in postgresql.conf; \
+                 serve's sessions force synchronous_commit on unless the URL's options turn it off), or accept \
+                 that risk with --allow-async-commit"
             ))),
             Some((setting, _)) => {
                 eprintln!(

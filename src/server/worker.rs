@@ -1174,8 +1174,8 @@ mod racing {
             })
         }
 
-        fn prune_nonces(&mut self, oldest: i64) -> Result<usize, StoreError> {
-            self.store.prune_nonces(oldest)
+        fn prune_nonces(&mut self, older_than_secs: i64) -> Result<usize, StoreError> {
+            self.store.prune_nonces(older_than_secs)
         }
 
         fn still_in_place(&self) -> Result<(), StoreError> {

@@ -19,8 +19,9 @@ pub trait RequestStore {
     /// group commits, so a nonce checked in the group cannot be used by anyone else in between.
     fn begin_group(&mut self) -> Result<Self::Group<'_>, StoreError>;
 
-    /// Forgets nonces whose timestamp is before `oldest_timestamp`: such requests fail the clock check anyway.
-    fn prune_nonces(&mut self, oldest_timestamp: i64) -> Result<usize, StoreError>;
+    /// Forgets nonces whose timestamp is more than `older_than_secs` before the store's clock (on PostgreSQL the
+    /// database's, which every server sharing it reads alike): such requests fail every server's clock check.
+    fn prune_nonces(&mut self, older_than_secs: i64) -> Result<usize, StoreError>;
 
     /// Fails when the store the server writes to is no longer the one others read (a SQLite file deleted or
     /// replaced under the running server): the server must stop acknowledging.

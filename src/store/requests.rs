@@ -43,10 +43,11 @@ impl RequestStore for Store {
         Store::still_in_place(self)
     }
 
-    fn prune_nonces(&mut self, oldest_timestamp: i64) -> Result<usize, StoreError> {
+    /// Servers sharing a SQLite file share the host's clock, which is the store's.
+    fn prune_nonces(&mut self, older_than_secs: i64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
             "DELETE FROM nonces WHERE timestamp < ?1",
-            [oldest_timestamp],
+            [crate::timestamp::now_seconds() - older_than_secs],
         )?)
     }
 }
@@ -342,13 +343,14 @@ mod tests {
     #[test]
     fn pruning_forgets_only_old_nonces() {
         let mut store = Store::open_in_memory().unwrap();
+        let now = crate::timestamp::now_seconds();
         store
-            .commit_accepted(&accepted(1), &nonce("old", 100), "[]")
+            .commit_accepted(&accepted(1), &nonce("old", now - 1000), "[]")
             .unwrap();
         store
-            .commit_accepted(&accepted(2), &nonce("new", 200), "[]")
+            .commit_accepted(&accepted(2), &nonce("new", now - 10), "[]")
             .unwrap();
-        assert_eq!(store.prune_nonces(150).unwrap(), 1);
+        assert_eq!(store.prune_nonces(500).unwrap(), 1);
         assert!(store.find_nonce("ZK1", "old").unwrap().is_none());
         assert!(store.find_nonce("ZK1", "new").unwrap().is_some());
     }

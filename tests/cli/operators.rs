@@ -309,15 +309,18 @@ fn audit_export_writes_the_rows_of_query_json_payload(env: TestEnv) {
 
 fn audit_prune_refuses_the_replay_window_and_a_dry_run_removes_nothing(env: TestEnv) {
     let (env, _) = store_with_traffic(env);
-    for before in ["1m", "299s"] {
+    // A request accepted with a client clock --max-skew ahead stays acceptable until twice --max-skew after its
+    // row was written: its nonce is needed that long, so rows newer than 2 × 300 s stay.
+    for before in ["1m", "299s", "301s", "9m", "599s"] {
         let out = env
             .zavro()
             .args(["audit", "prune", "--before", before])
             .assert()
             .code(2);
         assert!(
-            stderr_of(&out).contains("replay window"),
-            "{}",
+            stderr_of(&out).contains("replay window")
+                && stderr_of(&out).contains("rows newer than 600 s"),
+            "{before}: {}",
             stderr_of(&out)
         );
     }

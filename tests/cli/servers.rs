@@ -10,8 +10,8 @@ use zavro::protocol::{Reply, Request};
 
 use crate::{
     common::{
-        Server, TestEnv, bare_zavro, reject_code, request_once, stderr_of, wait_until,
-        zavro_process,
+        Server, TestEnv, bare_zavro, on_both_backends, reject_code, request_once, stderr_of,
+        wait_until, zavro_process,
     },
     proxy::Proxy,
     test_cluster,
@@ -23,20 +23,12 @@ fn value(env: &TestEnv, sql: &str) -> String {
 }
 
 #[test]
-fn serve_on_postgres_refuses_asynchronous_commits_unless_allowed_and_needs_the_master_key() {
+fn serve_on_postgres_commits_synchronously_refuses_a_url_turning_it_off_unless_allowed_and_needs_the_master_key()
+ {
     let Some(env) = TestEnv::postgres() else {
         return;
     };
     env.add_key();
-    let serve = |extra: &[&str]| {
-        let mut cmd = bare_zavro();
-        cmd.arg("--db")
-            .arg(&env.db)
-            .env("ZAVRO_MASTER_KEY_FILE", env.master_key.as_ref().unwrap())
-            .args(["serve", "127.0.0.1:*", "--plaintext"])
-            .args(extra);
-        cmd
-    };
     // Without the master key no secret can be read: one line, exit 9, before anything listens.
     bare_zavro()
         .arg("--db")
@@ -49,11 +41,16 @@ fn serve_on_postgres_refuses_asynchronous_commits_unless_allowed_and_needs_the_m
         ))
         .stderr(predicate::function(|text: &str| text.lines().count() == 1));
 
-    env.psql(&format!(
-        "ALTER DATABASE {} SET synchronous_commit = off;",
-        env.database()
-    ));
-    let refused = serve(&[]).assert().code(1);
+    // The server's sessions force synchronous_commit on; only the URL's options (which come after) can turn
+    // it off, and then the server refuses to start.
+    let off = with_url_options(&env, "-c%20synchronous_commit%3Doff");
+    let refused = bare_zavro()
+        .arg("--db")
+        .arg(&off.db)
+        .env("ZAVRO_MASTER_KEY_FILE", env.master_key.as_ref().unwrap())
+        .args(["serve", "127.0.0.1:*", "--plaintext"])
+        .assert()
+        .code(1);
     let message = stderr_of(&refused);
     assert!(
         message.contains("has synchronous_commit off")
@@ -64,7 +61,22 @@ fn serve_on_postgres_refuses_asynchronous_commits_unless_allowed_and_needs_the_m
     assert_eq!(message.lines().count(), 1, "{message}");
     assert!(!message.contains("listening on"), "{message}");
 
-    // Allowed explicitly, it serves, and says what it risks.
+    // A database (or role) set to off: the server's sessions commit synchronously anyway.
+    env.psql(&format!(
+        "ALTER DATABASE {} SET synchronous_commit = off;",
+        env.database()
+    ));
+    let server = Server::start(&env, "127.0.0.1:*", &[]);
+    assert!(
+        !server
+            .stderr_lines()
+            .iter()
+            .any(|line| line.contains("warning")),
+        "{:?}",
+        server.stderr_lines()
+    );
+    assert!(server.stop().success());
+    // Allowed explicitly, it takes the database's setting, and says what it risks.
     let server = Server::start(&env, "127.0.0.1:*", &["--allow-async-commit"]);
     let warned = server
         .stderr_lines()
@@ -485,4 +497,210 @@ fn postgresql_restarting_under_a_sending_client_loses_nothing_acknowledged_and_s
         sql("SELECT count(DISTINCT e) FROM payloads, json_array_elements_text(json::json) e;"),
         "300"
     );
+}
+
+on_both_backends!(a_server_with_a_smaller_max_skew_never_prunes_a_nonce_another_server_still_needs);
+
+/// Servers sharing a store may run with different `--max-skew`: the one with the smaller skew prunes nonces at
+/// start-up, and must not forget one the other still accepts requests for, or a retry would be stored twice.
+fn a_server_with_a_smaller_max_skew_never_prunes_a_nonce_another_server_still_needs(env: TestEnv) {
+    let (key, secret) = env.add_key();
+    let a = Server::start(&env, "127.0.0.1:*", &["--name", "a", "--max-skew", "3000"]);
+    // Ten minutes old: inside A's window, far outside B's.
+    let payload = zavro::avro::encode(&[json!({"n": 1})]).unwrap();
+    let request = Request::sign(
+        &key,
+        secret.as_bytes(),
+        zavro::timestamp::now_seconds() - 600,
+        "skew-nonce-0000000001",
+        payload,
+    )
+    .to_frames();
+    let Reply::Accepted {
+        audit_id,
+        duplicate: false,
+        ..
+    } = request_once(a.endpoint(), &request)
+    else {
+        panic!("A stores the request");
+    };
+    let b = Server::start_with_output(
+        &env,
+        "127.0.0.1:*",
+        &env.path("b.ndjson"),
+        &["--name", "b", "--max-skew", "60"],
+    );
+    // B prunes old nonces before it answers anything: once it has answered, its start-up prune is done.
+    let other = signed_with_nonce(&key, &secret, "skew-nonce-0000000002", &[json!({"n": 2})]);
+    assert!(matches!(
+        request_once(b.endpoint(), &other),
+        Reply::Accepted { .. }
+    ));
+    // The client retries the first request on A, whose window still holds it: a duplicate, stored once.
+    assert_eq!(
+        request_once(a.endpoint(), &request),
+        Reply::Accepted {
+            audit_id,
+            records: 1,
+            duplicate: true
+        }
+    );
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+    let sends: Vec<String> = env
+        .audit_sends()
+        .iter()
+        .map(|row| format!("{}:{}:{}", row["server"], row["status"], row["reason"]))
+        .collect();
+    assert_eq!(
+        sends,
+        [
+            r#""a":"accepted":null"#,
+            r#""b":"accepted":null"#,
+            r#""a":"accepted":"duplicate""#
+        ]
+    );
+    assert_eq!(env.output_lines(), [r#"{"n":1}"#]);
+}
+
+/// A second handle on `env`'s database whose URL adds `options` (percent-encoded), with a temporary directory
+/// of its own for output files.
+fn with_url_options(env: &TestEnv, options: &str) -> TestEnv {
+    let url = env.db.to_str().expect("a PostgreSQL URL is text");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    TestEnv {
+        dir: tempfile::tempdir().unwrap(),
+        db: format!("{url}{separator}options={options}").into(),
+        master_key: env.master_key.clone(),
+    }
+}
+
+/// A connection of the test's own to `env`'s database, as zavro connects.
+fn connect(env: &TestEnv) -> postgres::Client {
+    let url = zavro::store::PgUrl::parse(env.db.to_str().unwrap()).unwrap();
+    zavro::store::postgres::connect::connect_client(&url).unwrap()
+}
+
+#[test]
+fn a_session_holding_the_chain_lock_costs_groups_a_lock_timeout_not_the_server_and_they_pass_once_it_ends()
+ {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    let (key, secret) = env.add_key();
+    // The URL's options come after the server's own: a 1 s lock timeout instead of 5 s.
+    let served = with_url_options(&env, "-c%20lock_timeout%3D1s");
+    let server = Server::start(&served, "127.0.0.1:*", &["--name", "a"]);
+    let mut holder = connect(&env);
+    holder
+        .batch_execute("BEGIN; SELECT * FROM audit_chain FOR UPDATE;")
+        .unwrap();
+
+    // A group cannot take the chain's lock: its request is refused `internal` (retryable), and the server goes on.
+    let request = signed_with_nonce(&key, &secret, "held-lock-nonce-0001", &[json!({"n": 1})]);
+    let reply = request_once(server.endpoint(), &request);
+    assert_eq!(reject_code(&reply), "internal", "{reply:?}");
+    let lock_errors = |server: &Server| {
+        server
+            .stderr_lines()
+            .iter()
+            .filter(|line| line.contains("store error, group of") && line.contains("lock timeout"))
+            .count()
+    };
+    assert_eq!(lock_errors(&server), 1, "{:?}", server.stderr_lines());
+
+    // A client that retries gets through once the session lets go.
+    let mut send = zavro_process()
+        .arg("--db")
+        .arg(&env.db)
+        .args(["send", server.endpoint(), "--plaintext"])
+        .args(["--timeout", "5", "--retries", "10"])
+        .env("ZAVRO_KEY", &key)
+        .env("ZAVRO_SECRET", &secret)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    send.stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"n\":2}\n")
+        .unwrap();
+    wait_until("the client's request to meet the held lock", || {
+        lock_errors(&server) >= 2
+    });
+    holder.batch_execute("COMMIT").unwrap();
+    let output = send.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("accepted 1 record"), "{stderr}");
+    // The refused request is accepted when sent again: nothing of it was kept.
+    assert!(matches!(
+        request_once(server.endpoint(), &request),
+        Reply::Accepted {
+            duplicate: false,
+            ..
+        }
+    ));
+    assert!(server.stop().success());
+    assert_eq!(served.output_lines(), [r#"{"n":2}"#, r#"{"n":1}"#]);
+    assert_eq!(value(&env, "SELECT count(*) FROM payloads;"), "2");
+}
+
+#[test]
+fn a_server_reconnecting_after_synchronous_commit_was_turned_off_still_commits_synchronously() {
+    let Some(env) = TestEnv::postgres() else {
+        return;
+    };
+    let (key, secret) = env.add_key();
+    // What the server's own sessions say at commit, recorded by a trigger inside its transactions.
+    env.psql(
+        "CREATE TABLE seen_commit (setting text);
+         CREATE FUNCTION note_commit() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO seen_commit VALUES (current_setting('synchronous_commit')); RETURN NULL; END $$;
+         CREATE TRIGGER note_commit AFTER INSERT ON payloads FOR EACH STATEMENT EXECUTE FUNCTION note_commit();",
+    );
+    let server = Server::start(&env, "127.0.0.1:*", &["--name", "a"]);
+    env.send(server.endpoint(), &key, &secret, "{\"n\":1}")
+        .success();
+
+    env.psql(&format!(
+        "ALTER DATABASE {} SET synchronous_commit = off;",
+        env.database()
+    ));
+    let server_sessions = format!(
+        "FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'zavro'",
+        env.database()
+    );
+    let killed = value(
+        &env,
+        &format!("SELECT string_agg(pid::text, ',') {server_sessions};"),
+    );
+    assert!(!killed.is_empty());
+    env.psql(&format!(
+        "SELECT pg_terminate_backend(pid) {server_sessions};"
+    ));
+    wait_until("the server's sessions to end", || {
+        value(
+            &env,
+            &format!("SELECT count(*) {server_sessions} AND pid IN ({killed});"),
+        ) == "0"
+    });
+    // The server replaces its connection (the request may be answered `internal` once, and sent again).
+    env.send_with(
+        server.endpoint(),
+        &key,
+        &secret,
+        "{\"n\":2}",
+        &["--retries", "5"],
+    )
+    .success();
+    assert!(server.stop().success());
+    assert_eq!(
+        value(&env, "SELECT string_agg(setting, ',') FROM seen_commit;"),
+        "on,on",
+        "the new session commits synchronously whatever the database says"
+    );
+    assert_eq!(env.output_lines(), [r#"{"n":1}"#, r#"{"n":2}"#]);
 }

@@ -103,6 +103,9 @@ pub fn settings(url: &PgUrl) -> Config {
     if let Some(timeout) = liveness.user_timeout {
         config.tcp_user_timeout(timeout);
     }
+    if let Some(options) = url.session_options() {
+        config.options(&options);
+    }
     config
 }
 
@@ -165,6 +168,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::store::postgres::Serving;
 
     fn settings_of(text: &str) -> Config {
         settings(&PgUrl::parse_with_env(text, |_| None).unwrap())
@@ -194,6 +198,39 @@ mod tests {
         // The rest of the URL is there too.
         assert_eq!(config.get_user(), Some("zavro"));
         assert_eq!(config.get_dbname(), Some("zavro"));
+    }
+
+    #[test]
+    fn a_servers_sessions_are_bounded_and_durable_and_the_urls_options_come_last() {
+        let url = |text: &str| PgUrl::parse_with_env(text, |_| None).unwrap();
+        // Other commands send no options.
+        assert_eq!(settings_of("postgres://u@h/d").get_options(), None);
+        let served = settings(&url("postgres://u@h/d").for_serving(Serving::Durable));
+        assert_eq!(
+            served.get_options(),
+            Some(
+                "-c lock_timeout=5s -c statement_timeout=30s -c idle_in_transaction_session_timeout=15s \
+                 -c synchronous_commit=on"
+            )
+        );
+        let allowed = settings(&url("postgres://u@h/d").for_serving(Serving::AsyncAllowed));
+        assert_eq!(
+            allowed.get_options(),
+            Some(super::super::url::SERVE_SESSION_OPTIONS)
+        );
+        // PostgreSQL applies the options in order, so the URL's override the server's own.
+        let overridden = settings(
+            &url("postgres://u@h/d?options=-c%20lock_timeout%3D1s").for_serving(Serving::Durable),
+        );
+        let options = overridden.get_options().unwrap();
+        assert!(
+            options.ends_with("-c synchronous_commit=on -c lock_timeout=1s"),
+            "{options}"
+        );
+        assert_eq!(
+            settings_of("postgres://u@h/d?options=-c%20x%3D1").get_options(),
+            Some("-c x=1")
+        );
     }
 
     #[test]

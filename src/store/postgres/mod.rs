@@ -69,7 +69,7 @@ use postgres::Client;
 pub use chain::ChainWriter;
 pub use requests::PgGroup;
 pub use statements::Statements;
-pub use url::{ChannelBinding, PgHost, PgUrl, SslMode};
+pub use url::{ChannelBinding, PgHost, PgUrl, Serving, SslMode};
 
 use super::StoreError;
 use crate::sealed::MasterKey;

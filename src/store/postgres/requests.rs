@@ -50,8 +50,10 @@ const INSERT_SCHEMA: &str = "INSERT INTO schemas (fingerprint, canonical, schema
 /// The id of a schema already stored.
 const FIND_SCHEMA: &str = "SELECT id FROM schemas WHERE fingerprint = $1";
 
-/// Forgets nonces whose requests are too old to pass the clock check.
-const PRUNE_NONCES: &str = "DELETE FROM nonces WHERE timestamp < $1";
+/// Forgets nonces more than $1 seconds older than the database's clock: one clock for every server sharing the
+/// database, however far their own clocks are apart.
+const PRUNE_NONCES: &str =
+    "DELETE FROM nonces WHERE timestamp < extract(epoch FROM now())::bigint - $1::bigint";
 
 impl RequestStore for PgStore {
     type Group<'s> = PgGroup<'s>;
@@ -82,10 +84,10 @@ impl RequestStore for PgStore {
         })
     }
 
-    fn prune_nonces(&mut self, oldest_timestamp: i64) -> Result<usize, StoreError> {
+    fn prune_nonces(&mut self, older_than_secs: i64) -> Result<usize, StoreError> {
         self.ensure_connected()?;
         let prune = self.statements.get(&mut self.client, PRUNE_NONCES)?;
-        let removed = self.client.execute(&prune, &[&oldest_timestamp])?;
+        let removed = self.client.execute(&prune, &[&older_than_secs])?;
         Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 
@@ -349,7 +351,7 @@ mod tests {
     use super::*;
     use crate::store::{
         KeyStore, Store,
-        postgres::tests::{fresh_store, master, verify_chain},
+        postgres::tests::{fresh_store, master, verify_chain, wait_until},
     };
 
     fn nonce(nonce: &str, timestamp: i64) -> Nonce<'_> {
@@ -500,9 +502,11 @@ mod tests {
         let Some(mut store) = fresh_store(Some(master(1))) else {
             return;
         };
-        commit_accepted(&mut store, &accepted(1), &nonce("old", 100), "[]").unwrap();
-        commit_accepted(&mut store, &accepted(2), &nonce("new", 200), "[]").unwrap();
-        assert_eq!(store.prune_nonces(150).unwrap(), 1);
+        // Relative to the database's clock, which this host shares.
+        let now = crate::timestamp::now_seconds();
+        commit_accepted(&mut store, &accepted(1), &nonce("old", now - 1000), "[]").unwrap();
+        commit_accepted(&mut store, &accepted(2), &nonce("new", now - 10), "[]").unwrap();
+        assert_eq!(store.prune_nonces(500).unwrap(), 1);
         assert_eq!(find(&mut store, "old"), None);
         assert!(find(&mut store, "new").is_some());
     }
@@ -586,6 +590,7 @@ mod tests {
             return;
         };
         let mut b = PgStore::connect(a.url()).unwrap();
+        let mut watcher = PgStore::connect(a.url()).unwrap();
         // A has written (so holds the chain's lock); B can still begin a group and read.
         let mut group_a = a.begin_group().unwrap();
         group_a
@@ -600,9 +605,27 @@ mod tests {
         assert!(group_b.key("ZK1").unwrap().is_none());
         drop(group_b);
         // B's writer waits for A's commit, then chains after it.
+        let b_pid: i32 = b
+            .client()
+            .query_one("SELECT pg_backend_pid()", &[])
+            .unwrap()
+            .get(0);
         let waiting = std::thread::spawn(move || {
             let committed = commit_accepted(&mut b, &accepted(2), &nonce("b", 100), "[2]");
             (b, committed)
+        });
+        // A commits only once B is seen waiting for a lock: otherwise B could take the lock after A's commit and
+        // the test would prove nothing about waiting.
+        wait_until("B to wait for the chain's lock", || {
+            watcher
+                .client()
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted",
+                    &[&b_pid],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+                > 0
         });
         group_a.commit().unwrap();
         let (_, committed) = waiting.join().unwrap();

@@ -13,6 +13,9 @@
 //! up within about 25 s, so a query waiting on it fails instead of hanging a server. libpq's `keepalives`,
 //! `keepalives_idle`, `keepalives_interval`, `keepalives_count` and `tcp_user_timeout` override them.
 //!
+//! libpq's `options` (`-c name=value …`) are sent at connection start; a server's sessions send their own first
+//! ([`SERVE_SESSION_OPTIONS`]), so the URL's override them.
+//!
 //! The password is kept out of every rendering: [`fmt::Display`] and [`fmt::Debug`] omit it, and parse errors
 //! never echo any part of the text, which may hold it.
 
@@ -62,9 +65,35 @@ pub struct PgUrl {
     channel_binding: ChannelBinding,
     connect_timeout: Option<Duration>,
     application_name: Option<String>,
+    /// libpq's `options`: command-line options for the server's session (`-c name=value …`), sent after
+    /// zavro's own for a server's sessions, so they override them.
+    options: Option<Box<str>>,
+    /// The settings a server's sessions start with ([`PgUrl::for_serving`]); `None` for the other commands.
+    serving: Option<Serving>,
     /// What [`PgUrl::tcp_liveness`] gives, kept small (a `PgUrl` travels inside every `Location`).
     liveness: CompactLiveness,
 }
+
+/// How a server's sessions are set up ([`PgUrl::for_serving`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    /// `synchronous_commit` forced on, whatever the role or database says.
+    Durable,
+    /// `synchronous_commit` as the role or database says (`serve --allow-async-commit`).
+    AsyncAllowed,
+}
+
+/// The session settings of every connection `serve` makes: a session holding the `audit_chain` lock (or any
+/// other) stalls a group for at most `lock_timeout` (the group is answered `internal`, retryable), no statement
+/// runs longer than `statement_timeout`, and a session left idle inside a transaction is ended by the database
+/// after `idle_in_transaction_session_timeout`, releasing its locks. The URL's `options` come after these, so
+/// they override them.
+pub const SERVE_SESSION_OPTIONS: &str =
+    "-c lock_timeout=5s -c statement_timeout=30s -c idle_in_transaction_session_timeout=15s";
+
+/// Added to [`SERVE_SESSION_OPTIONS`] unless `--allow-async-commit`: every session commits durably, even one
+/// opened after an `ALTER ROLE … SET synchronous_commit = off` (the start-up check alone would miss that).
+pub const SYNCHRONOUS_COMMIT_OPTION: &str = "-c synchronous_commit=on";
 
 /// [`TcpLiveness`] in whole seconds and milliseconds, within the limits the URL parser enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +296,24 @@ impl PgUrl {
         self
     }
 
+    /// This URL for `serve`'s connections: each session starts with [`SERVE_SESSION_OPTIONS`] and, when
+    /// `serving` is [`Serving::Durable`], [`SYNCHRONOUS_COMMIT_OPTION`].
+    pub fn for_serving(mut self, serving: Serving) -> PgUrl {
+        self.serving = Some(serving);
+        self
+    }
+
+    /// The command-line options the session starts with: a server's own, then the URL's `options`.
+    pub fn session_options(&self) -> Option<String> {
+        let serving = self.serving.map(|serving| match serving {
+            Serving::Durable => format!("{SERVE_SESSION_OPTIONS} {SYNCHRONOUS_COMMIT_OPTION}"),
+            Serving::AsyncAllowed => SERVE_SESSION_OPTIONS.to_owned(),
+        });
+        let options = [serving.as_deref(), self.options.as_deref()];
+        let joined: Vec<&str> = options.into_iter().flatten().collect();
+        (!joined.is_empty()).then(|| joined.join(" "))
+    }
+
     /// How a TCP connection notices that the database host is gone: zavro's defaults, or what the URL's
     /// `keepalives*` and `tcp_user_timeout` parameters say.
     pub fn tcp_liveness(&self) -> TcpLiveness {
@@ -340,7 +387,7 @@ impl fmt::Debug for PgUrl {
 }
 
 /// The query parameters zavro understands.
-const KNOWN_PARAMETERS: [&str; 15] = [
+const KNOWN_PARAMETERS: [&str; 16] = [
     "host",
     "port",
     "user",
@@ -351,6 +398,7 @@ const KNOWN_PARAMETERS: [&str; 15] = [
     "channel_binding",
     "connect_timeout",
     "application_name",
+    "options",
     "keepalives",
     "keepalives_idle",
     "keepalives_interval",
@@ -379,6 +427,7 @@ struct Parts {
     channel_binding: Option<ChannelBinding>,
     connect_timeout: Option<Duration>,
     application_name: Option<String>,
+    options: Option<String>,
     keepalives: Option<bool>,
     keepalives_idle: Option<u16>,
     keepalives_interval: Option<u16>,
@@ -423,6 +472,7 @@ impl Parts {
                 self.connect_timeout = (seconds > 0).then(|| Duration::from_secs(seconds.max(2)));
             }
             "application_name" => self.application_name = non_empty(value),
+            "options" => self.options = non_empty(value),
             // libpq: any integer, 0 turns keepalives off.
             "keepalives" => {
                 let on: i64 = value
@@ -516,6 +566,8 @@ impl Parts {
             channel_binding: self.channel_binding.unwrap_or(ChannelBinding::Prefer),
             connect_timeout: self.connect_timeout,
             application_name: self.application_name,
+            options: self.options.map(String::into_boxed_str),
+            serving: None,
             liveness: CompactLiveness {
                 keepalives: self.keepalives.unwrap_or(true).then(|| {
                     (
