@@ -10,10 +10,10 @@ mod server_key;
 mod store;
 
 use crate::{
-    cli::{AuditCommand, Cli, Command, KeysCommand, ServerKeyCommand, StoreCommand},
+    cli::{Cli, Command, KeysCommand, StoreCommand},
     config,
     error::Error,
-    store::{Location, PgStore, PgUrl, Store, StoreError, postgres::Serving},
+    store::{Location, PgStore, Store, StoreError, postgres::Serving},
 };
 
 /// How long `serve` waits for a PostgreSQL connection when the URL sets no `connect_timeout`.
@@ -23,16 +23,8 @@ const SERVE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// creates it, so a mistyped `--db` or a deleted store is an error everywhere else, not a new, empty store.
 /// Only the commands that read or write secrets read the master key of a sealed store.
 pub fn run(cli: Cli) -> Result<(), Error> {
-    let name = command_name(&cli.command);
     let master_key_file = cli.master_key_file.as_deref();
     let store_location = || config::store_location(cli.db.as_deref(), cli.db_on_command_line);
-    let open_store = |create: bool| -> Result<Store, Error> {
-        match store_location()? {
-            Location::Sqlite(path) if create => Ok(Store::open(&path)?),
-            Location::Sqlite(path) => Ok(Store::open_existing(&path)?),
-            Location::Postgres(url) => Err(not_on_postgres_yet(&url, create, &name)),
-        }
-    };
     match cli.command {
         Command::Serve(args) => match store_location()? {
             Location::Postgres(url) => {
@@ -51,8 +43,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 store.use_master_key(config::master_key(master_key_file)?)?;
                 serve::run(&mut store, args)
             }
-            Location::Sqlite(_) => {
-                let mut store = open_store(false)?;
+            Location::Sqlite(path) => {
+                let mut store = Store::open_existing(&path)?;
                 give_master_key(&mut store, master_key_file)?;
                 serve::run(&mut store, args)
             }
@@ -74,11 +66,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     }
                     keys::run(&mut store, command)
                 }
-                location @ Location::Sqlite(_) => {
+                Location::Sqlite(path) => {
                     if add {
-                        refuse_a_key_for_a_new_store(&location, master_key_file)?;
+                        refuse_a_key_for_a_new_store(&path, master_key_file)?;
                     }
-                    let mut store = open_store(add)?;
+                    let mut store = if add {
+                        Store::open(&path)?
+                    } else {
+                        Store::open_existing(&path)?
+                    };
                     if add {
                         give_master_key(&mut store, master_key_file)?;
                     }
@@ -98,8 +94,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 store.use_master_key(config::master_key(master_key_file)?)?;
                 server_key::run(&mut store, args)
             }
-            Location::Sqlite(_) => {
-                let mut store = open_store(false)?;
+            Location::Sqlite(path) => {
+                let mut store = Store::open_existing(&path)?;
                 // Showing and rotating read no secret, so the key is not required; but a key configured is
                 // always given, and so checked: a store whose sealing row someone deleted is refused, never
                 // given new clear-text server secrets.
@@ -109,8 +105,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 server_key::run(&mut store, args)
             }
         },
-        Command::Store(StoreCommand::Copy(args)) => store::copy(master_key_file, args),
         Command::Store(command) => match (command, store_location()?) {
+            // Copy names its own stores; `--db` plays no part in it.
+            (StoreCommand::Copy(args), _) => store::copy(master_key_file, args),
             // Only `store seal` makes a missing store, sealed before anything is in it.
             (StoreCommand::Seal(args), Location::Sqlite(path)) if !path.exists() => {
                 store::seal_new(&path, master_key_file, &args)
@@ -120,66 +117,22 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             (StoreCommand::Reseal(args), Location::Postgres(url)) => {
                 store::reseal_postgres(&url, master_key_file, &args)
             }
-            (command, _) => store::run(&mut open_store(false)?, master_key_file, command),
+            (command, Location::Sqlite(path)) => {
+                store::run(&mut Store::open_existing(&path)?, master_key_file, command)
+            }
         },
         Command::Completions(args) => completions::run(args),
     }
-}
-
-/// Connects to the PostgreSQL store and migrates it (creating it for `keys add`), so a wrong URL, password or
-/// database is reported as such; then refuses, since the command does not yet run on PostgreSQL.
-fn not_on_postgres_yet(url: &PgUrl, create: bool, command: &str) -> Error {
-    let connected = if create {
-        PgStore::connect_or_create(url)
-    } else {
-        PgStore::connect(url)
-    };
-    match connected {
-        Err(e) => e.into(),
-        Ok(_) => Error::Usage(format!(
-            "`zavro {command}` is not available on PostgreSQL yet (store {url}); use a SQLite store (--db PATH)"
-        )),
-    }
-}
-
-/// The subcommand as typed, for messages: `keys add`, `audit query`, `server-key rotate`.
-fn command_name(command: &Command) -> String {
-    match command {
-        Command::Serve(_) => "serve",
-        Command::Send(_) => "send",
-        Command::Bench(_) => "bench",
-        Command::Completions(_) => "completions",
-        Command::Keys(KeysCommand::Add(_)) => "keys add",
-        Command::Keys(KeysCommand::List(_)) => "keys list",
-        Command::Keys(KeysCommand::Revoke(_)) => "keys revoke",
-        Command::Audit(AuditCommand::Query(_)) => "audit query",
-        Command::Audit(AuditCommand::Verify(_)) => "audit verify",
-        Command::Audit(AuditCommand::Head) => "audit head",
-        Command::Audit(AuditCommand::Stats(_)) => "audit stats",
-        Command::Audit(AuditCommand::Export(_)) => "audit export",
-        Command::Audit(AuditCommand::Prune(_)) => "audit prune",
-        Command::Audit(AuditCommand::Schemas(_)) => "audit schemas",
-        Command::ServerKey(args) => match &args.command {
-            None => "server-key",
-            Some(ServerKeyCommand::Rotate(_)) => "server-key rotate",
-        },
-        Command::Store(StoreCommand::Status) => "store status",
-        Command::Store(StoreCommand::Seal(_)) => "store seal",
-        Command::Store(StoreCommand::Reseal(_)) => "store reseal",
-        Command::Store(StoreCommand::Copy(_)) => "store copy",
-    }
-    .to_owned()
 }
 
 /// `keys add` with a master key configured, where no SQLite store is yet: refused before the file is made (a new
 /// store is not sealed, so the key would protect nothing), so no empty store is left behind. The key file is read
 /// first, so a broken one is reported as such. `zavro store seal` makes a store sealed from the start.
 fn refuse_a_key_for_a_new_store(
-    location: &Location,
+    path: &std::path::Path,
     flag: Option<&std::path::Path>,
 ) -> Result<(), Error> {
-    if let Location::Sqlite(path) = location
-        && !path.exists()
+    if !path.exists()
         && let Some(master) = config::master_key(flag)?
     {
         return Err(StoreError::NotSealed {
