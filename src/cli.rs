@@ -5,8 +5,8 @@ use std::{ffi::OsString, path::PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::{ArgValueCompleter, Shell};
 
-/// The largest `--max-skew` a server may run with (a day): servers sharing a store keep every nonce this long,
-/// so that none forgets a nonce another, with a larger `--max-skew`, still needs.
+/// The largest `--max-skew` a server may run with (a day); pruning falls back to it should a store's recorded
+/// nonce window be missing.
 pub const MAX_SKEW_LIMIT_SECS: i64 = 86_400;
 
 const ROOT_EXAMPLES: &str = "\

@@ -148,6 +148,8 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
         _ => Error::Usage(format!("--name: {e}")),
     })?;
     store.ready_to_serve(&args)?;
+    // Before anything is served: from now on every server sharing the store keeps nonces for this one's skew.
+    store.widen_nonce_window(i64::from(args.max_skew))?;
     if !args.plaintext && !curve::available() {
         return Err(Error::Other(
             "this zavro's libzmq was built without CURVE, so it cannot encrypt (vendor/README.md says how it \

@@ -50,14 +50,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How often old nonces are forgotten.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// How long nonces are kept, in seconds of the store's clock. Not this server's `--max-skew`: servers sharing a
-/// store may run with different ones, and a request stays acceptable to a server until its timestamp plus that
-/// server's skew, so a nonce is kept for the largest skew any server may use, plus a margin for servers whose
-/// clocks are behind the store's (on PostgreSQL the database's clock decides).
-pub const NONCE_KEPT_SECS: i64 = crate::cli::MAX_SKEW_LIMIT_SECS + NONCE_CLOCK_MARGIN_SECS;
-
-/// How far a server's clock may be behind the store's before pruning could forget a nonce it still needs.
-const NONCE_CLOCK_MARGIN_SECS: i64 = 3_600;
+/// How far a server's clock may be behind the store's (on PostgreSQL the database's) before pruning could forget
+/// a nonce it still needs: nonces are kept for the store's recorded window (the largest `--max-skew` any server
+/// has used on it) plus this. Servers are expected to keep their clocks synchronised (NTP), far closer than this.
+pub const NONCE_CLOCK_MARGIN_SECS: i64 = 60;
 
 /// Settings of a running server.
 #[derive(Debug, Clone)]
@@ -151,7 +147,7 @@ pub fn run<S: RequestStore>(
 ) -> Result<Stats, ServeError> {
     let mut stats = Stats::default();
     let mut worker = Worker::new(settings);
-    prune_nonces(store, &mut log);
+    prune_nonces(store, settings, &mut log);
     let mut last_prune = Instant::now();
     let mut cutoffs_seen = transport::oversized_message_cutoffs();
     // A blocking receive with a timeout rather than poll-then-receive: the same wake-up, fewer calls into
@@ -228,7 +224,7 @@ pub fn run<S: RequestStore>(
         }
         worker.close_windows(store, now_us, false, &mut log);
         if last_prune.elapsed() >= PRUNE_INTERVAL {
-            prune_nonces(store, &mut log);
+            prune_nonces(store, settings, &mut log);
             last_prune = Instant::now();
         }
     }
@@ -252,10 +248,15 @@ fn note_new_cutoffs(worker: &mut Worker, seen: &mut u64, now_us: i64) {
     }
 }
 
-/// Forgets nonces too old to pass any server's clock check ([`NONCE_KEPT_SECS`]); a failure is logged and
-/// tried again next time.
-fn prune_nonces<S: RequestStore>(store: &mut S, log: &mut Log) {
-    if let Err(e) = store.prune_nonces(NONCE_KEPT_SECS) {
+/// Forgets nonces too old to pass any server's clock check (the store's recorded window plus
+/// [`NONCE_CLOCK_MARGIN_SECS`]); a failure is logged and tried again next time. This server's own skew is
+/// recorded again first (`serve` recorded it at start-up), so a window lowered by hand below a running server's
+/// skew is put back within a minute.
+fn prune_nonces<S: RequestStore>(store: &mut S, settings: &Settings, log: &mut Log) {
+    let pruned = store
+        .widen_nonce_window(settings.max_skew_secs)
+        .and_then(|_| store.prune_nonces(NONCE_CLOCK_MARGIN_SECS));
+    if let Err(e) = pruned {
         log.info(format_args!("could not prune old nonces: {e}"));
     }
 }

@@ -1174,8 +1174,12 @@ mod racing {
             })
         }
 
-        fn prune_nonces(&mut self, older_than_secs: i64) -> Result<usize, StoreError> {
-            self.store.prune_nonces(older_than_secs)
+        fn widen_nonce_window(&mut self, max_skew_secs: i64) -> Result<i64, StoreError> {
+            self.store.widen_nonce_window(max_skew_secs)
+        }
+
+        fn prune_nonces(&mut self, margin_secs: i64) -> Result<usize, StoreError> {
+            self.store.prune_nonces(margin_secs)
         }
 
         fn still_in_place(&self) -> Result<(), StoreError> {

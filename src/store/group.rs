@@ -19,9 +19,16 @@ pub trait RequestStore {
     /// group commits, so a nonce checked in the group cannot be used by anyone else in between.
     fn begin_group(&mut self) -> Result<Self::Group<'_>, StoreError>;
 
-    /// Forgets nonces whose timestamp is more than `older_than_secs` before the store's clock (on PostgreSQL the
-    /// database's, which every server sharing it reads alike): such requests fail every server's clock check.
-    fn prune_nonces(&mut self, older_than_secs: i64) -> Result<usize, StoreError>;
+    /// Records that a server runs with `max_skew_secs` on this store: the store's nonce window becomes the larger
+    /// of the one recorded and this, atomically (two servers starting at once cannot lose the larger), and is
+    /// never lowered here. Returns the window now recorded.
+    fn widen_nonce_window(&mut self, max_skew_secs: i64) -> Result<i64, StoreError>;
+
+    /// Forgets nonces whose timestamp is more than the recorded nonce window plus `margin_secs` before the
+    /// store's clock (on PostgreSQL the database's, which every server sharing it reads alike): such requests
+    /// fail every server's clock check. The window is read in the same statement, so a server that widened it
+    /// since is honoured at once.
+    fn prune_nonces(&mut self, margin_secs: i64) -> Result<usize, StoreError>;
 
     /// Fails when the store the server writes to is no longer the one others read (a SQLite file deleted or
     /// replaced under the running server): the server must stop acknowledging.

@@ -77,11 +77,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         ),
         M::up(include_str!("migrations/0009_sealed.sql")),
         M::up(include_str!("migrations/0010_audit_server.sql")),
+        M::up(include_str!("migrations/0011_nonce_window.sql")),
     ])
 });
 
 /// The schema version this build migrates stores to.
-const SCHEMA_VERSION: usize = 10;
+const SCHEMA_VERSION: usize = 11;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]

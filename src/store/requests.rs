@@ -43,12 +43,42 @@ impl RequestStore for Store {
         Store::still_in_place(self)
     }
 
+    fn widen_nonce_window(&mut self, max_skew_secs: i64) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(WIDEN_NONCE_WINDOW)?
+            .query_row([max_skew_secs], |row| row.get(0))?)
+    }
+
     /// Servers sharing a SQLite file share the host's clock, which is the store's.
-    fn prune_nonces(&mut self, older_than_secs: i64) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
-            "DELETE FROM nonces WHERE timestamp < ?1",
-            [crate::timestamp::now_seconds() - older_than_secs],
-        )?)
+    fn prune_nonces(&mut self, margin_secs: i64) -> Result<usize, StoreError> {
+        Ok(self.conn.prepare_cached(PRUNE_NONCES)?.execute(params![
+            crate::timestamp::now_seconds(),
+            margin_secs,
+            crate::cli::MAX_SKEW_LIMIT_SECS
+        ])?)
+    }
+}
+
+/// Raises the recorded nonce window to ?1 if that is larger, in one statement (SQLite's write lock makes it
+/// atomic); returns the window recorded after it.
+const WIDEN_NONCE_WINDOW: &str = "INSERT INTO nonce_window (id, max_skew_secs) VALUES (1, ?1)
+     ON CONFLICT (id) DO UPDATE SET max_skew_secs = max(max_skew_secs, excluded.max_skew_secs)
+     RETURNING max_skew_secs";
+
+/// Forgets nonces older than the host's clock (?1) minus the recorded window and a margin (?2). Should the
+/// window's row be gone, the largest window any server may use (?3) stands in, which forgets nothing needed.
+const PRUNE_NONCES: &str = "DELETE FROM nonces WHERE timestamp < ?1 - ?2
+     - COALESCE((SELECT max_skew_secs FROM nonce_window), ?3)";
+
+impl Store {
+    /// The nonce window recorded in the store: the largest `--max-skew` a server has run with on it.
+    pub fn nonce_window(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT max_skew_secs FROM nonce_window", [], |row| {
+                row.get(0)
+            })?)
     }
 }
 
@@ -350,9 +380,49 @@ mod tests {
         store
             .commit_accepted(&accepted(2), &nonce("new", now - 10), "[]")
             .unwrap();
-        assert_eq!(store.prune_nonces(500).unwrap(), 1);
+        // The store's window is the default 300 s: 360 s with the margin.
+        assert_eq!(store.prune_nonces(60).unwrap(), 1);
         assert!(store.find_nonce("ZK1", "old").unwrap().is_none());
         assert!(store.find_nonce("ZK1", "new").unwrap().is_some());
+    }
+
+    #[test]
+    fn pruning_keeps_the_nonces_inside_the_recorded_window_whatever_the_servers_own_skew() {
+        let mut store = Store::open_in_memory().unwrap();
+        // A server with --max-skew 3000 started on the store, then one with 60.
+        assert_eq!(store.widen_nonce_window(3000).unwrap(), 3000);
+        assert_eq!(store.widen_nonce_window(60).unwrap(), 3000);
+        let now = crate::timestamp::now_seconds();
+        for (id, (name, age)) in [("inside", 2900), ("in-margin", 3050), ("outside", 3200)]
+            .into_iter()
+            .enumerate()
+        {
+            store
+                .commit_accepted(&accepted(id as i64), &nonce(name, now - age), "[]")
+                .unwrap();
+        }
+        // The server with --max-skew 60 prunes: by the recorded 3000 s plus a 100 s margin, not by its 60.
+        assert_eq!(store.prune_nonces(100).unwrap(), 1);
+        assert!(store.find_nonce("ZK1", "inside").unwrap().is_some());
+        assert!(store.find_nonce("ZK1", "in-margin").unwrap().is_some());
+        assert!(store.find_nonce("ZK1", "outside").unwrap().is_none());
+    }
+
+    #[test]
+    fn the_recorded_nonce_window_never_decreases() {
+        let mut store = Store::open_in_memory().unwrap();
+        assert_eq!(store.nonce_window().unwrap(), 300, "the default --max-skew");
+        for (skew, recorded) in [
+            (60, 300),
+            (300, 300),
+            (1000, 1000),
+            (600, 1000),
+            (86_400, 86_400),
+            (1, 86_400),
+        ] {
+            assert_eq!(store.widen_nonce_window(skew).unwrap(), recorded, "{skew}");
+            assert_eq!(store.nonce_window().unwrap(), recorded, "{skew}");
+        }
     }
 
     #[test]

@@ -210,7 +210,7 @@ fn verify_schemas(conn: &Connection) -> Result<Option<ChainBreak>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{AuditEntry, Status, Store};
+    use crate::store::{AuditEntry, RequestStore, Status, Store};
 
     /// A store with five chained rows: two key actions, two accepted requests with payloads, one rejection.
     fn populated() -> Store {
@@ -541,6 +541,29 @@ mod tests {
                 &format!("UPDATE audit SET transport = {undo} WHERE id = {id}"),
             );
         }
+    }
+
+    #[test]
+    fn a_store_made_before_the_nonce_window_starts_at_the_default_skew_and_prunes_by_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = old_store(dir.path(), "", 10);
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.nonce_window().unwrap(), 300);
+        let now = crate::timestamp::now_seconds();
+        for (name, age) in [("kept", 200), ("old", 1000)] {
+            let nonce = crate::store::Nonce {
+                nonce: name,
+                timestamp: now - age,
+                signature: "sig",
+            };
+            store
+                .commit_accepted(&AuditEntry::test_send(3), &nonce, "[]")
+                .unwrap();
+        }
+        assert_eq!(store.prune_nonces(60).unwrap(), 1);
+        assert!(store.find_nonce("ZK1", "kept").unwrap().is_some());
+        assert!(store.find_nonce("ZK1", "old").unwrap().is_none());
+        assert_eq!(store.widen_nonce_window(900).unwrap(), 900);
     }
 
     #[test]

@@ -50,10 +50,19 @@ const INSERT_SCHEMA: &str = "INSERT INTO schemas (fingerprint, canonical, schema
 /// The id of a schema already stored.
 const FIND_SCHEMA: &str = "SELECT id FROM schemas WHERE fingerprint = $1";
 
-/// Forgets nonces more than $1 seconds older than the database's clock: one clock for every server sharing the
-/// database, however far their own clocks are apart.
-const PRUNE_NONCES: &str =
-    "DELETE FROM nonces WHERE timestamp < extract(epoch FROM now())::bigint - $1::bigint";
+/// Raises the recorded nonce window to $1 if that is larger; the row lock ON CONFLICT takes makes two servers
+/// starting at once take turns, so neither loses the larger. Returns the window recorded after it.
+const WIDEN_NONCE_WINDOW: &str =
+    "INSERT INTO nonce_window (singleton, max_skew_secs) VALUES (TRUE, $1)
+     ON CONFLICT (singleton) DO UPDATE
+         SET max_skew_secs = GREATEST(nonce_window.max_skew_secs, EXCLUDED.max_skew_secs)
+     RETURNING max_skew_secs";
+
+/// Forgets nonces older than the database's clock minus the recorded window and a margin ($1): one clock for
+/// every server sharing the database, however far their own clocks are apart. Should the window's row be gone,
+/// the largest window any server may use ($2) stands in, which forgets nothing needed.
+const PRUNE_NONCES: &str = "DELETE FROM nonces WHERE timestamp < extract(epoch FROM now())::bigint
+     - $1::bigint - COALESCE((SELECT max_skew_secs FROM nonce_window), $2::bigint)";
 
 impl RequestStore for PgStore {
     type Group<'s> = PgGroup<'s>;
@@ -84,10 +93,21 @@ impl RequestStore for PgStore {
         })
     }
 
-    fn prune_nonces(&mut self, older_than_secs: i64) -> Result<usize, StoreError> {
+    fn widen_nonce_window(&mut self, max_skew_secs: i64) -> Result<i64, StoreError> {
+        self.ensure_connected()?;
+        let widen = self.statements.get(&mut self.client, WIDEN_NONCE_WINDOW)?;
+        Ok(self
+            .client
+            .query_one(&widen, &[&max_skew_secs])?
+            .try_get(0)?)
+    }
+
+    fn prune_nonces(&mut self, margin_secs: i64) -> Result<usize, StoreError> {
         self.ensure_connected()?;
         let prune = self.statements.get(&mut self.client, PRUNE_NONCES)?;
-        let removed = self.client.execute(&prune, &[&older_than_secs])?;
+        let removed = self
+            .client
+            .execute(&prune, &[&margin_secs, &crate::cli::MAX_SKEW_LIMIT_SECS])?;
         Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 
@@ -506,9 +526,67 @@ mod tests {
         let now = crate::timestamp::now_seconds();
         commit_accepted(&mut store, &accepted(1), &nonce("old", now - 1000), "[]").unwrap();
         commit_accepted(&mut store, &accepted(2), &nonce("new", now - 10), "[]").unwrap();
-        assert_eq!(store.prune_nonces(500).unwrap(), 1);
+        // The store's window is the default 300 s: 360 s with the margin.
+        assert_eq!(store.prune_nonces(60).unwrap(), 1);
         assert_eq!(find(&mut store, "old"), None);
         assert!(find(&mut store, "new").is_some());
+    }
+
+    /// The window recorded in the database.
+    fn nonce_window(store: &mut PgStore) -> i64 {
+        store
+            .client()
+            .query_one("SELECT max_skew_secs FROM nonce_window", &[])
+            .unwrap()
+            .get(0)
+    }
+
+    #[test]
+    fn pruning_keeps_the_nonces_inside_the_recorded_window_whatever_the_servers_own_skew() {
+        let Some(mut store) = fresh_store(Some(master(1))) else {
+            return;
+        };
+        // A server with --max-skew 3000 started on the store, then one with 60.
+        assert_eq!(store.widen_nonce_window(3000).unwrap(), 3000);
+        assert_eq!(store.widen_nonce_window(60).unwrap(), 3000);
+        // Relative to the database's clock, which this host shares.
+        let now = crate::timestamp::now_seconds();
+        for (id, (name, age)) in [("inside", 2900), ("in-margin", 3050), ("outside", 3200)]
+            .into_iter()
+            .enumerate()
+        {
+            commit_accepted(
+                &mut store,
+                &accepted(id as i64),
+                &nonce(name, now - age),
+                "[]",
+            )
+            .unwrap();
+        }
+        // The server with --max-skew 60 prunes: by the recorded 3000 s plus a 100 s margin, not by its 60.
+        assert_eq!(store.prune_nonces(100).unwrap(), 1);
+        assert!(find(&mut store, "inside").is_some());
+        assert!(find(&mut store, "in-margin").is_some());
+        assert_eq!(find(&mut store, "outside"), None);
+    }
+
+    #[test]
+    fn the_recorded_nonce_window_never_decreases() {
+        let Some(mut store) = fresh_store(Some(master(1))) else {
+            return;
+        };
+        assert_eq!(nonce_window(&mut store), 300, "the default --max-skew");
+        for (skew, recorded) in [
+            (60, 300),
+            (300, 300),
+            (1000, 1000),
+            (600, 1000),
+            (86_400, 86_400),
+            (1, 86_400),
+        ] {
+            assert_eq!(store.widen_nonce_window(skew).unwrap(), recorded, "{skew}");
+            assert_eq!(nonce_window(&mut store), recorded, "{skew}");
+        }
     }
 
     #[test]

@@ -19,11 +19,12 @@ pub(super) fn url(text: &str) -> PgUrl {
 }
 
 /// Every table of the initial schema, sorted.
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "audit",
     "audit_chain",
     "audit_checkpoints",
     "keys",
+    "nonce_window",
     "nonces",
     "payloads",
     "schemas",
