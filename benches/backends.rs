@@ -128,6 +128,7 @@ fn main() {
     let mut lockstep: Vec<Vec<Run<Vec<Latency>>>> = scenarios.iter().map(|_| Vec::new()).collect();
     let mut sqlite_commit = Vec::new();
     let mut postgres_commit = Vec::new();
+    let mut postgres_round_trip = Vec::new();
     for round in 0..rounds {
         // Each round starts with another scenario, so that none always follows the same one.
         let order: Vec<usize> = (0..scenarios.len())
@@ -162,11 +163,10 @@ fn main() {
             &dir.path().join("commit.db"),
             SINGLE_ROW_COMMITS,
         ));
-        postgres_commit.push(postgres_single_row_commit(
-            &cluster,
-            &commit_url,
-            SINGLE_ROW_COMMITS,
-        ));
+        let (commit, round_trip) =
+            postgres_single_row_commit(&cluster, &commit_url, SINGLE_ROW_COMMITS);
+        postgres_commit.push(commit);
+        postgres_round_trip.push(round_trip);
     }
     println!(
         "load average at the end of the timed rounds: {}",
@@ -179,6 +179,10 @@ fn main() {
          {:.1} µs, PostgreSQL (over its Unix socket) {:.1} µs",
         middle(sqlite_commit),
         middle(postgres_commit)
+    );
+    println!(
+        "PostgreSQL round trip p50 (a prepared `SELECT 1`, no transaction to commit): {:.1} µs",
+        middle(postgres_round_trip)
     );
 
     println!("\nstatements per group (one more run of each, with pg_stat_statements counting)");
@@ -521,8 +525,9 @@ fn print_statements<T>(
     );
     for statement in statements.iter().take(12) {
         println!(
-            "    {:>8} calls {:>8.1} µs each, {:>6.2} rows each: {}",
+            "    {:>8} calls ({:>6.3} per request) {:>8.1} µs each, {:>7.2} rows each: {}",
             statement.calls,
+            statement.calls as f64 / requests,
             statement.total_ms * 1e3 / statement.calls.max(1) as f64,
             statement.rows as f64 / statement.calls.max(1) as f64,
             statement.query
@@ -531,8 +536,9 @@ fn print_statements<T>(
 }
 
 /// p50 in µs of inserting one row in its own transaction through the `postgres` crate (one round trip with a
-/// prepared statement; the commit is durable: synchronous_commit and fsync are on).
-fn postgres_single_row_commit(cluster: &PgCluster, url: &str, commits: usize) -> f64 {
+/// prepared statement; the commit is durable: synchronous_commit and fsync are on), and of a round trip that
+/// commits nothing (a prepared `SELECT 1`), as many times.
+fn postgres_single_row_commit(cluster: &PgCluster, url: &str, commits: usize) -> (f64, f64) {
     let mut client = cluster.connect(url);
     client
         .batch_execute("DROP TABLE IF EXISTS t; CREATE TABLE t (id bigserial PRIMARY KEY, v bytea)")
@@ -545,7 +551,15 @@ fn postgres_single_row_commit(cluster: &PgCluster, url: &str, commits: usize) ->
         client.execute(&insert, &[&value]).unwrap();
         samples.push(started.elapsed());
     }
-    micros(Percentiles::of(&mut samples).unwrap().p50)
+    let commit = micros(Percentiles::of(&mut samples).unwrap().p50);
+    let select = client.prepare("SELECT 1").unwrap();
+    samples.clear();
+    for _ in 0..commits {
+        let started = Instant::now();
+        client.query_one(&select, &[]).unwrap();
+        samples.push(started.elapsed());
+    }
+    (commit, micros(Percentiles::of(&mut samples).unwrap().p50))
 }
 
 /// Writes `count` NDJSON records of about `size` bytes; returns the file's size.
