@@ -19,7 +19,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
     var completions = [
         &'zavro'= {
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -42,8 +42,9 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --max-connections 'Most connections held at once [default: 1024, fewer if the open-file limit leaves less room]; further ones wait in the kernel''s queue until one closes. Each takes an open file: the server refuses to start when N connections and 64 files of its own do not fit under the hard open-file limit, and caps its soft limit at the files it holds plus N'
             cand --name 'The name written into every audit row this server writes (`server` in `audit query`), to tell apart the rows of servers sharing a store [default: this machine''s host name]. Printable, at most 64 characters'
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --plaintext 'Accept unencrypted connections (ZeroMQ''s NULL mechanism) instead of CURVE, for benchmarks and clients without CURVE: anyone on the network path can read the records, and connections are not checked at the handshake (requests and replies are still signed). The start-up line and every audit row say plaintext'
+            cand --allow-async-commit 'Serve from a PostgreSQL database that acknowledges commits before they are durable (synchronous_commit or fsync off for this role or database), which serve otherwise refuses: a crash of the database can then lose requests the server already answered `accepted`, and a client will not send them again'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -52,7 +53,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --secret-file 'Read the secret from this file (first line) instead of ZAVRO_SECRET, the profile or the terminal'
             cand --profile 'Take key, secret and endpoint from this profile of the credentials file [default: the `default` profile, if there is one]; a flag or environment variable still wins over the profile'
             cand --timeout 'Give up when the server has not answered a request within this many seconds'
-            cand --retries 'Resend a request this many times when its reply does not come in time (same request, same nonce: the server recognises a retry of what it already stored)'
+            cand --retries 'Resend a request this many times when its reply does not come in time, or the server could not store it or check the key for now (`internal`, its database down, say), after a pause that doubles from 0.25 s to 4 s (same request, same nonce: the server recognises a retry of what it already stored)'
             cand --batch 'Most records per request'
             cand --batch-bytes 'Most bytes of encoded records per request (a single larger record still goes alone)'
             cand --linger 'Longest a record waits for its request to fill, e.g. `250ms`, `1s`, or `0` (send what is read at once)'
@@ -62,7 +63,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --window 'Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ''s high-water mark)'
             cand --server-key 'The server''s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile''s server_key]. The connection is encrypted, and only the server holding that key can answer. While servers rotate their key, give two, NEW,OLD: each connection uses the one its server presents'
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --plaintext 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -79,7 +80,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --timeout 'Give up when a reply takes longer than this many seconds'
             cand --server-key 'The server''s CURVE public key, 40 characters of Z85 as `zavro server-key` prints them on the server [default: ZAVRO_SERVER_KEY, else the profile''s server_key]. The connection is encrypted, and only the server holding that key can answer. While servers rotate their key, give two, NEW,OLD: each connection uses the one its server presents'
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --json 'Print one JSON object instead of text'
             cand --plaintext 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key'
             cand -h 'Print help (see more with ''--help'')'
@@ -87,7 +88,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;keys'= {
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand add 'Create a key. Prints the key id and a new random secret once; the secret is never shown again'
@@ -101,7 +102,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --endpoint 'The endpoint to save in the profile, used by `send` when no ENDPOINT is given'
             cand --expires 'Make the key stop working after this long (30d, 12h) or at this RFC 3339 time; the server then refuses it as `expired_key`'
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --json 'Print {"key": …, "secret": …} as JSON'
             cand --secret-stdin 'Import an existing secret from stdin (first line) instead of generating one'
             cand --secret-prompt 'Import an existing secret typed at a prompt on the terminal (not echoed)'
@@ -111,14 +112,14 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;keys;list'= {
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --json 'One JSON object per line instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;keys;revoke'= {
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -138,7 +139,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;audit'= {
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand query 'Show audit rows, oldest first: every request the server answered and every key change'
@@ -161,7 +162,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --limit 'Only the N most recent matching rows (with --follow, default 10)'
             cand --format 'Output format: an aligned table, one JSON object per line, or CSV with a header row (a text field that begins with =, +, -, @, a tab or a carriage return gets a single quote in front, so a spreadsheet does not run it as a formula)'
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --json 'Shorthand for --format json'
             cand --payload 'Include the stored JSON records of accepted requests (implies --format json)'
             cand -f 'Keep running and print new matching rows as they are committed, until interrupted (Ctrl-C exits 0)'
@@ -172,13 +173,13 @@ set edit:completion:arg-completer[zavro] = {|@words|
         &'zavro;audit;verify'= {
             cand --against 'A head recorded earlier with `zavro audit head`; the chain must still contain it'
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;audit;head'= {
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -186,7 +187,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --since 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)'
             cand --until 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)'
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --json 'Print one JSON object instead of tables'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -195,7 +196,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --since 'Only rows at or after this time: RFC 3339 (2026-11-28T03:00:00Z) or that long ago (15m, 2h, 7d)'
             cand --until 'Only rows before this time: RFC 3339 or that long ago (15m, 2h, 7d)'
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -203,14 +204,14 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --before 'Remove the rows written before this time: RFC 3339 or that long ago (90d). It must be at least --max-skew seconds ago, so nothing inside the replay window is removed'
             cand --max-skew 'The largest --max-skew any server using this store runs with: rows newer than this many seconds (at least 300) are never pruned, since their nonces still refuse replays'
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --dry-run 'Print what would be removed, and remove nothing'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;audit;schemas'= {
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --json 'One JSON object per schema (with its canonical form and text) instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -243,7 +244,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;server-key'= {
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --json 'Print {"current": …, "staged": … or null} as JSON: the key `serve` presents, and the one `rotate` will make current, if staged'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -252,7 +253,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;server-key;rotate'= {
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --stage 'Only make the next key and print it, without using it yet (a key already staged is kept), so that clients can be given it before the rotation'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -267,23 +268,23 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;store'= {
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand status 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under'
-            cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file'
+            cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it'
             cand reseal 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'zavro;store;status'= {
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;store;seal'= {
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --create-key 'Make a new random master key and write it to the --master-key-file path first (mode 0600; an existing file is never overwritten)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -291,14 +292,14 @@ set edit:completion:arg-completer[zavro] = {|@words|
         &'zavro;store;reseal'= {
             cand --new-master-key-file 'The file of the master key to seal under from now on'
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --create-key 'Make the new key and write it to --new-master-key-file first (mode 0600; never overwrites a file)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
         &'zavro;store;help'= {
             cand status 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under'
-            cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file'
+            cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it'
             cand reseal 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -312,7 +313,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;completions'= {
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
-            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
+            cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -374,7 +375,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
         }
         &'zavro;help;store'= {
             cand status 'Print whether the store is sealed, and the fingerprint of the master key it is sealed under'
-            cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file'
+            cand seal 'Seal every secret of the store under the master key of --master-key-file (made first with --create-key); from then on serve and keys add need that key file. A store that does not exist yet is created sealed, so no secret is ever kept in clear text in it'
             cand reseal 'Move every secret from the current master key (--master-key-file) to a new one, in one transaction'
         }
         &'zavro;help;store;status'= {

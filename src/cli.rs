@@ -23,11 +23,20 @@ Examples:
   zavro serve '127.0.0.1:*' --output out.ndjson    the OS picks the port; see the log line
   zavro serve ipc:///run/zavro/zavro.sock          a Unix socket, for clients on this machine
   zavro serve 127.0.0.1:12345 --plaintext          unencrypted, for benchmarks and old clients
+  ZAVRO_DB='postgres://zavro@db.example/zavro?sslmode=verify-full' \
+    zavro --master-key-file /etc/zavro/master.key serve 0.0.0.0:12345 --name a
+                                                   one of several servers sharing a PostgreSQL store
 
 Connections are encrypted and authenticated with CurveZMQ. The first line names the endpoint and the server's \
 public key (also `zavro server-key`), which clients pin; each client proves its API key at the handshake, \
 with a key pair derived from the key's secret, so a client whose key is unknown, revoked or expired is refused \
-there, costing one handshake and no request (`zavro audit stats` counts them as handshake_refused).";
+there, costing one handshake and no request (`zavro audit stats` counts them as handshake_refused).
+
+On PostgreSQL any number of servers share keys, nonces and one audit trail: a key revoked anywhere is refused \
+by every server from its next group, a request replayed to another server is a `replay`, and a retry of a \
+stored request is a `duplicate` wherever it lands. Each needs the master key, and --name tells their rows \
+apart. While the database is down they keep running and answer `internal` (retryable), and reconnect by \
+themselves.";
 
 const SEND_EXAMPLES: &str = "\
 Examples:
@@ -128,6 +137,7 @@ const STORE_SEAL_EXAMPLES: &str = "\
 Examples:
   zavro --master-key-file /etc/zavro/master.key store seal --create-key    make the key file, then seal
   ZAVRO_MASTER_KEY_FILE=/etc/zavro/master.key zavro store seal             seal under a key file you made
+  zavro --db new.db --master-key-file k.key store seal --create-key        a new store, sealed from the start
 
 The key file holds 64 hexadecimal digits (32 random bytes) on one line, mode 0600; --create-key writes one and \
 never overwrites a file. Keep a copy of it apart from the store's backups: without it the secrets are lost. \
@@ -222,9 +232,15 @@ pub struct Cli {
     )]
     pub db: Option<OsString>,
 
-    /// The master key file of a sealed store (64 hex digits, mode 0600), for the commands that read or write
-    /// secrets: serve, keys add, store seal and reseal [default: the systemd credential zavro-master-key in
-    /// $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself.
+    /// True when `--db` was given on the command line (where other users can read it), not taken from `ZAVRO_DB`;
+    /// set by [`Cli::parse_args`] from what clap saw, never from comparing texts.
+    #[arg(skip)]
+    pub db_on_command_line: bool,
+
+    /// The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed),
+    /// for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair),
+    /// store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if
+    /// there is one]. The variable names the file; the key is never given itself.
     #[arg(
         long,
         global = true,
@@ -237,6 +253,28 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process's arguments as [`clap::Parser::parse`] does (exiting with clap's message on an error),
+    /// noting whether `--db` came from the command line.
+    pub fn parse_args() -> Cli {
+        Self::try_parse_args_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// As [`Cli::parse_args`], from the arguments given (the first is the program's name).
+    pub fn try_parse_args_from<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+        let mut command = Cli::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+        cli.db_on_command_line = matches.value_source("db") == Some(ValueSource::CommandLine);
+        Ok(cli)
+    }
 }
 
 /// The subcommands.
@@ -309,6 +347,12 @@ pub struct ServeArgs {
     /// rows of servers sharing a store [default: this machine's host name]. Printable, at most 64 characters.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+
+    /// Serve from a PostgreSQL database that acknowledges commits before they are durable (synchronous_commit
+    /// or fsync off for this role or database), which serve otherwise refuses: a crash of the database can then
+    /// lose requests the server already answered `accepted`, and a client will not send them again.
+    #[arg(long)]
+    pub allow_async_commit: bool,
 }
 
 /// Options of `zavro send`.
@@ -338,8 +382,9 @@ pub struct SendArgs {
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_timeout)]
     pub timeout: f64,
 
-    /// Resend a request this many times when its reply does not come in time (same request, same nonce: the
-    /// server recognises a retry of what it already stored).
+    /// Resend a request this many times when its reply does not come in time, or the server could not store it
+    /// or check the key for now (`internal`, its database down, say), after a pause that doubles from 0.25 s to
+    /// 4 s (same request, same nonce: the server recognises a retry of what it already stored).
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=20))]
     pub retries: u32,
 
@@ -766,7 +811,8 @@ pub enum StoreCommand {
     /// Print whether the store is sealed, and the fingerprint of the master key it is sealed under.
     Status,
     /// Seal every secret of the store under the master key of --master-key-file (made first with
-    /// --create-key); from then on serve and keys add need that key file.
+    /// --create-key); from then on serve and keys add need that key file. A store that does not exist yet is
+    /// created sealed, so no secret is ever kept in clear text in it.
     #[command(after_help = STORE_SEAL_EXAMPLES)]
     Seal(StoreSealArgs),
     /// Move every secret from the current master key (--master-key-file) to a new one, in one transaction.
@@ -811,5 +857,20 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn db_is_known_to_come_from_the_command_line_wherever_it_is_given() {
+        let parse = |args: &[&str]| Cli::try_parse_args_from(args).unwrap();
+        for args in [
+            &["zavro", "--db", "x.db", "keys", "list"][..],
+            &["zavro", "keys", "list", "--db", "x.db"],
+            &["zavro", "keys", "--db=x.db", "list"],
+        ] {
+            let cli = parse(args);
+            assert!(cli.db_on_command_line, "{args:?}");
+            assert_eq!(cli.db.as_deref(), Some(std::ffi::OsStr::new("x.db")));
+        }
+        assert!(!parse(&["zavro", "keys", "list"]).db_on_command_line);
     }
 }

@@ -70,6 +70,25 @@ pub enum ClientError {
         /// Records the server accepted before this.
         accepted_records: u64,
     },
+    /// The server could not check the client's key at the handshake (its store was unavailable), every time it
+    /// was tried.
+    #[error(
+        "the server at {endpoint} could not check key {key} at the handshake (ZAP status {status}: its store is \
+         unavailable) in {attempts} attempts; see the server's log{}",
+        progress(*accepted_records)
+    )]
+    Unavailable {
+        /// The endpoint.
+        endpoint: String,
+        /// The API key the client presented.
+        key: String,
+        /// The ZAP status the server answered (300 or 500).
+        status: u32,
+        /// How many times the request was sent.
+        attempts: u32,
+        /// Records accepted before this.
+        accepted_records: u64,
+    },
     /// The reply was not a valid protocol reply.
     #[error("unexpected reply from {endpoint}: {reason}")]
     BadReply {
@@ -179,7 +198,10 @@ impl ClientError {
 
     /// True when the server could not be reached or did not answer.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, ClientError::Timeout { .. })
+        matches!(
+            self,
+            ClientError::Timeout { .. } | ClientError::Unavailable { .. }
+        )
     }
 
     /// True when the server could not be authenticated: a failed handshake, or a reply it did not sign.
@@ -509,6 +531,15 @@ impl Client {
                     self.reopen_unheard(index)?;
                     continue;
                 }
+                HandshakeState::Failed(HandshakeFailure::Refused(status))
+                    if status != ZAP_REFUSED =>
+                {
+                    // The server could not check the key now (its store is down, say): not a refusal. libzmq
+                    // gives up on the connection, so it rests and is opened again, and what was in flight on it
+                    // (which no server saw) is sent again, each send counting against --retries.
+                    self.retry_after_temporary_refusal(index, status)?;
+                    continue;
+                }
                 HandshakeState::Failed(failure) => failure,
             };
             return Err(ClientError::Handshake {
@@ -745,6 +776,19 @@ impl Client {
             .in_flight
             .remove(position)
             .expect("the position was just found");
+        if let Reply::Rejected {
+            code: RejectCode::Internal,
+            ..
+        } = &frame.reply
+            && request.attempts <= self.settings.retries
+        {
+            // The server could not store it (its database is down or restarting, say) and kept nothing: send it
+            // again, unchanged, once the connection has rested, as after a timeout.
+            rest(connection, Instant::now());
+            self.resends += 1;
+            self.resend.push_front(request);
+            return Ok(());
+        }
         connection.failures = 0;
         match frame.reply {
             Reply::Accepted {
@@ -782,6 +826,35 @@ impl Client {
         Ok(())
     }
 
+    /// Closes connection `index`, whose handshake the server could not complete for now (ZAP `status` 300 or
+    /// 500), lets it rest, and queues what was in flight on it to be sent again; fails once a request has used
+    /// all its attempts.
+    fn retry_after_temporary_refusal(
+        &mut self,
+        index: usize,
+        status: u32,
+    ) -> Result<(), ClientError> {
+        let now = Instant::now();
+        let connection = &mut self.connections[index];
+        connection.close();
+        rest(connection, now);
+        let requests: Vec<InFlight> = connection.in_flight.drain(..).collect();
+        for request in requests.into_iter().rev() {
+            if request.attempts > self.settings.retries {
+                return Err(ClientError::Unavailable {
+                    endpoint: self.connections[index].endpoint.clone(),
+                    key: self.identity.key.clone(),
+                    status,
+                    attempts: request.attempts,
+                    accepted_records: self.accepted_records,
+                });
+            }
+            self.resends += 1;
+            self.resend.push_front(request);
+        }
+        Ok(())
+    }
+
     /// Closes every connection whose oldest request has waited too long and queues its requests to be sent
     /// again, unchanged; gives up on a request that used all its attempts.
     fn fail_over_timed_out(&mut self) -> Result<(), ClientError> {
@@ -797,11 +870,7 @@ impl Client {
             }
             // Dropping the socket drops any late replies with it, so FIFO matching stays right.
             connection.close();
-            let backoff = FIRST_BACKOFF
-                .saturating_mul(1 << connection.failures.min(8))
-                .min(MAX_BACKOFF);
-            connection.failures += 1;
-            connection.rest_until = Some(now + backoff);
+            rest(connection, now);
             let requests: Vec<InFlight> = connection.in_flight.drain(..).collect();
             for request in requests.into_iter().rev() {
                 if request.attempts > self.settings.retries {
@@ -823,4 +892,18 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// Lets a connection that failed rest before it is used again: [`FIRST_BACKOFF`], doubled per failure in a row,
+/// at most [`MAX_BACKOFF`]. A connection already resting is left as it is, so many failures noticed at once
+/// count as one.
+fn rest(connection: &mut Connection, now: Instant) {
+    if connection.rest_until.is_some_and(|until| until > now) {
+        return;
+    }
+    let backoff = FIRST_BACKOFF
+        .saturating_mul(1 << connection.failures.min(8))
+        .min(MAX_BACKOFF);
+    connection.failures += 1;
+    connection.rest_until = Some(now + backoff);
 }

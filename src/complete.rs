@@ -20,7 +20,8 @@ pub fn key_id(current: &OsStr) -> Vec<CompletionCandidate> {
     };
     let db = std::env::var_os(crate::config::DB_ENV);
     // A PostgreSQL store is not read while typing: connecting may wait on the network or a password.
-    let Ok(crate::store::Location::Sqlite(path)) = crate::config::store_location(db.as_deref())
+    let Ok(crate::store::Location::Sqlite(path)) =
+        crate::config::store_location(db.as_deref(), false)
     else {
         return Vec::new();
     };

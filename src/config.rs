@@ -40,9 +40,10 @@ pub const DB_ENV: &str = "ZAVRO_DB";
 
 /// The store: `--db` / `ZAVRO_DB` if given (clap reads both), else the SQLite file `<data dir>/zavro/zavro.db`.
 ///
-/// A `postgres://` URL with a password is refused when it came from the command line, where other users can read
-/// it in the process list: the password belongs in the password file (or the URL in `ZAVRO_DB`).
-pub fn store_location(flag: Option<&OsStr>) -> Result<Location, Error> {
+/// A `postgres://` URL with a password is refused when it came from the command line (`on_command_line`, as clap
+/// saw it: not by comparing the text with `ZAVRO_DB`'s, which the same URL in both would pass), where other users
+/// can read it in the process list: the password belongs in the password file (or the URL in `ZAVRO_DB`).
+pub fn store_location(flag: Option<&OsStr>, on_command_line: bool) -> Result<Location, Error> {
     let Some(text) = flag else {
         return dirs::data_dir()
             .map(|dir| Location::Sqlite(dir.join("zavro").join("zavro.db")))
@@ -53,7 +54,7 @@ pub fn store_location(flag: Option<&OsStr>) -> Result<Location, Error> {
     let location = Location::from_os(text)?;
     if let Location::Postgres(url) = &location
         && url.password().is_some()
-        && env::var_os(DB_ENV).as_deref() != Some(text)
+        && on_command_line
     {
         return Err(Error::Usage(format!(
             "--db {url}: the URL holds a password, which other users can read on the command line; put it in \

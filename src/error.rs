@@ -108,6 +108,7 @@ impl Error {
             Error::MasterKey(_)
             | Error::Store(
                 StoreError::Locked { .. }
+                | StoreError::MasterKeyRequired { .. }
                 | StoreError::WrongMasterKey { .. }
                 | StoreError::NotSealed { .. }
                 | StoreError::SameMasterKey(_),

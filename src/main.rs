@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use zavro::{cli::Cli, cmd, error::exit, hardening};
 
 /// mimalloc rather than glibc's allocator: `send` parses records on one thread and encodes and frees them on
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     clap_complete::CompleteEnv::with_factory(Cli::command)
         .var(zavro::complete::ENV_VAR)
         .complete();
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     match cmd::run(cli) {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         // `zavro audit query | head`: the reader went away, which is not a failure.

@@ -2,7 +2,7 @@
 //! CURVE secret keys), and the sealing itself, with XChaCha20-Poly1305.
 //!
 //! Independent of any database: a store keeps what [`MasterKey::seal`] returns in place of a secret and gives it
-//! back to [`MasterKey::open`] with the same [`Row`]. The master key never enters the store; only its
+//! back to [`MasterKey::open`] with the same [`SecretSlot`]. The master key never enters the store; only its
 //! [`MasterKey::fingerprint`] does, so a wrong key is named as such rather than failing row by row.
 //!
 //! The key file holds the 32 bytes of the key as 64 hexadecimal digits on one line (a final newline is allowed,
@@ -42,36 +42,60 @@ const AD_PREFIX: &[u8] = b"zavro sealed v1\0";
 const FINGERPRINT_LABEL: &[u8] = b"zavro master key fingerprint v1\0";
 
 /// The longest key file read: a key is 64 digits and a newline; anything much longer is not a key file.
-const MAX_FILE_LEN: u64 = 4096;
+const MAX_FILE_LEN: usize = 4096;
 
-/// The row a sealed value belongs to, bound into its associated data: a value moved to another row (or from an
-/// API secret to a server key) does not open.
+/// The place in the store a sealed secret belongs to (an API key's row, a server key pair's row), bound into its
+/// associated data: a value moved to another slot (or from an API secret to a server key) does not open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Row<'a> {
+pub enum SecretSlot<'a> {
     /// The secret of the API key with this id.
     ApiKey(&'a str),
     /// The secret half of the server key pair whose public key is this (Z85).
     ServerKey(&'a str),
 }
 
-impl Row<'_> {
+impl SecretSlot<'_> {
     /// `"zavro sealed v1\0api-key\0" + id`, or `"zavro sealed v1\0server-key\0" + public key`.
     pub fn associated_data(&self) -> Vec<u8> {
         let (kind, name) = match self {
-            Row::ApiKey(id) => (&b"api-key"[..], *id),
-            Row::ServerKey(public) => (&b"server-key"[..], *public),
+            SecretSlot::ApiKey(id) => (&b"api-key"[..], *id),
+            SecretSlot::ServerKey(public) => (&b"server-key"[..], *public),
         };
         [AD_PREFIX, kind, b"\0", name.as_bytes()].concat()
     }
 }
 
-impl fmt::Display for Row<'_> {
+impl fmt::Display for SecretSlot<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Row::ApiKey(id) => write!(f, "the secret of key {id}"),
-            Row::ServerKey(public) => write!(f, "the secret of server key {public}"),
+            SecretSlot::ApiKey(id) => write!(f, "the secret of key {id}"),
+            SecretSlot::ServerKey(public) => write!(f, "the secret of server key {public}"),
         }
     }
+}
+
+/// Reads `file` into `buffer` until end of file or until `buffer` is full; returns the bytes read. The buffer is
+/// never grown, so the bytes read are in it alone.
+fn read_up_to(file: &mut fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut len = 0;
+    while len < buffer.len() {
+        match file.read(&mut buffer[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(len)
+}
+
+/// fsync(2)s the directory holding `path`, so that a file just created there is still named after a crash.
+fn sync_directory_of(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    fs::File::open(dir)?.sync_all()
 }
 
 /// Why a master key file could not be read or written.
@@ -217,7 +241,7 @@ impl MasterKey {
             path: path.to_owned(),
             problem: problem.to_owned(),
         };
-        let file = fs::File::open(path).map_err(io)?;
+        let mut file = fs::File::open(path).map_err(io)?;
         // Checked on the open file, so what is checked is what is read.
         let meta = file.metadata().map_err(io)?;
         if !meta.is_file() {
@@ -230,16 +254,15 @@ impl MasterKey {
                 mode,
             });
         }
-        let mut text = Zeroizing::new(Vec::new());
-        file.take(MAX_FILE_LEN + 1)
-            .read_to_end(&mut text)
-            .map_err(io)?;
-        if text.len() as u64 > MAX_FILE_LEN {
+        let mut buffer = Zeroizing::new(vec![0u8; MAX_FILE_LEN + 1]);
+        let len = read_up_to(&mut file, &mut buffer).map_err(io)?;
+        if len > MAX_FILE_LEN {
             return Err(malformed("is far longer than a key"));
         }
+        let text = &buffer[..len];
         let line = match text.strip_suffix(b"\n") {
             Some(line) => line.strip_suffix(b"\r").unwrap_or(line),
-            None => &text[..],
+            None => text,
         };
         if line.contains(&b'\n') {
             return Err(malformed("has more than one line"));
@@ -276,11 +299,17 @@ impl MasterKey {
                 std::io::ErrorKind::AlreadyExists => MasterKeyError::Exists(path.to_owned()),
                 _ => io(source),
             })?;
-        let mut line = Zeroizing::new(hex::encode(key.bytes.as_slice()));
-        line.push('\n');
+        // Digits and newline in one buffer of its final size: nothing is reallocated, so no copy of the key is
+        // left behind in freed memory.
+        let mut line = Zeroizing::new([0u8; KEY_LEN * 2 + 1]);
+        hex::encode_to_slice(key.bytes.as_slice(), &mut line[..KEY_LEN * 2])
+            .expect("the buffer holds two digits per byte");
+        line[KEY_LEN * 2] = b'\n';
         let written = file
-            .write_all(line.as_bytes())
-            .and_then(|()| file.sync_all());
+            .write_all(line.as_slice())
+            .and_then(|()| file.sync_all())
+            // The new name must survive a crash as the content does: sync the directory entry too.
+            .and_then(|()| sync_directory_of(path));
         if let Err(source) = written {
             // A half-written file would later read as a malformed key: better none at all.
             let _ = fs::remove_file(path);
@@ -321,11 +350,11 @@ impl MasterKey {
         XChaCha20Poly1305::new_from_slice(self.bytes.as_slice()).expect("a master key is 32 bytes")
     }
 
-    /// Seals `plaintext` for `row`: a random 24-byte nonce followed by the ciphertext and its 16-byte tag.
-    pub fn seal(&self, row: Row<'_>, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+    /// Seals `plaintext` for `slot`: a random 24-byte nonce followed by the ciphertext and its 16-byte tag.
+    pub fn seal(&self, slot: SecretSlot<'_>, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(SealError::Random)?;
-        let aad = row.associated_data();
+        let aad = slot.associated_data();
         let ciphertext = self
             .cipher()
             .encrypt(
@@ -336,24 +365,28 @@ impl MasterKey {
                 },
             )
             .map_err(|_| SealError::TooLong {
-                row: row.to_string(),
+                row: slot.to_string(),
             })?;
         Ok([&nonce[..], &ciphertext].concat())
     }
 
-    /// Opens what [`MasterKey::seal`] made for the same `row`; fails for anything else.
-    pub fn open(&self, row: Row<'_>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    /// Opens what [`MasterKey::seal`] made for the same `slot`; fails for anything else.
+    pub fn open(
+        &self,
+        slot: SecretSlot<'_>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let min = NONCE_LEN + TAG_LEN;
         if sealed.len() < min {
             return Err(SealError::TooShort {
-                row: row.to_string(),
+                row: slot.to_string(),
                 len: sealed.len(),
                 min,
             });
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at the nonce's length");
-        let aad = row.associated_data();
+        let aad = slot.associated_data();
         self.cipher()
             .decrypt(
                 &XNonce::from(nonce),
@@ -364,26 +397,91 @@ impl MasterKey {
             )
             .map(Zeroizing::new)
             .map_err(|_| SealError::DoesNotOpen {
-                row: row.to_string(),
+                row: slot.to_string(),
             })
     }
 
-    /// Seals a text secret (an API secret, a Z85 key) for `row`.
-    pub fn seal_text(&self, row: Row<'_>, secret: &str) -> Result<Vec<u8>, SealError> {
-        self.seal(row, secret.as_bytes())
+    /// Seals a text secret (an API secret, a Z85 key) for `slot`.
+    pub fn seal_text(&self, slot: SecretSlot<'_>, secret: &str) -> Result<Vec<u8>, SealError> {
+        self.seal(slot, secret.as_bytes())
     }
 
-    /// Opens a text secret sealed with [`MasterKey::seal_text`] for `row`.
-    pub fn open_text(&self, row: Row<'_>, sealed: &[u8]) -> Result<Zeroizing<String>, SealError> {
-        let mut bytes = self.open(row, sealed)?;
+    /// Opens a text secret sealed with [`MasterKey::seal_text`] for `slot`.
+    pub fn open_text(
+        &self,
+        slot: SecretSlot<'_>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<String>, SealError> {
+        let mut bytes = self.open(slot, sealed)?;
         match std::str::from_utf8(&bytes) {
             Ok(_) => Ok(Zeroizing::new(
                 String::from_utf8(std::mem::take(&mut *bytes)).expect("checked as UTF-8"),
             )),
             Err(_) => Err(SealError::NotText {
-                row: row.to_string(),
+                row: slot.to_string(),
             }),
         }
+    }
+}
+
+/// A test allocator that, while armed on a thread, looks in every block that thread frees for 32 hexadecimal
+/// digits in a row: a key, or its file's text, left behind in freed memory where a later allocation could read
+/// it. Every block is handed out zeroed, so what is looked at was written by its user; `realloc` is the trait's
+/// own (allocate, copy, free), so a block given up by growing a buffer is looked at too.
+#[cfg(test)]
+mod freed_memory {
+    use std::{
+        alloc::{GlobalAlloc, Layout, System},
+        cell::Cell,
+    };
+
+    thread_local! {
+        static ARMED: Cell<bool> = const { Cell::new(false) };
+        static FOUND: Cell<bool> = const { Cell::new(false) };
+    }
+
+    struct Watch;
+
+    #[global_allocator]
+    static WATCH: Watch = Watch;
+
+    // SAFETY: every call is passed on to the system allocator with the caller's arguments; dealloc only reads
+    // the block it is about to free, which alloc zeroed, before freeing it.
+    unsafe impl GlobalAlloc for Watch {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            if ARMED.try_with(Cell::get).unwrap_or(false) {
+                let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
+                if has_digits_of_a_key(block) {
+                    let _ = FOUND.try_with(|found| found.set(true));
+                }
+            }
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    /// 32 hexadecimal digits in a row (half a key file's line).
+    fn has_digits_of_a_key(block: &[u8]) -> bool {
+        let mut run = 0;
+        for byte in block {
+            run = if byte.is_ascii_hexdigit() { run + 1 } else { 0 };
+            if run >= 32 {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Runs `f` with the watch armed on this thread; also returns whether a freed block held a key's digits.
+    pub fn watch<T>(f: impl FnOnce() -> T) -> (T, bool) {
+        FOUND.with(|found| found.set(false));
+        ARMED.with(|armed| armed.set(true));
+        let result = f();
+        ARMED.with(|armed| armed.set(false));
+        (result, FOUND.with(Cell::get))
     }
 }
 
@@ -394,9 +492,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn writing_or_reading_a_key_file_leaves_no_copy_of_the_key_in_freed_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let (fingerprint, found) =
+            freed_memory::watch(|| MasterKey::generate_to(&path).unwrap().fingerprint());
+        assert!(!found, "generate_to freed a block holding the key's digits");
+        let (loaded, found) = freed_memory::watch(|| MasterKey::load(&path).unwrap().fingerprint());
+        assert!(!found, "load freed a block holding the key's digits");
+        assert_eq!(loaded, fingerprint);
+        // The control: the file's text read into a String and dropped is seen.
+        let (_, found) = freed_memory::watch(|| drop(fs::read_to_string(&path).unwrap()));
+        assert!(found, "the watch sees a key's digits in a freed block");
+    }
+
+    #[test]
     fn a_sealed_value_opens_for_its_row_only() {
         let key = MasterKey::generate().unwrap();
-        let sealed = key.seal_text(Row::ApiKey("ZKA"), "s3cret-value").unwrap();
+        let sealed = key
+            .seal_text(SecretSlot::ApiKey("ZKA"), "s3cret-value")
+            .unwrap();
         assert_eq!(sealed.len(), NONCE_LEN + "s3cret-value".len() + TAG_LEN);
         assert!(
             !sealed
@@ -405,13 +520,15 @@ mod tests {
             "the plaintext is not in the sealed value"
         );
         assert_eq!(
-            key.open_text(Row::ApiKey("ZKA"), &sealed).unwrap().as_str(),
+            key.open_text(SecretSlot::ApiKey("ZKA"), &sealed)
+                .unwrap()
+                .as_str(),
             "s3cret-value"
         );
         for other in [
-            Row::ApiKey("ZKB"),
-            Row::ApiKey("ZKA "),
-            Row::ServerKey("ZKA"),
+            SecretSlot::ApiKey("ZKB"),
+            SecretSlot::ApiKey("ZKA "),
+            SecretSlot::ServerKey("ZKA"),
         ] {
             let err = key.open_text(other, &sealed).unwrap_err();
             assert!(
@@ -419,14 +536,16 @@ mod tests {
                 "{other:?}: {err}"
             );
         }
-        let again = key.seal_text(Row::ApiKey("ZKA"), "s3cret-value").unwrap();
+        let again = key
+            .seal_text(SecretSlot::ApiKey("ZKA"), "s3cret-value")
+            .unwrap();
         assert_ne!(again, sealed, "every value gets its own nonce");
     }
 
     #[test]
     fn a_tampered_byte_or_a_cut_value_does_not_open() {
         let key = MasterKey::generate().unwrap();
-        let row = Row::ServerKey("rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7");
+        let row = SecretSlot::ServerKey("rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7");
         let sealed = key.seal(row, b"server secret").unwrap();
         for index in [0, NONCE_LEN, sealed.len() - 1] {
             let mut tampered = sealed.clone();
@@ -450,9 +569,9 @@ mod tests {
     fn another_key_does_not_open_and_has_another_fingerprint() {
         let key = MasterKey::generate().unwrap();
         let other = MasterKey::generate().unwrap();
-        let sealed = key.seal(Row::ApiKey("ZKA"), b"secret").unwrap();
+        let sealed = key.seal(SecretSlot::ApiKey("ZKA"), b"secret").unwrap();
         assert!(matches!(
-            other.open(Row::ApiKey("ZKA"), &sealed),
+            other.open(SecretSlot::ApiKey("ZKA"), &sealed),
             Err(SealError::DoesNotOpen { .. })
         ));
         assert_eq!(key.fingerprint().len(), FINGERPRINT_LEN);
@@ -485,11 +604,11 @@ mod tests {
     #[test]
     fn associated_data_is_as_documented() {
         assert_eq!(
-            Row::ApiKey("ZK1").associated_data(),
+            SecretSlot::ApiKey("ZK1").associated_data(),
             b"zavro sealed v1\0api-key\0ZK1"
         );
         assert_eq!(
-            Row::ServerKey("pub").associated_data(),
+            SecretSlot::ServerKey("pub").associated_data(),
             b"zavro sealed v1\0server-key\0pub"
         );
     }

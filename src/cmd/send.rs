@@ -142,7 +142,7 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
     }
     let resent = match sender.client.resends() {
         0 => String::new(),
-        n => format!("; {n} resends after timeouts"),
+        n => format!("; {n} resends after timeouts or `internal` refusals"),
     };
     let requests = sender.requests;
     eprintln!(

@@ -16,7 +16,7 @@ use crate::{
     error::Error,
     hardening,
     server::{self, Log, RecordsOut, Settings, Transport, name, zap},
-    store::Store,
+    store::{PgStore, RequestStore, Store, StoreError},
     timestamp,
 };
 
@@ -27,16 +27,123 @@ const REPLY_QUEUE_PER_PEER: i32 = 1000;
 /// How long, at shutdown, replies still queued may take to leave before they are dropped.
 const SHUTDOWN_LINGER_MS: i32 = 2000;
 
+/// What `serve` needs of a store besides the server's seam ([`RequestStore`]), per backend.
+pub trait Served: RequestStore {
+    /// The handshake check's own connection to the same store.
+    type Checker: zap::ClientKeys;
+
+    /// Checks at start-up, as one error, that the store can take the server's groups durably, and sets up the
+    /// connection for serving.
+    fn ready_to_serve(&mut self, args: &ServeArgs) -> Result<(), Error>;
+
+    /// The key pair `serve` presents over CURVE (made on first use).
+    fn server_key_pair(&mut self, now_us: i64) -> Result<curve::KeyPair, StoreError>;
+
+    /// A second connection to the store, for the handshake check's thread.
+    fn checker(&self) -> Result<Self::Checker, Error>;
+
+    /// Descriptors to keep free, past the connections' own, for the store to open later (a reconnection).
+    fn descriptors_to_reserve(&self) -> u32;
+}
+
+impl Served for Store {
+    type Checker = Store;
+
+    fn ready_to_serve(&mut self, _: &ServeArgs) -> Result<(), Error> {
+        // Problems with the store's files surface now, as one error, rather than at the first request.
+        self.check_writable()?;
+        Ok(self.keep_temporary_data_in_memory()?)
+    }
+
+    fn server_key_pair(&mut self, now_us: i64) -> Result<curve::KeyPair, StoreError> {
+        Store::server_key_pair(self, now_us)
+    }
+
+    fn checker(&self) -> Result<Store, Error> {
+        let path = self
+            .path()
+            .ok_or_else(|| Error::Other("serve needs a store in a file".into()))?;
+        let checker = Store::open_existing(path)?;
+        // Like the server's own connection: no temporary files, so it needs no descriptor past the open-file cap.
+        checker.keep_temporary_data_in_memory()?;
+        Ok(checker)
+    }
+
+    fn descriptors_to_reserve(&self) -> u32 {
+        0
+    }
+}
+
+impl Served for PgStore {
+    type Checker = PgStore;
+
+    /// The master key is needed to read the keys' secrets; a database that acknowledges commits before they are
+    /// durable, or a read-only standby, is refused (the first unless `--allow-async-commit`).
+    fn ready_to_serve(&mut self, args: &ServeArgs) -> Result<(), Error> {
+        self.require_master_key()?;
+        let url = self.url().to_string();
+        let settings = self.client().query_one(
+            "SELECT current_setting('synchronous_commit'), current_setting('fsync'), pg_is_in_recovery()",
+            &[],
+        );
+        let settings = settings.map_err(StoreError::from)?;
+        let (synchronous_commit, fsync, standby): (String, String, bool) = (
+            settings.try_get(0).map_err(StoreError::from)?,
+            settings.try_get(1).map_err(StoreError::from)?,
+            settings.try_get(2).map_err(StoreError::from)?,
+        );
+        if standby {
+            return Err(Error::Other(format!(
+                "store {url} is a read-only standby (in recovery); give serve the primary's URL"
+            )));
+        }
+        let asynchronous = [
+            ("synchronous_commit", &synchronous_commit),
+            ("fsync", &fsync),
+        ]
+        .into_iter()
+        .find(|(_, value)| value.as_str() == "off");
+        match asynchronous {
+            Some((setting, _)) if !args.allow_async_commit => Err(Error::Other(format!(
+                "store {url} has {setting} off, so PostgreSQL acknowledges a commit before it is durable and a \
+                 crash could lose requests already answered `accepted`; turn it on (ALTER ROLE … SET \
+                 synchronous_commit = on; fsync in postgresql.conf), or accept that risk with \
+                 --allow-async-commit"
+            ))),
+            Some((setting, _)) => {
+                eprintln!(
+                    "zavro: warning: store {url} has {setting} off (--allow-async-commit): a crash of the database \
+                     can lose requests already answered `accepted`"
+                );
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn server_key_pair(&mut self, now_us: i64) -> Result<curve::KeyPair, StoreError> {
+        PgStore::server_key_pair(self, now_us)
+    }
+
+    fn checker(&self) -> Result<PgStore, Error> {
+        Ok(PgStore::connect(self.url())?)
+    }
+
+    /// The server's connection and the handshake check's, each replaced by a new one if it breaks.
+    fn descriptors_to_reserve(&self) -> u32 {
+        2
+    }
+}
+
 /// Serves until SIGINT or SIGTERM, then returns after finishing the request in hand.
-pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
+pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
     avro::limit_decode_allocations();
     let endpoint = endpoint::resolve(&args.endpoint, Side::Bind).map_err(Error::Usage)?;
     let name = name::resolve(args.name.as_deref()).map_err(|e| match e {
         name::NameError::NoHostName(_) => Error::Other(e.to_string()),
         _ => Error::Usage(format!("--name: {e}")),
     })?;
-    // Problems with the store's files surface now, as one error, rather than at the first request.
-    store.check_writable()?;
+    store.ready_to_serve(&args)?;
     if !args.plaintext && !curve::available() {
         return Err(Error::Other(
             "this zavro's libzmq was built without CURVE, so it cannot encrypt (vendor/README.md says how it \
@@ -52,7 +159,6 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
     let max_connections =
         hardening::connection_limit(args.max_connections, hardening::open_file_limit())
             .map_err(|e| Error::Usage(e.to_string()))?;
-    store.keep_temporary_data_in_memory()?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM] {
@@ -113,10 +219,11 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
         .and_then(Result::ok)
         .unwrap_or(endpoint);
     // Everything the server needs is open now; what is left under the open-file limit is for connections.
-    hardening::cap_open_files(max_connections).map_err(|e| match e {
-        hardening::HardeningError::TooManyConnections { .. } => Error::Usage(e.to_string()),
-        _ => Error::Other(e.to_string()),
-    })?;
+    hardening::cap_open_files(max_connections.saturating_add(store.descriptors_to_reserve()))
+        .map_err(|e| match e {
+            hardening::HardeningError::TooManyConnections { .. } => Error::Usage(e.to_string()),
+            _ => Error::Other(e.to_string()),
+        })?;
     // One line, the endpoint first: scripts and tests take the word after `listening on`.
     match &server_public {
         Some(public) => eprintln!("listening on {bound} (CURVE, server key {public})"),
@@ -153,18 +260,12 @@ pub fn run(store: &mut Store, args: ServeArgs) -> Result<(), Error> {
 
 /// The store's server key pair (made on first use; the secret half is wiped when dropped), and the ZAP handler
 /// bound on `context`, reading keys through a connection of its own to the same store.
-fn start_curve(
-    store: &mut Store,
+fn start_curve<S: Served>(
+    store: &mut S,
     context: &zmq::Context,
 ) -> Result<(curve::KeyPair, zap::Handler), Error> {
     let key = store.server_key_pair(timestamp::now_micros())?;
-    let path = store
-        .path()
-        .ok_or_else(|| Error::Other("serve needs a store in a file".into()))?;
-    let checker = Store::open_existing(path)?;
-    // Like the server's own connection: no temporary files, so it needs no descriptor past the open-file cap.
-    checker.keep_temporary_data_in_memory()?;
-    let checker = zap::Handler::start(context, checker, Log::stderr())
+    let checker = zap::Handler::start(context, store.checker()?, Log::stderr())
         .map_err(|e| Error::Other(e.to_string()))?;
     Ok((key, checker))
 }

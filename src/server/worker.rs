@@ -16,13 +16,18 @@ use super::{
 use crate::{
     avro::{Decoder, SchemaFingerprint},
     protocol::{self, Rejection, Request},
-    store::{RequestGroup, RequestStore, StoredKey},
+    store::{RequestGroup, RequestStore, StoreError, StoredKey},
     timestamp,
 };
 
 /// Most bytes of decoded records (their JSON lines and the stored array) a group holds before it is committed
 /// and answered; the rest of what arrived together goes in the next group.
 pub const GROUP_MAX_DECODED_BYTES: usize = 64 << 20;
+
+/// How many times a group is checked again after another server stored one of its nonces meanwhile
+/// ([`StoreError::Raced`]) before its requests are answered `internal`: each time the nonce raced for is seen as
+/// stored, so a second race needs another request of the group to lose one too.
+const RACE_RETRIES: u32 = 2;
 
 /// Checks and commits groups of requests; holds the settings and the decoder's schema cache between groups.
 pub struct Worker {
@@ -158,13 +163,27 @@ impl Worker {
             transport: self.transport,
             server: &server,
         };
-        let (verdicts, keys, committed) = match store.begin_group() {
-            Ok(mut transaction) => {
-                let (verdicts, keys) = self.check_group(&mut transaction, group, now_us, log);
-                let committed = commit::commit(transaction, &verdicts, &mut self.tally, stamp);
-                (verdicts, keys, committed)
+        let mut races = 0;
+        let (verdicts, keys, committed) = loop {
+            match store.begin_group() {
+                Ok(mut transaction) => {
+                    let (verdicts, keys) = self.check_group(&mut transaction, group, now_us, log);
+                    let committed = commit::commit(transaction, &verdicts, &mut self.tally, stamp);
+                    // Another server stored one of the group's nonces between its check and its commit: nothing
+                    // was kept, and the group checked again sees that nonce for what it is.
+                    if matches!(committed, Err(StoreError::Raced)) && races < RACE_RETRIES {
+                        races += 1;
+                        log.info(format_args!(
+                            "another server stored a nonce of this group meanwhile; checking the group of {} \
+                             requests again",
+                            verdicts.len()
+                        ));
+                        continue;
+                    }
+                    break (verdicts, keys, committed);
+                }
+                Err(e) => break (unchecked(group), Keys::new(), Err(e)),
             }
-            Err(e) => (unchecked(group), Keys::new(), Err(e)),
         };
         let (verdicts, written) = match committed {
             Ok(written) => (verdicts, written.into_iter().map(Some).collect()),
@@ -1116,5 +1135,204 @@ mod tests {
             "the row names its schema"
         );
         assert!(store.verify_audit(None).unwrap().is_ok());
+    }
+}
+
+/// Two servers on one PostgreSQL database racing for a nonce, through the real worker.
+#[cfg(test)]
+mod racing {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{
+        protocol::{RejectCode, Reply},
+        server::testing::{KEY, SECRET, captured_log, payload, signed, store_with_key},
+        store::{
+            KeyStore, PgStore, RequestGroup,
+            postgres::{PgGroup, test_cluster},
+        },
+    };
+
+    /// A PostgreSQL store whose first group, once checked and before it writes, lets a rival commit first.
+    struct Racing {
+        store: PgStore,
+        rival: Option<Box<dyn FnOnce()>>,
+    }
+
+    struct RacingGroup<'s> {
+        group: PgGroup<'s>,
+        rival: Option<Box<dyn FnOnce()>>,
+    }
+
+    impl RequestStore for Racing {
+        type Group<'s> = RacingGroup<'s>;
+
+        fn begin_group(&mut self) -> Result<RacingGroup<'_>, StoreError> {
+            Ok(RacingGroup {
+                rival: self.rival.take(),
+                group: self.store.begin_group()?,
+            })
+        }
+
+        fn prune_nonces(&mut self, oldest: i64) -> Result<usize, StoreError> {
+            self.store.prune_nonces(oldest)
+        }
+
+        fn still_in_place(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    impl RequestGroup for RacingGroup<'_> {
+        fn key(&mut self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+            self.group.key(id)
+        }
+
+        fn nonce(
+            &mut self,
+            key_id: &str,
+            nonce: &str,
+        ) -> Result<Option<crate::store::SeenNonce>, StoreError> {
+            self.group.nonce(key_id, nonce)
+        }
+
+        fn append_accepted(
+            &mut self,
+            entry: &crate::store::AuditEntry,
+            nonce: &crate::store::Nonce,
+            payload_json: &str,
+        ) -> Result<crate::store::Committed, StoreError> {
+            self.let_the_rival_in();
+            self.group.append_accepted(entry, nonce, payload_json)
+        }
+
+        fn append(&mut self, entry: &crate::store::AuditEntry) -> Result<i64, StoreError> {
+            self.let_the_rival_in();
+            self.group.append(entry)
+        }
+
+        fn commit(self) -> Result<(), StoreError> {
+            self.group.commit()
+        }
+    }
+
+    impl RacingGroup<'_> {
+        /// Runs the rival once, just before the group's first write: after its checks, before its lock.
+        fn let_the_rival_in(&mut self) {
+            if let Some(rival) = self.rival.take() {
+                rival();
+            }
+        }
+    }
+
+    fn code(outcome: &Outcome) -> Option<RejectCode> {
+        match &outcome.reply.reply {
+            Reply::Rejected { code, .. } => Some(*code),
+            Reply::Accepted { .. } => None,
+        }
+    }
+
+    #[test]
+    fn a_group_that_lost_a_nonce_to_another_server_is_checked_again_and_each_request_gets_its_answer()
+     {
+        let Some(cluster) = test_cluster::shared() else {
+            return;
+        };
+        let url = crate::store::PgUrl::parse(&cluster.fresh_database()).unwrap();
+        let key = || crate::sealed::MasterKey::from_bytes([7; 32]);
+        let open = || {
+            let mut store = PgStore::connect_or_create(&url).unwrap();
+            store.use_master_key(Some(key())).unwrap();
+            store
+        };
+        let mut a = open();
+        a.add_key(KEY, SECRET, None, None, 1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (_, settings) = store_with_key(dir.path());
+
+        let own = signed("nonce-own-0000000001", payload(&[json!("own")]));
+        let shared = signed("nonce-shared-000000001", payload(&[json!("shared")]));
+        let stolen = signed("nonce-stolen-000000001", payload(&[json!("a's")]));
+        let stolen_by_b = signed("nonce-stolen-000000001", payload(&[json!("b's")]));
+
+        // Server B answers the same request and another one with A's third nonce, while A's group is checked.
+        let b_outcomes = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let rival = {
+            let (mut b, settings, b_outcomes) = (open(), settings.clone(), b_outcomes.clone());
+            let group = [shared.clone(), stolen_by_b];
+            Box::new(move || {
+                let (mut log, _) = captured_log();
+                let outcomes = Worker::new(&settings).handle(&mut b, &group, &mut log);
+                *b_outcomes.borrow_mut() = outcomes;
+            })
+        };
+        let mut racing = Racing {
+            store: a,
+            rival: Some(rival),
+        };
+        let (mut log, captured) = captured_log();
+        let outcomes = Worker::new(&settings).handle(&mut racing, &[own, shared, stolen], &mut log);
+
+        let b_outcomes = b_outcomes.borrow();
+        let by_b: Vec<i64> = b_outcomes.iter().map(|o| o.audit_id.unwrap()).collect();
+        assert!(
+            b_outcomes.iter().all(|o| code(o).is_none()),
+            "B stored both"
+        );
+        assert!(
+            captured
+                .lines()
+                .iter()
+                .any(|l| l.contains("checking the group of 3 requests again")),
+            "{:?}",
+            captured.lines()
+        );
+        assert!(
+            matches!(
+                outcomes[0].reply.reply,
+                Reply::Accepted {
+                    duplicate: false,
+                    ..
+                }
+            ),
+            "A's own request is stored as if nothing happened: {:?}",
+            outcomes[0].reply
+        );
+        assert_eq!(
+            outcomes[1].reply.reply,
+            Reply::Accepted {
+                audit_id: by_b[0],
+                records: 1,
+                duplicate: true
+            },
+            "the request B stored first is a duplicate of B's row"
+        );
+        assert_eq!(
+            code(&outcomes[2]),
+            Some(RejectCode::Replay),
+            "the nonce B used for other data"
+        );
+        assert!(outcomes[1].records.is_none() && outcomes[2].records.is_none());
+
+        let stored: Vec<String> = racing
+            .store
+            .client()
+            .query("SELECT json FROM payloads ORDER BY audit_id", &[])
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(
+            stored,
+            ["[\"shared\"]", "[\"b's\"]", "[\"own\"]"],
+            "each once"
+        );
+        assert_eq!(
+            crate::store::postgres::tests::verify_chain(&mut racing.store)
+                .unwrap()
+                .rows,
+            1 + 2 + 3,
+            "key_add, B's two rows, A's three"
+        );
     }
 }

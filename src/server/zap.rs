@@ -12,9 +12,42 @@ use std::{
 
 use super::{Log, tally::OTHER_PEERS, transport::restarting};
 use crate::{
-    store::{CurveClient, Store, StoreError},
+    store::{CurveClient, PgStore, Store, StoreError},
     timestamp,
 };
+
+/// What the handler needs of a store: the API key a client public key belongs to. Read through a connection of
+/// the handler's own, on its thread.
+pub trait ClientKeys: Send + 'static {
+    /// The API key whose client public key is `public`, active or not at `now_us`.
+    fn curve_client(
+        &mut self,
+        public: &[u8; 32],
+        now_us: i64,
+    ) -> Result<Option<CurveClient>, StoreError>;
+}
+
+impl ClientKeys for Store {
+    fn curve_client(
+        &mut self,
+        public: &[u8; 32],
+        now_us: i64,
+    ) -> Result<Option<CurveClient>, StoreError> {
+        Store::curve_client(self, public, now_us)
+    }
+}
+
+/// A connection that broke (the database restarted) is replaced at the next handshake, with back-off.
+impl ClientKeys for PgStore {
+    fn curve_client(
+        &mut self,
+        public: &[u8; 32],
+        now_us: i64,
+    ) -> Result<Option<CurveClient>, StoreError> {
+        self.ensure_connected()?;
+        PgStore::curve_client(self, public, now_us)
+    }
+}
 
 /// Where libzmq sends the ZAP requests of every socket of a context (RFC 27).
 pub const ENDPOINT: &str = "inproc://zeromq.zap.01";
@@ -105,7 +138,11 @@ impl Handler {
     /// Binds the handler to [`ENDPOINT`] on `context` and starts its thread, which looks keys up in `store` (its
     /// own connection; it only reads) and logs to `log`. Must run before any CURVE socket of `context` binds:
     /// until a handler is bound, libzmq admits every client.
-    pub fn start(context: &zmq::Context, store: Store, log: Log) -> Result<Handler, ZapError> {
+    pub fn start(
+        context: &zmq::Context,
+        store: impl ClientKeys,
+        log: Log,
+    ) -> Result<Handler, ZapError> {
         let socket = context.socket(zmq::REP)?;
         socket.set_linger(0)?;
         socket.bind(ENDPOINT)?;
@@ -165,9 +202,9 @@ impl Drop for Handler {
 }
 
 /// The handler's thread.
-struct Checker {
+struct Checker<K> {
     socket: zmq::Socket,
-    store: Store,
+    store: K,
     log: Log,
     refused: mpsc::SyncSender<RefusedHandshake>,
     overflow: Arc<AtomicU64>,
@@ -175,7 +212,7 @@ struct Checker {
     store_failing: bool,
 }
 
-impl Checker {
+impl<K: ClientKeys> Checker<K> {
     /// Answers requests until `stop`, or until its socket fails.
     fn run(mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::SeqCst) {
@@ -203,7 +240,7 @@ impl Checker {
             request.push(restarting(|| self.socket.recv_bytes(0))?);
         }
         let now_us = timestamp::now_micros();
-        let store = &self.store;
+        let store = &mut self.store;
         let verdict = check(&request, |public| store.curve_client(public, now_us));
         match (&verdict, self.store_failing) {
             (Verdict::Unsure(e), false) => {
@@ -251,7 +288,9 @@ enum Verdict {
         /// See above.
         key: Option<String>,
     },
-    /// The store could not say: refused as a temporary failure (ZAP 500), not counted.
+    /// The store could not say: refused as a failure to check (ZAP 500), not counted, which the client takes as
+    /// "try again". Not ZAP's 300 ("temporary"): with 300 libzmq closes the connection without a word, which a
+    /// client cannot tell from a server presenting another key than it pinned; 500 reaches it as such.
     Unsure(String),
 }
 

@@ -152,6 +152,17 @@ pub enum ChainBreak {
         /// What no longer matches.
         what: String,
     },
+    /// A row's id is not greater than the one before it (or the checkpoint's): ids only grow along the chain, so
+    /// the rows were duplicated or read out of order.
+    #[error(
+        "row #{id} comes after #{after}: ids must grow along the chain (a duplicated or reordered row)"
+    )]
+    OutOfOrder {
+        /// The row out of place.
+        id: i64,
+        /// The id of the row (or checkpoint) before it.
+        after: i64,
+    },
     /// The recorded head was removed by `audit prune`, so the chain can no longer be compared with it.
     #[error(
         "the recorded head #{row} was pruned (rows up to #{through} were removed by `zavro audit prune`), so it \
@@ -205,6 +216,8 @@ pub struct ChainVerifier {
     prev: String,
     /// What the next row must follow, for a message.
     after: String,
+    /// The id the next row's must exceed: the previous row's, the checkpoint's, or 0.
+    last_id: i64,
     /// Rows checked so far.
     checked: u64,
     /// The newest row checked, and its hash.
@@ -217,6 +230,7 @@ impl ChainVerifier {
     /// Starts a walk from the newest pruning `checkpoint` (last pruned row id, its hash), or from [`GENESIS`]
     /// when nothing was ever pruned; with `against` (row id, hash), the walk also looks for that recorded head.
     pub fn new(checkpoint: Option<(i64, String)>, against: Option<(i64, &str)>) -> ChainVerifier {
+        let last_id = checkpoint.as_ref().map_or(0, |(row, _)| *row);
         let (prev, after) = match &checkpoint {
             Some((row, hash)) => (hash.clone(), format!("the pruning checkpoint at #{row}")),
             None => (GENESIS.to_owned(), "the start".to_owned()),
@@ -226,16 +240,24 @@ impl ChainVerifier {
             against: against.map(|(row, hash)| (row, hash.to_owned())),
             prev,
             after,
+            last_id,
             checked: 0,
             head: None,
             against_found: None,
         }
     }
 
-    /// Checks the next row (by id); the first break found is returned, and the walk should stop there.
+    /// Checks the next row (by id); the first break found is returned, and the walk should stop there. The
+    /// order is checked here too, not left to the backend's `ORDER BY`.
     pub fn row(&mut self, row: &StoredRow) -> Result<(), ChainBreak> {
         let fields = &row.fields;
         let id = fields.id;
+        if id <= self.last_id {
+            return Err(ChainBreak::OutOfOrder {
+                id,
+                after: self.last_id,
+            });
+        }
         if row.prev_hash != Some(self.prev.as_str()) {
             return Err(ChainBreak::Link {
                 id,
@@ -264,6 +286,7 @@ impl ChainVerifier {
             self.against_found = Some(hash.clone());
         }
         self.checked += 1;
+        self.last_id = id;
         self.after = format!("row #{id}");
         self.head = Some((id, hash.clone()));
         self.prev = hash;
@@ -493,6 +516,33 @@ mod tests {
                 after: "row #4".into()
             })
         );
+    }
+
+    #[test]
+    fn a_row_whose_id_does_not_grow_is_refused_even_when_it_links() {
+        // Rows sealed in this order link and hash correctly, but their ids do not grow: a backend reading in
+        // another order than by id, or a forger reusing ids, must not pass.
+        let rows = seal(
+            vec![(send(1), None), (send(3), None), (send(2), None)],
+            GENESIS,
+        );
+        assert_eq!(
+            walk(&rows, None, None, 3),
+            Err(ChainBreak::OutOfOrder { id: 2, after: 3 })
+        );
+        let rows = seal(vec![(send(1), None), (send(1), None)], GENESIS);
+        assert_eq!(
+            walk(&rows, None, None, 1),
+            Err(ChainBreak::OutOfOrder { id: 1, after: 1 })
+        );
+        // After a checkpoint at #4, a row #4 (or lower) sealed onto it is refused too.
+        let rows = seal(vec![(send(4), None)], "c".repeat(64).as_str());
+        assert_eq!(
+            walk(&rows, Some((4, "c".repeat(64))), None, 4),
+            Err(ChainBreak::OutOfOrder { id: 4, after: 4 })
+        );
+        let rows = seal(vec![(send(5), None)], "c".repeat(64).as_str());
+        assert!(walk(&rows, Some((4, "c".repeat(64))), None, 5).is_ok());
     }
 
     #[test]

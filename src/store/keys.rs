@@ -5,9 +5,9 @@ use zeroize::Zeroizing;
 
 use super::{
     AuditEntry, Status, Store, StoreError,
-    sealing::{self, StoredSecret},
+    sealing::{self, stored_secret},
 };
-use crate::sealed::{MasterKey, Row};
+use crate::sealed::{MasterKey, SecretSlot};
 
 /// What `keys list` shows of a key: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl Store {
         let curve_public = super::server_keys::client_public(id, secret)?;
         let tx = self.conn.transaction()?;
         let (clear, sealed) =
-            sealing::to_store(&tx, Row::ApiKey(id), secret, self.master.as_ref())?;
+            sealing::to_store(&tx, SecretSlot::ApiKey(id), secret, self.master.as_ref())?;
         tx.execute(
             "INSERT INTO keys (id, secret, secret_sealed, label, created_us, expires_us, curve_public)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -147,7 +147,7 @@ pub(super) fn find_key(
     let found = stmt
         .query_row([id], |row| {
             Ok((
-                StoredSecret::from_row(row, 0)?,
+                stored_secret(row, 0)?,
                 row.get::<_, bool>(2)?,
                 row.get::<_, Option<i64>>(3)?,
             ))
@@ -157,7 +157,7 @@ pub(super) fn find_key(
         return Ok(None);
     };
     Ok(Some(StoredKey {
-        secret: stored.reveal(conn, Row::ApiKey(id), master)?,
+        secret: sealing::reveal(stored, conn, SecretSlot::ApiKey(id), master)?,
         revoked,
         expires_us,
     }))

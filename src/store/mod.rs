@@ -16,6 +16,7 @@ mod prune;
 mod requests;
 mod schemas;
 mod sealing;
+mod secrets;
 mod server_keys;
 mod sqlite_chain;
 
@@ -159,6 +160,20 @@ pub enum StoreError {
     /// in it, or each write would commit on its own.
     #[error("the store ended the transaction after an error; nothing of it was kept")]
     TransactionLost,
+    /// Another server committed a nonce this group read as unused, between that read and the group's writes:
+    /// nothing of the group was kept, and checking it again gives each request its right answer.
+    #[error(
+        "another server stored one of this group's nonces meanwhile; nothing of the group was kept"
+    )]
+    Raced,
+    /// The PostgreSQL connection broke and could not be replaced yet; the next attempt waits for a back-off.
+    #[error("cannot reach store {url}: {reason}")]
+    PgDown {
+        /// The URL, without its password.
+        url: String,
+        /// Why, on one line, and when the next attempt is.
+        reason: String,
+    },
     /// The store's path was deleted or now names another file while the store was open.
     #[error(
         "store {0} was deleted or replaced while in use; nothing more is written to the old file (restart with the store in place)"
@@ -181,6 +196,24 @@ pub enum StoreError {
         path: String,
         /// The fingerprint of the key it is sealed under.
         fingerprint: String,
+    },
+    /// A PostgreSQL store keeps every secret sealed, and this command needs a secret but was given no master key.
+    #[error(
+        "store {url} keeps its secrets sealed under a master key{}; give its key file with --master-key-file or \
+         ZAVRO_MASTER_KEY_FILE (or as the systemd credential zavro-master-key){}",
+        fingerprint.as_ref().map(|f| format!(" ({f})")).unwrap_or_default(),
+        if fingerprint.is_none() {
+            "; a new store's key is 64 hexadecimal digits in a file of mode 0600: (umask 077; openssl rand \
+             -hex 32 > master.key)"
+        } else {
+            ""
+        }
+    )]
+    MasterKeyRequired {
+        /// The URL, without its password.
+        url: String,
+        /// The fingerprint of the key its secrets are sealed under, once it has one.
+        fingerprint: Option<String>,
     },
     /// The store is sealed under another master key than the one given.
     #[error(
@@ -225,13 +258,21 @@ pub enum StoreError {
     /// A row holds neither a clear-text nor a sealed secret.
     #[error("store: {0} is missing")]
     NoSecret(String),
-    /// The secrets are sealed, but the file could not be rebuilt: old clear-text copies may remain in its free
-    /// pages or WAL.
+    /// The secrets are sealed (the transaction committed), but the file could not be rebuilt: old clear-text
+    /// copies may remain in its free pages or WAL. Never reported as a failure to seal.
     #[error(
-        "the secrets of store {0} are sealed, but another process kept the store open, so old copies may remain \
-         in its WAL; stop it and run `zavro store seal` again to remove them"
+        "the secrets of store {path} ARE sealed under master key {fingerprint}: keep the key file; the rebuild \
+         that removes old clear-text copies from the file failed: {reason}; run `zavro store seal` again with \
+         the same key file (once no other process has the store open) to remove them"
     )]
-    ScrubIncomplete(String),
+    ScrubIncomplete {
+        /// The store file.
+        path: String,
+        /// The fingerprint of the key the secrets are sealed under.
+        fingerprint: String,
+        /// Why the rebuild failed.
+        reason: String,
+    },
     /// A query or write failed.
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -9,8 +9,11 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
-use super::{AuditEntry, Store, StoreError};
-use crate::sealed::{MasterKey, Row};
+use super::{
+    AuditEntry, Store, StoreError,
+    secrets::{StoredSecret, wrong_key},
+};
+use crate::sealed::{MasterKey, SecretSlot};
 
 /// What [`Store::seal_secrets`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +97,7 @@ impl Store {
         };
         tx.commit()?;
         self.master = Some(master);
-        self.scrub()?;
+        self.scrub(&fingerprint)?;
         Ok(sealed)
     }
 
@@ -135,7 +138,7 @@ impl Store {
         .insert(&tx, None, None)?;
         tx.commit()?;
         self.master = Some(new);
-        self.scrub()?;
+        self.scrub(&new_fingerprint)?;
         Ok(Resealed {
             api_keys,
             server_keys,
@@ -145,14 +148,25 @@ impl Store {
     }
 
     /// Rebuilds the database file (VACUUM) and empties its WAL, so that values overwritten before are not left
-    /// in free pages, in unused space of a page, or in old WAL frames.
-    fn scrub(&self) -> Result<(), StoreError> {
-        self.conn.execute_batch("VACUUM")?;
+    /// in free pages, in unused space of a page, or in old WAL frames. Runs after the sealing committed, so any
+    /// failure is [`StoreError::ScrubIncomplete`], which says the secrets are sealed under `fingerprint`.
+    fn scrub(&self, fingerprint: &str) -> Result<(), StoreError> {
+        let incomplete = |reason: String| StoreError::ScrubIncomplete {
+            path: store_path(&self.conn),
+            fingerprint: fingerprint.to_owned(),
+            reason,
+        };
+        self.conn
+            .execute_batch("VACUUM")
+            .map_err(|e| incomplete(e.to_string()))?;
         let busy: i64 = self
             .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+            .map_err(|e| incomplete(e.to_string()))?;
         if busy != 0 {
-            return Err(StoreError::ScrubIncomplete(store_path(&self.conn)));
+            return Err(incomplete(
+                "another process kept the store open, so its WAL could not be emptied".into(),
+            ));
         }
         Ok(())
     }
@@ -194,14 +208,6 @@ fn check_master(conn: &Connection, master: Option<&MasterKey>) -> Result<(), Sto
     }
 }
 
-fn wrong_key(sealed_under: String, given: &MasterKey) -> StoreError {
-    StoreError::WrongMasterKey {
-        sealed_under,
-        given: given.fingerprint(),
-        key_file: given.describe_source(),
-    }
-}
-
 /// The store's file for messages (`:memory:` for a store in memory).
 fn store_path(conn: &Connection) -> String {
     match conn.path() {
@@ -215,7 +221,7 @@ fn store_path(conn: &Connection) -> String {
 /// store (or one sealed under another key).
 pub(super) fn to_store<'s>(
     conn: &Connection,
-    row: Row<'_>,
+    row: SecretSlot<'_>,
     secret: &'s str,
     master: Option<&MasterKey>,
 ) -> Result<(Option<&'s str>, Option<Vec<u8>>), StoreError> {
@@ -226,45 +232,33 @@ pub(super) fn to_store<'s>(
     }
 }
 
-/// A secret as a row stores it: in clear text (an unsealed store) or sealed, in two columns of which the schema
-/// lets only one be set.
-pub(super) struct StoredSecret {
-    /// The clear-text column, wiped from memory when dropped.
-    pub clear: Option<Zeroizing<String>>,
-    /// The sealed column: nonce, ciphertext and tag.
-    pub sealed: Option<Vec<u8>>,
+/// Reads a row's secret from its clear-text column at index `clear` and its sealed one at `clear + 1`.
+pub(super) fn stored_secret(
+    row: &rusqlite::Row<'_>,
+    clear: usize,
+) -> rusqlite::Result<StoredSecret> {
+    let text: Option<String> = row.get(clear)?;
+    Ok(StoredSecret {
+        clear: text.map(Zeroizing::new),
+        sealed: row.get(clear + 1)?,
+    })
 }
 
-impl StoredSecret {
-    /// Reads the clear-text column at index `clear` and the sealed one at `clear + 1`.
-    pub fn from_row(row: &rusqlite::Row<'_>, clear: usize) -> rusqlite::Result<StoredSecret> {
-        let text: Option<String> = row.get(clear)?;
-        Ok(StoredSecret {
-            clear: text.map(Zeroizing::new),
-            sealed: row.get(clear + 1)?,
-        })
-    }
-
-    /// The secret: the clear text of an unsealed store, or the sealed value opened with `master`. A row in the
-    /// other form than the connection expects is refused, never used: a clear-text secret in a sealed store was
-    /// put there by someone who bypassed zavro.
-    pub fn reveal(
-        self,
-        conn: &Connection,
-        row: Row<'_>,
-        master: Option<&MasterKey>,
-    ) -> Result<Zeroizing<String>, StoreError> {
-        match (master, self.clear, self.sealed) {
-            (Some(master), None, Some(sealed)) => Ok(master.open_text(row, &sealed)?),
-            (None, Some(clear), None) => Ok(clear),
-            (Some(_), Some(_), _) => Err(StoreError::ClearTextInSealedStore(row.to_string())),
-            (None, _, Some(_)) => Err(StoreError::Locked {
-                path: store_path(conn),
-                fingerprint: sealed_under(conn)?.unwrap_or_else(|| "(none recorded)".into()),
-            }),
-            (_, None, None) => Err(StoreError::NoSecret(row.to_string())),
-        }
-    }
+/// The secret of `stored`, as [`StoredSecret::reveal`] gives it, naming this store and the key it is sealed
+/// under when no master key was given.
+pub(super) fn reveal(
+    stored: StoredSecret,
+    conn: &Connection,
+    row: SecretSlot<'_>,
+    master: Option<&MasterKey>,
+) -> Result<Zeroizing<String>, StoreError> {
+    stored.reveal(row, master, || match sealed_under(conn) {
+        Ok(fingerprint) => StoreError::Locked {
+            path: store_path(conn),
+            fingerprint: fingerprint.unwrap_or_else(|| "(none recorded)".into()),
+        },
+        Err(e) => e,
+    })
 }
 
 /// Seals every API secret under `new`: those in clear text (`old` is `None`, sealing a store) or those sealed
@@ -278,7 +272,7 @@ fn reseal_api_keys(
         tx,
         "SELECT id, secret, secret_sealed FROM keys ORDER BY id",
         "UPDATE keys SET secret = NULL, secret_sealed = ?1 WHERE id = ?2",
-        |name| Row::ApiKey(name),
+        |name| SecretSlot::ApiKey(name),
         old,
         new,
     )
@@ -294,7 +288,7 @@ fn reseal_server_keys(
         tx,
         "SELECT public_key, secret_key, secret_sealed FROM server_keys ORDER BY id",
         "UPDATE server_keys SET secret_key = NULL, secret_sealed = ?1 WHERE public_key = ?2",
-        |name| Row::ServerKey(name),
+        |name| SecretSlot::ServerKey(name),
         old,
         new,
     )
@@ -306,19 +300,19 @@ fn reseal_table(
     tx: &Connection,
     select: &str,
     update: &str,
-    row_of: for<'a> fn(&'a str) -> Row<'a>,
+    row_of: for<'a> fn(&'a str) -> SecretSlot<'a>,
     old: Option<&MasterKey>,
     new: &MasterKey,
 ) -> Result<usize, StoreError> {
     let rows: Vec<(String, StoredSecret)> = tx
         .prepare(select)?
-        .query_map([], |row| Ok((row.get(0)?, StoredSecret::from_row(row, 1)?)))?
+        .query_map([], |row| Ok((row.get(0)?, stored_secret(row, 1)?)))?
         .collect::<Result<_, _>>()?;
     let count = rows.len();
     let mut update = tx.prepare(update)?;
     for (name, stored) in rows {
         let row = row_of(&name);
-        let secret = stored.reveal(tx, row, old)?;
+        let secret = reveal(stored, tx, row, old)?;
         update.execute(params![new.seal_text(row, &secret)?, name])?;
     }
     Ok(count)

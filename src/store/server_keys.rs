@@ -6,11 +6,12 @@ use zeroize::Zeroizing;
 
 use super::{
     AuditEntry, Store, StoreError,
-    sealing::{self, StoredSecret},
+    sealing::{self, stored_secret},
+    secrets::StoredSecret,
 };
 use crate::{
     curve::{self, CurveError, KeyPair},
-    sealed::{MasterKey, Row},
+    sealed::{MasterKey, SecretSlot},
 };
 
 /// The server public keys a client may need to pin: the one `serve` presents, and the next one if staged.
@@ -181,14 +182,12 @@ fn read_pair(
         .prepare_cached(
             "SELECT public_key, secret_key, secret_sealed FROM server_keys WHERE state = ?1",
         )?
-        .query_row([state], |row| {
-            Ok((row.get(0)?, StoredSecret::from_row(row, 1)?))
-        })
+        .query_row([state], |row| Ok((row.get(0)?, stored_secret(row, 1)?)))
         .optional()?;
     let Some((public, stored)) = stored else {
         return Ok(None);
     };
-    let secret = stored.reveal(conn, Row::ServerKey(&public), master)?;
+    let secret = sealing::reveal(stored, conn, SecretSlot::ServerKey(&public), master)?;
     let pair = KeyPair::from_secret(curve::decode(&secret)?).map_err(curve_unavailable)?;
     if pair.public_z85() != public {
         // Clients pin the public key (and a sealed secret is bound to it): a secret half that does not match it
@@ -208,7 +207,7 @@ fn insert_pair(
     let pair = KeyPair::generate().map_err(curve_unavailable)?;
     let public = pair.public_z85();
     let secret = pair.secret_z85();
-    let (clear, sealed) = sealing::to_store(conn, Row::ServerKey(&public), &secret, master)?;
+    let (clear, sealed) = sealing::to_store(conn, SecretSlot::ServerKey(&public), &secret, master)?;
     conn.execute(
         "INSERT INTO server_keys (public_key, secret_key, secret_sealed, state, created_us)
          VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -40,17 +40,63 @@ pub fn zavro_bin() -> &'static Path {
     assert_cmd::cargo::cargo_bin!("zavro")
 }
 
-/// A private store (and room for output files) in a temporary directory, removed when dropped.
+/// A private store (and room for output files) in a temporary directory, removed when dropped: a SQLite file,
+/// or ([`TestEnv::postgres`]) a fresh database of the test cluster with a master key file.
 pub struct TestEnv {
     pub dir: TempDir,
+    /// What `--db` is given: the SQLite file, or the PostgreSQL URL.
     pub db: PathBuf,
+    /// The master key file every command and server is given (`ZAVRO_MASTER_KEY_FILE`): on PostgreSQL, whose
+    /// secrets are always sealed.
+    pub master_key: Option<PathBuf>,
 }
 
 impl TestEnv {
     pub fn new() -> TestEnv {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let db = dir.path().join("zavro.db");
-        TestEnv { dir, db }
+        TestEnv {
+            dir,
+            db,
+            master_key: None,
+        }
+    }
+
+    /// A fresh database of the test process's PostgreSQL cluster (no zavro schema yet) and a master key file;
+    /// `None` when PostgreSQL is not installed (the skip was printed).
+    pub fn postgres() -> Option<TestEnv> {
+        Some(TestEnv::postgres_on(crate::test_cluster::shared()?))
+    }
+
+    /// A fresh database of `cluster` (a private one, which a test may stop and start) and a master key file.
+    pub fn postgres_on(cluster: &crate::test_cluster::Cluster) -> TestEnv {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let master_key = dir.path().join("master.key");
+        zavro::sealed::MasterKey::generate_to(&master_key).expect("write a master key file");
+        TestEnv {
+            db: PathBuf::from(cluster.fresh_database()),
+            dir,
+            master_key: Some(master_key),
+        }
+    }
+
+    /// True for a store on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.db
+            .to_str()
+            .is_some_and(|db| db.starts_with("postgres"))
+    }
+
+    /// The database name of a store on PostgreSQL (for `psql`).
+    pub fn database(&self) -> &str {
+        let url = self.db.to_str().expect("a PostgreSQL URL is text");
+        crate::test_cluster::database_name(url)
+    }
+
+    /// Runs `sql` in this store's database (PostgreSQL only) and returns psql's unaligned output.
+    pub fn psql(&self, sql: &str) -> String {
+        let cluster = crate::test_cluster::shared().expect("a PostgreSQL store has a cluster");
+        cluster.psql(self.database(), sql)
     }
 
     /// A path inside the temporary directory.
@@ -69,6 +115,9 @@ impl TestEnv {
         cmd.env("XDG_CONFIG_HOME", self.config_dir())
             .arg("--db")
             .arg(&self.db);
+        if let Some(key) = &self.master_key {
+            cmd.env("ZAVRO_MASTER_KEY_FILE", key);
+        }
         cmd
     }
 
@@ -84,7 +133,15 @@ impl TestEnv {
 
     /// Creates the store, empty, as `keys add` would (every other command refuses a store that does not exist).
     pub fn create_store(&self) {
-        zavro::store::Store::open(&self.db).expect("create the store");
+        match self.db.to_str().filter(|_| self.is_postgres()) {
+            Some(url) => {
+                let url = zavro::store::PgUrl::parse(url).expect("the cluster's URL parses");
+                zavro::store::PgStore::connect_or_create(&url).expect("create the schema");
+            }
+            None => {
+                zavro::store::Store::open(&self.db).expect("create the store");
+            }
+        }
     }
 
     /// `keys add --json`: a new key id and its secret.
@@ -205,6 +262,27 @@ impl TestEnv {
     }
 }
 
+/// Makes each named test (a function taking a [`TestEnv`]) two tests, `NAME::sqlite` and `NAME::postgres`: the
+/// same body on a SQLite store and on a fresh PostgreSQL database (skipped, saying so, without PostgreSQL).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::common::TestEnv::new());
+            }
+
+            #[test]
+            fn postgres() {
+                if let Some(env) = $crate::common::TestEnv::postgres() {
+                    super::$name(env);
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_backends;
+
 /// The binary with a clean environment and a timeout, without `--db`. The configuration directory points
 /// nowhere, so the developer's own credentials file is never read.
 pub fn bare_zavro() -> Command {
@@ -220,8 +298,12 @@ pub fn zavro_process() -> StdCommand {
     for var in ZAVRO_VARS {
         cmd.env_remove(var);
     }
-    // The PostgreSQL password file zavro reads like libpq; a test that wants one sets it.
-    cmd.env_remove("PGPASSFILE");
+    // The PostgreSQL password file zavro reads like libpq: a file that is not there, so the runner's ~/.pgpass is
+    // never read; a test that wants one sets its own. Likewise libpq's TLS variables are not inherited.
+    cmd.env("PGPASSFILE", "/nonexistent/zavro-test-pgpass");
+    cmd.env_remove("PGSSLMODE");
+    cmd.env_remove("PGSSLROOTCERT");
+    cmd.env_remove("PGCHANNELBINDING");
     cmd.env("XDG_CONFIG_HOME", "/nonexistent/zavro-test-config");
     cmd
 }
@@ -284,6 +366,9 @@ impl Server {
 
     fn spawn(env: &TestEnv, endpoint: &str, output: &Path, extra: &[&str]) -> Server {
         let mut cmd = zavro_process();
+        if let Some(key) = &env.master_key {
+            cmd.env("ZAVRO_MASTER_KEY_FILE", key);
+        }
         cmd.arg("--db")
             .arg(&env.db)
             .args(["serve", endpoint, "--output"])

@@ -4,7 +4,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use serde_json::{Value, json};
 
-use crate::common::{TestEnv, bare_zavro, parse_json, parse_ndjson, stderr_of, stdout_of};
+use crate::common::{
+    TestEnv, bare_zavro, on_both_backends, parse_json, parse_ndjson, stderr_of, stdout_of,
+};
 
 #[test]
 fn send_with_a_key_revoked_while_the_server_runs_is_rejected() {
@@ -98,9 +100,9 @@ fn keys_list_and_audit_never_show_a_secret_and_the_store_is_private() {
     }
 }
 
-#[test]
-fn keys_list_json_has_label_creation_revocation_and_last_use() {
-    let env = TestEnv::new();
+on_both_backends!(keys_list_json_has_label_creation_revocation_and_last_use);
+
+fn keys_list_json_has_label_creation_revocation_and_last_use(env: TestEnv) {
     let added = env
         .zavro()
         .args(["keys", "add", "--label", "sensor-1", "--json"])
@@ -156,9 +158,9 @@ fn keys_list_json_has_label_creation_revocation_and_last_use() {
     );
 }
 
-#[test]
-fn keys_add_with_secret_stdin_imports_the_secret_and_prints_only_the_key() {
-    let env = TestEnv::new();
+on_both_backends!(keys_add_with_secret_stdin_imports_the_secret_and_prints_only_the_key);
+
+fn keys_add_with_secret_stdin_imports_the_secret_and_prints_only_the_key(env: TestEnv) {
     let secret = "imported-secret-0123456789";
     let out = env
         .zavro()
@@ -178,9 +180,12 @@ fn keys_add_with_secret_stdin_imports_the_secret_and_prints_only_the_key() {
     assert_eq!(env.output_lines(), ["{\"imported\":true}"]);
 }
 
-#[test]
-fn keys_add_refuses_a_short_imported_secret_as_a_usage_error() {
-    let env = TestEnv::new();
+on_both_backends!(
+    keys_add_refuses_a_short_imported_secret_as_a_usage_error,
+    revoking_an_unknown_key_fails_and_names_it,
+);
+
+fn keys_add_refuses_a_short_imported_secret_as_a_usage_error(env: TestEnv) {
     env.zavro()
         .args(["keys", "add", "--secret-stdin"])
         .write_stdin("short\n")
@@ -189,9 +194,7 @@ fn keys_add_refuses_a_short_imported_secret_as_a_usage_error() {
     assert!(env.keys().is_empty(), "no key was stored");
 }
 
-#[test]
-fn revoking_an_unknown_key_fails_and_names_it() {
-    let env = TestEnv::new();
+fn revoking_an_unknown_key_fails_and_names_it(env: TestEnv) {
     env.create_store();
     let out = env
         .zavro()

@@ -26,6 +26,7 @@ mod scale;
 mod schemas;
 mod sealed;
 mod send_errors;
+mod servers;
 mod store_moved;
 mod terminal;
 mod transport;

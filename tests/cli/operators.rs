@@ -13,10 +13,10 @@ use nix::{
 };
 use serde_json::json;
 
-use crate::common::zavro_process;
 use crate::common::{
     DEADLINE, TestEnv, parse_json, parse_ndjson, stderr_of, stdout_of, wait_until,
 };
+use crate::common::{on_both_backends, zavro_process};
 
 #[test]
 fn an_expired_key_is_refused_with_its_own_code_and_keys_list_shows_the_expiry() {
@@ -58,9 +58,9 @@ fn an_expired_key_is_refused_with_its_own_code_and_keys_list_shows_the_expiry() 
     assert!(env.output_lines().is_empty());
 }
 
-#[test]
-fn keys_add_refuses_an_expiry_in_the_past_or_unreadable() {
-    let env = TestEnv::new();
+on_both_backends!(keys_add_refuses_an_expiry_in_the_past_or_unreadable);
+
+fn keys_add_refuses_an_expiry_in_the_past_or_unreadable(env: TestEnv) {
     for bad in ["2001-01-01T00:00:00Z", "soon", "0s"] {
         let out = env
             .zavro()
@@ -72,9 +72,9 @@ fn keys_add_refuses_an_expiry_in_the_past_or_unreadable() {
     assert!(env.keys().is_empty(), "no key was stored");
 }
 
-#[test]
-fn keys_list_counts_accepted_requests_and_records_per_key() {
-    let env = TestEnv::new();
+on_both_backends!(keys_list_counts_accepted_requests_and_records_per_key);
+
+fn keys_list_counts_accepted_requests_and_records_per_key(env: TestEnv) {
     let (a, secret_a) = env.add_key();
     let (b, _) = env.add_key();
     let server = env.start_server();

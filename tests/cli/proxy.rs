@@ -30,8 +30,18 @@ impl Proxy {
         Proxy::rewriting(upstream, Arc::new(|_: &mut [u8]| {}))
     }
 
+    /// Like [`Proxy::start`], but once the client has sent `marker` (in one chunk or across two), nothing more
+    /// the server sends reaches the client: a reply lost on the way, after the request got through.
+    pub fn muting_replies_after(upstream: &str, marker: &[u8]) -> Proxy {
+        Proxy::with(upstream, Arc::new(|_: &mut [u8]| {}), Some(marker.to_vec()))
+    }
+
     /// Like [`Proxy::start`], passing every chunk from the server through `rewrite` first.
     pub fn rewriting(upstream: &str, rewrite: Rewrite) -> Proxy {
+        Proxy::with(upstream, rewrite, None)
+    }
+
+    fn with(upstream: &str, rewrite: Rewrite, mute_after: Option<Vec<u8>>) -> Proxy {
         let upstream = upstream
             .strip_prefix("tcp://")
             .expect("a tcp:// endpoint")
@@ -53,8 +63,19 @@ impl Proxy {
                                 continue;
                             };
                             let identity: Rewrite = Arc::new(|_: &mut [u8]| {});
-                            pumps.push(pump(&client, &server, &seen, &stop, identity));
-                            pumps.push(pump(&server, &client, &seen, &stop, Arc::clone(&rewrite)));
+                            let muted = Arc::new(AtomicBool::new(false));
+                            let upward = Direction {
+                                rewrite: identity,
+                                mute_after: mute_after.clone().map(|m| (m, Arc::clone(&muted))),
+                                muted: None,
+                            };
+                            let downward = Direction {
+                                rewrite: Arc::clone(&rewrite),
+                                mute_after: None,
+                                muted: Some(muted),
+                            };
+                            pumps.push(pump(&client, &server, &seen, &stop, upward));
+                            pumps.push(pump(&server, &client, &seen, &stop, downward));
                         }
                         Err(_) => thread::sleep(Duration::from_millis(5)),
                     }
@@ -94,6 +115,16 @@ impl Drop for Proxy {
     }
 }
 
+/// What a pump does to the bytes going one way.
+struct Direction {
+    /// Rewrites each chunk before it is passed on.
+    rewrite: Rewrite,
+    /// Once these bytes have passed, sets the flag (before passing them on).
+    mute_after: Option<(Vec<u8>, Arc<AtomicBool>)>,
+    /// While this flag is set, chunks are read and dropped.
+    muted: Option<Arc<AtomicBool>>,
+}
+
 /// Copies `from` → `to` on a thread, recording and rewriting each chunk, until either side closes or the proxy
 /// stops.
 fn pump(
@@ -101,7 +132,7 @@ fn pump(
     to: &TcpStream,
     seen: &Arc<Mutex<Vec<u8>>>,
     stop: &Arc<AtomicBool>,
-    rewrite: Rewrite,
+    direction: Direction,
 ) -> JoinHandle<()> {
     let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
     let (seen, stop) = (Arc::clone(seen), Arc::clone(stop));
@@ -110,13 +141,30 @@ fn pump(
         .unwrap();
     thread::spawn(move || {
         let mut buffer = vec![0u8; 64 * 1024];
+        // The end of what passed before, so a marker split across two chunks is still seen.
+        let mut tail: Vec<u8> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             match from.read(&mut buffer) {
                 Ok(0) => break,
                 Ok(n) => {
                     let mut chunk = buffer[..n].to_vec();
                     seen.lock().unwrap().extend_from_slice(&chunk);
-                    rewrite(&mut chunk);
+                    if let Some((marker, flag)) = &direction.mute_after {
+                        tail.extend_from_slice(&chunk);
+                        if tail.windows(marker.len()).any(|w| w == marker.as_slice()) {
+                            flag.store(true, Ordering::SeqCst);
+                        }
+                        let keep = tail.len().saturating_sub(marker.len());
+                        tail.drain(..keep);
+                    }
+                    if direction
+                        .muted
+                        .as_ref()
+                        .is_some_and(|muted| muted.load(Ordering::SeqCst))
+                    {
+                        continue;
+                    }
+                    (direction.rewrite)(&mut chunk);
                     if to.write_all(&chunk).is_err() {
                         break;
                     }

@@ -391,3 +391,299 @@ fn a_sealed_secret_copied_onto_another_keys_row_is_never_accepted_for_that_key()
         "{refusals:?}"
     );
 }
+
+#[test]
+fn server_key_with_the_master_key_refuses_a_store_whose_sealing_row_was_deleted() {
+    let env = TestEnv::new();
+    let (_key, _secret, master) = sealed_store(&env);
+    // Someone with write access removes the record that the store is sealed.
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    assert_eq!(conn.execute("DELETE FROM sealing", []).unwrap(), 1);
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+    let pairs = count("SELECT count(*) FROM server_keys");
+    for command in [
+        &["server-key", "rotate"][..],
+        &["server-key", "rotate", "--stage"],
+    ] {
+        let refused = env
+            .zavro()
+            .arg("--master-key-file")
+            .arg(&master)
+            .args(command)
+            .assert()
+            .code(MASTER_KEY_EXIT);
+        assert!(
+            stderr_of(&refused).contains("is not sealed"),
+            "{}",
+            stderr_of(&refused)
+        );
+    }
+    assert_eq!(
+        count("SELECT count(*) FROM server_keys"),
+        pairs,
+        "no key pair was made"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM server_keys WHERE secret_key IS NOT NULL"),
+        0,
+        "no server secret was written in clear text"
+    );
+    // The same key, given as the systemd credential, is refused the same way.
+    let credentials = env.path("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::copy(&master, credentials.join("zavro-master-key")).unwrap();
+    env.zavro()
+        .env("CREDENTIALS_DIRECTORY", &credentials)
+        .args(["server-key", "rotate"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    assert_eq!(count("SELECT count(*) FROM server_keys"), pairs);
+}
+
+#[test]
+fn a_rebuild_that_fails_after_sealing_says_the_secrets_are_sealed() {
+    use std::os::unix::process::CommandExt;
+
+    use nix::sys::{
+        resource::{Resource, setrlimit},
+        signal::{SigHandler, Signal, signal},
+    };
+
+    let env = TestEnv::new();
+    let (_key, secret) = env.add_key();
+    // A store far larger than the sealing transaction writes: rebuilding it needs room that the sealing does not.
+    rusqlite::Connection::open(&env.db)
+        .unwrap()
+        .execute_batch("CREATE TABLE bulk (b BLOB); INSERT INTO bulk VALUES (randomblob(4194304));")
+        .unwrap();
+    let master = env.path("master.key");
+    let mut seal = crate::common::zavro_process();
+    seal.arg("--db")
+        .arg(&env.db)
+        .arg("--master-key-file")
+        .arg(&master)
+        .args(["store", "seal", "--create-key"]);
+    // No file may grow past 1 MiB, as on a disk that fills up: the sealing (a few pages) commits, the rebuild
+    // (a copy of the whole store) fails.
+    // SAFETY: between fork and exec the closure only calls sigaction(2) and setrlimit(2), which are
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        seal.pre_exec(|| {
+            signal(Signal::SIGXFSZ, SigHandler::SigIgn).map_err(std::io::Error::from)?;
+            setrlimit(Resource::RLIMIT_FSIZE, 1 << 20, 1 << 20).map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let output = seal.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let fingerprint = zavro::sealed::MasterKey::load(&master)
+        .unwrap()
+        .fingerprint();
+    assert!(
+        stderr.starts_with(&format!(
+            "zavro: the secrets of store {} ARE sealed under master key {fingerprint}: keep the key file; the \
+             rebuild that removes old clear-text copies from the file failed: ",
+            env.db.display()
+        )) && stderr.contains("run `zavro store seal` again"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let status = env.zavro().args(["store", "status"]).assert().success();
+    assert_eq!(
+        stdout_of(&status),
+        format!("sealed under master key {fingerprint}\n")
+    );
+    // Run again without the limit, as the message says: the rebuild completes.
+    let again = env
+        .zavro()
+        .arg("--master-key-file")
+        .arg(&master)
+        .args(["store", "seal"])
+        .assert()
+        .success();
+    assert!(
+        stdout_of(&again).starts_with(&format!("already sealed under master key {fingerprint}")),
+        "{}",
+        stdout_of(&again)
+    );
+    assert!(!contains(&store_bytes(&env.db), &secret));
+}
+
+#[test]
+fn a_new_master_key_file_is_synced_with_its_directory_entry() {
+    let strace_runs = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !strace_runs {
+        eprintln!(
+            "SKIPPED (strace not installed): a_new_master_key_file_is_synced_with_its_directory_entry"
+        );
+        return;
+    }
+    let env = TestEnv::new();
+    env.add_key();
+    // The key in a directory of its own, which SQLite never syncs for the store.
+    let keys = env.path("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let log = env.path("strace.log");
+    let seal = crate::common::zavro_process();
+    let mut traced = std::process::Command::new("strace");
+    traced
+        .args(["-f", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&log)
+        .arg(seal.get_program())
+        .arg("--db")
+        .arg(&env.db)
+        .arg("--master-key-file")
+        .arg(keys.join("master.key"))
+        .args(["store", "seal", "--create-key"]);
+    for (name, value) in seal.get_envs() {
+        match value {
+            Some(value) => traced.env(name, value),
+            None => traced.env_remove(name),
+        };
+    }
+    let output = traced.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let key_file = format!("<{}>)", keys.join("master.key").display());
+    let directory = format!("<{}>)", keys.display());
+    let synced = |target: &str| {
+        calls
+            .lines()
+            .any(|line| line.contains("fsync(") && line.contains(target))
+    };
+    assert!(
+        synced(&key_file),
+        "the control: the key file is synced\n{calls}"
+    );
+    assert!(synced(&directory), "its directory is not synced\n{calls}");
+}
+
+#[test]
+fn store_seal_creates_a_missing_store_sealed_from_the_start() {
+    let env = TestEnv::new();
+    let master = env.path("master.key");
+    // Refusals leave no store behind: no key configured, a key file already there.
+    env.zavro().args(["store", "seal"]).assert().code(2);
+    assert!(!env.db.exists());
+    let taken = another_key_file(&env, "taken.key");
+    env.zavro()
+        .arg("--master-key-file")
+        .arg(&taken)
+        .args(["store", "seal", "--create-key"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    assert!(!env.db.exists());
+    env.zavro().args(["store", "status"]).assert().code(7);
+
+    let created = env
+        .zavro()
+        .arg("--master-key-file")
+        .arg(&master)
+        .args(["store", "seal", "--create-key"])
+        .assert()
+        .success();
+    let fingerprint = zavro::sealed::MasterKey::load(&master)
+        .unwrap()
+        .fingerprint();
+    assert_eq!(
+        stdout_of(&created),
+        format!(
+            "created store {} sealed under master key {fingerprint} ({}): its secrets are never kept in \
+             clear text\n",
+            env.db.display(),
+            master.display()
+        )
+    );
+    let mode = std::fs::metadata(&env.db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let status = env.zavro().args(["store", "status"]).assert().success();
+    assert_eq!(
+        stdout_of(&status),
+        format!("sealed under master key {fingerprint}\n")
+    );
+    // The first key and the server's key pair are written sealed: no clear-text secret ever.
+    let added = env
+        .zavro()
+        .env("ZAVRO_MASTER_KEY_FILE", &master)
+        .args(["keys", "add", "--json"])
+        .assert()
+        .success();
+    let secret = crate::common::parse_json(&added.get_output().stdout)["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.zavro()
+        .env("ZAVRO_MASTER_KEY_FILE", &master)
+        .arg("server-key")
+        .assert()
+        .success();
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    let clear: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM keys WHERE secret IS NOT NULL)
+                  + (SELECT count(*) FROM server_keys WHERE secret_key IS NOT NULL)",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(clear, 0, "no secret in clear text");
+    let sealed: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM keys WHERE secret_sealed IS NOT NULL)
+                  + (SELECT count(*) FROM server_keys WHERE secret_sealed IS NOT NULL)",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(sealed, 2, "the API secret and the server secret, sealed");
+    assert!(!contains(&store_bytes(&env.db), &secret));
+    let actions: Vec<_> = env
+        .audit()
+        .into_iter()
+        .map(|row| row["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(actions, ["store_seal", "key_add", "server_key_create"]);
+}
+
+#[test]
+fn keys_add_with_a_master_key_leaves_no_store_behind_where_there_was_none() {
+    let env = TestEnv::new();
+    let master = another_key_file(&env, "master.key");
+    let refused = env
+        .zavro()
+        .env("ZAVRO_MASTER_KEY_FILE", &master)
+        .args(["keys", "add"])
+        .assert()
+        .code(MASTER_KEY_EXIT);
+    assert_eq!(
+        stderr_of(&refused),
+        format!(
+            "zavro: store {} is not sealed, yet a master key was given ({}); `zavro store seal` seals it under \
+             that key, or give no master key\n",
+            env.db.display(),
+            master.display()
+        )
+    );
+    for file in ["zavro.db", "zavro.db-wal", "zavro.db-shm"] {
+        assert!(!env.path(file).exists(), "{file} was left behind");
+    }
+    // As the message says: seal (which makes the store), then add.
+    env.zavro()
+        .env("ZAVRO_MASTER_KEY_FILE", &master)
+        .args(["store", "seal"])
+        .assert()
+        .success();
+    env.zavro()
+        .env("ZAVRO_MASTER_KEY_FILE", &master)
+        .args(["keys", "add"])
+        .assert()
+        .success();
+}

@@ -55,18 +55,33 @@ pub fn lookup(path: &Path, host: &str, port: u16, dbname: &str, user: &str) -> L
             path.display()
         ));
     }
-    let text = match fs::read(path) {
-        Ok(bytes) => Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned()),
+    // Bytes, wiped when dropped; never converted lossily, which would turn a password into another one.
+    let bytes = match fs::read(path) {
+        Ok(bytes) => Zeroizing::new(bytes),
         Err(e) => return warn(format!("cannot read password file {}: {e}", path.display())),
     };
     let port = port.to_string();
     let wanted = [host, port.as_str(), dbname, user];
-    Lookup {
-        password: text
-            .lines()
-            .find_map(|line| matching_password(line, &wanted)),
-        warning: None,
+    let mut found = Lookup::default();
+    for (index, line) in bytes.split(|byte| *byte == b'\n').enumerate() {
+        let Ok(line) = std::str::from_utf8(line) else {
+            // Skipped, as a line of the wrong shape is; said once, without its content.
+            found.warning.get_or_insert_with(|| {
+                format!(
+                    "password file {}: line {} is not UTF-8; it is skipped",
+                    path.display(),
+                    index + 1
+                )
+            });
+            continue;
+        };
+        if let Some(password) = matching_password(line, &wanted) {
+            // libpq: the first matching line decides, and an empty password there means none.
+            found.password = (!password.is_empty()).then_some(password);
+            break;
+        }
     }
+    found
 }
 
 fn warn(message: String) -> Lookup {
@@ -185,6 +200,42 @@ mod tests {
             Some("literal-star")
         );
         assert_eq!(password(&path, "short", 5432, "zavro", "line"), None);
+    }
+
+    #[test]
+    fn an_empty_password_on_the_first_matching_line_means_none() {
+        let (_dir, path) = file("*:*:*:alice:\n*:*:*:*:fallback\n", 0o600);
+        assert_eq!(password(&path, "h", 5432, "d", "alice"), None);
+        assert_eq!(
+            password(&path, "h", 5432, "d", "bob").as_deref(),
+            Some("fallback")
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_skipped_with_a_warning_never_converted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgpass");
+        fs::write(
+            &path,
+            b"h1:*:*:*:caf\xe9-pw\nh2:*:*:*:good-pw\n*:*:*:*:fallback\n",
+        )
+        .unwrap();
+        fs::set_permissions(&path, Permissions::from_mode(0o600)).unwrap();
+        let found = lookup(&path, "h2", 5432, "d", "u");
+        assert_eq!(
+            found.password.as_deref().map(String::as_str),
+            Some("good-pw")
+        );
+        let warning = found.warning.expect("a warning");
+        assert!(warning.contains("line 1 is not UTF-8"), "{warning}");
+        assert!(!warning.contains("caf"), "{warning}");
+        // The line meant for h1 is skipped: the next matching line is used, never a converted password.
+        let found = lookup(&path, "h1", 5432, "d", "u");
+        assert_eq!(
+            found.password.as_deref().map(String::as_str),
+            Some("fallback")
+        );
     }
 
     #[test]

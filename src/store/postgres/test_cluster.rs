@@ -40,7 +40,8 @@ pub const PASSWORD_GROUP: &str = "zavro_password_required";
 /// The superuser `initdb` creates.
 pub const SUPERUSER: &str = "postgres";
 
-/// The port in the socket's name (`.s.PGSQL.5432`); nothing listens on TCP.
+/// The port in the socket's name (`.s.PGSQL.5432`); nothing listens on TCP, except on a TLS cluster
+/// ([`start_private_tls`]), which takes a free port for both.
 const PORT: u16 = 5432;
 
 /// A running PostgreSQL cluster in a temporary directory.
@@ -49,6 +50,7 @@ pub struct Cluster {
     root: PathBuf,
     as_postgres: bool,
     private: bool,
+    port: u16,
     watchdog: Option<Child>,
 }
 
@@ -56,14 +58,22 @@ pub struct Cluster {
 pub fn shared() -> Option<&'static Cluster> {
     static SHARED: OnceLock<Cluster> = OnceLock::new();
     let bin = binaries_or_skip()?;
-    Some(SHARED.get_or_init(|| Cluster::start(bin, false)))
+    Some(SHARED.get_or_init(|| Cluster::start(bin, false, None)))
 }
 
 /// A cluster for this test alone, which it may stop and start; stopped and removed when dropped. `None` (after
 /// saying so) without PostgreSQL.
 pub fn start_private() -> Option<Cluster> {
     let bin = binaries_or_skip()?;
-    Some(Cluster::start(bin, true))
+    Some(Cluster::start(bin, true, None))
+}
+
+/// A private cluster that also listens on 127.0.0.1, on a free port, with TLS only (plain TCP is refused), and
+/// presents the certificate `cert` (PEM, with its key `key`). Over TCP, members of [`PASSWORD_GROUP`] must give
+/// their password (scram-sha-256), others are trusted. `None` (after saying so) without PostgreSQL.
+pub fn start_private_tls(cert: &Path, key: &Path) -> Option<Cluster> {
+    let bin = binaries_or_skip()?;
+    Some(Cluster::start(bin, true, Some((cert, key))))
 }
 
 /// The directory of PostgreSQL's programs: Debian's `/usr/lib/postgresql/<newest>/bin`, else `pg_config --bindir`.
@@ -119,18 +129,27 @@ fn binaries_or_skip() -> Option<PathBuf> {
 
 impl Cluster {
     /// initdb, configuration, watchdog, start. Panics with PostgreSQL's own message when any step fails.
-    fn start(bin: PathBuf, private: bool) -> Cluster {
+    fn start(bin: PathBuf, private: bool, tls: Option<(&Path, &Path)>) -> Cluster {
         let root = tempfile::Builder::new()
             .prefix("zavro-pg-")
             .tempdir()
             .expect("create a directory for the PostgreSQL cluster")
             .keep();
         let as_postgres = nix::unistd::geteuid().is_root();
+        let port = match tls {
+            // Free now; the server takes it a moment later (another process taking it first fails the start).
+            Some(_) => std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("find a free port")
+                .port(),
+            None => PORT,
+        };
         let mut cluster = Cluster {
             bin,
             root,
             as_postgres,
             private,
+            port,
             watchdog: None,
         };
         if as_postgres {
@@ -157,11 +176,12 @@ impl Cluster {
             // Only initdb's own files skip fsync; the server runs with fsync on.
             .arg("--no-sync");
         run(initdb, "initdb");
+        let listen = if tls.is_some() { "127.0.0.1" } else { "" };
         let settings = format!(
-            "\n# zavro tests: Unix socket only, durable commits.\n\
-             listen_addresses = ''\n\
+            "\n# zavro tests: Unix socket (and TCP with TLS only, if asked), durable commits.\n\
+             listen_addresses = '{listen}'\n\
              unix_socket_directories = '{}'\n\
-             port = {PORT}\n\
+             port = {port}\n\
              fsync = on\n\
              synchronous_commit = on\n\
              max_connections = 300\n\
@@ -169,13 +189,26 @@ impl Cluster {
             cluster.root.display()
         );
         append(&data.join("postgresql.conf"), &settings);
+        let mut hba_first = format!("local all +{PASSWORD_GROUP} scram-sha-256\n");
+        if let Some((cert, key)) = tls {
+            cluster.install_certificate(cert, key);
+            append(
+                &data.join("postgresql.conf"),
+                &format!(
+                    "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                    cluster.root.join("server.crt").display(),
+                    cluster.root.join("server.key").display()
+                ),
+            );
+            hba_first.push_str(&format!(
+                "hostssl all +{PASSWORD_GROUP} 127.0.0.1/32 scram-sha-256\n\
+                 hostssl all all 127.0.0.1/32 trust\n\
+                 hostnossl all all 0.0.0.0/0 reject\n"
+            ));
+        }
         let hba = data.join("pg_hba.conf");
         let trusted = fs::read_to_string(&hba).expect("read pg_hba.conf");
-        fs::write(
-            &hba,
-            format!("local all +{PASSWORD_GROUP} scram-sha-256\n{trusted}"),
-        )
-        .expect("write pg_hba.conf");
+        fs::write(&hba, format!("{hba_first}{trusted}")).expect("write pg_hba.conf");
         cluster.start_server();
         cluster.psql(
             "postgres",
@@ -196,10 +229,47 @@ impl Cluster {
 
     /// The URL of database `db` as `user`, without a password.
     pub fn url_as(&self, user: &str, db: &str) -> String {
+        let port = match self.port {
+            PORT => String::new(),
+            port => format!("&port={port}"),
+        };
         format!(
-            "postgresql://{user}@/{db}?host={}",
+            "postgresql://{user}@/{db}?host={}{port}",
             percent_encode(&self.root.display().to_string())
         )
+    }
+
+    /// The URL of database `db` as `user` over TCP to `host` (which must resolve to 127.0.0.1), for a TLS cluster.
+    pub fn tcp_url_as(&self, user: &str, host: &str, db: &str) -> String {
+        format!("postgresql://{user}@{host}:{}/{db}", self.port)
+    }
+
+    /// Presents `cert` (with its `key`) from now on: stops the server, puts them in place, starts it again. Only on
+    /// a TLS cluster.
+    pub fn replace_certificate(&self, cert: &Path, key: &Path) {
+        assert!(self.private && self.port != PORT, "only a TLS cluster");
+        self.stop();
+        self.install_certificate(cert, key);
+        self.start_server();
+    }
+
+    /// Copies the certificate and its key into the cluster's directory, where the server (as the postgres user
+    /// when we are root) may read them; the key private to it, as PostgreSQL demands.
+    fn install_certificate(&self, cert: &Path, key: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        for (from, name, mode) in [(cert, "server.crt", 0o644), (key, "server.key", 0o600)] {
+            let to = self.root.join(name);
+            fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+            fs::set_permissions(&to, fs::Permissions::from_mode(mode)).expect("set a mode");
+            if self.as_postgres {
+                let user = nix::unistd::User::from_name(SUPERUSER)
+                    .ok()
+                    .flatten()
+                    .expect("the postgres user");
+                nix::unistd::chown(&to, Some(user.uid), Some(user.gid))
+                    .expect("give the file to the postgres user");
+            }
+        }
     }
 
     /// A new, empty database owned by the superuser; returns its URL.
@@ -238,7 +308,7 @@ impl Cluster {
             .arg(&self.root)
             .args([
                 "-p",
-                &PORT.to_string(),
+                &self.port.to_string(),
                 "-U",
                 SUPERUSER,
                 "-d",
@@ -382,6 +452,84 @@ impl Drop for Cluster {
 pub fn database_name(url: &str) -> &str {
     let after_host = url.split_once("@/").map_or(url, |(_, rest)| rest);
     after_host.split('?').next().unwrap_or(after_host)
+}
+
+/// True when `openssl` runs; otherwise prints `SKIPPED (openssl not installed): <test>` past the harness's capture.
+pub fn openssl_or_skip() -> bool {
+    let runs = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !runs {
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("a TLS test")
+            .to_owned();
+        let _ = writeln!(std::io::stderr(), "SKIPPED (openssl not installed): {test}");
+    }
+    runs
+}
+
+/// Makes, with `openssl` in `dir`, a CA (`<ca>.crt`, `<ca>.key`) when it is not there yet, and a server
+/// certificate it signs for the DNS name `host` (`<name>.crt`, `<name>.key`); returns the certificate and key.
+/// P-256 keys and SHA-256 signatures, so SCRAM channel binding works over connections that present them.
+pub fn make_certificate(dir: &Path, ca: &str, host: &str, name: &str) -> (PathBuf, PathBuf) {
+    let file = |suffix: &str| dir.join(suffix);
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    if !file(&format!("{ca}.crt")).exists() {
+        let mut req = Command::new("openssl");
+        req.current_dir(dir)
+            .args(["req", "-x509"])
+            .args(ec)
+            .args([
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+            ])
+            .args(["-subj", &format!("/CN={ca}"), "-days", "2"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign"]);
+        run(req, "openssl req (CA)");
+    }
+    fs::write(
+        file(&format!("{name}.ext")),
+        format!(
+            "subjectAltName=DNS:{host}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+        ),
+    )
+    .expect("write the extensions file");
+    let mut csr = Command::new("openssl");
+    csr.current_dir(dir)
+        .args(["req", "-new"])
+        .args(ec)
+        .args([
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ])
+        .args(["-subj", &format!("/CN={host}")]);
+    run(csr, "openssl req (server)");
+    let mut sign = Command::new("openssl");
+    sign.current_dir(dir)
+        .args(["x509", "-req", "-in", &format!("{name}.csr")])
+        .args(["-CA", &format!("{ca}.crt"), "-CAkey", &format!("{ca}.key")])
+        .args(["-CAcreateserial", "-days", "2"])
+        .args([
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.crt"),
+        ]);
+    run(sign, "openssl x509 (sign)");
+    (file(&format!("{name}.crt")), file(&format!("{name}.key")))
 }
 
 /// Runs a command to completion; panics with its output when it fails.

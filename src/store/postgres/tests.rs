@@ -8,15 +8,18 @@ use std::{
     thread,
 };
 
-use super::{PgStore, PgUrl, migrate::SCHEMA_VERSION, test_cluster};
-use crate::store::StoreError;
+use super::{PgStore, PgUrl, SslMode, migrate::SCHEMA_VERSION, test_cluster};
+use crate::{
+    sealed::MasterKey,
+    store::{ChainBreak, ChainVerifier, ChainedFields, StoreError, StoredRow, Verified},
+};
 
-fn url(text: &str) -> PgUrl {
+pub(super) fn url(text: &str) -> PgUrl {
     PgUrl::parse(text).expect("the test cluster's URLs parse")
 }
 
 /// Every table of the initial schema, sorted.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "audit",
     "audit_chain",
     "audit_checkpoints",
@@ -24,9 +27,71 @@ const TABLES: [&str; 9] = [
     "nonces",
     "payloads",
     "schemas",
+    "sealing",
     "server_keys",
     "zavro_schema",
 ];
+
+/// A fresh database of the shared cluster with the zavro schema, its store given `master` (`None`: no key);
+/// `None` when PostgreSQL is missing (the skip was printed).
+pub(super) fn fresh_store(master: Option<MasterKey>) -> Option<PgStore> {
+    let cluster = test_cluster::shared()?;
+    let mut store = PgStore::connect_or_create(&url(&cluster.fresh_database())).unwrap();
+    store.use_master_key(master).unwrap();
+    Some(store)
+}
+
+/// A master key made of one byte repeated.
+pub(super) fn master(byte: u8) -> MasterKey {
+    MasterKey::from_bytes([byte; 32])
+}
+
+/// Walks the store's whole audit chain as `audit verify` does, from the rows as stored.
+pub(crate) fn verify_chain(store: &mut PgStore) -> Result<Verified, ChainBreak> {
+    let rows = store
+        .client()
+        .query(
+            "SELECT a.id, a.time_us, a.action, a.status, a.reason, a.detail, a.key_id, a.peer, a.records,
+                    a.size, a.payload_sha256, s.fingerprint, a.requests, a.transport, a.server, a.prev_hash,
+                    a.hash, p.json
+             FROM audit a LEFT JOIN schemas s ON s.id = a.schema_id
+                          LEFT JOIN payloads p ON p.audit_id = a.id
+             ORDER BY a.id",
+            &[],
+        )
+        .unwrap();
+    let issued: i64 = store
+        .client()
+        .query_one("SELECT last_id FROM audit_chain", &[])
+        .unwrap()
+        .get(0);
+    let mut verifier = ChainVerifier::new(None, None);
+    for row in &rows {
+        verifier.row(&StoredRow {
+            fields: ChainedFields {
+                id: row.get(0),
+                time_us: row.get(1),
+                action: row.get(2),
+                status: row.get(3),
+                reason: row.get(4),
+                detail: row.get(5),
+                key_id: row.get(6),
+                peer: row.get(7),
+                records: row.get(8),
+                size: row.get(9),
+                payload_sha256: row.get(10),
+                schema: row.get(11),
+                requests: row.get(12),
+                transport: row.get(13),
+                server: row.get(14),
+            },
+            prev_hash: row.get(15),
+            hash: row.get(16),
+            payload: row.get(17),
+        })?;
+    }
+    verifier.finish(issued)
+}
 
 fn tables(store: &mut PgStore) -> Vec<String> {
     store
@@ -148,7 +213,7 @@ fn migrating_again_is_a_no_op_that_keeps_the_data() {
     store
         .client()
         .batch_execute(
-            "INSERT INTO keys (id, secret, created_us) VALUES ('ZKTEST', 's', 1);
+            "INSERT INTO keys (id, secret_sealed, created_us) VALUES ('ZKTEST', 's', 1);
              UPDATE audit_chain SET last_id = 7, last_hash = 'h';",
         )
         .unwrap();
@@ -381,8 +446,24 @@ fn tls_configurations_build_for_every_mode_and_a_bad_root_file_is_one_line() {
         SslMode::VerifyCa,
         SslMode::VerifyFull,
     ] {
-        client_config(mode, None).unwrap();
-        client_config(mode, Some(Path::new("system"))).unwrap();
+        // verify-ca trusts no public CA: it checks no name, so any certificate one issued would pass.
+        let without_root = client_config(mode, None);
+        let system = client_config(mode, Some(Path::new("system")));
+        if mode == SslMode::VerifyCa {
+            let err = without_root.expect_err("verify-ca without sslrootcert");
+            assert!(err.contains("verify-ca needs sslrootcert=FILE"), "{err}");
+            assert!(system.is_err(), "verify-ca with sslrootcert=system");
+        } else {
+            without_root.unwrap();
+        }
+        match mode {
+            SslMode::VerifyFull => drop(system.unwrap()),
+            SslMode::VerifyCa => {}
+            _ => {
+                let err = system.expect_err("sslrootcert=system with a weak mode");
+                assert!(err.contains("needs sslmode=verify-full"), "{err}");
+            }
+        }
         let missing = dir.path().join("missing.pem");
         let err = client_config(mode, Some(&missing)).expect_err("missing");
         assert!(err.contains("cannot read sslrootcert"), "{err}");
@@ -412,4 +493,147 @@ fn a_private_cluster_can_be_stopped_and_started_under_a_store() {
     let dir = cluster.socket_dir().to_owned();
     drop(cluster);
     assert!(!dir.exists(), "a dropped private cluster removes its files");
+}
+
+/// A connection to `url` (no password file), dropped at once; the error as one line.
+fn try_connect(url: &str) -> Result<(), String> {
+    let url = PgUrl::parse_with_env(url, |_| None).map_err(|e| e.to_string())?;
+    PgStore::connect_with_passfile(&url, None, true)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn tls_against_a_real_server_verify_full_checks_the_name_and_verify_ca_the_chain() {
+    if !test_cluster::openssl_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = test_cluster::make_certificate(dir.path(), "test-ca", "localhost", "local");
+    let (other_cert, other_key) =
+        test_cluster::make_certificate(dir.path(), "test-ca", "other.example", "other");
+    // Another CA, which signed nothing the server presents.
+    test_cluster::make_certificate(dir.path(), "stranger-ca", "localhost", "stranger");
+    let Some(cluster) = test_cluster::start_private_tls(&cert, &key) else {
+        return;
+    };
+    let db = test_cluster::database_name(&cluster.fresh_database()).to_owned();
+    let ca = dir.path().join("test-ca.crt").display().to_string();
+    let stranger = dir.path().join("stranger-ca.crt").display().to_string();
+    let url = |host: &str, params: &str| {
+        format!(
+            "{}?{params}",
+            cluster.tcp_url_as(test_cluster::SUPERUSER, host, &db)
+        )
+    };
+
+    try_connect(&url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .unwrap();
+    try_connect(&url("localhost", "sslmode=require")).unwrap();
+    // The certificate names localhost, not 127.0.0.1: verify-full refuses, verify-ca (no name check) accepts.
+    let err = try_connect(&url(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .unwrap_err();
+    assert!(err.contains("certificate not valid for name"), "{err}");
+    try_connect(&url(
+        "127.0.0.1",
+        &format!("sslmode=verify-ca&sslrootcert={ca}"),
+    ))
+    .unwrap();
+    // A root that did not sign it: both refuse.
+    for mode in ["verify-full", "verify-ca"] {
+        let err = try_connect(&url(
+            "localhost",
+            &format!("sslmode={mode}&sslrootcert={stranger}"),
+        ))
+        .unwrap_err();
+        assert!(err.contains("UnknownIssuer"), "{mode}: {err}");
+    }
+    // verify-ca without a root of its own is refused before connecting, as libpq refuses it.
+    let err = try_connect(&url("localhost", "sslmode=verify-ca")).unwrap_err();
+    assert!(err.contains("verify-ca needs sslrootcert=FILE"), "{err}");
+    // The control: this server takes TLS only, so the connections above really were TLS.
+    let err = try_connect(&url("localhost", "sslmode=disable")).unwrap_err();
+    assert!(err.contains("no encryption"), "{err}");
+
+    // A certificate that names another host.
+    cluster.replace_certificate(&other_cert, &other_key);
+    let err = try_connect(&url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .unwrap_err();
+    assert!(err.contains("certificate not valid for name"), "{err}");
+    try_connect(&url(
+        "localhost",
+        &format!("sslmode=verify-ca&sslrootcert={ca}"),
+    ))
+    .unwrap();
+}
+
+#[test]
+fn channel_binding_require_works_with_scram_over_tls_and_refuses_trust() {
+    if !test_cluster::openssl_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = test_cluster::make_certificate(dir.path(), "test-ca", "localhost", "local");
+    let Some(cluster) = test_cluster::start_private_tls(&cert, &key) else {
+        return;
+    };
+    let ca = dir.path().join("test-ca.crt").display().to_string();
+    let role = "zavro_pw_binding";
+    cluster.create_password_role(role, "bound-pw-1");
+    let db = test_cluster::database_name(&cluster.fresh_database_owned_by(role)).to_owned();
+    let tls = format!("sslmode=verify-full&sslrootcert={ca}");
+    let scram = format!(
+        "{}?{tls}&password=bound-pw-1",
+        cluster.tcp_url_as(role, "localhost", &db)
+    );
+    try_connect(&format!("{scram}&channel_binding=require")).unwrap();
+    try_connect(&scram).unwrap();
+    // A trusted role authenticates without SCRAM, so there is nothing to bind: require refuses it, which is why
+    // require is not the default.
+    let trusted = format!(
+        "{}?{tls}",
+        cluster.tcp_url_as(test_cluster::SUPERUSER, "localhost", &db)
+    );
+    try_connect(&trusted).unwrap();
+    let err = try_connect(&format!("{trusted}&channel_binding=require")).unwrap_err();
+    assert!(err.contains("server did not use channel binding"), "{err}");
+}
+
+#[test]
+fn a_tcp_connection_that_does_not_verify_the_server_is_warned_about() {
+    use super::connect::unverified_warning;
+    for (mode, has_root, expect) in [
+        (
+            SslMode::Disable,
+            false,
+            "sslmode=disable: the connection to db.example is not encrypted",
+        ),
+        (SslMode::Prefer, false, "falls back to plain text"),
+        (
+            SslMode::Require,
+            false,
+            "the server's certificate is not checked",
+        ),
+        (
+            SslMode::Require,
+            true,
+            "the name in the server's certificate is not checked",
+        ),
+    ] {
+        let warning = unverified_warning(mode, has_root, "db.example").expect("a warning");
+        assert!(warning.contains(expect), "{mode:?}: {warning}");
+        assert!(warning.contains("use sslmode=verify-full"), "{warning}");
+        assert!(!warning.contains('\n'), "{warning}");
+    }
+    assert_eq!(unverified_warning(SslMode::VerifyFull, false, "h"), None);
+    assert_eq!(unverified_warning(SslMode::VerifyCa, true, "h"), None);
 }

@@ -2,9 +2,11 @@
 //!
 //! - `prefer`, `require`: encrypted; the certificate is not checked (libpq's meaning), unless `sslrootcert` is
 //!   given, in which case it must chain to it, as libpq does when a root certificate file is present;
-//! - `verify-ca`: the certificate must chain to `sslrootcert` (PEM), else to the webpki roots (also with
-//!   `sslrootcert=system`); the host name is not checked;
-//! - `verify-full`: as `verify-ca`, and the certificate must name the host.
+//! - `verify-ca`: the certificate must chain to `sslrootcert` (PEM), which must be given; the host name is not
+//!   checked. Without a file (or with `sslrootcert=system`) it is refused, as libpq refuses it: any certificate a
+//!   public CA issued to anyone would do;
+//! - `verify-full`: the certificate must chain to `sslrootcert`, else to the webpki roots (also with
+//!   `sslrootcert=system`, which libpq 16 allows with `verify-full` only), and must name the host.
 //!
 //! Even unchecked certificates must sign the handshake, so the session keys are the server's.
 
@@ -28,6 +30,18 @@ pub fn client_config(mode: SslMode, rootcert: Option<&Path>) -> Result<ClientCon
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS set-up: {e}"))?;
+    let system = rootcert == Some(Path::new("system"));
+    if mode == SslMode::VerifyCa && (rootcert.is_none() || system) {
+        return Err(
+            "sslmode=verify-ca needs sslrootcert=FILE, the CA that signed the server's certificate (without one, \
+             any certificate a public CA issued to anyone would pass, as no name is checked); or use \
+             sslmode=verify-full"
+                .into(),
+        );
+    }
+    if system && mode != SslMode::VerifyFull {
+        return Err("sslrootcert=system needs sslmode=verify-full".into());
+    }
     let check_chain = match mode {
         SslMode::Disable | SslMode::Prefer | SslMode::Require => rootcert.is_some(),
         SslMode::VerifyCa | SslMode::VerifyFull => true,

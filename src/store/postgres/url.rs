@@ -4,7 +4,9 @@
 //! `host=/dir` parameter is the directory of a Unix socket. Defaults are libpq's (as Debian builds it): the socket
 //! directory `/var/run/postgresql`, port 5432, the user name of the process, a database named like the user,
 //! `sslmode=prefer`. Parameters override the URL's parts. Only one host: a list of hosts is refused rather than
-//! half supported.
+//! half supported. As libpq does, `PGSSLMODE`, `PGSSLROOTCERT` and `PGCHANNELBINDING` are read when the URL does
+//! not set `sslmode`, `sslrootcert` or `channel_binding`; `sslrootcert=system` makes the default `sslmode`
+//! `verify-full` and refuses a weaker one (libpq 16).
 //!
 //! The password is kept out of every rendering: [`fmt::Display`] and [`fmt::Debug`] omit it, and parse errors
 //! never echo any part of the text, which may hold it.
@@ -31,8 +33,29 @@ pub struct PgUrl {
     dbname: String,
     sslmode: SslMode,
     sslrootcert: Option<PathBuf>,
+    channel_binding: ChannelBinding,
     connect_timeout: Option<Duration>,
     application_name: Option<String>,
+}
+
+/// The environment variables libpq reads for TLS settings the URL leaves out.
+pub const SSLMODE_ENV: &str = "PGSSLMODE";
+/// See [`SSLMODE_ENV`].
+pub const SSLROOTCERT_ENV: &str = "PGSSLROOTCERT";
+/// See [`SSLMODE_ENV`].
+pub const CHANNEL_BINDING_ENV: &str = "PGCHANNELBINDING";
+
+/// libpq's `channel_binding`: whether SCRAM authentication must be bound to the TLS connection, so that a
+/// server that only relays (a man in the middle holding another certificate) cannot complete it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelBinding {
+    /// Never bind.
+    Disable,
+    /// Bind when the server offers SCRAM-SHA-256-PLUS over TLS (libpq's default); other authentication
+    /// (trust, password, md5) is still accepted.
+    Prefer,
+    /// Only SCRAM-SHA-256-PLUS over TLS: trust, password and md5 authentication, and plain connections, fail.
+    Require,
 }
 
 /// Where the server listens.
@@ -65,9 +88,25 @@ impl PgUrl {
         strip_scheme(text).is_some()
     }
 
-    /// Parses a `postgres://` or `postgresql://` URL.
+    /// Parses a `postgres://` or `postgresql://` URL, with libpq's TLS environment variables for what it leaves out.
     pub fn parse(text: &str) -> Result<PgUrl, StoreError> {
+        Self::parse_with_env(text, |name| std::env::var(name).ok())
+    }
+
+    /// As [`PgUrl::parse`], with the environment given as a lookup (for tests).
+    pub fn parse_with_env(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<PgUrl, StoreError> {
         let rest = strip_scheme(text).ok_or_else(|| bad("it must start with postgres://"))?;
+        // `u:12/hunter2@h/d` would otherwise put the password in the database name, and from there in messages.
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if rest[authority_end..].contains('@') {
+            return Err(bad(
+                "it has an @ after the first / or ? (a password or user name holding /, ? or @ must \
+                 percent-encode them: %2F, %3F, %40; so must an @ in the database name or a parameter)",
+            ));
+        }
         let (main, query) = match rest.split_once('?') {
             Some((main, query)) => (main, Some(query)),
             None => (rest, None),
@@ -114,6 +153,7 @@ impl PgUrl {
             let key = decode(key, "a parameter name")?;
             parts.set(&key, value)?;
         }
+        parts.fill_from_environment(env)?;
         parts.finish()
     }
 
@@ -152,9 +192,21 @@ impl PgUrl {
         self.sslrootcert.as_deref()
     }
 
+    /// Whether SCRAM authentication must be bound to the TLS connection.
+    pub fn channel_binding(&self) -> ChannelBinding {
+        self.channel_binding
+    }
+
     /// How long to wait for the connection, if limited.
     pub fn connect_timeout(&self) -> Option<Duration> {
         self.connect_timeout
+    }
+
+    /// This URL with `connect_timeout` set to `timeout` where it gives none (or 0, "wait forever"): for a server,
+    /// which must not hang on a database that does not answer.
+    pub fn with_default_connect_timeout(mut self, timeout: Duration) -> PgUrl {
+        self.connect_timeout.get_or_insert(timeout);
+        self
     }
 
     /// The `application_name` the server shows in `pg_stat_activity` (default `zavro`).
@@ -207,8 +259,31 @@ impl fmt::Debug for PgUrl {
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("sslmode", &self.sslmode)
             .field("sslrootcert", &self.sslrootcert)
+            .field("channel_binding", &self.channel_binding)
             .finish_non_exhaustive()
     }
+}
+
+/// The query parameters zavro understands.
+const KNOWN_PARAMETERS: [&str; 10] = [
+    "host",
+    "port",
+    "user",
+    "password",
+    "dbname",
+    "sslmode",
+    "sslrootcert",
+    "channel_binding",
+    "connect_timeout",
+    "application_name",
+];
+
+/// A parameter name zavro does not know, without the name.
+fn unknown_parameter() -> StoreError {
+    bad(&format!(
+        "it has a parameter zavro does not know (it understands {})",
+        KNOWN_PARAMETERS.join(", ")
+    ))
 }
 
 /// What the URL said, before defaults.
@@ -221,13 +296,18 @@ struct Parts {
     dbname: Option<String>,
     sslmode: Option<SslMode>,
     sslrootcert: Option<PathBuf>,
+    channel_binding: Option<ChannelBinding>,
     connect_timeout: Option<Duration>,
     application_name: Option<String>,
 }
 
 impl Parts {
-    /// Applies one `?name=value` parameter (the value still percent-encoded).
+    /// Applies one `?name=value` parameter (the value still percent-encoded). An unknown name is never quoted
+    /// back: it may be a secret typed in the wrong place.
     fn set(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        if !KNOWN_PARAMETERS.contains(&key) {
+            return Err(unknown_parameter());
+        }
         if key == "password" {
             self.password = Some(Zeroizing::new(decode(value, "the password")?));
             return Ok(());
@@ -245,21 +325,11 @@ impl Parts {
             }
             "port" => self.port = Some(parse_port(&value)?),
             "dbname" => self.dbname = non_empty(value),
-            "sslmode" => {
-                self.sslmode = Some(match value.as_str() {
-                    "disable" => SslMode::Disable,
-                    "prefer" => SslMode::Prefer,
-                    "require" => SslMode::Require,
-                    "verify-ca" => SslMode::VerifyCa,
-                    "verify-full" => SslMode::VerifyFull,
-                    _ => {
-                        return Err(bad(
-                            "sslmode must be disable, prefer, require, verify-ca or verify-full",
-                        ));
-                    }
-                })
-            }
+            "sslmode" => self.sslmode = Some(parse_sslmode(&value, "sslmode")?),
             "sslrootcert" => self.sslrootcert = non_empty(value).map(PathBuf::from),
+            "channel_binding" => {
+                self.channel_binding = Some(parse_channel_binding(&value, "channel_binding")?)
+            }
             "connect_timeout" => {
                 let seconds: u64 = value
                     .parse()
@@ -268,11 +338,41 @@ impl Parts {
                 self.connect_timeout = (seconds > 0).then(|| Duration::from_secs(seconds.max(2)));
             }
             "application_name" => self.application_name = non_empty(value),
-            _ => {
-                return Err(bad(&format!(
-                    "unknown parameter {key:?} (zavro understands host, port, user, password, dbname, sslmode, \
-                     sslrootcert, connect_timeout, application_name)"
-                )));
+            _ => return Err(unknown_parameter()),
+        }
+        Ok(())
+    }
+
+    /// Takes from the environment, as libpq does, the TLS settings the URL left out; then applies libpq 16's rule
+    /// for `sslrootcert=system`: `verify-full` by default, and no weaker mode.
+    fn fill_from_environment(
+        &mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), StoreError> {
+        let env = |name: &str| env(name).filter(|value| !value.is_empty());
+        if self.sslmode.is_none()
+            && let Some(value) = env(SSLMODE_ENV)
+        {
+            self.sslmode = Some(parse_sslmode(&value, SSLMODE_ENV)?);
+        }
+        if self.sslrootcert.is_none() {
+            self.sslrootcert = env(SSLROOTCERT_ENV).map(PathBuf::from);
+        }
+        if self.channel_binding.is_none()
+            && let Some(value) = env(CHANNEL_BINDING_ENV)
+        {
+            self.channel_binding = Some(parse_channel_binding(&value, CHANNEL_BINDING_ENV)?);
+        }
+        if self.sslrootcert.as_deref() == Some(std::path::Path::new("system")) {
+            match self.sslmode {
+                None => self.sslmode = Some(SslMode::VerifyFull),
+                Some(SslMode::VerifyFull) => {}
+                Some(_) => {
+                    return Err(bad(
+                        "sslrootcert=system needs sslmode=verify-full (as libpq does): a weaker mode would trust \
+                         every public CA without checking the server's name",
+                    ));
+                }
             }
         }
         Ok(())
@@ -297,6 +397,7 @@ impl Parts {
             port: self.port.unwrap_or(DEFAULT_PORT),
             sslmode: self.sslmode.unwrap_or(SslMode::Prefer),
             sslrootcert: self.sslrootcert,
+            channel_binding: self.channel_binding.unwrap_or(ChannelBinding::Prefer),
             connect_timeout: self.connect_timeout,
             application_name: self.application_name,
         })
@@ -336,6 +437,32 @@ fn split_host_port(hostspec: &str) -> Result<(&str, Option<&str>), StoreError> {
     Ok(match hostspec.split_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (hostspec, None),
+    })
+}
+
+/// An `sslmode` value, from the URL or `PGSSLMODE` (`source` names which, for the message).
+fn parse_sslmode(value: &str, source: &str) -> Result<SslMode, StoreError> {
+    Ok(match value {
+        "disable" => SslMode::Disable,
+        "prefer" => SslMode::Prefer,
+        "require" => SslMode::Require,
+        "verify-ca" => SslMode::VerifyCa,
+        "verify-full" => SslMode::VerifyFull,
+        _ => {
+            return Err(bad(&format!(
+                "{source} must be disable, prefer, require, verify-ca or verify-full"
+            )));
+        }
+    })
+}
+
+/// A `channel_binding` value, from the URL or `PGCHANNELBINDING`.
+fn parse_channel_binding(value: &str, source: &str) -> Result<ChannelBinding, StoreError> {
+    Ok(match value {
+        "disable" => ChannelBinding::Disable,
+        "prefer" => ChannelBinding::Prefer,
+        "require" => ChannelBinding::Require,
+        _ => return Err(bad(&format!("{source} must be disable, prefer or require"))),
     })
 }
 
@@ -478,8 +605,19 @@ mod tests {
             ("postgres://u:hunter2@h/d?sslmode=allow", "sslmode"),
             (
                 "postgres://u:hunter2@h/d?bogus=1",
-                "unknown parameter \"bogus\"",
+                "a parameter zavro does not know",
             ),
+            (
+                "postgres://u@h/d?hunter2=1",
+                "a parameter zavro does not know",
+            ),
+            (
+                "postgres://u@h/d?hunter2=%zz",
+                "a parameter zavro does not know",
+            ),
+            ("postgres://u:12/hunter2@h/d", "percent-encode"),
+            ("postgres://u:12?hunter2@h/d", "percent-encode"),
+            ("postgres://u@h/d?application_name=hunter2@x", "%40"),
             ("postgres://u:hunter2@h/d?sslmode", "no value"),
             ("postgres://u:hunter2%zz@h/d", "password has a %"),
             ("postgres://u:hunter2@h/d%00", "%00"),
@@ -489,11 +627,81 @@ mod tests {
                 "connect_timeout",
             ),
         ] {
-            let err = PgUrl::parse(text).err().unwrap_or_else(|| panic!("{text}"));
+            let err = PgUrl::parse_with_env(text, |_| None)
+                .err()
+                .unwrap_or_else(|| panic!("{text}"));
             let message = err.to_string();
             assert!(message.contains(expect), "{text}: {message}");
             assert!(!message.contains("hunter2"), "{text}: {message}");
         }
+    }
+
+    #[test]
+    fn tls_settings_come_from_libpqs_variables_when_the_url_leaves_them_out() {
+        let env = |name: &str| match name {
+            SSLMODE_ENV => Some("verify-ca".to_owned()),
+            SSLROOTCERT_ENV => Some("/etc/env-ca.pem".to_owned()),
+            CHANNEL_BINDING_ENV => Some("require".to_owned()),
+            _ => None,
+        };
+        let url = PgUrl::parse_with_env("postgres://u@h/d", env).unwrap();
+        assert_eq!(url.sslmode(), SslMode::VerifyCa);
+        assert_eq!(
+            url.sslrootcert(),
+            Some(std::path::Path::new("/etc/env-ca.pem"))
+        );
+        assert_eq!(url.channel_binding(), ChannelBinding::Require);
+        // The URL wins.
+        let url = PgUrl::parse_with_env(
+            "postgres://u@h/d?sslmode=verify-full&sslrootcert=/url.pem&channel_binding=disable",
+            env,
+        )
+        .unwrap();
+        assert_eq!(url.sslmode(), SslMode::VerifyFull);
+        assert_eq!(url.sslrootcert(), Some(std::path::Path::new("/url.pem")));
+        assert_eq!(url.channel_binding(), ChannelBinding::Disable);
+        // Unset or empty: libpq's defaults.
+        let url = PgUrl::parse_with_env("postgres://u@h/d", |_| Some(String::new())).unwrap();
+        assert_eq!(
+            (url.sslmode(), url.sslrootcert(), url.channel_binding()),
+            (SslMode::Prefer, None, ChannelBinding::Prefer)
+        );
+        let err = PgUrl::parse_with_env("postgres://u@h/d", |name| {
+            (name == SSLMODE_ENV).then(|| "allow".to_owned())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("PGSSLMODE must be"), "{err}");
+    }
+
+    #[test]
+    fn sslrootcert_system_means_verify_full_and_refuses_weaker_modes() {
+        let none = |_: &str| None;
+        let url = PgUrl::parse_with_env("postgres://u@h/d?sslrootcert=system", none).unwrap();
+        assert_eq!(url.sslmode(), SslMode::VerifyFull);
+        PgUrl::parse_with_env(
+            "postgres://u@h/d?sslrootcert=system&sslmode=verify-full",
+            none,
+        )
+        .unwrap();
+        for mode in ["disable", "prefer", "require", "verify-ca"] {
+            let err = PgUrl::parse_with_env(
+                &format!("postgres://u@h/d?sslrootcert=system&sslmode={mode}"),
+                none,
+            )
+            .unwrap_err();
+            assert!(
+                err.to_string().contains("needs sslmode=verify-full"),
+                "{mode}: {err}"
+            );
+        }
+        let err = PgUrl::parse_with_env("postgres://u@h/d?sslrootcert=system", |name| {
+            (name == SSLMODE_ENV).then(|| "require".to_owned())
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("needs sslmode=verify-full"),
+            "{err}"
+        );
     }
 
     #[test]
