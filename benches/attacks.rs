@@ -26,7 +26,7 @@ use std::{
 };
 
 use apache_avro::Codec;
-use common::{Env, Latency, Transport, peak_rss_kib};
+use common::{Env, Latency, Transport, cpu_seconds, peak_rss_kib};
 use serde_json::json;
 use zavro::{
     avro::container::{ContainerWriter, write_long},
@@ -48,9 +48,6 @@ const MAX_REQUESTS_PER_THREAD: u64 = 1_000_000_000;
 
 /// The byte bound of each attack thread that counts bytes rather than requests (1 TiB).
 const MAX_BYTES_PER_THREAD: u64 = 1 << 40;
-
-/// `USER_HZ`: the unit of the CPU times in /proc/PID/stat, 100 on every Linux architecture (proc(5)).
-const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 fn main() {
     let settings = Settings::from_args();
@@ -689,15 +686,6 @@ fn store_bytes(env: &Env) -> u64 {
         .filter_map(|p| fs::metadata(p).ok())
         .map(|m| m.len())
         .sum()
-}
-
-/// CPU seconds (user and system, all threads) process `pid` has used so far.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name (which may hold spaces) comes field 3; utime and stime are fields 14 and 15.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / CLOCK_TICKS_PER_SECOND)
 }
 
 /// The soft limit on open files of process `pid`.

@@ -17,7 +17,9 @@ use std::{
 
 mod common;
 
-use common::{Env, Transport, peak_rss_kib};
+use common::{
+    Env, Transport, commit_one_row, durable_table, micros, peak_rss_kib, sqlite_single_row_commit,
+};
 use zavro::{
     bench::{Percentiles, record},
     store::{AuditEntry, Nonce, RequestGroup, RequestStore, Status, Store},
@@ -270,41 +272,6 @@ fn lockstep_round_trips(
     micros(Percentiles::of(&mut samples).unwrap().p50)
 }
 
-/// A fresh SQLite file in WAL mode with `synchronous=FULL` (durable commits, as zavro's store) and a table `t`.
-fn durable_table(path: &Path) -> rusqlite::Connection {
-    let _ = fs::remove_file(path);
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-        .unwrap();
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL; CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)",
-    )
-    .unwrap();
-    conn
-}
-
-/// Inserts one row in its own durable transaction.
-fn commit_one_row(conn: &rusqlite::Connection, value: &[u8]) {
-    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-    conn.prepare_cached("INSERT INTO t (v) VALUES (?1)")
-        .unwrap()
-        .execute([value])
-        .unwrap();
-    conn.execute_batch("COMMIT").unwrap();
-}
-
-/// p50 in µs of inserting one row in its own durable transaction, as a lockstep request needs.
-fn sqlite_single_row_commit(path: &Path, commits: usize) -> f64 {
-    let conn = durable_table(path);
-    let mut samples = Vec::with_capacity(commits);
-    for i in 0..commits {
-        let started = Instant::now();
-        commit_one_row(&conn, format!("row {i}").as_bytes());
-        samples.push(started.elapsed());
-    }
-    micros(Percentiles::of(&mut samples).unwrap().p50)
-}
-
 /// p50 in µs of committing one accepted one-record request through the store on its own, as `serve` does for
 /// each request in lockstep: the part of the lockstep figure that is the store's, without the transport.
 fn store_request_commit(path: &Path, commits: usize) -> f64 {
@@ -412,10 +379,6 @@ fn write_ndjson(path: &Path, count: usize, size: usize) -> u64 {
     }
     out.flush().unwrap();
     fs::metadata(path).unwrap().len()
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 /// The figures of this harness that need a server.
