@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{AuditEntry, Status, Store, StoreError};
+use super::{AuditEntry, Store, StoreError};
 
 /// What a prune removed (or, for a dry run, would remove).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,19 +99,9 @@ impl Store {
         // Pruning is itself an action on the trail: the first row after the checkpoint says who cut what.
         let detail = format!("removed rows #{} to #{last_id}", first.0);
         AuditEntry {
-            time_us: now_us,
-            action: "audit_prune",
-            status: Status::Accepted,
-            reason: None,
             detail: Some(&detail),
-            key_id: None,
-            peer: Some("local"),
             records: rows,
-            size: 0,
-            schema: None,
-            requests: 1,
-            transport: None,
-            server: None,
+            ..AuditEntry::admin("audit_prune", None, now_us)
         }
         .insert(&tx, None, None)?;
         tx.commit()?;

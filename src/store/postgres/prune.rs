@@ -5,7 +5,7 @@
 use postgres::Client;
 
 use super::{chain::ChainWriter, statements::Statements};
-use crate::store::{AuditEntry, Pruned, Status, StoreError};
+use crate::store::{AuditEntry, Pruned, StoreError};
 
 /// Removes the audit rows before the first one written at or after `before_us`, their payloads and nonces, and
 /// the schemas no row names any more; records a checkpoint and an `audit_prune` row at `now_us`, all in one
@@ -92,19 +92,9 @@ pub fn prune(
     // Pruning is itself an action on the trail: the first row after the checkpoint says who cut what.
     let detail = format!("removed rows #{} to #{last_id}", first.0);
     let entry = AuditEntry {
-        time_us: now_us,
-        action: "audit_prune",
-        status: Status::Accepted,
-        reason: None,
         detail: Some(&detail),
-        key_id: None,
-        peer: Some("local"),
         records: rows,
-        size: 0,
-        schema: None,
-        requests: 1,
-        transport: None,
-        server: None,
+        ..AuditEntry::admin("audit_prune", None, now_us)
     };
     chain.append(&entry, None, None);
     chain.write(&mut tx, statements)?;
