@@ -24,6 +24,7 @@
 //! last growth are not read; a writer that keeps writing keeps it followed.
 
 mod checkpoint;
+mod requests;
 mod source;
 
 use std::{
@@ -37,6 +38,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 pub use checkpoint::{Checkpoint, CheckpointError, Cursor, PathCursors};
+pub use requests::{FollowedBatch, Refused, Requests};
 use source::Source;
 
 /// A file whatever its name: device and inode.
