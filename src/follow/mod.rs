@@ -162,6 +162,16 @@ pub enum Notice {
         /// How far it had been taken.
         offset: u64,
     },
+    /// On resuming: a path saved with a position is not among the paths followed now (a relative path given
+    /// from another directory?); its position is kept.
+    #[error(
+        "{}: a position is saved for it, but it is not followed now; the position is kept for when it is",
+        path.display()
+    )]
+    NotFollowed {
+        /// The path saved.
+        path: PathBuf,
+    },
     /// The path or its file cannot be read for now (permissions, not a regular file); it is tried again.
     #[error("{}: cannot read it: {error}; trying again", path.display())]
     Unreadable {
@@ -315,7 +325,8 @@ pub struct Follower {
 
 impl Follower {
     /// Starts following `paths` (absolute ones are made of relative ones), from where `resume` says, else from
-    /// the start of each file. Returns the follower, the checkpoint it starts from (apply its events to that),
+    /// the start of each file. A file saved in `resume` that exists but cannot be opened stops the start: its
+    /// position would be lost, and the file read again from its start once it can be. Returns the follower, the checkpoint it starts from (apply its events to that),
     /// and the notices of the start: missing files, files gone or truncated since the checkpoint was saved.
     pub fn new(
         paths: &[PathBuf],
@@ -338,9 +349,19 @@ impl Follower {
                 return Err(FollowError::Duplicate(given.clone()));
             }
             let saved = resume.map_or(&[][..], |c| c.cursors(&path));
-            let (path_watched, cursors) = resumed(path, saved, settings, now, &mut notices);
+            let (path_watched, cursors) = resumed(path, saved, settings, now, &mut notices)?;
             start.paths.push(cursors);
             watched.push(path_watched);
+        }
+        // Positions of paths not followed this time are kept, so following them again later resumes there
+        // instead of sending them again from the start.
+        for kept in resume.map_or(&[][..], |c| &c.paths) {
+            if !watched.iter().any(|w| w.path == kept.path) && !kept.cursors.is_empty() {
+                notices.push(Notice::NotFollowed {
+                    path: kept.path.clone(),
+                });
+                start.paths.push(kept.clone());
+            }
         }
         Ok((Follower { watched, settings }, start, notices))
     }
@@ -413,7 +434,7 @@ fn resumed(
     settings: Settings,
     now: Instant,
     notices: &mut Vec<Notice>,
-) -> (Watched, PathCursors) {
+) -> Result<(Watched, PathCursors), FollowError> {
     let mut watched = Watched {
         path,
         current: None,
@@ -452,7 +473,18 @@ fn resumed(
         } else {
             beside(&watched.path, cursor.file)
         };
-        let opened = found.and_then(|found| Source::open(&found, cursor.offset).ok());
+        let opened = match found.map(|found| Source::open(&found, cursor.offset)) {
+            Some(Ok(opened)) => Some(opened),
+            Some(Err(e)) if e.kind() == ErrorKind::NotFound => None,
+            // Dropping its cursor would read it again from the start once it can be read: stop instead.
+            Some(Err(source)) => {
+                return Err(FollowError::Io {
+                    path: watched.path.clone(),
+                    source,
+                });
+            }
+            None => None,
+        };
         let Some((source, truncated)) = opened.filter(|(source, _)| source.id == cursor.file)
         else {
             notices.push(Notice::Gone {
@@ -485,7 +517,7 @@ fn resumed(
             });
         }
     }
-    (watched, cursors)
+    Ok((watched, cursors))
 }
 
 /// The path of the file `file` in the directory of `path`, where rotation by rename leaves it.

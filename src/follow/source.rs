@@ -1,9 +1,9 @@
 //! One open file read in lines from a byte offset, with a partial last line held back until its newline comes.
 
 use std::{
-    fs::File,
+    fs::{File, OpenOptions},
     io::{self, ErrorKind},
-    os::unix::fs::FileExt,
+    os::unix::fs::{FileExt, OpenOptionsExt},
     path::Path,
 };
 
@@ -32,7 +32,12 @@ impl Source {
     /// Opens the regular file at `path` to be read from `offset`; a file shorter than that is read from 0 and
     /// reported as truncated.
     pub fn open(path: &Path, offset: u64) -> io::Result<(Source, Option<Notice>)> {
-        let file = File::open(path)?;
+        // Non-blocking, so that a FIFO at the path is refused below instead of blocking the open until a
+        // writer comes; a regular file reads the same either way.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(io::Error::new(

@@ -402,3 +402,77 @@ fn a_path_given_twice_is_refused() {
     let err = Follower::new(&twice, None, settings(), Instant::now()).unwrap_err();
     assert!(matches!(err, FollowError::Duplicate(_)), "{err}");
 }
+
+#[test]
+fn a_restart_without_a_path_keeps_its_position_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let other = dir.path().join("other.log");
+    append(&log, "a\n");
+    append(&other, "o\n");
+    let both = [log.clone(), other.clone()];
+    let (mut follower, mut checkpoint, _) = follow(&both, None);
+    follower
+        .poll(Instant::now())
+        .unwrap()
+        .iter()
+        .for_each(|e| checkpoint.apply(e));
+    drop(follower);
+
+    let (_, start, notices) = follow(std::slice::from_ref(&log), Some(&checkpoint));
+    assert_eq!(
+        notices,
+        [Notice::NotFollowed {
+            path: other.clone()
+        }]
+    );
+    assert_eq!(start.cursors(&other), checkpoint.cursors(&other));
+    let (mut follower, _, notices) = follow(&both, Some(&start));
+    assert!(notices.is_empty(), "{notices:?}");
+    append(&other, "o2\n");
+    assert_eq!(texts(&follower.poll(Instant::now()).unwrap()), ["o2"]);
+}
+
+#[test]
+fn a_saved_file_that_cannot_be_opened_stops_the_start() {
+    if nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: root reads files whatever their mode");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, "a\n");
+    let (mut follower, mut checkpoint, _) = follow(std::slice::from_ref(&log), None);
+    follower
+        .poll(Instant::now())
+        .unwrap()
+        .iter()
+        .for_each(|e| checkpoint.apply(e));
+    fs::set_permissions(&log, fs::Permissions::from_mode(0o000)).unwrap();
+    let err = Follower::new(
+        std::slice::from_ref(&log),
+        Some(&checkpoint),
+        settings(),
+        Instant::now(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, FollowError::Io { .. }), "{err}");
+}
+
+#[test]
+fn a_fifo_at_the_path_is_reported_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    nix::unistd::mkfifo(&log, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let (mut follower, _, _) = follow(std::slice::from_ref(&log), None);
+    let events = follower.poll(Instant::now()).unwrap();
+    assert!(
+        matches!(&notices_in(&events)[..], [Notice::Unreadable { error, .. }] if error.contains("regular")),
+        "{events:?}"
+    );
+    assert!(
+        follower.poll(Instant::now()).unwrap().is_empty(),
+        "said once"
+    );
+}
