@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Event, FileId};
+use super::{Event, FileId, Head, Position};
 
 /// Why a saved checkpoint cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,8 @@ pub struct Cursor {
     pub file: FileId,
     /// Bytes of it taken: every line before this offset was handed out.
     pub offset: u64,
+    /// Its start, to tell it from another file at a reused inode.
+    pub head: Head,
 }
 
 /// The cursors of one followed path: the file it names now and, after a rotation, the files it named before
@@ -69,10 +71,8 @@ impl Checkpoint {
     /// file not seen before is added as the newest of its path), a closed file's cursor goes.
     pub fn apply(&mut self, event: &Event) {
         match event {
-            Event::Line(line) => {
-                self.advance(line.position.path, line.position.file, line.position.offset)
-            }
-            Event::Skip(position) => self.advance(position.path, position.file, position.offset),
+            Event::Line(line) => self.advance(&line.position),
+            Event::Skip(position) => self.advance(position),
             Event::Closed { path, file } => {
                 if let Some(p) = self.paths.get_mut(*path) {
                     p.cursors.retain(|c| c.file != *file);
@@ -82,13 +82,18 @@ impl Checkpoint {
         }
     }
 
-    fn advance(&mut self, path: usize, file: FileId, offset: u64) {
-        let Some(p) = self.paths.get_mut(path) else {
+    fn advance(&mut self, position: &Position) {
+        let Some(p) = self.paths.get_mut(position.path) else {
             return;
         };
-        match p.cursors.iter_mut().find(|c| c.file == file) {
-            Some(cursor) => cursor.offset = offset,
-            None => p.cursors.push(Cursor { file, offset }),
+        let moved = Cursor {
+            file: position.file,
+            offset: position.offset,
+            head: position.head,
+        };
+        match p.cursors.iter_mut().find(|c| c.file == position.file) {
+            Some(cursor) => *cursor = moved,
+            None => p.cursors.push(moved),
         }
     }
 
@@ -107,7 +112,7 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::follow::{Line, Position};
+    use crate::follow::Line;
 
     fn line(path: usize, ino: u64, offset: u64) -> Event {
         Event::Line(Line {
@@ -116,6 +121,7 @@ mod tests {
                 path,
                 file: FileId { dev: 1, ino },
                 offset,
+                head: Head::default(),
             },
         })
     }
@@ -130,6 +136,7 @@ mod tests {
         let cursor = |ino, offset| Cursor {
             file: FileId { dev: 1, ino },
             offset,
+            head: Head::default(),
         };
         assert_eq!(
             checkpoint.cursors(Path::new("/a")),

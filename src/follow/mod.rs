@@ -15,10 +15,13 @@
 //! the path now names another file, beside it in the same directory (a rotated `app.log.1`), read to its end
 //! before the file the path names now is read from its start. A file that is neither is gone (deleted or
 //! compressed while nothing read it): what it held after the saved offset cannot be read, which a notice says.
+//! A saved inode whose first bytes are not the saved ones is another file at a reused inode (beside the path:
+//! gone) or the file truncated and rewritten (at the path: read from its start).
 //!
-//! What no reader can avoid: a truncation is seen only as a file shorter than what was read, so lines written
-//! after the last read and before the truncation are lost (`copytruncate` copies them to a file nobody
-//! follows), and a file that grows past the old read position again before the next poll looks as if it was
+//! What no reader can avoid: a truncation is seen only as a file shorter than what was read, or, once it has
+//! grown again, as a file whose first bytes (up to 64, hashed into every position) changed. Lines written after
+//! the last read and before the truncation are lost (`copytruncate` copies them to a file nobody follows), and a
+//! file truncated and written again past the read position, starting with the same 64 bytes, looks as if it was
 //! never truncated: reading goes on from the old offset, mid-text. The file itself keeps no trace of having been
 //! cut. Rotate by rename to avoid both. Lines written to a rotated file more than the rotation wait after its
 //! last growth are not read; a writer that keeps writing keeps it followed.
@@ -60,6 +63,16 @@ impl FileId {
     }
 }
 
+/// The start of a file (up to 64 bytes), hashed: a file at a saved inode whose start is not the one saved is
+/// another file (the inode was reused) or was truncated and written again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Head {
+    /// Bytes hashed.
+    pub len: u16,
+    /// The first 8 bytes of their SHA-256, big-endian.
+    pub sum: u64,
+}
+
 /// Where a line ends: the followed path (its index among the paths given), the file and the offset after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -69,6 +82,8 @@ pub struct Position {
     pub file: FileId,
     /// The byte offset just after the line's newline.
     pub offset: u64,
+    /// The start of the file as read.
+    pub head: Head,
 }
 
 /// A complete line.
@@ -127,8 +142,8 @@ pub enum Notice {
     },
     /// The file is shorter than what was read of it: it is read again from its start.
     #[error(
-        "{}: truncated below byte {at}; reading it again from its start (lines written just before the \
-         truncation may be lost)",
+        "{}: truncated (or its start rewritten) after byte {at} was read; reading it again from its start \
+         (lines written just before the truncation may be lost)",
         path.display()
     )]
     Truncated {
@@ -285,7 +300,7 @@ impl Watched {
             return;
         }
         // Open, then ask the open file what it is: the path may have changed again since the stat.
-        let opened = match Source::open(&self.path, 0) {
+        let opened = match Source::open(&self.path, 0, None) {
             Ok((source, _)) => source,
             Err(e) if e.kind() == ErrorKind::NotFound => return,
             Err(e) => return self.unreadable(&e, events),
@@ -473,7 +488,8 @@ fn resumed(
         } else {
             beside(&watched.path, cursor.file)
         };
-        let opened = match found.map(|found| Source::open(&found, cursor.offset)) {
+        let opened = match found.map(|found| Source::open(&found, cursor.offset, Some(cursor.head)))
+        {
             Some(Ok(opened)) => Some(opened),
             Some(Err(e)) if e.kind() == ErrorKind::NotFound => None,
             // Dropping its cursor would read it again from the start once it can be read: stop instead.
@@ -485,8 +501,11 @@ fn resumed(
             }
             None => None,
         };
-        let Some((source, truncated)) = opened.filter(|(source, _)| source.id == cursor.file)
-        else {
+        // Beside the path, a file whose start is not the one saved is another file at a reused inode.
+        let opened = opened.filter(|(source, truncated)| {
+            source.id == cursor.file && (at_path || truncated.is_none())
+        });
+        let Some((mut source, truncated)) = opened else {
             notices.push(Notice::Gone {
                 path: watched.path.clone(),
                 file: cursor.file,
@@ -507,6 +526,7 @@ fn resumed(
         cursors.cursors.push(Cursor {
             file: source.id,
             offset,
+            head: source.head(),
         });
         if at_path {
             watched.current = Some(source);

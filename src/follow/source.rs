@@ -7,10 +7,16 @@ use std::{
     path::Path,
 };
 
-use super::{Event, FileId, Line, Notice, Position};
+use sha2::{Digest, Sha256};
+
+use super::{Event, FileId, Head, Line, Notice, Position};
 
 /// Bytes asked of the kernel per read.
 const CHUNK: usize = 64 << 10;
+
+/// Bytes at the start of a file that tell it apart from another one at the same inode, or from itself truncated
+/// and written again: a log line's time stamp is usually among them.
+const HEAD_BYTES: usize = 64;
 
 /// An open file and how far it was read and taken.
 #[derive(Debug)]
@@ -26,12 +32,22 @@ pub(super) struct Source {
     partial: Vec<u8>,
     /// The line being read is longer than allowed: its bytes are dropped up to its newline.
     discarding: bool,
+    /// The first bytes of the file read so far, up to [`HEAD_BYTES`].
+    head: Vec<u8>,
+    /// The file's size when its start was last compared with `head`.
+    checked_size: u64,
+    /// The hash of `head` once it holds all [`HEAD_BYTES`].
+    whole_head: Option<Head>,
 }
 
 impl Source {
-    /// Opens the regular file at `path` to be read from `offset`; a file shorter than that is read from 0 and
-    /// reported as truncated.
-    pub fn open(path: &Path, offset: u64) -> io::Result<(Source, Option<Notice>)> {
+    /// Opens the regular file at `path` to be read from `offset`; a file shorter than that, or whose start is
+    /// not `expected` (when given), is read from 0 and reported as truncated.
+    pub fn open(
+        path: &Path,
+        offset: u64,
+        expected: Option<Head>,
+    ) -> io::Result<(Source, Option<Notice>)> {
         // Non-blocking, so that a FIFO at the path is refused below instead of blocking the open until a
         // writer comes; a regular file reads the same either way.
         let file = OpenOptions::new()
@@ -45,26 +61,73 @@ impl Source {
                 "not a regular file",
             ));
         }
-        let (offset, notice) = if meta.len() < offset {
-            (
-                0,
-                Some(Notice::Truncated {
-                    path: path.to_path_buf(),
-                    at: offset,
-                }),
-            )
-        } else {
-            (offset, None)
-        };
-        let source = Source {
+        let mut source = Source {
             file,
             id: FileId::of(&meta),
             read_at: offset,
             taken: offset,
             partial: Vec::new(),
             discarding: false,
+            head: Vec::new(),
+            checked_size: meta.len(),
+            whole_head: None,
         };
-        Ok((source, notice))
+        let head_len = usize::try_from(offset).map_or(HEAD_BYTES, |o| o.min(HEAD_BYTES));
+        source.head = source.start(head_len)?;
+        let same =
+            meta.len() >= offset && expected.is_none_or(|head| head == source.head_at(offset));
+        if same {
+            return Ok((source, None));
+        }
+        source.restart(0);
+        let notice = Notice::Truncated {
+            path: path.to_path_buf(),
+            at: offset,
+        };
+        Ok((source, Some(notice)))
+    }
+
+    /// The first `len` bytes of the file as it is now (fewer if it is shorter).
+    fn start(&self, len: usize) -> io::Result<Vec<u8>> {
+        let mut bytes = vec![0; len];
+        let mut filled = 0;
+        while filled < len {
+            match self.file.read_at(&mut bytes[filled..], filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        bytes.truncate(filled);
+        Ok(bytes)
+    }
+
+    /// The start of the file before `offset`, up to [`HEAD_BYTES`]: what a cursor at `offset` saves, and
+    /// what [`Source::open`] compares at that offset. Once the whole head was read, its hash is kept.
+    pub fn head_at(&mut self, offset: u64) -> Head {
+        let len = usize::try_from(offset).map_or(HEAD_BYTES, |o| o.min(HEAD_BYTES));
+        let whole = len == HEAD_BYTES && self.head.len() == HEAD_BYTES;
+        if whole && let Some(head) = self.whole_head {
+            return head;
+        }
+        let bytes = &self.head[..len.min(self.head.len())];
+        let digest = Sha256::digest(bytes);
+        let mut sum = [0; 8];
+        sum.copy_from_slice(&digest[..8]);
+        let head = Head {
+            len: bytes.len() as u16,
+            sum: u64::from_be_bytes(sum),
+        };
+        if whole {
+            self.whole_head = Some(head);
+        }
+        head
+    }
+
+    /// The start of the file up to where it was read from or taken, as a cursor there saves it.
+    pub fn head(&mut self) -> Head {
+        self.head_at(self.taken)
     }
 
     /// How far the file was read.
@@ -72,9 +135,18 @@ impl Source {
         self.read_at
     }
 
-    /// True when the file is now shorter than what was read of it: it was truncated.
-    pub fn truncated(&self) -> io::Result<bool> {
-        Ok(self.file.metadata()?.len() < self.read_at)
+    /// True when the file was truncated: it is shorter than what was read of it, or, since it changed size, its
+    /// start is not what was read (truncated and written again past the read position before this look).
+    pub fn truncated(&mut self) -> io::Result<bool> {
+        let size = self.file.metadata()?.len();
+        if size < self.read_at {
+            return Ok(true);
+        }
+        if size == self.checked_size {
+            return Ok(false);
+        }
+        self.checked_size = size;
+        Ok(self.start(self.head.len())? != self.head)
     }
 
     /// Starts again at byte 0 after a truncation, dropping a partial line read before it (that text is gone
@@ -84,14 +156,17 @@ impl Source {
         self.taken = 0;
         self.partial.clear();
         self.discarding = false;
+        self.head.clear();
+        self.whole_head = None;
         Event::Skip(self.position(path, 0))
     }
 
-    fn position(&self, path: usize, offset: u64) -> Position {
+    fn position(&mut self, path: usize, offset: u64) -> Position {
         Position {
             path,
             file: self.id,
             offset,
+            head: self.head_at(offset),
         }
     }
 
@@ -128,6 +203,7 @@ impl Source {
             if n == 0 {
                 break;
             }
+            self.keep_head(start, n);
             self.read_at += n as u64;
             handed_out += self.hand_out_lines(path, start, events);
             if self.discarding {
@@ -143,6 +219,15 @@ impl Source {
             }
         }
         Ok(self.read_at - first)
+    }
+
+    /// Keeps what of the `n` bytes just read into `partial` at `start` lies within the file's first bytes.
+    fn keep_head(&mut self, start: usize, n: usize) {
+        let room = HEAD_BYTES.saturating_sub(self.head.len());
+        if room > 0 && self.head.len() as u64 == self.read_at {
+            self.head
+                .extend_from_slice(&self.partial[start..start + n.min(room)]);
+        }
     }
 
     /// Hands out the complete lines in `partial`, whose bytes from `scan_from` on are new; keeps the rest.

@@ -7,6 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use sha2::Digest;
+
 use super::*;
 
 /// Long enough that no test reaches it unless it passes a later `now`.
@@ -54,6 +56,26 @@ fn id(path: &Path) -> FileId {
     FileId::of(&fs::metadata(path).unwrap())
 }
 
+/// The start of the file at `path` before `offset` as the follower hashes it.
+fn head_of(path: &Path, offset: usize) -> Head {
+    let bytes = fs::read(path).unwrap();
+    let start = &bytes[..bytes.len().min(offset).min(64)];
+    let digest = sha2::Sha256::digest(start);
+    Head {
+        len: start.len() as u16,
+        sum: u64::from_be_bytes(digest[..8].try_into().unwrap()),
+    }
+}
+
+/// Each cursor of `path` as file and offset.
+fn spots(checkpoint: &Checkpoint, path: &Path) -> Vec<(FileId, u64)> {
+    checkpoint
+        .cursors(path)
+        .iter()
+        .map(|c| (c.file, c.offset))
+        .collect()
+}
+
 /// A follower of `paths` and the checkpoint it starts from.
 fn follow(paths: &[PathBuf], resume: Option<&Checkpoint>) -> (Follower, Checkpoint, Vec<Notice>) {
     Follower::new(paths, resume, settings(), Instant::now()).unwrap()
@@ -76,6 +98,7 @@ fn lines_come_as_written_and_a_partial_line_waits_for_its_newline() {
                 path: 0,
                 file: id(&log),
                 offset: 2,
+                head: head_of(&log, 2),
             },
         })]
     );
@@ -146,17 +169,8 @@ fn a_rotation_reads_the_old_file_to_its_end_then_the_new_one_from_its_start() {
     assert_eq!(texts(&events), ["4", "5", "new 2"]);
     events.iter().for_each(|e| checkpoint.apply(e));
     assert_eq!(
-        checkpoint.cursors(&log),
-        [
-            Cursor {
-                file: id(&rotated),
-                offset: 10
-            },
-            Cursor {
-                file: id(&log),
-                offset: 12
-            }
-        ]
+        spots(&checkpoint, &log),
+        [(id(&rotated), 10), (id(&log), 12)]
     );
 
     // Once the old file has not grown for the rotation wait, it is given up: its cursor goes.
@@ -170,13 +184,7 @@ fn a_rotation_reads_the_old_file_to_its_end_then_the_new_one_from_its_start() {
         }]
     );
     events.iter().for_each(|e| checkpoint.apply(e));
-    assert_eq!(
-        checkpoint.cursors(&log),
-        [Cursor {
-            file: id(&log),
-            offset: 12
-        }]
-    );
+    assert_eq!(spots(&checkpoint, &log), [(id(&log), 12)]);
     writer.write_all(b"too late\n").unwrap();
     assert!(follower.poll(later).unwrap().is_empty());
 }
@@ -209,13 +217,7 @@ fn a_truncated_file_is_read_again_from_its_start() {
         "{events:?}"
     );
     events.iter().for_each(|e| checkpoint.apply(e));
-    assert_eq!(
-        checkpoint.cursors(&log),
-        [Cursor {
-            file: id(&log),
-            offset: 2
-        }]
-    );
+    assert_eq!(spots(&checkpoint, &log), [(id(&log), 2)]);
 }
 
 #[test]
@@ -474,5 +476,57 @@ fn a_fifo_at_the_path_is_reported_not_waited_on() {
     assert!(
         follower.poll(Instant::now()).unwrap().is_empty(),
         "said once"
+    );
+}
+
+#[test]
+fn a_file_truncated_and_written_past_the_read_position_is_read_again_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, "2026-12-01T10:00:00 one\n");
+    let (mut follower, _, _) = follow(std::slice::from_ref(&log), None);
+    let now = Instant::now();
+    assert_eq!(
+        texts(&follower.poll(now).unwrap()),
+        ["2026-12-01T10:00:00 one"]
+    );
+
+    // Between two looks: truncated, and longer again than what was read.
+    fs::write(&log, "2026-12-01T11:00:00 two\n2026-12-01T11:00:01 three\n").unwrap();
+    let events = follower.poll(now).unwrap();
+    assert!(
+        matches!(notices_in(&events)[..], [Notice::Truncated { at: 24, .. }]),
+        "{events:?}"
+    );
+    assert_eq!(
+        texts(&events),
+        ["2026-12-01T11:00:00 two", "2026-12-01T11:00:01 three"]
+    );
+}
+
+#[test]
+fn a_restart_at_a_file_whose_start_changed_reads_it_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, "old 1\n");
+    let (mut follower, mut checkpoint, _) = follow(std::slice::from_ref(&log), None);
+    follower
+        .poll(Instant::now())
+        .unwrap()
+        .iter()
+        .for_each(|e| checkpoint.apply(e));
+    drop(follower);
+
+    // Same inode, longer than the saved offset, other text: truncated and rewritten while nothing followed.
+    fs::write(&log, "new 1\nnew 2\n").unwrap();
+    let (mut follower, start, notices) = follow(std::slice::from_ref(&log), Some(&checkpoint));
+    assert!(
+        matches!(notices[..], [Notice::Truncated { at: 6, .. }]),
+        "{notices:?}"
+    );
+    assert_eq!(spots(&start, &log), [(id(&log), 0)]);
+    assert_eq!(
+        texts(&follower.poll(Instant::now()).unwrap()),
+        ["new 1", "new 2"]
     );
 }
