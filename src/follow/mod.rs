@@ -28,6 +28,7 @@
 
 mod checkpoint;
 mod requests;
+pub mod saved;
 mod source;
 
 use std::{
