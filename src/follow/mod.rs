@@ -342,8 +342,9 @@ pub struct Follower {
 impl Follower {
     /// Starts following `paths` (absolute ones are made of relative ones), from where `resume` says, else from
     /// the start of each file. A file saved in `resume` that exists but cannot be opened stops the start: its
-    /// position would be lost, and the file read again from its start once it can be. Returns the follower, the checkpoint it starts from (apply its events to that),
-    /// and the notices of the start: missing files, files gone or truncated since the checkpoint was saved.
+    /// position would be lost, and the file read again from its start once it can be. Returns the follower,
+    /// the checkpoint it starts from (apply its events to that), and the notices of the start: missing files,
+    /// files gone or truncated since the checkpoint was saved, saved paths not followed now.
     pub fn new(
         paths: &[PathBuf],
         resume: Option<&Checkpoint>,
