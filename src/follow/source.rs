@@ -5,6 +5,7 @@ use std::{
     io::{self, ErrorKind},
     os::unix::fs::{FileExt, OpenOptionsExt},
     path::Path,
+    time::SystemTime,
 };
 
 use sha2::{Digest, Sha256};
@@ -34,8 +35,9 @@ pub(super) struct Source {
     discarding: bool,
     /// The first bytes of the file read so far, up to [`HEAD_BYTES`].
     head: Vec<u8>,
-    /// The file's size when its start was last compared with `head`.
-    checked_size: u64,
+    /// The file's size and modification time when its start was last compared with `head`: a file truncated
+    /// and written again to the same size has another modification time.
+    checked: (u64, Option<SystemTime>),
     /// The hash of `head` once it holds all [`HEAD_BYTES`].
     whole_head: Option<Head>,
 }
@@ -69,7 +71,7 @@ impl Source {
             partial: Vec::new(),
             discarding: false,
             head: Vec::new(),
-            checked_size: meta.len(),
+            checked: (meta.len(), meta.modified().ok()),
             whole_head: None,
         };
         let head_len = usize::try_from(offset).map_or(HEAD_BYTES, |o| o.min(HEAD_BYTES));
@@ -138,14 +140,16 @@ impl Source {
     /// True when the file was truncated: it is shorter than what was read of it, or, since it changed size, its
     /// start is not what was read (truncated and written again past the read position before this look).
     pub fn truncated(&mut self) -> io::Result<bool> {
-        let size = self.file.metadata()?.len();
+        let meta = self.file.metadata()?;
+        let size = meta.len();
         if size < self.read_at {
             return Ok(true);
         }
-        if size == self.checked_size {
+        let now = (size, meta.modified().ok());
+        if now == self.checked {
             return Ok(false);
         }
-        self.checked_size = size;
+        self.checked = now;
         Ok(self.start(self.head.len())? != self.head)
     }
 

@@ -530,3 +530,21 @@ fn a_restart_at_a_file_whose_start_changed_reads_it_from_its_start() {
         ["new 1", "new 2"]
     );
 }
+
+#[test]
+fn a_file_truncated_and_written_to_the_same_size_is_read_again_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let mut writer = append(&log, "{\"n\":61}\n");
+    let (mut follower, _, _) = follow(std::slice::from_ref(&log), None);
+    let now = Instant::now();
+    assert_eq!(texts(&follower.poll(now).unwrap()), ["{\"n\":61}"]);
+    writer.set_len(0).unwrap();
+    writer.write_all(b"{\"n\":71}\n").unwrap();
+    let events = follower.poll(now).unwrap();
+    assert_eq!(texts(&events), ["{\"n\":71}"], "{events:?}");
+    assert!(matches!(
+        notices_in(&events)[..],
+        [Notice::Truncated { at: 9, .. }]
+    ));
+}
