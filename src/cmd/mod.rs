@@ -9,6 +9,8 @@ mod serve;
 mod server_key;
 mod store;
 
+pub use serve::log_format as serve_log_format;
+
 use crate::{
     cli::{Cli, Command, KeysCommand, StoreCommand},
     config,

@@ -10,12 +10,12 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::{
     avro,
-    cli::ServeArgs,
+    cli::{LogFormatArg, ServeArgs},
     curve,
     endpoint::{self, Side},
     error::Error,
     hardening,
-    server::{self, Log, RecordsOut, Settings, Transport, name, zap},
+    server::{self, Event, Fields, Log, LogFormat, RecordsOut, Settings, Transport, name, zap},
     store::{PgStore, RequestStore, Store, StoreError},
     timestamp,
 };
@@ -34,7 +34,7 @@ pub trait Served: RequestStore {
 
     /// Checks at start-up, as one error, that the store can take the server's groups durably, and sets up the
     /// connection for serving.
-    fn ready_to_serve(&mut self, args: &ServeArgs) -> Result<(), Error>;
+    fn ready_to_serve(&mut self, args: &ServeArgs, log: &mut Log) -> Result<(), Error>;
 
     /// The key pair `serve` presents over CURVE (made on first use).
     fn server_key_pair(&mut self, now_us: i64) -> Result<curve::KeyPair, StoreError>;
@@ -49,7 +49,7 @@ pub trait Served: RequestStore {
 impl Served for Store {
     type Checker = Store;
 
-    fn ready_to_serve(&mut self, _: &ServeArgs) -> Result<(), Error> {
+    fn ready_to_serve(&mut self, _: &ServeArgs, _: &mut Log) -> Result<(), Error> {
         // Problems with the store's files surface now, as one error, rather than at the first request.
         self.check_writable()?;
         Ok(self.keep_temporary_data_in_memory()?)
@@ -83,7 +83,7 @@ impl Served for PgStore {
     /// every reconnection too) unless the URL's own options turn it off.
     ///
     /// [`PgUrl::for_serving`]: crate::store::PgUrl::for_serving
-    fn ready_to_serve(&mut self, args: &ServeArgs) -> Result<(), Error> {
+    fn ready_to_serve(&mut self, args: &ServeArgs, log: &mut Log) -> Result<(), Error> {
         self.require_master_key()?;
         let url = self.url().to_string();
         let settings = self.client().query_one(
@@ -115,9 +115,14 @@ impl Served for PgStore {
                  that risk with --allow-async-commit"
             ))),
             Some((setting, _)) => {
-                eprintln!(
-                    "zavro: warning: store {url} has {setting} off (--allow-async-commit): a crash of the database \
-                     can lose requests already answered `accepted`"
+                let message = format!(
+                    "store {url} has {setting} off (--allow-async-commit): a crash of the database can lose \
+                     requests already answered `accepted`"
+                );
+                log.event(
+                    Event::Warning,
+                    Fields::message(&message),
+                    format_args!("zavro: warning: {message}"),
                 );
                 Ok(())
             }
@@ -139,15 +144,25 @@ impl Served for PgStore {
     }
 }
 
+/// The log format `serve` writes in, from its `--log-format`.
+pub fn log_format(args: &ServeArgs) -> LogFormat {
+    match args.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    }
+}
+
 /// Serves until SIGINT or SIGTERM, then returns after finishing the request in hand.
 pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
     avro::limit_decode_allocations();
+    let format = log_format(&args);
+    let mut log = Log::stderr(format);
     let endpoint = endpoint::resolve(&args.endpoint, Side::Bind).map_err(Error::Usage)?;
     let name = name::resolve(args.name.as_deref()).map_err(|e| match e {
         name::NameError::NoHostName(_) => Error::Other(e.to_string()),
         _ => Error::Usage(format!("--name: {e}")),
     })?;
-    store.ready_to_serve(&args)?;
+    store.ready_to_serve(&args, &mut log)?;
     // Before anything is served: from now on every server sharing the store keeps nonces for this one's skew.
     store.widen_nonce_window(i64::from(args.max_skew))?;
     if !args.plaintext && !curve::available() {
@@ -160,7 +175,12 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
     // Every connection holds a descriptor: take all the system allows, and check the cap fits in them. The
     // server goes on with the limit it has when it may not raise it.
     if let Err(e) = hardening::raise_open_file_limit() {
-        eprintln!("{e}");
+        let message = e.to_string();
+        log.event(
+            Event::Warning,
+            Fields::message(&message),
+            format_args!("{message}"),
+        );
     }
     let max_connections =
         hardening::connection_limit(args.max_connections, hardening::open_file_limit())
@@ -185,7 +205,7 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
     let (server_key, handshakes) = if args.plaintext {
         (None, None)
     } else {
-        let (key, checker) = start_curve(store, &context)?;
+        let (key, checker) = start_curve(store, &context, format)?;
         (Some(key), Some(checker))
     };
     let mut socket = context
@@ -231,10 +251,29 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
             _ => Error::Other(e.to_string()),
         })?;
     // One line, the endpoint first: scripts and tests take the word after `listening on`.
+    let listening = Fields {
+        endpoint: Some(&bound),
+        transport: Some(if server_public.is_some() {
+            Transport::Curve.as_str()
+        } else {
+            Transport::Plaintext.as_str()
+        }),
+        server_key: server_public.as_deref(),
+        name: Some(&name),
+        ..Fields::default()
+    };
     match &server_public {
-        Some(public) => eprintln!("listening on {bound} (CURVE, server key {public})"),
-        None => eprintln!(
-            "listening on {bound} (plaintext: unencrypted, anyone on the path can read and forge traffic)"
+        Some(public) => log.event(
+            Event::Listening,
+            listening,
+            format_args!("listening on {bound} (CURVE, server key {public})"),
+        ),
+        None => log.event(
+            Event::Listening,
+            listening,
+            format_args!(
+                "listening on {bound} (plaintext: unencrypted, anyone on the path can read and forge traffic)"
+            ),
         ),
     }
 
@@ -251,15 +290,23 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
         &socket,
         store,
         &mut output,
-        Log::stderr(),
+        log,
         &settings,
         &shutdown,
         handshakes.as_ref(),
     )
     .map_err(|e| Error::Other(e.to_string()))?;
-    eprintln!(
-        "shutting down: {} accepted, {} rejected",
-        stats.accepted, stats.rejected
+    Log::stderr(format).event(
+        Event::Stopping,
+        Fields {
+            accepted: Some(stats.accepted),
+            rejected: Some(stats.rejected),
+            ..Fields::default()
+        },
+        format_args!(
+            "shutting down: {} accepted, {} rejected",
+            stats.accepted, stats.rejected
+        ),
     );
     Ok(())
 }
@@ -269,9 +316,10 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
 fn start_curve<S: Served>(
     store: &mut S,
     context: &zmq::Context,
+    format: LogFormat,
 ) -> Result<(curve::KeyPair, zap::Handler), Error> {
     let key = store.server_key_pair(timestamp::now_micros())?;
-    let checker = zap::Handler::start(context, store.checker()?, Log::stderr())
+    let checker = zap::Handler::start(context, store.checker()?, Log::stderr(format))
         .map_err(|e| Error::Other(e.to_string()))?;
     Ok((key, checker))
 }
