@@ -16,6 +16,7 @@ use crate::{
     error::Error,
     hardening,
     server::{self, Event, Fields, Log, LogFormat, RecordsOut, Settings, Transport, name, zap},
+    service,
     store::{PgStore, RequestStore, Store, StoreError},
     timestamp,
 };
@@ -277,6 +278,17 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
         ),
     }
 
+    // Only now, with the socket bound (the kernel queues connections from here on), is the unit `active`.
+    let status = format!("listening on {bound}");
+    if let Err(e) = service::ready(&status) {
+        let message = format!("cannot tell systemd the server is ready (NOTIFY_SOCKET): {e}");
+        log.event(
+            Event::Warning,
+            Fields::message(&message),
+            format_args!("zavro: warning: {message}"),
+        );
+    }
+
     let settings = Settings {
         max_skew_secs: i64::from(args.max_skew),
         reader_schemas: load_schemas(&args.schemas)?,
@@ -286,7 +298,7 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
         },
         name,
     };
-    let stats = server::run(
+    let served = server::run(
         &socket,
         store,
         &mut output,
@@ -294,8 +306,11 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
         &settings,
         &shutdown,
         handshakes.as_ref(),
-    )
-    .map_err(|e| Error::Other(e.to_string()))?;
+    );
+    // Whether a signal or an error ended it, the server takes no more requests; only the replies still queued
+    // may take up to SHUTDOWN_LINGER_MS to leave. Telling systemd is best effort: it sees the exit anyway.
+    let _ = service::stopping();
+    let stats = served.map_err(|e| Error::Other(e.to_string()))?;
     Log::stderr(format).event(
         Event::Stopping,
         Fields {
