@@ -46,6 +46,8 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --plaintext 'Accept unencrypted connections (ZeroMQ''s NULL mechanism) instead of CURVE, for benchmarks and clients without CURVE: anyone on the network path can read the records, and connections are not checked at the handshake (requests and replies are still signed). The start-up line and every audit row say plaintext'
             cand --allow-async-commit 'Serve from a PostgreSQL database that acknowledges commits before they are durable (synchronous_commit or fsync off for this role or database), which serve otherwise refuses: a crash of the database can then lose requests the server already answered `accepted`, and a client will not send them again'
+            cand --check-config 'Print the settings serve would use (endpoint, store, transport and server key, limits, output, log format, name) and exit without binding: 0 when they hold, else the error and exit code serve would stop with. Reads the store (and the master key) but writes nothing'
+            cand --json 'With --check-config: print the settings as one JSON object'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }

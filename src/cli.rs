@@ -382,6 +382,16 @@ pub struct ServeArgs {
     /// line for log shippers (fields and events in README.md, "Logs"). Start-up errors are JSON too.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormatArg::Text)]
     pub log_format: LogFormatArg,
+
+    /// Print the settings serve would use (endpoint, store, transport and server key, limits, output, log
+    /// format, name) and exit without binding: 0 when they hold, else the error and exit code serve would stop
+    /// with. Reads the store (and the master key) but writes nothing.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// With --check-config: print the settings as one JSON object.
+    #[arg(long, requires = "check_config")]
+    pub json: bool,
 }
 
 /// `serve --log-format` values.

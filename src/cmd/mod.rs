@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench;
+mod check_config;
 mod completions;
 mod keys;
 mod send;

@@ -45,6 +45,15 @@ pub trait Served: RequestStore {
 
     /// Descriptors to keep free, past the connections' own, for the store to open later (a reconnection).
     fn descriptors_to_reserve(&self) -> u32;
+
+    /// The key pair `serve` would present, if the store has one yet: nothing is written (`--check-config`).
+    fn existing_server_key(&mut self) -> Result<Option<curve::KeyPair>, StoreError>;
+
+    /// Where the store is (a PostgreSQL URL never shows a password) and the name of its backend.
+    fn location(&self) -> (String, &'static str);
+
+    /// The fingerprint of the master key the store is sealed under; `None` when it is not sealed.
+    fn sealed_under(&mut self) -> Result<Option<String>, StoreError>;
 }
 
 impl Served for Store {
@@ -72,6 +81,21 @@ impl Served for Store {
 
     fn descriptors_to_reserve(&self) -> u32 {
         0
+    }
+
+    fn existing_server_key(&mut self) -> Result<Option<curve::KeyPair>, StoreError> {
+        self.existing_server_key_pair()
+    }
+
+    fn location(&self) -> (String, &'static str) {
+        let path = self
+            .path()
+            .map_or_else(|| ":memory:".into(), |p| p.display().to_string());
+        (path, "sqlite")
+    }
+
+    fn sealed_under(&mut self) -> Result<Option<String>, StoreError> {
+        Store::sealed_under(self)
     }
 }
 
@@ -143,6 +167,18 @@ impl Served for PgStore {
     fn descriptors_to_reserve(&self) -> u32 {
         2
     }
+
+    fn existing_server_key(&mut self) -> Result<Option<curve::KeyPair>, StoreError> {
+        self.existing_server_key_pair()
+    }
+
+    fn location(&self) -> (String, &'static str) {
+        (self.url().to_string(), "postgresql")
+    }
+
+    fn sealed_under(&mut self) -> Result<Option<String>, StoreError> {
+        PgStore::sealed_under(self)
+    }
 }
 
 /// The log format `serve` writes in, from its `--log-format`.
@@ -155,37 +191,21 @@ pub fn log_format(args: &ServeArgs) -> LogFormat {
 
 /// Serves until SIGINT or SIGTERM, then returns after finishing the request in hand.
 pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
-    avro::limit_decode_allocations();
     let format = log_format(&args);
     let mut log = Log::stderr(format);
-    let endpoint = endpoint::resolve(&args.endpoint, Side::Bind).map_err(Error::Usage)?;
-    let name = name::resolve(args.name.as_deref()).map_err(|e| match e {
-        name::NameError::NoHostName(_) => Error::Other(e.to_string()),
-        _ => Error::Usage(format!("--name: {e}")),
-    })?;
+    if args.check_config {
+        return super::check_config::run(store, &args, &mut log);
+    }
+    avro::limit_decode_allocations();
+    let endpoint = bind_endpoint(&args)?;
+    let name = server_name(&args)?;
+    // Before anything is bound: a bad schema is a usage error, not a server that stops once it is `ready`.
+    let reader_schemas = load_schemas(&args.schemas)?;
     store.ready_to_serve(&args, &mut log)?;
     // Before anything is served: from now on every server sharing the store keeps nonces for this one's skew.
     store.widen_nonce_window(i64::from(args.max_skew))?;
-    if !args.plaintext && !curve::available() {
-        return Err(Error::Other(
-            "this zavro's libzmq was built without CURVE, so it cannot encrypt (vendor/README.md says how it \
-             is built); rebuild it, or run `serve --plaintext` on a network you trust"
-                .into(),
-        ));
-    }
-    // Every connection holds a descriptor: take all the system allows, and check the cap fits in them. The
-    // server goes on with the limit it has when it may not raise it.
-    if let Err(e) = hardening::raise_open_file_limit() {
-        let message = e.to_string();
-        log.event(
-            Event::Warning,
-            Fields::message(&message),
-            format_args!("{message}"),
-        );
-    }
-    let max_connections =
-        hardening::connection_limit(args.max_connections, hardening::open_file_limit())
-            .map_err(|e| Error::Usage(e.to_string()))?;
+    require_curve(&args)?;
+    let max_connections = connection_limit(&args, &mut log)?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM] {
@@ -291,7 +311,7 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
 
     let settings = Settings {
         max_skew_secs: i64::from(args.max_skew),
-        reader_schemas: load_schemas(&args.schemas)?,
+        reader_schemas,
         transport: match handshakes {
             Some(_) => Transport::Curve,
             None => Transport::Plaintext,
@@ -326,6 +346,47 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// The endpoint `serve` binds, as a ZeroMQ endpoint.
+pub(super) fn bind_endpoint(args: &ServeArgs) -> Result<String, Error> {
+    endpoint::resolve(&args.endpoint, Side::Bind).map_err(Error::Usage)
+}
+
+/// The name written into this server's audit rows (`--name`, else the host name).
+pub(super) fn server_name(args: &ServeArgs) -> Result<String, Error> {
+    name::resolve(args.name.as_deref()).map_err(|e| match e {
+        name::NameError::NoHostName(_) => Error::Other(e.to_string()),
+        _ => Error::Usage(format!("--name: {e}")),
+    })
+}
+
+/// Refuses CURVE (the default) when this zavro's libzmq cannot do it.
+pub(super) fn require_curve(args: &ServeArgs) -> Result<(), Error> {
+    if !args.plaintext && !curve::available() {
+        return Err(Error::Other(
+            "this zavro's libzmq was built without CURVE, so it cannot encrypt (vendor/README.md says how it \
+             is built); rebuild it, or run `serve --plaintext` on a network you trust"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The most connections the server holds: every connection holds a descriptor, so the soft open-file limit is
+/// raised to the hard one first (the server goes on with the limit it has when it may not, logging why), and
+/// `--max-connections` must fit under it.
+pub(super) fn connection_limit(args: &ServeArgs, log: &mut Log) -> Result<u32, Error> {
+    if let Err(e) = hardening::raise_open_file_limit() {
+        let message = e.to_string();
+        log.event(
+            Event::Warning,
+            Fields::message(&message),
+            format_args!("{message}"),
+        );
+    }
+    hardening::connection_limit(args.max_connections, hardening::open_file_limit())
+        .map_err(|e| Error::Usage(e.to_string()))
+}
+
 /// The store's server key pair (made on first use; the secret half is wiped when dropped), and the ZAP handler
 /// bound on `context`, reading keys through a connection of its own to the same store.
 fn start_curve<S: Served>(
@@ -340,7 +401,26 @@ fn start_curve<S: Served>(
 }
 
 /// Parses the reader schemas given with `--schema`: files, or every `*.avsc` file of a directory (sorted).
-fn load_schemas(paths: &[std::path::PathBuf]) -> Result<Vec<apache_avro::Schema>, Error> {
+pub(super) fn load_schemas(
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<apache_avro::Schema>, Error> {
+    schema_files(paths)?
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Error::Usage(format!("cannot read schema {}: {e}", file.display())))?;
+            apache_avro::Schema::parse_str(&text).map_err(|e| {
+                Error::Usage(format!(
+                    "schema {} is not a valid Avro schema: {e}",
+                    file.display()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The schema files `--schema` names: files as given, and every `*.avsc` file of a directory (sorted).
+pub(super) fn schema_files(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>, Error> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -366,17 +446,5 @@ fn load_schemas(paths: &[std::path::PathBuf]) -> Result<Vec<apache_avro::Schema>
             files.push(path.clone());
         }
     }
-    files
-        .iter()
-        .map(|file| {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| Error::Usage(format!("cannot read schema {}: {e}", file.display())))?;
-            apache_avro::Schema::parse_str(&text).map_err(|e| {
-                Error::Usage(format!(
-                    "schema {} is not a valid Avro schema: {e}",
-                    file.display()
-                ))
-            })
-        })
-        .collect()
+    Ok(files)
 }

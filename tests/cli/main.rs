@@ -4,6 +4,7 @@
 mod amplification;
 mod audit;
 mod bombs;
+mod check_config;
 mod common;
 mod concurrency;
 mod connections;
