@@ -126,7 +126,7 @@ impl Event {
         }
     }
 
-    /// Every event, for the documentation's list and its test.
+    /// Every event, for the test that README.md lists them all.
     pub const ALL: [Event; 13] = [
         Event::Listening,
         Event::Accepted,
@@ -491,6 +491,18 @@ mod tests {
             cut["peer"].as_str().unwrap().chars().count(),
             MAX_FIELD_CHARS
         );
+    }
+
+    #[test]
+    fn every_event_is_documented_in_the_readme_with_its_level() {
+        let readme = include_str!("../../README.md");
+        for event in Event::ALL {
+            let row = format!("| `{}` | {} |", event.as_str(), event.level().as_str());
+            assert!(
+                readme.contains(&row),
+                "README.md (\"Logs\") lacks the row {row}"
+            );
+        }
     }
 
     #[test]

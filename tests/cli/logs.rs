@@ -6,23 +6,6 @@ use serde_json::Value;
 
 use crate::common::{RawClient, Server, TestEnv, bare_zavro, parse_json, signed_now};
 
-/// The events of the README's list ("Logs"), which the server may write.
-const EVENTS: [&str; 13] = [
-    "listening",
-    "accepted",
-    "duplicate",
-    "refused",
-    "refused_summary",
-    "suppressed",
-    "group_retried",
-    "store_error",
-    "store_recovered",
-    "handshake_check_stopped",
-    "warning",
-    "stopping",
-    "fatal",
-];
-
 /// Each line parsed; panics unless every one is a JSON object with `time` (RFC 3339, UTC), `level` and a known
 /// `event`, and holds no raw control or invisible formatting character.
 fn parse_log(lines: &[String]) -> Vec<Value> {
@@ -46,7 +29,9 @@ fn parse_log(lines: &[String]) -> Vec<Value> {
                 "{line}"
             );
             assert!(
-                EVENTS.contains(&event["event"].as_str().unwrap_or("")),
+                zavro::server::Event::ALL
+                    .iter()
+                    .any(|known| event["event"] == known.as_str()),
                 "unknown event: {line}"
             );
             event

@@ -19,8 +19,8 @@ use nix::{
 use serde_json::json;
 
 use crate::common::{
-    DEADLINE, RawClient, TestEnv, assert_accepted, signed_now, stdout_of, wait_until, zavro_bin,
-    zavro_process,
+    DEADLINE, RawClient, TestEnv, assert_accepted, on_both_backends, signed_now, stdout_of,
+    wait_until, zavro_bin, zavro_process,
 };
 
 /// The unit file as shipped.
@@ -286,24 +286,26 @@ fn allowed_by_unit(unit: &str) -> BTreeSet<String> {
     allowed.difference(&denied).cloned().collect()
 }
 
-#[test]
-fn the_unit_s_syscall_filter_and_memory_deny_write_execute_leave_serve_all_it_uses() {
+/// A sealed store (the master key read and locked in RAM), CURVE (libsodium), SQLite or PostgreSQL, real load.
+fn the_unit_s_syscall_filter_and_memory_deny_write_execute_leave_serve_all_it_uses(env: TestEnv) {
     let test = "the_unit_s_syscall_filter_and_memory_deny_write_execute_leave_serve_all_it_uses";
     if !available("systemd-analyze", test) || !available("strace", test) {
         return;
     }
-    // A sealed store (the master key read and locked in RAM), CURVE (libsodium), SQLite, real load.
-    let env = TestEnv::new();
-    let master_key = env.path("master.key");
-    env.zavro()
-        .arg("--master-key-file")
-        .arg(&master_key)
-        .args(["store", "seal", "--create-key"])
-        .assert()
-        .success();
-    let env = TestEnv {
-        master_key: Some(master_key),
-        ..env
+    let env = if env.master_key.is_some() {
+        env // PostgreSQL: always sealed
+    } else {
+        let master_key = env.path("master.key");
+        env.zavro()
+            .arg("--master-key-file")
+            .arg(&master_key)
+            .args(["store", "seal", "--create-key"])
+            .assert()
+            .success();
+        TestEnv {
+            master_key: Some(master_key),
+            ..env
+        }
     };
     let (key, secret) = env.add_key();
     let server_key = stdout_of(&env.zavro().arg("server-key").assert().success())
@@ -428,3 +430,5 @@ fn the_unit_s_syscall_filter_and_memory_deny_write_execute_leave_serve_all_it_us
         );
     }
 }
+
+on_both_backends!(the_unit_s_syscall_filter_and_memory_deny_write_execute_leave_serve_all_it_uses);
