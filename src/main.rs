@@ -39,18 +39,19 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         // `zavro audit query | head`: the reader went away, which is not a failure.
         Err(e) if e.is_broken_pipe() => ExitCode::from(exit::SUCCESS),
-        Err(e) => {
+        Err(e) if log_format == LogFormat::Json => {
             let message = e.to_string();
             let code = e.exit_code_number();
-            Log::stderr(log_format).event(
-                Event::Fatal,
-                Fields {
-                    exit_code: Some(code),
-                    ..Fields::message(&message)
-                },
-                format_args!("zavro: {message}"),
-            );
+            let fields = Fields {
+                exit_code: Some(code),
+                ..Fields::message(&message)
+            };
+            Log::stderr(log_format).json_only(Event::Fatal, fields);
             ExitCode::from(code)
+        }
+        Err(e) => {
+            eprintln!("zavro: {e}");
+            e.exit_code()
         }
     }
 }
