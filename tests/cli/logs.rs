@@ -223,3 +223,79 @@ fn the_text_log_is_unchanged_by_default() {
         "shutting down: 1 accepted, 0 rejected"
     );
 }
+
+#[test]
+fn a_flood_of_refusals_is_rate_limited_in_json_and_its_summaries_are_json_events() {
+    // Ten keys nobody has: each one's first refusal gets a row and a line of its own, more than the log's five
+    // lines per peer; and twenty more for one of them, which the audit trail counts in one summary row.
+    const KEYS: usize = 10;
+    const REPEATS: usize = 20;
+    const FLOOD: usize = KEYS + REPEATS;
+    let env = TestEnv::new();
+    env.add_key();
+    let server = Server::start(&env, "127.0.0.1:*", &["--log-format", "json"]);
+    let client = RawClient::dealer(server.endpoint());
+    let claimed: Vec<String> = (0..KEYS).map(|i| format!("ZKNOBODY{i:010}")).collect();
+    for key in claimed
+        .iter()
+        .chain(std::iter::repeat_n(&claimed[0], REPEATS))
+    {
+        let secret = "not-the-secret-0123456789abcdef";
+        client.send(&signed_now(key, secret, &[serde_json::json!(1)]).to_frames());
+    }
+    for _ in 0..FLOOD {
+        client.recv();
+    }
+    // Both limits close their windows 10 s after they open: wait for the events, not for a time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let summarised = |lines: &[String]| {
+        let log = parse_log(lines);
+        !events(&log, "suppressed").is_empty() && !events(&log, "refused_summary").is_empty()
+    };
+    while !summarised(&server.stderr_lines()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no suppressed and refused_summary events: {:?}",
+            server.stderr_lines()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, lines) = server.stop_with_stderr();
+    assert!(status.success(), "{lines:?}");
+    let log = parse_log(&lines);
+    let peer = "127.0.0.1";
+    let refused = events(&log, "refused");
+    let suppressed = events(&log, "suppressed");
+    assert_eq!(refused.len(), 5, "{lines:?}");
+    assert_eq!(suppressed.len(), 1, "{lines:?}");
+    assert_eq!(suppressed[0]["peer"], peer);
+    assert_eq!(suppressed[0]["window_secs"], 10);
+    assert_eq!(suppressed[0]["level"], "warn");
+    // Every refusal is in the audit trail, one row each or counted in a summary row; the log names the rows.
+    let audit = env.audit_sends();
+    assert_eq!(env.audited_requests(), FLOOD as u64);
+    let summaries = events(&log, "refused_summary");
+    for summary in &summaries {
+        let row = audit
+            .iter()
+            .find(|row| row["id"] == summary["audit_id"])
+            .unwrap_or_else(|| panic!("no audit row for {summary}"));
+        assert_eq!(summary["code"], "unknown_key");
+        assert_eq!(summary["key"], claimed[0].as_str());
+        assert_eq!(summary["code"], row["reason"]);
+        assert_eq!(summary["peer"], peer);
+        assert_eq!(summary["count"], row["requests"], "{summary} {row}");
+        // The row says when and from which row on; the line says how many, as the text log does.
+        assert_eq!(
+            summary["message"],
+            format!(
+                "{} more in 10 s (counted, not one row each)",
+                row["requests"]
+            ),
+        );
+    }
+    // The lines held back and the lines written add up to the refusals that had a line to write.
+    let written_or_held = refused.len() as u64 + suppressed[0]["count"].as_u64().unwrap();
+    let own_rows = audit.iter().filter(|row| row["requests"] == 1).count() as u64;
+    assert_eq!(written_or_held, own_rows, "{lines:?}");
+}
