@@ -27,6 +27,7 @@ mod schemas;
 mod sealed;
 mod send_errors;
 mod servers;
+mod slow_peers;
 mod store_copy;
 mod store_moved;
 mod terminal;
