@@ -135,6 +135,19 @@ impl Served for PgStore {
     }
 }
 
+/// Locks all of the process's memory when it may lock without limit, so the secrets `serve` reads never reach
+/// swap; otherwise says once, on stderr, that they may and how to allow locking. The server runs either way.
+pub fn keep_memory_out_of_swap() {
+    match hardening::lock_all_memory() {
+        Ok(()) => {}
+        Err(e) => eprintln!(
+            "zavro: warning: serve's memory is not locked ({e}), so the secrets it holds (API key secrets, its \
+             CURVE secret key, a sealed store's master key) may be written to swap; allow unlimited locking \
+             (systemd LimitMEMLOCK=infinity, ulimit -l unlimited) or use encrypted swap or none"
+        ),
+    }
+}
+
 /// Serves until SIGINT or SIGTERM, then returns after finishing the request in hand.
 pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
     avro::limit_decode_allocations();
