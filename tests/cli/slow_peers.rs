@@ -109,8 +109,19 @@ fn attack(env: &TestEnv, server: Server, attacker: &Attacker, send: impl Fn(&str
     eprintln!("cut off after {sent} unread requests; serve peaked at {peak_kib} KiB");
     assert!(peak_kib < RSS_CEILING_KIB, "serve peaked at {peak_kib} KiB");
     send("\"after\"");
-    // Server::stop panics unless the server exits within its deadline.
-    assert!(server.stop().success());
+    // stop_with_stderr panics unless the server exits within its deadline.
+    let (status, log) = server.stop_with_stderr();
+    assert!(status.success());
+    let cut_lines: Vec<_> = log
+        .iter()
+        .filter(|l| l.contains("unread_replies"))
+        .collect();
+    assert_eq!(cut_lines.len(), 1, "one log line for the cut-off: {log:?}");
+    assert!(
+        cut_lines[0].contains("1 connections cut off for not reading their replies"),
+        "{}",
+        cut_lines[0]
+    );
     let lines = env.output_lines();
     for record in ["\"before\"", "\"during\"", "\"after\""] {
         assert!(lines.iter().any(|l| l == record), "{record} in {lines:?}");
