@@ -23,6 +23,11 @@ pub const MAX_ENVELOPE_LEN: usize = 1024;
 /// Longest refusal message, in characters: a message may quote what the peer sent, and never more than this.
 pub const MAX_MESSAGE_CHARS: usize = 240;
 
+/// Most bytes a reply frame can hold: a refusal message of [`MAX_MESSAGE_CHARS`] characters of four UTF-8 bytes
+/// each (960), a nonce of [`MAX_TOKEN_LEN`], a signature, the longest code and server time, and the JSON around
+/// them. What the server queues for a peer that does not read is bounded by this many bytes per reply.
+pub const MAX_REPLY_LEN: usize = 1280;
+
 /// Shortest nonce the protocol allows: 16 characters leave room for 64 random bits even in hex.
 pub const MIN_NONCE_LEN: usize = 16;
 
@@ -380,6 +385,44 @@ mod tests {
     use base64::Engine;
 
     const PROTOCOL_MD: &str = include_str!("../PROTOCOL.md");
+
+    #[test]
+    fn the_largest_reply_fits_its_stated_bound() {
+        // Four-byte characters survive escaping and JSON as four bytes each, the most any character costs.
+        let message = "\u{1F600}".repeat(2 * MAX_MESSAGE_CHARS);
+        let mut reply = ReplyFrame {
+            nonce: Some("n".repeat(MAX_TOKEN_LEN)),
+            reply: Reply::Rejected {
+                code: RejectCode::UnsupportedVersion,
+                message: Rejection::new(RejectCode::UnsupportedVersion, &message).message,
+                server_time: Some(i64::MIN),
+            },
+            signature: None,
+        };
+        reply.sign(b"secret");
+        let worst = reply.to_frame().len();
+        assert!(worst <= MAX_REPLY_LEN, "{worst} bytes");
+        // A character JSON escapes (a quote) costs two bytes; control characters six to ten as `\u{…}`, which
+        // bounded() counts as that many characters.
+        for text in [
+            "\"".repeat(1000),
+            "\u{7f}".repeat(1000),
+            "\u{10FFFF}".repeat(1000),
+        ] {
+            let frame = ReplyFrame {
+                nonce: Some("n".repeat(MAX_TOKEN_LEN)),
+                reply: Rejection::new(RejectCode::UnsupportedVersion, &text).into(),
+                signature: reply.signature.clone(),
+            }
+            .to_frame();
+            assert!(
+                frame.len() <= worst,
+                "{} bytes for {:?}",
+                frame.len(),
+                &text[..4]
+            );
+        }
+    }
 
     /// The value after `name:` in the worked example's `text` block of PROTOCOL.md.
     fn example_field(name: &str) -> &'static str {

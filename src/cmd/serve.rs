@@ -21,10 +21,6 @@ use crate::{
     timestamp,
 };
 
-/// Replies queued for one peer before further replies to it are dropped; a reply is at most a few hundred
-/// bytes, so a peer that never reads costs at most a few hundred KiB.
-const REPLY_QUEUE_PER_PEER: i32 = 1000;
-
 /// How long, at shutdown, replies still queued may take to leave before they are dropped.
 const SHUTDOWN_LINGER_MS: i32 = 2000;
 
@@ -189,6 +185,19 @@ pub fn log_format(args: &ServeArgs) -> LogFormat {
     }
 }
 
+/// Locks all of the process's memory when it may lock without limit, so the secrets `serve` reads never reach
+/// swap; otherwise says once, on stderr, that they may and how to allow locking. The server runs either way.
+pub fn keep_memory_out_of_swap() {
+    match hardening::lock_all_memory() {
+        Ok(()) => {}
+        Err(e) => eprintln!(
+            "zavro: warning: serve's memory is not locked ({e}), so the secrets it holds (API key secrets, its \
+             CURVE secret key, a sealed store's master key) may be written to swap; allow unlimited locking \
+             (systemd LimitMEMLOCK=infinity, ulimit -l unlimited) or use encrypted swap or none"
+        ),
+    }
+}
+
 /// Serves until SIGINT or SIGTERM, then returns after finishing the request in hand.
 pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
     let format = log_format(&args);
@@ -240,11 +249,10 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
     socket
         .set_maxmsgsize(i64::from(args.max_message_size))
         .map_err(|e| Error::Other(format!("cannot set the message size limit: {e}")))?;
-    // Replies queued for a peer that does not read are bounded (the ROUTER drops past the mark rather than
-    // buffer), and at shutdown they are given a bounded time to leave, so such a peer can neither grow the
-    // server's memory nor hold up its exit.
-    socket
-        .set_sndhwm(REPLY_QUEUE_PER_PEER)
+    // Replies queued for a peer that does not read are bounded, and a peer whose queue fills is cut off rather
+    // than served for nothing (libzmq patch 0006); at shutdown, queued replies are given a bounded time to
+    // leave. So such a peer can neither grow the server's memory nor hold up its exit.
+    server::cut_off_peers_that_do_not_read(&mut socket)
         .and_then(|()| socket.set_linger(SHUTDOWN_LINGER_MS))
         .map_err(|e| Error::Other(format!("cannot set the reply queue limits: {e}")))?;
     if let Some(key) = &server_key {

@@ -132,6 +132,12 @@ pub fn summaries<G: RequestGroup>(
                  (libzmq names no peer)",
                 summary.count
             ),
+            (Reason::UnreadReplies, _) => format!(
+                "{} connections cut off between {first} and {last} for not reading their replies: {} replies \
+                 were queued for each, unread (libzmq names no peer)",
+                summary.count,
+                crate::server::REPLY_QUEUE_PER_PEER,
+            ),
             (Reason::HandshakeRefused, _) => format!(
                 "{} CURVE handshakes refused from this peer between {first} and {last}: its client key is not \
                  an active API key's{}",

@@ -79,10 +79,10 @@ impl Worker {
         }
     }
 
-    /// Counts `count` connections libzmq cut off for a message past the size limit; they are written with the
-    /// next closed window.
-    pub fn note_cutoffs(&mut self, count: u64, now_us: i64) {
-        self.tally.note_cutoffs(count, now_us);
+    /// Counts `count` connections libzmq cut off for `reason` (a message past the size limit, or replies left
+    /// unread); they are written with the next closed window.
+    pub fn note_cutoffs(&mut self, reason: Reason, count: u64, now_us: i64) {
+        self.tally.note_cutoffs(reason, count, now_us);
     }
 
     /// Counts CURVE handshakes the ZAP handler refused; they are written with their window's summary.
@@ -121,6 +121,9 @@ impl Worker {
                         Reason::HandshakeRefused => "refused CURVE handshakes",
                         Reason::CutOff => {
                             "connections cut off for a message past --max-message-size"
+                        }
+                        Reason::UnreadReplies => {
+                            "connections cut off for not reading their replies"
                         }
                     };
                     let code = summary.reason.to_string();

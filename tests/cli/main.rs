@@ -30,6 +30,7 @@ mod sealed;
 mod send_errors;
 mod servers;
 mod service;
+mod slow_peers;
 mod store_copy;
 mod store_moved;
 mod terminal;
