@@ -22,6 +22,7 @@ mod postgres;
 mod profiles;
 mod protocol_attacks;
 mod proxy;
+mod request_ids;
 mod scale;
 mod schemas;
 mod sealed;

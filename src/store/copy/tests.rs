@@ -40,6 +40,7 @@ fn source(dir: &std::path::Path) -> Store {
             nonce: &nonce,
             timestamp,
             signature: "sig",
+            request_id: None,
         };
         store
             .commit_accepted(&entry, &nonce, &format!("[{i}]"))
@@ -393,6 +394,7 @@ fn a_trail_longer_than_a_batch_goes_over_whole() {
                 nonce: &nonce,
                 timestamp: 1_000,
                 signature: "sig",
+                request_id: None,
             };
             group
                 .append_accepted(&AuditEntry::test_send(i), &nonce, &format!("[{i}]"))
