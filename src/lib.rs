@@ -43,6 +43,7 @@ pub mod protocol;
 pub mod read_ahead;
 pub mod sealed;
 pub mod server;
+pub mod spool;
 pub mod store;
 pub mod table;
 pub mod timestamp;
