@@ -379,6 +379,26 @@ pub struct ServeArgs {
     pub allow_async_commit: bool,
 }
 
+/// A size in bytes, with an optional K, M or G suffix (KiB, MiB, GiB), at least 4 KiB.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.trim().char_indices().last() {
+        Some((at, 'K' | 'k')) => (&text[..at], 1 << 10),
+        Some((at, 'M' | 'm')) => (&text[..at], 1 << 20),
+        Some((at, 'G' | 'g')) => (&text[..at], 1 << 30),
+        _ => (text, 1),
+    };
+    let size = digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("{text:?} is not a size such as 64M, 1G or 1048576"))?;
+    if size < 4096 {
+        return Err(format!("{text:?} is below 4K"));
+    }
+    Ok(size)
+}
+
 /// Options of `zavro send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -445,6 +465,26 @@ pub struct SendArgs {
     /// Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ's high-water mark).
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub window: u32,
+
+    /// Store and forward through this spool directory: each request is appended to DIR and made durable
+    /// (fsync) before more input is read, then sent; what the server acknowledged is recorded. Requests that
+    /// waited in DIR from an earlier run go first, in order. If the server stays down, `send` exits 0 once the
+    /// input is spooled and says how many requests wait; deliver them later with `--flush`. Killing `send` loses
+    /// nothing spooled, and nothing is stored twice: each spooled request keeps one request id however often it
+    /// is signed (PROTOCOL.md, "Request ids"). One `send` per spool at a time.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+
+    /// With --spool: read no input, deliver what waits in the spool, and exit (0 once all is acknowledged;
+    /// 5 if the server cannot be reached, the requests still waiting).
+    #[arg(long, requires = "spool")]
+    pub flush: bool,
+
+    /// With --spool: most bytes the spool may hold (K, M, G suffixes are KiB, MiB, GiB) [default: 1G]. When the
+    /// next request would pass it, `send` stops reading input, delivers what it can, says how many records were
+    /// spooled, and exits 10: nothing read into a request is dropped unsaid.
+    #[arg(long, value_name = "SIZE", requires = "spool", value_parser = parse_size)]
+    pub spool_max_size: Option<u64>,
 
     /// How the server is authenticated: --server-key or --plaintext.
     #[command(flatten)]

@@ -35,6 +35,8 @@ use nix::fcntl::{Flock, FlockArg};
 
 pub use segment::Entry;
 
+use crate::protocol::Request;
+
 /// The default `--spool-max-size`: 1 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
 
@@ -205,15 +207,15 @@ impl Spool {
         }
     }
 
-    /// Appends an entry (its id, record count and payload) and makes it durable before returning its sequence
-    /// number: the record is written and the segment `fsync`ed, and a new segment's directory entry `fsync`ed
-    /// too. Fails with [`SpoolError::Full`], writing nothing, when it would take the spool past its limit.
-    pub fn append(&mut self, id: &str, records: u64, payload: &[u8]) -> Result<u64, SpoolError> {
+    /// Appends a signed request holding `records` records (with a request id in its envelope, so that signing
+    /// it again cannot store it twice) and makes it durable before returning its sequence number: the record is
+    /// written and the segment `fsync`ed, and a new segment's directory entry `fsync`ed too. Fails with
+    /// [`SpoolError::Full`], writing nothing, when it would take the spool past its limit.
+    pub fn append(&mut self, request: &Request, records: u64) -> Result<u64, SpoolError> {
         let entry = Entry {
             seq: self.next_seq,
-            id: id.to_owned(),
             records,
-            payload: payload.to_vec(),
+            request: request.clone(),
         };
         let bytes = segment::encode(&entry);
         let size = self.size();
@@ -528,7 +530,7 @@ mod tests {
     fn ids(spool: &Spool) -> Vec<(u64, String)> {
         spool
             .pending()
-            .map(|e| e.map(|e| (e.seq, e.id)).unwrap())
+            .map(|e| e.map(|e| (e.seq, e.request.envelope.id.unwrap())).unwrap())
             .collect()
     }
 
@@ -536,12 +538,24 @@ mod tests {
         format!("id-{n:016}")
     }
 
+    /// A request with the id `id(n)` and this payload.
+    fn request(n: u64, payload: &[u8]) -> Request {
+        Request::sign_with_id(
+            "ZK1",
+            b"secret",
+            1_700_000_000,
+            "nonce-0123456789abcdef",
+            Some(&id(n)),
+            payload.to_vec(),
+        )
+    }
+
     #[test]
     fn entries_wait_until_acknowledged_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
         for n in 0..3 {
-            assert_eq!(spool.append(&id(n), n + 1, b"payload").unwrap(), n);
+            assert_eq!(spool.append(&request(n, b"payload"), n + 1).unwrap(), n);
         }
         assert_eq!(spool.waiting(), 3);
         // Acknowledged out of order: the pointer moves over the unbroken prefix only.
@@ -559,18 +573,22 @@ mod tests {
         let mut spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
         assert_eq!(ids(&spool), [(2, id(2))]);
         let entry = spool.pending().next().unwrap().unwrap();
-        assert_eq!((entry.records, entry.payload), (3, b"payload".to_vec()));
+        assert_eq!(
+            (entry.records, entry.request),
+            (3, request(2, b"payload")),
+            "the signed request as appended"
+        );
         // Numbering goes on after the entries on disk.
-        assert_eq!(spool.append(&id(3), 1, b"p").unwrap(), 3);
+        assert_eq!(spool.append(&request(3, b"p"), 1).unwrap(), 3);
     }
 
     #[test]
     fn fully_acknowledged_segments_are_deleted_and_numbering_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        // 400 bytes: segments of 100 bytes, so each entry of ~140 starts a segment of its own.
-        let mut spool = Spool::open(dir.path(), 400).unwrap();
+        // 1200 bytes: segments of 100 bytes, so each entry of ~140 starts a segment of its own.
+        let mut spool = Spool::open(dir.path(), 1200).unwrap();
         for n in 0..2 {
-            spool.append(&id(n), 1, &[0; 100]).unwrap();
+            spool.append(&request(n, &[0; 200]), 1).unwrap();
         }
         let segments = |dir: &Path| {
             fs::read_dir(dir)
@@ -588,30 +606,30 @@ mod tests {
         spool.commit_acks().unwrap();
         assert_eq!(segments(dir.path()), 0);
         assert_eq!(spool.size(), 0);
-        assert_eq!(spool.append(&id(2), 1, b"p").unwrap(), 2);
+        assert_eq!(spool.append(&request(2, b"p"), 1).unwrap(), 2);
         drop(spool);
-        let spool = Spool::open(dir.path(), 400).unwrap();
+        let spool = Spool::open(dir.path(), 1200).unwrap();
         assert_eq!(ids(&spool), [(2, id(2))]);
     }
 
     #[test]
     fn a_full_spool_refuses_the_entry_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::open(dir.path(), 300).unwrap();
-        spool.append(&id(0), 1, &[0; 100]).unwrap();
-        let full = spool.append(&id(1), 1, &[0; 200]).unwrap_err();
-        assert!(matches!(full, SpoolError::Full { max: 300, .. }), "{full}");
+        let mut spool = Spool::open(dir.path(), 1000).unwrap();
+        spool.append(&request(0, &[0; 100]), 1).unwrap();
+        let full = spool.append(&request(1, &[0; 700]), 1).unwrap_err();
+        assert!(matches!(full, SpoolError::Full { max: 1000, .. }), "{full}");
         assert_eq!(spool.waiting(), 1);
         drop(spool);
-        assert_eq!(ids(&Spool::open(dir.path(), 300).unwrap()), [(0, id(0))]);
+        assert_eq!(ids(&Spool::open(dir.path(), 1000).unwrap()), [(0, id(0))]);
     }
 
     #[test]
     fn a_torn_tail_is_cut_and_the_spool_goes_on_after_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
-        spool.append(&id(0), 1, b"whole").unwrap();
-        spool.append(&id(1), 1, b"torn by a crash").unwrap();
+        spool.append(&request(0, b"whole"), 1).unwrap();
+        spool.append(&request(1, b"torn by a crash"), 1).unwrap();
         drop(spool);
         let path = dir.path().join(segment::file_name(0));
         let len = fs::metadata(&path).unwrap().len();
@@ -623,7 +641,7 @@ mod tests {
             .unwrap();
         let mut spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
         assert_eq!(ids(&spool), [(0, id(0))]);
-        assert_eq!(spool.append(&id(1), 1, b"again").unwrap(), 1);
+        assert_eq!(spool.append(&request(1, b"again"), 1).unwrap(), 1);
         drop(spool);
         let spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
         assert_eq!(ids(&spool), [(0, id(0)), (1, id(1))]);
@@ -632,16 +650,16 @@ mod tests {
     #[test]
     fn damage_before_the_newest_segment_is_an_error_not_a_silent_loss() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::open(dir.path(), 400).unwrap();
-        spool.append(&id(0), 1, &[1; 100]).unwrap();
-        spool.append(&id(1), 1, &[2; 100]).unwrap();
+        let mut spool = Spool::open(dir.path(), 1200).unwrap();
+        spool.append(&request(0, &[1; 200]), 1).unwrap();
+        spool.append(&request(1, &[2; 200]), 1).unwrap();
         drop(spool);
         let path = dir.path().join(segment::file_name(0));
         let mut bytes = fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         fs::write(&path, bytes).unwrap();
-        let damaged = Spool::open(dir.path(), 400).err().unwrap();
+        let damaged = Spool::open(dir.path(), 1200).err().unwrap();
         assert!(matches!(damaged, SpoolError::Damaged { .. }), "{damaged}");
     }
 

@@ -4,11 +4,17 @@
 //! ```text
 //! segment file  = "ZVSPOOL1" record*
 //! record        = body_len: u32 LE | crc32(body): u32 LE | body
-//! body          = seq: u64 LE | records: u64 LE | id_len: u8 | id (ASCII) | payload (the rest)
+//! body          = seq: u64 LE | records: u64 LE | envelope_len: u16 LE | envelope | payload (the rest)
 //! ```
+//!
+//! `envelope` is the request's envelope frame as sent (PROTOCOL.md: JSON with key, timestamp, nonce, id and
+//! signature), `payload` its payload frame: the signed request itself, so a resend is byte-identical until the
+//! server finds its timestamp stale.
 //!
 //! Segments are named by the sequence number of their first record, `{seq:020}.seg`, so a directory listing
 //! sorted by name is the spool's order.
+
+use crate::protocol::{PROTOCOL_VERSION, Request};
 
 /// The first bytes of every segment file.
 pub const MAGIC: &[u8; 8] = b"ZVSPOOL1";
@@ -19,25 +25,24 @@ pub const SUFFIX: &str = ".seg";
 /// Bytes of a record's framing (length and checksum) before its body.
 const FRAME: usize = 8;
 
-/// Bytes of a body before its id: sequence number, record count, id length.
-const BODY_HEAD: usize = 17;
+/// Bytes of a body before its envelope: sequence number, record count, envelope length.
+const BODY_HEAD: usize = 18;
 
 /// Largest body a reader accepts: far above a request's 1 MiB payload, far below what a damaged length could
 /// make a reader allocate.
 pub const MAX_BODY: usize = 64 << 20;
 
-/// One spooled request: a signed request's stable parts. The timestamp, nonce and signature are not kept: the
-/// request is signed when it is sent, and again if the server finds its timestamp stale.
+/// One spooled request: the signed request as first sent, with its request id (PROTOCOL.md, "Request ids") in
+/// its envelope. When the server finds its timestamp stale, the sender signs it again (same id and payload) in
+/// memory; the spool keeps the first signing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// Its place in the spool: consecutive from 0 over the spool's life.
     pub seq: u64,
-    /// The request id (PROTOCOL.md, "Request ids") every signing of it carries.
-    pub id: String,
     /// How many records its payload holds.
     pub records: u64,
-    /// The Avro container file sent as the request's payload.
-    pub payload: Vec<u8>,
+    /// The request.
+    pub request: Request,
 }
 
 /// The name of the segment whose first record has sequence number `seq`.
@@ -55,17 +60,17 @@ pub fn first_seq(name: &str) -> Option<u64> {
 
 /// The bytes of `entry` as one framed record.
 pub fn encode(entry: &Entry) -> Vec<u8> {
-    let id = entry.id.as_bytes();
-    let id_len = u8::try_from(id.len()).expect("request ids are at most 64 bytes");
-    let body_len = BODY_HEAD + id.len() + entry.payload.len();
+    let [_, envelope, payload] = entry.request.to_frames();
+    let envelope_len = u16::try_from(envelope.len()).unwrap_or(u16::MAX);
+    let body_len = BODY_HEAD + envelope.len() + payload.len();
     let mut out = Vec::with_capacity(FRAME + body_len);
     out.extend_from_slice(&u32::try_from(body_len).unwrap_or(u32::MAX).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&entry.seq.to_le_bytes());
     out.extend_from_slice(&entry.records.to_le_bytes());
-    out.push(id_len);
-    out.extend_from_slice(id);
-    out.extend_from_slice(&entry.payload);
+    out.extend_from_slice(&envelope_len.to_le_bytes());
+    out.extend_from_slice(&envelope);
+    out.extend_from_slice(&payload);
     let crc = crc32fast::hash(&out[FRAME..]);
     out[4..FRAME].copy_from_slice(&crc.to_le_bytes());
     out
@@ -129,15 +134,20 @@ fn decode(bytes: &[u8]) -> Option<(Entry, usize)> {
     }
     let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
     let records = u64::from_le_bytes(body[8..16].try_into().ok()?);
-    let id_len = usize::from(body[16]);
-    let id = std::str::from_utf8(body.get(BODY_HEAD..BODY_HEAD + id_len)?).ok()?;
-    let payload = body[BODY_HEAD + id_len..].to_vec();
+    let envelope_len = usize::from(u16::from_le_bytes(body[16..BODY_HEAD].try_into().ok()?));
+    let envelope = body.get(BODY_HEAD..BODY_HEAD + envelope_len)?;
+    let payload = &body[BODY_HEAD + envelope_len..];
+    let frames = [
+        PROTOCOL_VERSION.as_bytes().to_vec(),
+        envelope.to_vec(),
+        payload.to_vec(),
+    ];
+    let request = Request::from_frames(&frames).ok()?;
     Some((
         Entry {
             seq,
-            id: id.to_owned(),
             records,
-            payload,
+            request,
         },
         FRAME + body_len,
     ))
@@ -150,9 +160,15 @@ mod tests {
     fn entry(seq: u64, payload: &[u8]) -> Entry {
         Entry {
             seq,
-            id: format!("id-{seq:016}"),
             records: seq + 1,
-            payload: payload.to_vec(),
+            request: Request::sign_with_id(
+                "ZK1",
+                b"secret",
+                1_700_000_000,
+                "nonce-0123456789abcdef",
+                Some(&format!("id-{seq:016}")),
+                payload.to_vec(),
+            ),
         }
     }
 
