@@ -28,6 +28,7 @@ mod schemas;
 mod sealed;
 mod send_errors;
 mod servers;
+mod spool;
 mod store_copy;
 mod store_moved;
 mod terminal;
