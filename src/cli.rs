@@ -51,6 +51,8 @@ Examples:
   zavro send --profile prod < example.json      key, secret, endpoint, server key from the profile
   zavro send --server-key 'rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7' 10.0.0.5:12345 < records.ndjson
   zavro send --plaintext 127.0.0.1:12345 < example.json      to a `serve --plaintext` server
+  zavro send --spool /var/spool/zavro --profile prod < records.ndjson   store and forward: spooled durably first
+  zavro send --spool /var/spool/zavro --profile prod --flush            deliver what waits (e.g. from cron)
 
 Credentials, first found wins: --key / --secret-file, then ZAVRO_KEY / ZAVRO_SECRET, then the profile \
 (--profile, ZAVRO_PROFILE, or [default] in ~/.config/zavro/credentials), then a prompt for the secret. \
@@ -61,7 +63,12 @@ the server refuses at the handshake, or an acknowledgement the server did not si
 
 Standard input holds JSON values separated by white space (NDJSON works) and is read as a stream. A single \
 top-level array is a batch: its elements are the records. Bad input stops `send` before the request that \
-would hold it; records of earlier requests were already accepted.";
+would hold it; records of earlier requests were already accepted.
+
+With --spool DIR nothing read is lost when the server is down or `send` is killed: each request is made \
+durable in DIR before more input is read, and removed once the server acknowledged it. A server that stays \
+down ends the run with exit 0 and a line saying how many requests wait; the next `send --spool DIR` (or \
+`--flush`) sends them first, in order. A full spool (--spool-max-size) stops reading input: exit 10.";
 
 const BENCH_EXAMPLES: &str = "\
 Examples:
