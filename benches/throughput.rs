@@ -291,6 +291,7 @@ fn store_request_commit(path: &Path, commits: usize) -> f64 {
                     nonce: &nonce,
                     timestamp: 0,
                     signature: "signature",
+                    request_id: None,
                 },
                 &payload,
             )

@@ -45,6 +45,7 @@ pub mod read_ahead;
 pub mod sealed;
 pub mod server;
 pub mod service;
+pub mod spool;
 pub mod store;
 pub mod table;
 pub mod timestamp;

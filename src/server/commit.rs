@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     protocol::{RejectCode, Rejection},
-    store::{AuditEntry, Committed, Nonce, RequestGroup, Status, StoreError},
+    store::{AuditEntry, Committed, Nonce, RequestGroup, RequestId, Status, StoreError},
     timestamp,
 };
 
@@ -194,6 +194,10 @@ fn settle<G: RequestGroup>(
                 nonce: verdict.nonce.as_deref().unwrap_or_default(),
                 timestamp: fresh.timestamp,
                 signature: &fresh.signature,
+                request_id: fresh.request_id.as_deref().map(|id| RequestId {
+                    id,
+                    payload_digest: &fresh.payload_digest,
+                }),
             };
             match group.append_accepted(&entry, &nonce, &fresh.json)? {
                 Committed::Stored(audit_id) => Ok(Written {
@@ -204,7 +208,10 @@ fn settle<G: RequestGroup>(
                 Committed::Replay => refuse(
                     group,
                     verdict,
-                    Rejection::new(RejectCode::Replay, "nonce already used with this key"),
+                    Rejection::new(
+                        RejectCode::Replay,
+                        "nonce or request id already used with this key",
+                    ),
                     stamp,
                 ),
             }
