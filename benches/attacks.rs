@@ -901,6 +901,7 @@ impl UnvouchedRequests {
             key,
             timestamp: zavro::timestamp::now_seconds(),
             nonce: format!("flood{}x{:032x}", self.thread, self.sent),
+            id: None,
             signature: "AAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned(),
         };
         vec![

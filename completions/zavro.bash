@@ -1232,7 +1232,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__send)
-            opts="-h --key --secret-file --profile --timeout --retries --batch --batch-bytes --linger --format --schema --codec --window --server-key --plaintext --db --master-key-file --help"
+            opts="-h --key --secret-file --profile --timeout --retries --batch --batch-bytes --linger --format --schema --codec --window --spool --flush --spool-max-size --server-key --plaintext --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1286,6 +1286,14 @@ _zavro() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --spool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spool-max-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --server-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1306,7 +1314,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__serve)
-            opts="-h --output --schema --max-message-size --plaintext --max-skew --max-connections --name --allow-async-commit --db --master-key-file --help"
+            opts="-h --output --schema --max-message-size --plaintext --max-skew --max-connections --name --allow-async-commit --log-format --check-config --json --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1334,6 +1342,10 @@ _zavro() {
                     ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --db)

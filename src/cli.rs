@@ -51,6 +51,8 @@ Examples:
   zavro send --profile prod < example.json      key, secret, endpoint, server key from the profile
   zavro send --server-key 'rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7' 10.0.0.5:12345 < records.ndjson
   zavro send --plaintext 127.0.0.1:12345 < example.json      to a `serve --plaintext` server
+  zavro send --spool /var/spool/zavro --profile prod < records.ndjson   store and forward: spooled durably first
+  zavro send --spool /var/spool/zavro --profile prod --flush            deliver what waits (e.g. from cron)
 
 Credentials, first found wins: --key / --secret-file, then ZAVRO_KEY / ZAVRO_SECRET, then the profile \
 (--profile, ZAVRO_PROFILE, or [default] in ~/.config/zavro/credentials), then a prompt for the secret. \
@@ -61,7 +63,12 @@ the server refuses at the handshake, or an acknowledgement the server did not si
 
 Standard input holds JSON values separated by white space (NDJSON works) and is read as a stream. A single \
 top-level array is a batch: its elements are the records. Bad input stops `send` before the request that \
-would hold it; records of earlier requests were already accepted.";
+would hold it; records of earlier requests were already accepted.
+
+With --spool DIR nothing read is lost when the server is down or `send` is killed: each request is made \
+durable in DIR before more input is read, and removed once the server acknowledged it. A server that stays \
+down ends the run with exit 0 and a line saying how many requests wait; the next `send --spool DIR` (or \
+`--flush`) sends them first, in order. A full spool (--spool-max-size) stops reading input: exit 10.";
 
 const BENCH_EXAMPLES: &str = "\
 Examples:
@@ -377,6 +384,51 @@ pub struct ServeArgs {
     /// lose requests the server already answered `accepted`, and a client will not send them again.
     #[arg(long)]
     pub allow_async_commit: bool,
+
+    /// How the log on stderr is written: `text`, one line per event for people, or `json`, one JSON object per
+    /// line for log shippers (fields and events in README.md, "Logs"). Start-up errors are JSON too.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormatArg::Text)]
+    pub log_format: LogFormatArg,
+
+    /// Print the settings serve would use (endpoint, store, transport and server key, limits, output, log
+    /// format, name) and exit without binding: 0 when they hold, else the error and exit code serve would stop
+    /// with. Reads the store (and the master key) but writes nothing.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// With --check-config: print the settings as one JSON object.
+    #[arg(long, requires = "check_config")]
+    pub json: bool,
+}
+
+/// `serve --log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per line: time, level, event, and audit_id, key, peer, code, records, message where
+    /// they apply.
+    Json,
+}
+
+/// A size in bytes, with an optional K, M or G suffix (KiB, MiB, GiB), at least 4 KiB.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.trim().char_indices().last() {
+        Some((at, 'K' | 'k')) => (&text[..at], 1 << 10),
+        Some((at, 'M' | 'm')) => (&text[..at], 1 << 20),
+        Some((at, 'G' | 'g')) => (&text[..at], 1 << 30),
+        _ => (text, 1),
+    };
+    let size = digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("{text:?} is not a size such as 64M, 1G or 1048576"))?;
+    if size < 4096 {
+        return Err(format!("{text:?} is below 4K"));
+    }
+    Ok(size)
 }
 
 /// Options of `zavro send`.
@@ -445,6 +497,26 @@ pub struct SendArgs {
     /// Requests in flight per server before waiting for replies (at most 256: far below ZeroMQ's high-water mark).
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub window: u32,
+
+    /// Store and forward through this spool directory: each request is appended to DIR and made durable
+    /// (fsync) before more input is read, then sent; what the server acknowledged is recorded. Requests that
+    /// waited in DIR from an earlier run go first, in order. If the server stays down, `send` exits 0 once the
+    /// input is spooled and says how many requests wait; deliver them later with `--flush`. Killing `send` loses
+    /// nothing spooled, and nothing is stored twice: each spooled request keeps one request id however often it
+    /// is signed (PROTOCOL.md, "Request ids"). One `send` per spool at a time.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+
+    /// With --spool: read no input, deliver what waits in the spool, and exit (0 once all is acknowledged;
+    /// 5 if the server cannot be reached, the requests still waiting).
+    #[arg(long, requires = "spool")]
+    pub flush: bool,
+
+    /// With --spool: most bytes the spool may hold (K, M, G suffixes are KiB, MiB, GiB) [default: 1G]. When the
+    /// next request would pass it, `send` stops reading input, delivers what it can, says how many records were
+    /// spooled, and exits 10: nothing read into a request is dropped unsaid.
+    #[arg(long, value_name = "SIZE", requires = "spool", value_parser = parse_size)]
+    pub spool_max_size: Option<u64>,
 
     /// How the server is authenticated: --server-key or --plaintext.
     #[command(flatten)]

@@ -268,10 +268,13 @@ pub struct Accepted {
     pub duplicate: bool,
     /// From the first send to the reply.
     pub latency: Duration,
+    /// The caller's tag of the request ([`Client::submit_tagged`]; 0 for [`Client::submit`]).
+    pub tag: u64,
 }
 
 /// A request waiting for its reply.
 struct InFlight {
+    tag: u64,
     nonce: String,
     frames: [Vec<u8>; 4],
     records: u64,
@@ -332,6 +335,11 @@ pub struct Client {
     accepted: VecDeque<Accepted>,
     accepted_records: u64,
     resends: u64,
+    /// True when a signed `clock_skew` refusal goes back to the caller ([`Client::take_stale`]) instead of
+    /// failing the run.
+    stale_to_caller: bool,
+    /// Tags of requests refused as stale, for the caller to sign again.
+    stale: VecDeque<u64>,
 }
 
 impl Client {
@@ -387,6 +395,8 @@ impl Client {
             accepted: VecDeque::new(),
             accepted_records: 0,
             resends: 0,
+            stale_to_caller: false,
+            stale: VecDeque::new(),
         };
         for index in 0..client.connections.len() {
             client.open(index)?;
@@ -397,9 +407,21 @@ impl Client {
     /// Queues a request, first waiting while every connection's window is full. Replies that arrive meanwhile
     /// are collected; see [`Client::take_accepted`].
     pub fn submit(&mut self, request: &Request, records: u64) -> Result<(), ClientError> {
+        self.submit_tagged(request, records, 0)
+    }
+
+    /// [`Client::submit`], with a tag of the caller's that the request's [`Accepted`] (or its stale refusal,
+    /// [`Client::take_stale`]) carries back.
+    pub fn submit_tagged(
+        &mut self,
+        request: &Request,
+        records: u64,
+        tag: u64,
+    ) -> Result<(), ClientError> {
         let [version, envelope, payload] = request.to_frames();
         let now = Instant::now();
         self.resend.push_back(InFlight {
+            tag,
             nonce: request.envelope.nonce.clone(),
             // The empty delimiter makes the DEALER's request look like a REQ's, which the server expects.
             frames: [Vec::new(), version, envelope, payload],
@@ -438,6 +460,18 @@ impl Client {
     /// The accepted replies collected since the last call, in arrival order.
     pub fn take_accepted(&mut self) -> impl Iterator<Item = Accepted> + '_ {
         self.accepted.drain(..)
+    }
+
+    /// From now on, a `clock_skew` refusal the server signed is handed back ([`Client::take_stale`]) rather than
+    /// failing the run: a caller whose requests carry a request id (PROTOCOL.md, "Request ids") signs them again
+    /// with a fresh timestamp and nonce, which cannot store anything twice.
+    pub fn return_stale_requests(&mut self) {
+        self.stale_to_caller = true;
+    }
+
+    /// The tags of requests refused as stale since the last call, in arrival order; they are no longer in flight.
+    pub fn take_stale(&mut self) -> impl Iterator<Item = u64> + '_ {
+        self.stale.drain(..)
     }
 
     /// Records accepted so far.
@@ -790,6 +824,16 @@ impl Client {
             return Ok(());
         }
         connection.failures = 0;
+        if let Reply::Rejected {
+            code: RejectCode::ClockSkew,
+            ..
+        } = &frame.reply
+            && self.stale_to_caller
+            && verified
+        {
+            self.stale.push_back(request.tag);
+            return Ok(());
+        }
         match frame.reply {
             Reply::Accepted {
                 audit_id,
@@ -802,6 +846,7 @@ impl Client {
                     records,
                     duplicate,
                     latency: request.first_sent.elapsed(),
+                    tag: request.tag,
                 });
             }
             Reply::Accepted { records, .. } => {

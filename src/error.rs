@@ -9,6 +9,7 @@ use crate::{
     input::InputError,
     profiles::ProfileError,
     sealed::MasterKeyError,
+    spool::SpoolError,
     store::{ChainBreak, StoreError, copy::CopyError},
 };
 
@@ -43,6 +44,13 @@ pub enum Error {
     /// under another master key. (Its store errors are [`Error::Store`].)
     #[error(transparent)]
     Copy(CopyError),
+    /// The spool could not be opened, read or written.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// `send --spool` stopped reading input because the spool reached `--spool-max-size`; the message says
+    /// what was spooled and what was not read.
+    #[error("{0}")]
+    SpoolFull(String),
     /// `audit verify` found the hash chain broken.
     #[error("audit trail verification failed: {0}")]
     Tampered(#[from] ChainBreak),
@@ -83,6 +91,8 @@ pub mod exit {
     /// The store is sealed and the master key is missing or wrong, the key file cannot be used, or a master key
     /// was given for a store that is not sealed.
     pub const MASTER_KEY: u8 = 9;
+    /// `send --spool`: the spool reached `--spool-max-size`, so `send` stopped reading its input.
+    pub const SPOOL_FULL: u8 = 10;
 }
 
 impl From<CopyError> for Error {
@@ -106,7 +116,12 @@ impl Error {
 
     /// The process exit code for this error.
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
+        ExitCode::from(self.exit_code_number())
+    }
+
+    /// The process exit code for this error, as a number (for a log line that records it).
+    pub fn exit_code_number(&self) -> u8 {
+        match self {
             Error::Usage(_) => exit::USAGE,
             Error::Profile(ProfileError::Io { .. }) => exit::FAILURE,
             Error::Profile(_) => exit::USAGE,
@@ -130,12 +145,14 @@ impl Error {
                 | StoreError::NotSealed { .. }
                 | StoreError::SameMasterKey(_),
             ) => exit::MASTER_KEY,
+            Error::SpoolFull(_) => exit::SPOOL_FULL,
             Error::Client(_)
+            | Error::Spool(_)
             | Error::Store(_)
             | Error::Random(_)
             | Error::Other(_)
             | Error::Io { .. } => exit::FAILURE,
-        })
+        }
     }
 
     /// True when the error is a write to a closed pipe (`zavro audit query | head`), which is not a failure.

@@ -105,6 +105,90 @@ pub fn keep_out_of_swap(secret: &String) -> bool {
     unsafe { nix::sys::mman::mlock(start, secret.capacity()) }.is_ok()
 }
 
+/// Linux's `CAP_IPC_LOCK`: its holder may lock memory beyond RLIMIT_MEMLOCK.
+const CAP_IPC_LOCK: u32 = 14;
+
+/// What `serve` does to keep the secrets it holds out of swap, given what it may lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwapPolicy {
+    /// Lock every page of the process, those mapped now and those mapped later (`mlockall`): it may lock
+    /// without limit, and its memory is bounded (tens of MiB).
+    LockAll,
+    /// Lock nothing and say so: under a finite memory-lock limit, locking future mappings too would make
+    /// allocations fail once the limit is reached, and locking only the present ones would miss the secrets
+    /// read later (each group's keys).
+    Warn {
+        /// The memory-lock limit in force, in bytes.
+        limit: u64,
+    },
+}
+
+/// The policy for a process that holds `CAP_IPC_LOCK` or not, under the soft memory-lock limit `limit`
+/// (`RLIM_INFINITY`, `u64::MAX`, for none).
+pub fn swap_policy(cap_ipc_lock: bool, limit: u64) -> SwapPolicy {
+    if cap_ipc_lock || limit == nix::sys::resource::RLIM_INFINITY {
+        SwapPolicy::LockAll
+    } else {
+        SwapPolicy::Warn { limit }
+    }
+}
+
+/// True when this process's effective capabilities include `CAP_IPC_LOCK` (from `/proc/self/status`).
+fn has_cap_ipc_lock() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
+
+/// Why `serve`'s memory is not locked.
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    /// The memory-lock limit is finite and the process lacks `CAP_IPC_LOCK`.
+    #[error(
+        "this process may lock only {} KiB of memory (RLIMIT_MEMLOCK) and lacks CAP_IPC_LOCK",
+        .limit / 1024
+    )]
+    NotAllowed {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The kernel refused `mlockall`.
+    #[error("mlockall failed: {0}")]
+    Refused(nix::Error),
+}
+
+/// Locks all of `serve`'s memory, present and future, when it may lock without limit ([`swap_policy`]), so
+/// that the secrets it reads (API key secrets, its CURVE secret key, a sealed store's master key) and the
+/// store's pages that hold them never reach swap. Pages are locked as they are first touched
+/// (`MCL_ONFAULT`): reserved but unused address space (thread stacks, the allocator's arenas) costs nothing.
+pub fn lock_all_memory() -> Result<(), SwapError> {
+    let limit = getrlimit(Resource::RLIMIT_MEMLOCK).map_or(0, |(soft, _)| soft);
+    match swap_policy(has_cap_ipc_lock(), limit) {
+        SwapPolicy::Warn { limit } => Err(SwapError::NotAllowed { limit }),
+        SwapPolicy::LockAll => lock_all_pages(),
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn lock_all_pages() -> Result<(), SwapError> {
+    use nix::sys::mman::{MlockAllFlags, mlockall};
+    let flags = MlockAllFlags::MCL_CURRENT
+        | MlockAllFlags::MCL_FUTURE
+        | MlockAllFlags::from_bits_retain(nix::libc::MCL_ONFAULT);
+    mlockall(flags).map_err(SwapError::Refused)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn lock_all_pages() -> Result<(), SwapError> {
+    // Without MCL_ONFAULT, locking future mappings would populate every reservation at once.
+    Err(SwapError::Refused(nix::Error::ENOTSUP))
+}
+
 /// Raises the soft limit on open files to the hard limit, so `serve` can hold as many connections as the system
 /// lets it. On failure the limits in force stay as they were.
 pub fn raise_open_file_limit() -> Result<(), HardeningError> {
@@ -273,6 +357,23 @@ mod tests {
         assert!(open.contains(&fd), "{fd} not in {open:?}");
         assert!(open.is_sorted(), "{open:?}");
         drop(file);
+    }
+
+    #[test]
+    fn all_memory_is_locked_only_when_locking_has_no_limit() {
+        use nix::sys::resource::RLIM_INFINITY;
+        assert_eq!(swap_policy(false, RLIM_INFINITY), SwapPolicy::LockAll);
+        assert_eq!(swap_policy(true, 64 << 10), SwapPolicy::LockAll);
+        assert_eq!(swap_policy(true, RLIM_INFINITY), SwapPolicy::LockAll);
+        assert_eq!(
+            swap_policy(false, 8 << 20),
+            SwapPolicy::Warn { limit: 8 << 20 },
+            "a finite limit, even a large one: MCL_FUTURE would make allocations fail past it"
+        );
+        assert_eq!(
+            SwapError::NotAllowed { limit: 8 << 20 }.to_string(),
+            "this process may lock only 8192 KiB of memory (RLIMIT_MEMLOCK) and lacks CAP_IPC_LOCK"
+        );
     }
 
     #[test]

@@ -23,8 +23,16 @@ pub const MAX_ENVELOPE_LEN: usize = 1024;
 /// Longest refusal message, in characters: a message may quote what the peer sent, and never more than this.
 pub const MAX_MESSAGE_CHARS: usize = 240;
 
+/// Most bytes a reply frame can hold: a refusal message of [`MAX_MESSAGE_CHARS`] characters of four UTF-8 bytes
+/// each (960), a nonce of [`MAX_TOKEN_LEN`], a signature, the longest code and server time, and the JSON around
+/// them. What the server queues for a peer that does not read is bounded by this many bytes per reply.
+pub const MAX_REPLY_LEN: usize = 1280;
+
 /// Shortest nonce the protocol allows: 16 characters leave room for 64 random bits even in hex.
 pub const MIN_NONCE_LEN: usize = 16;
+
+/// Shortest request id the protocol allows, for the same reason as [`MIN_NONCE_LEN`].
+pub const MIN_REQUEST_ID_LEN: usize = 16;
 
 /// Who sent a request and how it is signed: the second frame of a request, as a JSON object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +44,10 @@ pub struct Envelope {
     pub timestamp: i64,
     /// A value the client never reuses with this key (16 to 64 characters of `[A-Za-z0-9_-]`).
     pub nonce: String,
+    /// The request's stable id (16 to 64 characters of `[A-Za-z0-9_-]`), optional: kept when a spooled request is
+    /// signed again with a new timestamp and nonce, so the server stores it once whatever its nonce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// `base64(HMAC-SHA1(secret, string-to-sign))`.
     pub signature: String,
 }
@@ -45,12 +57,16 @@ pub struct Envelope {
 pub struct StringToSign(String);
 
 impl StringToSign {
-    /// Builds the string-to-sign: five lines joined by `\n`, without a trailing newline.
-    pub fn new(key: &str, timestamp: i64, nonce: &str, payload: &[u8]) -> Self {
-        StringToSign(format!(
-            "{SIGNING_ALGORITHM}\n{key}\n{timestamp}\n{nonce}\n{}",
-            payload_digest(payload)
-        ))
+    /// Builds the string-to-sign: five lines joined by `\n`, without a trailing newline; a sixth, the request id,
+    /// only when the request has one, so requests without an id sign exactly as before.
+    pub fn new(key: &str, timestamp: i64, nonce: &str, id: Option<&str>, payload: &[u8]) -> Self {
+        let digest = payload_digest(payload);
+        StringToSign(match id {
+            None => format!("{SIGNING_ALGORITHM}\n{key}\n{timestamp}\n{nonce}\n{digest}"),
+            Some(id) => {
+                format!("{SIGNING_ALGORITHM}\n{key}\n{timestamp}\n{nonce}\n{digest}\n{id}")
+            }
+        })
     }
 
     /// The text itself.
@@ -76,13 +92,26 @@ pub struct Request {
 impl Request {
     /// Signs `payload` with the given credentials, timestamp and nonce.
     pub fn sign(key: &str, secret: &[u8], timestamp: i64, nonce: &str, payload: Vec<u8>) -> Self {
-        let string_to_sign = StringToSign::new(key, timestamp, nonce, &payload);
+        Request::sign_with_id(key, secret, timestamp, nonce, None, payload)
+    }
+
+    /// Signs `payload` with the given credentials, timestamp, nonce and, when given, the request's stable id.
+    pub fn sign_with_id(
+        key: &str,
+        secret: &[u8],
+        timestamp: i64,
+        nonce: &str,
+        id: Option<&str>,
+        payload: Vec<u8>,
+    ) -> Self {
+        let string_to_sign = StringToSign::new(key, timestamp, nonce, id, &payload);
         let signature = auth::sign(secret, string_to_sign.as_str());
         Request {
             envelope: Envelope {
                 key: key.to_owned(),
                 timestamp,
                 nonce: nonce.to_owned(),
+                id: id.map(str::to_owned),
                 signature,
             },
             payload,
@@ -92,7 +121,13 @@ impl Request {
     /// The string-to-sign this request's signature must match.
     pub fn string_to_sign(&self) -> StringToSign {
         let e = &self.envelope;
-        StringToSign::new(&e.key, e.timestamp, &e.nonce, &self.payload)
+        StringToSign::new(
+            &e.key,
+            e.timestamp,
+            &e.nonce,
+            e.id.as_deref(),
+            &self.payload,
+        )
     }
 
     /// The three frames of the request body (a REQ socket adds the empty delimiter itself).
@@ -138,6 +173,9 @@ impl Request {
             .map_err(|e| Rejection::new(RejectCode::Malformed, format!("bad envelope: {e}")))?;
         check_token("key", &envelope.key, 1)?;
         check_token("nonce", &envelope.nonce, MIN_NONCE_LEN)?;
+        if let Some(id) = &envelope.id {
+            check_token("id", id, MIN_REQUEST_ID_LEN)?;
+        }
         Ok(Request {
             envelope,
             payload: payload.clone(),
@@ -171,6 +209,11 @@ fn check_token(what: &str, value: &str, min_len: usize) -> Result<(), Rejection>
             format!("{what} must be {min_len} to {MAX_TOKEN_LEN} characters of [A-Za-z0-9_-]"),
         ))
     }
+}
+
+/// True when `value` is acceptable as a request id.
+pub fn is_valid_request_id(value: &str) -> bool {
+    check_token("id", value, MIN_REQUEST_ID_LEN).is_ok()
 }
 
 /// True when `value` is acceptable as a key id.
@@ -381,6 +424,44 @@ mod tests {
 
     const PROTOCOL_MD: &str = include_str!("../PROTOCOL.md");
 
+    #[test]
+    fn the_largest_reply_fits_its_stated_bound() {
+        // Four-byte characters survive escaping and JSON as four bytes each, the most any character costs.
+        let message = "\u{1F600}".repeat(2 * MAX_MESSAGE_CHARS);
+        let mut reply = ReplyFrame {
+            nonce: Some("n".repeat(MAX_TOKEN_LEN)),
+            reply: Reply::Rejected {
+                code: RejectCode::UnsupportedVersion,
+                message: Rejection::new(RejectCode::UnsupportedVersion, &message).message,
+                server_time: Some(i64::MIN),
+            },
+            signature: None,
+        };
+        reply.sign(b"secret");
+        let worst = reply.to_frame().len();
+        assert!(worst <= MAX_REPLY_LEN, "{worst} bytes");
+        // A character JSON escapes (a quote) costs two bytes; control characters six to ten as `\u{…}`, which
+        // bounded() counts as that many characters.
+        for text in [
+            "\"".repeat(1000),
+            "\u{7f}".repeat(1000),
+            "\u{10FFFF}".repeat(1000),
+        ] {
+            let frame = ReplyFrame {
+                nonce: Some("n".repeat(MAX_TOKEN_LEN)),
+                reply: Rejection::new(RejectCode::UnsupportedVersion, &text).into(),
+                signature: reply.signature.clone(),
+            }
+            .to_frame();
+            assert!(
+                frame.len() <= worst,
+                "{} bytes for {:?}",
+                frame.len(),
+                &text[..4]
+            );
+        }
+    }
+
     /// The value after `name:` in the worked example's `text` block of PROTOCOL.md.
     fn example_field(name: &str) -> &'static str {
         let section = &PROTOCOL_MD[PROTOCOL_MD
@@ -489,6 +570,82 @@ mod tests {
         assert!(
             PROTOCOL_MD.contains(&envelope),
             "PROTOCOL.md shows the envelope {envelope}"
+        );
+    }
+
+    #[test]
+    fn id_example_in_protocol_md_matches_the_code() {
+        let field = |name| block_field("id-example", name);
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(fenced_block("base64").trim())
+            .unwrap();
+        let request = Request::sign_with_id(
+            example_field("key"),
+            example_field("secret").as_bytes(),
+            example_field("timestamp").parse().unwrap(),
+            example_field("nonce"),
+            Some(&field("id")),
+            payload,
+        );
+        assert_eq!(
+            request.string_to_sign().as_str(),
+            field("string-to-sign").replace("\\n", "\n")
+        );
+        assert_eq!(
+            request.string_to_sign().as_str(),
+            format!("{}\n{}", fenced_block("string-to-sign"), field("id")),
+            "the string-to-sign of the example without an id, and one line more"
+        );
+        let mac = base64::engine::general_purpose::STANDARD
+            .decode(&request.envelope.signature)
+            .unwrap();
+        assert_eq!(hex::encode(mac), field("hmac-sha1 hex"));
+        assert_eq!(request.envelope.signature, field("signature"));
+        let envelope = String::from_utf8(request.to_frames()[1].clone()).unwrap();
+        assert_eq!(envelope, field("envelope"));
+        assert_eq!(
+            Request::from_frames(&request.to_frames()).unwrap(),
+            request,
+            "the envelope with an id parses back"
+        );
+        let without = Request::sign(
+            example_field("key"),
+            example_field("secret").as_bytes(),
+            request.envelope.timestamp,
+            example_field("nonce"),
+            request.payload.clone(),
+        );
+        assert_ne!(
+            without.envelope.signature, request.envelope.signature,
+            "the id is covered by the signature"
+        );
+    }
+
+    #[test]
+    fn an_id_of_the_wrong_length_or_characters_is_malformed() {
+        for id in [
+            "short",
+            "has space 0123456789",
+            "new\nline-0123456789",
+            &"x".repeat(65),
+        ] {
+            let request =
+                Request::sign_with_id("ZK1", b"s", 1, "0123456789abcdef", Some(id), vec![]);
+            let err = Request::from_frames(&request.to_frames()).unwrap_err();
+            assert_eq!(err.code, RejectCode::Malformed, "{id:?}");
+            assert!(err.message.starts_with("id must be"), "{}", err.message);
+        }
+        assert!(is_valid_request_id("0123456789abcdef"));
+        let frames = [
+            PROTOCOL_VERSION.as_bytes().to_vec(),
+            br#"{"key":"k","timestamp":1,"nonce":"0123456789abcdef","signature":"x","id":17}"#
+                .to_vec(),
+            vec![],
+        ];
+        assert_eq!(
+            Request::from_frames(&frames).unwrap_err().code,
+            RejectCode::Malformed,
+            "an id that is not a string"
         );
     }
 

@@ -401,6 +401,7 @@ fn to_json(row: &AuditRow) -> Value {
         "requests": row.requests,
         "transport": row.transport,
         "server": row.server,
+        "request_id": row.request_id,
     });
     if let Some(payload) = &row.payload {
         // Stored by the server from serde_json output, so it parses; keep the text if it somehow does not.
@@ -662,6 +663,7 @@ mod tests {
             requests: 1,
             transport: None,
             server: None,
+            request_id: None,
         }
     }
 

@@ -2,12 +2,15 @@
 
 mod audit;
 mod bench;
+mod check_config;
 mod completions;
 mod keys;
 mod send;
 mod serve;
 mod server_key;
 mod store;
+
+pub use serve::log_format as serve_log_format;
 
 use crate::{
     cli::{Cli, Command, KeysCommand, StoreCommand},
@@ -26,29 +29,33 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     let master_key_file = cli.master_key_file.as_deref();
     let store_location = || config::store_location(cli.db.as_deref(), cli.db_on_command_line);
     match cli.command {
-        Command::Serve(args) => match store_location()? {
-            Location::Postgres(url) => {
-                // A server must not hang on a database that does not answer, at start or when reconnecting.
-                // Its sessions are bounded (lock, statement and idle-in-transaction timeouts) and, unless
-                // allowed otherwise, commit durably whatever the role or database says, reconnections too.
-                let serving = if args.allow_async_commit {
-                    Serving::AsyncAllowed
-                } else {
-                    Serving::Durable
-                };
-                let url = url
-                    .with_default_connect_timeout(SERVE_CONNECT_TIMEOUT)
-                    .for_serving(serving);
-                let mut store = PgStore::connect(&url)?;
-                store.use_master_key(config::master_key(master_key_file)?)?;
-                serve::run(&mut store, args)
+        Command::Serve(args) => {
+            // Before the store, and the secrets in it, are read.
+            serve::keep_memory_out_of_swap();
+            match store_location()? {
+                Location::Postgres(url) => {
+                    // A server must not hang on a database that does not answer, at start or when reconnecting.
+                    // Its sessions are bounded (lock, statement and idle-in-transaction timeouts) and, unless
+                    // allowed otherwise, commit durably whatever the role or database says, reconnections too.
+                    let serving = if args.allow_async_commit {
+                        Serving::AsyncAllowed
+                    } else {
+                        Serving::Durable
+                    };
+                    let url = url
+                        .with_default_connect_timeout(SERVE_CONNECT_TIMEOUT)
+                        .for_serving(serving);
+                    let mut store = PgStore::connect(&url)?;
+                    store.use_master_key(config::master_key(master_key_file)?)?;
+                    serve::run(&mut store, args)
+                }
+                Location::Sqlite(path) => {
+                    let mut store = Store::open_existing(&path)?;
+                    give_master_key(&mut store, master_key_file)?;
+                    serve::run(&mut store, args)
+                }
             }
-            Location::Sqlite(path) => {
-                let mut store = Store::open_existing(&path)?;
-                give_master_key(&mut store, master_key_file)?;
-                serve::run(&mut store, args)
-            }
-        },
+        }
         Command::Send(args) => send::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Keys(command) => {

@@ -1,7 +1,9 @@
 //! `zavro send ENDPOINT…`: stream JSON records from stdin, encode and sign them in batches, and keep a window of
-//! requests in flight until every record is acknowledged.
+//! requests in flight until every record is acknowledged. With `--spool DIR`, every request is made durable in
+//! the spool (`crate::spool`) before more input is read, and acknowledged there once the server stored it.
 
 use std::{
+    collections::HashMap,
     io::{IsTerminal, Read},
     time::{Duration, Instant},
 };
@@ -14,15 +16,20 @@ use crate::{
     avro::{BatchEncoder, UserSchema},
     batch::{self, Batch, Batcher, Limits},
     cli::{CodecArg, InputFormat, SendArgs},
-    client::{self, Client, Identity},
+    client::{self, Client, ClientError, Identity},
     config, credentials,
     endpoint::{self, Side},
     error::Error,
     input::InputError,
     protocol::Request,
     read_ahead::{Item, ReadAhead},
+    spool::{self, Spool, SpoolError},
     timestamp,
 };
+
+/// Times one spooled request is signed again in one run after `clock_skew` refusals before `send` gives up: a
+/// request signed a moment ago and still refused means this machine's clock is off, not that it waited.
+const MAX_SIGNINGS: u32 = 3;
 
 /// How long a wait for input lasts when no record is pending: only to look again, nothing is due.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
@@ -56,7 +63,16 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         linger: args.linger,
     };
     let context = zmq::Context::new();
+    // The spool first: a second `send` on it stops here, before it reads any input.
+    let spool = match &args.spool {
+        Some(dir) => Some(Spool::open(
+            dir,
+            args.spool_max_size.unwrap_or(spool::DEFAULT_MAX_SIZE),
+        )?),
+        None => None,
+    };
     let mut input = match args.format {
+        _ if args.flush => Input::Nothing,
         InputFormat::Json => {
             let encoder = match &args.schema {
                 None => BatchEncoder::new(codec(args.codec)),
@@ -110,50 +126,108 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         key: key.clone(),
         secret: secret.clone(),
     };
+    let mut client = Client::connect(&context, &endpoints, settings, transport, identity)?;
+    if spool.is_some() {
+        client.return_stale_requests();
+    }
     let mut sender = Sender {
         key: &key,
         secret,
-        client: Client::connect(&context, &endpoints, settings, transport, identity)?,
+        client,
         progress: Progress::new(),
         requests: 0,
         last_audit_id: None,
+        spooling: spool.map(Spooling::new),
     };
-    let input_error = loop {
+    // What waited in the spool goes first, in order, before any new input.
+    sender.deliver_waiting()?;
+    let stopped = loop {
         let Some(batch) = next else {
-            break None;
+            break Stop::End;
         };
-        sender.submit(batch)?;
+        if let Err(full) = sender.submit(batch) {
+            break full.into_stop()?;
+        }
         next = match input.next(Some(&mut sender))? {
             Next::Batch(batch) => Some(batch),
             Next::End => None,
-            Next::Bad(e) => break Some(e),
+            Next::Bad(e) => break Stop::BadInput(e),
         };
     };
     // Every request already sent is seen through, even when the input turned bad later on.
-    sender.client.flush()?;
-    sender.collect();
+    sender.finish()?;
     sender.progress.finish();
-    let accepted = sender.client.accepted_records();
-    if let Some(e) = input_error {
-        if accepted > 0 {
-            eprintln!("zavro: the {accepted} records before the bad input were sent and accepted");
-        }
-        return Err(e);
+    if let Some(spooling) = sender.spooling.take() {
+        return spooling.report(&sender, stopped, args.flush);
     }
-    let resent = match sender.client.resends() {
-        0 => String::new(),
-        n => format!("; {n} resends after timeouts or `internal` refusals"),
+    let Stop::BadInput(input_error) = stopped else {
+        return sender.report_success();
     };
-    let requests = sender.requests;
-    eprintln!(
-        "accepted {accepted} record{} in {requests} request{} (last audit id {}){resent}",
-        if accepted == 1 { "" } else { "s" },
-        if requests == 1 { "" } else { "s" },
-        sender
-            .last_audit_id
-            .map_or_else(|| "-".into(), |id| id.to_string()),
-    );
-    Ok(())
+    let accepted = sender.client.accepted_records();
+    if accepted > 0 {
+        eprintln!("zavro: the {accepted} records before the bad input were sent and accepted");
+    }
+    Err(input_error)
+}
+
+/// Why the input loop ended.
+enum Stop {
+    /// The input ended, every record taken.
+    End,
+    /// The input is bad here: what came before it was taken, nothing after it.
+    BadInput(Error),
+    /// The spool is full: the input was not read further (the message says how far it was).
+    SpoolFull(SpoolError),
+}
+
+/// A request that could not be submitted.
+enum Refused {
+    /// The spool is full; the batch in hand is not spooled.
+    Full(SpoolError),
+    /// Anything else, which ends the run.
+    Failed(Error),
+}
+
+impl Refused {
+    /// The loop's end for a full spool; other failures end the run.
+    fn into_stop(self) -> Result<Stop, Error> {
+        match self {
+            Refused::Full(e) => Ok(Stop::SpoolFull(e)),
+            Refused::Failed(e) => Err(e),
+        }
+    }
+}
+
+impl From<Error> for Refused {
+    fn from(e: Error) -> Self {
+        Refused::Failed(e)
+    }
+}
+
+impl From<ClientError> for Refused {
+    fn from(e: ClientError) -> Self {
+        Refused::Failed(e.into())
+    }
+}
+
+impl Sender<'_> {
+    /// The last line of a run without a spool that sent everything.
+    fn report_success(&self) -> Result<(), Error> {
+        let accepted = self.client.accepted_records();
+        let resent = match self.client.resends() {
+            0 => String::new(),
+            n => format!("; {n} resends after timeouts or `internal` refusals"),
+        };
+        let requests = self.requests;
+        eprintln!(
+            "accepted {accepted} record{} in {requests} request{} (last audit id {}){resent}",
+            if accepted == 1 { "" } else { "s" },
+            if requests == 1 { "" } else { "s" },
+            self.last_audit_id
+                .map_or_else(|| "-".into(), |id| id.to_string()),
+        );
+        Ok(())
+    }
 }
 
 /// What the input gives next.
@@ -168,6 +242,8 @@ enum Next {
 
 /// Where payloads come from.
 enum Input {
+    /// No input at all (`--flush`): only what waits in the spool is sent.
+    Nothing,
     /// JSON records, read on their own thread and cut into requests as they come.
     Json {
         records: ReadAhead,
@@ -184,6 +260,7 @@ impl Input {
         let (records, batcher) = match self {
             Input::Json { records, batcher } => (records, batcher),
             Input::Avro(batches) => return Ok(batches.next().map_or(Next::End, Next::Batch)),
+            Input::Nothing => return Ok(Next::End),
         };
         loop {
             match records.try_next() {
@@ -233,37 +310,284 @@ struct Sender<'a> {
     progress: Progress,
     requests: u64,
     last_audit_id: Option<i64>,
+    /// With `--spool`: the spool and what is in flight from it.
+    spooling: Option<Spooling>,
+}
+
+/// `send --spool`: the spool, the requests sent from it and not yet acknowledged, and whether the server can
+/// be reached.
+struct Spooling {
+    spool: Spool,
+    /// Spooled requests sent and not yet acknowledged, by sequence number: signed again when found stale.
+    in_flight: HashMap<u64, Spooled>,
+    /// Why delivery stopped in this run (the server could not be reached): requests are only spooled from then on.
+    offline: Option<ClientError>,
+    /// Requests and records spooled from this run's input.
+    spooled_requests: u64,
+    spooled_records: u64,
+    /// Requests that waited in the spool from an earlier run.
+    waited: u64,
+}
+
+/// A spooled request on its way.
+struct Spooled {
+    request: Request,
+    records: u64,
+    /// Times it was signed in this run.
+    signings: u32,
+}
+
+impl Spooling {
+    fn new(spool: Spool) -> Spooling {
+        Spooling {
+            waited: spool.waiting(),
+            spool,
+            in_flight: HashMap::new(),
+            offline: None,
+            spooled_requests: 0,
+            spooled_records: 0,
+        }
+    }
+
+    /// The run's last words with a spool, and its outcome: 0 once everything read is spooled (and, when the
+    /// server could be reached, delivered); 5 for `--flush` with the server unreachable; 10 for a full spool.
+    fn report(self, sender: &Sender, stopped: Stop, flush: bool) -> Result<(), Error> {
+        let dir = self.spool.dir().display();
+        let waiting = self.spool.waiting();
+        let accepted = sender.client.accepted_records();
+        let read = match self.spooled_requests {
+            0 if flush => String::new(),
+            n => format!(
+                "spooled {} record{} in {n} request{}; ",
+                self.spooled_records,
+                if self.spooled_records == 1 { "" } else { "s" },
+                if n == 1 { "" } else { "s" }
+            ),
+        };
+        let earlier = match self.waited {
+            0 => String::new(),
+            n => format!(
+                " ({n} request{} waited from before)",
+                if n == 1 { "" } else { "s" }
+            ),
+        };
+        eprintln!(
+            "{read}accepted {accepted} record{} (last audit id {}){earlier}; {waiting} request{} wait{} in spool {dir}",
+            if accepted == 1 { "" } else { "s" },
+            sender
+                .last_audit_id
+                .map_or_else(|| "-".into(), |id| id.to_string()),
+            if waiting == 1 { "" } else { "s" },
+            if waiting == 1 { "s" } else { "" },
+        );
+        if let Some(why) = &self.offline {
+            eprintln!(
+                "zavro: the server could not be reached ({why}); the {waiting} waiting request{} will be sent, in \
+                 order, by `zavro send --spool {dir} --flush` or by the next `zavro send --spool {dir}`",
+                if waiting == 1 { "" } else { "s" },
+            );
+        }
+        match stopped {
+            Stop::BadInput(e) => Err(e),
+            Stop::SpoolFull(full) => Err(Error::SpoolFull(format!(
+                "{full}: stopped reading input after record {} (everything up to it is spooled; nothing after it \
+                 was taken); deliver what waits with `zavro send --spool {dir} --flush`, or raise --spool-max-size",
+                self.spooled_records
+            ))),
+            Stop::End => match self.offline {
+                // With --flush there was nothing to spool: the run's one job, delivering, failed (exit 5).
+                Some(why) if flush => Err(Error::Client(why)),
+                _ => Ok(()),
+            },
+        }
+    }
 }
 
 impl Sender<'_> {
-    /// Signs and queues a request, waiting while the window is full.
-    fn submit(&mut self, batch: Batch) -> Result<(), Error> {
-        let request = Request::sign(
+    /// Signs a request for `payload` now, with a fresh nonce and, when given, the request id.
+    fn sign(&self, id: Option<&str>, payload: Vec<u8>) -> Result<Request, Error> {
+        Ok(Request::sign_with_id(
             self.key,
             self.secret.as_bytes(),
             timestamp::now_seconds(),
             &credentials::new_nonce()?,
-            batch.payload,
-        );
-        self.client.submit(&request, batch.records)?;
-        self.requests += 1;
-        self.collect();
+            id,
+            payload,
+        ))
+    }
+
+    /// Signs and queues a request, waiting while the window is full. With a spool, the request (with a new
+    /// request id) is made durable in it first; a full spool refuses it, and nothing of it is sent.
+    fn submit(&mut self, batch: Batch) -> Result<(), Refused> {
+        if self.spooling.is_none() {
+            let request = self.sign(None, batch.payload)?;
+            self.client.submit(&request, batch.records)?;
+            self.requests += 1;
+            return Ok(self.collect()?);
+        }
+        let id = credentials::new_nonce().map_err(Error::from)?;
+        let request = self.sign(Some(&id), batch.payload)?;
+        let Some(spooling) = self.spooling.as_mut() else {
+            return Ok(());
+        };
+        let seq = match spooling.spool.append(&request, batch.records) {
+            Ok(seq) => seq,
+            Err(full @ SpoolError::Full { .. }) => return Err(Refused::Full(full)),
+            Err(e) => return Err(Error::from(e).into()),
+        };
+        spooling.spooled_requests += 1;
+        spooling.spooled_records += batch.records;
+        Ok(self.deliver(seq, request, batch.records)?)
+    }
+
+    /// Sends every request that waited in the spool from an earlier run, oldest first.
+    fn deliver_waiting(&mut self) -> Result<(), Error> {
+        let Some(spooling) = &self.spooling else {
+            return Ok(());
+        };
+        for entry in spooling.spool.pending() {
+            let entry = entry?;
+            self.deliver(entry.seq, entry.request, entry.records)?;
+        }
         Ok(())
+    }
+
+    /// Sends spooled request `seq` (unless the server was found unreachable in this run: it waits in the spool).
+    fn deliver(&mut self, seq: u64, request: Request, records: u64) -> Result<(), Error> {
+        let Some(spooling) = self.spooling.as_mut() else {
+            return Ok(());
+        };
+        if spooling.offline.is_some() {
+            return Ok(());
+        }
+        let submitted = self.client.submit_tagged(&request, records, seq);
+        spooling.in_flight.insert(
+            seq,
+            Spooled {
+                request,
+                records,
+                signings: 0,
+            },
+        );
+        self.requests += 1;
+        self.reachable(submitted)?;
+        self.collect()
+    }
+
+    /// Passes a client result on; with a spool, a server that cannot be reached is not a failure: what is in
+    /// flight stays in the spool, and from now on requests are only spooled.
+    fn reachable(&mut self, result: Result<(), ClientError>) -> Result<(), Error> {
+        match (result, self.spooling.is_some()) {
+            (Ok(()), _) => Ok(()),
+            (Err(e), true) if e.is_unreachable() => {
+                // Acknowledgements that came before the silence still count.
+                self.collect()?;
+                if let Some(spooling) = self.spooling.as_mut() {
+                    spooling.offline = Some(e);
+                    spooling.in_flight.clear();
+                }
+                Ok(())
+            }
+            (Err(e), _) => Err(e.into()),
+        }
+    }
+
+    /// True once the server was found unreachable in a run with a spool.
+    fn offline(&self) -> bool {
+        self.spooling.as_ref().is_some_and(|s| s.offline.is_some())
+    }
+
+    /// Waits for every request sent to be answered; stale spooled requests are signed again and sent until each
+    /// is acknowledged (or the server is found unreachable).
+    fn finish(&mut self) -> Result<(), Error> {
+        loop {
+            if self.offline() {
+                return Ok(());
+            }
+            let flushed = self.client.flush();
+            self.reachable(flushed)?;
+            self.collect()?;
+            let waiting = self
+                .spooling
+                .as_ref()
+                .is_some_and(|s| !s.in_flight.is_empty());
+            if !waiting || self.offline() {
+                return Ok(());
+            }
+        }
     }
 
     /// Handles replies for at most `max`, or until the input `signal` is readable.
     fn wait(&mut self, signal: &zmq::Socket, max: Duration) -> Result<(), Error> {
-        self.client.wait_with(signal, max)?;
-        self.collect();
-        Ok(())
+        if self.offline() {
+            // Nothing to deliver: wait for input only.
+            let mut items = [signal.as_poll_item(zmq::POLLIN)];
+            return match zmq::poll(&mut items, client::poll_millis(max)) {
+                Ok(_) | Err(zmq::Error::EINTR) => Ok(()),
+                Err(e) => Err(Error::Other(format!("cannot wait for input: {e}"))),
+            };
+        }
+        let waited = self.client.wait_with(signal, max);
+        self.reachable(waited)?;
+        self.collect()
     }
 
-    /// Takes in the replies collected so far.
-    fn collect(&mut self) {
-        if let Some(last) = self.client.take_accepted().last() {
+    /// Takes in the replies collected so far: acknowledgements move the spool's pointer (durably), and stale
+    /// spooled requests are signed again, same id and payload, and sent.
+    fn collect(&mut self) -> Result<(), Error> {
+        let accepted: Vec<client::Accepted> = self.client.take_accepted().collect();
+        if let Some(last) = accepted.last() {
             self.last_audit_id = Some(last.audit_id);
         }
         self.progress.set(self.client.accepted_records());
+        let Some(spooling) = self.spooling.as_mut() else {
+            return Ok(());
+        };
+        for reply in &accepted {
+            spooling.spool.ack(reply.tag);
+            spooling.in_flight.remove(&reply.tag);
+        }
+        if !accepted.is_empty() {
+            spooling.spool.commit_acks()?;
+        }
+        let stale: Vec<u64> = self.client.take_stale().collect();
+        for seq in stale {
+            self.sign_again(seq)?;
+        }
+        Ok(())
+    }
+
+    /// Signs spooled request `seq` again with a fresh timestamp and nonce, same id and payload, and sends it.
+    fn sign_again(&mut self, seq: u64) -> Result<(), Error> {
+        let Some(spooled) = self
+            .spooling
+            .as_mut()
+            .and_then(|s| s.in_flight.get_mut(&seq))
+        else {
+            return Ok(());
+        };
+        spooled.signings += 1;
+        if spooled.signings > MAX_SIGNINGS {
+            return Err(Error::Other(format!(
+                "the server still refuses a spooled request as clock_skew after it was signed {MAX_SIGNINGS} times \
+                 afresh: check this machine's clock against the server's; the request waits in the spool"
+            )));
+        }
+        let (id, payload, records) = (
+            spooled.request.envelope.id.clone(),
+            spooled.request.payload.clone(),
+            spooled.records,
+        );
+        let request = self.sign(id.as_deref(), payload)?;
+        let submitted = self.client.submit_tagged(&request, records, seq);
+        if let Some(spooled) = self
+            .spooling
+            .as_mut()
+            .and_then(|s| s.in_flight.get_mut(&seq))
+        {
+            spooled.request = request;
+        }
+        self.reachable(submitted)
     }
 }
 

@@ -9,7 +9,7 @@ use crate::{
     auth,
     avro::{AvroError, Decoded, Ndjson, SchemaFingerprint},
     protocol::{Envelope, RejectCode, Rejection, Request},
-    store::{SeenNonce, StoredKey},
+    store::StoredKey,
     timestamp,
 };
 
@@ -38,12 +38,22 @@ pub struct Verdict {
 pub enum Decision {
     /// New and valid: store it.
     Store(Box<Fresh>),
-    /// A byte-identical retry of a request committed earlier: answer with the original.
-    Retry(SeenNonce),
+    /// A retry of a request committed earlier (byte-identical, or with the same request id): answer with the
+    /// original.
+    Retry(Original),
     /// A byte-identical retry of the request at this index of the same group: answer as that one is answered.
     RetryInGroup(usize),
     /// Refuse it.
     Refuse(Rejection),
+}
+
+/// A stored request that a retry is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Original {
+    /// Its audit row.
+    pub audit_id: i64,
+    /// How many records it carried.
+    pub records: u64,
 }
 
 /// A new, valid request: what storing it needs.
@@ -53,6 +63,10 @@ pub struct Fresh {
     pub timestamp: i64,
     /// The request's signature, kept with its nonce to recognise a retry.
     pub signature: String,
+    /// The request's stable id, when its envelope has one, kept with its audit row.
+    pub request_id: Option<String>,
+    /// The SHA-256 (lowercase hex) of the payload frame, kept with the request id.
+    pub payload_digest: String,
     /// The records as JSON lines, for the output.
     pub records: Ndjson,
     /// The records as one JSON array, for the store.
@@ -215,6 +229,20 @@ pub fn retry_of<T>(
     }
 }
 
+/// What an earlier accepted request with the same request id makes of this one (`digest` is its payload's
+/// SHA-256): `None` when there was none, the earlier request (`of`) when it carried the same payload, whatever
+/// its nonce and timestamp, and a `replay` refusal when the id was used for other data.
+pub fn retry_of_id<T>(digest: &str, earlier: Option<(T, &str)>) -> Result<Option<T>, Rejection> {
+    match earlier {
+        None => Ok(None),
+        Some((of, earlier_digest)) if earlier_digest == digest => Ok(Some(of)),
+        Some(_) => Err(Rejection::new(
+            RejectCode::Replay,
+            "request id already used with this key for a different payload",
+        )),
+    }
+}
+
 /// The records of a decoded payload, or the refusal its decoding reached; with the writer schema either way
 /// when the header was read.
 pub fn payload(decoded: Decoded) -> (Option<Arc<SchemaFingerprint>>, Result<Ndjson, Rejection>) {
@@ -352,6 +380,14 @@ mod tests {
         // Nonces stored before schema version 3 have no signature: never a retry.
         let old = retry_of(&envelope, Some((7, None))).unwrap_err();
         assert_eq!(old.code, RejectCode::Replay);
+    }
+
+    #[test]
+    fn an_id_seen_before_is_a_retry_only_with_the_same_payload() {
+        assert_eq!(retry_of_id::<usize>("d1", None), Ok(None));
+        assert_eq!(retry_of_id("d1", Some((7, "d1"))), Ok(Some(7)));
+        let other = retry_of_id("d1", Some((7, "d2"))).unwrap_err();
+        assert_eq!(other.code, RejectCode::Replay);
     }
 
     #[test]

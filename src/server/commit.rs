@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     protocol::{RejectCode, Rejection},
-    store::{AuditEntry, Committed, Nonce, RequestGroup, Status, StoreError},
+    store::{AuditEntry, Committed, Nonce, RequestGroup, RequestId, Status, StoreError},
     timestamp,
 };
 
@@ -132,6 +132,12 @@ pub fn summaries<G: RequestGroup>(
                  (libzmq names no peer)",
                 summary.count
             ),
+            (Reason::UnreadReplies, _) => format!(
+                "{} connections cut off between {first} and {last} for not reading their replies: {} replies \
+                 were queued for each, unread (libzmq names no peer)",
+                summary.count,
+                crate::server::REPLY_QUEUE_PER_PEER,
+            ),
             (Reason::HandshakeRefused, _) => format!(
                 "{} CURVE handshakes refused from this peer between {first} and {last}: its client key is not \
                  an active API key's{}",
@@ -188,6 +194,10 @@ fn settle<G: RequestGroup>(
                 nonce: verdict.nonce.as_deref().unwrap_or_default(),
                 timestamp: fresh.timestamp,
                 signature: &fresh.signature,
+                request_id: fresh.request_id.as_deref().map(|id| RequestId {
+                    id,
+                    payload_digest: &fresh.payload_digest,
+                }),
             };
             match group.append_accepted(&entry, &nonce, &fresh.json)? {
                 Committed::Stored(audit_id) => Ok(Written {
@@ -198,7 +208,10 @@ fn settle<G: RequestGroup>(
                 Committed::Replay => refuse(
                     group,
                     verdict,
-                    Rejection::new(RejectCode::Replay, "nonce already used with this key"),
+                    Rejection::new(
+                        RejectCode::Replay,
+                        "nonce or request id already used with this key",
+                    ),
                     stamp,
                 ),
             }

@@ -31,10 +31,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use log::Log;
+pub use log::{Event, Fields, Format as LogFormat, Log};
 pub use outcome::{LogLine, Outcome};
 pub use output::RecordsOut;
 pub use request::{Arrival, MAX_FRAMES};
+pub use transport::{REPLY_QUEUE_PER_PEER, cut_off_peers_that_do_not_read};
 pub use worker::Worker;
 
 use crate::{
@@ -149,7 +150,7 @@ pub fn run<S: RequestStore>(
     let mut worker = Worker::new(settings);
     prune_nonces(store, settings, &mut log);
     let mut last_prune = Instant::now();
-    let mut cutoffs_seen = transport::oversized_message_cutoffs();
+    let mut cutoffs_seen = Cutoffs::now();
     // A blocking receive with a timeout rather than poll-then-receive: the same wake-up, fewer calls into
     // ZeroMQ (and system calls) per request.
     socket.set_rcvtimeo(POLL_INTERVAL.as_millis() as i32)?;
@@ -207,7 +208,12 @@ pub fn run<S: RequestStore>(
                     ends_whole: output.cuts_back_failed_writes(),
                 })?;
                 if let Err(e) = moved {
-                    log.info(format_args!("stopping: {e}"));
+                    let message = e.to_string();
+                    log.event(
+                        Event::Stopping,
+                        Fields::message(&message),
+                        format_args!("stopping: {message}"),
+                    );
                     return Err(e.into());
                 }
             }
@@ -239,13 +245,43 @@ pub fn run<S: RequestStore>(
     Ok(stats)
 }
 
-/// Hands the worker the connections libzmq cut off for an oversized message since `seen` was last updated.
-fn note_new_cutoffs(worker: &mut Worker, seen: &mut u64, now_us: i64) {
-    let cutoffs = transport::oversized_message_cutoffs();
-    if cutoffs > *seen {
-        worker.note_cutoffs(cutoffs - *seen, now_us);
-        *seen = cutoffs;
+/// libzmq's counts of the connections it cut off (patches 0004 and 0006), as last seen.
+struct Cutoffs {
+    /// For a message past `--max-message-size`.
+    oversized: u64,
+    /// For replies left unread until the peer's queue was full.
+    unread: u64,
+}
+
+impl Cutoffs {
+    /// The counts now.
+    fn now() -> Cutoffs {
+        Cutoffs {
+            oversized: transport::oversized_message_cutoffs(),
+            unread: transport::full_queue_cutoffs(),
+        }
     }
+}
+
+/// Hands the worker the connections libzmq cut off since `seen` was last updated: each reason's are written,
+/// and logged, as one summary per 10-second window, however many there were.
+fn note_new_cutoffs(worker: &mut Worker, seen: &mut Cutoffs, now_us: i64) {
+    let now = Cutoffs::now();
+    if now.oversized > seen.oversized {
+        worker.note_cutoffs(
+            tally::Reason::CutOff,
+            now.oversized - seen.oversized,
+            now_us,
+        );
+    }
+    if now.unread > seen.unread {
+        worker.note_cutoffs(
+            tally::Reason::UnreadReplies,
+            now.unread - seen.unread,
+            now_us,
+        );
+    }
+    *seen = now;
 }
 
 /// Forgets nonces too old to pass any server's clock check (the store's recorded window plus
@@ -257,7 +293,12 @@ fn prune_nonces<S: RequestStore>(store: &mut S, settings: &Settings, log: &mut L
         .widen_nonce_window(settings.max_skew_secs)
         .and_then(|_| store.prune_nonces(NONCE_CLOCK_MARGIN_SECS));
     if let Err(e) = pruned {
-        log.info(format_args!("could not prune old nonces: {e}"));
+        let message = format!("could not prune old nonces: {e}");
+        log.event(
+            Event::StoreError,
+            Fields::message(&message),
+            format_args!("{message}"),
+        );
     }
 }
 

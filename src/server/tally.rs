@@ -41,6 +41,8 @@ pub enum Reason {
     HandshakeRefused,
     /// A connection libzmq cut off for a message past `--max-message-size` (audited as `malformed`).
     CutOff,
+    /// A connection libzmq cut off because its peer let its reply queue fill: it does not read its replies.
+    UnreadReplies,
 }
 
 impl Reason {
@@ -50,6 +52,7 @@ impl Reason {
             Reason::Reply(code) => code.as_str(),
             Reason::HandshakeRefused => "handshake_refused",
             Reason::CutOff => RejectCode::Malformed.as_str(),
+            Reason::UnreadReplies => "unread_replies",
         }
     }
 }
@@ -131,8 +134,9 @@ pub struct Tally {
     undo: Vec<(Key, Option<Window>)>,
     /// Samples written by the group in hand, waiting for their audit ids.
     samples: Vec<Key>,
-    /// Connections libzmq cut off for a message past `--max-message-size`, since the last summary of them.
-    cutoffs: Option<Cutoffs>,
+    /// Connections libzmq cut off, per reason ([`Reason::CutOff`], [`Reason::UnreadReplies`]), since the last
+    /// summary of them.
+    cutoffs: HashMap<Reason, Cutoffs>,
 }
 
 /// Connections cut off within one window: libzmq says how many, not from where.
@@ -248,9 +252,10 @@ impl Tally {
         self.samples.clear();
     }
 
-    /// Counts `count` connections libzmq cut off for a message past the size limit, seen at `now_us`.
-    pub fn note_cutoffs(&mut self, count: u64, now_us: i64) {
-        let cutoffs = self.cutoffs.get_or_insert(Cutoffs {
+    /// Counts `count` connections libzmq cut off for `reason` ([`Reason::CutOff`] or [`Reason::UnreadReplies`]),
+    /// seen at `now_us`.
+    pub fn note_cutoffs(&mut self, reason: Reason, count: u64, now_us: i64) {
+        let cutoffs = self.cutoffs.entry(reason).or_insert(Cutoffs {
             count: 0,
             first_us: now_us,
             last_us: now_us,
@@ -288,13 +293,13 @@ impl Tally {
             }
             false
         });
-        if let Some(cutoffs) = self
-            .cutoffs
-            .take_if(|c| everything || c.first_us + WINDOW_US <= now_us)
-        {
+        self.cutoffs.retain(|&reason, cutoffs| {
+            if !everything && cutoffs.first_us + WINDOW_US > now_us {
+                return true;
+            }
             summaries.push(Summary {
                 peer: "-".to_owned(),
-                reason: Reason::CutOff,
+                reason,
                 key: None,
                 sample_id: None,
                 count: cutoffs.count,
@@ -302,8 +307,9 @@ impl Tally {
                 first_us: cutoffs.first_us,
                 last_us: cutoffs.last_us,
             });
-        }
-        summaries.sort_by_key(|s| s.first_us);
+            false
+        });
+        summaries.sort_by_key(|s| (s.first_us, s.reason.as_str()));
         summaries
     }
 
@@ -311,8 +317,8 @@ impl Tally {
     pub fn restore(&mut self, summaries: Vec<Summary>) {
         for s in summaries {
             let sample = match (s.reason, s.sample_id) {
-                (Reason::CutOff, _) => {
-                    self.note_cutoffs(s.count, s.last_us);
+                (Reason::CutOff | Reason::UnreadReplies, _) => {
+                    self.note_cutoffs(s.reason, s.count, s.last_us);
                     continue;
                 }
                 (_, Some(id)) => Sample::Row(id),
@@ -432,8 +438,8 @@ mod tests {
     #[test]
     fn connections_cut_off_by_libzmq_are_one_summary_per_window_with_no_sample() {
         let mut tally = Tally::default();
-        tally.note_cutoffs(2, 0);
-        tally.note_cutoffs(3, 5 * S);
+        tally.note_cutoffs(Reason::CutOff, 2, 0);
+        tally.note_cutoffs(Reason::CutOff, 3, 5 * S);
         assert!(
             tally.close(9 * S, false).is_empty(),
             "the window is still open"
@@ -447,6 +453,39 @@ mod tests {
             tally.close(0, true)[0].count,
             5,
             "a summary not written is kept"
+        );
+    }
+
+    #[test]
+    fn connections_cut_off_for_unread_replies_are_counted_apart_from_oversized_messages() {
+        let mut tally = Tally::default();
+        tally.note_cutoffs(Reason::CutOff, 2, 0);
+        tally.note_cutoffs(Reason::UnreadReplies, 1, S);
+        tally.note_cutoffs(Reason::UnreadReplies, 4, 2 * S);
+        assert!(
+            tally.close(9 * S, false).is_empty(),
+            "the windows are still open"
+        );
+        let oversized = tally.close(10 * S, false);
+        assert_eq!(oversized.len(), 1, "{oversized:?}");
+        assert_eq!(
+            (oversized[0].reason, oversized[0].count),
+            (Reason::CutOff, 2)
+        );
+        let unread = tally.close(11 * S, false);
+        assert_eq!(unread.len(), 1, "{unread:?}");
+        assert_eq!(
+            (unread[0].reason, unread[0].count),
+            (Reason::UnreadReplies, 5)
+        );
+        assert_eq!(unread[0].reason.as_str(), "unread_replies");
+        assert_eq!((unread[0].first_us, unread[0].last_us), (S, 2 * S));
+        tally.restore(unread);
+        let again = tally.close(0, true);
+        assert_eq!(
+            (again[0].reason, again[0].count),
+            (Reason::UnreadReplies, 5),
+            "a summary not written is kept under its reason"
         );
     }
 

@@ -50,6 +50,13 @@ pub fn signed_at(timestamp: i64, nonce: &str, payload: Vec<u8>) -> Arrival {
     arrival(request.to_frames().to_vec())
 }
 
+/// A request signed by [`KEY`] with this timestamp, nonce and request id.
+pub fn signed_with_id(timestamp: i64, nonce: &str, id: &str, payload: Vec<u8>) -> Arrival {
+    let request =
+        Request::sign_with_id(KEY, SECRET.as_bytes(), timestamp, nonce, Some(id), payload);
+    arrival(request.to_frames().to_vec())
+}
+
 /// These body frames as they arrive from 127.0.0.1.
 pub fn arrival(frames: Vec<Vec<u8>>) -> Arrival {
     Arrival::new(frames, Some("127.0.0.1".into()))

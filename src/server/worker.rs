@@ -5,9 +5,9 @@ use std::{collections::HashMap, sync::Arc};
 
 use super::{
     Settings, Transport,
-    check::{self, Decision, Fresh, Verdict},
+    check::{self, Decision, Fresh, Original, Verdict},
     commit::{self, Stamp},
-    log::Log,
+    log::{Event, Fields, Log},
     outcome::{Outcome, outcome},
     request::{self, Arrival},
     tally::{self, Reason, Tally},
@@ -53,6 +53,8 @@ type Keys = HashMap<String, Option<StoredKey>>;
 struct GroupState {
     /// The requests to store so far, by (key, nonce): their index in the group and their signature.
     to_store: HashMap<(String, String), (usize, String)>,
+    /// The requests to store so far that have a request id, by (key, id): their index and payload digest.
+    ids_to_store: HashMap<(String, String), (usize, String)>,
     /// The keys looked up so far.
     keys: Keys,
 }
@@ -79,10 +81,10 @@ impl Worker {
         }
     }
 
-    /// Counts `count` connections libzmq cut off for a message past the size limit; they are written with the
-    /// next closed window.
-    pub fn note_cutoffs(&mut self, count: u64, now_us: i64) {
-        self.tally.note_cutoffs(count, now_us);
+    /// Counts `count` connections libzmq cut off for `reason` (a message past the size limit, or replies left
+    /// unread); they are written with the next closed window.
+    pub fn note_cutoffs(&mut self, reason: Reason, count: u64, now_us: i64) {
+        self.tally.note_cutoffs(reason, count, now_us);
     }
 
     /// Counts CURVE handshakes the ZAP handler refused; they are written with their window's summary.
@@ -122,21 +124,43 @@ impl Worker {
                         Reason::CutOff => {
                             "connections cut off for a message past --max-message-size"
                         }
+                        Reason::UnreadReplies => {
+                            "connections cut off for not reading their replies"
+                        }
                     };
-                    log.info(format_args!(
-                        "rejected #{id} {code} key={key} peer={peer}: {count} {what} in {window} s (counted, not one row each)",
-                        code = summary.reason,
-                        key = summary.key.as_deref().unwrap_or("-"),
-                        peer = summary.peer,
-                        count = summary.count,
-                        window = tally::WINDOW_US / 1_000_000,
-                    ));
+                    let code = summary.reason.to_string();
+                    let key = summary.key.as_deref().unwrap_or("-");
+                    let window = tally::WINDOW_US / 1_000_000;
+                    let message = format!(
+                        "{} {what} in {window} s (counted, not one row each)",
+                        summary.count
+                    );
+                    log.event(
+                        Event::RefusedSummary,
+                        Fields {
+                            audit_id: Some(id),
+                            key: Some(key),
+                            peer: Some(&summary.peer),
+                            code: Some(&code),
+                            count: Some(summary.count),
+                            window_secs: u64::try_from(window).ok(),
+                            message: Some(&message),
+                            ..Fields::default()
+                        },
+                        format_args!(
+                            "rejected #{id} {code} key={key} peer={peer}: {message}",
+                            peer = summary.peer,
+                        ),
+                    );
                 }
             }
             Err(e) => {
-                log.info(format_args!(
-                    "store error, refusal counts not written yet: {e}"
-                ));
+                let message = format!("store error, refusal counts not written yet: {e}");
+                log.event(
+                    Event::StoreError,
+                    Fields::message(&message),
+                    format_args!("{message}"),
+                );
                 self.tally.restore(closed);
             }
         }
@@ -173,11 +197,18 @@ impl Worker {
                     // was kept, and the group checked again sees that nonce for what it is.
                     if matches!(committed, Err(StoreError::Raced)) && races < RACE_RETRIES {
                         races += 1;
-                        log.info(format_args!(
-                            "another server stored a nonce of this group meanwhile; checking the group of {} \
-                             requests again",
-                            verdicts.len()
-                        ));
+                        let requests = verdicts.len();
+                        log.event(
+                            Event::GroupRetried,
+                            Fields {
+                                requests: u64::try_from(requests).ok(),
+                                ..Fields::default()
+                            },
+                            format_args!(
+                                "another server stored a nonce or request id of this group meanwhile; checking the group of \
+                                 {requests} requests again"
+                            ),
+                        );
                         continue;
                     }
                     break (verdicts, keys, committed);
@@ -188,10 +219,15 @@ impl Worker {
         let (verdicts, written) = match committed {
             Ok(written) => (verdicts, written.into_iter().map(Some).collect()),
             Err(e) => {
-                log.info(format_args!(
+                let message = format!(
                     "store error, group of {} requests not kept: {e}",
                     verdicts.len()
-                ));
+                );
+                log.event(
+                    Event::StoreError,
+                    Fields::message(&message),
+                    format_args!("{message}"),
+                );
                 let refused: Vec<Verdict> = verdicts.into_iter().map(Verdict::retryable).collect();
                 let audited = store.begin_group().and_then(|transaction| {
                     commit::commit(transaction, &refused, &mut self.tally, stamp)
@@ -199,9 +235,12 @@ impl Worker {
                 let written: Vec<_> = match audited {
                     Ok(written) => written.into_iter().map(Some).collect(),
                     Err(e) => {
-                        log.info(format_args!(
-                            "store error, refusals not audited either: {e}"
-                        ));
+                        let message = format!("store error, refusals not audited either: {e}");
+                        log.event(
+                            Event::StoreError,
+                            Fields::message(&message),
+                            format_args!("{message}"),
+                        );
                         refused.iter().map(|_| None).collect()
                     }
                 };
@@ -244,6 +283,12 @@ impl Worker {
                     (key.clone(), nonce.clone()),
                     (index, fresh.signature.clone()),
                 );
+                if let Some(id) = &fresh.request_id {
+                    state.ids_to_store.insert(
+                        (key.clone(), id.clone()),
+                        (index, fresh.payload_digest.clone()),
+                    );
+                }
             }
             verdicts.push(verdict);
         }
@@ -312,7 +357,12 @@ impl Worker {
         log: &mut Log,
     ) -> Result<Decision, Rejection> {
         let mut store_failed = |e| {
-            log.info(format_args!("store error: {e}"));
+            let message = format!("store error: {e}");
+            log.event(
+                Event::StoreError,
+                Fields::message(&message),
+                format_args!("{message}"),
+            );
             check::internal("the server could not read its store; retry")
         };
         let envelope = &request.envelope;
@@ -325,6 +375,32 @@ impl Worker {
         };
         check::signed_by_key(request, key.as_ref(), now_us)?;
         found.signable = true;
+
+        // A request id already stored answers the request whatever its timestamp and nonce: a spooled request
+        // signed again after its first reply was lost, or resent after it left the window, is stored once.
+        let digest = protocol::payload_digest(&request.payload);
+        if let Some(id) = &envelope.id {
+            let in_group = state
+                .ids_to_store
+                .get(&(envelope.key.clone(), id.clone()))
+                .map(|(index, digest)| (*index, digest.as_str()));
+            if let Some(index) = check::retry_of_id(&digest, in_group)? {
+                return Ok(Decision::RetryInGroup(index));
+            }
+            let seen = transaction
+                .request_id(&envelope.key, id)
+                .map_err(&mut store_failed)?;
+            let earlier = seen.as_ref().map(|s| {
+                let original = Original {
+                    audit_id: s.audit_id,
+                    records: s.records,
+                };
+                (original, s.payload_digest.as_str())
+            });
+            if let Some(original) = check::retry_of_id(&digest, earlier)? {
+                return Ok(Decision::Retry(original));
+            }
+        }
         check::within_clock(request, now_us, self.max_skew_secs)?;
 
         let id = (envelope.key.clone(), envelope.nonce.clone());
@@ -338,9 +414,15 @@ impl Worker {
         let seen = transaction
             .nonce(&envelope.key, &envelope.nonce)
             .map_err(&mut store_failed)?;
-        let earlier = seen.as_ref().map(|s| (s.clone(), s.signature.as_deref()));
-        if let Some(seen) = check::retry_of(envelope, earlier)? {
-            return Ok(Decision::Retry(seen));
+        let earlier = seen.as_ref().map(|s| {
+            let original = Original {
+                audit_id: s.audit_id,
+                records: s.records,
+            };
+            (original, s.signature.as_deref())
+        });
+        if let Some(original) = check::retry_of(envelope, earlier)? {
+            return Ok(Decision::Retry(original));
         }
 
         let records;
@@ -349,6 +431,8 @@ impl Worker {
         Ok(Decision::Store(Box::new(Fresh {
             timestamp: envelope.timestamp,
             signature: envelope.signature.clone(),
+            request_id: envelope.id.clone(),
+            payload_digest: digest,
             json: records.to_json_array(),
             records,
         })))
@@ -398,7 +482,8 @@ mod tests {
         server::{
             LogLine,
             testing::{
-                KEY, SECRET, arrival, captured_log, payload, signed, signed_at, store_with_key,
+                KEY, SECRET, arrival, captured_log, payload, signed, signed_at, signed_with_id,
+                store_with_key,
             },
         },
         store::{AuditFilter, AuditRow, Store},
@@ -1107,6 +1192,168 @@ mod tests {
     }
 
     #[test]
+    fn a_request_id_stored_once_answers_every_later_signing_as_a_duplicate_whatever_its_nonce_and_time()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let now = timestamp::now_seconds();
+        let id = "spool-id-0123456789abcdef";
+        // One payload: a container file's sync marker is random, so each encoding is other bytes.
+        let bytes = payload(&[json!({"n": 1}), json!(2)]);
+        let data = || bytes.clone();
+        let first = one(
+            &mut store,
+            &settings,
+            signed_with_id(now, "nonce-000000000001", id, data()),
+        );
+        let Reply::Accepted {
+            audit_id: stored,
+            duplicate: false,
+            ..
+        } = first.reply.reply
+        else {
+            panic!("the first signing is stored: {:?}", first.reply);
+        };
+        // Signed again: a new nonce, and a timestamp far outside the window (the clock check comes after the id).
+        for (nonce, timestamp) in [
+            ("nonce-000000000002", now + 1),
+            ("nonce-000000000003", now - 100_000),
+        ] {
+            let again = one(
+                &mut store,
+                &settings,
+                signed_with_id(timestamp, nonce, id, data()),
+            );
+            assert_eq!(
+                again.reply.reply,
+                Reply::Accepted {
+                    audit_id: stored,
+                    records: 2,
+                    duplicate: true
+                },
+                "{nonce}"
+            );
+            assert!(again.records.is_none(), "nothing written out again");
+            assert!(again.reply.signed_by(SECRET.as_bytes()));
+        }
+        // The same id with other data is refused; a stale request with an unknown id is still a clock_skew.
+        let other = one(
+            &mut store,
+            &settings,
+            signed_with_id(now, "nonce-000000000004", id, payload(&[json!(3)])),
+        );
+        assert_eq!(code(&other), Some(RejectCode::Replay));
+        let stale = one(
+            &mut store,
+            &settings,
+            signed_with_id(
+                now - 100_000,
+                "nonce-000000000005",
+                "another-id-0123456789",
+                data(),
+            ),
+        );
+        assert_eq!(code(&stale), Some(RejectCode::ClockSkew));
+
+        let rows = sends(&store);
+        let reasons: Vec<Option<&str>> = rows.iter().map(|r| r.reason.as_deref()).collect();
+        assert_eq!(
+            reasons,
+            [
+                None,
+                Some("duplicate"),
+                Some("duplicate"),
+                Some("replay"),
+                Some("clock_skew")
+            ]
+        );
+        let with_ids: Vec<Option<&str>> = rows.iter().map(|r| r.request_id.as_deref()).collect();
+        assert_eq!(
+            with_ids,
+            [Some(id), None, None, None, None],
+            "the id is shown on the accepted row"
+        );
+        let payloads = store
+            .query_audit(&AuditFilter {
+                with_payload: true,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .filter_map(|row| row.payload)
+            .count();
+        assert_eq!(payloads, 1, "stored once");
+        assert!(store.verify_audit(None).unwrap().is_ok());
+    }
+
+    #[test]
+    fn two_signings_of_one_request_id_in_one_group_store_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let now = timestamp::now_seconds();
+        let id = "spool-id-0123456789abcdef";
+        let data = payload(&[json!(1)]);
+        let outcomes = handle(
+            &mut store,
+            &settings,
+            &[
+                signed_with_id(now, "nonce-000000000001", id, data.clone()),
+                signed_with_id(now, "nonce-000000000002", id, data),
+            ],
+        );
+        let first = outcomes[0].audit_id.unwrap();
+        assert_eq!(
+            outcomes[1].reply.reply,
+            Reply::Accepted {
+                audit_id: first,
+                records: 1,
+                duplicate: true
+            }
+        );
+        assert!(outcomes[1].records.is_none());
+        assert_eq!(
+            store
+                .request_id_of(KEY, id)
+                .unwrap()
+                .map(|seen| seen.audit_id),
+            Some(first)
+        );
+    }
+
+    #[test]
+    fn a_request_id_is_kept_as_long_as_its_audit_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let id = "spool-id-0123456789abcdef";
+        let now = timestamp::now_seconds();
+        let data = payload(&[json!(1)]);
+        one(
+            &mut store,
+            &settings,
+            signed_with_id(now, "nonce-000000000001", id, data.clone()),
+        );
+        assert!(store.request_id_of(KEY, id).unwrap().is_some());
+        // Pruned by another process, as `audit prune` does.
+        let mut admin = Store::open(&dir.path().join("zavro.db")).unwrap();
+        let now_us = timestamp::now_micros();
+        admin.prune_audit(now_us + 1, now_us, false).unwrap();
+        assert_eq!(store.request_id_of(KEY, id).unwrap(), None);
+        // Pruned with its row, the id is new again: the request is stored again (README says so).
+        let again = one(
+            &mut store,
+            &settings,
+            signed_with_id(now, "nonce-000000000002", id, data),
+        );
+        assert!(matches!(
+            again.reply.reply,
+            Reply::Accepted {
+                duplicate: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn a_schema_pruned_by_another_process_is_written_again_not_named_by_a_stale_id() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, settings) = store_with_key(dir.path());
@@ -1146,7 +1393,9 @@ mod racing {
     use super::*;
     use crate::{
         protocol::{RejectCode, Reply},
-        server::testing::{KEY, SECRET, captured_log, payload, signed, store_with_key},
+        server::testing::{
+            KEY, SECRET, captured_log, payload, signed, signed_with_id, store_with_key,
+        },
         store::{
             KeyStore, PgStore, RequestGroup,
             postgres::{PgGroup, test_cluster},
@@ -1198,6 +1447,14 @@ mod racing {
             nonce: &str,
         ) -> Result<Option<crate::store::SeenNonce>, StoreError> {
             self.group.nonce(key_id, nonce)
+        }
+
+        fn request_id(
+            &mut self,
+            key_id: &str,
+            id: &str,
+        ) -> Result<Option<crate::store::SeenId>, StoreError> {
+            self.group.request_id(key_id, id)
         }
 
         fn append_accepted(
@@ -1338,5 +1595,68 @@ mod racing {
             1 + 2 + 3,
             "key_add, B's two rows, A's three"
         );
+    }
+
+    #[test]
+    fn a_group_that_lost_a_request_id_to_another_server_is_checked_again_and_answered_duplicate() {
+        let Some(cluster) = test_cluster::shared() else {
+            return;
+        };
+        let url = crate::store::PgUrl::parse(&cluster.fresh_database()).unwrap();
+        let key = || crate::sealed::MasterKey::from_bytes([7; 32]);
+        let open = || {
+            let mut store = PgStore::connect_or_create(&url).unwrap();
+            store.use_master_key(Some(key())).unwrap();
+            store
+        };
+        let mut a = open();
+        a.add_key(KEY, SECRET, None, None, 1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (_, settings) = store_with_key(dir.path());
+        let now = timestamp::now_seconds();
+        let id = "spool-id-0123456789abcdef";
+        // The same spooled request, signed twice (two nonces), reaching two servers at once.
+        let data = payload(&[json!(1)]);
+        let by_a = signed_with_id(now, "nonce-a-000000000001", id, data.clone());
+        let by_b = signed_with_id(now, "nonce-b-000000000001", id, data);
+
+        let b_outcomes = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let rival = {
+            let (mut b, settings, b_outcomes) = (open(), settings.clone(), b_outcomes.clone());
+            Box::new(move || {
+                let (mut log, _) = captured_log();
+                *b_outcomes.borrow_mut() = Worker::new(&settings).handle(&mut b, &[by_b], &mut log);
+            })
+        };
+        let mut racing = Racing {
+            store: a,
+            rival: Some(rival),
+        };
+        let (mut log, captured) = captured_log();
+        let outcomes = Worker::new(&settings).handle(&mut racing, &[by_a], &mut log);
+        let stored_by_b = b_outcomes.borrow()[0].audit_id.unwrap();
+        assert!(
+            captured
+                .lines()
+                .iter()
+                .any(|l| l.contains("checking the group of 1 requests again")),
+            "{:?}",
+            captured.lines()
+        );
+        assert_eq!(
+            outcomes[0].reply.reply,
+            Reply::Accepted {
+                audit_id: stored_by_b,
+                records: 1,
+                duplicate: true
+            }
+        );
+        let stored: i64 = racing
+            .store
+            .client()
+            .query_one("SELECT count(*) FROM payloads", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(stored, 1, "stored once");
     }
 }

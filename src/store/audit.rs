@@ -177,6 +177,9 @@ pub struct AuditRow {
     pub transport: Option<String>,
     /// The name of the server that wrote the row (`serve --name`); `None` for local actions and older rows.
     pub server: Option<String>,
+    /// The request id (PROTOCOL.md, envelope field `id`) the row's request was stored under: set on the accepted
+    /// row of a request that carried one, while that id is kept (`None` otherwise).
+    pub request_id: Option<String>,
 }
 
 /// Which rows `query_audit` returns.
@@ -330,8 +333,10 @@ impl Store {
         };
         let select = format!(
             "SELECT a.id, a.time_us, a.action, a.status, a.reason, a.detail, a.key_id, a.peer,
-                    a.records, a.size, {payload}, s.fingerprint, a.requests, a.transport, a.server
+                    a.records, a.size, {payload}, s.fingerprint, a.requests, a.transport, a.server,
+                    r.id AS request_id
              FROM audit a LEFT JOIN payloads p ON p.audit_id = a.id LEFT JOIN schemas s ON s.id = a.schema_id
+                  LEFT JOIN request_ids r ON r.audit_id = a.id
              {where_clause}"
         );
         let sql = if filter.limit.is_none() || filter.after_id.is_some() {
@@ -363,6 +368,7 @@ impl Store {
                     requests: row.get(12)?,
                     transport: row.get(13)?,
                     server: row.get(14)?,
+                    request_id: row.get(15)?,
                 })
             };
             each(read().map_err(StoreError::from)?)?;

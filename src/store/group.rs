@@ -43,8 +43,12 @@ pub trait RequestGroup {
     /// The accepted request that used this nonce with this key, if it is still inside the replay window.
     fn nonce(&mut self, key_id: &str, nonce: &str) -> Result<Option<SeenNonce>, StoreError>;
 
-    /// Appends an accepted request: its audit row, the JSON of its records, and its nonce. A nonce already
-    /// stored makes it a [`Committed::Replay`], with nothing of it kept.
+    /// The accepted request that carried this request id (PROTOCOL.md, envelope field `id`) with this key, as long
+    /// as its audit row is kept.
+    fn request_id(&mut self, key_id: &str, id: &str) -> Result<Option<SeenId>, StoreError>;
+
+    /// Appends an accepted request: its audit row, the JSON of its records, its nonce and its request id, if it
+    /// has one. A nonce (or request id) already stored makes it a [`Committed::Replay`], with nothing of it kept.
     fn append_accepted(
         &mut self,
         entry: &AuditEntry,
@@ -77,6 +81,28 @@ pub struct Nonce<'a> {
     pub timestamp: i64,
     /// The request's signature, which recognises a byte-identical retry.
     pub signature: &'a str,
+    /// The request's stable id, when its envelope has one: kept as long as its audit row.
+    pub request_id: Option<RequestId<'a>>,
+}
+
+/// What is remembered of a request's stable id.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestId<'a> {
+    /// The envelope's `id`.
+    pub id: &'a str,
+    /// The SHA-256 (lowercase hex) of the request's payload frame, so an id reused for other data is refused.
+    pub payload_digest: &'a str,
+}
+
+/// An accepted request that carried a request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenId {
+    /// The audit row of the request that carried it.
+    pub audit_id: i64,
+    /// The SHA-256 (lowercase hex) of that request's payload frame.
+    pub payload_digest: String,
+    /// How many records that request carried.
+    pub records: u64,
 }
 
 /// An accepted request that used a nonce, as remembered for the replay window.

@@ -252,6 +252,7 @@ mod tests {
             nonce,
             timestamp: 1,
             signature: "sig",
+            request_id: None,
         };
         store
             .commit_accepted(

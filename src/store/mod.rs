@@ -39,7 +39,7 @@ pub use chain::{
     ChainBreak, ChainVerifier, ChainedFields, GENESIS, StoredRow, Verified, check_schema,
     payload_sha256,
 };
-pub use group::{Committed, Nonce, RequestGroup, RequestStore, SeenNonce};
+pub use group::{Committed, Nonce, RequestGroup, RequestId, RequestStore, SeenId, SeenNonce};
 pub use key_store::KeyStore;
 pub use keys::{KeyRecord, StoredKey};
 pub use location::Location;
@@ -78,11 +78,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/0009_sealed.sql")),
         M::up(include_str!("migrations/0010_audit_server.sql")),
         M::up(include_str!("migrations/0011_nonce_window.sql")),
+        M::up(include_str!("migrations/0012_request_ids.sql")),
     ])
 });
 
 /// The schema version this build migrates stores to.
-const SCHEMA_VERSION: usize = 11;
+const SCHEMA_VERSION: usize = 12;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]

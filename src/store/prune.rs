@@ -82,6 +82,8 @@ impl Store {
         }
         tx.execute("DELETE FROM payloads WHERE audit_id <= ?1", [last_id])?;
         tx.execute("DELETE FROM nonces WHERE audit_id <= ?1", [last_id])?;
+        // A request id lives as long as its audit row (PROTOCOL.md, "Request ids").
+        tx.execute("DELETE FROM request_ids WHERE audit_id <= ?1", [last_id])?;
         tx.execute("DELETE FROM audit WHERE id <= ?1", [last_id])?;
         // A schema no remaining row names is not needed to verify the chain any more. A server that cached its
         // id sees this commit (`PRAGMA data_version`) and looks schemas up again.
@@ -123,6 +125,7 @@ mod tests {
                 nonce: &nonce,
                 timestamp: i,
                 signature: "sig",
+                request_id: None,
             };
             store
                 .commit_accepted(&entry, &nonce, &format!("[{i}]"))

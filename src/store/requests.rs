@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, params};
 
 use super::{
-    AuditEntry, Committed, Nonce, RequestGroup, RequestStore, SeenNonce, Store, StoreError,
+    AuditEntry, Committed, Nonce, RequestGroup, RequestStore, SeenId, SeenNonce, Store, StoreError,
     StoredKey, schemas::remember_schema, sqlite_chain,
 };
 
@@ -93,6 +93,15 @@ impl Store {
         find_nonce(&self.conn, key_id, nonce)
     }
 
+    /// The accepted request that carried this request id with this key, read outside any group (for tests).
+    pub(crate) fn request_id_of(
+        &self,
+        key_id: &str,
+        id: &str,
+    ) -> Result<Option<SeenId>, StoreError> {
+        find_request_id(&self.conn, key_id, id)
+    }
+
     /// Stores one accepted request in a group of its own (for tests).
     pub(crate) fn commit_accepted(
         &mut self,
@@ -141,6 +150,11 @@ impl RequestGroup for Batch<'_> {
         find_nonce(self.conn, key_id, nonce)
     }
 
+    fn request_id(&mut self, key_id: &str, id: &str) -> Result<Option<SeenId>, StoreError> {
+        self.still_open()?;
+        find_request_id(self.conn, key_id, id)
+    }
+
     /// The key's last use is read from the audit trail, not written here: one page fewer to make durable per
     /// request.
     fn append_accepted(
@@ -169,6 +183,28 @@ impl RequestGroup for Batch<'_> {
             ])?;
         if inserted == 0 {
             return Ok(Committed::Replay);
+        }
+        if let Some(request_id) = &nonce.request_id {
+            let inserted = self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO request_ids (key_id, id, audit_id, payload_digest)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![
+                    entry.key_id.unwrap_or_default(),
+                    request_id.id,
+                    link.id,
+                    request_id.payload_digest
+                ])?;
+            if inserted == 0 {
+                // The group's checks read the id under the write lock, so only a second use inside the group
+                // gets here: take back the nonce, so nothing of this request is kept.
+                self.conn
+                    .prepare_cached("DELETE FROM nonces WHERE key_id = ?1 AND nonce = ?2")?
+                    .execute(params![entry.key_id.unwrap_or_default(), nonce.nonce])?;
+                return Ok(Committed::Replay);
+            }
         }
         entry.insert_at(self.conn, &link, schema_id, Some(payload_json))?;
         Ok(Committed::Stored(link.id))
@@ -257,6 +293,27 @@ fn find_nonce(
         .optional()?)
 }
 
+/// The accepted request that carried this request id with this key, while its audit row is kept.
+fn find_request_id(
+    conn: &rusqlite::Connection,
+    key_id: &str,
+    id: &str,
+) -> Result<Option<SeenId>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.audit_id, r.payload_digest, a.records FROM request_ids r JOIN audit a ON a.id = r.audit_id
+         WHERE r.key_id = ?1 AND r.id = ?2",
+    )?;
+    Ok(stmt
+        .query_row([key_id, id], |row| {
+            Ok(SeenId {
+                audit_id: row.get(0)?,
+                payload_digest: row.get(1)?,
+                records: row.get::<_, i64>(2)?.try_into().unwrap_or(0),
+            })
+        })
+        .optional()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +324,7 @@ mod tests {
             nonce,
             timestamp,
             signature: "sig",
+            request_id: None,
         }
     }
 

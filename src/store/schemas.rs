@@ -115,6 +115,7 @@ mod tests {
                         nonce: &nonce,
                         timestamp: 1,
                         signature: "sig",
+                        request_id: None,
                     };
                     store.commit_accepted(&entry, &nonce, "[1]").unwrap();
                 }

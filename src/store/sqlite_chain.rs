@@ -218,6 +218,7 @@ mod tests {
             nonce,
             timestamp: 1,
             signature: "sig",
+            request_id: None,
         };
         let mut store = Store::open_in_memory().unwrap();
         store
@@ -555,6 +556,7 @@ mod tests {
                 nonce: name,
                 timestamp: now - age,
                 signature: "sig",
+                request_id: None,
             };
             store
                 .commit_accepted(&AuditEntry::test_send(3), &nonce, "[]")

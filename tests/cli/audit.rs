@@ -79,7 +79,8 @@ fn audit_query_json_rows_have_the_documented_fields(env: TestEnv) {
             "schema",
             "requests",
             "transport",
-            "server"
+            "server",
+            "request_id"
         ],
         "no payload without --payload"
     );

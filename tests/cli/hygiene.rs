@@ -57,7 +57,12 @@ fn core_dumps_allowed() -> (Resource, u64, u64) {
 }
 
 /// Spawns `zavro serve` from `cmd` (already given --db) and waits for its `listening on` line.
-fn start_serve(mut cmd: StdCommand) -> Running {
+fn start_serve(cmd: StdCommand) -> Running {
+    start_serve_with_stderr(cmd).0
+}
+
+/// [`start_serve`], also returning the lines `serve` printed before `listening on`.
+fn start_serve_with_stderr(mut cmd: StdCommand) -> (Running, Vec<String>) {
     let mut child = cmd
         .args(["serve", "127.0.0.1:*"])
         .stdin(Stdio::null())
@@ -77,7 +82,7 @@ fn start_serve(mut cmd: StdCommand) -> Running {
     let mut seen = Vec::new();
     loop {
         match rx.recv_timeout(DEADLINE) {
-            Ok(line) if line.starts_with("listening on ") => return running,
+            Ok(line) if line.starts_with("listening on ") => return (running, seen),
             Ok(line) => seen.push(line),
             Err(_) => panic!("zavro serve did not start; stderr: {seen:?}"),
         }
@@ -205,6 +210,87 @@ fn send_keeps_its_secret_out_of_swap() {
         proc_status(child.pid(), "VmLck") != "0 kB"
     });
     drop(stdin);
+}
+
+/// The warning `serve` prints when it may not lock its memory.
+const SWAP_WARNING: &str = "zavro: warning: serve's memory is not locked";
+
+/// VmLck of `pid` in kB.
+fn locked_kib(pid: u32) -> u64 {
+    let value = proc_status(pid, "VmLck");
+    value
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("VmLck {value:?}"))
+}
+
+#[test]
+fn serve_locks_all_its_memory_when_it_may_lock_without_limit() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "SKIPPED serve_locks_all_its_memory_when_it_may_lock_without_limit: needs root (CAP_IPC_LOCK) to \
+             lock without limit; the warning path is tested by serve_warns_…"
+        );
+        return;
+    }
+    let env = TestEnv::new();
+    env.add_key();
+    let mut cmd = zavro_process();
+    cmd.arg("--db").arg(&env.db);
+    // A small limit: CAP_IPC_LOCK alone must be enough.
+    with_limits(
+        &mut cmd,
+        vec![(Resource::RLIMIT_MEMLOCK, 64 << 10, 64 << 10)],
+    );
+    let (server, before) = start_serve_with_stderr(cmd);
+    assert!(
+        !before.iter().any(|l| l.starts_with(SWAP_WARNING)),
+        "{before:?}"
+    );
+    // Everything it has mapped, the store's pages and the secrets read from them among it, is locked: far
+    // more than the 64 KiB the limit would allow without the capability.
+    let locked = locked_kib(server.pid());
+    assert!(locked > 1024, "VmLck {locked} kB");
+}
+
+#[test]
+fn serve_warns_that_its_secrets_may_reach_swap_when_it_may_not_lock_its_memory() {
+    let env = TestEnv::new();
+    env.add_key();
+    let mut cmd = zavro_process();
+    cmd.arg("--db").arg(&env.db);
+    with_limits(
+        &mut cmd,
+        vec![(Resource::RLIMIT_MEMLOCK, 64 << 10, 64 << 10)],
+    );
+    if nix::unistd::geteuid().is_root() {
+        // Root keeps CAP_IPC_LOCK across exec unless it leaves the bounding set.
+        // SAFETY: between fork and exec the closure only calls prctl(2), which is async-signal-safe, and
+        // allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_CAPBSET_DROP, 14, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let (server, before) = start_serve_with_stderr(cmd);
+    let warnings: Vec<_> = before
+        .iter()
+        .filter(|l| l.starts_with(SWAP_WARNING))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning line: {before:?}");
+    let warning = warnings[0];
+    assert!(
+        warning.contains("64 KiB")
+            && warning.contains("may be written to swap")
+            && warning.contains("LimitMEMLOCK=infinity"),
+        "{warning}"
+    );
+    assert_eq!(locked_kib(server.pid()), 0, "nothing locked");
 }
 
 /// As root, the process runs as `nobody`, so that /proc/PID/status owned by root shows PR_SET_DUMPABLE 0 (a

@@ -31,7 +31,7 @@ fn keys_add_creates_the_schema_and_the_store_commands_run_on_it() {
         "t"
     );
     env.add_key();
-    assert_eq!(env.psql("SELECT version FROM zavro_schema;").trim(), "1");
+    assert_eq!(env.psql("SELECT version FROM zavro_schema;").trim(), "2");
     assert_eq!(env.keys().len(), 1);
     // The store commands run on it too: status names the key, seal says there is nothing to seal.
     bare_zavro()

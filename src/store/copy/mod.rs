@@ -5,7 +5,8 @@
 //! keys, the schemas with their ids, the audit trail with its ids, hashes, links, payloads and pruning
 //! checkpoints (so `audit verify` on the copy checks the same chain and reaches the same row with the same
 //! hash), and the nonces still inside the replay window with their signatures and audit ids (so a request sent
-//! before the move and retried after it is still recognised as a `duplicate`, and a replay still refused). Then
+//! before the move and retried after it is still recognised as a `duplicate`, and a replay still refused), and
+//! every request id (PROTOCOL.md, "Request ids": a spooled request sent again after the move is a `duplicate`). Then
 //! the target's counters are moved past the copied ids and an audit row (`store_copy`) is chained on after the
 //! copied rows.
 //!
@@ -60,6 +61,8 @@ pub struct Copied {
     pub payloads: u64,
     /// Nonces inside the replay window.
     pub nonces: u64,
+    /// Request ids (all: each lives as long as its audit row).
+    pub request_ids: u64,
     /// Pruning checkpoints.
     pub checkpoints: usize,
     /// The source's head, which the copy's chain holds with the same hash (`None` for an empty trail).
@@ -217,6 +220,15 @@ pub fn copy_into_postgres(
         }
         writer.finish()?
     };
+    let request_ids = {
+        let mut writer = target::RequestIdWriter::start(&mut tx)?;
+        let mut stmt = snapshot.prepare(source::REQUEST_IDS)?;
+        let mut source_ids = stmt.query([])?;
+        while let Some(row) = source_ids.next()? {
+            writer.write(&source::request_id(row)?)?;
+        }
+        writer.finish()?
+    };
 
     // The next row chains onto the newest copied row (or the checkpoint, when every row was pruned), and takes
     // an id past every id the source handed out.
@@ -239,6 +251,7 @@ pub fn copy_into_postgres(
         rows,
         payloads,
         nonces,
+        request_ids,
         checkpoints: checkpoints.len(),
         source_head: verified.head,
         copy_row: 0,
@@ -264,7 +277,7 @@ impl Copied {
     pub fn summary(&self) -> String {
         let n = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let m = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        [
+        let mut parts = vec![
             count(n(self.keys), "API key"),
             count(n(self.server_keys), "server key"),
             count(m(self.rows), "audit row"),
@@ -272,8 +285,12 @@ impl Copied {
             count(n(self.schemas), "schema"),
             count(m(self.nonces), "nonce"),
             count(n(self.checkpoints), "pruning checkpoint"),
-        ]
-        .join(", ")
+        ];
+        // Named only when there are some, so the summary of a store without them reads as before.
+        if self.request_ids > 0 {
+            parts.push(count(m(self.request_ids), "request id"));
+        }
+        parts.join(", ")
     }
 }
 

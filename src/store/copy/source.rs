@@ -201,6 +201,31 @@ pub fn audit_row(row: &SqlRow) -> rusqlite::Result<SourceRow> {
     })
 }
 
+/// A `request_ids` row.
+pub struct SourceRequestId {
+    /// The key whose request carried it.
+    pub key_id: String,
+    /// The request id.
+    pub id: String,
+    /// The accepted request's audit row.
+    pub audit_id: i64,
+    /// The SHA-256 of that request's payload frame.
+    pub payload_digest: String,
+}
+
+/// Every request id: each lives as long as its audit row, and every row is copied.
+pub const REQUEST_IDS: &str = "SELECT key_id, id, audit_id, payload_digest FROM request_ids";
+
+/// Reads a row of [`REQUEST_IDS`].
+pub fn request_id(row: &SqlRow) -> rusqlite::Result<SourceRequestId> {
+    Ok(SourceRequestId {
+        key_id: row.get(0)?,
+        id: row.get(1)?,
+        audit_id: row.get(2)?,
+        payload_digest: row.get(3)?,
+    })
+}
+
 /// Every nonce whose request's timestamp is `since` (Unix seconds) or later.
 pub const NONCES: &str =
     "SELECT key_id, nonce, timestamp, audit_id, signature FROM nonces WHERE timestamp >= ?1";

@@ -305,6 +305,43 @@ impl<'t> NonceWriter<'t> {
     }
 }
 
+/// A COPY of request ids in progress (PROTOCOL.md, "Request ids"), as [`NonceWriter`] for nonces.
+pub struct RequestIdWriter<'t> {
+    writer: BinaryCopyInWriter<'t>,
+    /// Rows written so far.
+    pub count: u64,
+}
+
+impl<'t> RequestIdWriter<'t> {
+    /// Starts `COPY request_ids`; nothing else may run on the transaction until it is finished.
+    pub fn start(tx: &'t mut Transaction) -> Result<RequestIdWriter<'t>, StoreError> {
+        let copy = tx.copy_in(
+            "COPY request_ids (key_id, id, audit_id, payload_digest) FROM STDIN (FORMAT binary)",
+        )?;
+        Ok(RequestIdWriter {
+            writer: BinaryCopyInWriter::new(
+                copy,
+                &[Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT],
+            ),
+            count: 0,
+        })
+    }
+
+    /// Writes one request id.
+    pub fn write(&mut self, id: &super::source::SourceRequestId) -> Result<(), StoreError> {
+        self.writer
+            .write(&[&id.key_id, &id.id, &id.audit_id, &id.payload_digest])?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Ends the COPY; returns how many request ids it wrote.
+    pub fn finish(self) -> Result<u64, StoreError> {
+        self.writer.finish()?;
+        Ok(self.count)
+    }
+}
+
 /// Moves every identity sequence past the ids copied, so rows made later never collide with them, and the
 /// chain's head to the source's: its id counter (ids handed out, as `sqlite_sequence` kept it) and the hash
 /// the next row chains onto.

@@ -31,6 +31,12 @@ fn source(dir: &std::path::Path) -> Store {
     );
     for (i, timestamp) in [(1, 1_000), (2, 100), (3, 1_000), (4, 1_000)] {
         let nonce = format!("nonce-{i:010}");
+        // The later two came from a spool: they carry request ids.
+        let id = format!("request-id-{i:010}");
+        let request_id = (i >= 3).then_some(crate::store::RequestId {
+            id: &id,
+            payload_digest: "digest",
+        });
         let entry = AuditEntry {
             schema: Some(&int),
             server: Some("alpha"),
@@ -40,6 +46,7 @@ fn source(dir: &std::path::Path) -> Store {
             nonce: &nonce,
             timestamp,
             signature: "sig",
+            request_id,
         };
         store
             .commit_accepted(&entry, &nonce, &format!("[{i}]"))
@@ -109,6 +116,7 @@ fn everything_is_copied_and_the_copy_verifies_with_the_source_head() {
             rows: 6,
             payloads: 3,
             nonces: 2,
+            request_ids: 2,
             checkpoints: 1,
             source_head: Some(source_head.clone()),
             copy_row: source_head.0 + 1,
@@ -133,12 +141,30 @@ fn everything_is_copied_and_the_copy_verifies_with_the_source_head() {
         detail,
         format!(
             "copied from the source: 2 API keys, 1 server key, 6 audit rows, 3 payloads, 1 schema, 2 nonces, 1 \
-             pruning checkpoint; source head 10:{}",
+             pruning checkpoint, 2 request ids; source head 10:{}",
             source_head.1
         )
     );
     let verified = pg.verify_audit(None).unwrap().unwrap();
     assert_eq!(verified.rows, 7);
+    // The request ids name the same rows on the copy, so a spooled request sent again after the move is still a
+    // duplicate.
+    let ids: Vec<(String, i64)> = pg
+        .client()
+        .query(
+            "SELECT id, audit_id FROM request_ids ORDER BY audit_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let request_ids: Vec<(String, i64)> = source_rows
+        .iter()
+        .filter_map(|row| Some((row.request_id.clone()?, row.id)))
+        .collect();
+    assert_eq!(ids, request_ids);
+    assert_eq!(ids.len(), 2);
     assert!(
         pg.verify_audit(Some((source_head.0, &source_head.1)))
             .unwrap()
@@ -393,6 +419,7 @@ fn a_trail_longer_than_a_batch_goes_over_whole() {
                 nonce: &nonce,
                 timestamp: 1_000,
                 signature: "sig",
+                request_id: None,
             };
             group
                 .append_accepted(&AuditEntry::test_send(i), &nonce, &format!("[{i}]"))

@@ -83,8 +83,10 @@ impl AuditStore for PgStore {
         };
         let select = format!(
             "SELECT a.id, a.time_us, a.action, a.status, a.reason, a.detail, a.key_id, a.peer,
-                    a.records, a.size, {payload} AS payload, s.fingerprint, a.requests, a.transport, a.server
+                    a.records, a.size, {payload} AS payload, s.fingerprint, a.requests, a.transport, a.server,
+                    r.id AS request_id
              FROM audit a {payload_join} LEFT JOIN schemas s ON s.id = a.schema_id
+                  LEFT JOIN request_ids r ON r.audit_id = a.id
              {where_clause}"
         );
         // LIMIT NULL is no limit.
@@ -115,6 +117,7 @@ impl AuditStore for PgStore {
                 requests: row.try_get(12)?,
                 transport: row.try_get(13)?,
                 server: row.try_get(14)?,
+                request_id: row.try_get(15)?,
             };
             if each(read).is_break() {
                 break;

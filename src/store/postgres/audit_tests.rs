@@ -131,6 +131,7 @@ fn sqlite_store() -> Store {
                     nonce,
                     timestamp: action.entry.time_us,
                     signature: "sig",
+                    request_id: None,
                 };
                 store
                     .commit_accepted(&action.entry, &nonce, payload)

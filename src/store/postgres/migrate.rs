@@ -10,7 +10,10 @@ use super::{PgUrl, one_line};
 use crate::store::StoreError;
 
 /// The schema, one numbered migration per file, in order; shipped migrations are never edited.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_request_ids.sql"),
+];
 
 /// The schema version this build migrates PostgreSQL stores to.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();

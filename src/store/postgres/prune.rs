@@ -74,6 +74,8 @@ pub fn prune(
     };
     tx.execute("DELETE FROM payloads WHERE audit_id <= $1", &[&last_id])?;
     tx.execute("DELETE FROM nonces WHERE audit_id <= $1", &[&last_id])?;
+    // A request id lives as long as its audit row (PROTOCOL.md, "Request ids").
+    tx.execute("DELETE FROM request_ids WHERE audit_id <= $1", &[&last_id])?;
     tx.execute("DELETE FROM audit WHERE id <= $1", &[&last_id])?;
     // A schema no remaining row names is not needed to verify the chain any more.
     pruned.schemas = tx.execute(

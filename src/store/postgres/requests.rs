@@ -22,8 +22,8 @@ use crate::{
     avro::SchemaFingerprint,
     sealed::MasterKey,
     store::{
-        AuditEntry, Committed, Nonce, RequestGroup, RequestStore, SeenNonce, StoreError, StoredKey,
-        secrets::explain_unopened,
+        AuditEntry, Committed, Nonce, RequestGroup, RequestStore, SeenId, SeenNonce, StoreError,
+        StoredKey, secrets::explain_unopened,
     },
 };
 
@@ -38,6 +38,18 @@ const FIND_NONCE: &str = "SELECT n.audit_id, n.signature, a.records
 /// A group's nonces in one statement; those already stored come back missing, which is the race.
 const INSERT_NONCES: &str = "INSERT INTO nonces (key_id, nonce, timestamp, audit_id, signature)
      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[])
+     ON CONFLICT DO NOTHING
+     RETURNING audit_id";
+
+/// The accepted request that carried a request id with a key, as the checks read it.
+const FIND_REQUEST_ID: &str = "SELECT r.audit_id, r.payload_digest, a.records
+     FROM request_ids r JOIN audit a ON a.id = r.audit_id
+     WHERE r.key_id = $1 AND r.id = $2";
+
+/// A group's request ids in one statement, after its audit rows; those already stored come back missing, which is
+/// the race, as for nonces.
+const INSERT_REQUEST_IDS: &str = "INSERT INTO request_ids (key_id, id, audit_id, payload_digest)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
      ON CONFLICT DO NOTHING
      RETURNING audit_id";
 
@@ -89,6 +101,8 @@ impl RequestStore for PgStore {
             chain: None,
             nonces: Vec::new(),
             nonces_seen: HashSet::new(),
+            request_ids: Vec::new(),
+            request_ids_seen: HashSet::new(),
             new_schema_ids: Vec::new(),
         })
     }
@@ -139,6 +153,10 @@ pub struct PgGroup<'s> {
     nonces: Vec<PendingNonce>,
     /// (key, nonce) of those, so the group refuses a second use of a nonce as the primary key would.
     nonces_seen: HashSet<(String, String)>,
+    /// The request ids of the requests to store that have one, written at commit.
+    request_ids: Vec<PendingRequestId>,
+    /// (key, id) of those, so the group refuses a second use of an id as the primary key would.
+    request_ids_seen: HashSet<(String, String)>,
     /// Schemas this group added, known to `schema_ids` only once it commits.
     new_schema_ids: Vec<(String, i64)>,
 }
@@ -150,6 +168,14 @@ struct PendingNonce {
     timestamp: i64,
     audit_id: i64,
     signature: String,
+}
+
+/// A request id to store with the audit row of its request.
+struct PendingRequestId {
+    key_id: String,
+    id: String,
+    audit_id: i64,
+    payload_digest: String,
 }
 
 impl RequestGroup for PgGroup<'_> {
@@ -176,8 +202,14 @@ impl RequestGroup for PgGroup<'_> {
         self.noting_failure(found)
     }
 
+    fn request_id(&mut self, key_id: &str, id: &str) -> Result<Option<SeenId>, StoreError> {
+        self.usable()?;
+        let found = find_request_id(self.client, self.statements, key_id, id);
+        self.noting_failure(found)
+    }
+
     /// Nothing is written yet: the row is linked into the chain (whose lock the first write takes) and the
-    /// nonce kept for the commit, which finds out whether another server stored it meanwhile.
+    /// nonce (and request id) kept for the commit, which finds out whether another server stored it meanwhile.
     fn append_accepted(
         &mut self,
         entry: &AuditEntry,
@@ -186,15 +218,30 @@ impl RequestGroup for PgGroup<'_> {
     ) -> Result<Committed, StoreError> {
         self.usable()?;
         let key_id = entry.key_id.unwrap_or_default();
-        if !self
-            .nonces_seen
-            .insert((key_id.to_owned(), nonce.nonce.to_owned()))
+        let id_taken = nonce.request_id.is_some_and(|request_id| {
+            self.request_ids_seen
+                .contains(&(key_id.to_owned(), request_id.id.to_owned()))
+        });
+        if id_taken
+            || !self
+                .nonces_seen
+                .insert((key_id.to_owned(), nonce.nonce.to_owned()))
         {
             return Ok(Committed::Replay);
         }
         let schema_id = self.schema_id(entry)?;
         let chain = self.chain()?;
         let audit_id = chain.append(entry, schema_id, Some(payload_json));
+        if let Some(request_id) = nonce.request_id {
+            self.request_ids_seen
+                .insert((key_id.to_owned(), request_id.id.to_owned()));
+            self.request_ids.push(PendingRequestId {
+                key_id: key_id.to_owned(),
+                id: request_id.id.to_owned(),
+                audit_id,
+                payload_digest: request_id.payload_digest.to_owned(),
+            });
+        }
         self.nonces.push(PendingNonce {
             key_id: key_id.to_owned(),
             nonce: nonce.nonce.to_owned(),
@@ -297,6 +344,21 @@ impl PgGroup<'_> {
             }
         }
         chain.write(self.client, self.statements)?;
+        // After the audit rows, which the ids reference.
+        if !self.request_ids.is_empty() {
+            let ids = &self.request_ids;
+            let key_ids: Vec<&str> = ids.iter().map(|r| r.key_id.as_str()).collect();
+            let values: Vec<&str> = ids.iter().map(|r| r.id.as_str()).collect();
+            let audit_ids: Vec<i64> = ids.iter().map(|r| r.audit_id).collect();
+            let digests: Vec<&str> = ids.iter().map(|r| r.payload_digest.as_str()).collect();
+            let insert = self.statements.get(self.client, INSERT_REQUEST_IDS)?;
+            let inserted = self
+                .client
+                .query(&insert, &[&key_ids, &values, &audit_ids, &digests])?;
+            if inserted.len() != ids.len() {
+                return Err(StoreError::Raced);
+            }
+        }
         Ok(())
     }
 
@@ -335,6 +397,24 @@ fn find_nonce(
     Ok(Some(SeenNonce {
         audit_id: row.try_get(0)?,
         signature: row.try_get(1)?,
+        records: u64::try_from(row.try_get::<_, i64>(2)?).unwrap_or(0),
+    }))
+}
+
+/// The accepted request that carried this request id with this key, while its audit row is kept.
+fn find_request_id(
+    client: &mut Client,
+    statements: &mut Statements,
+    key_id: &str,
+    id: &str,
+) -> Result<Option<SeenId>, StoreError> {
+    let find = statements.get(client, FIND_REQUEST_ID)?;
+    let Some(row) = client.query_opt(&find, &[&key_id, &id])? else {
+        return Ok(None);
+    };
+    Ok(Some(SeenId {
+        audit_id: row.try_get(0)?,
+        payload_digest: row.try_get(1)?,
         records: u64::try_from(row.try_get::<_, i64>(2)?).unwrap_or(0),
     }))
 }
@@ -379,6 +459,7 @@ mod tests {
             nonce,
             timestamp,
             signature: "sig",
+            request_id: None,
         }
     }
 

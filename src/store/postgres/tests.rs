@@ -18,8 +18,8 @@ pub(super) fn url(text: &str) -> PgUrl {
     PgUrl::parse(text).expect("the test cluster's URLs parse")
 }
 
-/// Every table of the initial schema, sorted.
-const TABLES: [&str; 11] = [
+/// Every table of the schema, sorted.
+const TABLES: [&str; 12] = [
     "audit",
     "audit_chain",
     "audit_checkpoints",
@@ -27,6 +27,7 @@ const TABLES: [&str; 11] = [
     "nonce_window",
     "nonces",
     "payloads",
+    "request_ids",
     "schemas",
     "sealing",
     "server_keys",

@@ -383,6 +383,12 @@ ZMQ_EXPORT const char *zmq_msg_gets (const zmq_msg_t *msg_,
 #define ZMQ_GSSAPI_SERVICE_PRINCIPAL_NAMETYPE 91
 #define ZMQ_BINDTODEVICE 92
 
+/*  Patched for zavro (vendor/README.md, patch 0006): a ROUTER with this option */
+/*  set to 1 disconnects a peer whose send queue is at its high-water mark     */
+/*  when a message to it cannot be queued, rather than only drop the message. */
+/*  The number is far from libzmq's own options, so that no release reuses it. */
+#define ZMQ_ROUTER_DISCONNECT_ON_HWM 23126
+
 /*  Message options                                                           */
 #define ZMQ_MORE 1
 #define ZMQ_SHARED 3

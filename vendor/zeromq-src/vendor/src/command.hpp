@@ -136,8 +136,12 @@ __declspec(align (64))
 
         //  Sent by pipe reader to pipe writer to ask it to terminate
         //  its end of the pipe.
+        //  Patched for zavro (vendor/README.md, patch 0006): with disconnect
+        //  set, the messages queued for the receiver are dropped at once and
+        //  the receiver's session closes its connection.
         struct
         {
+            bool disconnect;
         } pipe_term;
 
         //  Pipe writer acknowledges pipe_term command.

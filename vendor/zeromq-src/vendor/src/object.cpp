@@ -121,7 +121,7 @@ void zmq::object_t::process_command (const command_t &cmd_)
             break;
 
         case command_t::pipe_term:
-            process_pipe_term ();
+            process_pipe_term (cmd_.args.pipe_term.disconnect);
             break;
 
         case command_t::pipe_term_ack:
@@ -339,11 +339,12 @@ void zmq::object_t::send_pipe_stats_publish (
     send_command (cmd);
 }
 
-void zmq::object_t::send_pipe_term (pipe_t *destination_)
+void zmq::object_t::send_pipe_term (pipe_t *destination_, bool disconnect_)
 {
     command_t cmd;
     cmd.destination = destination_;
     cmd.type = command_t::pipe_term;
+    cmd.args.pipe_term.disconnect = disconnect_;
     send_command (cmd);
 }
 
@@ -490,7 +491,7 @@ void zmq::object_t::process_pipe_stats_publish (uint64_t,
     zmq_assert (false);
 }
 
-void zmq::object_t::process_pipe_term ()
+void zmq::object_t::process_pipe_term (bool)
 {
     zmq_assert (false);
 }

@@ -107,7 +107,8 @@ class object_t
                                   uint64_t outbound_queue_count_,
                                   uint64_t inbound_queue_count_,
                                   endpoint_uri_pair_t *endpoint_pair_);
-    void send_pipe_term (zmq::pipe_t *destination_);
+    void send_pipe_term (zmq::pipe_t *destination_,
+                         bool disconnect_ = false);
     void send_pipe_term_ack (zmq::pipe_t *destination_);
     void send_pipe_hwm (zmq::pipe_t *destination_, int inhwm_, int outhwm_);
     void send_term_req (zmq::own_t *destination_, zmq::own_t *object_);
@@ -137,7 +138,7 @@ class object_t
     process_pipe_stats_publish (uint64_t outbound_queue_count_,
                                 uint64_t inbound_queue_count_,
                                 endpoint_uri_pair_t *endpoint_pair_);
-    virtual void process_pipe_term ();
+    virtual void process_pipe_term (bool disconnect_);
     virtual void process_pipe_term_ack ();
     virtual void process_pipe_hwm (int inhwm_, int outhwm_);
     virtual void process_term_req (zmq::own_t *object_);

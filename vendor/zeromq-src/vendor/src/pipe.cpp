@@ -121,6 +121,8 @@ zmq::pipe_t::pipe_t (object_t *parent_,
     _sink (NULL),
     _state (active),
     _delay (true),
+    _disconnect_peer (false),
+    _disconnect_requested (false),
     _server_socket_routing_id (0),
     _conflate (conflate_)
 {
@@ -327,10 +329,20 @@ void zmq::pipe_t::process_hiccup (void *pipe_)
         _sink->hiccuped (this);
 }
 
-void zmq::pipe_t::process_pipe_term ()
+void zmq::pipe_t::process_pipe_term (bool disconnect_)
 {
     zmq_assert (_state == active || _state == delimiter_received
                 || _state == term_req_sent1);
+
+    //  Patched for zavro (vendor/README.md, patch 0006): the peer cuts the
+    //  connection behind this end off. The messages queued for it are never
+    //  going to be read (its peer does not read them), so they are dropped
+    //  now rather than waited for, and the sink is told to close the
+    //  connection when the pipe is gone.
+    if (disconnect_) {
+        _delay = false;
+        _disconnect_requested = true;
+    }
 
     //  This is the simple case of peer-induced termination. If there are no
     //  more pending messages to read, or if the pipe was configured to drop
@@ -428,7 +440,7 @@ void zmq::pipe_t::terminate (bool delay_)
     //  The simple sync termination case. Ask the peer to terminate and wait
     //  for the ack.
     if (_state == active) {
-        send_pipe_term (_peer);
+        send_pipe_term (_peer, _disconnect_peer);
         _state = term_req_sent1;
     }
     //  There are still pending messages available, but the user calls
@@ -447,7 +459,7 @@ void zmq::pipe_t::terminate (bool delay_)
     //  the delimiter and ack synchronously terminate as if we were in
     //  active state.
     else if (_state == delimiter_received) {
-        send_pipe_term (_peer);
+        send_pipe_term (_peer, _disconnect_peer);
         _state = term_req_sent1;
     }
     //  There are no other states.
@@ -533,6 +545,21 @@ void zmq::pipe_t::hiccup ()
 
     //  Notify the peer about the hiccup.
     send_hiccup (_peer, _in_pipe);
+}
+
+bool zmq::pipe_t::terminate_and_disconnect ()
+{
+    //  Patched for zavro (vendor/README.md, patch 0006).
+    if (_state != active && _state != delimiter_received)
+        return false;
+    _disconnect_peer = true;
+    terminate (false);
+    return true;
+}
+
+bool zmq::pipe_t::disconnect_requested () const
+{
+    return _disconnect_requested;
 }
 
 void zmq::pipe_t::set_hwms (int inhwm_, int outhwm_)

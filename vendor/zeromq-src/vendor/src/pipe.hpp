@@ -130,6 +130,18 @@ class pipe_t ZMQ_FINAL : public object_t,
     //  before actual shutdown.
     void terminate (bool delay_);
 
+    //  Patched for zavro (vendor/README.md, patch 0006): like terminate
+    //  (false), and the peer end drops the messages queued for it at once and
+    //  tells its sink, through disconnect_requested, that the connection
+    //  behind it is to be closed. Returns false, doing nothing, when the pipe
+    //  is already terminating.
+    bool terminate_and_disconnect ();
+
+    //  Patched for zavro (patch 0006): true once the peer end asked, with
+    //  terminate_and_disconnect, for the connection behind this end to be
+    //  closed. Read by the sink in its pipe_terminated.
+    bool disconnect_requested () const;
+
     //  Set the high water marks.
     void set_hwms (int inhwm_, int outhwm_);
 
@@ -162,7 +174,7 @@ class pipe_t ZMQ_FINAL : public object_t,
     process_pipe_peer_stats (uint64_t queue_count_,
                              own_t *socket_base_,
                              endpoint_uri_pair_t *endpoint_pair_) ZMQ_OVERRIDE;
-    void process_pipe_term () ZMQ_OVERRIDE;
+    void process_pipe_term (bool disconnect_) ZMQ_OVERRIDE;
     void process_pipe_term_ack () ZMQ_OVERRIDE;
     void process_pipe_hwm (int inhwm_, int outhwm_) ZMQ_OVERRIDE;
 
@@ -242,6 +254,12 @@ class pipe_t ZMQ_FINAL : public object_t,
     //  terminating. If false, we terminate immediately when the peer
     //  asks us to.
     bool _delay;
+
+    //  Patched for zavro (patch 0006): the pipe_term this end sends asks the
+    //  peer to close its connection (terminate_and_disconnect was called);
+    //  and, on the other end, the pipe_term received asked for it.
+    bool _disconnect_peer;
+    bool _disconnect_requested;
 
     //  Routing id of the writer. Used uniquely by the reader side.
     blob_t _router_socket_routing_id;

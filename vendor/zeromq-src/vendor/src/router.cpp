@@ -36,12 +36,27 @@
 #include "likely.hpp"
 #include "err.hpp"
 
+#include <atomic>
+#include <stdint.h>
+
+//  Patched for zavro (vendor/README.md, patch 0006): how many peers ROUTER
+//  sockets of this process disconnected because their send queue was full
+//  (ZMQ_ROUTER_DISCONNECT_ON_HWM). libzmq tells the application no reason for
+//  a disconnect, and zavro counts these in its audit trail.
+static std::atomic<uint64_t> full_queue_cutoffs (0);
+
+extern "C" uint64_t zavro_zmq_full_queue_cutoffs (void)
+{
+    return full_queue_cutoffs.load (std::memory_order_relaxed);
+}
+
 zmq::router_t::router_t (class ctx_t *parent_, uint32_t tid_, int sid_) :
     routing_socket_base_t (parent_, tid_, sid_),
     _prefetched (false),
     _routing_id_sent (false),
     _current_in (NULL),
     _terminate_current_in (false),
+    _cut_off_current_in (false),
     _more_in (false),
     _current_out (NULL),
     _more_out (false),
@@ -50,7 +65,8 @@ zmq::router_t::router_t (class ctx_t *parent_, uint32_t tid_, int sid_) :
     //  raw_socket functionality in ROUTER is deprecated
     _raw_socket (false),
     _probe_router (false),
-    _handover (false)
+    _handover (false),
+    _disconnect_on_hwm (false)
 {
     options.type = ZMQ_ROUTER;
     options.recv_routing_id = true;
@@ -141,6 +157,14 @@ int zmq::router_t::xsetsockopt (int option_,
             }
             break;
 
+        //  Patched for zavro (vendor/README.md, patch 0006).
+        case ZMQ_ROUTER_DISCONNECT_ON_HWM:
+            if (is_int && value >= 0) {
+                _disconnect_on_hwm = (value != 0);
+                return 0;
+            }
+            break;
+
 #ifdef ZMQ_BUILD_DRAFT_API
         case ZMQ_ROUTER_NOTIFY:
             if (is_int && value >= 0
@@ -213,11 +237,18 @@ int zmq::router_t::xsend (msg_t *msg_)
                     // Check whether pipe is full or not
                     const bool pipe_full = !_current_out->check_hwm ();
                     out_pipe->active = false;
+
+                    //  Patched for zavro (vendor/README.md, patch 0006): a
+                    //  peer that lets its queue fill is disconnected; the
+                    //  message is dropped as it is without the option.
+                    const bool cut = pipe_full && _disconnect_on_hwm;
+                    if (cut)
+                        cut_off (_current_out);
                     _current_out = NULL;
 
                     if (_mandatory) {
                         _more_out = false;
-                        if (pipe_full)
+                        if (pipe_full && !cut)
                             errno = EAGAIN;
                         else
                             errno = EHOSTUNREACH;
@@ -302,6 +333,12 @@ int zmq::router_t::xrecv (msg_t *msg_)
         _more_in = (msg_->flags () & msg_t::more) != 0;
 
         if (!_more_in) {
+            //  Patched for zavro (patch 0006): first, so that the peer of a
+            //  pipe both handed over and full is disconnected too.
+            if (_cut_off_current_in) {
+                _current_in->terminate_and_disconnect ();
+                _cut_off_current_in = false;
+            }
             if (_terminate_current_in) {
                 _current_in->terminate (true);
                 _terminate_current_in = false;
@@ -330,6 +367,12 @@ int zmq::router_t::xrecv (msg_t *msg_)
         _more_in = (msg_->flags () & msg_t::more) != 0;
 
         if (!_more_in) {
+            //  Patched for zavro (patch 0006): first, so that the peer of a
+            //  pipe both handed over and full is disconnected too.
+            if (_cut_off_current_in) {
+                _current_in->terminate_and_disconnect ();
+                _cut_off_current_in = false;
+            }
             if (_terminate_current_in) {
                 _current_in->terminate (true);
                 _terminate_current_in = false;
@@ -447,6 +490,25 @@ int zmq::router_t::get_peer_state (const void *routing_id_,
     /** \todo does it make any sense to check the inpipe as well? */
 
     return res;
+}
+
+void zmq::router_t::cut_off (pipe_t *pipe_)
+{
+    //  Patched for zavro (vendor/README.md, patch 0006). Terminating the pipe
+    //  the application is reading a message from would leave that message
+    //  half read (fq_t asserts that the rest follows), so its peer is cut off
+    //  once the last part is read, as ZMQ_ROUTER_HANDOVER does.
+    if (pipe_ == _current_in) {
+        if (!_cut_off_current_in) {
+            _cut_off_current_in = true;
+            full_queue_cutoffs.fetch_add (1, std::memory_order_relaxed);
+        }
+        return;
+    }
+    //  A pipe already terminating (cut off before, its peer gone) is left
+    //  alone and not counted again.
+    if (pipe_->terminate_and_disconnect ())
+        full_queue_cutoffs.fetch_add (1, std::memory_order_relaxed);
 }
 
 bool zmq::router_t::identify_peer (pipe_t *pipe_, bool locally_initiated_)

@@ -74,6 +74,12 @@ class router_t : public routing_socket_base_t
     //  Receive peer id and update lookup map
     bool identify_peer (pipe_t *pipe_, bool locally_initiated_);
 
+    //  Patched for zavro (vendor/README.md, patch 0006): disconnects the
+    //  peer of a pipe whose send queue is full, at once or, when the
+    //  application is reading a message from it, once it has read the last
+    //  part.
+    void cut_off (pipe_t *pipe_);
+
     //  Fair queueing object for inbound pipes.
     fq_t _fq;
 
@@ -95,6 +101,10 @@ class router_t : public routing_socket_base_t
 
     //  Should current_in should be terminate after all parts received?
     bool _terminate_current_in;
+
+    //  Patched for zavro (patch 0006): should current_in's peer be
+    //  disconnected after all parts are received?
+    bool _cut_off_current_in;
 
     //  If true, more incoming message parts are expected.
     bool _more_in;
@@ -124,6 +134,12 @@ class router_t : public routing_socket_base_t
     // name collision. The new pipe will take the identity, the old pipe
     // will be terminated.
     bool _handover;
+
+    //  Patched for zavro (patch 0006): if true (ZMQ_ROUTER_DISCONNECT_ON_HWM),
+    //  a peer whose pipe is full when a message to it is sent is
+    //  disconnected, and the message dropped; if false, the message is only
+    //  dropped, as before.
+    bool _disconnect_on_hwm;
 
     ZMQ_NON_COPYABLE_NOR_MOVABLE (router_t)
 };

@@ -269,6 +269,11 @@ void zmq::session_base_t::pipe_terminated (pipe_t *pipe_)
     zmq_assert (pipe_ == _pipe || pipe_ == _zap_pipe
                 || _terminating_pipes.count (pipe_) == 1);
 
+    //  Patched for zavro (vendor/README.md, patch 0006): the socket cut this
+    //  connection off (a ROUTER with ZMQ_ROUTER_DISCONNECT_ON_HWM, whose peer
+    //  did not read what was queued for it).
+    const bool cut_off = pipe_ == _pipe && pipe_->disconnect_requested ();
+
     if (pipe_ == _pipe) {
         // If this is our current pipe, remove it
         _pipe = NULL;
@@ -288,6 +293,19 @@ void zmq::session_base_t::pipe_terminated (pipe_t *pipe_)
             _engine = NULL;
         }
         terminate ();
+    }
+
+    //  Patched for zavro (patch 0006): close the connection as the raw socket
+    //  does above, or as a connection that failed does if this end connected
+    //  (engine_error): the connecting side connects again, and its new pipe
+    //  starts empty.
+    else if (!is_terminating () && cut_off && _engine) {
+        _engine->terminate ();
+        _engine = NULL;
+        if (_active)
+            reconnect ();
+        else
+            terminate ();
     }
 
     //  If we are waiting for pending messages to be sent, at this point

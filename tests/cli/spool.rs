@@ -1,0 +1,398 @@
+//! `send --spool`: store and forward through real processes. A spool survives `send` killed with SIGKILL at
+//! several points (observed through the spool directory and the server's audit trail, never by sleeping), a
+//! server down for the whole send, and a request whose timestamp left the server's window while it waited; every
+//! record ends up stored exactly once (counted in `audit query --json` and the output file).
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, Stdio},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use serde_json::Value;
+
+use crate::{
+    common::{Server, TestEnv, on_both_backends, stderr_of, wait_until, zavro_process},
+    proxy::Proxy,
+};
+
+/// `n` NDJSON records `{"n": first}` … in order.
+fn records(range: std::ops::RangeInclusive<u64>) -> String {
+    range.map(|n| format!("{{\"n\":{n}}}\n")).collect()
+}
+
+/// The `n` of every record in the output file, in file order.
+fn output_numbers(env: &TestEnv) -> Vec<u64> {
+    env.output_lines()
+        .iter()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).expect("output lines are JSON");
+            value["n"].as_u64().expect("each record has its n")
+        })
+        .collect()
+}
+
+/// Panics unless every record 1..=n was stored exactly once: in the output file, and as `accepted` rows of the
+/// audit trail that are not duplicates (whose records add up to n).
+fn assert_stored_once(env: &TestEnv, n: u64) {
+    let mut numbers = output_numbers(env);
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=n).collect::<Vec<_>>(), "the output file");
+    let stored: Vec<Value> = env
+        .audit_sends()
+        .into_iter()
+        .filter(|row| row["status"] == "accepted" && row["reason"].is_null())
+        .collect();
+    let total: u64 = stored
+        .iter()
+        .map(|row| row["records"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, n, "records of stored requests in the audit trail");
+    let mut payload: Vec<u64> = stored
+        .iter()
+        .flat_map(|row| row["payload"].as_array().unwrap().clone())
+        .map(|record| record["n"].as_u64().unwrap())
+        .collect();
+    payload.sort_unstable();
+    assert_eq!(payload, (1..=n).collect::<Vec<_>>(), "stored payloads");
+    assert!(
+        stored.iter().all(|row| row["request_id"].is_string()),
+        "every spooled request carried its id: {stored:?}"
+    );
+    env.zavro().args(["audit", "verify"]).assert().success();
+}
+
+/// The spooled entries on disk (every segment, acknowledged or not) and the acknowledgement pointer.
+fn spool_state(dir: &Path) -> (Vec<zavro::spool::Entry>, u64) {
+    let mut entries = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|list| list.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    names.sort();
+    for path in names {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        if zavro::spool::segment::first_seq(name).is_some() {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            entries.extend(zavro::spool::segment::scan(&bytes).entries);
+        }
+    }
+    let acked = std::fs::read_to_string(dir.join("acked"))
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0);
+    (entries, acked)
+}
+
+/// Segment files left in the spool.
+fn segments(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| zavro::spool::segment::first_seq(e.file_name().to_str().unwrap()).is_some())
+        .count()
+}
+
+/// A `zavro send ENDPOINT --plaintext --spool DIR EXTRA…` running in the background with its stdin open.
+struct Sending {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Sending {
+    fn start(env: &TestEnv, endpoint: &str, key: &str, secret: &str, extra: &[&str]) -> Sending {
+        let mut cmd = zavro_process();
+        cmd.env("XDG_CONFIG_HOME", env.config_dir())
+            .env("ZAVRO_KEY", key)
+            .env("ZAVRO_SECRET", secret)
+            .arg("--db")
+            .arg(&env.db)
+            .args(["send", endpoint, "--plaintext", "--spool"])
+            .arg(spool_dir(env))
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn zavro send");
+        let stdin = child.stdin.take();
+        Sending { child, stdin }
+    }
+
+    fn write(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(text.as_bytes()).expect("write to send");
+        stdin.flush().expect("flush to send");
+    }
+
+    fn kill(mut self) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        kill(pid, Signal::SIGKILL).expect("SIGKILL send");
+        self.child.wait().expect("reap send");
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spool_dir(env: &TestEnv) -> PathBuf {
+    env.path("spool")
+}
+
+/// Accepted rows that stored records (not duplicates).
+fn stored_rows(env: &TestEnv) -> usize {
+    env.audit_sends()
+        .iter()
+        .filter(|row| row["status"] == "accepted" && row["reason"].is_null())
+        .count()
+}
+
+#[test]
+fn a_spool_survives_send_killed_at_several_points_and_stores_every_record_once() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = Server::start(&env, "127.0.0.1:*", &[]);
+    let one_per_request = ["--batch", "1", "--linger", "0"];
+
+    // 1. Killed once three requests are acknowledged: the pointer is durable, nothing is sent again.
+    let mut send = Sending::start(&env, server.endpoint(), &key, &secret, &one_per_request);
+    send.write(&records(1..=3));
+    wait_until("3 requests acknowledged in the spool", || {
+        spool_state(&spool_dir(&env)).1 == 3
+    });
+    send.kill();
+    assert_eq!(stored_rows(&env), 3);
+
+    // 2. Killed with requests stored by the server whose replies were lost on the way (a proxy mutes them from
+    //    the first request carrying a marker on): the spool still holds them as waiting.
+    let proxy = Proxy::muting_replies_after(server.endpoint(), b"mute-from-here");
+    let mut send = Sending::start(&env, &proxy.endpoint, &key, &secret, &one_per_request);
+    send.write("{\"n\":4,\"marker\":\"mute-from-here\"}\n");
+    send.write(&records(5..=6));
+    wait_until("the server to store 6 requests", || stored_rows(&env) == 6);
+    send.kill();
+    drop(proxy);
+    let (entries, acked) = spool_state(&spool_dir(&env));
+    assert_eq!(acked, 3, "nothing after the kill was acknowledged");
+    let waiting: Vec<u64> = entries.iter().map(|e| e.seq).filter(|s| *s >= 3).collect();
+    assert_eq!(waiting, [3, 4, 5]);
+
+    // 3. Killed before anything of this run is sent: the server is down and the spool fills from the input.
+    let dead = env.path("nobody.sock");
+    let dead = format!("ipc://{}", dead.display());
+    let mut send = Sending::start(
+        &env,
+        &dead,
+        &key,
+        &secret,
+        &["--batch", "1", "--linger", "0", "--timeout", "60"],
+    );
+    send.write(&records(7..=8));
+    wait_until("the older requests and 2 new ones spooled", || {
+        spool_state(&spool_dir(&env)).0.last().map(|e| e.seq) == Some(7)
+    });
+    send.kill();
+
+    // 4. The next send delivers what waits first, in order, then its own input: each record stored once.
+    env.zavro()
+        .args(["send", server.endpoint(), "--plaintext", "--spool"])
+        .arg(spool_dir(&env))
+        .env("ZAVRO_KEY", &key)
+        .env("ZAVRO_SECRET", &secret)
+        .write_stdin(records(9..=10))
+        .assert()
+        .success();
+    server.stop();
+    assert_stored_once(&env, 10);
+    let duplicates = env
+        .audit_sends()
+        .iter()
+        .filter(|row| row["reason"] == "duplicate")
+        .count();
+    assert_eq!(
+        duplicates, 3,
+        "the three stored requests whose replies were lost"
+    );
+    assert_eq!(
+        segments(&spool_dir(&env)),
+        0,
+        "acknowledged segments are deleted"
+    );
+    // In order: the output holds the records of each run in the order they were spooled.
+    let numbers = output_numbers(&env);
+    let after_three: Vec<u64> = numbers.iter().copied().filter(|n| *n > 6).collect();
+    assert_eq!(after_three, [7, 8, 9, 10]);
+}
+
+on_both_backends!(a_server_down_for_the_whole_send_leaves_everything_spooled_for_flush);
+
+fn a_server_down_for_the_whole_send_leaves_everything_spooled_for_flush(env: TestEnv) {
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let send = |extra: &[&str], input: String| {
+        env.zavro()
+            .args(["send", &socket, "--plaintext", "--spool"])
+            .arg(spool_dir(&env))
+            .args(["--batch", "2", "--timeout", "0.5", "--retries", "0"])
+            .args(extra)
+            .env("ZAVRO_KEY", &key)
+            .env("ZAVRO_SECRET", &secret)
+            .write_stdin(input)
+            .assert()
+    };
+    let down = send(&[], records(1..=7)).success();
+    let said = stderr_of(&down);
+    assert!(said.contains("4 requests wait in spool"), "{said}");
+    assert!(said.contains("--flush"), "{said}");
+    // --flush with the server still down delivers nothing: exit 5, everything still waiting.
+    let still = send(&["--flush"], String::new()).code(5);
+    assert!(
+        stderr_of(&still).contains("4 requests wait"),
+        "{}",
+        stderr_of(&still)
+    );
+
+    let server = Server::start(&env, &socket, &[]);
+    let flushed = send(&["--flush"], String::new()).success();
+    assert!(
+        stderr_of(&flushed).contains("accepted 7 records"),
+        "{}",
+        stderr_of(&flushed)
+    );
+    server.stop();
+    assert_stored_once(&env, 7);
+    assert_eq!(
+        output_numbers(&env),
+        (1..=7).collect::<Vec<_>>(),
+        "in order"
+    );
+    assert_eq!(segments(&spool_dir(&env)), 0);
+}
+
+#[test]
+fn a_request_whose_timestamp_left_the_window_is_signed_again_with_its_id_and_stored_once() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let send = |extra: &[&str], input: String| {
+        env.zavro()
+            .args(["send", &socket, "--plaintext", "--spool"])
+            .arg(spool_dir(&env))
+            .args(["--timeout", "0.5", "--retries", "0"])
+            .args(extra)
+            .env("ZAVRO_KEY", &key)
+            .env("ZAVRO_SECRET", &secret)
+            .write_stdin(input)
+            .assert()
+    };
+    send(&["--batch", "2"], records(1..=4)).success();
+    let (entries, _) = spool_state(&spool_dir(&env));
+    let spooled: Vec<(i64, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.request.envelope.timestamp,
+                e.request.envelope.id.clone().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(spooled.len(), 2);
+    // The server allows 2 s of skew: once the clock is 3 s past the newest timestamp, both are stale.
+    let newest = spooled.iter().map(|(t, _)| *t).max().unwrap();
+    wait_until("the spooled timestamps to leave a 2 s window", || {
+        zavro::timestamp::now_seconds() > newest + 3
+    });
+    let server = Server::start(&env, &socket, &["--max-skew", "2"]);
+    send(&["--flush"], String::new()).success();
+    server.stop();
+
+    assert_stored_once(&env, 4);
+    let sends = env.audit_sends();
+    let refused: Vec<&Value> = sends.iter().filter(|r| r["status"] == "rejected").collect();
+    // At least once each (a loaded machine may take a re-signed request past 2 s too).
+    assert!(refused.len() >= 2, "each was refused as stale: {sends:?}");
+    assert!(refused.iter().all(|r| r["reason"] == "clock_skew"));
+    let ids: Vec<String> = sends
+        .iter()
+        .filter(|r| r["status"] == "accepted")
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    let spooled_ids: Vec<String> = spooled.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(
+        ids, spooled_ids,
+        "stored under the ids they were spooled with"
+    );
+}
+
+#[test]
+fn a_second_sender_on_one_spool_is_refused_in_one_line() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = Server::start(&env, "127.0.0.1:*", &[]);
+    let mut first = Sending::start(&env, server.endpoint(), &key, &secret, &["--linger", "0"]);
+    first.write(&records(1..=1));
+    // Spooled, and maybe already acknowledged (then its segment is gone): the first sender is under way.
+    wait_until("the first sender to spool a request", || {
+        let (entries, acked) = spool_state(&spool_dir(&env));
+        !entries.is_empty() || acked > 0
+    });
+    let second = env
+        .zavro()
+        .args(["send", server.endpoint(), "--plaintext", "--spool"])
+        .arg(spool_dir(&env))
+        .env("ZAVRO_KEY", &key)
+        .env("ZAVRO_SECRET", &secret)
+        .write_stdin(records(2..=2))
+        .assert()
+        .code(1);
+    let said = stderr_of(&second);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.contains("is in use by another process"), "{said}");
+    first.kill();
+    server.stop();
+}
+
+#[test]
+fn a_full_spool_stops_the_input_says_so_and_exits_10_with_everything_read_spooled() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let send = |extra: &[&str], input: String| {
+        env.zavro()
+            .args(["send", &socket, "--plaintext", "--spool"])
+            .arg(spool_dir(&env))
+            .args([
+                "--timeout",
+                "0.5",
+                "--retries",
+                "0",
+                "--spool-max-size",
+                "4K",
+            ])
+            .args(extra)
+            .env("ZAVRO_KEY", &key)
+            .env("ZAVRO_SECRET", &secret)
+            .write_stdin(input)
+            .assert()
+    };
+    let full = send(&["--batch", "1"], records(1..=100)).code(10);
+    let said = stderr_of(&full);
+    let spooled = spool_state(&spool_dir(&env)).0.len() as u64;
+    assert!(spooled > 0 && spooled < 100, "{spooled}");
+    assert!(
+        said.contains(&format!("stopped reading input after record {spooled} ")),
+        "{said}"
+    );
+    assert!(said.contains("--spool-max-size"), "{said}");
+
+    let server = Server::start(&env, &socket, &[]);
+    send(&["--flush"], String::new()).success();
+    server.stop();
+    assert_stored_once(&env, spooled);
+}
