@@ -507,6 +507,19 @@ pub struct SendArgs {
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
 
+    /// Instead of stdin, follow FILE as `tail -F` does (repeat for several files): each line a JSON record, sent
+    /// as it is written, across rotation by rename and truncation, until SIGTERM or SIGINT. Needs --spool: where
+    /// reading stopped is saved in the spool with each request, so a restarted `send` resumes there and no line
+    /// is stored twice or lost. A file followed for the first time is read from its start; a line that is not
+    /// JSON is skipped with a warning.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "spool",
+        conflicts_with = "flush"
+    )]
+    pub follow: Vec<PathBuf>,
+
     /// With --spool: read no input, deliver what waits in the spool, and exit (0 once all is acknowledged;
     /// 5 if the server cannot be reached, the requests still waiting).
     #[arg(long, requires = "spool")]

@@ -457,6 +457,13 @@ impl Client {
         self.wait(Some(max), Some(input))
     }
 
+    /// Sends requests waiting for a connection, then waits at most `max` for replies, handling them and timeouts
+    /// as [`Client::submit`] does: for a sender whose input is not a socket (followed files, polled).
+    pub fn wait_for(&mut self, max: Duration) -> Result<(), ClientError> {
+        self.dispatch()?;
+        self.wait(Some(max), None)
+    }
+
     /// The accepted replies collected since the last call, in arrival order.
     pub fn take_accepted(&mut self) -> impl Iterator<Item = Accepted> + '_ {
         self.accepted.drain(..)

@@ -1,10 +1,16 @@
 //! `zavro send ENDPOINT…`: stream JSON records from stdin, encode and sign them in batches, and keep a window of
 //! requests in flight until every record is acknowledged. With `--spool DIR`, every request is made durable in
 //! the spool (`crate::spool`) before more input is read, and acknowledged there once the server stored it.
+//! With `--follow FILE`, the input is files followed as `tail -F` does (`crate::follow`), and each request is
+//! spooled with the position after its lines, so a restart resumes exactly there.
 
 use std::{
     collections::HashMap,
     io::{IsTerminal, Read},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -20,6 +26,7 @@ use crate::{
     config, credentials,
     endpoint::{self, Side},
     error::Error,
+    follow::{self, Checkpoint, Event, Follower, Requests, saved},
     input::InputError,
     protocol::Request,
     read_ahead::{Item, ReadAhead},
@@ -33,6 +40,10 @@ const MAX_SIGNINGS: u32 = 3;
 
 /// How long a wait for input lasts when no record is pending: only to look again, nothing is due.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+/// How often followed files are looked at when they are quiet: a line written is sent at most this late (plus
+/// the linger), and a quiet file costs a stat and an fstat this often.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Sends everything on stdin; succeeds only when the servers accepted every record.
 pub fn run(args: SendArgs) -> Result<(), Error> {
@@ -71,8 +82,15 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         )?),
         None => None,
     };
+    let following = !args.follow.is_empty();
+    let mut follow_saved = None;
     let mut input = match args.format {
         _ if args.flush => Input::Nothing,
+        InputFormat::Avro if following => {
+            return Err(Error::Usage(
+                "--follow reads JSON lines; --format avro applies to stdin".into(),
+            ));
+        }
         InputFormat::Json => {
             let encoder = match &args.schema {
                 None => BatchEncoder::new(codec(args.codec)),
@@ -85,10 +103,18 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
                     BatchEncoder::with_schema(codec(args.codec), schema)
                 }
             };
-            Input::Json {
-                records: ReadAhead::spawn(std::io::stdin(), &context)
-                    .map_err(|e| Error::Other(e.to_string()))?,
-                batcher: Batcher::new(encoder, limits),
+            let batcher = Batcher::new(encoder, limits);
+            match &spool {
+                Some(spool) if following => {
+                    let (input, saved) = Following::start(&args.follow, spool, batcher)?;
+                    follow_saved = Some(saved);
+                    Input::Follow(Box::new(input))
+                }
+                _ => Input::Json {
+                    records: ReadAhead::spawn(std::io::stdin(), &context)
+                        .map_err(|e| Error::Other(e.to_string()))?,
+                    batcher,
+                },
             }
         }
         InputFormat::Avro => {
@@ -106,11 +132,15 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         }
     };
     // The first batch is read and encoded before the secret is asked for, so input that is not JSON sends
-    // nothing and asks nothing.
-    let mut next = match input.next(None)? {
-        Next::Batch(batch) => Some(batch),
-        Next::End => None,
-        Next::Bad(e) => return Err(e),
+    // nothing and asks nothing. Followed files may stay quiet for hours: their first batch is waited for once
+    // the sender is up and delivering what waits in the spool.
+    let mut next = match &input {
+        Input::Follow(_) => None,
+        _ => match input.next(None)? {
+            Next::Batch(batch, position) => Some((batch, position)),
+            Next::End => None,
+            Next::Bad(e) => return Err(e),
+        },
     };
 
     let secret = match asked_first {
@@ -137,19 +167,28 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         progress: Progress::new(),
         requests: 0,
         last_audit_id: None,
-        spooling: spool.map(Spooling::new),
+        spooling: spool.map(|spool| Spooling::new(spool, follow_saved)),
     };
     // What waited in the spool goes first, in order, before any new input.
     sender.deliver_waiting()?;
+    let mut started = !matches!(input, Input::Follow(_));
     let stopped = loop {
-        let Some(batch) = next else {
+        if !started {
+            started = true;
+            next = match input.next(Some(&mut sender))? {
+                Next::Batch(batch, position) => Some((batch, position)),
+                Next::End => None,
+                Next::Bad(e) => break Stop::BadInput(e),
+            };
+        }
+        let Some((batch, position)) = next else {
             break Stop::End;
         };
-        if let Err(full) = sender.submit(batch) {
+        if let Err(full) = sender.submit(batch, position) {
             break full.into_stop()?;
         }
         next = match input.next(Some(&mut sender))? {
-            Next::Batch(batch) => Some(batch),
+            Next::Batch(batch, position) => Some((batch, position)),
             Next::End => None,
             Next::Bad(e) => break Stop::BadInput(e),
         };
@@ -232,8 +271,8 @@ impl Sender<'_> {
 
 /// What the input gives next.
 enum Next {
-    /// A request's worth of records.
-    Batch(Batch),
+    /// A request's worth of records, and for followed files where reading resumes after them.
+    Batch(Batch, Option<Checkpoint>),
     /// The input ended and every record was handed out.
     End,
     /// The input is bad here: what came before it was handed out, nothing after it is.
@@ -251,6 +290,8 @@ enum Input {
     },
     /// An Avro container file, already cut into payloads.
     Avro(std::vec::IntoIter<Batch>),
+    /// Followed files (`--follow`).
+    Follow(Box<Following>),
 }
 
 impl Input {
@@ -259,8 +300,13 @@ impl Input {
     fn next(&mut self, mut sender: Option<&mut Sender>) -> Result<Next, Error> {
         let (records, batcher) = match self {
             Input::Json { records, batcher } => (records, batcher),
-            Input::Avro(batches) => return Ok(batches.next().map_or(Next::End, Next::Batch)),
+            Input::Avro(batches) => {
+                return Ok(batches
+                    .next()
+                    .map_or(Next::End, |batch| Next::Batch(batch, None)));
+            }
             Input::Nothing => return Ok(Next::End),
+            Input::Follow(following) => return following.next(sender),
         };
         loop {
             match records.try_next() {
@@ -269,13 +315,13 @@ impl Input {
                         return Ok(Next::Bad(e.into()));
                     }
                     if let Some(batch) = batcher.take_full() {
-                        return Ok(Next::Batch(batch));
+                        return Ok(Next::Batch(batch, None));
                     }
                 }
                 Some(Item::Failed(e)) => return Ok(Next::Bad(e.into())),
                 Some(Item::End) => {
                     return Ok(match batcher.take_rest() {
-                        Ok(batch) => batch.map_or(Next::End, Next::Batch),
+                        Ok(batch) => batch.map_or(Next::End, |batch| Next::Batch(batch, None)),
                         Err(e) => Next::Bad(e.into()),
                     });
                 }
@@ -283,7 +329,7 @@ impl Input {
                     // Nothing more is at hand: a lingering request goes now, with every record read so far.
                     let now = Instant::now();
                     match batcher.take_due(now) {
-                        Ok(Some(batch)) => return Ok(Next::Batch(batch)),
+                        Ok(Some(batch)) => return Ok(Next::Batch(batch, None)),
                         Ok(None) => {}
                         Err(e) => return Ok(Next::Bad(e.into())),
                     }
@@ -297,6 +343,114 @@ impl Input {
                             .map_err(|e| Error::Other(format!("cannot wait for input: {e}")))?,
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Files followed as `tail -F` does, their lines cut into requests, each with the position after its lines;
+/// until SIGTERM or SIGINT, then the lines read so far go as the last requests.
+struct Following {
+    follower: Follower,
+    requests: Requests,
+    /// Set by SIGTERM or SIGINT.
+    stop: Arc<AtomicBool>,
+}
+
+/// Where a followed file's reading resumes, as the spool holds it: the newest position spooled with a request,
+/// and the sequence number of the one saved beside the spool (`follow::saved`) for when that request's segment
+/// is deleted.
+struct FollowSaved {
+    newest: Option<(u64, Checkpoint)>,
+    saved_seq: Option<u64>,
+}
+
+impl Following {
+    /// Follows `paths` from where the spool says reading stopped (from the start of each file the first time).
+    fn start(
+        paths: &[std::path::PathBuf],
+        spool: &Spool,
+        batcher: Batcher,
+    ) -> Result<(Following, FollowSaved), Error> {
+        let other = |e: &dyn std::fmt::Display| Error::Other(e.to_string());
+        let saved = saved::load(spool.dir()).map_err(|e| other(&e))?;
+        let mut spooled = None;
+        for entry in spool.pending() {
+            let entry = entry?;
+            if !entry.position.is_empty() {
+                let checkpoint = Checkpoint::from_bytes(&entry.position).map_err(|e| other(&e))?;
+                spooled = Some((entry.seq, checkpoint));
+            }
+        }
+        let saved_seq = saved.as_ref().map(|s| s.seq);
+        let resume = saved::resume_point(saved, spooled.clone());
+        let newest = spooled.filter(|(seq, _)| saved_seq.is_none_or(|saved| *seq > saved));
+        let (follower, start, notices) = Follower::new(
+            paths,
+            resume.as_ref(),
+            follow::Settings::default(),
+            Instant::now(),
+        )
+        .map_err(|e| other(&e))?;
+        for notice in notices {
+            eprintln!("zavro: {notice}");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(signal, Arc::clone(&stop))
+                .map_err(|e| Error::Other(format!("cannot handle signals: {e}")))?;
+        }
+        let requests = Requests::new(batcher, follower.paths(), start);
+        let following = Following {
+            follower,
+            requests,
+            stop,
+        };
+        Ok((following, FollowSaved { newest, saved_seq }))
+    }
+
+    /// The next request's worth of lines, waiting (and handling replies) while the files are quiet; after
+    /// SIGTERM or SIGINT, what was read, then the end.
+    fn next(&mut self, mut sender: Option<&mut Sender>) -> Result<Next, Error> {
+        let batch = |followed: follow::FollowedBatch| {
+            Next::Batch(followed.batch, Some(followed.checkpoint))
+        };
+        loop {
+            if let Some(followed) = self.requests.take_full() {
+                return Ok(batch(followed));
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(self.requests.take_rest()?.map_or(Next::End, batch));
+            }
+            let now = Instant::now();
+            let events = self
+                .follower
+                .poll(now)
+                .map_err(|e| Error::Other(e.to_string()))?;
+            let quiet = events.is_empty();
+            for event in events {
+                if let Event::Notice(notice) = &event {
+                    eprintln!("zavro: {notice}");
+                }
+                if let Some(refused) = self.requests.push(event, now)? {
+                    eprintln!("zavro: {refused}");
+                }
+            }
+            if !quiet {
+                continue;
+            }
+            if let Some(followed) = self.requests.take_due(now)? {
+                return Ok(batch(followed));
+            }
+            let max = self
+                .requests
+                .deadline()
+                .map_or(FOLLOW_INTERVAL, |deadline| {
+                    deadline.saturating_duration_since(now).min(FOLLOW_INTERVAL)
+                });
+            match sender.as_deref_mut() {
+                Some(sender) => sender.wait_without_input(max)?,
+                None => std::thread::sleep(max),
             }
         }
     }
@@ -327,6 +481,8 @@ struct Spooling {
     spooled_records: u64,
     /// Requests that waited in the spool from an earlier run.
     waited: u64,
+    /// With `--follow`: the newest position spooled, and which one is saved beside the spool.
+    follow: Option<FollowSaved>,
 }
 
 /// A spooled request on its way.
@@ -338,7 +494,7 @@ struct Spooled {
 }
 
 impl Spooling {
-    fn new(spool: Spool) -> Spooling {
+    fn new(spool: Spool, follow: Option<FollowSaved>) -> Spooling {
         Spooling {
             waited: spool.waiting(),
             spool,
@@ -346,7 +502,25 @@ impl Spooling {
             offline: None,
             spooled_requests: 0,
             spooled_records: 0,
+            follow,
         }
+    }
+
+    /// Makes acknowledgements durable; with `--follow`, first saves the newest position beside the spool, since
+    /// committing may delete the segment of the request that carries it.
+    fn commit_acks(&mut self) -> Result<(), Error> {
+        if let Some(follow) = &mut self.follow
+            && let Some((seq, checkpoint)) = &follow.newest
+            && follow.saved_seq.is_none_or(|saved| *seq > saved)
+        {
+            let saved = saved::Saved {
+                seq: *seq,
+                checkpoint: checkpoint.clone(),
+            };
+            saved::store(self.spool.dir(), &saved).map_err(|e| Error::Other(e.to_string()))?;
+            follow.saved_seq = Some(*seq);
+        }
+        Ok(self.spool.commit_acks()?)
     }
 
     /// The run's last words with a spool, and its outcome: 0 once everything read is spooled (and, when the
@@ -418,7 +592,7 @@ impl Sender<'_> {
 
     /// Signs and queues a request, waiting while the window is full. With a spool, the request (with a new
     /// request id) is made durable in it first; a full spool refuses it, and nothing of it is sent.
-    fn submit(&mut self, batch: Batch) -> Result<(), Refused> {
+    fn submit(&mut self, batch: Batch, position: Option<Checkpoint>) -> Result<(), Refused> {
         if self.spooling.is_none() {
             let request = self.sign(None, batch.payload)?;
             self.client.submit(&request, batch.records)?;
@@ -430,11 +604,24 @@ impl Sender<'_> {
         let Some(spooling) = self.spooling.as_mut() else {
             return Ok(());
         };
-        let seq = match spooling.spool.append(&request, batch.records) {
+        let position_bytes = match &position {
+            Some(checkpoint) => checkpoint
+                .to_bytes()
+                .map_err(|e| Error::Other(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let appended =
+            spooling
+                .spool
+                .append_with_position(&request, batch.records, &position_bytes);
+        let seq = match appended {
             Ok(seq) => seq,
             Err(full @ SpoolError::Full { .. }) => return Err(Refused::Full(full)),
             Err(e) => return Err(Error::from(e).into()),
         };
+        if let (Some(follow), Some(checkpoint)) = (&mut spooling.follow, position) {
+            follow.newest = Some((seq, checkpoint));
+        }
         spooling.spooled_requests += 1;
         spooling.spooled_records += batch.records;
         Ok(self.deliver(seq, request, batch.records)?)
@@ -532,6 +719,18 @@ impl Sender<'_> {
         self.collect()
     }
 
+    /// Handles replies for at most `max`, for an input that is no socket (followed files); only waits when the
+    /// server was found unreachable.
+    fn wait_without_input(&mut self, max: Duration) -> Result<(), Error> {
+        if self.offline() {
+            std::thread::sleep(max);
+            return Ok(());
+        }
+        let waited = self.client.wait_for(max);
+        self.reachable(waited)?;
+        self.collect()
+    }
+
     /// Takes in the replies collected so far: acknowledgements move the spool's pointer (durably), and stale
     /// spooled requests are signed again, same id and payload, and sent.
     fn collect(&mut self) -> Result<(), Error> {
@@ -548,7 +747,7 @@ impl Sender<'_> {
             spooling.in_flight.remove(&reply.tag);
         }
         if !accepted.is_empty() {
-            spooling.spool.commit_acks()?;
+            spooling.commit_acks()?;
         }
         let stale: Vec<u64> = self.client.take_stale().collect();
         for seq in stale {

@@ -212,10 +212,22 @@ impl Spool {
     /// written and the segment `fsync`ed, and a new segment's directory entry `fsync`ed too. Fails with
     /// [`SpoolError::Full`], writing nothing, when it would take the spool past its limit.
     pub fn append(&mut self, request: &Request, records: u64) -> Result<u64, SpoolError> {
+        self.append_with_position(request, records, &[])
+    }
+
+    /// [`Spool::append`] with `position` (opaque here; `send --follow` keeps where reading resumes after this
+    /// request's lines) in the same record: durable together, or not at all.
+    pub fn append_with_position(
+        &mut self,
+        request: &Request,
+        records: u64,
+        position: &[u8],
+    ) -> Result<u64, SpoolError> {
         let entry = Entry {
             seq: self.next_seq,
             records,
             request: request.clone(),
+            position: position.to_vec(),
         };
         let bytes = segment::encode(&entry);
         let size = self.size();

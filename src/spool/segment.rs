@@ -4,12 +4,15 @@
 //! ```text
 //! segment file  = "ZVSPOOL1" record*
 //! record        = body_len: u32 LE | crc32(body): u32 LE | body
-//! body          = seq: u64 LE | records: u64 LE | envelope_len: u16 LE | envelope | payload (the rest)
+//! body          = seq: u64 LE | records: u64 LE | envelope_len: u16 LE | position_len: u32 LE | envelope
+//!                 | position | payload (the rest)
 //! ```
 //!
 //! `envelope` is the request's envelope frame as sent (PROTOCOL.md: JSON with key, timestamp, nonce, id and
 //! signature), `payload` its payload frame: the signed request itself, so a resend is byte-identical until the
-//! server finds its timestamp stale.
+//! server finds its timestamp stale. `position` is empty, except for `send --follow`: where reading the followed
+//! files resumes after this request's lines (`crate::follow::Checkpoint` as JSON), in the same record so that
+//! a crash cannot keep one without the other.
 //!
 //! Segments are named by the sequence number of their first record, `{seq:020}.seg`, so a directory listing
 //! sorted by name is the spool's order.
@@ -25,8 +28,8 @@ pub const SUFFIX: &str = ".seg";
 /// Bytes of a record's framing (length and checksum) before its body.
 const FRAME: usize = 8;
 
-/// Bytes of a body before its envelope: sequence number, record count, envelope length.
-const BODY_HEAD: usize = 18;
+/// Bytes of a body before its envelope: sequence number, record count, envelope length, position length.
+const BODY_HEAD: usize = 22;
 
 /// Largest body a reader accepts: far above a request's 1 MiB payload, far below what a damaged length could
 /// make a reader allocate.
@@ -43,6 +46,8 @@ pub struct Entry {
     pub records: u64,
     /// The request.
     pub request: Request,
+    /// Opaque to the spool: for `send --follow`, where reading resumes after this request's lines; else empty.
+    pub position: Vec<u8>,
 }
 
 /// The name of the segment whose first record has sequence number `seq`.
@@ -62,14 +67,17 @@ pub fn first_seq(name: &str) -> Option<u64> {
 pub fn encode(entry: &Entry) -> Vec<u8> {
     let [_, envelope, payload] = entry.request.to_frames();
     let envelope_len = u16::try_from(envelope.len()).unwrap_or(u16::MAX);
-    let body_len = BODY_HEAD + envelope.len() + payload.len();
+    let position_len = u32::try_from(entry.position.len()).unwrap_or(u32::MAX);
+    let body_len = BODY_HEAD + envelope.len() + entry.position.len() + payload.len();
     let mut out = Vec::with_capacity(FRAME + body_len);
     out.extend_from_slice(&u32::try_from(body_len).unwrap_or(u32::MAX).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&entry.seq.to_le_bytes());
     out.extend_from_slice(&entry.records.to_le_bytes());
     out.extend_from_slice(&envelope_len.to_le_bytes());
+    out.extend_from_slice(&position_len.to_le_bytes());
     out.extend_from_slice(&envelope);
+    out.extend_from_slice(&entry.position);
     out.extend_from_slice(&payload);
     let crc = crc32fast::hash(&out[FRAME..]);
     out[4..FRAME].copy_from_slice(&crc.to_le_bytes());
@@ -134,9 +142,12 @@ fn decode(bytes: &[u8]) -> Option<(Entry, usize)> {
     }
     let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
     let records = u64::from_le_bytes(body[8..16].try_into().ok()?);
-    let envelope_len = usize::from(u16::from_le_bytes(body[16..BODY_HEAD].try_into().ok()?));
+    let envelope_len = usize::from(u16::from_le_bytes(body[16..18].try_into().ok()?));
+    let position_len = u32::from_le_bytes(body[18..BODY_HEAD].try_into().ok()?) as usize;
     let envelope = body.get(BODY_HEAD..BODY_HEAD + envelope_len)?;
-    let payload = &body[BODY_HEAD + envelope_len..];
+    let position_at = BODY_HEAD + envelope_len;
+    let position = body.get(position_at..position_at.checked_add(position_len)?)?;
+    let payload = &body[position_at + position_len..];
     let frames = [
         PROTOCOL_VERSION.as_bytes().to_vec(),
         envelope.to_vec(),
@@ -148,6 +159,7 @@ fn decode(bytes: &[u8]) -> Option<(Entry, usize)> {
             seq,
             records,
             request,
+            position: position.to_vec(),
         },
         FRAME + body_len,
     ))
@@ -169,6 +181,11 @@ mod tests {
                 Some(&format!("id-{seq:016}")),
                 payload.to_vec(),
             ),
+            position: if seq % 2 == 1 {
+                format!("{{\"after\": {seq}}}").into_bytes()
+            } else {
+                Vec::new()
+            },
         }
     }
 

@@ -11,6 +11,7 @@ mod connections;
 mod crash;
 mod end_to_end;
 mod endless_messages;
+mod follow;
 mod help;
 mod hostile;
 mod hygiene;

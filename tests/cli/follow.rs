@@ -1,0 +1,213 @@
+//! `send --follow FILE --spool DIR` against a real server: lines appended while it runs, a rotation by rename
+//! (with lines written to the renamed file), a truncation, and `send` killed with SIGKILL and started again;
+//! every line is stored exactly once, which the server's output file and the audit trail both show.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Child, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+use serde_json::Value;
+
+use crate::common::{DEADLINE, TestEnv, wait_until, zavro_process};
+
+/// A running `zavro send --follow`, killed when dropped if the test did not stop it.
+struct Following {
+    child: Option<Child>,
+    stderr: PathBuf,
+}
+
+impl Following {
+    /// Starts `zavro send ENDPOINT --plaintext --follow LOG --spool SPOOL` with the key and secret in the
+    /// environment; its stderr goes to `stderr` (appended, so restarts keep what earlier runs said).
+    fn start(
+        endpoint: &str,
+        key: &str,
+        secret: &str,
+        log: &Path,
+        spool: &Path,
+        stderr: &Path,
+    ) -> Following {
+        let err = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stderr)
+            .unwrap();
+        let child = zavro_process()
+            .args([
+                "send",
+                endpoint,
+                "--plaintext",
+                "--linger",
+                "20ms",
+                "--follow",
+            ])
+            .arg(log)
+            .arg("--spool")
+            .arg(spool)
+            .env("ZAVRO_KEY", key)
+            .env("ZAVRO_SECRET", secret)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn zavro send --follow");
+        Following {
+            child: Some(child),
+            stderr: stderr.to_path_buf(),
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        let child = self.child.as_ref().expect("running");
+        Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"))
+    }
+
+    /// Sends `signal` and waits (bounded) for the exit.
+    fn signal(mut self, signal: Signal) -> ExitStatus {
+        kill(self.pid(), signal).expect("signal send");
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for send") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "send --follow did not exit within {DEADLINE:?} of {signal}; stderr: {}",
+                    fs::read_to_string(&self.stderr).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Appends records `numbers` as JSON lines through `file`.
+fn write_records(file: &mut File, numbers: std::ops::RangeInclusive<u64>) {
+    let text: String = numbers.map(|n| format!("{{\"n\":{n}}}\n")).collect();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+fn appender(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}
+
+/// The `n` of every record the server wrote, in the order written.
+fn stored(env: &TestEnv) -> Vec<u64> {
+    env.output_lines()
+        .iter()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).expect("the output is JSON lines");
+            value["n"].as_u64().expect("every record has n")
+        })
+        .collect()
+}
+
+/// Waits until the server has stored `count` records (or more: then the check after it fails).
+fn wait_for_records(env: &TestEnv, count: usize, stderr: &Path) {
+    wait_until(&format!("{count} records stored"), || {
+        let stored = env.output_lines().len();
+        assert!(
+            stored <= count,
+            "{stored} records stored, more than the {count} written; send said: {}",
+            fs::read_to_string(stderr).unwrap_or_default()
+        );
+        stored == count
+    });
+}
+
+/// Asserts that records 1..=`last` were each stored exactly once, in the output file and in the audit trail.
+fn assert_each_once(env: &TestEnv, last: u64) {
+    let mut numbers = stored(env);
+    numbers.sort_unstable();
+    let expected: Vec<u64> = (1..=last).collect();
+    assert_eq!(numbers, expected, "every line stored exactly once");
+    let audited: u64 = env
+        .audit_sends()
+        .iter()
+        .filter(|row| row["status"] == "accepted")
+        .map(|row| {
+            row["records"]
+                .as_u64()
+                .expect("a send row counts its records")
+        })
+        .sum();
+    assert_eq!(audited, last, "the audit trail counts each record once");
+}
+
+#[test]
+fn follow_stores_every_line_once_across_rotation_truncation_and_sigkill() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = env.start_server();
+    let log = env.path("app.log");
+    let rotated = env.path("app.log.1");
+    let spool = env.path("spool");
+    let stderr = env.path("send.err");
+    let start = || Following::start(server.endpoint(), &key, &secret, &log, &spool, &stderr);
+
+    // Lines written before send starts, then while it runs.
+    let mut writer = appender(&log);
+    write_records(&mut writer, 1..=20);
+    let send = start();
+    write_records(&mut writer, 21..=50);
+    wait_for_records(&env, 50, &stderr);
+
+    // Rotation by rename: the writer goes on in the renamed file before it reopens the path.
+    fs::rename(&log, &rotated).unwrap();
+    write_records(&mut writer, 51..=60);
+    let mut writer = appender(&log);
+    write_records(&mut writer, 61..=70);
+    wait_for_records(&env, 70, &stderr);
+
+    // Truncation (copytruncate's way) once everything before it was stored, then new lines from byte 0.
+    writer.set_len(0).unwrap();
+    write_records(&mut writer, 71..=80);
+    wait_for_records(&env, 80, &stderr);
+
+    // SIGKILL right after lines are written, lines written while send is down, a restart: five times.
+    let mut send = send;
+    let mut last = 80;
+    for _ in 0..5 {
+        write_records(&mut writer, last + 1..=last + 20);
+        let status = send.signal(Signal::SIGKILL);
+        assert!(!status.success(), "killed: {status:?}");
+        write_records(&mut writer, last + 21..=last + 40);
+        last += 40;
+        send = start();
+    }
+    wait_for_records(&env, last as usize, &stderr);
+
+    // SIGTERM ends it cleanly.
+    let status = send.signal(Signal::SIGTERM);
+    assert!(
+        status.success(),
+        "send --follow exits 0 on SIGTERM: {status:?}; stderr: {}",
+        fs::read_to_string(&stderr).unwrap_or_default()
+    );
+    assert_each_once(&env, last);
+    server.stop();
+}
