@@ -45,6 +45,10 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// the linger), and a quiet file costs a stat and an fstat this often.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How long `send --follow` spools only, once the server could not be reached, before it connects again and
+/// sends what waits in the spool.
+const FOLLOW_RETRY: Duration = Duration::from_secs(5);
+
 /// Sends everything on stdin; succeeds only when the servers accepted every record.
 pub fn run(args: SendArgs) -> Result<(), Error> {
     let profile = config::profile(args.profile.as_deref())?;
@@ -156,6 +160,13 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         key: key.clone(),
         secret: secret.clone(),
     };
+    // Following runs for as long as the files are written: a server found unreachable is tried again later.
+    let reconnect = following.then(|| Reconnect {
+        context: context.clone(),
+        endpoints: endpoints.clone(),
+        settings,
+        transport: transport.clone(),
+    });
     let mut client = Client::connect(&context, &endpoints, settings, transport, identity)?;
     if spool.is_some() {
         client.return_stale_requests();
@@ -168,6 +179,9 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         requests: 0,
         last_audit_id: None,
         spooling: spool.map(|spool| Spooling::new(spool, follow_saved)),
+        reconnect,
+        retry_at: None,
+        accepted_earlier: 0,
     };
     // What waited in the spool goes first, in order, before any new input.
     sender.deliver_waiting()?;
@@ -466,6 +480,20 @@ struct Sender<'a> {
     last_audit_id: Option<i64>,
     /// With `--spool`: the spool and what is in flight from it.
     spooling: Option<Spooling>,
+    /// With `--follow`: how to connect again after the server was found unreachable.
+    reconnect: Option<Reconnect>,
+    /// When to connect again.
+    retry_at: Option<Instant>,
+    /// Records accepted over connections given up (see `reconnect`).
+    accepted_earlier: u64,
+}
+
+/// What [`Client::connect`] needs, kept to connect again.
+struct Reconnect {
+    context: zmq::Context,
+    endpoints: Vec<String>,
+    settings: client::Settings,
+    transport: client::Transport,
 }
 
 /// `send --spool`: the spool, the requests sent from it and not yet acknowledged, and whether the server can
@@ -528,7 +556,7 @@ impl Spooling {
     fn report(self, sender: &Sender, stopped: Stop, flush: bool) -> Result<(), Error> {
         let dir = self.spool.dir().display();
         let waiting = self.spool.waiting();
-        let accepted = sender.client.accepted_records();
+        let accepted = sender.accepted_records();
         let read = match self.spooled_requests {
             0 if flush => String::new(),
             n => format!(
@@ -723,12 +751,60 @@ impl Sender<'_> {
     /// server was found unreachable.
     fn wait_without_input(&mut self, max: Duration) -> Result<(), Error> {
         if self.offline() {
+            let now = Instant::now();
+            match self.retry_at {
+                None => {
+                    if let Some(why) = self.spooling.as_ref().and_then(|s| s.offline.as_ref()) {
+                        eprintln!(
+                            "zavro: the server could not be reached ({why}); spooling, and trying again every {}s",
+                            FOLLOW_RETRY.as_secs()
+                        );
+                    }
+                    self.retry_at = Some(now + FOLLOW_RETRY);
+                }
+                Some(at) if now >= at && self.reconnect.is_some() => {
+                    self.retry_at = None;
+                    return self.connect_again();
+                }
+                Some(_) => {}
+            }
             std::thread::sleep(max);
             return Ok(());
         }
         let waited = self.client.wait_for(max);
         self.reachable(waited)?;
         self.collect()
+    }
+
+    /// Records accepted in this run.
+    fn accepted_records(&self) -> u64 {
+        self.accepted_earlier + self.client.accepted_records()
+    }
+
+    /// Connects again after the server was found unreachable, and sends what waits in the spool, in order.
+    fn connect_again(&mut self) -> Result<(), Error> {
+        let Some(reconnect) = &self.reconnect else {
+            return Ok(());
+        };
+        let identity = Identity {
+            key: self.key.to_owned(),
+            secret: self.secret.clone(),
+        };
+        let mut client = Client::connect(
+            &reconnect.context,
+            &reconnect.endpoints,
+            reconnect.settings,
+            reconnect.transport.clone(),
+            identity,
+        )?;
+        client.return_stale_requests();
+        self.accepted_earlier += self.client.accepted_records();
+        self.client = client;
+        if let Some(spooling) = self.spooling.as_mut() {
+            spooling.offline = None;
+            spooling.in_flight.clear();
+        }
+        self.deliver_waiting()
     }
 
     /// Takes in the replies collected so far: acknowledgements move the spool's pointer (durably), and stale
@@ -738,7 +814,7 @@ impl Sender<'_> {
         if let Some(last) = accepted.last() {
             self.last_audit_id = Some(last.audit_id);
         }
-        self.progress.set(self.client.accepted_records());
+        self.progress.set(self.accepted_records());
         let Some(spooling) = self.spooling.as_mut() else {
             return Ok(());
         };

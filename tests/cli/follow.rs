@@ -16,7 +16,7 @@ use nix::{
 };
 use serde_json::Value;
 
-use crate::common::{DEADLINE, TestEnv, wait_until, zavro_process};
+use crate::common::{DEADLINE, Server, TestEnv, wait_until, zavro_process};
 
 /// A running `zavro send --follow`, killed when dropped if the test did not stop it.
 struct Following {
@@ -35,6 +35,19 @@ impl Following {
         spool: &Path,
         stderr: &Path,
     ) -> Following {
+        Following::start_with(endpoint, key, secret, log, spool, stderr, &[])
+    }
+
+    /// [`Following::start`] with extra arguments.
+    fn start_with(
+        endpoint: &str,
+        key: &str,
+        secret: &str,
+        log: &Path,
+        spool: &Path,
+        stderr: &Path,
+        extra: &[&str],
+    ) -> Following {
         let err = OpenOptions::new()
             .create(true)
             .append(true)
@@ -52,6 +65,7 @@ impl Following {
             .arg(log)
             .arg("--spool")
             .arg(spool)
+            .args(extra)
             .env("ZAVRO_KEY", key)
             .env("ZAVRO_SECRET", secret)
             .stdin(Stdio::null())
@@ -209,5 +223,66 @@ fn follow_stores_every_line_once_across_rotation_truncation_and_sigkill() {
         fs::read_to_string(&stderr).unwrap_or_default()
     );
     assert_each_once(&env, last);
+    server.stop();
+}
+
+/// Records in the spool's requests not acknowledged yet, read from its segment files (format in
+/// src/spool/segment.rs) and its `acked` pointer.
+fn waiting_records(spool: &Path) -> u64 {
+    let acked: u64 = fs::read_to_string(spool.join("acked"))
+        .map(|text| text.trim().parse().expect("acked holds a number"))
+        .unwrap_or(0);
+    let Ok(dir) = fs::read_dir(spool) else {
+        return 0;
+    };
+    dir.map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .flat_map(|path| zavro::spool::segment::scan(&fs::read(path).unwrap()).entries)
+        .filter(|entry| entry.seq >= acked)
+        .map(|entry| entry.records)
+        .sum()
+}
+
+#[test]
+fn follow_with_the_server_down_spools_resumes_from_the_spool_after_sigkill_and_delivers_once_it_is_back()
+ {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    // A server only to learn a free port, stopped: nothing listens there while send starts.
+    let endpoint = env.start_server().endpoint().to_owned();
+    let bind = endpoint.trim_start_matches("tcp://").to_owned();
+    let log = env.path("app.log");
+    let spool = env.path("spool");
+    let stderr = env.path("send.err");
+    let quick = ["--timeout", "0.5", "--retries", "0"];
+    let start = || Following::start_with(&endpoint, &key, &secret, &log, &spool, &stderr, &quick);
+
+    // Everything is spooled, nothing acknowledged; then send is killed: only the spooled requests' positions
+    // say where it stopped.
+    let mut writer = appender(&log);
+    write_records(&mut writer, 1..=30);
+    let send = start();
+    wait_until("30 records spooled", || waiting_records(&spool) == 30);
+    assert!(!send.signal(Signal::SIGKILL).success());
+    write_records(&mut writer, 31..=40);
+
+    // The server is back: the restarted send delivers what waited, then reads on from where the spool says.
+    let server = Server::start(&env, &bind, &[]);
+    let send = start();
+    wait_for_records(&env, 40, &stderr);
+
+    // The server goes away while send runs, and comes back: send spools meanwhile and connects again.
+    server.stop();
+    write_records(&mut writer, 41..=50);
+    wait_until("10 more records spooled", || waiting_records(&spool) == 10);
+    wait_until("send to find the server gone", || {
+        fs::read_to_string(&stderr).is_ok_and(|said| said.contains("could not be reached"))
+    });
+    let server = Server::start(&env, &bind, &[]);
+    wait_for_records(&env, 50, &stderr);
+
+    let status = send.signal(Signal::SIGTERM);
+    assert!(status.success(), "{status:?}");
+    assert_each_once(&env, 50);
     server.stop();
 }
