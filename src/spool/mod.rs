@@ -595,6 +595,30 @@ mod tests {
     }
 
     #[test]
+    fn a_position_appended_with_a_request_reads_back_with_it_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
+        spool.append(&request(0, b"plain"), 1).unwrap();
+        spool
+            .append_with_position(&request(1, b"followed"), 2, b"{\"after\":\"line 2\"}")
+            .unwrap();
+        drop(spool);
+        let spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
+        let entries: Vec<Entry> = spool.pending().map(Result::unwrap).collect();
+        let read: Vec<(&[u8], &[u8])> = entries
+            .iter()
+            .map(|e| (&e.request.payload[..], &e.position[..]))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                (&b"plain"[..], &b""[..]),
+                (&b"followed"[..], &b"{\"after\":\"line 2\"}"[..])
+            ]
+        );
+    }
+
+    #[test]
     fn fully_acknowledged_segments_are_deleted_and_numbering_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         // 1200 bytes: segments of 100 bytes, so each entry of ~140 starts a segment of its own.

@@ -187,8 +187,16 @@ fn follow_stores_every_line_once_across_rotation_truncation_and_sigkill() {
     let mut writer = appender(&log);
     write_records(&mut writer, 1..=20);
     let send = start();
+    // A line that is not JSON is skipped with a warning; the lines around it go.
+    writer.write_all(b"not json\n").unwrap();
     write_records(&mut writer, 21..=50);
     wait_for_records(&env, 50, &stderr);
+    let said = fs::read_to_string(&stderr).unwrap();
+    assert!(
+        said.contains("app.log: the line ending at byte")
+            && said.contains("is not a record (not JSON"),
+        "{said}"
+    );
 
     // Rotation by rename: the writer goes on in the renamed file before it reopens the path.
     fs::rename(&log, &rotated).unwrap();
@@ -285,4 +293,40 @@ fn follow_with_the_server_down_spools_resumes_from_the_spool_after_sigkill_and_d
     assert!(status.success(), "{status:?}");
     assert_each_once(&env, 50);
     server.stop();
+}
+
+#[test]
+fn follow_needs_a_spool_and_json() {
+    let env = TestEnv::new();
+    let log = env.path("app.log");
+    let log = log.to_str().unwrap();
+    let out = env
+        .zavro()
+        .args(["send", "127.0.0.1:1", "--plaintext", "--follow", log])
+        .env("ZAVRO_KEY", "ZK0123456789ABCDEF")
+        .env("ZAVRO_SECRET", "s")
+        .assert()
+        .code(2);
+    let said = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(said.contains("--spool"), "{said}");
+    let spool = env.path("spool");
+    let out = env
+        .zavro()
+        .args([
+            "send",
+            "127.0.0.1:1",
+            "--plaintext",
+            "--format",
+            "avro",
+            "--follow",
+            log,
+        ])
+        .arg("--spool")
+        .arg(&spool)
+        .env("ZAVRO_KEY", "ZK0123456789ABCDEF")
+        .env("ZAVRO_SECRET", "s")
+        .assert()
+        .code(2);
+    let said = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(said.contains("--follow reads JSON lines"), "{said}");
 }
