@@ -87,7 +87,15 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         None => None,
     };
     let following = !args.follow.is_empty();
-    let mut follow_saved = None;
+    // Any run on a spool keeps the followed files' position through the segments it deletes (a `--flush` of
+    // requests a `--follow` spooled, say), so it is read whatever the input.
+    let (follow_saved, resume) = match &spool {
+        Some(spool) => {
+            let (saved, resume) = FollowSaved::read(spool)?;
+            (Some(saved), resume)
+        }
+        None => (None, None),
+    };
     let mut input = match args.format {
         _ if args.flush => Input::Nothing,
         InputFormat::Avro if following => {
@@ -109,9 +117,8 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
             };
             let batcher = Batcher::new(encoder, limits);
             match &spool {
-                Some(spool) if following => {
-                    let (input, saved) = Following::start(&args.follow, spool, batcher)?;
-                    follow_saved = Some(saved);
+                Some(_) if following => {
+                    let input = Following::start(&args.follow, resume.as_ref(), batcher)?;
                     Input::Follow(Box::new(input))
                 }
                 _ => Input::Json {
@@ -178,7 +185,7 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         progress: Progress::new(),
         requests: 0,
         last_audit_id: None,
-        spooling: spool.map(|spool| Spooling::new(spool, follow_saved)),
+        spooling: spool.map(|spool| Spooling::new(spool, follow_saved.unwrap_or_default())),
         reconnect,
         retry_at: None,
         accepted_earlier: 0,
@@ -371,41 +378,51 @@ struct Following {
     stop: Arc<AtomicBool>,
 }
 
-/// Where a followed file's reading resumes, as the spool holds it: the newest position spooled with a request,
-/// and the sequence number of the one saved beside the spool (`follow::saved`) for when that request's segment
-/// is deleted.
+/// Where followed files' reading resumes, as the spool holds it: the newest position spooled with a request
+/// and not yet saved beside the spool, and the sequence number of the one saved there (`follow::saved`), which
+/// must be replaced before the segment holding a newer one is deleted.
+#[derive(Default)]
 struct FollowSaved {
     newest: Option<(u64, Checkpoint)>,
     saved_seq: Option<u64>,
 }
 
-impl Following {
-    /// Follows `paths` from where the spool says reading stopped (from the start of each file the first time).
-    fn start(
-        paths: &[std::path::PathBuf],
-        spool: &Spool,
-        batcher: Batcher,
-    ) -> Result<(Following, FollowSaved), Error> {
+impl FollowSaved {
+    /// What `spool` holds of followed files' positions, and where reading resumes (`None`: nothing was followed
+    /// through this spool yet).
+    fn read(spool: &Spool) -> Result<(FollowSaved, Option<Checkpoint>), Error> {
         let other = |e: &dyn std::fmt::Display| Error::Other(e.to_string());
         let saved = saved::load(spool.dir()).map_err(|e| other(&e))?;
         let mut spooled = None;
-        for entry in spool.pending() {
-            let entry = entry?;
-            if !entry.position.is_empty() {
-                let checkpoint = Checkpoint::from_bytes(&entry.position).map_err(|e| other(&e))?;
-                spooled = Some((entry.seq, checkpoint));
+        if spool.waiting() > 0 {
+            for entry in spool.pending() {
+                let entry = entry?;
+                if !entry.position.is_empty() {
+                    let checkpoint =
+                        Checkpoint::from_bytes(&entry.position).map_err(|e| other(&e))?;
+                    spooled = Some((entry.seq, checkpoint));
+                }
             }
         }
         let saved_seq = saved.as_ref().map(|s| s.seq);
         let resume = saved::resume_point(saved, spooled.clone());
         let newest = spooled.filter(|(seq, _)| saved_seq.is_none_or(|saved| *seq > saved));
-        let (follower, start, notices) = Follower::new(
-            paths,
-            resume.as_ref(),
-            follow::Settings::default(),
-            Instant::now(),
-        )
-        .map_err(|e| other(&e))?;
+        Ok((FollowSaved { newest, saved_seq }, resume))
+    }
+}
+
+impl Following {
+    /// Follows `paths` from `resume`, where the spool says reading stopped (from the start of each file the
+    /// first time).
+    fn start(
+        paths: &[std::path::PathBuf],
+        resume: Option<&Checkpoint>,
+        batcher: Batcher,
+    ) -> Result<Following, Error> {
+        let other = |e: &dyn std::fmt::Display| Error::Other(e.to_string());
+        let (follower, start, notices) =
+            Follower::new(paths, resume, follow::Settings::default(), Instant::now())
+                .map_err(|e| other(&e))?;
         for notice in notices {
             eprintln!("zavro: {notice}");
         }
@@ -415,12 +432,11 @@ impl Following {
                 .map_err(|e| Error::Other(format!("cannot handle signals: {e}")))?;
         }
         let requests = Requests::new(batcher, follower.paths(), start);
-        let following = Following {
+        Ok(Following {
             follower,
             requests,
             stop,
-        };
-        Ok((following, FollowSaved { newest, saved_seq }))
+        })
     }
 
     /// The next request's worth of lines, waiting (and handling replies) while the files are quiet; after
@@ -509,8 +525,8 @@ struct Spooling {
     spooled_records: u64,
     /// Requests that waited in the spool from an earlier run.
     waited: u64,
-    /// With `--follow`: the newest position spooled, and which one is saved beside the spool.
-    follow: Option<FollowSaved>,
+    /// Followed files' newest position spooled, and which one is saved beside the spool.
+    follow: FollowSaved,
 }
 
 /// A spooled request on its way.
@@ -522,7 +538,7 @@ struct Spooled {
 }
 
 impl Spooling {
-    fn new(spool: Spool, follow: Option<FollowSaved>) -> Spooling {
+    fn new(spool: Spool, follow: FollowSaved) -> Spooling {
         Spooling {
             waited: spool.waiting(),
             spool,
@@ -534,11 +550,11 @@ impl Spooling {
         }
     }
 
-    /// Makes acknowledgements durable; with `--follow`, first saves the newest position beside the spool, since
-    /// committing may delete the segment of the request that carries it.
+    /// Makes acknowledgements durable; when a spooled request carries a followed files' position newer than
+    /// the one saved beside the spool, first saves that, since committing may delete its segment.
     fn commit_acks(&mut self) -> Result<(), Error> {
-        if let Some(follow) = &mut self.follow
-            && let Some((seq, checkpoint)) = &follow.newest
+        let follow = &mut self.follow;
+        if let Some((seq, checkpoint)) = &follow.newest
             && follow.saved_seq.is_none_or(|saved| *seq > saved)
         {
             let saved = saved::Saved {
@@ -647,8 +663,8 @@ impl Sender<'_> {
             Err(full @ SpoolError::Full { .. }) => return Err(Refused::Full(full)),
             Err(e) => return Err(Error::from(e).into()),
         };
-        if let (Some(follow), Some(checkpoint)) = (&mut spooling.follow, position) {
-            follow.newest = Some((seq, checkpoint));
+        if let Some(checkpoint) = position {
+            spooling.follow.newest = Some((seq, checkpoint));
         }
         spooling.spooled_requests += 1;
         spooling.spooled_records += batch.records;

@@ -330,3 +330,41 @@ fn follow_needs_a_spool_and_json() {
     let said = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(said.contains("--follow reads JSON lines"), "{said}");
 }
+
+#[test]
+fn a_flush_of_what_follow_spooled_keeps_the_position_for_the_next_follow() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let endpoint = env.start_server().endpoint().to_owned();
+    let bind = endpoint.trim_start_matches("tcp://").to_owned();
+    let log = env.path("app.log");
+    let spool = env.path("spool");
+    let stderr = env.path("send.err");
+    let quick = ["--timeout", "0.5", "--retries", "0"];
+    let start = || Following::start_with(&endpoint, &key, &secret, &log, &spool, &stderr, &quick);
+
+    // Followed while the server is down, stopped with everything spooled.
+    let mut writer = appender(&log);
+    write_records(&mut writer, 1..=20);
+    let send = start();
+    wait_until("20 records spooled", || waiting_records(&spool) == 20);
+    assert!(send.signal(Signal::SIGTERM).success());
+
+    // `send --flush` delivers them and deletes their segments: the position they carried must survive that.
+    let server = Server::start(&env, &bind, &[]);
+    env.zavro()
+        .args(["send", &endpoint, "--plaintext", "--flush", "--spool"])
+        .arg(&spool)
+        .env("ZAVRO_KEY", &key)
+        .env("ZAVRO_SECRET", &secret)
+        .assert()
+        .success();
+    assert_eq!(stored(&env).len(), 20);
+
+    write_records(&mut writer, 21..=30);
+    let send = start();
+    wait_for_records(&env, 30, &stderr);
+    assert!(send.signal(Signal::SIGTERM).success());
+    assert_each_once(&env, 30);
+    server.stop();
+}
