@@ -46,6 +46,9 @@ pub enum Error {
     /// `audit verify` found the hash chain broken.
     #[error("audit trail verification failed: {0}")]
     Tampered(#[from] ChainBreak),
+    /// `serve` could not listen where it was told to: its endpoint or its `--metrics` address.
+    #[error("{0}")]
+    Listen(String),
     /// Any other failure, already phrased for the user.
     #[error("{0}")]
     Other(String),
@@ -83,6 +86,9 @@ pub mod exit {
     /// The store is sealed and the master key is missing or wrong, the key file cannot be used, or a master key
     /// was given for a store that is not sealed.
     pub const MASTER_KEY: u8 = 9;
+    /// `serve` could not listen on its endpoint or its `--metrics` address (in use, not this machine's, not
+    /// allowed).
+    pub const CANNOT_LISTEN: u8 = 10;
 }
 
 impl From<CopyError> for Error {
@@ -108,6 +114,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Error::Usage(_) => exit::USAGE,
+            Error::Listen(_) => exit::CANNOT_LISTEN,
             Error::Profile(ProfileError::Io { .. }) => exit::FAILURE,
             Error::Profile(_) => exit::USAGE,
             Error::Input(_) | Error::Avro(_) => exit::BAD_INPUT,

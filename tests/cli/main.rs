@@ -15,6 +15,7 @@ mod hostile;
 mod hygiene;
 mod interop;
 mod keys;
+mod metrics;
 mod on_path;
 mod operators;
 mod output_full;
