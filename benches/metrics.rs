@@ -5,8 +5,9 @@
 //! record of each, which depends less on what else the machine runs.
 //!
 //! `-- --callgrind` measures instead, under valgrind's callgrind, the instructions the server executes for a fixed
-//! number of requests with and without `--metrics` (and a fixed number of scrapes): a count that does not depend on
-//! the machine's load, for a loaded machine. Idle wake-ups (every 200 ms) add a little that does.
+//! number of requests (`--requests N`, default 1000) with and without `--metrics` (and a fixed number of scrapes):
+//! a count that does not depend on the machine's load, for a loaded machine. Idle wake-ups (every 200 ms) add a
+//! little that does. Two runs with different N give the cost per request apart from the fixed cost.
 //!
 //! `cargo bench --bench metrics` runs it; `-- --runs N` (rounds, default 5), `-- --records N` (per run, default
 //! 200 000). SQLite store, plaintext (without encryption the server's own work is the larger share of the whole,
@@ -40,7 +41,7 @@ const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a server may take to say where it listens.
 const START_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Requests (of [`CALLGRIND_BATCH`] records) sent to the server under callgrind.
+/// Requests (of [`CALLGRIND_BATCH`] records) sent to the server under callgrind, unless `--requests N`.
 const CALLGRIND_REQUESTS: usize = 1_000;
 
 /// Records per request under callgrind: small requests, so the per-request work (where the metrics are) weighs
@@ -67,7 +68,7 @@ fn main() {
         load_average()
     );
     if args.iter().any(|a| a == "--callgrind") {
-        callgrind(dir.path());
+        callgrind(dir.path(), number("--requests", CALLGRIND_REQUESTS));
     } else {
         throughput(
             dir.path(),
@@ -219,7 +220,9 @@ fn scrape(address: &str) {
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read /metrics");
     assert!(
-        response.starts_with("HTTP/1.1 200") && response.contains("zavro_requests_total"),
+        response.starts_with("HTTP/1.")
+            && response.contains(" 200 OK\r\n")
+            && response.contains("zavro_requests_total"),
         "{response}"
     );
 }
@@ -243,12 +246,12 @@ fn metrics_address(log: &Path) -> String {
 }
 
 /// The instructions `serve` executes under callgrind for the same requests, without and with `--metrics`.
-fn callgrind(dir: &Path) {
-    let records = CALLGRIND_REQUESTS * CALLGRIND_BATCH;
+fn callgrind(dir: &Path, requests: usize) {
+    let records = requests * CALLGRIND_BATCH;
     let input = dir.join("records.ndjson");
     write_ndjson(&input, records);
     println!(
-        "instructions of zavro serve under callgrind: {CALLGRIND_REQUESTS} requests of {CALLGRIND_BATCH} records \
+        "instructions of zavro serve under callgrind: {requests} requests of {CALLGRIND_BATCH} records \
          (lockstep: --window 1), plaintext, SQLite; with --metrics, {CALLGRIND_SCRAPES} scrapes"
     );
     let mut counts = Vec::new();
@@ -296,7 +299,7 @@ fn callgrind(dir: &Path) {
         println!(
             "{:<16} {instructions:>14} instructions ({:.0} per request)",
             if metrics { "with --metrics" } else { "without" },
-            instructions as f64 / CALLGRIND_REQUESTS as f64
+            instructions as f64 / requests as f64
         );
         counts.push(instructions as f64);
     }
