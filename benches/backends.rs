@@ -22,10 +22,10 @@ use std::{
 mod common;
 
 use common::{
-    Env, Latency, PgCluster, Server, StoreAt, WalStats, cpu_seconds, micros,
-    reaped_children_cpu_seconds, sqlite_single_row_commit,
+    Env, Latency, PgCluster, Server, StoreAt, WalStats, cpu_seconds, load_average, micros, middle,
+    reaped_children_cpu_seconds, sqlite_single_row_commit, write_ndjson,
 };
-use zavro::bench::{Percentiles, record};
+use zavro::bench::Percentiles;
 
 /// Bytes of JSON per record, about.
 const RECORD_SIZE: usize = 150;
@@ -562,37 +562,9 @@ fn postgres_single_row_commit(cluster: &PgCluster, url: &str, commits: usize) ->
     (commit, micros(Percentiles::of(&mut samples).unwrap().p50))
 }
 
-/// Writes `count` NDJSON records of about `size` bytes; returns the file's size.
-fn write_ndjson(path: &Path, count: usize, size: usize) -> u64 {
-    use std::io::{BufWriter, Write};
-    let mut out = BufWriter::new(File::create(path).unwrap());
-    for i in 0..count {
-        serde_json::to_writer(&mut out, &record(i as u64, size)).unwrap();
-        out.write_all(b"\n").unwrap();
-    }
-    out.flush().unwrap();
-    fs::metadata(path).unwrap().len()
-}
-
-/// The median of measured values (the upper one of an even count).
-fn middle(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// The device a path is on.
 fn device(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.dev()).unwrap_or_default()
-}
-
-/// /proc/loadavg's 1-, 5- and 15-minute load averages.
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn bytes(n: f64) -> String {

@@ -8,7 +8,6 @@
 
 use std::{
     fs::{self, File},
-    io::{BufWriter, Write},
     path::Path,
     process::{Child, Stdio},
     thread,
@@ -18,7 +17,8 @@ use std::{
 mod common;
 
 use common::{
-    Env, Transport, commit_one_row, durable_table, micros, peak_rss_kib, sqlite_single_row_commit,
+    Env, Transport, commit_one_row, durable_table, micros, middle, peak_rss_kib,
+    sqlite_single_row_commit, write_ndjson,
 };
 use zavro::{
     bench::{Percentiles, record},
@@ -168,12 +168,6 @@ fn main() {
 /// The median of `runs` measurements.
 fn median(runs: usize, mut measure: impl FnMut() -> f64) -> f64 {
     middle((0..runs.max(1)).map(|_| measure()).collect())
-}
-
-/// The median of measured values (the upper one of an even count).
-fn middle(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Messages/s of pipelined round trips: a DEALER keeps up to 100 messages in flight to a ROUTER that echoes.
@@ -368,17 +362,6 @@ fn entry(time_us: i64) -> AuditEntry<'static> {
         transport: Some("curve"),
         server: Some("bench"),
     }
-}
-
-/// Writes `count` NDJSON records of about `size` bytes; returns the file's size.
-fn write_ndjson(path: &Path, count: usize, size: usize) -> u64 {
-    let mut out = BufWriter::new(File::create(path).unwrap());
-    for i in 0..count {
-        serde_json::to_writer(&mut out, &record(i as u64, size)).unwrap();
-        out.write_all(b"\n").unwrap();
-    }
-    out.flush().unwrap();
-    fs::metadata(path).unwrap().len()
 }
 
 /// The figures of this harness that need a server.

@@ -1306,7 +1306,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__serve)
-            opts="-h --output --schema --max-message-size --plaintext --max-skew --max-connections --name --allow-async-commit --metrics --db --master-key-file --help"
+            opts="-h --output --schema --max-message-size --plaintext --max-skew --max-connections --name --allow-async-commit --metrics --log-format --check-config --json --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1338,6 +1338,10 @@ _zavro() {
                     ;;
                 --metrics)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --db)

@@ -383,6 +383,31 @@ pub struct ServeArgs {
     /// it to loopback (127.0.0.1:9464) or a private interface.
     #[arg(long, value_name = "IP:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+
+    /// How the log on stderr is written: `text`, one line per event for people, or `json`, one JSON object per
+    /// line for log shippers (fields and events in README.md, "Logs"). Start-up errors are JSON too.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormatArg::Text)]
+    pub log_format: LogFormatArg,
+
+    /// Print the settings serve would use (endpoint, store, transport and server key, limits, output, log
+    /// format, name) and exit without binding: 0 when they hold, else the error and exit code serve would stop
+    /// with. Reads the store (and the master key) but writes nothing.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// With --check-config: print the settings as one JSON object.
+    #[arg(long, requires = "check_config")]
+    pub json: bool,
+}
+
+/// `serve --log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per line: time, level, event, and audit_id, key, peer, code, records, message where
+    /// they apply.
+    Json,
 }
 
 /// Options of `zavro send`.

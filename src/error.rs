@@ -112,7 +112,12 @@ impl Error {
 
     /// The process exit code for this error.
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
+        ExitCode::from(self.exit_code_number())
+    }
+
+    /// The process exit code for this error, as a number (for a log line that records it).
+    pub fn exit_code_number(&self) -> u8 {
+        match self {
             Error::Usage(_) => exit::USAGE,
             Error::Listen(_) => exit::CANNOT_LISTEN,
             Error::Profile(ProfileError::Io { .. }) => exit::FAILURE,
@@ -142,7 +147,7 @@ impl Error {
             | Error::Random(_)
             | Error::Other(_)
             | Error::Io { .. } => exit::FAILURE,
-        })
+        }
     }
 
     /// True when the error is a write to a closed pipe (`zavro audit query | head`), which is not a failure.

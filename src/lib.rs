@@ -18,7 +18,8 @@
 //! - Front-ends: [`cli`] (clap types only), [`cmd`] (one thin `run` per subcommand), [`config`] (store path and
 //!   credentials resolved once), [`error`] (one error type and the exit codes), [`docs`] (completions, man pages),
 //!   [`complete`] (key ids for shell completion, read from the store while the user types), [`hardening`]
-//!   (no core dumps, secrets kept out of swap, the open-file limit raised).
+//!   (no core dumps, secrets kept out of swap, the open-file limit raised), [`service`] (readiness and
+//!   stopping told to systemd).
 
 #![warn(missing_docs)]
 
@@ -45,6 +46,7 @@ pub mod protocol;
 pub mod read_ahead;
 pub mod sealed;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod table;
 pub mod timestamp;

@@ -3,7 +3,13 @@
 use std::process::ExitCode;
 
 use clap::CommandFactory;
-use zavro::{cli::Cli, cmd, error::exit, hardening};
+use zavro::{
+    cli::{Cli, Command},
+    cmd,
+    error::exit,
+    hardening,
+    server::{Event, Fields, Log, LogFormat},
+};
 
 /// mimalloc rather than glibc's allocator: `send` parses records on one thread and encodes and frees them on
 /// another, and glibc serialised those frees on the reading thread's arena lock (eight times the context
@@ -24,10 +30,25 @@ fn main() -> ExitCode {
         .var(zavro::complete::ENV_VAR)
         .complete();
     let cli = Cli::parse_args();
+    // `serve --log-format json` keeps its log all JSON, its last words included.
+    let log_format = match &cli.command {
+        Command::Serve(args) => cmd::serve_log_format(args),
+        _ => LogFormat::Text,
+    };
     match cmd::run(cli) {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         // `zavro audit query | head`: the reader went away, which is not a failure.
         Err(e) if e.is_broken_pipe() => ExitCode::from(exit::SUCCESS),
+        Err(e) if log_format == LogFormat::Json => {
+            let message = e.to_string();
+            let code = e.exit_code_number();
+            let fields = Fields {
+                exit_code: Some(code),
+                ..Fields::message(&message)
+            };
+            Log::stderr(log_format).json_only(Event::Fatal, fields);
+            ExitCode::from(code)
+        }
         Err(e) => {
             eprintln!("zavro: {e}");
             e.exit_code()

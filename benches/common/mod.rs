@@ -519,3 +519,31 @@ impl Drop for Server {
         self.terminate();
     }
 }
+
+/// Writes `count` NDJSON records of about `size` bytes ([`zavro::bench::record`]); returns the file's size.
+pub fn write_ndjson(path: &Path, count: usize, size: usize) -> u64 {
+    use std::io::{BufWriter, Write};
+    let mut out = BufWriter::new(File::create(path).unwrap());
+    for i in 0..count {
+        serde_json::to_writer(&mut out, &zavro::bench::record(i as u64, size)).unwrap();
+        out.write_all(b"\n").unwrap();
+    }
+    out.flush().unwrap();
+    fs::metadata(path).unwrap().len()
+}
+
+/// The median of measured values (the upper one of an even count).
+pub fn middle(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// /proc/loadavg's 1-, 5- and 15-minute load averages.
+pub fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

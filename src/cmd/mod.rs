@@ -2,12 +2,15 @@
 
 mod audit;
 mod bench;
+mod check_config;
 mod completions;
 mod keys;
 mod send;
 mod serve;
 mod server_key;
 mod store;
+
+pub use serve::log_format as serve_log_format;
 
 use crate::{
     cli::{Cli, Command, KeysCommand, StoreCommand},

@@ -10,13 +10,16 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::{
     avro,
-    cli::ServeArgs,
+    cli::{LogFormatArg, ServeArgs},
     curve,
     endpoint::{self, Side},
     error::Error,
     hardening,
     metrics::{ConnectionWatch, Endpoint, Metrics, MetricsError},
-    server::{self, Companions, Log, RecordsOut, Settings, Transport, name, zap},
+    server::{
+        self, Companions, Event, Fields, Log, LogFormat, RecordsOut, Settings, Transport, name, zap,
+    },
+    service,
     store::{PgStore, RequestStore, Store, StoreError},
     timestamp,
 };
@@ -38,7 +41,7 @@ pub trait Served: RequestStore {
 
     /// Checks at start-up, as one error, that the store can take the server's groups durably, and sets up the
     /// connection for serving.
-    fn ready_to_serve(&mut self, args: &ServeArgs) -> Result<(), Error>;
+    fn ready_to_serve(&mut self, args: &ServeArgs, log: &mut Log) -> Result<(), Error>;
 
     /// The key pair `serve` presents over CURVE (made on first use).
     fn server_key_pair(&mut self, now_us: i64) -> Result<curve::KeyPair, StoreError>;
@@ -48,12 +51,21 @@ pub trait Served: RequestStore {
 
     /// Descriptors to keep free, past the connections' own, for the store to open later (a reconnection).
     fn descriptors_to_reserve(&self) -> u32;
+
+    /// The key pair `serve` would present, if the store has one yet: nothing is written (`--check-config`).
+    fn existing_server_key(&mut self) -> Result<Option<curve::KeyPair>, StoreError>;
+
+    /// Where the store is (a PostgreSQL URL never shows a password) and the name of its backend.
+    fn location(&self) -> (String, &'static str);
+
+    /// The fingerprint of the master key the store is sealed under; `None` when it is not sealed.
+    fn sealed_under(&mut self) -> Result<Option<String>, StoreError>;
 }
 
 impl Served for Store {
     type Checker = Store;
 
-    fn ready_to_serve(&mut self, _: &ServeArgs) -> Result<(), Error> {
+    fn ready_to_serve(&mut self, _: &ServeArgs, _: &mut Log) -> Result<(), Error> {
         // Problems with the store's files surface now, as one error, rather than at the first request.
         self.check_writable()?;
         Ok(self.keep_temporary_data_in_memory()?)
@@ -76,6 +88,21 @@ impl Served for Store {
     fn descriptors_to_reserve(&self) -> u32 {
         0
     }
+
+    fn existing_server_key(&mut self) -> Result<Option<curve::KeyPair>, StoreError> {
+        self.existing_server_key_pair()
+    }
+
+    fn location(&self) -> (String, &'static str) {
+        let path = self
+            .path()
+            .map_or_else(|| ":memory:".into(), |p| p.display().to_string());
+        (path, "sqlite")
+    }
+
+    fn sealed_under(&mut self) -> Result<Option<String>, StoreError> {
+        Store::sealed_under(self)
+    }
 }
 
 impl Served for PgStore {
@@ -87,7 +114,7 @@ impl Served for PgStore {
     /// every reconnection too) unless the URL's own options turn it off.
     ///
     /// [`PgUrl::for_serving`]: crate::store::PgUrl::for_serving
-    fn ready_to_serve(&mut self, args: &ServeArgs) -> Result<(), Error> {
+    fn ready_to_serve(&mut self, args: &ServeArgs, log: &mut Log) -> Result<(), Error> {
         self.require_master_key()?;
         let url = self.url().to_string();
         let settings = self.client().query_one(
@@ -119,9 +146,14 @@ impl Served for PgStore {
                  that risk with --allow-async-commit"
             ))),
             Some((setting, _)) => {
-                eprintln!(
-                    "zavro: warning: store {url} has {setting} off (--allow-async-commit): a crash of the database \
-                     can lose requests already answered `accepted`"
+                let message = format!(
+                    "store {url} has {setting} off (--allow-async-commit): a crash of the database can lose \
+                     requests already answered `accepted`"
+                );
+                log.event(
+                    Event::Warning,
+                    Fields::message(&message),
+                    format_args!("zavro: warning: {message}"),
                 );
                 Ok(())
             }
@@ -141,34 +173,45 @@ impl Served for PgStore {
     fn descriptors_to_reserve(&self) -> u32 {
         2
     }
+
+    fn existing_server_key(&mut self) -> Result<Option<curve::KeyPair>, StoreError> {
+        self.existing_server_key_pair()
+    }
+
+    fn location(&self) -> (String, &'static str) {
+        (self.url().to_string(), "postgresql")
+    }
+
+    fn sealed_under(&mut self) -> Result<Option<String>, StoreError> {
+        PgStore::sealed_under(self)
+    }
+}
+
+/// The log format `serve` writes in, from its `--log-format`.
+pub fn log_format(args: &ServeArgs) -> LogFormat {
+    match args.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    }
 }
 
 /// Serves until SIGINT or SIGTERM, then returns after finishing the request in hand.
 pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
+    let format = log_format(&args);
+    let mut log = Log::stderr(format);
+    if args.check_config {
+        return super::check_config::run(store, &args, &mut log);
+    }
     avro::limit_decode_allocations();
-    let endpoint = endpoint::resolve(&args.endpoint, Side::Bind).map_err(Error::Usage)?;
-    let name = name::resolve(args.name.as_deref()).map_err(|e| match e {
-        name::NameError::NoHostName(_) => Error::Other(e.to_string()),
-        _ => Error::Usage(format!("--name: {e}")),
-    })?;
-    store.ready_to_serve(&args)?;
+    let endpoint = bind_endpoint(&args)?;
+    let name = server_name(&args)?;
+    // Before anything is bound: a bad schema is a usage error, not a server that stops once it is `ready`.
+    let reader_schemas = load_schemas(&args.schemas)?;
+    store.ready_to_serve(&args, &mut log)?;
     // Before anything is served: from now on every server sharing the store keeps nonces for this one's skew.
     store.widen_nonce_window(i64::from(args.max_skew))?;
-    if !args.plaintext && !curve::available() {
-        return Err(Error::Other(
-            "this zavro's libzmq was built without CURVE, so it cannot encrypt (vendor/README.md says how it \
-             is built); rebuild it, or run `serve --plaintext` on a network you trust"
-                .into(),
-        ));
-    }
-    // Every connection holds a descriptor: take all the system allows, and check the cap fits in them. The
-    // server goes on with the limit it has when it may not raise it.
-    if let Err(e) = hardening::raise_open_file_limit() {
-        eprintln!("{e}");
-    }
-    let max_connections =
-        hardening::connection_limit(args.max_connections, hardening::open_file_limit())
-            .map_err(|e| Error::Usage(e.to_string()))?;
+    require_curve(&args)?;
+    let max_connections = connection_limit(&args, &mut log)?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM] {
@@ -194,7 +237,7 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
     let (server_key, handshakes) = if args.plaintext {
         (None, None)
     } else {
-        let (key, checker) = start_curve(store, &context)?;
+        let (key, checker) = start_curve(store, &context, format)?;
         (Some(key), Some(checker))
     };
     let mut socket = context
@@ -254,35 +297,71 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
         hardening::HardeningError::TooManyConnections { .. } => Error::Usage(e.to_string()),
         _ => Error::Other(e.to_string()),
     })?;
+    // One line, the endpoint first: scripts and tests take the word after `listening on`.
+    let listening = Fields {
+        endpoint: Some(&bound),
+        transport: Some(if server_public.is_some() {
+            Transport::Curve.as_str()
+        } else {
+            Transport::Plaintext.as_str()
+        }),
+        server_key: server_public.as_deref(),
+        name: Some(&name),
+        ..Fields::default()
+    };
+    match &server_public {
+        Some(public) => log.event(
+            Event::Listening,
+            listening,
+            format_args!("listening on {bound} (CURVE, server key {public})"),
+        ),
+        None => log.event(
+            Event::Listening,
+            listening,
+            format_args!(
+                "listening on {bound} (plaintext: unencrypted, anyone on the path can read and forge traffic)"
+            ),
+        ),
+    }
+
     if let Some((metrics, endpoint)) = &metrics {
         metrics.readiness().bound();
-        eprintln!(
-            "metrics on http://{}/metrics (and /healthz, /readyz; unauthenticated)",
-            endpoint.address()
+        let url = format!("http://{}/metrics", endpoint.address());
+        log.event(
+            Event::Metrics,
+            Fields {
+                endpoint: Some(&url),
+                ..Fields::default()
+            },
+            format_args!("metrics on {url} (and /healthz, /readyz; unauthenticated)"),
         );
     }
-    // One line, the endpoint first: scripts and tests take the word after `listening on`.
-    match &server_public {
-        Some(public) => eprintln!("listening on {bound} (CURVE, server key {public})"),
-        None => eprintln!(
-            "listening on {bound} (plaintext: unencrypted, anyone on the path can read and forge traffic)"
-        ),
+
+    // Only now, with the socket bound (the kernel queues connections from here on), is the unit `active`.
+    let status = format!("listening on {bound}");
+    if let Err(e) = service::ready(&status) {
+        let message = format!("cannot tell systemd the server is ready (NOTIFY_SOCKET): {e}");
+        log.event(
+            Event::Warning,
+            Fields::message(&message),
+            format_args!("zavro: warning: {message}"),
+        );
     }
 
     let settings = Settings {
         max_skew_secs: i64::from(args.max_skew),
-        reader_schemas: load_schemas(&args.schemas)?,
+        reader_schemas,
         transport: match handshakes {
             Some(_) => Transport::Curve,
             None => Transport::Plaintext,
         },
         name,
     };
-    let stats = server::run(
+    let served = server::run(
         &socket,
         store,
         &mut output,
-        Log::stderr(),
+        log,
         &settings,
         &shutdown,
         Companions {
@@ -293,10 +372,21 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
     if let Some(watch) = connection_watch.take() {
         watch.stop(&mut socket);
     }
-    let stats = stats.map_err(|e| Error::Other(e.to_string()))?;
-    eprintln!(
-        "shutting down: {} accepted, {} rejected",
-        stats.accepted, stats.rejected
+    // Whether a signal or an error ended it, the server takes no more requests; only the replies still queued
+    // may take up to SHUTDOWN_LINGER_MS to leave. Telling systemd is best effort: it sees the exit anyway.
+    let _ = service::stopping();
+    let stats = served.map_err(|e| Error::Other(e.to_string()))?;
+    Log::stderr(format).event(
+        Event::Stopping,
+        Fields {
+            accepted: Some(stats.accepted),
+            rejected: Some(stats.rejected),
+            ..Fields::default()
+        },
+        format_args!(
+            "shutting down: {} accepted, {} rejected",
+            stats.accepted, stats.rejected
+        ),
     );
     Ok(())
 }
@@ -312,20 +402,81 @@ fn start_metrics(address: std::net::SocketAddr) -> Result<(Metrics, Endpoint), E
     Ok((metrics, endpoint))
 }
 
+/// The endpoint `serve` binds, as a ZeroMQ endpoint.
+pub(super) fn bind_endpoint(args: &ServeArgs) -> Result<String, Error> {
+    endpoint::resolve(&args.endpoint, Side::Bind).map_err(Error::Usage)
+}
+
+/// The name written into this server's audit rows (`--name`, else the host name).
+pub(super) fn server_name(args: &ServeArgs) -> Result<String, Error> {
+    name::resolve(args.name.as_deref()).map_err(|e| match e {
+        name::NameError::NoHostName(_) => Error::Other(e.to_string()),
+        _ => Error::Usage(format!("--name: {e}")),
+    })
+}
+
+/// Refuses CURVE (the default) when this zavro's libzmq cannot do it.
+pub(super) fn require_curve(args: &ServeArgs) -> Result<(), Error> {
+    if !args.plaintext && !curve::available() {
+        return Err(Error::Other(
+            "this zavro's libzmq was built without CURVE, so it cannot encrypt (vendor/README.md says how it \
+             is built); rebuild it, or run `serve --plaintext` on a network you trust"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The most connections the server holds: every connection holds a descriptor, so the soft open-file limit is
+/// raised to the hard one first (the server goes on with the limit it has when it may not, logging why), and
+/// `--max-connections` must fit under it.
+pub(super) fn connection_limit(args: &ServeArgs, log: &mut Log) -> Result<u32, Error> {
+    if let Err(e) = hardening::raise_open_file_limit() {
+        let message = e.to_string();
+        log.event(
+            Event::Warning,
+            Fields::message(&message),
+            format_args!("{message}"),
+        );
+    }
+    hardening::connection_limit(args.max_connections, hardening::open_file_limit())
+        .map_err(|e| Error::Usage(e.to_string()))
+}
+
 /// The store's server key pair (made on first use; the secret half is wiped when dropped), and the ZAP handler
 /// bound on `context`, reading keys through a connection of its own to the same store.
 fn start_curve<S: Served>(
     store: &mut S,
     context: &zmq::Context,
+    format: LogFormat,
 ) -> Result<(curve::KeyPair, zap::Handler), Error> {
     let key = store.server_key_pair(timestamp::now_micros())?;
-    let checker = zap::Handler::start(context, store.checker()?, Log::stderr())
+    let checker = zap::Handler::start(context, store.checker()?, Log::stderr(format))
         .map_err(|e| Error::Other(e.to_string()))?;
     Ok((key, checker))
 }
 
 /// Parses the reader schemas given with `--schema`: files, or every `*.avsc` file of a directory (sorted).
-fn load_schemas(paths: &[std::path::PathBuf]) -> Result<Vec<apache_avro::Schema>, Error> {
+pub(super) fn load_schemas(
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<apache_avro::Schema>, Error> {
+    schema_files(paths)?
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Error::Usage(format!("cannot read schema {}: {e}", file.display())))?;
+            apache_avro::Schema::parse_str(&text).map_err(|e| {
+                Error::Usage(format!(
+                    "schema {} is not a valid Avro schema: {e}",
+                    file.display()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The schema files `--schema` names: files as given, and every `*.avsc` file of a directory (sorted).
+pub(super) fn schema_files(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>, Error> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -351,17 +502,5 @@ fn load_schemas(paths: &[std::path::PathBuf]) -> Result<Vec<apache_avro::Schema>
             files.push(path.clone());
         }
     }
-    files
-        .iter()
-        .map(|file| {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| Error::Usage(format!("cannot read schema {}: {e}", file.display())))?;
-            apache_avro::Schema::parse_str(&text).map_err(|e| {
-                Error::Usage(format!(
-                    "schema {} is not a valid Avro schema: {e}",
-                    file.display()
-                ))
-            })
-        })
-        .collect()
+    Ok(files)
 }

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::log::Log;
+use super::log::{Event, Fields, Log};
 use crate::{metrics::Metrics, store::RequestStore};
 
 /// How long the loop goes without hearing from the store before it asks.
@@ -61,9 +61,14 @@ impl StoreWatch {
     pub fn refresh_size<S: RequestStore>(&self, store: &mut S, log: &mut Log) {
         match store.size_on_disk() {
             Ok(bytes) => self.metrics.store_size(bytes),
-            Err(e) => log.info(format_args!(
-                "cannot read the store's size for --metrics: {e}"
-            )),
+            Err(e) => {
+                let message = format!("cannot read the store's size for --metrics: {e}");
+                log.event(
+                    Event::StoreError,
+                    Fields::message(&message),
+                    format_args!("{message}"),
+                );
+            }
         }
     }
 
@@ -71,10 +76,17 @@ impl StoreWatch {
     fn set(&mut self, why: Option<String>, log: &mut Log) {
         let available = why.is_none();
         if available != self.available {
-            match why {
-                Some(why) => log.info(format_args!("not ready (/readyz): the store: {why}")),
-                None => log.info(format_args!("ready (/readyz): the store answers again")),
-            }
+            let (event, message) = match why {
+                Some(why) => (
+                    Event::StoreError,
+                    format!("not ready (/readyz): the store: {why}"),
+                ),
+                None => (
+                    Event::StoreRecovered,
+                    "ready (/readyz): the store answers again".to_owned(),
+                ),
+            };
+            log.event(event, Fields::message(&message), format_args!("{message}"));
         }
         self.available = available;
         self.metrics.readiness().store_available(available);

@@ -32,7 +32,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use log::Log;
+pub use log::{Event, Fields, Format as LogFormat, Log};
 pub use outcome::{LogLine, Outcome};
 pub use output::RecordsOut;
 pub use request::{Arrival, MAX_FRAMES};
@@ -240,7 +240,12 @@ pub fn run<S: RequestStore>(
                     ends_whole: output.cuts_back_failed_writes(),
                 })?;
                 if let Err(e) = moved {
-                    log.info(format_args!("stopping: {e}"));
+                    let message = e.to_string();
+                    log.event(
+                        Event::Stopping,
+                        Fields::message(&message),
+                        format_args!("stopping: {message}"),
+                    );
                     return Err(e.into());
                 }
             }
@@ -299,7 +304,12 @@ fn prune_nonces<S: RequestStore>(store: &mut S, settings: &Settings, log: &mut L
         .widen_nonce_window(settings.max_skew_secs)
         .and_then(|_| store.prune_nonces(NONCE_CLOCK_MARGIN_SECS));
     if let Err(e) = pruned {
-        log.info(format_args!("could not prune old nonces: {e}"));
+        let message = format!("could not prune old nonces: {e}");
+        log.event(
+            Event::StoreError,
+            Fields::message(&message),
+            format_args!("{message}"),
+        );
     }
 }
 

@@ -4,7 +4,7 @@
 use super::{
     check::{self, Decision, Verdict},
     commit::{Settled, Written},
-    log::Log,
+    log::{Event, Fields, Log},
 };
 use crate::{
     avro::Ndjson,
@@ -165,12 +165,30 @@ impl LogLine {
                 key,
                 peer,
                 records,
-            } => log.info(format_args!(
-                "accepted #{id} key={key} peer={peer} records={records}"
-            )),
-            LogLine::Duplicate { id, key, peer, of } => log.info(format_args!(
-                "duplicate #{id} key={key} peer={peer}: retry of #{of}; already stored"
-            )),
+            } => log.event(
+                Event::Accepted,
+                Fields {
+                    audit_id: Some(id),
+                    key: Some(&key),
+                    peer: Some(&peer),
+                    records: Some(records),
+                    ..Fields::default()
+                },
+                format_args!("accepted #{id} key={key} peer={peer} records={records}"),
+            ),
+            LogLine::Duplicate { id, key, peer, of } => log.event(
+                Event::Duplicate,
+                Fields {
+                    audit_id: Some(id),
+                    key: Some(&key),
+                    peer: Some(&peer),
+                    duplicate_of: Some(of),
+                    ..Fields::default()
+                },
+                format_args!(
+                    "duplicate #{id} key={key} peer={peer}: retry of #{of}; already stored"
+                ),
+            ),
             LogLine::Rejected {
                 id,
                 key,
@@ -178,7 +196,15 @@ impl LogLine {
                 code,
                 message,
             } => log.rejection(
-                &peer,
+                Event::Refused,
+                Fields {
+                    audit_id: Some(id),
+                    key: Some(&key),
+                    peer: Some(&peer),
+                    code: Some(code.as_str()),
+                    message: Some(&message),
+                    ..Fields::default()
+                },
                 format_args!("rejected #{id} {code} key={key} peer={peer}: {message}"),
             ),
         }

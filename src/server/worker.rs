@@ -7,7 +7,7 @@ use super::{
     Settings, Transport,
     check::{self, Decision, Fresh, Verdict},
     commit::{self, Stamp},
-    log::Log,
+    log::{Event, Fields, Log},
     outcome::{Outcome, outcome},
     request::{self, Arrival},
     tally::{self, Reason, Tally},
@@ -142,20 +142,39 @@ impl Worker {
                             "connections cut off for a message past --max-message-size"
                         }
                     };
-                    log.info(format_args!(
-                        "rejected #{id} {code} key={key} peer={peer}: {count} {what} in {window} s (counted, not one row each)",
-                        code = summary.reason,
-                        key = summary.key.as_deref().unwrap_or("-"),
-                        peer = summary.peer,
-                        count = summary.count,
-                        window = tally::WINDOW_US / 1_000_000,
-                    ));
+                    let code = summary.reason.to_string();
+                    let key = summary.key.as_deref().unwrap_or("-");
+                    let window = tally::WINDOW_US / 1_000_000;
+                    let message = format!(
+                        "{} {what} in {window} s (counted, not one row each)",
+                        summary.count
+                    );
+                    log.event(
+                        Event::RefusedSummary,
+                        Fields {
+                            audit_id: Some(id),
+                            key: Some(key),
+                            peer: Some(&summary.peer),
+                            code: Some(&code),
+                            count: Some(summary.count),
+                            window_secs: u64::try_from(window).ok(),
+                            message: Some(&message),
+                            ..Fields::default()
+                        },
+                        format_args!(
+                            "rejected #{id} {code} key={key} peer={peer}: {message}",
+                            peer = summary.peer,
+                        ),
+                    );
                 }
             }
             Err(e) => {
-                log.info(format_args!(
-                    "store error, refusal counts not written yet: {e}"
-                ));
+                let message = format!("store error, refusal counts not written yet: {e}");
+                log.event(
+                    Event::StoreError,
+                    Fields::message(&message),
+                    format_args!("{message}"),
+                );
                 self.tally.restore(closed);
             }
         }
@@ -196,11 +215,18 @@ impl Worker {
                     // was kept, and the group checked again sees that nonce for what it is.
                     if matches!(committed, Err(StoreError::Raced)) && races < RACE_RETRIES {
                         races += 1;
-                        log.info(format_args!(
-                            "another server stored a nonce of this group meanwhile; checking the group of {} \
-                             requests again",
-                            verdicts.len()
-                        ));
+                        let requests = verdicts.len();
+                        log.event(
+                            Event::GroupRetried,
+                            Fields {
+                                requests: u64::try_from(requests).ok(),
+                                ..Fields::default()
+                            },
+                            format_args!(
+                                "another server stored a nonce of this group meanwhile; checking the group of \
+                                 {requests} requests again"
+                            ),
+                        );
                         continue;
                     }
                     break (verdicts, keys, committed);
@@ -211,10 +237,15 @@ impl Worker {
         let (verdicts, written) = match committed {
             Ok(written) => (verdicts, written.into_iter().map(Some).collect()),
             Err(e) => {
-                log.info(format_args!(
+                let message = format!(
                     "store error, group of {} requests not kept: {e}",
                     verdicts.len()
-                ));
+                );
+                log.event(
+                    Event::StoreError,
+                    Fields::message(&message),
+                    format_args!("{message}"),
+                );
                 let refused: Vec<Verdict> = verdicts.into_iter().map(Verdict::retryable).collect();
                 let audited = store.begin_group().and_then(|transaction| {
                     commit::commit(transaction, &refused, &mut self.tally, stamp)
@@ -222,9 +253,12 @@ impl Worker {
                 let written: Vec<_> = match audited {
                     Ok(written) => written.into_iter().map(Some).collect(),
                     Err(e) => {
-                        log.info(format_args!(
-                            "store error, refusals not audited either: {e}"
-                        ));
+                        let message = format!("store error, refusals not audited either: {e}");
+                        log.event(
+                            Event::StoreError,
+                            Fields::message(&message),
+                            format_args!("{message}"),
+                        );
                         refused.iter().map(|_| None).collect()
                     }
                 };
@@ -335,7 +369,12 @@ impl Worker {
         log: &mut Log,
     ) -> Result<Decision, Rejection> {
         let mut store_failed = |e| {
-            log.info(format_args!("store error: {e}"));
+            let message = format!("store error: {e}");
+            log.event(
+                Event::StoreError,
+                Fields::message(&message),
+                format_args!("{message}"),
+            );
             check::internal("the server could not read its store; retry")
         };
         let envelope = &request.envelope;

@@ -10,7 +10,7 @@ use std::{
     thread::{self, JoinHandle},
 };
 
-use super::{Log, tally::OTHER_PEERS, transport::restarting};
+use super::{Event, Fields, Log, tally::OTHER_PEERS, transport::restarting};
 use crate::{
     store::{CurveClient, PgStore, Store, StoreError},
     timestamp,
@@ -217,8 +217,12 @@ impl<K: ClientKeys> Checker<K> {
     fn run(mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::SeqCst) {
             if let Err(e) = self.answer_next() {
-                self.log
-                    .info(format_args!("handshake check stopped: socket error: {e}"));
+                let message = format!("handshake check stopped: socket error: {e}");
+                self.log.event(
+                    Event::HandshakeCheckStopped,
+                    Fields::message(&message),
+                    format_args!("{message}"),
+                );
                 return;
             }
         }
@@ -245,14 +249,24 @@ impl<K: ClientKeys> Checker<K> {
         match (&verdict, self.store_failing) {
             (Verdict::Unsure(e), false) => {
                 self.store_failing = true;
-                self.log.info(format_args!(
+                let message = format!(
                     "cannot check client keys, handshakes are refused as temporary failures until the store \
                      answers again: {e}"
-                ));
+                );
+                self.log.event(
+                    Event::StoreError,
+                    Fields::message(&message),
+                    format_args!("{message}"),
+                );
             }
             (Verdict::Admit(_) | Verdict::Refuse { .. }, true) => {
                 self.store_failing = false;
-                self.log.info(format_args!("client keys are checked again"));
+                let message = "client keys are checked again";
+                self.log.event(
+                    Event::StoreRecovered,
+                    Fields::message(message),
+                    format_args!("{message}"),
+                );
             }
             _ => {}
         }

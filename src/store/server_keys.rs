@@ -51,6 +51,12 @@ impl Store {
         Ok(pair)
     }
 
+    /// The key pair `serve` would present, if one was made: nothing is written. In a sealed store its secret
+    /// half is opened with the master key, so a wrong key is found here too.
+    pub fn existing_server_key_pair(&mut self) -> Result<Option<KeyPair>, StoreError> {
+        read_pair(&self.conn, "current", self.master.as_ref())
+    }
+
     /// The current and staged public keys, making the current one if there is none yet. Reads no secret, so
     /// it needs no master key unless it makes the first key pair of a sealed store.
     pub fn server_keys(&mut self, now_us: i64) -> Result<ServerKeys, StoreError> {

@@ -334,6 +334,24 @@ pub fn parse_listening(rest: &str) -> (String, Option<String>) {
     (endpoint.to_owned(), key)
 }
 
+/// The endpoint and server key a `listening` line announces, in either log format (`--log-format json`: the
+/// `listening` event's `endpoint` and `server_key`); `None` for any other line.
+pub fn listening_of(line: &str) -> Option<(String, Option<String>)> {
+    if let Some(rest) = line.strip_prefix("listening on ") {
+        return Some(parse_listening(rest));
+    }
+    let event: Value = serde_json::from_str(line).ok()?;
+    (event["event"] == "listening").then(|| {
+        let endpoint = event["endpoint"]
+            .as_str()
+            .expect("a listening event has an endpoint");
+        (
+            endpoint.to_owned(),
+            event["server_key"].as_str().map(str::to_owned),
+        )
+    })
+}
+
 impl Server {
     /// Starts `zavro serve ENDPOINT --output <tmp>/out.ndjson --plaintext EXTRA…` and waits for its
     /// `listening on` line: the existing tests and [`RawClient`] speak plaintext.
@@ -387,7 +405,7 @@ impl Server {
             thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    let bound = line.strip_prefix("listening on ").map(str::to_owned);
+                    let bound = listening_of(&line);
                     // Kept before the start is reported, so the line is among stderr_lines() once start returns.
                     lines.lock().unwrap().push(line);
                     if let Some(bound) = bound {
@@ -404,7 +422,7 @@ impl Server {
             reader: Some(reader),
         };
         match rx.recv_timeout(DEADLINE) {
-            Ok(rest) => (server.endpoint, server.server_key) = parse_listening(&rest),
+            Ok(bound) => (server.endpoint, server.server_key) = bound,
             Err(_) => panic!(
                 "zavro serve {endpoint} printed no `listening on` line within {DEADLINE:?}; stderr: {:?}",
                 server.stderr_lines()

@@ -66,15 +66,18 @@ fn get(address: &str, path: &str) -> (u16, String) {
     (status, body.to_owned())
 }
 
-/// The metrics address a server announced (`metrics on http://ADDRESS/metrics …`).
+/// The metrics address a server announced (`metrics on http://ADDRESS/metrics …`, right after `listening on`).
 fn metrics_address(server: &Server) -> String {
-    server
-        .stderr_lines()
-        .iter()
-        .find_map(|line| line.strip_prefix("metrics on http://"))
-        .and_then(|rest| rest.split_once("/metrics"))
-        .map(|(address, _)| address.to_owned())
-        .unwrap_or_else(|| panic!("no `metrics on` line: {:?}", server.stderr_lines()))
+    let announced = || {
+        server
+            .stderr_lines()
+            .iter()
+            .find_map(|line| line.strip_prefix("metrics on http://"))
+            .and_then(|rest| rest.split_once("/metrics"))
+            .map(|(address, _)| address.to_owned())
+    };
+    wait_until("the `metrics on` line", || announced().is_some());
+    announced().expect("announced")
 }
 
 /// A scrape: each sample's series (name and labels, as written) and value.

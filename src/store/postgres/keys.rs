@@ -208,6 +208,20 @@ impl KeyStore for PgStore {
 }
 
 impl PgStore {
+    /// The key pair `serve` would present, if one was made, its secret half opened with the master key: nothing
+    /// is written.
+    pub fn existing_server_key_pair(&mut self) -> Result<Option<KeyPair>, StoreError> {
+        self.require_master_key()?;
+        let url = self.url.to_string();
+        read_pair(
+            &mut self.client,
+            &mut self.statements,
+            &url,
+            "current",
+            self.master.as_ref(),
+        )
+    }
+
     /// The key pair `serve` presents, its secret half opened with the master key; made (sealed, audited) on
     /// first use.
     pub fn server_key_pair(&mut self, now_us: i64) -> Result<KeyPair, StoreError> {
