@@ -271,7 +271,7 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
     // Before the bind, so that every connection's opening is counted as well as its end.
     if let Some((metrics, _)) = &metrics {
         let watch = ConnectionWatch::start(&context, &socket, metrics.open_connections())
-            .map_err(|e| Error::Other(format!("cannot count connections for --metrics: {e}")))?;
+            .map_err(|e| Error::Other(e.to_string()))?;
         connection_watch = Some(watch);
     }
     socket
@@ -397,7 +397,7 @@ fn start_metrics(address: std::net::SocketAddr) -> Result<(Metrics, Endpoint), E
     let endpoint =
         Endpoint::start(address, registry, metrics.readiness().clone()).map_err(|e| match e {
             MetricsError::Bind { .. } => Error::Listen(format!("--metrics: {e}")),
-            MetricsError::Thread(_) => Error::Other(e.to_string()),
+            MetricsError::Thread(_) | MetricsError::Monitor(_) => Error::Other(e.to_string()),
         })?;
     Ok((metrics, endpoint))
 }

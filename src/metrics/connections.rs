@@ -16,6 +16,8 @@ use std::{
 
 use prometheus_client::metrics::gauge::Gauge;
 
+use super::MetricsError;
+
 /// The monitor's endpoint: one server socket per process.
 const ENDPOINT: &str = "inproc://zavro-server-connections";
 
@@ -35,7 +37,7 @@ impl ConnectionWatch {
         context: &zmq::Context,
         socket: &zmq::Socket,
         open: Gauge,
-    ) -> Result<ConnectionWatch, zmq::Error> {
+    ) -> Result<ConnectionWatch, MetricsError> {
         let events = zmq::SocketEvent::ACCEPTED as i32 | zmq::SocketEvent::DISCONNECTED as i32;
         socket.monitor(ENDPOINT, events)?;
         let monitor = context.socket(zmq::PAIR)?;
@@ -45,8 +47,7 @@ impl ConnectionWatch {
         let flag = Arc::clone(&stop);
         let thread = thread::Builder::new()
             .name("connections".into())
-            .spawn(move || count_until_stopped(&monitor, &open, &flag))
-            .map_err(|_| zmq::Error::EMFILE)?;
+            .spawn(move || count_until_stopped(&monitor, &open, &flag))?;
         Ok(ConnectionWatch {
             stop,
             thread: Some(thread),

@@ -36,9 +36,12 @@ pub enum MetricsError {
         /// Why, as the OS said it.
         reason: String,
     },
-    /// Its thread could not be started.
-    #[error("cannot start the metrics listener: {0}")]
+    /// A thread of its own (the listener's, or the connection counter's) could not be started.
+    #[error("cannot start a thread for --metrics: {0}")]
     Thread(#[from] std::io::Error),
+    /// The server socket's monitor, which counts its connections, could not be set up.
+    #[error("cannot count connections for --metrics: {0}")]
+    Monitor(#[from] zmq::Error),
 }
 
 /// The running listener; dropping it stops its thread and closes the port.
