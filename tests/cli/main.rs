@@ -17,6 +17,7 @@ mod hygiene;
 mod interop;
 mod keys;
 mod logs;
+mod metrics;
 mod on_path;
 mod operators;
 mod output_full;
