@@ -29,8 +29,7 @@ use std::{
 
 mod common;
 
-use common::{Env, Transport, ZAVRO, cpu_seconds};
-use zavro::bench::record;
+use common::{Env, Transport, ZAVRO, cpu_seconds, load_average, middle, write_ndjson};
 
 /// Bytes of JSON per record, about.
 const RECORD_SIZE: usize = 150;
@@ -89,7 +88,7 @@ struct Run {
 /// Alternating rounds with and without `--metrics`; prints each round and the medians.
 fn throughput(dir: &Path, rounds: usize, records: usize) {
     let input = dir.join("records.ndjson");
-    write_ndjson(&input, records);
+    write_ndjson(&input, records, RECORD_SIZE);
     println!(
         "zavro serve with and without --metrics: {rounds} rounds of {records} records (~{RECORD_SIZE} B each, \
          `send`'s defaults, plaintext, SQLite), alternating; /metrics scraped every {} s when on",
@@ -249,7 +248,7 @@ fn metrics_address(log: &Path) -> String {
 fn callgrind(dir: &Path, requests: usize) {
     let records = requests * CALLGRIND_BATCH;
     let input = dir.join("records.ndjson");
-    write_ndjson(&input, records);
+    write_ndjson(&input, records, RECORD_SIZE);
     println!(
         "instructions of zavro serve under callgrind: {requests} requests of {CALLGRIND_BATCH} records \
          (lockstep: --window 1), plaintext, SQLite; with --metrics, {CALLGRIND_SCRAPES} scrapes"
@@ -342,30 +341,4 @@ fn callgrind_total(out: &Path) -> u64 {
         .and_then(|n| n.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .expect("a summary line")
-}
-
-/// Writes `count` NDJSON records of about [`RECORD_SIZE`] bytes.
-fn write_ndjson(path: &Path, count: usize) {
-    let mut out = std::io::BufWriter::new(File::create(path).expect("the input file"));
-    for i in 0..count {
-        serde_json::to_writer(&mut out, &record(i as u64, RECORD_SIZE)).expect("a record");
-        out.write_all(b"\n").expect("a newline");
-    }
-    out.flush().expect("the input written");
-}
-
-/// The median of measured values (the upper one of an even count).
-fn middle(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// /proc/loadavg's 1-, 5- and 15-minute load averages.
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
