@@ -1318,7 +1318,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__serve)
-            opts="-h --output --schema --max-message-size --plaintext --max-skew --max-connections --name --allow-async-commit --log-format --check-config --json --db --master-key-file --help"
+            opts="-h --output --schema --max-message-size --plaintext --max-skew --max-connections --name --allow-async-commit --metrics --log-format --check-config --json --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1345,6 +1345,10 @@ _zavro() {
                     return 0
                     ;;
                 --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -19,7 +19,8 @@ Examples:
 Exit codes: 0 success, 1 failure, 2 usage error, 3 bad input, 4 rejected by the server,
 5 server unreachable or silent, 6 audit chain broken, 7 no store, 8 server not authenticated
 (wrong server key, plaintext/CURVE mismatch, key refused at the handshake, reply not signed),
-9 master key missing, wrong or unusable (sealed store).";
+9 master key missing, wrong or unusable (sealed store), 10 send --spool: spool full, 11 serve cannot
+listen (endpoint or --metrics).";
 
 const SERVE_EXAMPLES: &str = "\
 Examples:
@@ -384,6 +385,12 @@ pub struct ServeArgs {
     /// lose requests the server already answered `accepted`, and a client will not send them again.
     #[arg(long)]
     pub allow_async_commit: bool,
+
+    /// Serve Prometheus metrics on http://ADDRESS/metrics, with /healthz (the process answers) and /readyz (the
+    /// socket is bound and the store takes writes) beside them; port 0 lets the OS pick. Unauthenticated: bind
+    /// it to loopback (127.0.0.1:9464) or a private interface.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 
     /// How the log on stderr is written: `text`, one line per event for people, or `json`, one JSON object per
     /// line for log shippers (fields and events in README.md, "Logs"). Start-up errors are JSON too.

@@ -54,6 +54,9 @@ pub enum Error {
     /// `audit verify` found the hash chain broken.
     #[error("audit trail verification failed: {0}")]
     Tampered(#[from] ChainBreak),
+    /// `serve` could not listen where it was told to: its endpoint or its `--metrics` address.
+    #[error("{0}")]
+    Listen(String),
     /// Any other failure, already phrased for the user.
     #[error("{0}")]
     Other(String),
@@ -93,6 +96,9 @@ pub mod exit {
     pub const MASTER_KEY: u8 = 9;
     /// `send --spool`: the spool reached `--spool-max-size`, so `send` stopped reading its input.
     pub const SPOOL_FULL: u8 = 10;
+    /// `serve` could not listen on its endpoint or its `--metrics` address (in use, not this machine's, not
+    /// allowed).
+    pub const CANNOT_LISTEN: u8 = 11;
 }
 
 impl From<CopyError> for Error {
@@ -123,6 +129,7 @@ impl Error {
     pub fn exit_code_number(&self) -> u8 {
         match self {
             Error::Usage(_) => exit::USAGE,
+            Error::Listen(_) => exit::CANNOT_LISTEN,
             Error::Profile(ProfileError::Io { .. }) => exit::FAILURE,
             Error::Profile(_) => exit::USAGE,
             Error::Input(_) | Error::Avro(_) => exit::BAD_INPUT,

@@ -36,6 +36,14 @@ unsafe extern "C" {
 /// Gives every monitor of the process its own inproc endpoint (they share the context of `bench`'s threads).
 static NEXT_MONITOR: AtomicU64 = AtomicU64::new(0);
 
+/// Stops `socket`'s monitor (a no-op when it has none): libzmq sends it no event after this returns.
+pub fn stop_monitor(socket: &mut zmq::Socket) {
+    // SAFETY: the pointer is a live socket borrowed mutably for the call; a null endpoint is documented to
+    // stop its monitor, and the call fails only on a closed socket or a terminated context, which leave no
+    // monitor to stop.
+    unsafe { zmq_socket_monitor(socket.as_mut_ptr(), std::ptr::null(), 0) };
+}
+
 /// How a handshake ended badly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandshakeFailure {
@@ -94,10 +102,7 @@ impl HandshakeWatch {
     /// Stops `socket`'s monitor, then closes the receiving end: in that order, so libzmq never sends an event
     /// that nobody will read. `socket` must be the one the watch was started on.
     pub fn stop(self, socket: &mut zmq::Socket) {
-        // SAFETY: the pointer is a live socket borrowed mutably for the call; a null endpoint is documented to
-        // stop its monitor, and the call fails only on a closed socket or a terminated context, which leave no
-        // monitor to stop.
-        unsafe { zmq_socket_monitor(socket.as_mut_ptr(), std::ptr::null(), 0) };
+        stop_monitor(socket);
         drop(self.monitor);
     }
 

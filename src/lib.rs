@@ -13,8 +13,9 @@
 //! - Network: [`server`] (the request pipeline, frames → checks → one commit per group → replies, and the loop
 //!   that owns the socket), [`client`] (send, keep a window in flight, await replies and check their signatures), [`handshake`] (a
 //!   client socket's CURVE handshake watched through a libzmq monitor) and [`read_ahead`] (stdin
-//!   parsed on its own thread, so a sender waits for input and replies at once); [`follow`] (files followed as
-//!   `tail -F` does, each line with the position to resume from).
+//!   parsed on its own thread, so a sender waits for input and replies at once), [`metrics`] (`serve --metrics`:
+//!   Prometheus metrics, `/healthz` and `/readyz` on an HTTP listener of their own thread); [`follow`] (files
+//!   followed as `tail -F` does, each line with the position to resume from).
 //! - Front-ends: [`cli`] (clap types only), [`cmd`] (one thin `run` per subcommand), [`config`] (store path and
 //!   credentials resolved once), [`error`] (one error type and the exit codes), [`docs`] (completions, man pages),
 //!   [`complete`] (key ids for shell completion, read from the store while the user types), [`hardening`]
@@ -41,6 +42,7 @@ pub mod follow;
 pub mod handshake;
 pub mod hardening;
 pub mod input;
+pub mod metrics;
 pub mod profiles;
 pub mod protocol;
 pub mod read_ahead;

@@ -133,7 +133,7 @@ impl Env {
         (env.key, env.secret) = env.add_key();
         // The server key the store's servers present (made on first use), from a server's start-up line: it is
         // what clients must pin, whichever of the store commands run on PostgreSQL.
-        let (server, _, server_key) = env.start_server(Some("probe"));
+        let (server, _, server_key) = env.start_server(Some("probe"), &[]);
         env.server_key = server_key.expect("a CURVE server prints its key");
         server.stop().expect("the probing server stops cleanly");
         env
@@ -220,14 +220,21 @@ impl Env {
 
     /// Starts a server writing its records to a file; returns it with its endpoint.
     pub fn serve(&self) -> (Server, String) {
-        let (server, endpoint, _) = self.start_server(None);
+        let (server, endpoint, _) = self.start_server(None, &[]);
         (server, endpoint)
+    }
+
+    /// Starts a server with `extra` arguments after the usual ones; returns it, its endpoint, and its log
+    /// (`serve.log`, its stderr).
+    pub fn serve_with(&self, extra: &[&str]) -> (Server, String, PathBuf) {
+        let (server, endpoint, _) = self.start_server(None, extra);
+        (server, endpoint, self.dir.join("serve.log"))
     }
 
     /// Starts a server `serve --name NAME` on its own OS-picked port, with its own log and output file
     /// (`serve-NAME.log`, `out-NAME.ndjson`); returns it with its endpoint.
     pub fn serve_named(&self, name: &str) -> (Server, String) {
-        let (server, endpoint, key) = self.start_server(Some(name));
+        let (server, endpoint, key) = self.start_server(Some(name), &[]);
         if let Some(key) = key {
             assert_eq!(
                 key, self.server_key,
@@ -237,9 +244,9 @@ impl Env {
         (server, endpoint)
     }
 
-    /// Starts a server (named `name` when given) and waits for its start-up line: the server, its endpoint, and
+    /// Starts a server (named `name` when given, with `extra` arguments) and waits for its start-up line: the server, its endpoint, and
     /// the server key it presents under CURVE.
-    fn start_server(&self, name: Option<&str>) -> (Server, String, Option<String>) {
+    fn start_server(&self, name: Option<&str>, extra: &[&str]) -> (Server, String, Option<String>) {
         let suffix = name.map(|n| format!("-{n}")).unwrap_or_default();
         // The log goes to a file, as a deployment would send it to a file or the journal: a pipe read by this
         // harness would put a third process on the two cores, woken for every log line.
@@ -253,6 +260,7 @@ impl Env {
         if self.transport == Transport::Plaintext {
             serve.arg("--plaintext");
         }
+        serve.args(extra);
         let child = serve.stderr(File::create(&log).unwrap()).spawn().unwrap();
         let mut server = Server(child);
         let deadline = Instant::now() + SERVER_DEADLINE;
@@ -462,6 +470,11 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
 pub struct Server(Child);
 
 impl Server {
+    /// A server process started elsewhere (under valgrind, say), stopped as the others are.
+    pub fn adopt(child: Child) -> Server {
+        Server(child)
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.0.id()

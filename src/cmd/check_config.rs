@@ -42,6 +42,8 @@ struct Settings {
     log_format: &'static str,
     /// `--allow-async-commit`.
     allow_async_commit: bool,
+    /// `--metrics`: where metrics, /healthz and /readyz would be served (not bound here); `None` when off.
+    metrics: Option<String>,
 }
 
 /// Checks and prints the settings of `args` with `store`; binds nothing, writes nothing to the store.
@@ -81,6 +83,7 @@ pub fn run<S: Served>(store: &mut S, args: &ServeArgs, log: &mut Log) -> Result<
             crate::server::LogFormat::Json => "json",
         },
         allow_async_commit: args.allow_async_commit,
+        metrics: args.metrics.map(|address| address.to_string()),
     };
     let text = if args.json {
         serde_json::to_string(&settings).map_err(|e| Error::Other(e.to_string()))? + "\n"
@@ -119,7 +122,7 @@ fn check_output(path: &Path) -> Result<(), Error> {
 
 /// One `setting  value` line each, for people.
 fn as_text(s: &Settings) -> String {
-    let lines: [(&str, String); 14] = [
+    let lines: [(&str, String); 15] = [
         ("endpoint", s.endpoint.clone()),
         ("store", format!("{} ({})", s.store, s.backend)),
         (
@@ -167,6 +170,12 @@ fn as_text(s: &Settings) -> String {
             } else {
                 "refused".into()
             },
+        ),
+        (
+            "metrics",
+            s.metrics
+                .as_ref()
+                .map_or("off".into(), |address| format!("http://{address}/metrics")),
         ),
         ("status", "ok: serve would start with these settings".into()),
     ];

@@ -15,7 +15,10 @@ use crate::{
     endpoint::{self, Side},
     error::Error,
     hardening,
-    server::{self, Event, Fields, Log, LogFormat, RecordsOut, Settings, Transport, name, zap},
+    metrics::{ConnectionWatch, Endpoint, Metrics, MetricsError},
+    server::{
+        self, Companions, Event, Fields, Log, LogFormat, RecordsOut, Settings, Transport, name, zap,
+    },
     service,
     store::{PgStore, RequestStore, Store, StoreError},
     timestamp,
@@ -23,6 +26,9 @@ use crate::{
 
 /// How long, at shutdown, replies still queued may take to leave before they are dropped.
 const SHUTDOWN_LINGER_MS: i32 = 2000;
+
+/// Descriptors kept free, past the connections' own, for scrapes of `--metrics` in progress (each holds one).
+const METRICS_DESCRIPTORS: u32 = 4;
 
 /// What `serve` needs of a store besides the server's seam ([`RequestStore`]), per backend.
 pub trait Served: RequestStore {
@@ -222,6 +228,9 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
             .map_err(|e| Error::io("cannot install signal handler", e))?;
     }
 
+    // Before the socket: a metrics address that is taken stops the server before it takes any request.
+    let metrics = args.metrics.map(start_metrics).transpose()?;
+
     let mut output = match &args.output {
         // Private like the store it copies from; an existing file keeps the mode its owner gave it.
         Some(path) => RecordsOut::append_to(path)
@@ -230,6 +239,8 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
     };
 
     let context = zmq::Context::new();
+    // Declared before the socket, so that an early return closes the socket first (see its Drop).
+    let mut connection_watch = None;
     // The handshake check is bound before the socket, so that no connection is ever admitted without it; it is
     // declared before the socket, so it stops only once the socket is closed.
     let (server_key, handshakes) = if args.plaintext {
@@ -265,20 +276,35 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
     }
     // The socket has its copy: the secret half is wiped here rather than kept for the whole run.
     let server_public = server_key.map(|key| key.public_z85());
+    // Before the bind, so that every connection's opening is counted as well as its end.
+    if let Some((metrics, _)) = &metrics {
+        let watch = ConnectionWatch::start(&context, &socket, metrics.open_connections())
+            .map_err(|e| Error::Other(e.to_string()))?;
+        connection_watch = Some(watch);
+    }
     socket
         .bind(&endpoint)
-        .map_err(|e| Error::Other(format!("cannot listen on {endpoint}: {e}")))?;
+        .map_err(|e| Error::Listen(format!("cannot listen on {endpoint}: {e}")))?;
     let bound = socket
         .get_last_endpoint()
         .ok()
         .and_then(Result::ok)
         .unwrap_or(endpoint);
     // Everything the server needs is open now; what is left under the open-file limit is for connections.
-    hardening::cap_open_files(max_connections.saturating_add(store.descriptors_to_reserve()))
-        .map_err(|e| match e {
-            hardening::HardeningError::TooManyConnections { .. } => Error::Usage(e.to_string()),
-            _ => Error::Other(e.to_string()),
-        })?;
+    let scrapes = if metrics.is_some() {
+        METRICS_DESCRIPTORS
+    } else {
+        0
+    };
+    hardening::cap_open_files(
+        max_connections
+            .saturating_add(store.descriptors_to_reserve())
+            .saturating_add(scrapes),
+    )
+    .map_err(|e| match e {
+        hardening::HardeningError::TooManyConnections { .. } => Error::Usage(e.to_string()),
+        _ => Error::Other(e.to_string()),
+    })?;
     // One line, the endpoint first: scripts and tests take the word after `listening on`.
     let listening = Fields {
         endpoint: Some(&bound),
@@ -304,6 +330,19 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
                 "listening on {bound} (plaintext: unencrypted, anyone on the path can read and forge traffic)"
             ),
         ),
+    }
+
+    if let Some((metrics, endpoint)) = &metrics {
+        metrics.readiness().bound();
+        let url = format!("http://{}/metrics", endpoint.address());
+        log.event(
+            Event::Metrics,
+            Fields {
+                endpoint: Some(&url),
+                ..Fields::default()
+            },
+            format_args!("metrics on {url} (and /healthz, /readyz; unauthenticated)"),
+        );
     }
 
     // Only now, with the socket bound (the kernel queues connections from here on), is the unit `active`.
@@ -333,8 +372,14 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
         log,
         &settings,
         &shutdown,
-        handshakes.as_ref(),
+        Companions {
+            handshakes: handshakes.as_ref(),
+            metrics: metrics.as_ref().map(|(metrics, _)| metrics),
+        },
     );
+    if let Some(watch) = connection_watch.take() {
+        watch.stop(&mut socket);
+    }
     // Whether a signal or an error ended it, the server takes no more requests; only the replies still queued
     // may take up to SHUTDOWN_LINGER_MS to leave. Telling systemd is best effort: it sees the exit anyway.
     let _ = service::stopping();
@@ -352,6 +397,17 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
         ),
     );
     Ok(())
+}
+
+/// The metrics, and their HTTP listener started on `address` (`--metrics`).
+fn start_metrics(address: std::net::SocketAddr) -> Result<(Metrics, Endpoint), Error> {
+    let (metrics, registry) = Metrics::new();
+    let endpoint =
+        Endpoint::start(address, registry, metrics.readiness().clone()).map_err(|e| match e {
+            MetricsError::Bind { .. } => Error::Listen(format!("--metrics: {e}")),
+            MetricsError::Thread(_) | MetricsError::Monitor(_) => Error::Other(e.to_string()),
+        })?;
+    Ok((metrics, endpoint))
 }
 
 /// The endpoint `serve` binds, as a ZeroMQ endpoint.

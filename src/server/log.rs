@@ -76,6 +76,8 @@ impl Level {
 pub enum Event {
     /// The socket is bound and the server serves: `endpoint`, `transport`, `server_key` (CURVE), `name`.
     Listening,
+    /// `serve --metrics` listens for scrapes and probes: `endpoint` (its `/metrics` URL).
+    Metrics,
     /// A request's records were stored: `audit_id`, `key`, `peer`, `records`.
     Accepted,
     /// A retry of a stored request, answered as accepted without storing again: `audit_id`, `key`, `peer`,
@@ -93,7 +95,8 @@ pub enum Event {
     GroupRetried,
     /// The store could not be read or written; requests are refused as `internal` meanwhile: `message`.
     StoreError,
-    /// The store answers again after a `store_error` of the handshake check: `message`.
+    /// The store answers again after a `store_error` of the handshake check, or of the readiness probe of
+    /// `--metrics`: `message`.
     StoreRecovered,
     /// The handshake check stopped; the server stops too: `message`.
     HandshakeCheckStopped,
@@ -111,6 +114,7 @@ impl Event {
     pub fn as_str(self) -> &'static str {
         match self {
             Event::Listening => "listening",
+            Event::Metrics => "metrics",
             Event::Accepted => "accepted",
             Event::Duplicate => "duplicate",
             Event::Refused => "refused",
@@ -127,8 +131,9 @@ impl Event {
     }
 
     /// Every event, for the test that README.md lists them all.
-    pub const ALL: [Event; 13] = [
+    pub const ALL: [Event; 14] = [
         Event::Listening,
+        Event::Metrics,
         Event::Accepted,
         Event::Duplicate,
         Event::Refused,
@@ -147,6 +152,7 @@ impl Event {
     pub fn level(self) -> Level {
         match self {
             Event::Listening
+            | Event::Metrics
             | Event::Accepted
             | Event::Duplicate
             | Event::GroupRetried

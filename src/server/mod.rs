@@ -14,6 +14,7 @@
 
 mod check;
 mod commit;
+mod health;
 mod log;
 pub mod name;
 mod outcome;
@@ -39,6 +40,7 @@ pub use transport::{REPLY_QUEUE_PER_PEER, cut_off_peers_that_do_not_read};
 pub use worker::Worker;
 
 use crate::{
+    metrics::Metrics,
     protocol::{RejectCode, Reply},
     store::RequestStore,
     timestamp,
@@ -122,6 +124,16 @@ pub enum ServeError {
     },
 }
 
+/// What runs beside the loop and hears from it.
+#[derive(Clone, Copy, Default)]
+pub struct Companions<'a> {
+    /// Over CURVE, the socket's ZAP handler: the handshakes it refused are counted each turn, and the server
+    /// stops if it stops.
+    pub handshakes: Option<&'a zap::Handler>,
+    /// With `serve --metrics`, where the loop counts what it does and says whether it is ready.
+    pub metrics: Option<&'a Metrics>,
+}
+
 /// Counts of what a server run handled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -135,8 +147,8 @@ pub struct Stats {
 ///
 /// Requests are taken in groups (everything waiting, within limits), checked, committed in one durable
 /// transaction, written out, and only then answered, in arrival order; the log follows the answers. A group in
-/// hand when the signal arrives is finished before returning. Over CURVE, `handshakes` is the socket's ZAP
-/// handler: the handshakes it refused are counted each turn, and the server stops if it stops.
+/// hand when the signal arrives is finished before returning. `companions` are the ZAP handler (over CURVE) and
+/// the metrics (with `--metrics`).
 pub fn run<S: RequestStore>(
     socket: &zmq::Socket,
     store: &mut S,
@@ -144,11 +156,19 @@ pub fn run<S: RequestStore>(
     mut log: Log,
     settings: &Settings,
     shutdown: &AtomicBool,
-    handshakes: Option<&zap::Handler>,
+    companions: Companions,
 ) -> Result<Stats, ServeError> {
+    let Companions {
+        handshakes,
+        metrics,
+    } = companions;
     let mut stats = Stats::default();
-    let mut worker = Worker::new(settings);
+    let mut worker = Worker::new(settings).with_metrics(metrics.cloned());
+    let mut store_watch = metrics.cloned().map(health::StoreWatch::new);
     prune_nonces(store, settings, &mut log);
+    if let Some(watch) = &store_watch {
+        watch.refresh_size(store, &mut log);
+    }
     let mut last_prune = Instant::now();
     let mut cutoffs_seen = Cutoffs::now();
     // A blocking receive with a timeout rather than poll-then-receive: the same wake-up, fewer calls into
@@ -156,6 +176,7 @@ pub fn run<S: RequestStore>(
     socket.set_rcvtimeo(POLL_INTERVAL.as_millis() as i32)?;
     while !shutdown.load(Ordering::SeqCst) {
         if let Some(group) = transport::receive_group(socket)? {
+            let received = Instant::now();
             let (routes, arrivals): (Vec<_>, Vec<_>) =
                 group.into_iter().map(|i| (i.route, i.arrival)).unzip();
             let mut done = 0;
@@ -164,6 +185,7 @@ pub fn run<S: RequestStore>(
                 let group_started_us = timestamp::now_micros();
                 let outcomes = worker.handle(store, &arrivals[done..], &mut log);
                 let routes = &routes[done..done + outcomes.len()];
+                let sizes = arrivals[done..].iter().map(|arrival| arrival.size);
                 done += outcomes.len();
                 // A store replaced under the server refuses its groups (`begin_group` checks, so the group was
                 // refused as internal); once that group is answered, stop: every later request would be refused
@@ -190,12 +212,23 @@ pub fn run<S: RequestStore>(
                         .filter_map(|o| o.records.as_ref())
                         .map(|r| r.text.as_slice()),
                 );
+                // Counted just before the replies go out, so that whoever has a reply finds it counted.
+                if let Some(metrics) = metrics {
+                    let waited = received.elapsed();
+                    metrics.group(outcomes.len());
+                    for (outcome, size) in outcomes.iter().zip(sizes) {
+                        metrics.answered(&outcome.reply.reply, size, waited, outcome.audit_id);
+                    }
+                }
                 for (route, outcome) in routes.iter().zip(&outcomes) {
                     match outcome.reply.reply {
                         Reply::Accepted { .. } => stats.accepted += 1,
                         Reply::Rejected { .. } => stats.rejected += 1,
                     }
                     transport::send_reply(socket, route, &outcome.reply.to_frame())?;
+                }
+                if let Some(watch) = &mut store_watch {
+                    watch.group_done(refused_by_store, &mut log);
                 }
                 // The log is for people: it is written once the clients have their answers, not before.
                 for line in outcomes.into_iter().filter_map(|o| o.line) {
@@ -231,8 +264,17 @@ pub fn run<S: RequestStore>(
         worker.close_windows(store, now_us, false, &mut log);
         if last_prune.elapsed() >= PRUNE_INTERVAL {
             prune_nonces(store, settings, &mut log);
+            if let Some(watch) = &store_watch {
+                watch.refresh_size(store, &mut log);
+            }
             last_prune = Instant::now();
         }
+        if let Some(watch) = &mut store_watch {
+            watch.probe_if_due(store, settings.max_skew_secs, &mut log);
+        }
+    }
+    if let Some(metrics) = metrics {
+        metrics.readiness().stopping();
     }
     // Connections cut off and handshakes refused since the last turn are counted too, before the last windows
     // close.
@@ -326,6 +368,11 @@ mod tests {
 
     impl Running {
         fn start(dir: &std::path::Path) -> Running {
+            Running::start_with(dir, None)
+        }
+
+        /// [`Running::start`], counting into `metrics` when given.
+        fn start_with(dir: &std::path::Path, metrics: Option<Metrics>) -> Running {
             let (mut store, settings) = store_with_key(dir);
             let context = zmq::Context::new();
             let socket = context.socket(zmq::ROUTER).unwrap();
@@ -344,7 +391,10 @@ mod tests {
                     log,
                     &settings,
                     &flag,
-                    None,
+                    Companions {
+                        handshakes: None,
+                        metrics: metrics.as_ref(),
+                    },
                 )
             });
             Running {
@@ -472,5 +522,40 @@ mod tests {
                 rejected: 1
             }
         );
+    }
+
+    #[test]
+    fn with_metrics_the_loop_counts_each_reply_by_code_and_says_it_is_stopping() {
+        let dir = tempfile::tempdir().unwrap();
+        let (metrics, registry) = Metrics::new();
+        metrics.readiness().bound();
+        let server = Running::start_with(dir.path(), Some(metrics.clone()));
+        let dealer = server.connect(zmq::DEALER);
+        dealer
+            .send_multipart(request("nonce-000000000001", json!(1)).to_frames(), 0)
+            .unwrap();
+        let accepted = reply(&dealer);
+        let Reply::Accepted { audit_id, .. } = accepted.reply else {
+            panic!("{accepted:?}")
+        };
+        dealer.send_multipart([b"x".to_vec()], 0).unwrap();
+        assert!(matches!(reply(&dealer).reply, Reply::Rejected { .. }));
+        assert_eq!(metrics.readiness().check(), Ok(()));
+        server.stop();
+        assert!(metrics.readiness().check().is_err(), "stopping");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            "zavro_requests_total{code=\"accepted\"} 1\n".to_owned(),
+            "zavro_requests_total{code=\"unsupported_version\"} 1\n".to_owned(),
+            "zavro_accepted_records_total 1\n".to_owned(),
+            "zavro_group_requests_count 2\n".to_owned(),
+            "zavro_request_seconds_count 2\n".to_owned(),
+            "zavro_commit_seconds_count 2\n".to_owned(),
+            format!("zavro_audit_last_id {}\n", audit_id + 1),
+        ] {
+            assert!(text.contains(&line), "no {line:?} in {text}");
+        }
+        assert!(!text.contains("zavro_store_bytes 0\n"), "{text}");
     }
 }

@@ -1,7 +1,7 @@
 //! A group of requests, start to finish: parse each, check it against what the store says of its key and
 //! nonce, commit the group's rows in one transaction, and settle one [`Outcome`] per request.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use super::{
     Settings, Transport,
@@ -15,6 +15,7 @@ use super::{
 };
 use crate::{
     avro::{Decoder, SchemaFingerprint},
+    metrics::Metrics,
     protocol::{self, Rejection, Request},
     store::{RequestGroup, RequestStore, StoreError, StoredKey},
     timestamp,
@@ -42,6 +43,8 @@ pub struct Worker {
     tally: Tally,
     /// [`GROUP_MAX_DECODED_BYTES`], smaller in tests.
     group_max_decoded: usize,
+    /// Where commits, summary rows, refused handshakes and cut-off connections are counted (`serve --metrics`).
+    metrics: Option<Metrics>,
 }
 
 /// The keys a group looked up, by id: a group holds the write lock, so they cannot change before it commits.
@@ -78,18 +81,31 @@ impl Worker {
             decoder: Decoder::with_reader_schemas(settings.reader_schemas.clone()),
             tally: Tally::default(),
             group_max_decoded: GROUP_MAX_DECODED_BYTES,
+            metrics: None,
         }
+    }
+
+    /// Counts what the worker does into `metrics` too.
+    pub fn with_metrics(mut self, metrics: Option<Metrics>) -> Worker {
+        self.metrics = metrics;
+        self
     }
 
     /// Counts `count` connections libzmq cut off for `reason` (a message past the size limit, or replies left
     /// unread); they are written with the next closed window.
     pub fn note_cutoffs(&mut self, reason: Reason, count: u64, now_us: i64) {
+        if let Some(metrics) = &self.metrics {
+            metrics.cut_off(count);
+        }
         self.tally.note_cutoffs(reason, count, now_us);
     }
 
     /// Counts CURVE handshakes the ZAP handler refused; they are written with their window's summary.
     pub fn note_refused_handshakes(&mut self, refused: impl IntoIterator<Item = RefusedHandshake>) {
         for handshake in refused {
+            if let Some(metrics) = &self.metrics {
+                metrics.refused_handshakes(handshake.count);
+            }
             self.tally.note_handshakes(
                 &handshake.peer,
                 handshake.key.as_deref(),
@@ -117,6 +133,9 @@ impl Worker {
             .and_then(|group| commit::summaries(group, &closed, self.transport, &self.server))
         {
             Ok(ids) => {
+                if let (Some(metrics), Some(last)) = (&self.metrics, ids.iter().max()) {
+                    metrics.audit_row(*last);
+                }
                 for (id, summary) in ids.into_iter().zip(&closed) {
                     let what = match summary.reason {
                         Reason::Reply(_) => "more",
@@ -192,7 +211,11 @@ impl Worker {
             match store.begin_group() {
                 Ok(mut transaction) => {
                     let (verdicts, keys) = self.check_group(&mut transaction, group, now_us, log);
+                    let started = Instant::now();
                     let committed = commit::commit(transaction, &verdicts, &mut self.tally, stamp);
+                    if let (Ok(_), Some(metrics)) = (&committed, &self.metrics) {
+                        metrics.committed(started.elapsed());
+                    }
                     // Another server stored one of the group's nonces between its check and its commit: nothing
                     // was kept, and the group checked again sees that nonce for what it is.
                     if matches!(committed, Err(StoreError::Raced)) && races < RACE_RETRIES {
@@ -1433,6 +1456,14 @@ mod racing {
 
         fn still_in_place(&self) -> Result<(), StoreError> {
             Ok(())
+        }
+
+        fn answers(&mut self) -> Result<(), StoreError> {
+            self.store.answers()
+        }
+
+        fn size_on_disk(&mut self) -> Result<u64, StoreError> {
+            self.store.size_on_disk()
         }
     }
 

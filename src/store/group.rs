@@ -33,6 +33,14 @@ pub trait RequestStore {
     /// Fails when the store the server writes to is no longer the one others read (a SQLite file deleted or
     /// replaced under the running server): the server must stop acknowledging.
     fn still_in_place(&self) -> Result<(), StoreError>;
+
+    /// Checks, cheaply and without writing, that the store answers now (for `/readyz` while the server is
+    /// idle): the SQLite file is still in place; the PostgreSQL database can be reached and is not a read-only
+    /// standby. A broken connection is replaced first, when its back-off allows.
+    fn answers(&mut self) -> Result<(), StoreError>;
+
+    /// The store's size on disk in bytes: the SQLite file and its write-ahead log, or the PostgreSQL database.
+    fn size_on_disk(&mut self) -> Result<u64, StoreError>;
 }
 
 /// The operations of one group; dropping it without [`RequestGroup::commit`] keeps nothing of it.

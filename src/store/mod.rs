@@ -555,6 +555,25 @@ impl Store {
         self.file.as_ref().map(|file| file.path.as_path())
     }
 
+    /// The sizes of the store's file and of its write-ahead log (0 for a store in memory); a log that is not
+    /// there (checkpointed away) counts 0.
+    pub fn file_sizes(&self) -> Result<u64, StoreError> {
+        let Some(file) = &self.file else {
+            return Ok(0);
+        };
+        let size = |path: &Path| match fs::metadata(path) {
+            Ok(meta) => Ok(meta.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(source) => Err(StoreError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        };
+        let mut wal = file.path.clone().into_os_string();
+        wal.push("-wal");
+        Ok(size(&file.path)? + size(Path::new(&wal))?)
+    }
+
     /// Fails when the store's path no longer names the file it opened: deleted, or replaced by another file.
     /// Whatever is written after that goes into a file nobody will read again.
     pub fn still_in_place(&self) -> Result<(), StoreError> {

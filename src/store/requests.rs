@@ -58,6 +58,14 @@ impl RequestStore for Store {
             crate::cli::MAX_SKEW_LIMIT_SECS
         ])?)
     }
+
+    fn answers(&mut self) -> Result<(), StoreError> {
+        self.still_in_place()
+    }
+
+    fn size_on_disk(&mut self) -> Result<u64, StoreError> {
+        self.file_sizes()
+    }
 }
 
 /// Raises the recorded nonce window to ?1 if that is larger, in one statement (SQLite's write lock makes it

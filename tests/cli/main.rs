@@ -18,6 +18,7 @@ mod hygiene;
 mod interop;
 mod keys;
 mod logs;
+mod metrics;
 mod on_path;
 mod operators;
 mod output_full;

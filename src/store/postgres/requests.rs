@@ -129,6 +129,31 @@ impl RequestStore for PgStore {
     fn still_in_place(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn answers(&mut self) -> Result<(), StoreError> {
+        self.ensure_connected()?;
+        let standby: bool = self
+            .client
+            .query_one("SELECT pg_is_in_recovery()", &[])?
+            .try_get(0)?;
+        if standby {
+            return Err(StoreError::PgDown {
+                url: self.url.to_string(),
+                reason: "it is a read-only standby (in recovery) now".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The whole database's (`pg_database_size`): zavro's tables and their indexes, and anything else in it.
+    fn size_on_disk(&mut self) -> Result<u64, StoreError> {
+        self.ensure_connected()?;
+        let bytes: i64 = self
+            .client
+            .query_one("SELECT pg_database_size(current_database())", &[])?
+            .try_get(0)?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
 }
 
 /// The PostgreSQL group: checks read through it at once; its rows wait in memory until
