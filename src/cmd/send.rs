@@ -189,6 +189,7 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         reconnect,
         retry_at: None,
         accepted_earlier: 0,
+        outage_said_at: None,
     };
     // What waited in the spool goes first, in order, before any new input.
     sender.deliver_waiting()?;
@@ -502,6 +503,8 @@ struct Sender<'a> {
     retry_at: Option<Instant>,
     /// Records accepted over connections given up (see `reconnect`).
     accepted_earlier: u64,
+    /// Records accepted when an outage was reported, until the server answers again.
+    outage_said_at: Option<u64>,
 }
 
 /// What [`Client::connect`] needs, kept to connect again.
@@ -770,11 +773,15 @@ impl Sender<'_> {
             let now = Instant::now();
             match self.retry_at {
                 None => {
-                    if let Some(why) = self.spooling.as_ref().and_then(|s| s.offline.as_ref()) {
+                    // Said once per outage, not at every failed retry.
+                    if self.outage_said_at.is_none()
+                        && let Some(why) = self.spooling.as_ref().and_then(|s| s.offline.as_ref())
+                    {
                         eprintln!(
                             "zavro: the server could not be reached ({why}); spooling, and trying again every {}s",
                             FOLLOW_RETRY.as_secs()
                         );
+                        self.outage_said_at = Some(self.accepted_records());
                     }
                     self.retry_at = Some(now + FOLLOW_RETRY);
                 }
@@ -789,7 +796,14 @@ impl Sender<'_> {
         }
         let waited = self.client.wait_for(max);
         self.reachable(waited)?;
-        self.collect()
+        self.collect()?;
+        if let Some(accepted) = self.outage_said_at
+            && self.accepted_records() > accepted
+        {
+            eprintln!("zavro: the server answers again; sending what waited in the spool");
+            self.outage_said_at = None;
+        }
+        Ok(())
     }
 
     /// Records accepted in this run.

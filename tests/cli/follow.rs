@@ -292,6 +292,8 @@ fn follow_with_the_server_down_spools_resumes_from_the_spool_after_sigkill_and_d
     let status = send.signal(Signal::SIGTERM);
     assert!(status.success(), "{status:?}");
     assert_each_once(&env, 50);
+    let said = fs::read_to_string(&stderr).unwrap();
+    assert!(said.contains("the server answers again"), "{said}");
     server.stop();
 }
 
