@@ -235,9 +235,9 @@ impl<R: Read> Records<R> {
         self.last = 0..0;
         if keep > 0 {
             let dropped = &self.buf[..keep];
-            match dropped.iter().rposition(|&b| b == b'\n') {
+            match memchr::memrchr(b'\n', dropped) {
                 Some(at) => {
-                    self.discarded_lines += dropped.iter().filter(|&&b| b == b'\n').count();
+                    self.discarded_lines += memchr::memchr_iter(b'\n', dropped).count();
                     self.discarded_column = keep - at - 1;
                 }
                 None => self.discarded_column += keep,
@@ -288,8 +288,8 @@ impl<R: Read> Records<R> {
         let suffix = format!(" at line {} column {}", e.line(), e.column());
         let what = text.strip_suffix(&suffix).unwrap_or(&text);
         let before = &self.buf[..self.pos];
-        let lines = self.discarded_lines + before.iter().filter(|&&b| b == b'\n').count();
-        let column = match before.iter().rposition(|&b| b == b'\n') {
+        let lines = self.discarded_lines + memchr::memchr_iter(b'\n', before).count();
+        let column = match memchr::memrchr(b'\n', before) {
             Some(at) => self.pos - at - 1,
             None => self.discarded_column + self.pos,
         };

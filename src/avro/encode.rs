@@ -220,7 +220,11 @@ impl BatchEncoder {
             .as_ref()
             .map_or(JSON_SCHEMA, |user| user.text.as_str());
         let mut file = ContainerWriter::new(schema, self.codec, sync);
-        file.write_block(self.count, std::mem::take(&mut self.data))
+        // The next batch is about as large as this one: its buffer starts at this one's size.
+        let capacity = self.data.capacity();
+        let data = std::mem::replace(&mut self.data, Vec::with_capacity(capacity));
+        file.reserve(data.len() + 2 * 10 + 16);
+        file.write_block(self.count, data)
             .map_err(|e| AvroError::Write(format!("compressing the block: {e}")))?;
         self.count = 0;
         Ok(file.finish())

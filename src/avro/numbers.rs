@@ -29,18 +29,22 @@ pub(super) fn representable_text(text: &str) -> bool {
     if !text.contains(['.', 'e', 'E']) {
         return text.parse::<i64>().is_ok();
     }
-    match text.parse::<f64>() {
-        // Any decimal of at most 15 significant digits survives a round trip through a double (DBL_DIG), which
-        // covers nearly every number people write; only longer ones need the exact comparison.
-        // (Subnormal numbers have fewer digits of precision, so they take the exact path.)
-        Ok(f) if f.is_normal() && significant_digits(text) <= 15 => true,
+    exact_double(text).is_some()
+}
+
+/// The double a number with a fraction or exponent is sent as, when it holds the number's value exactly (see
+/// [`representable`]).
+pub(super) fn exact_double(text: &str) -> Option<f64> {
+    let f = text.parse::<f64>().ok()?;
+    // Any decimal of at most 15 significant digits survives a round trip through a double (DBL_DIG), which
+    // covers nearly every number people write; only longer ones need the exact comparison.
+    // (Subnormal numbers have fewer digits of precision, so they take the exact path.)
+    let exact = (f.is_normal() && significant_digits(text) <= 15)
         // Compared with what the server will write for that double (serde_json's shortest form), since two
         // shortest forms can differ in the last digit between formatters.
-        Ok(f) if f.is_finite() => {
-            serde_json::to_string(&f).is_ok_and(|out| decimal_value(text) == decimal_value(&out))
-        }
-        _ => false,
-    }
+        || (f.is_finite()
+            && serde_json::to_string(&f).is_ok_and(|out| decimal_value(text) == decimal_value(&out)));
+    exact.then_some(f)
 }
 
 /// The string Avro's JSON encoding writes for a `double` or `float` that has no JSON number: `"NaN"`,

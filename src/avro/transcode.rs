@@ -17,7 +17,7 @@ use std::{cell::RefCell, fmt};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::{container::write_long, numbers::representable_text};
+use super::{container::write_long, numbers::exact_double};
 
 /// The key serde_json (`arbitrary_precision`) hands a number's text under, as a one-entry map.
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
@@ -82,9 +82,7 @@ fn number(out: &mut Vec<u8>, text: &str, failed: &mut Option<String>) {
             Ok(i) => long(out, i),
             Err(_) => fail(failed, text),
         }
-    } else if representable_text(text)
-        && let Ok(f) = text.parse::<f64>()
-    {
+    } else if let Some(f) = exact_double(text) {
         out.push(branch::DOUBLE);
         out.extend_from_slice(&f.to_le_bytes());
     } else {
