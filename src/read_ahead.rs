@@ -33,9 +33,9 @@ use crate::{
 
 /// Most bytes of JSON text queued and not yet taken; a single larger record is still read, alone. What is read
 /// ahead in all is at most about twice this plus one hand-over: the sender takes the whole queue at once, and
-/// the thread may fill it again while the sender works through what it took. A parsed record takes several
-/// times its text in memory, so this is kept small: enough for the thread to stay ahead while the sender
-/// encodes, signs and sends, not a store of the input.
+/// the thread may fill it again while the sender works through what it took. An encoded record takes about
+/// its text's size, and this is kept small: enough for the thread to stay ahead while the sender signs and
+/// sends, not a store of the input.
 pub const CAPACITY: usize = 256 << 10;
 
 /// Records the thread gathers before it hands them over, unless its next read may block first: handing over
