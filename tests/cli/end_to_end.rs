@@ -275,7 +275,7 @@ fn transcoded_records_keep_key_order_repeated_keys_number_spelling_and_order_acr
             server.endpoint(),
             &key,
             &secret,
-            &format!("{special}{many}"),
+            format!("{special}{many}"),
             &["--batch", "333"],
         )
         .code(0);
