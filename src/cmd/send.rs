@@ -86,8 +86,10 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
                 }
             };
             Input::Json {
-                records: ReadAhead::spawn(std::io::stdin(), &context)
-                    .map_err(|e| Error::Other(e.to_string()))?,
+                records: Box::new(
+                    ReadAhead::spawn(std::io::stdin(), encoder.record_encoder(), &context)
+                        .map_err(|e| Error::Other(e.to_string()))?,
+                ),
                 batcher: Batcher::new(encoder, limits),
             }
         }
@@ -246,7 +248,8 @@ enum Input {
     Nothing,
     /// JSON records, read on their own thread and cut into requests as they come.
     Json {
-        records: ReadAhead,
+        /// Boxed: the reader's state is large beside the other variant's.
+        records: Box<ReadAhead>,
         batcher: Batcher,
     },
     /// An Avro container file, already cut into payloads.
@@ -264,15 +267,15 @@ impl Input {
         };
         loop {
             match records.try_next() {
-                Some(Item::Record { value, number }) => {
-                    if let Err(e) = batcher.push(&value, number, Instant::now()) {
+                Some(Item::Record { bytes, .. }) => {
+                    if let Err(e) = batcher.push_encoded(bytes, Instant::now()) {
                         return Ok(Next::Bad(e.into()));
                     }
                     if let Some(batch) = batcher.take_full() {
                         return Ok(Next::Batch(batch));
                     }
                 }
-                Some(Item::Failed(e)) => return Ok(Next::Bad(e.into())),
+                Some(Item::Failed(e)) => return Ok(Next::Bad(e)),
                 Some(Item::End) => {
                     return Ok(match batcher.take_rest() {
                         Ok(batch) => batch.map_or(Next::End, Next::Batch),
