@@ -80,6 +80,8 @@ pub struct Batcher {
     opened_at: Option<Instant>,
     /// Requests cut and not yet taken, oldest first: at most a full one and the oversized record after it.
     cut: VecDeque<Batch>,
+    /// The record [`Batcher::push`] encodes, kept for the next.
+    scratch: Vec<u8>,
 }
 
 impl Batcher {
@@ -90,22 +92,35 @@ impl Batcher {
             open: encoder,
             opened_at: None,
             cut: VecDeque::new(),
+            scratch: Vec::new(),
         }
     }
 
     /// Encodes a record that arrived at `now`; `number` (1-based, in the whole input) names it in errors. A
     /// record that does not encode is not added, and the caller stops: nothing after bad input is sent.
     pub fn push(&mut self, record: &Value, number: usize, now: Instant) -> Result<(), AvroError> {
-        let before = self.open.encoded_bytes();
-        self.open.push(record, number)?;
-        let added = self.open.encoded_bytes().saturating_sub(before);
-        let held = self.open.len().saturating_sub(1);
-        if self.limits.would_overflow(held, before, 1, added) {
+        let mut encoded = std::mem::take(&mut self.scratch);
+        encoded.clear();
+        let pushed = self
+            .open
+            .record_encoder()
+            .write_value(&mut encoded, record, number)
+            .and_then(|()| self.push_encoded(&encoded, now));
+        self.scratch = encoded;
+        pushed
+    }
+
+    /// Adds a record already encoded in the batcher's schema (by [`crate::avro::RecordEncoder`]) that arrived
+    /// at `now`.
+    pub fn push_encoded(&mut self, record: &[u8], now: Instant) -> Result<(), AvroError> {
+        if self
+            .limits
+            .would_overflow(self.open.len(), self.open.encoded_bytes(), 1, record.len())
+        {
             // The record starts the next request; the ones before it go without it.
-            let overflowing = self.open.pop_last(before);
             self.cut_open()?;
-            self.open.push_encoded(overflowing);
         }
+        self.open.push_encoded(record);
         self.opened_at.get_or_insert(now);
         if self
             .limits

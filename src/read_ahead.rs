@@ -1,13 +1,15 @@
-//! Records read and parsed on a thread of their own, ahead of the sender and in bounded memory, so the sender can
-//! wait for input and for replies at once: a ZeroMQ socket becomes readable when a record arrives.
+//! Records read, parsed and encoded as Avro on a thread of their own, ahead of the sender and in bounded memory,
+//! so the sender can wait for input and for replies at once (a ZeroMQ socket becomes readable when records
+//! arrive), and so reading and encoding use one core while signing and sending use the other.
 //!
 //! A blocking read of stdin cannot share a wait with sockets, and a sender that sat in it would neither cut a
-//! lingering request nor collect acknowledgements. The thread does the blocking; the sender polls.
+//! lingering request nor collect acknowledgements. The thread does the blocking; the sender polls. Records are
+//! handed over in order, in groups: one buffer of encoded records with where each ends, recycled once taken.
 
 use std::{
     cell::RefCell,
     collections::VecDeque,
-    io::{BufReader, Read},
+    io::Read,
     rc::Rc,
     sync::{
         Arc, Condvar, Mutex, MutexGuard, PoisonError,
@@ -20,15 +22,20 @@ use std::{
 use serde_json::Value;
 
 use crate::{
+    avro::{
+        AvroError, RecordEncoder,
+        transcode::{self, Transcoded},
+    },
     client::poll_millis,
-    input::{InputError, Records},
+    error::Error,
+    input::{Record, Records},
 };
 
 /// Most bytes of JSON text queued and not yet taken; a single larger record is still read, alone. What is read
 /// ahead in all is at most about twice this plus one hand-over: the sender takes the whole queue at once, and
-/// the thread may fill it again while the sender works through what it took. A parsed record takes several
-/// times its text in memory, so this is kept small: enough for the thread to stay ahead while the sender
-/// encodes, signs and sends, not a store of the input.
+/// the thread may fill it again while the sender works through what it took. An encoded record takes about
+/// its text's size, and this is kept small: enough for the thread to stay ahead while the sender signs and
+/// sends, not a store of the input.
 pub const CAPACITY: usize = 256 << 10;
 
 /// Records the thread gathers before it hands them over, unless its next read may block first: handing over
@@ -41,16 +48,37 @@ const HAND_OVER_BYTES: usize = CAPACITY / 4;
 
 /// What the reading thread handed over, in input order.
 #[derive(Debug)]
-pub enum Item {
-    /// A record.
+enum Handed {
+    /// Records, encoded.
+    Records(Encoded),
+    /// The input is bad here (not JSON, or a record that does not encode); nothing follows.
+    Failed(Error),
+    /// The input ended; nothing follows.
+    End,
+}
+
+/// Encoded records, one after the other, numbered from `first`.
+#[derive(Debug, Default)]
+struct Encoded {
+    data: Vec<u8>,
+    /// Where each record ends in `data`.
+    ends: Vec<usize>,
+    /// The 1-based number in the whole input of the first record.
+    first: usize,
+}
+
+/// What the sender is given next, in input order.
+#[derive(Debug)]
+pub enum Item<'a> {
+    /// A record, encoded in the schema of the encoder the thread was given.
     Record {
-        /// The record.
-        value: Value,
+        /// Its Avro binary.
+        bytes: &'a [u8],
         /// Its 1-based number in the whole input, which names it in errors.
         number: usize,
     },
-    /// The input is bad here; nothing follows.
-    Failed(InputError),
+    /// The input is bad here (not JSON, or a record that does not encode); nothing follows.
+    Failed(Error),
     /// The input ended; nothing follows.
     End,
 }
@@ -69,7 +97,9 @@ pub enum ReadAheadError {
 /// Items read and not yet taken, with their weight in bytes of JSON text.
 #[derive(Debug, Default)]
 struct Queue {
-    items: VecDeque<(Item, usize)>,
+    items: VecDeque<(Handed, usize)>,
+    /// Buffers the sender is done with, for the thread to fill again.
+    spare: Vec<Encoded>,
     bytes: usize,
     /// The sender is (about to be) blocked in a poll and must be signalled when an item arrives.
     waiting: bool,
@@ -95,7 +125,7 @@ impl Shared {
 
     /// Queues items once there is room for them; `None` when the sender is gone, else whether it must be
     /// signalled.
-    fn put(&self, items: &mut Vec<(Item, usize)>) -> Option<bool> {
+    fn put(&self, items: &mut Vec<(Handed, usize)>) -> Option<bool> {
         let weight: usize = items.iter().map(|(_, w)| w).sum();
         let mut queue = self.lock();
         while !queue.abandoned && queue.bytes > 0 && queue.bytes.saturating_add(weight) > CAPACITY {
@@ -121,7 +151,9 @@ impl Shared {
 pub struct ReadAhead {
     shared: Arc<Shared>,
     /// Items taken from the shared queue in one go and not handed out yet.
-    taken: VecDeque<Item>,
+    taken: VecDeque<Handed>,
+    /// The group of records being handed out, and how many of them were.
+    current: Option<(Encoded, usize)>,
     /// Readable when the thread queued an item while the sender waited.
     signal: zmq::Socket,
     /// A `Failed` or `End` was taken: nothing more comes.
@@ -137,10 +169,11 @@ impl std::fmt::Debug for ReadAhead {
 }
 
 impl ReadAhead {
-    /// Starts reading the records of `reader`'s JSON text on a new thread; `context` is the one whose sockets
-    /// the sender polls.
+    /// Starts reading the records of `reader`'s JSON text on a new thread, encoding them with `encoder`;
+    /// `context` is the one whose sockets the sender polls.
     pub fn spawn<R: Read + Send + 'static>(
         reader: R,
+        encoder: RecordEncoder,
         context: &zmq::Context,
     ) -> Result<ReadAhead, ReadAheadError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -158,36 +191,69 @@ impl ReadAhead {
         let thread_shared = Arc::clone(&shared);
         thread::Builder::new()
             .name("zavro-input".into())
-            .spawn(move || read_records(reader, &thread_shared, &notifier))?;
+            .spawn(move || read_records(reader, &encoder, &thread_shared, &notifier))?;
         Ok(ReadAhead {
             shared,
             taken: VecDeque::new(),
+            current: None,
             signal,
             finished: false,
         })
     }
 
     /// The next item if one was read, without waiting; after `Failed` or `End`, always `End`.
-    pub fn try_next(&mut self) -> Option<Item> {
+    pub fn try_next(&mut self) -> Option<Item<'_>> {
         if self.finished {
             return Some(Item::End);
         }
-        if self.taken.is_empty() {
-            // Everything queued at once, one lock for many records; the thread gets its room back now.
-            let resume = {
-                let mut queue = self.shared.lock();
-                self.taken
-                    .extend(queue.items.drain(..).map(|(item, _)| item));
-                queue.bytes = 0;
-                std::mem::take(&mut queue.full)
-            };
-            if resume {
-                self.shared.room.notify_one();
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|(group, given)| *given == group.ends.len())
+            && let Some((mut group, _)) = self.current.take()
+        {
+            group.data.clear();
+            group.ends.clear();
+            self.shared.lock().spare.push(group);
+        }
+        if self.current.is_none() {
+            if self.taken.is_empty() {
+                // Everything queued at once, one lock for many records; the thread gets its room back now.
+                let resume = {
+                    let mut queue = self.shared.lock();
+                    self.taken
+                        .extend(queue.items.drain(..).map(|(item, _)| item));
+                    queue.bytes = 0;
+                    std::mem::take(&mut queue.full)
+                };
+                if resume {
+                    self.shared.room.notify_one();
+                }
+            }
+            match self.taken.pop_front()? {
+                Handed::Records(group) => self.current = Some((group, 0)),
+                Handed::Failed(e) => {
+                    self.finished = true;
+                    return Some(Item::Failed(e));
+                }
+                Handed::End => {
+                    self.finished = true;
+                    return Some(Item::End);
+                }
             }
         }
-        let item = self.taken.pop_front()?;
-        self.finished = !matches!(item, Item::Record { .. });
-        Some(item)
+        let (group, given) = self.current.as_mut()?;
+        let start = match *given {
+            0 => 0,
+            n => group.ends[n - 1],
+        };
+        let end = *group.ends.get(*given)?;
+        let number = group.first + *given;
+        *given += 1;
+        Some(Item::Record {
+            bytes: &group.data[start..end],
+            number,
+        })
     }
 
     /// Runs `wait`, which should block until its socket argument is readable (or whatever else it waits for),
@@ -195,7 +261,11 @@ impl ReadAhead {
     pub fn wait_with<E>(&self, wait: impl FnOnce(&zmq::Socket) -> Result<(), E>) -> Result<(), E> {
         {
             let mut queue = self.shared.lock();
-            if self.finished || !self.taken.is_empty() || !queue.items.is_empty() {
+            let current = self
+                .current
+                .as_ref()
+                .is_some_and(|(group, given)| *given < group.ends.len());
+            if self.finished || current || !self.taken.is_empty() || !queue.items.is_empty() {
                 return Ok(());
             }
             queue.waiting = true;
@@ -223,10 +293,15 @@ impl Drop for ReadAhead {
     }
 }
 
-/// The thread: parses records and queues them, each weighed by its JSON text, until the input ends or fails or
-/// the sender leaves. Records are handed over in groups: when enough are gathered, and whenever the next read
-/// of the input may block, so a slow stream still hands each record over as soon as it is parsed.
-fn read_records<R: Read>(reader: R, shared: &Shared, notifier: &zmq::Socket) {
+/// The thread: parses and encodes records and queues them, each group weighed by its JSON text, until the input
+/// ends or fails or the sender leaves. Records are handed over in groups: when enough are gathered, and whenever
+/// the next read of the input may block, so a slow stream still hands each record over as soon as it is parsed.
+fn read_records<R: Read>(
+    reader: R,
+    encoder: &RecordEncoder,
+    shared: &Shared,
+    notifier: &zmq::Socket,
+) {
     let gathered = Rc::new(RefCell::new(Gathered::default()));
     let watched = HandOverBeforeReading {
         inner: reader,
@@ -234,26 +309,41 @@ fn read_records<R: Read>(reader: R, shared: &Shared, notifier: &zmq::Socket) {
         shared,
         notifier,
     };
-    let mut records = Records::new(BufReader::with_capacity(1 << 16, watched));
+    let mut records = Records::new(watched);
     let mut consumed = 0;
     loop {
-        let (item, weight) = match records.next() {
-            Some(Ok(value)) => {
-                let read = records.bytes_read();
-                let weight = read.saturating_sub(consumed);
-                consumed = read;
-                let number = records.records_read();
-                (Item::Record { value, number }, weight)
-            }
-            Some(Err(e)) => (Item::Failed(e), 0),
-            None => (Item::End, 0),
+        let outcome = match encoder.is_json() {
+            true => transcode_next(&mut records, encoder),
+            false => encode_next(&mut records, encoder),
         };
-        let last = !matches!(item, Item::Record { .. });
-        let full = {
+        let read = records.bytes_read();
+        let weight = read.saturating_sub(consumed);
+        consumed = read;
+        let (full, last) = {
             let mut gathered = gathered.borrow_mut();
             gathered.bytes += weight;
-            gathered.items.push((item, weight));
-            gathered.items.len() >= HAND_OVER_RECORDS || gathered.bytes >= HAND_OVER_BYTES
+            let last = match outcome {
+                Some(Ok(())) => {
+                    let number = records.records_read();
+                    let end = transcode::with_writer(|writer| writer.out.len());
+                    if gathered.records.ends.is_empty() {
+                        gathered.records.first = number;
+                    }
+                    gathered.records.ends.push(end);
+                    false
+                }
+                Some(Err(e)) => {
+                    gathered.end = Some(Handed::Failed(e));
+                    true
+                }
+                None => {
+                    gathered.end = Some(Handed::End);
+                    true
+                }
+            };
+            let full = gathered.records.ends.len() >= HAND_OVER_RECORDS
+                || gathered.bytes >= HAND_OVER_BYTES;
+            (full, last)
         };
         if (full || last) && !hand_over(&gathered, shared, notifier) {
             return;
@@ -264,21 +354,84 @@ fn read_records<R: Read>(reader: R, shared: &Shared, notifier: &zmq::Socket) {
     }
 }
 
-/// Items parsed and not yet handed over.
+/// Reads the next record and transcodes it into the thread's writer (zavro's JSON schema).
+fn transcode_next<R: Read>(
+    records: &mut Records<R>,
+    encoder: &RecordEncoder,
+) -> Option<Result<(), Error>> {
+    let number = records.records_read() + 1;
+    let record = match records.next_record::<Transcoded>()? {
+        Ok(record) => record,
+        Err(e) => return Some(Err(e.into())),
+    };
+    let value = match record {
+        Record::Parsed(Transcoded::Written) => return Some(Ok(())),
+        Record::Parsed(Transcoded::Unrepresentable(text)) => {
+            return Some(Err(AvroError::UnrepresentableNumber {
+                record: number,
+                number: text,
+            }
+            .into()));
+        }
+        // A repeated key: the tree keeps one entry per key, which is what is sent.
+        Record::Parsed(Transcoded::RepeatedKey) => {
+            match serde_json::from_slice::<Value>(records.last_text()) {
+                Ok(value) => value,
+                Err(e) => return Some(Err(Error::Other(format!("record {number}: {e}")))),
+            }
+        }
+        Record::Tree(value) => value,
+    };
+    Some(transcode::with_writer(|writer| {
+        encoder
+            .write_value(&mut writer.out, &value, number)
+            .map_err(Error::from)
+    }))
+}
+
+/// Reads the next record as a tree and encodes it into the thread's writer (a user's schema).
+fn encode_next<R: Read>(
+    records: &mut Records<R>,
+    encoder: &RecordEncoder,
+) -> Option<Result<(), Error>> {
+    let number = records.records_read() + 1;
+    let value = match records.next_record::<Value>()? {
+        Ok(Record::Parsed(value) | Record::Tree(value)) => value,
+        Err(e) => return Some(Err(e.into())),
+    };
+    Some(transcode::with_writer(|writer| {
+        encoder
+            .write_value(&mut writer.out, &value, number)
+            .map_err(Error::from)
+    }))
+}
+
+/// Records encoded and not yet handed over (their bytes are in the thread's writer), and what ends the input.
 #[derive(Default)]
 struct Gathered {
-    items: Vec<(Item, usize)>,
+    records: Encoded,
     bytes: usize,
+    end: Option<Handed>,
 }
 
 /// Queues what was gathered and signals the sender if it waits; false when the sender is gone.
 fn hand_over(gathered: &RefCell<Gathered>, shared: &Shared, notifier: &zmq::Socket) -> bool {
     let mut gathered = gathered.borrow_mut();
-    if gathered.items.is_empty() {
+    let mut items = Vec::with_capacity(2);
+    if !gathered.records.ends.is_empty() {
+        let spare = shared.lock().spare.pop().unwrap_or_default();
+        let mut group = std::mem::replace(&mut gathered.records, spare);
+        transcode::with_writer(|writer| std::mem::swap(&mut writer.out, &mut group.data));
+        items.push((Handed::Records(group), gathered.bytes));
+    }
+    if let Some(end) = gathered.end.take() {
+        items.push((end, 0));
+    }
+    if items.is_empty() {
         return true;
     }
     gathered.bytes = 0;
-    match shared.put(&mut gathered.items) {
+    match shared.put(&mut items) {
         None => false,
         // A failed signal means one is already pending (the socket's queue is full) or the sender is gone;
         // either way there is nothing to do.
@@ -290,8 +443,8 @@ fn hand_over(gathered: &RefCell<Gathered>, shared: &Shared, notifier: &zmq::Sock
     }
 }
 
-/// The input, as the parser's buffer reads it: before each read, which may block, what was gathered is handed
-/// over, so no record waits in the thread for input that may not come.
+/// The input, as the parser reads it: before each read, which may block, what was gathered is handed over, so
+/// no record waits in the thread for input that may not come.
 struct HandOverBeforeReading<'a, R> {
     inner: R,
     gathered: Rc<RefCell<Gathered>>,
@@ -317,22 +470,55 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::input::InputError;
 
     /// Bounds every wait, so a broken implementation fails instead of hanging.
     const DEADLINE: Duration = Duration::from_secs(20);
 
     fn spawn(reader: impl Read + Send + 'static) -> (ReadAhead, zmq::Context) {
+        spawn_with(reader, RecordEncoder::default())
+    }
+
+    fn spawn_with(
+        reader: impl Read + Send + 'static,
+        encoder: RecordEncoder,
+    ) -> (ReadAhead, zmq::Context) {
         let context = zmq::Context::new();
-        let read_ahead = ReadAhead::spawn(reader, &context).unwrap();
+        let read_ahead = ReadAhead::spawn(reader, encoder, &context).unwrap();
         (read_ahead, context)
     }
 
+    /// An item, owned.
+    #[derive(Debug)]
+    enum Got {
+        Record(Vec<u8>, usize),
+        Failed(Error),
+        End,
+    }
+
+    fn owned(item: Item<'_>) -> Got {
+        match item {
+            Item::Record { bytes, number } => Got::Record(bytes.to_vec(), number),
+            Item::Failed(e) => Got::Failed(e),
+            Item::End => Got::End,
+        }
+    }
+
+    /// A record of zavro's JSON schema, encoded.
+    fn encoded(value: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        RecordEncoder::default()
+            .write_value(&mut out, value, 1)
+            .unwrap();
+        out
+    }
+
     /// The next item, waiting for it.
-    fn next(read_ahead: &mut ReadAhead) -> Item {
+    fn next(read_ahead: &mut ReadAhead) -> Got {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            if let Some(item) = read_ahead.try_next() {
-                return item;
+            if let Some(got) = read_ahead.try_next().map(owned) {
+                return got;
             }
             assert!(Instant::now() < deadline, "no item within {DEADLINE:?}");
             read_ahead.wait(DEADLINE).unwrap();
@@ -344,18 +530,70 @@ mod tests {
         let (mut read_ahead, _context) = spawn(&b"{\"a\":1}\n[2]\n3\nnot json\n4\n"[..]);
         for (expected, number) in [(json!({"a": 1}), 1), (json!([2]), 2), (json!(3), 3)] {
             match next(&mut read_ahead) {
-                Item::Record { value, number: n } => assert_eq!((value, n), (expected, number)),
+                Got::Record(bytes, n) => assert_eq!((bytes, n), (encoded(&expected), number)),
                 other => panic!("expected record {number}, got {other:?}"),
             }
         }
         match next(&mut read_ahead) {
-            Item::Failed(InputError::NotJson { record: 4, .. }) => {}
+            Got::Failed(Error::Input(InputError::NotJson { record: 4, .. })) => {}
             other => panic!("expected the error at record 4, got {other:?}"),
         }
         assert!(
-            matches!(next(&mut read_ahead), Item::End),
+            matches!(next(&mut read_ahead), Got::End),
             "nothing after the error"
         );
+    }
+
+    #[test]
+    fn many_records_come_in_order_across_groups_and_blocks() {
+        let text: String = (0..5000)
+            .map(|n| format!("{{\"n\": {n}, \"pad\": \"{}\"}}\n", "x".repeat(n % 97)))
+            .collect();
+        let (mut read_ahead, _context) = spawn(std::io::Cursor::new(text.into_bytes()));
+        for n in 0..5000usize {
+            match next(&mut read_ahead) {
+                Got::Record(bytes, number) => {
+                    let expected = json!({"n": n, "pad": "x".repeat(n % 97)});
+                    assert_eq!((bytes, number), (encoded(&expected), n + 1));
+                }
+                other => panic!("expected record {}, got {other:?}", n + 1),
+            }
+        }
+        assert!(matches!(next(&mut read_ahead), Got::End));
+    }
+
+    #[test]
+    fn a_record_that_does_not_encode_stops_the_input_after_the_records_before_it() {
+        let (mut read_ahead, _context) = spawn(&b"1\n{\"big\": 18446744073709551616}\n3\n"[..]);
+        assert!(matches!(next(&mut read_ahead), Got::Record(_, 1)));
+        match next(&mut read_ahead) {
+            Got::Failed(Error::Avro(AvroError::UnrepresentableNumber { record: 2, number })) => {
+                assert_eq!(number, "18446744073709551616")
+            }
+            other => panic!("expected the refusal of record 2, got {other:?}"),
+        }
+        assert!(matches!(next(&mut read_ahead), Got::End));
+    }
+
+    #[test]
+    fn records_of_a_user_schema_are_encoded_in_it() {
+        let schema = crate::avro::UserSchema::parse(
+            r#"{"type":"record","name":"R","fields":[{"name":"n","type":"long"}]}"#,
+        )
+        .unwrap();
+        let batch = crate::avro::BatchEncoder::with_schema(apache_avro::Codec::Null, schema);
+        let (mut read_ahead, _context) =
+            spawn_with(&b"{\"n\": 1}\n{\"n\": \"x\"}\n"[..], batch.record_encoder());
+        match next(&mut read_ahead) {
+            Got::Record(bytes, 1) => assert_eq!(bytes, [2]),
+            other => panic!("expected record 1, got {other:?}"),
+        }
+        match next(&mut read_ahead) {
+            Got::Failed(Error::Avro(AvroError::DoesNotFit { record: 2, reason })) => {
+                assert!(reason.contains("$.n: expected long"), "{reason}")
+            }
+            other => panic!("expected record 2 not to fit, got {other:?}"),
+        }
     }
 
     #[test]
@@ -363,7 +601,7 @@ mod tests {
         let (mut read_ahead, _context) = spawn(&b"  \n"[..]);
         assert!(matches!(
             next(&mut read_ahead),
-            Item::Failed(InputError::Empty)
+            Got::Failed(Error::Input(InputError::Empty))
         ));
     }
 
@@ -383,13 +621,13 @@ mod tests {
             "the wait ended on the signal, not on its timeout"
         );
         match next(&mut read_ahead) {
-            Item::Record { value, number } => {
-                assert_eq!((value, number), (json!({"late": true}), 1))
+            Got::Record(bytes, number) => {
+                assert_eq!((bytes, number), (encoded(&json!({"late": true})), 1))
             }
             other => panic!("expected the record, got {other:?}"),
         }
         drop(writer);
-        assert!(matches!(next(&mut read_ahead), Item::End));
+        assert!(matches!(next(&mut read_ahead), Got::End));
     }
 
     /// An endless input of small records, counting the bytes handed out.
@@ -417,7 +655,7 @@ mod tests {
             served: Arc::clone(&served),
         });
         let deadline = Instant::now() + DEADLINE;
-        while read_ahead.shared.lock().bytes + 100 < CAPACITY {
+        while !read_ahead.shared.lock().full {
             assert!(Instant::now() < deadline, "the queue never filled");
             thread::sleep(Duration::from_millis(5));
         }

@@ -209,6 +209,11 @@ impl ContainerWriter {
         self.out.extend_from_slice(&self.sync);
     }
 
+    /// Makes room for `additional` more bytes at once (a block about to be written), so it is copied once.
+    pub fn reserve(&mut self, additional: usize) {
+        self.out.reserve_exact(additional);
+    }
+
     /// Bytes written so far.
     pub fn len(&self) -> usize {
         self.out.len()

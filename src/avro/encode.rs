@@ -1,24 +1,25 @@
 //! JSON to Avro: records into the container files `zavro send` puts in requests.
 
-use std::sync::LazyLock;
+use std::sync::Arc;
 
 use apache_avro::{Codec, Schema, schema::ResolvedSchema, writer::datum::GenericDatumWriter};
 use serde_json::Value;
 
-use super::{
-    AvroError, JSON_SCHEMA, JSON_SCHEMA_PARSED, container::ContainerWriter, json,
-    numbers::check_numbers, typed,
-};
+use super::{AvroError, JSON_SCHEMA, container::ContainerWriter, transcode, typed};
 
 /// Largest payload `zavro send` puts in one request; bigger batches are split.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 
-pub(super) static DATUM_WRITER: LazyLock<GenericDatumWriter<'static>> = LazyLock::new(|| {
-    GenericDatumWriter::builder(&JSON_SCHEMA_PARSED)
-        .validate(false)
-        .build()
-        .expect("the built-in schema resolves")
-});
+/// apache-avro's writer of the JSON schema, which encoded records before they were transcoded: the tests'
+/// oracle.
+#[cfg(test)]
+pub(super) static DATUM_WRITER: std::sync::LazyLock<GenericDatumWriter<'static>> =
+    std::sync::LazyLock::new(|| {
+        GenericDatumWriter::builder(&super::JSON_SCHEMA_PARSED)
+            .validate(false)
+            .build()
+            .expect("the built-in schema resolves")
+    });
 
 /// Encodes records as an Avro object container file (null codec) with the default JSON schema.
 pub fn encode(records: &[Value]) -> Result<Vec<u8>, AvroError> {
@@ -39,11 +40,65 @@ pub struct BatchEncoder {
     codec: Codec,
     data: Vec<u8>,
     count: u64,
-    /// Boxed: a parsed schema is large, and most batches have none.
-    typed: Option<Box<UserSchema>>,
+    records: RecordEncoder,
     /// The sync marker of every file this encoder writes, drawn once: Avro asks that it be unlikely to occur in
     /// the data, not that each file have its own, and drawing it per request cost a system call each.
     sync: Option<[u8; 16]>,
+}
+
+/// Encodes single records in a batch's schema, on whichever thread reads them; cheap to clone.
+#[derive(Clone, Default)]
+pub struct RecordEncoder {
+    /// The user's schema (`send --schema`), or `None` for zavro's JSON schema.
+    typed: Option<Arc<UserSchema>>,
+}
+
+impl std::fmt::Debug for RecordEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordEncoder")
+            .field("typed", &self.typed.is_some())
+            .finish()
+    }
+}
+
+impl RecordEncoder {
+    /// True for zavro's JSON schema, whose records can be transcoded from JSON text ([`transcode`]).
+    pub fn is_json(&self) -> bool {
+        self.typed.is_none()
+    }
+
+    /// Appends one record, given as a tree, to `out`; `number` (1-based, in the whole input) names it in
+    /// errors. A record that does not encode leaves `out` as it was.
+    pub fn write_value(
+        &self,
+        out: &mut Vec<u8>,
+        record: &Value,
+        number: usize,
+    ) -> Result<(), AvroError> {
+        let Some(user) = &self.typed else {
+            return transcode::write_value(out, record).map_err(|number_text| {
+                AvroError::UnrepresentableNumber {
+                    record: number,
+                    number: number_text,
+                }
+            });
+        };
+        let value = typed::to_avro(record, user.schema, user.resolved.get_names(), "$").map_err(
+            |reason| AvroError::DoesNotFit {
+                record: number,
+                reason,
+            },
+        )?;
+        let start = out.len();
+        user.writer.write_value_ref(out, &value).map_err(|e| {
+            out.truncate(start);
+            AvroError::DoesNotFit {
+                record: number,
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(())
+    }
 }
 
 /// A user's schema for `send --schema`: records are natural JSON converted to it ([`typed`]).
@@ -80,7 +135,7 @@ impl std::fmt::Debug for BatchEncoder {
         f.debug_struct("BatchEncoder")
             .field("codec", &self.codec)
             .field("count", &self.count)
-            .field("typed", &self.typed.is_some())
+            .field("records", &self.records)
             .finish()
     }
 }
@@ -92,7 +147,7 @@ impl BatchEncoder {
             codec,
             data: Vec::new(),
             count: 0,
-            typed: None,
+            records: RecordEncoder::default(),
             sync: None,
         }
     }
@@ -100,36 +155,21 @@ impl BatchEncoder {
     /// An empty batch of the user's schema: each record must fit it (see [`typed`]).
     pub fn with_schema(codec: Codec, schema: UserSchema) -> Self {
         BatchEncoder {
-            typed: Some(Box::new(schema)),
+            records: RecordEncoder {
+                typed: Some(Arc::new(schema)),
+            },
             ..BatchEncoder::new(codec)
         }
     }
 
+    /// The encoder of single records of this batch's schema, for a thread that reads and encodes them ahead.
+    pub fn record_encoder(&self) -> RecordEncoder {
+        self.records.clone()
+    }
+
     /// Appends one record; `number` (1-based, in the whole input) names it in errors.
     pub fn push(&mut self, record: &Value, number: usize) -> Result<(), AvroError> {
-        if let Some(user) = &self.typed {
-            let value = typed::to_avro(record, user.schema, user.resolved.get_names(), "$")
-                .map_err(|reason| AvroError::DoesNotFit {
-                    record: number,
-                    reason,
-                })?;
-            user.writer
-                .write_value_ref(&mut self.data, &value)
-                .map_err(|e| AvroError::DoesNotFit {
-                    record: number,
-                    reason: e.to_string(),
-                })?;
-            self.count += 1;
-            return Ok(());
-        }
-        check_numbers(record).map_err(|n| AvroError::UnrepresentableNumber {
-            record: number,
-            number: n,
-        })?;
-        // After the number check, a JSON value always fits the JSON schema; this is apache-avro failing.
-        DATUM_WRITER
-            .write_ser(&mut self.data, &json::Record(record))
-            .map_err(|e| AvroError::Write(format!("record {number}: {e}")))?;
+        self.records.write_value(&mut self.data, record, number)?;
         self.count += 1;
         Ok(())
     }
@@ -155,9 +195,10 @@ impl BatchEncoder {
         self.data.split_off(from)
     }
 
-    /// Appends a record already encoded by [`BatchEncoder::pop_last`].
-    pub fn push_encoded(&mut self, bytes: Vec<u8>) {
-        self.data.extend_from_slice(&bytes);
+    /// Appends a record already encoded in this batch's schema (by [`RecordEncoder`], or
+    /// [`BatchEncoder::pop_last`]).
+    pub fn push_encoded(&mut self, bytes: &[u8]) {
+        self.data.extend_from_slice(bytes);
         self.count += 1;
     }
 
@@ -174,11 +215,16 @@ impl BatchEncoder {
             }
         };
         let schema = self
+            .records
             .typed
             .as_ref()
             .map_or(JSON_SCHEMA, |user| user.text.as_str());
         let mut file = ContainerWriter::new(schema, self.codec, sync);
-        file.write_block(self.count, std::mem::take(&mut self.data))
+        // The next batch is about as large as this one: its buffer starts at this one's size.
+        let capacity = self.data.capacity();
+        let data = std::mem::replace(&mut self.data, Vec::with_capacity(capacity));
+        file.reserve(data.len() + 2 * 10 + 16);
+        file.write_block(self.count, data)
             .map_err(|e| AvroError::Write(format!("compressing the block: {e}")))?;
         self.count = 0;
         Ok(file.finish())

@@ -5,11 +5,17 @@
 use std::{cell::Cell, fmt};
 
 use serde::{
-    Deserialize, Deserializer, Serialize, Serializer,
+    Deserialize, Deserializer, Serialize,
     de::{self, MapAccess, SeqAccess, Visitor},
+};
+#[cfg(test)]
+use serde::{
+    Serializer,
     ser::{SerializeMap, SerializeSeq, SerializeStruct},
 };
-use serde_json::{Number, Value};
+#[cfg(test)]
+use serde_json::Number;
+use serde_json::Value;
 
 use super::{MAX_DEPTH, MAX_VALUES, numbers::non_finite_name};
 
@@ -33,12 +39,16 @@ fn limit_reached<E: de::Error>(limit: String) -> E {
     error
 }
 
-/// One value of the `zavro.Json` record, borrowed for serialization.
+/// One value of the `zavro.Json` record, borrowed for serialization: the route before [`super::transcode`], kept
+/// as the tests' oracle.
+#[cfg(test)]
 pub(super) struct Record<'a>(pub(super) &'a Value);
 
 /// The union inside a `zavro.Json` record.
+#[cfg(test)]
 struct Node<'a>(&'a Value);
 
+#[cfg(test)]
 impl Serialize for Record<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut record = serializer.serialize_struct("Json", 1)?;
@@ -47,6 +57,7 @@ impl Serialize for Record<'_> {
     }
 }
 
+#[cfg(test)]
 impl Serialize for Node<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
@@ -72,6 +83,7 @@ impl Serialize for Node<'_> {
     }
 }
 
+#[cfg(test)]
 fn serialize_number<S: Serializer>(n: &Number, serializer: S) -> Result<S::Ok, S::Error> {
     if let Some(i) = n.as_i64() {
         serializer.serialize_i64(i)

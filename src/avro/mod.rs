@@ -1,8 +1,9 @@
 //! The JSON ↔ Avro mapping: the default schema that carries any JSON value, and encoding and decoding of the
 //! object container files that travel as payloads.
 //!
-//! Records go through apache-avro's schema-aware serde path (about 2.5× faster than its `Value` path) with
-//! hand-written `Serialize`/`Deserialize` impls ([`json`]), inside containers framed by [`container`]. The
+//! Records of zavro's JSON schema are written by [`transcode`] straight from JSON text (or a `Value`), and read
+//! through apache-avro's schema-aware serde path with a hand-written `Deserialize` ([`json`]), inside containers
+//! framed by [`container`]. The
 //! schema's parsed form, its datum reader and writer are built once per process, and the [`Decoder`] remembers
 //! which container headers it has already checked, so a request costs no schema parsing.
 //!
@@ -21,6 +22,7 @@ mod numbers;
 #[cfg(test)]
 mod round_trip;
 
+pub mod transcode;
 pub mod typed;
 
 use std::sync::LazyLock;
@@ -31,7 +33,9 @@ pub use decode::{
     Decoded, Decoder, MAX_DECODE_ALLOCATION, MAX_DEPTH, MAX_VALUES, Ndjson,
     limit_decode_allocations,
 };
-pub use encode::{BatchEncoder, MAX_PAYLOAD_BYTES, UserSchema, encode, encode_with_codec};
+pub use encode::{
+    BatchEncoder, MAX_PAYLOAD_BYTES, RecordEncoder, UserSchema, encode, encode_with_codec,
+};
 pub use fingerprint::{SchemaFingerprint, canonical_form, fingerprint_of_canonical};
 pub use numbers::representable;
 

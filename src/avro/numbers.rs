@@ -3,7 +3,9 @@
 
 use serde_json::{Number, Value};
 
-/// Finds the first number Avro cannot carry exactly (see [`representable`]).
+/// Finds the first number Avro cannot carry exactly (see [`representable`]): the check of the route before
+/// [`super::transcode`], kept as the tests' oracle.
+#[cfg(test)]
 pub(super) fn check_numbers(value: &Value) -> Result<(), String> {
     match value {
         Value::Number(n) if !representable(n) => Err(n.to_string()),
@@ -19,22 +21,30 @@ pub(super) fn check_numbers(value: &Value) -> Result<(), String> {
 /// `18446744073709551616` and `3.14159265358979323846` do not (the first needs more than 64 bits, the second
 /// more than a double's 17 digits).
 pub fn representable(n: &Number) -> bool {
-    let text = n.as_str();
+    representable_text(n.as_str())
+}
+
+/// [`representable`] for a number's text as serde_json keeps it.
+pub(super) fn representable_text(text: &str) -> bool {
     if !text.contains(['.', 'e', 'E']) {
         return text.parse::<i64>().is_ok();
     }
-    match text.parse::<f64>() {
-        // Any decimal of at most 15 significant digits survives a round trip through a double (DBL_DIG), which
-        // covers nearly every number people write; only longer ones need the exact comparison.
-        // (Subnormal numbers have fewer digits of precision, so they take the exact path.)
-        Ok(f) if f.is_normal() && significant_digits(text) <= 15 => true,
+    exact_double(text).is_some()
+}
+
+/// The double a number with a fraction or exponent is sent as, when it holds the number's value exactly (see
+/// [`representable`]).
+pub(super) fn exact_double(text: &str) -> Option<f64> {
+    let f = text.parse::<f64>().ok()?;
+    // Any decimal of at most 15 significant digits survives a round trip through a double (DBL_DIG), which
+    // covers nearly every number people write; only longer ones need the exact comparison.
+    // (Subnormal numbers have fewer digits of precision, so they take the exact path.)
+    let exact = (f.is_normal() && significant_digits(text) <= 15)
         // Compared with what the server will write for that double (serde_json's shortest form), since two
         // shortest forms can differ in the last digit between formatters.
-        Ok(f) if f.is_finite() => {
-            serde_json::to_string(&f).is_ok_and(|out| decimal_value(text) == decimal_value(&out))
-        }
-        _ => false,
-    }
+        || (f.is_finite()
+            && serde_json::to_string(&f).is_ok_and(|out| decimal_value(text) == decimal_value(&out)));
+    exact.then_some(f)
 }
 
 /// The string Avro's JSON encoding writes for a `double` or `float` that has no JSON number: `"NaN"`,

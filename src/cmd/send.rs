@@ -115,16 +115,18 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
                     BatchEncoder::with_schema(codec(args.codec), schema)
                 }
             };
-            let batcher = Batcher::new(encoder, limits);
             match &spool {
                 Some(_) if following => {
+                    let batcher = Batcher::new(encoder, limits);
                     let input = Following::start(&args.follow, resume.as_ref(), batcher)?;
                     Input::Follow(Box::new(input))
                 }
                 _ => Input::Json {
-                    records: ReadAhead::spawn(std::io::stdin(), &context)
-                        .map_err(|e| Error::Other(e.to_string()))?,
-                    batcher,
+                    records: Box::new(
+                        ReadAhead::spawn(std::io::stdin(), encoder.record_encoder(), &context)
+                            .map_err(|e| Error::Other(e.to_string()))?,
+                    ),
+                    batcher: Batcher::new(encoder, limits),
                 },
             }
         }
@@ -307,7 +309,8 @@ enum Input {
     Nothing,
     /// JSON records, read on their own thread and cut into requests as they come.
     Json {
-        records: ReadAhead,
+        /// Boxed: the reader's state is large beside the other variant's.
+        records: Box<ReadAhead>,
         batcher: Batcher,
     },
     /// An Avro container file, already cut into payloads.
@@ -332,15 +335,15 @@ impl Input {
         };
         loop {
             match records.try_next() {
-                Some(Item::Record { value, number }) => {
-                    if let Err(e) = batcher.push(&value, number, Instant::now()) {
+                Some(Item::Record { bytes, .. }) => {
+                    if let Err(e) = batcher.push_encoded(bytes, Instant::now()) {
                         return Ok(Next::Bad(e.into()));
                     }
                     if let Some(batch) = batcher.take_full() {
                         return Ok(Next::Batch(batch, None));
                     }
                 }
-                Some(Item::Failed(e)) => return Ok(Next::Bad(e.into())),
+                Some(Item::Failed(e)) => return Ok(Next::Bad(e)),
                 Some(Item::End) => {
                     return Ok(match batcher.take_rest() {
                         Ok(batch) => batch.map_or(Next::End, |batch| Next::Batch(batch, None)),

@@ -247,6 +247,72 @@ fn ndjson_of_many_varied_records_arrives_in_order_and_unchanged() {
 }
 
 #[test]
+fn transcoded_records_keep_key_order_repeated_keys_number_spelling_and_order_across_many_requests()
+{
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let server = env.start_server();
+    let wide: String = (0..70)
+        .map(|i| format!("\"k{i}\": {i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let long_array: String = (0..100)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    // Written by hand: a repeated key (the tree keeps the first place and the last value), numbers spelled every
+    // way (an integer stays an integer, `1.0` a double), serde_json's number token as a key, an object of more
+    // than 64 keys, an array of more than 63 items, records spread over lines and sharing one.
+    let special = format!(
+        "{{\"b\": 1, \"a\": [1, 1.0, -0, -0.0, 1E2, 5e-324], \"b\": {{\"x\": true}}}}\n\
+         {{\"$serde_json::private::Number\": \"12\"}} {{\"wide\": {{{wide}}}}}\n[{long_array}]\n{{\"split\":\n \"lines\"}}\n"
+    );
+    let many: String = (0..5000)
+        .map(|n| format!("{{\"n\": {n}, \"pad\": \"{}\"}}\n", "y".repeat(n % 50)))
+        .collect();
+    let sent = env
+        .send_with(
+            server.endpoint(),
+            &key,
+            &secret,
+            format!("{special}{many}"),
+            &["--batch", "333"],
+        )
+        .code(0);
+    assert!(
+        stderr_of(&sent).contains("accepted 5005 records"),
+        "{}",
+        stderr_of(&sent)
+    );
+
+    let lines = env.output_lines();
+    assert_eq!(lines.len(), 5005);
+    assert_eq!(
+        lines[0],
+        r#"{"b":{"x":true},"a":[1,1.0,0,-0.0,100.0,5e-324]}"#
+    );
+    assert_eq!(lines[1], "12");
+    let wide_out: Value = serde_json::from_str(&lines[2]).unwrap();
+    let keys: Vec<&String> = wide_out["wide"].as_object().unwrap().keys().collect();
+    let expected_keys: Vec<String> = (0..70).map(|i| format!("k{i}")).collect();
+    assert_eq!(
+        keys,
+        expected_keys.iter().collect::<Vec<_>>(),
+        "keys keep their order"
+    );
+    assert_eq!(lines[3], format!("[{long_array}]"));
+    assert_eq!(lines[4], r#"{"split":"lines"}"#);
+    for (n, line) in lines[5..].iter().enumerate() {
+        assert_eq!(
+            line,
+            &format!("{{\"n\":{n},\"pad\":\"{}\"}}", "y".repeat(n % 50)),
+            "record {} in its place",
+            n + 6
+        );
+    }
+}
+
+#[test]
 fn records_too_big_for_one_request_are_split_and_all_arrive_in_order() {
     let env = TestEnv::new();
     let (key, secret) = env.add_key();
