@@ -26,6 +26,7 @@ pub fn store_with_key(dir: &Path) -> (Store, Settings) {
         reader_schemas: Vec::new(),
         transport: super::Transport::Plaintext,
         name: "test-server".into(),
+        cutoffs_before_bind: super::CutoffCounts::now(),
     };
     (store, settings)
 }
