@@ -354,7 +354,7 @@ fn prune_nonces<S: RequestStore>(store: &mut S, settings: &Settings, log: &mut L
 #[cfg(test)]
 mod tests {
     use std::{
-        sync::{Arc, atomic::AtomicBool},
+        sync::{Arc, MutexGuard, atomic::AtomicBool},
         thread::{self, JoinHandle},
     };
 
@@ -371,6 +371,8 @@ mod tests {
         output: Captured,
         log: Captured,
         context: zmq::Context,
+        /// Held from before the bind to the end ([`cut_off_counts_alone`]).
+        _alone: MutexGuard<'static, ()>,
     }
 
     impl Running {
@@ -391,6 +393,7 @@ mod tests {
             max_message_size: Option<i64>,
             before_loop: impl FnOnce(&zmq::Context, &str),
         ) -> Running {
+            let alone = cut_off_counts_alone();
             let (mut store, settings) = store_with_key(dir);
             let context = zmq::Context::new();
             let socket = context.socket(zmq::ROUTER).unwrap();
@@ -426,6 +429,7 @@ mod tests {
                 output,
                 log: captured,
                 context,
+                _alone: alone,
             }
         }
 
