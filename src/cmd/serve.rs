@@ -282,6 +282,10 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
             .map_err(|e| Error::Other(e.to_string()))?;
         connection_watch = Some(watch);
     }
+    // Before the bind too: libzmq cuts off a peer that sends too much as soon as the socket takes its
+    // connection, which can be long before the loop's first turn on a loaded machine, and the loop counts the
+    // cut-offs past these counts (a count read later left those out of the audit trail).
+    let cutoffs_before_bind = server::CutoffCounts::now();
     socket
         .bind(&endpoint)
         .map_err(|e| Error::Listen(format!("cannot listen on {endpoint}: {e}")))?;
@@ -364,6 +368,7 @@ pub fn run<S: Served>(store: &mut S, args: ServeArgs) -> Result<(), Error> {
             None => Transport::Plaintext,
         },
         name,
+        cutoffs_before_bind,
     };
     let served = server::run(
         &socket,

@@ -69,6 +69,10 @@ pub struct Settings {
     pub transport: Transport,
     /// The server's name (`serve --name`), written into every audit row it writes.
     pub name: String,
+    /// libzmq's counts of connections cut off, read before the socket was bound ([`CutoffCounts::now`]): the
+    /// counters are the whole process's, and every cut-off past them is this server's, including those made
+    /// after the bind and before the loop's first turn (the socket takes connections as soon as it is bound).
+    pub cutoffs_before_bind: CutoffCounts,
 }
 
 /// How clients reach the server.
@@ -170,7 +174,9 @@ pub fn run<S: RequestStore>(
         watch.refresh_size(store, &mut log);
     }
     let mut last_prune = Instant::now();
-    let mut cutoffs_seen = Cutoffs::now();
+    // From the counts before the bind, not the counts now: a peer can be cut off while the loop is still
+    // starting (pruning above can take a while), and reading the counts here would leave that one out.
+    let mut cutoffs_seen = settings.cutoffs_before_bind;
     // A blocking receive with a timeout rather than poll-then-receive: the same wake-up, fewer calls into
     // ZeroMQ (and system calls) per request.
     socket.set_rcvtimeo(POLL_INTERVAL.as_millis() as i32)?;
@@ -287,18 +293,19 @@ pub fn run<S: RequestStore>(
     Ok(stats)
 }
 
-/// libzmq's counts of the connections it cut off (patches 0004 and 0006), as last seen.
-struct Cutoffs {
+/// libzmq's counts of the connections it cut off (patches 0004 and 0006), in the whole process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CutoffCounts {
     /// For a message past `--max-message-size`.
     oversized: u64,
     /// For replies left unread until the peer's queue was full.
     unread: u64,
 }
 
-impl Cutoffs {
+impl CutoffCounts {
     /// The counts now.
-    fn now() -> Cutoffs {
-        Cutoffs {
+    pub fn now() -> CutoffCounts {
+        CutoffCounts {
             oversized: transport::oversized_message_cutoffs(),
             unread: transport::full_queue_cutoffs(),
         }
@@ -307,8 +314,8 @@ impl Cutoffs {
 
 /// Hands the worker the connections libzmq cut off since `seen` was last updated: each reason's are written,
 /// and logged, as one summary per 10-second window, however many there were.
-fn note_new_cutoffs(worker: &mut Worker, seen: &mut Cutoffs, now_us: i64) {
-    let now = Cutoffs::now();
+fn note_new_cutoffs(worker: &mut Worker, seen: &mut CutoffCounts, now_us: i64) {
+    let now = CutoffCounts::now();
     if now.oversized > seen.oversized {
         worker.note_cutoffs(
             tally::Reason::CutOff,
@@ -347,7 +354,7 @@ fn prune_nonces<S: RequestStore>(store: &mut S, settings: &Settings, log: &mut L
 #[cfg(test)]
 mod tests {
     use std::{
-        sync::{Arc, atomic::AtomicBool},
+        sync::{Arc, MutexGuard, atomic::AtomicBool},
         thread::{self, JoinHandle},
     };
 
@@ -364,6 +371,8 @@ mod tests {
         output: Captured,
         log: Captured,
         context: zmq::Context,
+        /// Held from before the bind to the end ([`cut_off_counts_alone`]).
+        _alone: MutexGuard<'static, ()>,
     }
 
     impl Running {
@@ -373,11 +382,27 @@ mod tests {
 
         /// [`Running::start`], counting into `metrics` when given.
         fn start_with(dir: &std::path::Path, metrics: Option<Metrics>) -> Running {
+            Running::launch(dir, metrics, None, |_, _| {})
+        }
+
+        /// [`Running::start_with`], the socket limiting messages to `max_message_size` bytes when given, and
+        /// `before_loop` called with the context and the bound socket's endpoint before the loop starts.
+        fn launch(
+            dir: &std::path::Path,
+            metrics: Option<Metrics>,
+            max_message_size: Option<i64>,
+            before_loop: impl FnOnce(&zmq::Context, &str),
+        ) -> Running {
+            let alone = cut_off_counts_alone();
             let (mut store, settings) = store_with_key(dir);
             let context = zmq::Context::new();
             let socket = context.socket(zmq::ROUTER).unwrap();
+            if let Some(limit) = max_message_size {
+                socket.set_maxmsgsize(limit).unwrap();
+            }
             socket.bind("tcp://127.0.0.1:*").unwrap();
             let endpoint = socket.get_last_endpoint().unwrap().unwrap();
+            before_loop(&context, &endpoint);
             let shutdown = Arc::new(AtomicBool::new(false));
             let (log, captured) = captured_log();
             let output = Captured::default();
@@ -404,6 +429,7 @@ mod tests {
                 output,
                 log: captured,
                 context,
+                _alone: alone,
             }
         }
 
@@ -495,6 +521,46 @@ mod tests {
         let (stats, output, _) = server.stop();
         assert_eq!(stats.accepted, 1);
         assert_eq!(output, b"1\n");
+    }
+
+    #[test]
+    fn a_connection_cut_off_after_the_bind_and_before_the_loop_starts_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        // On a loaded machine libzmq can cut a peer off while the loop is still starting: a loop that read
+        // libzmq's counts when it started left that cut-off out of the audit trail.
+        let server = Running::launch(dir.path(), None, Some(1024), |context, endpoint| {
+            let dealer = context.socket(zmq::DEALER).unwrap();
+            dealer.set_linger(0).unwrap();
+            dealer.set_reconnect_ivl(-1).unwrap();
+            dealer
+                .monitor(
+                    "inproc://cut-off-before-the-loop",
+                    zmq::SocketEvent::DISCONNECTED as i32,
+                )
+                .unwrap();
+            let events = context.socket(zmq::PAIR).unwrap();
+            events.set_rcvtimeo(30_000).unwrap();
+            events.connect("inproc://cut-off-before-the-loop").unwrap();
+            dealer.connect(endpoint).unwrap();
+            dealer.send(vec![b'x'; 2048], 0).unwrap();
+            // libzmq counts the cut-off before it closes the connection, so it is counted once the peer sees
+            // the close.
+            let event = events
+                .recv_multipart(0)
+                .expect("the server cut off the peer of a message past its limit");
+            let id = event
+                .first()
+                .and_then(|head| head.get(..2))
+                .map(|id| u16::from_le_bytes([id[0], id[1]]));
+            assert_eq!(id, Some(zmq::SocketEvent::DISCONNECTED.to_raw()));
+        });
+        let (_, _, log) = server.stop();
+        // No other test of this process sends a message past a limit, so the process-wide count is this one.
+        assert!(
+            log.iter().any(|line| line
+                .contains(": 1 connections cut off for a message past --max-message-size in 10 s")),
+            "{log:?}"
+        );
     }
 
     #[test]

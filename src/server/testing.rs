@@ -3,7 +3,7 @@
 use std::{
     io::Write,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
 use apache_avro::Codec;
@@ -17,6 +17,18 @@ pub const KEY: &str = "ZK0123456789ABCDEF";
 /// Its secret.
 pub const SECRET: &str = "a-secret-of-enough-length-0123456789";
 
+/// Held by every test that cuts a connection off or runs a server loop, for as long as it does: libzmq's cut-off
+/// counts are the whole process's, and a loop writes every cut-off made while it runs, so one test's cut-off
+/// would otherwise land in another's counts or audit trail (and move its audit ids).
+static CUT_OFF_COUNTS: Mutex<()> = Mutex::new(());
+
+/// Takes [`CUT_OFF_COUNTS`]: a test that failed holding it left nothing the next one needs.
+pub fn cut_off_counts_alone() -> MutexGuard<'static, ()> {
+    CUT_OFF_COUNTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A store on disk holding [`KEY`], and a server's default settings.
 pub fn store_with_key(dir: &Path) -> (Store, Settings) {
     let mut store = Store::open(&dir.join("zavro.db")).unwrap();
@@ -26,6 +38,7 @@ pub fn store_with_key(dir: &Path) -> (Store, Settings) {
         reader_schemas: Vec::new(),
         transport: super::Transport::Plaintext,
         name: "test-server".into(),
+        cutoffs_before_bind: super::CutoffCounts::now(),
     };
     (store, settings)
 }

@@ -165,12 +165,7 @@ fn receive(socket: &zmq::Socket, flags: i32) -> Result<Incoming, zmq::Error> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use super::*;
-
-    /// The cut-off counter is process-wide: these tests, the only ones here that set the option, take turns.
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    use super::{super::testing::cut_off_counts_alone, *};
 
     /// Most replies sent to a peer that does not read before the test gives up on seeing it cut off: far more
     /// than the queue, the socket buffers of both ends and libzmq's batches hold.
@@ -259,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_router_cuts_off_a_peer_that_lets_its_queue_fill_and_only_then() {
-        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = cut_off_counts_alone();
         let context = zmq::Context::new();
 
         // The control: without the option, the peer stays connected however many replies are dropped, and
@@ -308,7 +303,7 @@ mod tests {
 
     #[test]
     fn a_peer_whose_message_is_being_read_is_cut_off_once_it_is_read_whole() {
-        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = cut_off_counts_alone();
         let context = zmq::Context::new();
         let router = router(&context, true);
         router.bind("tcp://127.0.0.1:*").unwrap();
@@ -357,7 +352,7 @@ mod tests {
 
     #[test]
     fn a_router_that_connected_to_the_peer_it_cuts_off_connects_again() {
-        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = cut_off_counts_alone();
         let context = zmq::Context::new();
         let peer = NonReader::new(&context, "bound");
         peer.socket.bind("tcp://127.0.0.1:*").unwrap();
