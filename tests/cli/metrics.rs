@@ -18,6 +18,7 @@ use crate::{
         zavro_process,
     },
     connections::{descriptors, soft_open_files},
+    slow_peers::{Attacker, flood_until_cut_off},
     test_cluster,
 };
 
@@ -427,6 +428,27 @@ fn the_probes_answer_again_once_idle_peers_of_the_zeromq_port_gave_back_every_de
         try_get(&address, "/healthz") == Some(200)
     });
     assert_eq!(get(&address, "/readyz").0, 200);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_peer_cut_off_for_not_reading_its_replies_is_no_longer_counted_open() {
+    let env = TestEnv::new();
+    env.add_key();
+    let server = Server::start(&env, "127.0.0.1:*", &["--metrics", "127.0.0.1:0"]);
+    let address = metrics_address(&server);
+    let attacker = Attacker::connect(server.endpoint(), None);
+    wait_until("its connection open", || {
+        Scrape::of(&address).value("zavro_open_connections") == 1.0
+    });
+    flood_until_cut_off(&attacker, || {});
+    wait_until("the cut-off counted", || {
+        Scrape::of(&address).value("zavro_cut_off_connections_total") == 1.0
+    });
+    wait_until("its connection no longer open", || {
+        Scrape::of(&address).value("zavro_open_connections") == 0.0
+    });
+    drop(attacker);
     assert!(server.stop().success());
 }
 
