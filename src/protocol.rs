@@ -46,7 +46,11 @@ pub struct Envelope {
     pub nonce: String,
     /// The request's stable id (16 to 64 characters of `[A-Za-z0-9_-]`), optional: kept when a spooled request is
     /// signed again with a new timestamp and nonce, so the server stores it once whatever its nonce.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_id"
+    )]
     pub id: Option<String>,
     /// `base64(HMAC-SHA1(secret, string-to-sign))`.
     pub signature: String,
@@ -194,6 +198,14 @@ pub fn readable_nonce(frames: &[Vec<u8>]) -> Option<String> {
     let NonceOnly { nonce } = serde_json::from_slice(envelope).ok()?;
     check_token("nonce", &nonce, MIN_NONCE_LEN).ok()?;
     Some(nonce)
+}
+
+/// An envelope's `id` when the field is there: a string, never `null` (PROTOCOL.md: an `id` that is not a string
+/// makes the request malformed), so `"id": null` cannot pass for a request without an id.
+fn present_id<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    String::deserialize(deserializer).map(Some)
 }
 
 /// Key ids and nonces are short ASCII tokens, so they cannot smuggle a newline into the string-to-sign.
@@ -618,6 +630,21 @@ mod tests {
         assert_ne!(
             without.envelope.signature, request.envelope.signature,
             "the id is covered by the signature"
+        );
+    }
+
+    #[test]
+    fn an_id_that_is_null_is_malformed_not_taken_for_no_id() {
+        let frames = [
+            PROTOCOL_VERSION.as_bytes().to_vec(),
+            br#"{"key":"k","timestamp":1,"nonce":"0123456789abcdef","signature":"x","id":null}"#
+                .to_vec(),
+            vec![],
+        ];
+        assert_eq!(
+            Request::from_frames(&frames).map_err(|e| e.code),
+            Err(RejectCode::Malformed),
+            "PROTOCOL.md: an `id` that is not a string makes the request malformed"
         );
     }
 

@@ -1,6 +1,7 @@
 //! Counting the server socket's open connections through a libzmq socket monitor: `ACCEPTED` opens one;
 //! `DISCONNECTED` closes it, which libzmq reports for every accepted connection whose engine ends (the peer
-//! closed, a handshake failed or was refused, a message was too large), so the two balance.
+//! closed, a handshake failed or was refused, a message was too large, or libzmq patch 0006 cut it off for not
+//! reading its replies), so the two balance.
 //!
 //! libzmq's I/O thread sends each event to the monitor with a blocking send (see [`crate::handshake`]), so a
 //! thread of its own reads the monitor all the time, and the monitor is stopped on the socket

@@ -3,15 +3,22 @@
 //! takes the requests in turn (tiny_http reads each connection on its own small pool); it reads atomics and
 //! nothing else, so however slow or many the scrapes, the server loop never waits for them.
 //!
+//! tiny_http's accept loop ends, closing the port, at its first failed `accept` or a panic of its own (both
+//! happen when peers of the ZeroMQ port hold every descriptor the process may open: EMFILE, or a `try_clone`
+//! of the accepted socket that it unwraps). While idle, the thread checks that the port is still taken and,
+//! when it is free, listens on it again, so a moment without descriptors does not take the probes away for the
+//! rest of the server's life.
+//!
 //! Nothing here is authenticated: bind it to loopback or a private interface (README.md, "Metrics and health").
 
 use std::{
-    net::SocketAddr,
+    net::{SocketAddr, TcpListener},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
     thread::{self, JoinHandle},
+    time::Duration,
 };
 
 use prometheus_client::{encoding::text::encode, registry::Registry};
@@ -24,6 +31,9 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 /// The media type of the plain answers.
 const TEXT: &str = "text/plain; charset=utf-8";
+
+/// How long the thread waits for a request before it looks at its stop flag again.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +56,6 @@ pub enum MetricsError {
 
 /// The running listener; dropping it stops its thread and closes the port.
 pub struct Endpoint {
-    server: Arc<Server>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     address: SocketAddr,
@@ -63,19 +72,16 @@ impl Endpoint {
             address,
             reason: e.to_string(),
         })?;
-        // Port 0 asks the OS for one: report the one it gave.
+        // Port 0 asks the OS for one: report the one it gave, and listen on it again if need be.
         let bound = server.server_addr().to_ip().unwrap_or(address);
-        let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let server = Arc::clone(&server);
             let stop = Arc::clone(&stop);
             thread::Builder::new()
                 .name("metrics".into())
-                .spawn(move || answer_until_stopped(&server, &stop, &registry, &readiness))?
+                .spawn(move || answer_until_stopped(server, bound, &stop, &registry, &readiness))?
         };
         Ok(Endpoint {
-            server,
             stop,
             thread: Some(thread),
             address: bound,
@@ -91,7 +97,6 @@ impl Endpoint {
 impl Drop for Endpoint {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
         if let Some(thread) = self.thread.take() {
             // A panic in the thread was already printed; there is nothing more to do with it here.
             let _ = thread.join();
@@ -99,18 +104,27 @@ impl Drop for Endpoint {
     }
 }
 
-/// Answers requests until `stop`.
+/// Answers requests on `server` until `stop`; when `server` no longer listens on `address`, listens again.
 fn answer_until_stopped(
-    server: &Server,
+    server: Server,
+    address: SocketAddr,
     stop: &AtomicBool,
     registry: &Registry,
     readiness: &Readiness,
 ) {
+    let mut server = server;
     while !stop.load(Ordering::SeqCst) {
-        // An error is a connection that failed before its request was read (or the unblocking at stop): the
-        // next one is independent of it.
-        if let Ok(request) = server.recv() {
+        if let Ok(Some(request)) = server.recv_timeout(POLL_INTERVAL) {
             answer(request, registry, readiness);
+            continue;
+        }
+        // Idle, or told of a failed accept: a port free to bind means tiny_http's accept loop has ended (a
+        // listening socket keeps it taken). Then serve on a listener of our own there; the old server, dropped,
+        // only pokes the port to wake a loop that is no longer there.
+        if let Ok(listener) = TcpListener::bind(address)
+            && let Ok(listening) = Server::from_listener(listener, None)
+        {
+            server = listening;
         }
     }
 }

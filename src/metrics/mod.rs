@@ -183,7 +183,7 @@ impl Metrics {
         );
         registry.register(
             "cut_off_connections",
-            "Connections cut off, unanswered, for a message past --max-message-size",
+            "Connections cut off, unanswered, for a message past --max-message-size or for not reading their replies",
             metrics.cut_off_connections.clone(),
         );
         registry.register_with_unit(

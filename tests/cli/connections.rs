@@ -37,7 +37,7 @@ const CPU_CEILING_SECS: f64 = 0.3;
 const WINDOW: Duration = Duration::from_secs(1);
 
 /// The descriptors open in process `pid`, from `/proc/PID/fd`.
-fn descriptors(pid: Pid) -> Vec<u64> {
+pub fn descriptors(pid: Pid) -> Vec<u64> {
     fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("read /proc/PID/fd")
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
@@ -45,7 +45,7 @@ fn descriptors(pid: Pid) -> Vec<u64> {
 }
 
 /// The soft limit on open files of process `pid`, from `/proc/PID/limits`.
-fn soft_open_files(pid: Pid) -> u64 {
+pub fn soft_open_files(pid: Pid) -> u64 {
     let text = fs::read_to_string(format!("/proc/{pid}/limits")).expect("read /proc/PID/limits");
     let line = text
         .lines()

@@ -17,6 +17,8 @@ use crate::{
         DEADLINE, RawClient, Server, TestEnv, on_both_backends, parse_json, stderr_of, wait_until,
         zavro_process,
     },
+    connections::{descriptors, soft_open_files},
+    slow_peers::{Attacker, flood_until_cut_off},
     test_cluster,
 };
 
@@ -64,6 +66,16 @@ fn get(address: &str, path: &str) -> (u16, String) {
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no status: {head:?}"));
     (status, body.to_owned())
+}
+
+/// `GET path` over HTTP/1.0 when the listener takes the connection and answers: the status, else `None`.
+fn try_get(address: &str, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(DEADLINE)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split(' ').nth(1)?.parse().ok()
 }
 
 /// The metrics address a server announced (`metrics on http://ADDRESS/metrics …`, right after `listening on`).
@@ -378,6 +390,65 @@ fn open_connections_rise_and_fall_with_real_clients() {
     wait_until("3 open connections", || open() == 3.0);
     drop(clients);
     wait_until("no open connection", || open() == 0.0);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn the_probes_answer_again_once_idle_peers_of_the_zeromq_port_gave_back_every_descriptor() {
+    let env = TestEnv::new();
+    env.add_key();
+    let server = Server::start(
+        &env,
+        "127.0.0.1:*",
+        &["--max-connections", "10", "--metrics", "127.0.0.1:0"],
+    );
+    let address = metrics_address(&server);
+    assert_eq!(get(&address, "/healthz").0, 200);
+    // libzmq accepts until the process is out of descriptors: idle peers of the ZeroMQ port take them all but
+    // one at most, the few kept for scrapes too.
+    let pid = server.pid();
+    let soft = soft_open_files(pid);
+    let zeromq = server
+        .endpoint()
+        .strip_prefix("tcp://")
+        .expect("a TCP endpoint");
+    let idle: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(zeromq).expect("connect to the ZeroMQ port"))
+        .collect();
+    let all_taken = || {
+        descriptors(pid).iter().filter(|&&fd| fd < soft).count() + 1
+            >= usize::try_from(soft).unwrap()
+    };
+    wait_until("every descriptor taken", all_taken);
+    // A probe meanwhile cannot be served (EMFILE at the accept, or at the duplicate of the socket tiny_http
+    // makes): it gets no answer, and tiny_http's accept loop ends.
+    assert_eq!(try_get(&address, "/healthz"), None);
+    drop(idle);
+    wait_until("/healthz answering again", || {
+        try_get(&address, "/healthz") == Some(200)
+    });
+    assert_eq!(get(&address, "/readyz").0, 200);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_peer_cut_off_for_not_reading_its_replies_is_no_longer_counted_open() {
+    let env = TestEnv::new();
+    env.add_key();
+    let server = Server::start(&env, "127.0.0.1:*", &["--metrics", "127.0.0.1:0"]);
+    let address = metrics_address(&server);
+    let attacker = Attacker::connect(server.endpoint(), None);
+    wait_until("its connection open", || {
+        Scrape::of(&address).value("zavro_open_connections") == 1.0
+    });
+    flood_until_cut_off(&attacker, || {});
+    wait_until("the cut-off counted", || {
+        Scrape::of(&address).value("zavro_cut_off_connections_total") == 1.0
+    });
+    wait_until("its connection no longer open", || {
+        Scrape::of(&address).value("zavro_open_connections") == 0.0
+    });
+    drop(attacker);
     assert!(server.stop().success());
 }
 

@@ -18,7 +18,7 @@ const RSS_CEILING_KIB: u64 = 64 * 1024;
 /// Its libzmq stops reading from the connection once its own queue holds a message, and notices the connection
 /// closed only when it reads again, so it takes one reply every [`BATCH`] requests: a thousandth of what it is
 /// sent, which leaves the server's queue for it to fill.
-struct Attacker {
+pub struct Attacker {
     _context: zmq::Context,
     socket: zmq::Socket,
     monitor: zmq::Socket,
@@ -28,7 +28,7 @@ struct Attacker {
 const BATCH: usize = 1000;
 
 impl Attacker {
-    fn connect(endpoint: &str, curve: Option<(&str, &KeyPair)>) -> Attacker {
+    pub fn connect(endpoint: &str, curve: Option<(&str, &KeyPair)>) -> Attacker {
         let context = zmq::Context::new();
         let socket = context.socket(zmq::DEALER).unwrap();
         socket.set_rcvhwm(1).unwrap();
@@ -79,10 +79,9 @@ fn cheap_request() -> [Vec<u8>; 3] {
     ]
 }
 
-/// Floods `server` from `attacker` until it is cut off, with valid requests (`send` sends one, on another
-/// connection) before, after its first batch and after the cut-off, and checks the bounds.
-fn attack(env: &TestEnv, server: Server, attacker: &Attacker, send: impl Fn(&str)) {
-    send("\"before\"");
+/// Sends cheap requests from `attacker`, never reading their replies, until the server cuts it off; `during` runs
+/// after the first batch. Returns how many were sent.
+pub fn flood_until_cut_off(attacker: &Attacker, during: impl Fn()) -> usize {
     let request = cheap_request();
     let mut sent = 0;
     loop {
@@ -94,17 +93,25 @@ fn attack(env: &TestEnv, server: Server, attacker: &Attacker, send: impl Fn(&str
             // Once the connection is gone, its sends wait for a peer that never comes back: stop the batch.
             match attacker.socket.send_multipart(request.iter(), 0) {
                 Ok(()) => sent += 1,
-                Err(zmq::Error::EAGAIN) => break,
+                // EINTR: a signal reached this test process (another test's child exiting, say).
+                Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => break,
                 Err(e) => panic!("send: {e}"),
             }
         }
         if sent <= BATCH {
-            send("\"during\"");
+            during();
         }
         if attacker.cut_off() {
-            break;
+            return sent;
         }
     }
+}
+
+/// Floods `server` from `attacker` until it is cut off, with valid requests (`send` sends one, on another
+/// connection) before, after its first batch and after the cut-off, and checks the bounds.
+fn attack(env: &TestEnv, server: Server, attacker: &Attacker, send: impl Fn(&str)) {
+    send("\"before\"");
+    let sent = flood_until_cut_off(attacker, || send("\"during\""));
     let peak_kib = server.peak_rss_kib();
     eprintln!("cut off after {sent} unread requests; serve peaked at {peak_kib} KiB");
     assert!(peak_kib < RSS_CEILING_KIB, "serve peaked at {peak_kib} KiB");

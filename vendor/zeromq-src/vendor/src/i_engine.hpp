@@ -31,6 +31,7 @@
 #define __ZMQ_I_ENGINE_HPP_INCLUDED__
 
 #include "endpoint.hpp"
+#include "fd.hpp"
 #include "macros.hpp"
 
 namespace zmq
@@ -76,6 +77,11 @@ struct i_engine
     virtual void zap_msg_available () = 0;
 
     virtual const endpoint_uri_pair_t &get_endpoint () const = 0;
+
+    //  Patched for zavro (vendor/README.md, patch 0006): the descriptor of
+    //  the engine's connection, for the monitor event the session reports
+    //  when it cuts the connection off; retired_fd when there is none.
+    virtual fd_t get_fd () const { return retired_fd; }
 };
 }
 

@@ -300,6 +300,12 @@ void zmq::session_base_t::pipe_terminated (pipe_t *pipe_)
     //  (engine_error): the connecting side connects again, and its new pipe
     //  starts empty.
     else if (!is_terminating () && cut_off && _engine) {
+        //  An engine that is terminated reports no disconnection, but this
+        //  connection ends while the socket lives on: report it as a failed
+        //  connection is, so that a monitor counting connections stays right.
+        const fd_t fd = _engine->get_fd ();
+        if (fd != retired_fd)
+            _socket->event_disconnected (_engine->get_endpoint (), fd);
         _engine->terminate ();
         _engine = NULL;
         if (_active)

@@ -70,6 +70,8 @@ class stream_engine_base_t : public io_object_t, public i_engine
     void restart_output () ZMQ_FINAL;
     void zap_msg_available () ZMQ_FINAL;
     const endpoint_uri_pair_t &get_endpoint () const ZMQ_FINAL;
+    //  Patched for zavro (patch 0006).
+    fd_t get_fd () const ZMQ_FINAL { return _s; }
 
     //  i_poll_events interface implementation.
     void in_event () ZMQ_FINAL;
