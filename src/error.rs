@@ -153,6 +153,8 @@ impl Error {
                 | StoreError::SameMasterKey(_),
             ) => exit::MASTER_KEY,
             Error::SpoolFull(_) => exit::SPOOL_FULL,
+            // A record too large for the spool is the input's doing, as a record too large for a request is.
+            Error::Spool(SpoolError::TooLarge { .. }) => exit::BAD_INPUT,
             Error::Client(_)
             | Error::Spool(_)
             | Error::Store(_)

@@ -69,15 +69,25 @@ pub enum SpoolError {
         /// The limit.
         max: u64,
     },
-    /// A segment other than the newest is damaged: not a torn tail from a crash, which only the newest can have.
+    /// A segment is damaged: not a torn tail from a crash, which only the newest can have, and only at its end.
     #[error(
-        "spool segment {file} is damaged at byte {offset} (only the newest segment may end in a torn record); move it aside to go on, its requests after that byte are lost"
+        "spool segment {file} is damaged at byte {offset} (only the newest segment may end in a torn record, and only at its end); move it aside to go on, its requests after that byte are lost"
     )]
     Damaged {
         /// The segment file.
         file: PathBuf,
         /// Where its intact records end.
         offset: u64,
+    },
+    /// A request too large for one spool record: it is not spooled, and nothing is written.
+    #[error(
+        "a request of {bytes} bytes is larger than a spool record may be ({max} bytes); send it without --spool, or split its records"
+    )]
+    TooLarge {
+        /// The size of its record's body.
+        bytes: usize,
+        /// The largest body a record may have.
+        max: usize,
     },
     /// The acknowledgement pointer or the segments contradict each other.
     #[error("spool {dir} is inconsistent: {problem}")]
@@ -229,7 +239,11 @@ impl Spool {
             request: request.clone(),
             position: position.to_vec(),
         };
-        let bytes = segment::encode(&entry);
+        let bytes =
+            segment::encode(&entry).map_err(|segment::TooLarge(bytes)| SpoolError::TooLarge {
+                bytes,
+                max: segment::MAX_BODY,
+            })?;
         let size = self.size();
         if size + bytes.len() as u64 > self.max_size {
             return Err(SpoolError::Full {
@@ -340,7 +354,7 @@ impl Spool {
             let newest = index + 1 == count;
             let bytes = read_file(&path)?;
             let scanned = segment::scan(&bytes);
-            if scanned.damaged && !newest {
+            if scanned.damaged && !(newest && scanned.torn_tail) {
                 return Err(SpoolError::Damaged {
                     file: path,
                     offset: scanned.good_len as u64,
@@ -658,6 +672,24 @@ mod tests {
         assert_eq!(spool.waiting(), 1);
         drop(spool);
         assert_eq!(ids(&Spool::open(dir.path(), 1000).unwrap()), [(0, id(0))]);
+    }
+
+    #[test]
+    fn a_request_too_large_for_a_record_is_refused_and_what_was_spooled_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        spool.append(&request(0, b"small"), 1).unwrap();
+        let refused = spool
+            .append(&request(1, &vec![0; segment::MAX_BODY]), 1)
+            .unwrap_err();
+        assert!(matches!(refused, SpoolError::TooLarge { .. }), "{refused}");
+        spool.append(&request(2, b"after"), 1).unwrap();
+        drop(spool);
+        // Reopened, nothing was cut as a torn tail: both requests reported spooled are there.
+        assert_eq!(
+            ids(&Spool::open(dir.path(), u64::MAX).unwrap()),
+            [(0, id(0)), (1, id(2))]
+        );
     }
 
     #[test]

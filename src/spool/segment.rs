@@ -31,8 +31,9 @@ const FRAME: usize = 8;
 /// Bytes of a body before its envelope: sequence number, record count, envelope length, position length.
 const BODY_HEAD: usize = 22;
 
-/// Largest body a reader accepts: far above a request's 1 MiB payload, far below what a damaged length could
-/// make a reader allocate.
+/// Largest body a spool record may have, written or read: far above a request's 1 MiB payload (one record larger
+/// than a request is sent alone, and may be larger), far below what a damaged length could make a reader
+/// allocate. [`encode`] refuses a larger entry, so every record written can be read back.
 pub const MAX_BODY: usize = 64 << 20;
 
 /// One spooled request: the signed request as first sent, with its request id (PROTOCOL.md, "Request ids") in
@@ -63,14 +64,25 @@ pub fn first_seq(name: &str) -> Option<u64> {
         .flatten()
 }
 
-/// The bytes of `entry` as one framed record.
-pub fn encode(entry: &Entry) -> Vec<u8> {
+/// An entry too large for one spool record: its body's size, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge(pub usize);
+
+/// The bytes of `entry` as one framed record; refused when its body would pass [`MAX_BODY`] (or its envelope
+/// 64 KiB), which no reader would take back.
+pub fn encode(entry: &Entry) -> Result<Vec<u8>, TooLarge> {
     let [_, envelope, payload] = entry.request.to_frames();
-    let envelope_len = u16::try_from(envelope.len()).unwrap_or(u16::MAX);
-    let position_len = u32::try_from(entry.position.len()).unwrap_or(u32::MAX);
     let body_len = BODY_HEAD + envelope.len() + entry.position.len() + payload.len();
+    let (Ok(envelope_len), Ok(position_len), Ok(framed_len), true) = (
+        u16::try_from(envelope.len()),
+        u32::try_from(entry.position.len()),
+        u32::try_from(body_len),
+        body_len <= MAX_BODY,
+    ) else {
+        return Err(TooLarge(body_len));
+    };
     let mut out = Vec::with_capacity(FRAME + body_len);
-    out.extend_from_slice(&u32::try_from(body_len).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&framed_len.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&entry.seq.to_le_bytes());
     out.extend_from_slice(&entry.records.to_le_bytes());
@@ -81,7 +93,7 @@ pub fn encode(entry: &Entry) -> Vec<u8> {
     out.extend_from_slice(&payload);
     let crc = crc32fast::hash(&out[FRAME..]);
     out[4..FRAME].copy_from_slice(&crc.to_le_bytes());
-    out
+    Ok(out)
 }
 
 /// What reading a segment's bytes found.
@@ -93,16 +105,24 @@ pub struct Scanned {
     pub good_len: usize,
     /// True when bytes follow that prefix which are not a whole, intact record: a torn tail, or damage.
     pub damaged: bool,
+    /// True when those bytes can only be what a crash in the middle of an append leaves: a record that ends at
+    /// or past the end of the file (cut short, or whole but failing its checksum), or zeros to the end (the
+    /// file grew but its data never reached the disk). A bad record with more bytes after it is damage, not a
+    /// torn tail: cutting there would drop intact records that were reported spooled.
+    pub torn_tail: bool,
 }
 
 /// Reads the records of a segment file's bytes, stopping at the first that is incomplete or fails its checksum.
 /// A file shorter than the header (a crash while it was created) holds nothing and is `damaged` unless empty.
 pub fn scan(bytes: &[u8]) -> Scanned {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        // Only a header cut short is a crash's doing; any other first bytes are not a segment.
+        let torn = MAGIC.starts_with(bytes) || bytes.iter().all(|&b| b == 0);
         return Scanned {
             entries: Vec::new(),
             good_len: 0,
             damaged: !bytes.is_empty(),
+            torn_tail: !bytes.is_empty() && torn,
         };
     }
     let mut entries = Vec::new();
@@ -118,6 +138,7 @@ pub fn scan(bytes: &[u8]) -> Scanned {
                     entries,
                     good_len: at,
                     damaged: true,
+                    torn_tail: is_torn_tail(&bytes[at..]),
                 };
             }
         }
@@ -126,7 +147,20 @@ pub fn scan(bytes: &[u8]) -> Scanned {
         entries,
         good_len: at,
         damaged: false,
+        torn_tail: false,
     }
+}
+
+/// Whether `rest`, which does not start with an intact record, is what an append cut short by a crash leaves:
+/// a record that does not end before the end of the file, or nothing but zeros.
+fn is_torn_tail(rest: &[u8]) -> bool {
+    let Some(length) = rest.get(..4) else {
+        return true;
+    };
+    let body_len = u32::from_le_bytes([length[0], length[1], length[2], length[3]]) as usize;
+    let ends_at_or_past_the_end =
+        (BODY_HEAD..=MAX_BODY).contains(&body_len) && FRAME.saturating_add(body_len) >= rest.len();
+    ends_at_or_past_the_end || rest.iter().all(|&b| b == 0)
 }
 
 /// The record at the start of `bytes` and its framed length, or `None` when it is incomplete or damaged.
@@ -192,7 +226,7 @@ mod tests {
     fn file(entries: &[Entry]) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();
         for e in entries {
-            bytes.extend(encode(e));
+            bytes.extend(encode(e).unwrap());
         }
         bytes
     }
@@ -206,7 +240,8 @@ mod tests {
             Scanned {
                 entries: entries.to_vec(),
                 good_len: bytes.len(),
-                damaged: false
+                damaged: false,
+                torn_tail: false,
             }
         );
     }
@@ -215,12 +250,12 @@ mod tests {
     fn a_tail_cut_anywhere_is_found_and_everything_before_it_kept() {
         let entries = [entry(0, b"first"), entry(1, b"second")];
         let bytes = file(&entries);
-        let first_end = MAGIC.len() + encode(&entries[0]).len();
+        let first_end = MAGIC.len() + encode(&entries[0]).unwrap().len();
         for cut in first_end + 1..bytes.len() {
             let scanned = scan(&bytes[..cut]);
             assert_eq!(scanned.entries, entries[..1], "cut at {cut}");
             assert_eq!(scanned.good_len, first_end);
-            assert!(scanned.damaged);
+            assert!(scanned.damaged && scanned.torn_tail, "cut at {cut}");
         }
         assert!(!scan(&bytes[..first_end]).damaged);
     }
@@ -233,11 +268,50 @@ mod tests {
         let scanned = scan(&bytes);
         assert!(scanned.entries.is_empty() && scanned.damaged);
         assert_eq!(scanned.good_len, MAGIC.len());
+        // The last record of the file, whole but failing its checksum: what a crash can leave of an append.
+        assert!(scanned.torn_tail);
+    }
+
+    #[test]
+    fn a_bad_record_with_intact_records_after_it_is_damage_not_a_torn_tail() {
+        let entries = [entry(0, b"first"), entry(1, b"second"), entry(2, b"third")];
+        let mut bytes = file(&entries);
+        let first_end = MAGIC.len() + encode(&entries[0]).unwrap().len();
+        bytes[first_end + FRAME + 1] ^= 1;
+        let scanned = scan(&bytes);
+        assert_eq!(scanned.entries, entries[..1]);
+        assert!(scanned.damaged && !scanned.torn_tail);
+        // A length past what any record may have, with bytes after it, is damage too.
+        let mut bytes = file(&entries);
+        bytes[first_end..first_end + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(!scan(&bytes).torn_tail);
+    }
+
+    #[test]
+    fn zeros_after_the_last_record_are_a_torn_tail() {
+        let mut bytes = file(&[entry(0, b"first")]);
+        let end = bytes.len();
+        bytes.resize(end + 4096, 0);
+        let scanned = scan(&bytes);
+        assert_eq!((scanned.entries.len(), scanned.good_len), (1, end));
+        assert!(scanned.damaged && scanned.torn_tail);
+    }
+
+    #[test]
+    fn an_entry_larger_than_a_record_may_be_is_refused_not_written() {
+        let big = entry(0, &vec![0; MAX_BODY]);
+        let Err(TooLarge(bytes)) = encode(&big) else {
+            panic!("an entry past MAX_BODY was encoded");
+        };
+        assert!(bytes > MAX_BODY);
+        let fits = entry(0, &vec![0; MAX_BODY - 1024]);
+        assert_eq!(scan(&file(std::slice::from_ref(&fits))).entries, [fits]);
     }
 
     #[test]
     fn a_file_torn_in_its_header_holds_nothing() {
-        assert!(scan(&MAGIC[..3]).damaged);
+        assert!(scan(&MAGIC[..3]).damaged && scan(&MAGIC[..3]).torn_tail);
+        assert!(!scan(b"NOTASEGMENT").torn_tail);
         assert!(!scan(b"").damaged);
         assert_eq!(scan(b"").good_len, 0);
     }
