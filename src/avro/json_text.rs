@@ -183,11 +183,9 @@ impl<'b> Reader<'_, 'b> {
         std::str::from_utf8(bytes).map_err(|e| Fault::Bad(format!("a string is not UTF-8: {e}")))
     }
 
-    /// Appends `text` as a JSON string.
+    /// Appends `text` as a JSON string, escaped as serde_json escapes it.
     fn string_text(&mut self, text: &str) {
-        // serde_json's own escaping, so the text is byte for byte what it always was.
-        let written = serde_json::to_writer(&mut *self.out, text);
-        debug_assert!(written.is_ok(), "writing to a Vec<u8> does not fail");
+        escape_into(self.out, text.as_bytes());
     }
 
     /// The next `n` bytes.
@@ -203,6 +201,14 @@ impl<'b> Reader<'_, 'b> {
 
     /// A zigzag varint of at most 10 bytes, as apache-avro reads it.
     fn long(&mut self) -> Result<i64, Fault> {
+        // Most varints (union branches, lengths, counts) are one byte.
+        if let Some((&byte, rest)) = self.data.split_first()
+            && byte < 0x80
+        {
+            *self.data = rest;
+            let z = u64::from(byte);
+            return Ok((z >> 1) as i64 ^ -((z & 1) as i64));
+        }
         let mut z = 0u64;
         for (j, &byte) in self.data.iter().enumerate() {
             if j > 9 {
@@ -223,6 +229,66 @@ impl<'b> Reader<'_, 'b> {
         }
         Err(truncated())
     }
+}
+
+/// Appends `text` as a JSON string, byte for byte as serde_json writes it (so the stored JSON and its audit hash
+/// do not depend on which writer made it): `"` and `\\` escaped with a backslash, the control characters below
+/// 0x20 as `\b`, `\t`, `\n`, `\f`, `\r` or `\u00xx` (lowercase hex), everything else as it is. Runs of bytes
+/// that need no escape are found eight at a time and copied whole.
+pub(super) fn escape_into(out: &mut Vec<u8>, text: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    let mut i = 0;
+    while i < text.len() {
+        if let Some(chunk) = text.get(i..i + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            if !needs_escape(word) {
+                i += 8;
+                continue;
+            }
+        }
+        let byte = text[i];
+        if byte >= 0x20 && byte != b'"' && byte != b'\\' {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&text[start..i]);
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x09 => out.extend_from_slice(b"\\t"),
+            0x0A => out.extend_from_slice(b"\\n"),
+            0x0C => out.extend_from_slice(b"\\f"),
+            0x0D => out.extend_from_slice(b"\\r"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xF)],
+            ]),
+        }
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&text[start..]);
+    out.push(b'"');
+}
+
+/// True when one of the eight bytes of `word` is below 0x20, a `"` or a `\\` (SWAR: a byte's high bit is set in
+/// `x - 0x01…` and clear in `x` only when it is zero, or below the subtracted value).
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+    below_space
+        || has_zero(word ^ (ONES * u64::from(b'"')))
+        || has_zero(word ^ (ONES * u64::from(b'\\')))
 }
 
 /// Writing to a `Vec` cannot fail.

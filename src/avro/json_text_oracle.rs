@@ -99,6 +99,8 @@ fn write_blocks<T>(
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         4 => "(|.{0,6}|[\"\\\\\\u{0}-\\u{1f}\\u{7f}\\u{2028}☃😀]{0,4})".prop_map(String::into_bytes),
+        // Long enough for the escaper's eight-byte runs, with what needs escaping anywhere in them.
+        2 => "[a-z\"\\\\\\u{0}-\\u{1f}\\u{7f}☃]{8,40}".prop_map(String::into_bytes),
         1 => prop::collection::vec(any::<u8>(), 0..6),
     ]
 }
@@ -286,4 +288,22 @@ fn too_many_values_are_refused_alike() {
     let bytes = file(&records, &Damage::None);
     agree(&bytes).expect("both decoders refuse it the same way");
     agree(&file(&records[1..], &Damage::None)).expect("both decoders accept it alike");
+}
+
+#[test]
+fn every_byte_at_every_place_of_a_string_is_escaped_as_serde_json_escapes_it() {
+    for byte in 0u8..0x80 {
+        for at in 0..20 {
+            let mut text = vec![b'a'; 20];
+            text[at] = byte;
+            let text = String::from_utf8(text).expect("ASCII");
+            let mut ours = Vec::new();
+            super::json_text::escape_into(&mut ours, text.as_bytes());
+            assert_eq!(
+                String::from_utf8(ours).expect("UTF-8"),
+                serde_json::to_string(&text).expect("a string serializes"),
+                "byte {byte:#04x} at {at}"
+            );
+        }
+    }
 }
