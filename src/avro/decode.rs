@@ -1,10 +1,7 @@
 //! Avro to JSON text: the server's decoder, from a request's container file to NDJSON lines, with the limits
 //! that keep untrusted payloads bounded.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, LazyLock},
-};
+use std::{collections::HashMap, sync::Arc};
 
 use apache_avro::{Schema, reader::datum::GenericDatumReader, schema::ResolvedSchema};
 use serde_json::Value;
@@ -13,7 +10,7 @@ use super::{
     AvroError, JSON_SCHEMA_PARSED, SchemaFingerprint, allocation_limit_message,
     container::ContainerReader,
     generic,
-    json::{self, TextRecord},
+    json_text::{self, Fault},
 };
 
 /// Deepest JSON nesting accepted on either side; serde_json's parser stops at 128 too.
@@ -41,11 +38,15 @@ pub const MAX_REQUEST_DECODED_BYTES: usize = 32 * 1024 * 1024;
 /// Distinct container headers the [`Decoder`] remembers as already checked.
 const MAX_CACHED_SCHEMAS: usize = 64;
 
-static DATUM_READER: LazyLock<GenericDatumReader<'static>> = LazyLock::new(|| {
-    GenericDatumReader::builder(&JSON_SCHEMA_PARSED)
-        .build()
-        .expect("the built-in schema resolves")
-});
+/// apache-avro's schema-aware reader of zavro's JSON schema: the decoder before [`json_text`], kept as the tests'
+/// oracle.
+#[cfg(test)]
+static DATUM_READER: std::sync::LazyLock<GenericDatumReader<'static>> =
+    std::sync::LazyLock::new(|| {
+        GenericDatumReader::builder(&JSON_SCHEMA_PARSED)
+            .build()
+            .expect("the built-in schema resolves")
+    });
 
 /// Limits apache-avro's decode allocations for the whole process; call once before decoding untrusted input.
 pub fn limit_decode_allocations() {
@@ -140,21 +141,55 @@ impl Decoder {
     /// says which writer schema the file used. Records of zavro's JSON schema never become JSON values on the
     /// way. This is the one decoding path: the server, the tests and the fuzz targets all run it.
     pub fn decode_request(&mut self, bytes: &[u8]) -> Decoded {
-        json::start_text();
-        let mut records = 0;
-        let mut schema = None;
-        let result = self.each_record(bytes, &mut schema, |record| {
+        let mut budget = json_text::Budget::new();
+        self.transcode(bytes, |record, text| match record {
+            Record::Json(data) => {
+                json_text::record(data, text, &mut budget).map_err(RecordError::Text)
+            }
+            Record::Other(value) => serde_json::to_writer(text, &value)
+                .map_err(|e| RecordError::Text(Fault::Bad(e.to_string()))),
+        })
+    }
+
+    /// [`Decoder::decode_request`] as it was before [`json_text`]: records of the JSON schema through apache-avro's
+    /// schema-aware deserializer and a serde visitor, the oracle of the tests.
+    #[cfg(test)]
+    pub(super) fn decode_request_by_serde(&mut self, bytes: &[u8]) -> Decoded {
+        use super::json;
+        json::start_file();
+        self.transcode(bytes, |record, text| {
             match record {
                 Record::Json(data) => {
-                    DATUM_READER.read_deser::<TextRecord>(data)?;
+                    json::start_text();
+                    let result = DATUM_READER.read_deser::<json::TextRecord>(data);
+                    text.extend_from_slice(&json::take_text());
+                    result.map_err(RecordError::Avro)?;
                 }
-                Record::Other(value) => json::push_json(&value),
+                Record::Other(value) => text
+                    .extend_from_slice(&serde_json::to_vec(&value).expect("JSON values serialize")),
             }
-            json::push_text(b"\n");
+            Ok(())
+        })
+    }
+
+    /// Transcodes every record with `each`, one line per record, into one buffer.
+    fn transcode(
+        &mut self,
+        bytes: &[u8],
+        mut each: impl FnMut(Record, &mut Vec<u8>) -> Result<(), RecordError>,
+    ) -> Decoded {
+        // JSON text is about a third longer than the Avro it comes from; reserving that much up front spares the
+        // buffer most of its regrowth, within the request's budget.
+        let mut text =
+            Vec::with_capacity((bytes.len() + bytes.len() / 2).min(MAX_REQUEST_DECODED_BYTES));
+        let mut records = 0;
+        let mut schema = None;
+        let result = self.each_record(bytes, &mut schema, &mut text, |record, text| {
+            each(record, text)?;
+            text.push(b'\n');
             records += 1;
             Ok(())
         });
-        let text = json::take_text();
         Decoded {
             schema,
             records: result.map(|()| Ndjson { text, records }),
@@ -168,7 +203,8 @@ impl Decoder {
         &mut self,
         bytes: &[u8],
         seen: &mut Option<Arc<SchemaFingerprint>>,
-        mut each: impl FnMut(Record) -> Result<(), apache_avro::Error>,
+        text: &mut Vec<u8>,
+        mut each: impl FnMut(Record, &mut Vec<u8>) -> Result<(), RecordError>,
     ) -> Result<(), AvroError> {
         let mut file = ContainerReader::new(bytes)?;
         let writer = self.writer_schema(file.header().schema, seen)?;
@@ -197,7 +233,6 @@ impl Decoder {
                 Some((reader, resolved, datum_reader))
             }
         };
-        json::start_file();
         let mut values = 0usize;
         let mut record = 0u64;
         let mut decompressed = 0usize;
@@ -216,11 +251,12 @@ impl Decoder {
             for _ in 0..block.count {
                 record += 1;
                 let before = data.len();
-                let undecodable = |e: &apache_avro::Error| record_error(record, e);
                 match &other {
-                    None => each(Record::Json(&mut data)).map_err(|e| undecodable(&e))?,
+                    None => each(Record::Json(&mut data), text).map_err(|e| e.at(record))?,
                     Some((schema, resolved, reader)) => {
-                        let value = reader.read_value(&mut data).map_err(|e| undecodable(&e))?;
+                        let value = reader
+                            .read_value(&mut data)
+                            .map_err(|e| record_error(record, &e))?;
                         let value = generic::to_json(value, schema, resolved.get_names()).map_err(
                             |reason| AvroError::NoJsonForm {
                                 record,
@@ -233,7 +269,7 @@ impl Decoder {
                                 "more than {MAX_VALUES} JSON values in one request"
                             )));
                         }
-                        each(Record::Other(value)).map_err(|e| undecodable(&e))?;
+                        each(Record::Other(value), text).map_err(|e| e.at(record))?;
                     }
                 }
                 // Every record must take at least one byte: one that takes none (a schema of "null", an empty
@@ -243,7 +279,7 @@ impl Decoder {
                         "record {record} has zero encoded size; such records are refused"
                     )));
                 }
-                if json::text_len() > MAX_REQUEST_DECODED_BYTES {
+                if text.len() > MAX_REQUEST_DECODED_BYTES {
                     return Err(over("the records' JSON text"));
                 }
             }
@@ -370,12 +406,41 @@ fn check_foreign(schema: &Schema) -> Result<(), AvroError> {
 /// Why record number `record` could not be decoded: a limit that decoding reached (zavro's own, met in the
 /// JSON transcoder, or apache-avro's allocation limit), else the bytes not fitting the writer schema.
 fn record_error(record: u64, error: &apache_avro::Error) -> AvroError {
-    if let Some(limit) = json::take_limit_reached().or_else(|| allocation_limit_message(error)) {
+    // Only the tests' oracle decodes the JSON schema with a serde visitor that can reach a limit.
+    #[cfg(test)]
+    if let Some(limit) = super::json::take_limit_reached() {
+        return AvroError::OverLimit(limit);
+    }
+    if let Some(limit) = allocation_limit_message(error) {
         return AvroError::OverLimit(limit);
     }
     AvroError::BadRecord {
         record,
         reason: truncate(&error.to_string(), 300),
+    }
+}
+
+/// Why one record could not be written as JSON text.
+enum RecordError {
+    /// apache-avro's reader failed (the tests' oracle).
+    #[cfg(test)]
+    Avro(apache_avro::Error),
+    /// The JSON transcoder failed.
+    Text(Fault),
+}
+
+impl RecordError {
+    /// The refusal of record number `record`.
+    fn at(self, record: u64) -> AvroError {
+        match self {
+            #[cfg(test)]
+            RecordError::Avro(e) => record_error(record, &e),
+            RecordError::Text(Fault::Limit(limit)) => AvroError::OverLimit(limit),
+            RecordError::Text(Fault::Bad(reason)) => AvroError::BadRecord {
+                record,
+                reason: truncate(&reason, 300),
+            },
+        }
     }
 }
 
@@ -543,7 +608,7 @@ mod tests {
     fn trailing_bytes_in_a_block_are_refused() {
         let mut data = Vec::new();
         DATUM_WRITER
-            .write_ser(&mut data, &json::Record(&json!(1)))
+            .write_ser(&mut data, &crate::avro::json::Record(&json!(1)))
             .unwrap();
         data.push(0);
         let mut file = ContainerWriter::new(JSON_SCHEMA, Codec::Null, [1; 16]);

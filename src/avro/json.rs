@@ -1,6 +1,8 @@
 //! The serde mapping of `zavro.Json` records, driving apache-avro's schema-aware (de)serializer directly: JSON
 //! values serialize into records, and records deserialize straight into JSON text (no `Value` tree). Object
 //! keys keep their order, integers stay integers, and decoding is bounded in depth and in the number of values.
+//! Test-only: the server decodes with [`super::json_text`] and the sender encodes with [`super::transcode`]; this
+//! route is their oracle.
 
 use std::{cell::Cell, fmt};
 
@@ -191,17 +193,6 @@ pub(super) fn start_text() {
 /// Appends to the text buffer.
 pub(super) fn push_text(bytes: &[u8]) {
     TEXT.with_borrow_mut(|text| text.extend_from_slice(bytes));
-}
-
-/// Appends a JSON value's compact text.
-pub(super) fn push_json(value: &Value) {
-    TEXT.with_borrow_mut(|text| serde_json::to_writer(text, value))
-        .expect("JSON values always serialize");
-}
-
-/// How many bytes of text have been written since [`start_text`].
-pub(super) fn text_len() -> usize {
-    TEXT.with_borrow(Vec::len)
 }
 
 /// Takes the text written so far.

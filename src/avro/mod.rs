@@ -16,7 +16,11 @@ mod encode;
 mod fingerprint;
 
 pub mod generic;
+#[cfg(test)]
 mod json;
+mod json_text;
+#[cfg(test)]
+mod json_text_oracle;
 mod numbers;
 
 #[cfg(test)]
