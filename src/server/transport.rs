@@ -73,14 +73,22 @@ unsafe extern "C" {
 /// Set before the socket binds: the limit is taken by each connection as it is made.
 pub fn cut_off_peers_that_do_not_read(socket: &mut zmq::Socket) -> Result<(), zmq::Error> {
     socket.set_sndhwm(REPLY_QUEUE_PER_PEER)?;
-    let enable: std::ffi::c_int = 1;
+    set_int_option(socket, ZMQ_ROUTER_DISCONNECT_ON_HWM, 1)
+}
+
+/// Sets an int socket option the `zmq` crate has no setter for (libzmq's own, or one zavro's patches add).
+pub(super) fn set_int_option(
+    socket: &mut zmq::Socket,
+    option: std::ffi::c_int,
+    value: std::ffi::c_int,
+) -> Result<(), zmq::Error> {
     // SAFETY: the socket pointer is live for the call; the value is a C int passed by pointer with its size, as
     // zmq_setsockopt(3) requires for an int option.
     let rc = unsafe {
         zmq_setsockopt(
             socket.as_mut_ptr(),
-            ZMQ_ROUTER_DISCONNECT_ON_HWM,
-            (&enable as *const std::ffi::c_int).cast(),
+            option,
+            (&value as *const std::ffi::c_int).cast(),
             std::mem::size_of::<std::ffi::c_int>(),
         )
     };

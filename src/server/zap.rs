@@ -58,37 +58,11 @@ pub const DOMAIN: &str = "zavro";
 /// libzmq's `ZMQ_ZAP_ENFORCE_DOMAIN` (zmq.h); the `zmq` crate has no setter for it.
 const ZMQ_ZAP_ENFORCE_DOMAIN: std::ffi::c_int = 93;
 
-unsafe extern "C" {
-    fn zmq_setsockopt(
-        socket: *mut std::ffi::c_void,
-        option: std::ffi::c_int,
-        value: *const std::ffi::c_void,
-        length: usize,
-    ) -> std::ffi::c_int;
-}
-
 /// Makes `socket` refuse every CURVE handshake when no handler answers at the ZAP endpoint. libzmq's default
 /// admits every client then ("Stonehouse" without authentication), so a handler thread that had stopped would
 /// leave the server open to anyone, and to a client-chosen `User-Id`.
 pub fn fail_closed(socket: &mut zmq::Socket) -> Result<(), zmq::Error> {
-    let enforce: std::ffi::c_int = 1;
-    // SAFETY: the socket pointer is live for the call; the value is a C int passed by pointer with its size, as
-    // zmq_setsockopt(3) requires for this option.
-    let rc = unsafe {
-        zmq_setsockopt(
-            socket.as_mut_ptr(),
-            ZMQ_ZAP_ENFORCE_DOMAIN,
-            (&enforce as *const std::ffi::c_int).cast(),
-            std::mem::size_of::<std::ffi::c_int>(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(zmq::Error::from_raw(
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        ))
-    }
+    super::transport::set_int_option(socket, ZMQ_ZAP_ENFORCE_DOMAIN, 1)
 }
 
 /// How long the handler waits for a request before it looks at its stop flag again.
