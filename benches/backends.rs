@@ -23,7 +23,7 @@ mod common;
 
 use common::{
     Env, Latency, PgCluster, Server, StoreAt, WalStats, cpu_seconds, load_average, micros, middle,
-    reaped_children_cpu_seconds, sqlite_single_row_commit, write_ndjson,
+    number_arg, reaped_children_cpu_seconds, sqlite_single_row_commit, write_ndjson,
 };
 use zavro::bench::Percentiles;
 
@@ -49,19 +49,10 @@ struct Settings {
 
 impl Settings {
     fn from_args() -> Settings {
-        let args: Vec<String> = std::env::args().collect();
-        let number = |flag: &str, default: usize| {
-            args.iter()
-                .position(|a| a == flag)
-                .and_then(|i| args.get(i + 1))
-                .and_then(|n| n.parse::<usize>().ok())
-                .unwrap_or(default)
-                .max(1)
-        };
         Settings {
-            rounds: number("--runs", 3),
-            records: number("--records", 1_000_000),
-            lockstep_requests: number("--requests", 2_000),
+            rounds: number_arg("--runs", 3),
+            records: number_arg("--records", 1_000_000),
+            lockstep_requests: number_arg("--requests", 2_000),
         }
     }
 }

@@ -29,7 +29,7 @@ use std::{
 
 mod common;
 
-use common::{Env, Transport, ZAVRO, cpu_seconds, load_average, middle, write_ndjson};
+use common::{Env, Transport, ZAVRO, cpu_seconds, load_average, middle, number_arg, write_ndjson};
 
 /// Bytes of JSON per record, about.
 const RECORD_SIZE: usize = 150;
@@ -52,14 +52,6 @@ const CALLGRIND_SCRAPES: usize = 5;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let number = |flag: &str, default: usize| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(default)
-            .max(1)
-    };
     let dir = tempfile::tempdir().expect("temporary directory");
     println!(
         "machine: {} cores; load average at the start: {}",
@@ -67,12 +59,12 @@ fn main() {
         load_average()
     );
     if args.iter().any(|a| a == "--callgrind") {
-        callgrind(dir.path(), number("--requests", CALLGRIND_REQUESTS));
+        callgrind(dir.path(), number_arg("--requests", CALLGRIND_REQUESTS));
     } else {
         throughput(
             dir.path(),
-            number("--runs", 5),
-            number("--records", 200_000),
+            number_arg("--runs", 5),
+            number_arg("--records", 200_000),
         );
     }
     println!("load average at the end: {}", load_average());

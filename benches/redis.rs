@@ -27,7 +27,8 @@ use std::{
 mod common;
 
 use common::{
-    Env, cpu_seconds, load_average, micros, middle, reaped_children_cpu_seconds, write_ndjson,
+    Env, cpu_seconds, load_average, micros, middle, number_arg, reaped_children_cpu_seconds,
+    write_ndjson,
 };
 use zavro::bench::{Percentiles, record};
 
@@ -54,19 +55,10 @@ struct Settings {
 
 impl Settings {
     fn from_args() -> Settings {
-        let args: Vec<String> = std::env::args().collect();
-        let number = |flag: &str, default: usize| {
-            args.iter()
-                .position(|a| a == flag)
-                .and_then(|i| args.get(i + 1))
-                .and_then(|n| n.parse::<usize>().ok())
-                .unwrap_or(default)
-                .max(1)
-        };
         Settings {
-            rounds: number("--runs", 3),
-            records: number("--records", 200_000),
-            lockstep_requests: number("--requests", 2_000),
+            rounds: number_arg("--runs", 3),
+            records: number_arg("--records", 200_000),
+            lockstep_requests: number_arg("--requests", 2_000),
         }
     }
 }

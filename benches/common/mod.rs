@@ -547,3 +547,15 @@ pub fn load_average() -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// The number after `flag` on the harness's command line (`-- --runs 5`), at least 1; `default` when the flag
+/// is absent or not followed by a number.
+pub fn number_arg(flag: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(default)
+        .max(1)
+}
