@@ -64,7 +64,18 @@ impl StringToSign {
     /// Builds the string-to-sign: five lines joined by `\n`, without a trailing newline; a sixth, the request id,
     /// only when the request has one, so requests without an id sign exactly as before.
     pub fn new(key: &str, timestamp: i64, nonce: &str, id: Option<&str>, payload: &[u8]) -> Self {
-        let digest = payload_digest(payload);
+        Self::with_digest(key, timestamp, nonce, id, &payload_digest(payload))
+    }
+
+    /// [`StringToSign::new`] from the payload's digest ([`payload_digest`]), for a caller that needs the digest
+    /// too and should not hash the payload twice.
+    pub fn with_digest(
+        key: &str,
+        timestamp: i64,
+        nonce: &str,
+        id: Option<&str>,
+        digest: &str,
+    ) -> Self {
         StringToSign(match id {
             None => format!("{SIGNING_ALGORITHM}\n{key}\n{timestamp}\n{nonce}\n{digest}"),
             Some(id) => {
@@ -124,14 +135,13 @@ impl Request {
 
     /// The string-to-sign this request's signature must match.
     pub fn string_to_sign(&self) -> StringToSign {
+        self.string_to_sign_with_digest(&payload_digest(&self.payload))
+    }
+
+    /// [`Request::string_to_sign`] from the payload's digest, already computed.
+    pub fn string_to_sign_with_digest(&self, digest: &str) -> StringToSign {
         let e = &self.envelope;
-        StringToSign::new(
-            &e.key,
-            e.timestamp,
-            &e.nonce,
-            e.id.as_deref(),
-            &self.payload,
-        )
+        StringToSign::with_digest(&e.key, e.timestamp, &e.nonce, e.id.as_deref(), digest)
     }
 
     /// The three frames of the request body (a REQ socket adds the empty delimiter itself).

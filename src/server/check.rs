@@ -8,7 +8,7 @@ use super::Transport;
 use crate::{
     auth,
     avro::{AvroError, Decoded, Ndjson, SchemaFingerprint},
-    protocol::{Envelope, RejectCode, Rejection, Request},
+    protocol::{self, Envelope, RejectCode, Rejection, Request},
     store::StoredKey,
     timestamp,
 };
@@ -151,12 +151,13 @@ fn authenticate(
 /// Refuses the request unless `key` (what the store holds under its key id) is active and the signature is the
 /// key's. Once this passes, the request comes from the key's holder (or repeats one of theirs), and its reply
 /// may be signed: a reply signed for a request anyone could have made up, with a victim's key and nonce and a
-/// wrong signature, would be a genuine signed refusal an on-path attacker could hand that victim.
+/// wrong signature, would be a genuine signed refusal an on-path attacker could hand that victim. Returns the
+/// payload's digest ([`protocol::payload_digest`]), which the signature covered.
 pub fn signed_by_key(
     request: &Request,
     key: Option<&StoredKey>,
     now_us: i64,
-) -> Result<(), Rejection> {
+) -> Result<String, Rejection> {
     let envelope = &request.envelope;
     let Some(stored) = key else {
         return Err(Rejection::new(
@@ -180,7 +181,10 @@ pub fn signed_by_key(
             ),
         ));
     }
-    let string_to_sign = request.string_to_sign();
+    // Hashed only once the key is known and active: an unknown key costs no pass over the payload. The digest
+    // is the caller's too (a request id's record keeps it), so the payload is hashed once per request.
+    let digest = protocol::payload_digest(&request.payload);
+    let string_to_sign = request.string_to_sign_with_digest(&digest);
     if !auth::verify(
         stored.secret.as_bytes(),
         string_to_sign.as_str(),
@@ -191,7 +195,7 @@ pub fn signed_by_key(
             "signature does not match the request under this key's secret",
         ));
     }
-    Ok(())
+    Ok(digest)
 }
 
 /// Refuses a request whose timestamp is more than `max_skew_secs` from the server's clock (`now_us`).

@@ -396,12 +396,11 @@ impl Worker {
                 state.keys.entry(envelope.key.clone()).or_insert(read)
             }
         };
-        check::signed_by_key(request, key.as_ref(), now_us)?;
+        let digest = check::signed_by_key(request, key.as_ref(), now_us)?;
         found.signable = true;
 
         // A request id already stored answers the request whatever its timestamp and nonce: a spooled request
         // signed again after its first reply was lost, or resent after it left the window, is stored once.
-        let digest = protocol::payload_digest(&request.payload);
         if let Some(id) = &envelope.id {
             let in_group = state
                 .ids_to_store
