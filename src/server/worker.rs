@@ -455,7 +455,7 @@ impl Worker {
             signature: envelope.signature.clone(),
             request_id: envelope.id.clone(),
             payload_digest: digest,
-            json: records.to_json_array(),
+            json: check::json_array(&records)?,
             records,
         })))
     }
