@@ -95,13 +95,15 @@ pub fn payload_digest(payload: &[u8]) -> String {
     hex::encode(Sha256::digest(payload))
 }
 
-/// A signed request: envelope plus the Avro object container file it covers.
+/// A signed request: envelope plus the Avro object container file it covers. The payload is owned (`Vec<u8>`,
+/// the default) or borrowed from the frames it arrived in (`&[u8]`, [`Request::view_frames`]), which spares the
+/// server a copy of every payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+pub struct Request<P = Vec<u8>> {
     /// Key id, timestamp, nonce and signature.
     pub envelope: Envelope,
     /// An Avro object container file holding the records.
-    pub payload: Vec<u8>,
+    pub payload: P,
 }
 
 impl Request {
@@ -133,17 +135,6 @@ impl Request {
         }
     }
 
-    /// The string-to-sign this request's signature must match.
-    pub fn string_to_sign(&self) -> StringToSign {
-        self.string_to_sign_with_digest(&payload_digest(&self.payload))
-    }
-
-    /// [`Request::string_to_sign`] from the payload's digest, already computed.
-    pub fn string_to_sign_with_digest(&self, digest: &str) -> StringToSign {
-        let e = &self.envelope;
-        StringToSign::with_digest(&e.key, e.timestamp, &e.nonce, e.id.as_deref(), digest)
-    }
-
     /// The three frames of the request body (a REQ socket adds the empty delimiter itself).
     pub fn to_frames(&self) -> [Vec<u8>; 3] {
         let envelope = serde_json::to_vec(&self.envelope).expect("an envelope always serializes");
@@ -155,11 +146,35 @@ impl Request {
     }
 
     /// Parses the body frames of a request (route frames already removed).
-    pub fn from_frames(frames: &[Vec<u8>]) -> Result<Self, Rejection> {
-        let Some(version) = frames.first() else {
+    pub fn from_frames<F: AsRef<[u8]>>(frames: &[F]) -> Result<Self, Rejection> {
+        let request = Request::<&[u8]>::view_frames(frames)?;
+        Ok(Request {
+            envelope: request.envelope,
+            payload: request.payload.to_vec(),
+        })
+    }
+}
+
+impl<P: AsRef<[u8]>> Request<P> {
+    /// The string-to-sign this request's signature must match.
+    pub fn string_to_sign(&self) -> StringToSign {
+        self.string_to_sign_with_digest(&payload_digest(self.payload.as_ref()))
+    }
+
+    /// [`Request::string_to_sign`] from the payload's digest, already computed.
+    pub fn string_to_sign_with_digest(&self, digest: &str) -> StringToSign {
+        let e = &self.envelope;
+        StringToSign::with_digest(&e.key, e.timestamp, &e.nonce, e.id.as_deref(), digest)
+    }
+}
+
+impl<'a> Request<&'a [u8]> {
+    /// [`Request::from_frames`], the payload read where it is in its frame instead of copied out.
+    pub fn view_frames<F: AsRef<[u8]>>(frames: &'a [F]) -> Result<Self, Rejection> {
+        let Some(version) = frames.first().map(AsRef::as_ref) else {
             return Err(Rejection::new(RejectCode::Malformed, "empty request"));
         };
-        if version.as_slice() != PROTOCOL_VERSION.as_bytes() {
+        if version != PROTOCOL_VERSION.as_bytes() {
             return Err(Rejection::new(
                 RejectCode::UnsupportedVersion,
                 format!(
@@ -174,6 +189,7 @@ impl Request {
                 format!("a request has 3 frames, got {}", frames.len()),
             ));
         };
+        let (envelope, payload) = (envelope.as_ref(), payload.as_ref());
         if envelope.len() > MAX_ENVELOPE_LEN {
             return Err(Rejection::new(
                 RejectCode::Malformed,
@@ -190,21 +206,21 @@ impl Request {
         if let Some(id) = &envelope.id {
             check_token("id", id, MIN_REQUEST_ID_LEN)?;
         }
-        Ok(Request {
-            envelope,
-            payload: payload.clone(),
-        })
+        Ok(Request { envelope, payload })
     }
 }
 
 /// The nonce of a request whose envelope is readable JSON with a valid `nonce` field but is refused for another
 /// reason (an extra field, a bad key), so the reply can still name the request it answers.
-pub fn readable_nonce(frames: &[Vec<u8>]) -> Option<String> {
+pub fn readable_nonce<F: AsRef<[u8]>>(frames: &[F]) -> Option<String> {
     #[derive(Deserialize)]
     struct NonceOnly {
         nonce: String,
     }
-    let envelope = frames.get(1).filter(|e| e.len() <= MAX_ENVELOPE_LEN)?;
+    let envelope = frames
+        .get(1)
+        .map(AsRef::as_ref)
+        .filter(|e| e.len() <= MAX_ENVELOPE_LEN)?;
     let NonceOnly { nonce } = serde_json::from_slice(envelope).ok()?;
     check_token("nonce", &nonce, MIN_NONCE_LEN).ok()?;
     Some(nonce)
@@ -754,7 +770,7 @@ mod tests {
         let other = Request::from_frames(&[b"zavro/9".to_vec(), vec![], vec![]]).unwrap_err();
         assert_eq!(other.code, RejectCode::UnsupportedVersion);
         assert_eq!(
-            Request::from_frames(&[]).unwrap_err().code,
+            Request::from_frames::<Vec<u8>>(&[]).unwrap_err().code,
             RejectCode::Malformed
         );
     }
@@ -926,7 +942,7 @@ mod tests {
             None
         );
         assert_eq!(readable_nonce(&frames("{")), None);
-        assert_eq!(readable_nonce(&[]), None);
+        assert_eq!(readable_nonce::<Vec<u8>>(&[]), None);
     }
 
     #[test]

@@ -112,8 +112,8 @@ pub fn internal(message: &str) -> Rejection {
 /// other key. Checked first: it needs no store lookup, and a connection that may not use a key never gets its
 /// secret read. A CURVE connection with no key at all is refused too, as a second line of defence: serve makes
 /// libzmq refuse handshakes no handler checked (`zap::fail_closed`).
-pub fn connection_vouches(
-    request: &Request,
+pub fn connection_vouches<P>(
+    request: &Request<P>,
     transport: Transport,
     authenticated: Option<&str>,
 ) -> Result<(), Rejection> {
@@ -138,8 +138,8 @@ pub fn connection_vouches(
 /// key's, and the timestamp is within `max_skew_secs` of the server's clock (`now_us`): both checks, in the
 /// worker's order, for the tests of their codes.
 #[cfg(test)]
-fn authenticate(
-    request: &Request,
+fn authenticate<P: AsRef<[u8]>>(
+    request: &Request<P>,
     key: Option<&StoredKey>,
     now_us: i64,
     max_skew_secs: i64,
@@ -153,8 +153,8 @@ fn authenticate(
 /// may be signed: a reply signed for a request anyone could have made up, with a victim's key and nonce and a
 /// wrong signature, would be a genuine signed refusal an on-path attacker could hand that victim. Returns the
 /// payload's digest ([`protocol::payload_digest`]), which the signature covered.
-pub fn signed_by_key(
-    request: &Request,
+pub fn signed_by_key<P: AsRef<[u8]>>(
+    request: &Request<P>,
     key: Option<&StoredKey>,
     now_us: i64,
 ) -> Result<String, Rejection> {
@@ -183,7 +183,7 @@ pub fn signed_by_key(
     }
     // Hashed only once the key is known and active: an unknown key costs no pass over the payload. The digest
     // is the caller's too (a request id's record keeps it), so the payload is hashed once per request.
-    let digest = protocol::payload_digest(&request.payload);
+    let digest = protocol::payload_digest(request.payload.as_ref());
     let string_to_sign = request.string_to_sign_with_digest(&digest);
     if !auth::verify(
         stored.secret.as_bytes(),
@@ -199,7 +199,11 @@ pub fn signed_by_key(
 }
 
 /// Refuses a request whose timestamp is more than `max_skew_secs` from the server's clock (`now_us`).
-pub fn within_clock(request: &Request, now_us: i64, max_skew_secs: i64) -> Result<(), Rejection> {
+pub fn within_clock<P>(
+    request: &Request<P>,
+    now_us: i64,
+    max_skew_secs: i64,
+) -> Result<(), Rejection> {
     let envelope = &request.envelope;
     let server_time = now_us.div_euclid(1_000_000);
     let skew = envelope.timestamp.abs_diff(server_time);

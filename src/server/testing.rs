@@ -71,7 +71,7 @@ pub fn signed_with_id(timestamp: i64, nonce: &str, id: &str, payload: Vec<u8>) -
 }
 
 /// These body frames as they arrive from 127.0.0.1.
-pub fn arrival(frames: Vec<Vec<u8>>) -> Arrival {
+pub fn arrival<F: Into<super::request::Frame>>(frames: Vec<F>) -> Arrival {
     Arrival::new(frames, Some("127.0.0.1".into()))
 }
 

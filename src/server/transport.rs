@@ -158,13 +158,13 @@ fn receive(socket: &zmq::Socket, flags: i32) -> Result<Incoming, zmq::Error> {
         arrival.frame_count += 1;
         // One more than a request may have is kept, so the delimiter below can still be told apart.
         if arrival.frames.len() <= MAX_FRAMES {
-            arrival.frames.push(frame.to_vec());
+            arrival.frames.push(frame.into());
         }
     }
     let mut route = vec![identity.to_vec()];
     // A REQ peer (or a DEALER imitating one) puts an empty delimiter before the request; echo it back.
-    if arrival.frames.first().is_some_and(Vec::is_empty) {
-        route.push(arrival.frames.remove(0));
+    if arrival.frames.first().is_some_and(|frame| frame.is_empty()) {
+        route.push(arrival.frames.remove(0).to_vec());
         arrival.frame_count -= 1;
     }
     arrival.frames.truncate(MAX_FRAMES);

@@ -374,7 +374,7 @@ impl Worker {
         &mut self,
         transaction: &mut G,
         state: &mut GroupState,
-        request: &Request,
+        request: &Request<&[u8]>,
         found: &mut Found,
         now_us: i64,
         log: &mut Log,
@@ -448,7 +448,7 @@ impl Worker {
         }
 
         let records;
-        (found.schema, records) = check::payload(self.decoder.decode_request(&request.payload));
+        (found.schema, records) = check::payload(self.decoder.decode_request(request.payload));
         let records = records?;
         Ok(Decision::Store(Box::new(Fresh {
             timestamp: envelope.timestamp,
@@ -593,7 +593,7 @@ mod tests {
         let mut unsupported = ContainerWriter::new(recursive, Codec::Null, [3; 16]);
         unsupported.write_block(1, vec![0]).unwrap();
         let mut wrong_version = by(KEY, SECRET, "nonce-000000000009").frames;
-        wrong_version[0] = b"zavro/0".to_vec();
+        wrong_version[0] = b"zavro/0".to_vec().into();
 
         let cases: Vec<(Arrival, RejectCode)> = vec![
             (arrival(vec![b"zavro/1".to_vec()]), RejectCode::Malformed),
