@@ -75,15 +75,17 @@ impl AuditEntry<'_> {
         Ok(link.id)
     }
 
-    /// Inserts the row as `link.id`, hashed onto `link.prev_hash`. The hash is computed from the values as they
-    /// are written, so the row is sealed by the one INSERT instead of being read back and updated.
+    /// Inserts the row as `link.id`, hashed onto `link.prev_hash`, and returns the link of the row after it (the
+    /// next id, this row's hash), for a caller that writes several rows in one transaction. The hash is computed
+    /// from the values as they are written, so the row is sealed by the one INSERT instead of being read back and
+    /// updated.
     pub(super) fn insert_at(
         &self,
         conn: &Connection,
         link: &sqlite_chain::Link,
         schema_id: Option<i64>,
         payload: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<sqlite_chain::Link, StoreError> {
         debug_assert_eq!(schema_id.is_some(), self.schema.is_some());
         let payload_sha256 = payload.map(chain::payload_sha256);
         let fields = self.chained(link.id, payload_sha256.as_deref());
@@ -116,7 +118,12 @@ impl AuditEntry<'_> {
             conn.prepare_cached("INSERT INTO payloads (audit_id, json) VALUES (?1, ?2)")?
                 .execute(params![link.id, json])?;
         }
-        Ok(())
+        // AUTOINCREMENT's rule gives the next row one past this one: its id is now both the highest present and
+        // the highest issued.
+        Ok(sqlite_chain::Link {
+            id: link.id + 1,
+            prev_hash: hash,
+        })
     }
 }
 

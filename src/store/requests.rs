@@ -24,6 +24,7 @@ impl RequestStore for Store {
             conn: &self.conn,
             master: self.master.as_ref(),
             open: true,
+            next_link: None,
             schema_ids: &mut self.schema_ids,
             new_schema_ids: Vec::new(),
         };
@@ -132,6 +133,11 @@ pub struct Batch<'s> {
     master: Option<&'s crate::sealed::MasterKey>,
     /// True until the transaction is committed; dropped while open, it is rolled back.
     open: bool,
+    /// Where the group's next audit row goes, once a row of the group has been written: the group holds the
+    /// write lock and only its own rows go into `audit`, so the link is carried from row to row instead of read
+    /// from the table for each (natively 0.7 % of serve's CPU: the query's pages are cold after each payload).
+    /// `None` at the start, and after a failed write, which reads it again.
+    next_link: Option<sqlite_chain::Link>,
     /// The store's ids of schemas already committed; a schema seen before costs no statement.
     schema_ids: &'s mut HashMap<String, i64>,
     /// Schemas this batch resolved that are not committed yet: added to `schema_ids` only if it commits.
@@ -173,7 +179,7 @@ impl RequestGroup for Batch<'_> {
     ) -> Result<Committed, StoreError> {
         self.still_open()?;
         let schema_id = self.schema_id(entry)?;
-        let link = sqlite_chain::next_link(self.conn)?;
+        let link = self.take_link()?;
         // The nonce goes first, under the id the audit row will get, so a reused nonce leaves nothing to undo.
         // The primary key refuses it even if two servers share the store.
         let inserted = self
@@ -190,6 +196,7 @@ impl RequestGroup for Batch<'_> {
                 nonce.signature
             ])?;
         if inserted == 0 {
+            self.next_link = Some(link);
             return Ok(Committed::Replay);
         }
         if let Some(request_id) = &nonce.request_id {
@@ -211,17 +218,20 @@ impl RequestGroup for Batch<'_> {
                 self.conn
                     .prepare_cached("DELETE FROM nonces WHERE key_id = ?1 AND nonce = ?2")?
                     .execute(params![entry.key_id.unwrap_or_default(), nonce.nonce])?;
+                self.next_link = Some(link);
                 return Ok(Committed::Replay);
             }
         }
-        entry.insert_at(self.conn, &link, schema_id, Some(payload_json))?;
+        self.next_link = Some(entry.insert_at(self.conn, &link, schema_id, Some(payload_json))?);
         Ok(Committed::Stored(link.id))
     }
 
     fn append(&mut self, entry: &AuditEntry) -> Result<i64, StoreError> {
         self.still_open()?;
         let schema_id = self.schema_id(entry)?;
-        entry.insert(self.conn, schema_id, None)
+        let link = self.take_link()?;
+        self.next_link = Some(entry.insert_at(self.conn, &link, schema_id, None)?);
+        Ok(link.id)
     }
 
     fn commit(mut self) -> Result<(), StoreError> {
@@ -258,6 +268,15 @@ impl Batch<'_> {
             Err(StoreError::TransactionLost)
         } else {
             Ok(())
+        }
+    }
+
+    /// Where the next audit row goes: carried from the group's last row, or read from the table for its first. Taken,
+    /// so that a write that fails leaves none behind and the next one reads the table again.
+    fn take_link(&mut self) -> Result<sqlite_chain::Link, StoreError> {
+        match self.next_link.take() {
+            Some(link) => Ok(link),
+            None => Ok(sqlite_chain::next_link(self.conn)?),
         }
     }
 
@@ -325,7 +344,7 @@ fn find_request_id(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{AuditFilter, Status};
+    use crate::store::{AuditFilter, RequestId, Status};
 
     fn nonce(nonce: &str, timestamp: i64) -> Nonce<'_> {
         Nonce {
@@ -433,6 +452,93 @@ mod tests {
         assert!(
             store.verify_audit(None).unwrap().is_ok(),
             "the chain skips the rolled-back row cleanly"
+        );
+    }
+
+    #[test]
+    fn rows_of_one_group_follow_each_other_whatever_was_refused_or_replayed_between_them() {
+        let mut store = Store::open_in_memory().unwrap();
+        let with_id = |nonce: &'static str, id: &'static str| Nonce {
+            request_id: Some(RequestId {
+                id,
+                payload_digest: "digest",
+            }),
+            ..self::nonce(nonce, 100)
+        };
+        let refused = |time_us| AuditEntry {
+            status: Status::Rejected,
+            reason: Some("bad_signature"),
+            ..AuditEntry::test_send(time_us)
+        };
+        let mut ids = Vec::new();
+        for round in 0..2 {
+            let nonce = |n: &str| format!("{n}-{round}");
+            let (a, b, c, d) = (nonce("a"), nonce("b"), nonce("c"), nonce("d"));
+            let id = if round == 0 { "id-0" } else { "id-1" };
+            let mut batch = store.begin_group().unwrap();
+            ids.push(batch.append(&refused(1)).unwrap());
+            let Committed::Stored(stored) = batch
+                .append_accepted(
+                    &accepted(2),
+                    &Nonce {
+                        nonce: &a,
+                        ..with_id("", id)
+                    },
+                    "[1]",
+                )
+                .unwrap()
+            else {
+                panic!("a new nonce and id are stored");
+            };
+            ids.push(stored);
+            // Replays of the nonce, then of the request id under a new nonce: neither writes a row.
+            let replayed_nonce = Nonce {
+                nonce: &a,
+                ..self::nonce("", 100)
+            };
+            let replayed_id = Nonce {
+                nonce: &b,
+                ..with_id("", id)
+            };
+            for replay in [replayed_nonce, replayed_id] {
+                let committed = batch.append_accepted(&accepted(3), &replay, "[2]").unwrap();
+                assert_eq!(committed, Committed::Replay);
+            }
+            ids.push(batch.append(&refused(4)).unwrap());
+            for n in [&c, &d] {
+                let committed = batch
+                    .append_accepted(
+                        &accepted(5),
+                        &Nonce {
+                            nonce: n,
+                            ..self::nonce("", 100)
+                        },
+                        "[3]",
+                    )
+                    .unwrap();
+                let Committed::Stored(stored) = committed else {
+                    panic!("{committed:?}");
+                };
+                ids.push(stored);
+            }
+            batch.commit().unwrap();
+        }
+        let first = ids[0];
+        assert_eq!(
+            ids,
+            (first..first + 10).collect::<Vec<_>>(),
+            "one id after the other"
+        );
+        let sends = store
+            .query_audit(&AuditFilter::default())
+            .unwrap()
+            .into_iter()
+            .filter(|row| row.action == "send")
+            .count();
+        assert_eq!(sends, 10, "no row for a replay");
+        assert!(
+            store.verify_audit(None).unwrap().is_ok(),
+            "every row chained to the one before"
         );
     }
 
