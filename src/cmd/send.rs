@@ -147,11 +147,18 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
     // The first batch is read and encoded before the secret is asked for, so input that is not JSON sends
     // nothing and asks nothing. Followed files may stay quiet for hours: their first batch is waited for once
     // the sender is up and delivering what waits in the spool.
+    // Bad (or empty) input still lets requests waiting in the spool go first: they were taken from earlier
+    // input, and delivering them does not depend on this run's.
+    let mut bad_at_once = None;
     let mut next = match &input {
         Input::Follow(_) => None,
         _ => match input.next(None)? {
             Next::Batch(batch, position) => Some((batch, position)),
             Next::End => None,
+            Next::Bad(e) if spool.as_ref().is_some_and(|spool| spool.waiting() > 0) => {
+                bad_at_once = Some(e);
+                None
+            }
             Next::Bad(e) => return Err(e),
         },
     };
@@ -197,6 +204,9 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
     sender.deliver_waiting()?;
     let mut started = !matches!(input, Input::Follow(_));
     let stopped = loop {
+        if let Some(e) = bad_at_once.take() {
+            break Stop::BadInput(e);
+        }
         if !started {
             started = true;
             next = match input.next(Some(&mut sender))? {

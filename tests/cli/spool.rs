@@ -276,6 +276,54 @@ fn a_server_down_for_the_whole_send_leaves_everything_spooled_for_flush(env: Tes
 }
 
 #[test]
+fn empty_or_bad_input_still_delivers_what_waits_in_the_spool_then_says_the_input_is_bad() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let send = |extra: &[&str], input: &str| {
+        env.zavro()
+            .args(["send", &socket, "--plaintext", "--spool"])
+            .arg(spool_dir(&env))
+            .args(["--batch", "2", "--timeout", "0.5", "--retries", "0"])
+            .args(extra)
+            .env("ZAVRO_KEY", &key)
+            .env("ZAVRO_SECRET", &secret)
+            .write_stdin(input.to_owned())
+            .assert()
+    };
+    // Spooled while the server is down.
+    send(&[], &records(1..=3)).success();
+    let server = Server::start(&env, &socket, &[]);
+
+    let empty = send(&[], "").code(3);
+    let said = stderr_of(&empty);
+    assert!(said.contains("accepted 3 records"), "{said}");
+    assert!(said.contains("0 requests wait"), "{said}");
+    assert_eq!(output_numbers(&env), [1, 2, 3]);
+
+    // Input that is not JSON, with more waiting: the same.
+    server.stop();
+    send(&[], &records(4..=5)).success();
+    let server = Server::start(&env, &socket, &[]);
+    let bad = send(&[], "not json\n").code(3);
+    assert!(
+        stderr_of(&bad).contains("accepted 2 records"),
+        "{}",
+        stderr_of(&bad)
+    );
+    // With nothing waiting, bad input stops before anything is sent, as without a spool.
+    let alone = send(&[], "").code(3);
+    assert!(
+        !stderr_of(&alone).contains("accepted"),
+        "{}",
+        stderr_of(&alone)
+    );
+    server.stop();
+    assert_stored_once(&env, 5);
+    assert_eq!(output_numbers(&env), [1, 2, 3, 4, 5]);
+}
+
+#[test]
 fn a_request_whose_timestamp_left_the_window_is_signed_again_with_its_id_and_stored_once() {
     let env = TestEnv::new();
     let (key, secret) = env.add_key();
