@@ -9,6 +9,7 @@ use std::{
     process::{Child, ChildStdin, Stdio},
 };
 
+use assert_cmd::assert::Assert;
 use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
@@ -146,6 +147,26 @@ fn spool_dir(env: &TestEnv) -> PathBuf {
 }
 
 /// Accepted rows that stored records (not duplicates).
+/// `zavro send SOCKET --plaintext --spool DIR --timeout 0.5 --retries 0 EXTRA…` as `key` with `secret`, `input` on
+/// stdin: one try per request, so a server that is down leaves the requests waiting at once.
+fn spool_send(
+    env: &TestEnv,
+    socket: &str,
+    (key, secret): (&str, &str),
+    extra: &[&str],
+    input: impl Into<Vec<u8>>,
+) -> Assert {
+    env.zavro()
+        .args(["send", socket, "--plaintext", "--spool"])
+        .arg(spool_dir(env))
+        .args(["--timeout", "0.5", "--retries", "0"])
+        .args(extra)
+        .env("ZAVRO_KEY", key)
+        .env("ZAVRO_SECRET", secret)
+        .write_stdin(input)
+        .assert()
+}
+
 fn stored_rows(env: &TestEnv) -> usize {
     env.audit_sends()
         .iter()
@@ -236,15 +257,8 @@ fn a_server_down_for_the_whole_send_leaves_everything_spooled_for_flush(env: Tes
     let (key, secret) = env.add_key();
     let socket = format!("ipc://{}", env.path("server.sock").display());
     let send = |extra: &[&str], input: String| {
-        env.zavro()
-            .args(["send", &socket, "--plaintext", "--spool"])
-            .arg(spool_dir(&env))
-            .args(["--batch", "2", "--timeout", "0.5", "--retries", "0"])
-            .args(extra)
-            .env("ZAVRO_KEY", &key)
-            .env("ZAVRO_SECRET", &secret)
-            .write_stdin(input)
-            .assert()
+        let extra = [&["--batch", "2"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
     };
     let down = send(&[], records(1..=7)).success();
     let said = stderr_of(&down);
@@ -281,15 +295,8 @@ fn empty_or_bad_input_still_delivers_what_waits_in_the_spool_then_says_the_input
     let (key, secret) = env.add_key();
     let socket = format!("ipc://{}", env.path("server.sock").display());
     let send = |extra: &[&str], input: &str| {
-        env.zavro()
-            .args(["send", &socket, "--plaintext", "--spool"])
-            .arg(spool_dir(&env))
-            .args(["--batch", "2", "--timeout", "0.5", "--retries", "0"])
-            .args(extra)
-            .env("ZAVRO_KEY", &key)
-            .env("ZAVRO_SECRET", &secret)
-            .write_stdin(input.to_owned())
-            .assert()
+        let extra = [&["--batch", "2"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
     };
     // Spooled while the server is down.
     send(&[], &records(1..=3)).success();
@@ -328,17 +335,8 @@ fn a_request_whose_timestamp_left_the_window_is_signed_again_with_its_id_and_sto
     let env = TestEnv::new();
     let (key, secret) = env.add_key();
     let socket = format!("ipc://{}", env.path("server.sock").display());
-    let send = |extra: &[&str], input: String| {
-        env.zavro()
-            .args(["send", &socket, "--plaintext", "--spool"])
-            .arg(spool_dir(&env))
-            .args(["--timeout", "0.5", "--retries", "0"])
-            .args(extra)
-            .env("ZAVRO_KEY", &key)
-            .env("ZAVRO_SECRET", &secret)
-            .write_stdin(input)
-            .assert()
-    };
+    let send =
+        |extra: &[&str], input: String| spool_send(&env, &socket, (&key, &secret), extra, input);
     send(&["--batch", "2"], records(1..=4)).success();
     let (entries, _) = spool_state(&spool_dir(&env));
     let spooled: Vec<(i64, String)> = entries
@@ -412,22 +410,8 @@ fn a_full_spool_stops_the_input_says_so_and_exits_10_with_everything_read_spoole
     let (key, secret) = env.add_key();
     let socket = format!("ipc://{}", env.path("server.sock").display());
     let send = |extra: &[&str], input: String| {
-        env.zavro()
-            .args(["send", &socket, "--plaintext", "--spool"])
-            .arg(spool_dir(&env))
-            .args([
-                "--timeout",
-                "0.5",
-                "--retries",
-                "0",
-                "--spool-max-size",
-                "4K",
-            ])
-            .args(extra)
-            .env("ZAVRO_KEY", &key)
-            .env("ZAVRO_SECRET", &secret)
-            .write_stdin(input)
-            .assert()
+        let extra = [&["--spool-max-size", "4K"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
     };
     let full = send(&["--batch", "1"], records(1..=100)).code(10);
     let said = stderr_of(&full);
