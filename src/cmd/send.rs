@@ -435,8 +435,16 @@ impl Following {
     ) -> Result<Following, Error> {
         let other = |e: &dyn std::fmt::Display| Error::Other(e.to_string());
         let (follower, start, notices) =
-            Follower::new(paths, resume, follow::Settings::default(), Instant::now())
-                .map_err(|e| other(&e))?;
+            Follower::new(paths, resume, follow::Settings::default(), Instant::now()).map_err(
+                |e| match e {
+                    // The command line names the files: a path given twice, a link to another or a name
+                    // that is not UTF-8 is a usage error (exit 2), before anything is read.
+                    follow::FollowError::Duplicate(_)
+                    | follow::FollowError::SameFile(..)
+                    | follow::FollowError::NotUtf8(_) => Error::Usage(e.to_string()),
+                    follow::FollowError::Io { .. } => other(&e),
+                },
+            )?;
         for notice in notices {
             eprintln!("zavro: {notice}");
         }

@@ -298,7 +298,7 @@ fn follow_with_the_server_down_spools_resumes_from_the_spool_after_sigkill_and_d
 }
 
 #[test]
-fn follow_needs_a_spool_and_json() {
+fn follow_needs_a_spool_json_and_distinct_files() {
     let env = TestEnv::new();
     let log = env.path("app.log");
     let log = log.to_str().unwrap();
@@ -331,6 +331,30 @@ fn follow_needs_a_spool_and_json() {
         .code(2);
     let said = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(said.contains("--follow reads JSON lines"), "{said}");
+
+    // A link to a followed file would send its lines twice.
+    std::fs::write(log, "{\"n\":1}\n").unwrap();
+    let link = env.path("current.log");
+    std::os::unix::fs::symlink(log, &link).unwrap();
+    let out = env
+        .zavro()
+        .args([
+            "send",
+            "127.0.0.1:1",
+            "--plaintext",
+            "--follow",
+            log,
+            "--follow",
+        ])
+        .arg(&link)
+        .arg("--spool")
+        .arg(&spool)
+        .env("ZAVRO_KEY", "ZK0123456789ABCDEF")
+        .env("ZAVRO_SECRET", "s")
+        .assert()
+        .code(2);
+    let said = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(said.contains("are the same file"), "{said}");
 }
 
 #[test]
