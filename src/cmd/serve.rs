@@ -28,7 +28,7 @@ use crate::{
 const SHUTDOWN_LINGER_MS: i32 = 2000;
 
 /// Descriptors kept free, past the connections' own, for scrapes of `--metrics` in progress (each holds one).
-const METRICS_DESCRIPTORS: u32 = 4;
+const METRICS_DESCRIPTORS: u32 = crate::metrics::MAX_SCRAPES as u32;
 
 /// What `serve` needs of a store besides the server's seam ([`RequestStore`]), per backend.
 pub trait Served: RequestStore {

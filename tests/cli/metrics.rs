@@ -420,14 +420,65 @@ fn the_probes_answer_again_once_idle_peers_of_the_zeromq_port_gave_back_every_de
             >= usize::try_from(soft).unwrap()
     };
     wait_until("every descriptor taken", all_taken);
-    // A probe meanwhile cannot be served (EMFILE at the accept, or at the duplicate of the socket tiny_http
-    // makes): it gets no answer, and tiny_http's accept loop ends.
-    assert_eq!(try_get(&address, "/healthz"), None);
+    // A probe meanwhile waits in the kernel's queue: the listener's `accept` fails (EMFILE) and is tried again
+    // a moment later, for as long as the descriptors are taken.
+    let probe = {
+        let address = address.clone();
+        std::thread::spawn(move || try_get(&address, "/healthz"))
+    };
     drop(idle);
-    wait_until("/healthz answering again", || {
-        try_get(&address, "/healthz") == Some(200)
-    });
+    assert_eq!(
+        probe.join().unwrap(),
+        Some(200),
+        "the waiting probe answered"
+    );
     assert_eq!(get(&address, "/readyz").0, 200);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn idle_connections_to_the_metrics_port_hold_a_few_descriptors_and_no_threads() {
+    let env = TestEnv::new();
+    env.add_key();
+    let server = Server::start(&env, "127.0.0.1:*", &["--metrics", "127.0.0.1:0"]);
+    let address = metrics_address(&server);
+    assert_eq!(get(&address, "/healthz").0, 200);
+    let pid = server.pid();
+    let threads = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("the server's threads")
+            .count()
+    };
+    let (threads_before, descriptors_before) = (threads(), descriptors(pid).len());
+    // Connections that never send a request, and one that sends half of one.
+    let mut idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(&address).expect("connect to the metrics port"))
+        .collect();
+    let mut half = TcpStream::connect(&address).unwrap();
+    half.write_all(b"GET /metrics HT").unwrap();
+    idle.push(half);
+    // Once a scrape is answered, the listener has taken every connection queued before it.
+    assert_eq!(get(&address, "/healthz").0, 200);
+    assert!(
+        descriptors(pid).len() <= descriptors_before + zavro::metrics::MAX_SCRAPES,
+        "{} descriptors, {descriptors_before} before",
+        descriptors(pid).len()
+    );
+    assert_eq!(threads(), threads_before, "no thread per connection");
+    // The connections the listener let go are closed: reading them ends.
+    let mut closed = 0;
+    for stream in &mut idle {
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        if matches!(stream.read(&mut [0; 16]), Ok(0) | Err(_)) {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed,
+        idle.len(),
+        "every idle connection closed in the end"
+    );
+    assert_eq!(Scrape::of(&address).value("zavro_open_connections"), 0.0);
     assert!(server.stop().success());
 }
 
