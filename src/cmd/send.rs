@@ -96,6 +96,10 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         }
         None => (None, None),
     };
+    // Bad (or empty) input still lets requests waiting in the spool go first: they were taken from earlier
+    // input, and delivering them does not depend on this run's.
+    let spool_waits = spool.as_ref().is_some_and(|spool| spool.waiting() > 0);
+    let mut bad_at_once = None;
     let mut input = match args.format {
         _ if args.flush => Input::Nothing,
         InputFormat::Avro if following => {
@@ -141,21 +145,25 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
             std::io::stdin()
                 .read_to_end(&mut file)
                 .map_err(InputError::Read)?;
-            Input::Avro(batch::split_container(&file, limits)?.into_iter())
+            match batch::split_container(&file, limits) {
+                Ok(batches) => Input::Avro(batches.into_iter()),
+                Err(e) if spool_waits => {
+                    bad_at_once = Some(Error::from(e));
+                    Input::Nothing
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     };
     // The first batch is read and encoded before the secret is asked for, so input that is not JSON sends
     // nothing and asks nothing. Followed files may stay quiet for hours: their first batch is waited for once
     // the sender is up and delivering what waits in the spool.
-    // Bad (or empty) input still lets requests waiting in the spool go first: they were taken from earlier
-    // input, and delivering them does not depend on this run's.
-    let mut bad_at_once = None;
     let mut next = match &input {
         Input::Follow(_) => None,
         _ => match input.next(None)? {
             Next::Batch(batch, position) => Some((batch, position)),
             Next::End => None,
-            Next::Bad(e) if spool.as_ref().is_some_and(|spool| spool.waiting() > 0) => {
+            Next::Bad(e) if spool_waits => {
                 bad_at_once = Some(e);
                 None
             }
@@ -201,7 +209,13 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         outage_said_at: None,
     };
     // What waited in the spool goes first, in order, before any new input.
-    sender.deliver_waiting()?;
+    if let Err(e) = sender.deliver_waiting() {
+        // The run stops on the delivery's error; the input's is said too, not lost.
+        if let Some(bad) = &bad_at_once {
+            eprintln!("zavro: {bad}");
+        }
+        return Err(e);
+    }
     let mut started = !matches!(input, Input::Follow(_));
     let stopped = loop {
         if let Some(e) = bad_at_once.take() {
@@ -228,7 +242,12 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         };
     };
     // Every request already sent is seen through, even when the input turned bad later on.
-    sender.finish()?;
+    if let Err(e) = sender.finish() {
+        if let Stop::BadInput(bad) = &stopped {
+            eprintln!("zavro: {bad}");
+        }
+        return Err(e);
+    }
     sender.progress.finish();
     if let Some(spooling) = sender.spooling.take() {
         return spooling.report(&sender, stopped, args.flush);

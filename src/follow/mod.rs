@@ -371,6 +371,7 @@ impl Follower {
             if watched.iter().any(|w| w.path == path) {
                 return Err(FollowError::Duplicate(given.clone()));
             }
+            // A path that cannot be looked at now (missing, not readable) is compared by its name alone.
             if let Ok(meta) = std::fs::metadata(given) {
                 let file = (meta.dev(), meta.ino());
                 if let Some((_, first)) = files.iter().find(|(seen, _)| *seen == file) {

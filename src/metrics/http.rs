@@ -32,13 +32,22 @@ use prometheus_client::{encoding::text::encode, registry::Registry};
 
 use super::Readiness;
 
-/// Connections open at once; `serve` keeps this many descriptors free for them under its open-file limit.
+/// Connections open at once; `serve` keeps one more descriptor than this free for them under its open-file limit
+/// (the newest is accepted before the oldest is let go).
 pub const MAX_SCRAPES: usize = 4;
+
+/// Connections accepted in one turn before the open ones are read again and the stop flag looked at: a flood of
+/// connections cannot keep the thread accepting.
+const ACCEPTS_PER_TURN: usize = 64;
+
+/// Bytes of a request still unread that are taken, and dropped, before its connection is closed: closing a socket
+/// with unread input sends a reset, which may reach the client before the answer does.
+const DRAIN_BYTES: usize = 64 * 1024;
 
 /// How long a connection may take to send its request, from when it is accepted.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
-/// How long writing an answer may take before the connection is dropped.
+/// How long writing an answer may take in all before the connection is dropped.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The longest request (line and headers) read; a longer one is answered 431.
@@ -189,10 +198,11 @@ impl Answering {
         Ok((listener_ready, readable))
     }
 
-    /// Takes every connection waiting, the newest kept when there are more than [`MAX_SCRAPES`]; `false` when an
-    /// `accept` failed for want of descriptors or memory (the connection stays queued in the kernel).
+    /// Takes the connections waiting ([`ACCEPTS_PER_TURN`] at most), the newest kept when there are more than
+    /// [`MAX_SCRAPES`]; `false` when an `accept` failed for want of descriptors or memory (the connection stays
+    /// queued in the kernel).
     fn accept(&mut self) -> bool {
-        loop {
+        for _ in 0..ACCEPTS_PER_TURN {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     if stream.set_nonblocking(true).is_err() {
@@ -217,6 +227,7 @@ impl Answering {
                 Err(_) => return false,
             }
         }
+        true
     }
 
     /// Reads what connection `index` sent; answers and closes it once its request is whole (or too long, or
@@ -337,12 +348,38 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Writes `answer` within [`WRITE_DEADLINE`], then closes the connection.
+/// Writes `answer` within [`WRITE_DEADLINE`] in all (a peer that takes a byte now and then is not waited for),
+/// then closes the connection, dropping what the peer sent that was not read.
 fn write_answer(mut stream: TcpStream, answer: &[u8]) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_write_timeout(Some(WRITE_DEADLINE))?;
-    stream.write_all(answer)?;
-    stream.shutdown(std::net::Shutdown::Write)
+    let deadline = Instant::now() + WRITE_DEADLINE;
+    let mut left = answer;
+    while !left.is_empty() {
+        match stream.write(left) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => left = &left[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                if wait.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLOUT)];
+                let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+                poll(&mut fds, timeout).map_err(io::Error::from)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut drained = 0;
+    let mut chunk = [0; 4096];
+    while drained < DRAIN_BYTES {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
