@@ -21,6 +21,9 @@ mod json;
 mod json_text;
 #[cfg(test)]
 mod json_text_oracle;
+mod natural_text;
+#[cfg(test)]
+mod natural_text_oracle;
 mod numbers;
 
 #[cfg(test)]
