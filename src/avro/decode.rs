@@ -260,16 +260,10 @@ impl Decoder {
         let mut values = 0usize;
         let mut record = 0u64;
         let mut decompressed = 0usize;
-        let over = |what: &str| {
-            AvroError::OverLimit(format!(
-                "{what} passes {} MiB in one request (the server's limit per request)",
-                MAX_REQUEST_DECODED_BYTES >> 20
-            ))
-        };
         while let Some(block) = file.next_block()? {
             decompressed += block.data.len();
             if decompressed > MAX_REQUEST_DECODED_BYTES {
-                return Err(over("the decompressed data"));
+                return Err(over_request_budget("the decompressed data"));
             }
             let mut data = block.data.as_slice();
             for _ in 0..block.count {
@@ -309,7 +303,7 @@ impl Decoder {
                     )));
                 }
                 if text.len() > MAX_REQUEST_DECODED_BYTES {
-                    return Err(over("the records' JSON text"));
+                    return Err(over_request_budget(RECORDS_TEXT));
                 }
             }
             if !data.is_empty() {
@@ -405,6 +399,17 @@ impl Decoder {
     }
 }
 
+/// What the request budget's refusal calls the records' text.
+const RECORDS_TEXT: &str = "the records' JSON text";
+
+/// The refusal of a request whose `what` passes [`MAX_REQUEST_DECODED_BYTES`].
+fn over_request_budget(what: &str) -> AvroError {
+    AvroError::OverLimit(format!(
+        "{what} passes {} MiB in one request (the server's limit per request)",
+        MAX_REQUEST_DECODED_BYTES >> 20
+    ))
+}
+
 /// An error and its sources, joined: apache-avro names the field in an inner error.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -476,6 +481,9 @@ impl RecordError {
                 reason: truncate(&reason, 300),
             },
             RecordError::Natural(natural_text::Fault::Limit(limit)) => AvroError::OverLimit(limit),
+            RecordError::Natural(natural_text::Fault::TooMuchText) => {
+                over_request_budget(RECORDS_TEXT)
+            }
             RecordError::Natural(natural_text::Fault::NoJsonForm(reason)) => {
                 AvroError::NoJsonForm {
                     record,

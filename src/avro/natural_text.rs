@@ -21,7 +21,8 @@ use serde_json::ser::{CompactFormatter, Formatter};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{
-    MAX_DECODE_ALLOCATION, MAX_VALUES, generic, json_text::escape_into, numbers::non_finite_name,
+    MAX_DECODE_ALLOCATION, MAX_VALUES, decode::MAX_REQUEST_DECODED_BYTES, generic,
+    json_text::escape_into, numbers::non_finite_name,
 };
 
 /// Deepest nesting of records, arrays, maps and unions a plan is compiled for; a (non-recursive) schema nested
@@ -43,6 +44,9 @@ pub(super) enum Fault {
     Bad(String),
     /// The record decodes, but holds a value with no JSON form (a date outside the years 0 to 9999, …).
     NoJsonForm(String),
+    /// The record's text alone would pass [`MAX_REQUEST_DECODED_BYTES`] (a `decimal` whose schema puts its point
+    /// millions of digits to the left): refused as the request's budget refuses it, without writing it.
+    TooMuchText,
 }
 
 /// A writer schema compiled for transcoding: its nodes, the record's at `root`.
@@ -281,9 +285,15 @@ pub(super) fn record(
         scratch,
         values: 0,
         no_json: None,
+        too_much_text: false,
     };
     let result = reader.value(plan.root);
-    let (pos, values, no_json) = (reader.pos, reader.values, reader.no_json);
+    let (pos, values, no_json, too_much_text) = (
+        reader.pos,
+        reader.values,
+        reader.no_json,
+        reader.too_much_text,
+    );
     *data = &data[pos.min(data.len())..];
     result?;
     if let Some(reason) = no_json {
@@ -294,6 +304,11 @@ pub(super) fn record(
         return Err(Fault::Limit(format!(
             "more than {MAX_VALUES} JSON values in one request"
         )));
+    }
+    // Past the text budget, as the generic route found once it had written the text; a record of no bytes is
+    // refused for that first, by the caller.
+    if too_much_text && pos > 0 {
+        return Err(Fault::TooMuchText);
     }
     Ok(())
 }
@@ -342,6 +357,8 @@ struct Reader<'a, 'b> {
     values: usize,
     /// The first value without a JSON form, in the order the generic route converts values (maps by key).
     no_json: Option<String>,
+    /// A value's text was left out for being longer than the request's budget on its own.
+    too_much_text: bool,
 }
 
 impl<'b> Reader<'_, 'b> {
@@ -465,7 +482,9 @@ impl<'b> Reader<'_, 'b> {
                     Some(size) => self.take(*size).ok_or_else(truncated)?,
                     None => self.bytes()?,
                 };
-                decimal_text(self.out, bytes, *scale);
+                if !decimal_text(self.out, bytes, *scale) {
+                    self.too_much_text = true;
+                }
             }
             Node::BigDecimal => {
                 let bytes = self.bytes()?;
@@ -805,8 +824,8 @@ fn float_text(out: &mut Vec<u8>, f: f32) {
 }
 
 /// A `decimal`'s unscaled big-endian two's-complement bytes, as a string with the point `scale` digits from the
-/// right.
-fn decimal_text(out: &mut Vec<u8>, bytes: &[u8], scale: usize) {
+/// right; false, and nothing written, when that string alone would pass [`MAX_REQUEST_DECODED_BYTES`].
+fn decimal_text(out: &mut Vec<u8>, bytes: &[u8], scale: usize) -> bool {
     let mut buffer = [0u8; 48];
     let big;
     let digits: &[u8] = if bytes.len() <= 16 {
@@ -826,32 +845,44 @@ fn decimal_text(out: &mut Vec<u8>, bytes: &[u8], scale: usize) {
         big = num_bigint::BigInt::from_signed_bytes_be(bytes).to_string();
         big.as_bytes()
     };
-    out.push(b'"');
     let (negative, digits) = match digits.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, digits),
     };
-    if scale == 0 {
-        if negative {
-            out.push(b'-');
-        }
-        out.extend_from_slice(digits);
+    // `0.000…` takes `scale` digits after the point, and one before it.
+    let width = if scale == 0 {
+        digits.len()
     } else {
-        if negative {
-            out.push(b'-');
-        }
-        let width = digits.len().max(scale + 1);
-        let zeros = width - digits.len();
-        let point = width - scale;
-        out.reserve(width + 2);
-        for i in 0..width {
-            if i == point {
-                out.push(b'.');
-            }
-            out.push(if i < zeros { b'0' } else { digits[i - zeros] });
-        }
+        digits.len().max(scale.saturating_add(1))
+    };
+    let len = width
+        .saturating_add(usize::from(negative) + usize::from(scale > 0))
+        .saturating_add(2);
+    if len > MAX_REQUEST_DECODED_BYTES {
+        return false;
+    }
+    out.reserve(len);
+    out.push(b'"');
+    if negative {
+        out.push(b'-');
+    }
+    let zeros = width - digits.len();
+    let point = width - scale;
+    let (whole, fraction) = if zeros >= point {
+        (0, zeros - point)
+    } else {
+        (point - zeros, 0)
+    };
+    // The digits before the point (zeros first when short), the point, then zeros and the digits after it.
+    out.resize(out.len() + zeros.min(point), b'0');
+    out.extend_from_slice(&digits[..whole]);
+    if scale > 0 {
+        out.push(b'.');
+        out.resize(out.len() + fraction, b'0');
+        out.extend_from_slice(&digits[whole..]);
     }
     out.push(b'"');
+    true
 }
 
 /// A `big-decimal`'s bytes (its own length-prefixed unscaled value, then its scale) as apache-avro reads and

@@ -704,6 +704,61 @@ fn decimals_put_the_point_where_the_scale_says_of_any_size() {
 }
 
 #[test]
+fn a_decimal_whose_scale_writes_past_the_request_budget_is_refused_unwritten() {
+    // The value route writes its 40 million digits, then finds the request's text over budget; the direct route
+    // finds so before it writes them. A precision of 10^12 would make the value route try to allocate a terabyte.
+    let scale = 40_000_000;
+    let decimal = format!(
+        r#"{{"type":"bytes","logicalType":"decimal","precision":{scale},"scale":{scale}}}"#
+    );
+    let err = refusal(&decimal, length_prefixed(vec![1]));
+    assert!(
+        err.to_string()
+            .contains("the records' JSON text passes 32 MiB"),
+        "{err}"
+    );
+    // Bytes that do not decode, later in the record, are named first, as by the value route.
+    let record = format!(
+        r#"{{"type":"record","name":"R","fields":[{{"name":"d","type":{decimal}}},{{"name":"b","type":"boolean"}}]}}"#
+    );
+    let err = refusal(&record, [length_prefixed(vec![1]), vec![7]].concat());
+    assert!(
+        matches!(err, AvroError::BadRecord { record: 1, .. }),
+        "{err}"
+    );
+    // Under the budget, the zeros are written.
+    let scale = 1_000_000;
+    let decimal = format!(
+        r#"{{"type":"bytes","logicalType":"decimal","precision":{scale},"scale":{scale}}}"#
+    );
+    let text = line(&decimal, length_prefixed(vec![0xFF]));
+    assert_eq!(text.len(), scale + 5);
+    assert!(
+        text.starts_with(r#""-0.000"#) && text.ends_with(r#"001""#),
+        "{}",
+        &text[..10]
+    );
+    // Past twice the budget the value route refuses it unwritten too, as a value with no JSON form; the direct
+    // route's refusal stays the budget's.
+    let huge = r#"{"type":"bytes","logicalType":"decimal","precision":1000000000000,"scale":1000000000000}"#;
+    let bytes = one_block(huge, &[length_prefixed(vec![1])]);
+    let err = Decoder::new().decode_request(&bytes).records.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the records' JSON text passes 32 MiB"),
+        "{err}"
+    );
+    let err = Decoder::new()
+        .decode_request_by_serde(&bytes)
+        .records
+        .unwrap_err();
+    assert!(
+        matches!(err, AvroError::NoJsonForm { record: 1, .. }),
+        "{err}"
+    );
+}
+
+#[test]
 fn uuids_are_written_hyphenated_in_lowercase_whatever_their_encoding() {
     let expected = r#""67e55044-10b1-426f-9247-bb680e5fe0c8""#;
     let bits = 0x67e5_5044_10b1_426f_9247_bb68_0e5f_e0c8u128;
