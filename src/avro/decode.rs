@@ -437,7 +437,45 @@ fn check_foreign(schema: &Schema) -> Result<(), AvroError> {
             "arrays or maps of zero-size items (null, empty fixed or records of them) are not accepted".into(),
         ));
     }
+    let largest = largest_fixed(schema);
+    if largest > MAX_DECODE_ALLOCATION {
+        // apache-avro allocates a fixed's declared size before it reads it, without its allocation limit: a
+        // size of 2^62 aborts the process.
+        return Err(AvroError::UnsupportedSchema(format!(
+            "a fixed of {largest} bytes; at most {MAX_DECODE_ALLOCATION}"
+        )));
+    }
     Ok(())
+}
+
+/// The largest size of a `fixed` (also under `decimal`, `uuid` or `duration`) the schema defines. Named types
+/// are defined once in the schema's text, so references are not followed.
+fn largest_fixed(schema: &Schema) -> usize {
+    use apache_avro::schema::{DecimalSchema, InnerDecimalSchema, UuidSchema};
+    match schema {
+        Schema::Fixed(fixed)
+        | Schema::Duration(fixed)
+        | Schema::Uuid(UuidSchema::Fixed(fixed))
+        | Schema::Decimal(DecimalSchema {
+            inner: InnerDecimalSchema::Fixed(fixed),
+            ..
+        }) => fixed.size,
+        Schema::Array(array) => largest_fixed(&array.items),
+        Schema::Map(map) => largest_fixed(&map.types),
+        Schema::Union(union) => union
+            .variants()
+            .iter()
+            .map(largest_fixed)
+            .max()
+            .unwrap_or(0),
+        Schema::Record(record) => record
+            .fields
+            .iter()
+            .map(|field| largest_fixed(&field.schema))
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Why record number `record` could not be decoded: a limit that decoding reached (zavro's own, met in the
@@ -790,6 +828,37 @@ mod tests {
         let garbage = decoder.decode_request(b"not avro");
         assert!(garbage.records.is_err());
         assert!(garbage.schema.is_none(), "no header, no schema");
+    }
+
+    #[test]
+    fn a_fixed_larger_than_the_allocation_limit_is_refused_before_anything_allocates_it() {
+        // apache-avro's reader would allocate 2^62 bytes for it and abort the process.
+        for fixed in [
+            r#"{"type":"fixed","name":"F","size":4611686018427387904}"#,
+            r#"{"type":"fixed","name":"F","size":16777217,"logicalType":"decimal","precision":9,"scale":0}"#,
+        ] {
+            let schema = format!(
+                r#"{{"type":"record","name":"R","fields":[{{"name":"a","type":["null",{{"type":"array","items":{fixed}}}]}}]}}"#
+            );
+            let bytes = one_block(&schema, vec![1, 2, 3]);
+            for decoded in [
+                Decoder::new().decode_request(&bytes),
+                Decoder::new().decode_request_by_serde(&bytes),
+            ] {
+                let err = decoded.records.unwrap_err();
+                assert!(matches!(err, AvroError::UnsupportedSchema(_)), "{err}");
+                assert!(err.to_string().contains("a fixed of"), "{err}");
+            }
+        }
+        let fits = r#"{"type":"fixed","name":"F","size":16777216}"#;
+        let err = Decoder::new()
+            .decode_request(&one_block(fits, vec![1]))
+            .records
+            .unwrap_err();
+        assert!(
+            matches!(err, AvroError::BadRecord { record: 1, .. }),
+            "{err}"
+        );
     }
 
     #[test]
