@@ -7,6 +7,7 @@
 #
 #   cargo build --release && benches/scripts/user-schema-callgrind.sh target/release/zavro [N]
 #
+# KEEP=DIR keeps callgrind's output there (DIR/callgrind.out) for callgrind_annotate.
 # The key's secret goes to the client through the environment only. Only ipc:// in a temporary directory is used.
 set -euo pipefail
 Z=$(realpath "${1:?the zavro binary}")
@@ -39,6 +40,7 @@ for _ in $(seq 1 600); do grep -q "listening on" "$D/serve.log" 2>/dev/null && b
 kill -TERM "$server"
 wait "$server" || true
 
+[ -n "${KEEP:-}" ] && cp "$D/callgrind.out" "$KEEP/callgrind.out"
 total=$(sed -n 's/^summary: \([0-9]*\).*/\1/p' "$D/callgrind.out")
 decode=$(callgrind_annotate --inclusive=yes "$D/callgrind.out" 2>/dev/null |
     grep 'Decoder::decode_request' | head -1 | awk '{gsub(",", "", $1); print $1}')
