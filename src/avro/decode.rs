@@ -705,6 +705,28 @@ mod tests {
     }
 
     #[test]
+    fn a_user_schema_is_compiled_once_and_its_plan_serves_every_later_request() {
+        let schema = r#"{"type":"record","name":"R","fields":[{"name":"n","type":"long"}]}"#;
+        let mut decoder = Decoder::new();
+        for n in [1u8, 2] {
+            let text = decoder
+                .decode_request(&one_block(schema, vec![n * 2]))
+                .records
+                .unwrap();
+            assert_eq!(
+                text.lines().collect::<Vec<_>>(),
+                [format!(r#"{{"n":{n}}}"#)]
+            );
+        }
+        assert_eq!(decoder.schemas.len(), 1);
+        let (checked, _) = decoder.schemas.values().next().unwrap();
+        assert!(
+            matches!(checked, WriterSchema::Other { plan: Some(_), .. }),
+            "{checked:?}"
+        );
+    }
+
+    #[test]
     fn trailing_bytes_in_a_block_are_refused() {
         let mut data = Vec::new();
         DATUM_WRITER
