@@ -364,6 +364,12 @@ struct Reader<'a, 'b> {
 impl<'b> Reader<'_, 'b> {
     /// One value of node `id`.
     fn value(&mut self, id: usize) -> Result<(), Fault> {
+        // Past the request's text budget the record is refused at once: an array of a one-byte enum index, say,
+        // writes its symbol (as long as the schema allows) per byte, and the text would otherwise grow without
+        // bound before the record's end. (The value route built all of it first.)
+        if self.out.len() > MAX_REQUEST_DECODED_BYTES {
+            return Err(Fault::TooMuchText);
+        }
         let nodes = self.nodes;
         let node = &nodes[id];
         if !matches!(node, Node::Union { .. }) {

@@ -759,6 +759,34 @@ fn a_decimal_whose_scale_writes_past_the_request_budget_is_refused_unwritten() {
 }
 
 #[test]
+fn a_record_whose_text_passes_the_budget_is_refused_before_it_grows_much_past_it() {
+    use super::{
+        decode::MAX_REQUEST_DECODED_BYTES,
+        natural_text::{Fault, Scratch, record},
+    };
+    // One byte of data per item writes a 64 KiB symbol: 250,000 items (within the allocation limit on a
+    // collection's declared size) would be 16 GB of text.
+    let symbol = "S".repeat(64 * 1024);
+    let schema = format!(
+        r#"{{"type":"array","items":{{"type":"enum","name":"E","symbols":["{symbol}"]}}}}"#
+    );
+    let schema = Schema::parse_str(&schema).unwrap();
+    let plan = Plan::compile(&schema).expect("a plan");
+    let items = 250_000;
+    let mut data = long(items);
+    data.extend(std::iter::repeat_n(0u8, items as usize));
+    data.push(0);
+    let mut out = Vec::new();
+    let err = record(&plan, &mut &data[..], &mut out, &mut Scratch::default()).unwrap_err();
+    assert!(matches!(err, Fault::TooMuchText), "{err:?}");
+    assert!(
+        out.len() <= MAX_REQUEST_DECODED_BYTES + symbol.len() + 8,
+        "{} bytes of text",
+        out.len()
+    );
+}
+
+#[test]
 fn uuids_are_written_hyphenated_in_lowercase_whatever_their_encoding() {
     let expected = r#""67e55044-10b1-426f-9247-bb680e5fe0c8""#;
     let bits = 0x67e5_5044_10b1_426f_9247_bb68_0e5f_e0c8u128;
