@@ -25,6 +25,7 @@ use crate::{
     avro::{
         AvroError, RecordEncoder,
         transcode::{self, Transcoded},
+        typed_transcode::{self, Direct},
     },
     client::poll_millis,
     error::Error,
@@ -310,6 +311,9 @@ fn read_records<R: Read>(
         notifier,
     };
     let mut records = Records::new(watched);
+    if let Some(plan) = encoder.plan() {
+        typed_transcode::use_plan(plan);
+    }
     let mut consumed = 0;
     loop {
         let outcome = match encoder.is_json() {
@@ -389,14 +393,23 @@ fn transcode_next<R: Read>(
     }))
 }
 
-/// Reads the next record as a tree and encodes it into the thread's writer (a user's schema).
+/// Reads the next record and writes it into the thread's writer in the user's schema: straight from the text
+/// ([`typed_transcode`]), or through its tree where that route leaves the record to the old one.
 fn encode_next<R: Read>(
     records: &mut Records<R>,
     encoder: &RecordEncoder,
 ) -> Option<Result<(), Error>> {
     let number = records.records_read() + 1;
-    let value = match records.next_record::<Value>()? {
-        Ok(Record::Parsed(value) | Record::Tree(value)) => value,
+    let value = match records.next_record::<Direct>()? {
+        Ok(Record::Parsed(Direct::Written)) => return Some(Ok(())),
+        // It does not fit, or takes what the direct route leaves to the tree: the tree says which, and why.
+        Ok(Record::Parsed(Direct::Refused)) => {
+            match serde_json::from_slice::<Value>(records.last_text()) {
+                Ok(value) => value,
+                Err(e) => return Some(Err(Error::Other(format!("record {number}: {e}")))),
+            }
+        }
+        Ok(Record::Tree(value)) => value,
         Err(e) => return Some(Err(e.into())),
     };
     Some(transcode::with_writer(|writer| {
