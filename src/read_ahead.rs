@@ -610,6 +610,29 @@ mod tests {
     }
 
     #[test]
+    fn records_of_a_user_schema_the_direct_route_leaves_are_encoded_from_their_tree() {
+        let schema = crate::avro::UserSchema::parse(
+            r#"{"type":"record","name":"R","fields":[{"name":"n","type":"long"}]}"#,
+        )
+        .unwrap();
+        let batch = crate::avro::BatchEncoder::with_schema(apache_avro::Codec::Null, schema);
+        // A repeated key (the last value counts, as in the tree), then a lone array's elements, read whole.
+        for (text, expected) in [
+            (&b"{\"n\": 1}\n{\"n\": \"x\", \"n\": 2}\n"[..], [[2u8], [4]]),
+            (&b"[{\"n\": 3}, {\"n\": -3}]"[..], [[6], [5]]),
+        ] {
+            let (mut read_ahead, _context) = spawn_with(text, batch.record_encoder());
+            for (number, bytes) in expected.iter().enumerate() {
+                match next(&mut read_ahead) {
+                    Got::Record(got, n) => assert_eq!((&got[..], n), (&bytes[..], number + 1)),
+                    other => panic!("expected record {}, got {other:?}", number + 1),
+                }
+            }
+            assert!(matches!(next(&mut read_ahead), Got::End));
+        }
+    }
+
+    #[test]
     fn an_empty_input_fails_like_records_does() {
         let (mut read_ahead, _context) = spawn(&b"  \n"[..]);
         assert!(matches!(
