@@ -184,8 +184,9 @@ fn kind(json: &Json) -> &'static str {
 /// A JSON scalar as the logical types read it: the text of a number, a string, or anything else.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Given<'a> {
-    /// A number, as serde_json keeps its text.
-    Number(&'a str),
+    /// A number: `Some` of its value when it is an integer literal within the `long` range (serde_json's
+    /// `as_i64`), else `None`.
+    Integer(Option<i64>),
     /// A string.
     Text(&'a str),
     /// Null, a boolean, an array or an object.
@@ -195,15 +196,10 @@ pub(super) enum Given<'a> {
 impl<'a> Given<'a> {
     fn of(json: &'a Json) -> Given<'a> {
         match json {
-            Json::Number(n) => Given::Number(n.as_str()),
+            Json::Number(n) => Given::Integer(n.as_i64()),
             Json::String(s) => Given::Text(s),
             _ => Given::Other,
         }
-    }
-
-    /// The number as a `long` (serde_json's `as_i64`): an integer literal within range.
-    fn integer(number: &str) -> Option<i64> {
-        number.parse().ok()
     }
 }
 
@@ -288,7 +284,7 @@ fn instant(
 /// [`instant`]'s count, or `None` where it refuses.
 pub(super) fn instant_count(given: Given, unit: Unit, zone: Zone) -> Option<i64> {
     let count = match given {
-        Given::Number(n) => Given::integer(n)?,
+        Given::Integer(i) => i?,
         Given::Text(s) => {
             let utc = match zone {
                 Zone::Utc => OffsetDateTime::parse(s, &Rfc3339).ok(),
@@ -318,7 +314,7 @@ fn days(json: &Json, expected: &dyn Fn(&str) -> String) -> Result<i32, String> {
 /// [`days`]'s count, or `None` where it refuses.
 pub(super) fn days_count(given: Given) -> Option<i32> {
     let days = match given {
-        Given::Number(n) => i32::try_from(Given::integer(n)?).ok()?,
+        Given::Integer(i) => i32::try_from(i?).ok()?,
         Given::Text(s) => {
             let format = time::macros::format_description!("[year]-[month]-[day]");
             let date = Date::parse(s, format).ok()?;
@@ -346,7 +342,7 @@ fn time_of_day(json: &Json, unit: Unit, expected: &dyn Fn(&str) -> String) -> Re
 pub(super) fn time_of_day_count(given: Given, unit: Unit) -> Option<i64> {
     let per_day = 86_400 * 1_000_000_000 / unit.nanos();
     let count = match given {
-        Given::Number(n) => Given::integer(n)?,
+        Given::Integer(i) => i?,
         Given::Text(s) => {
             let format = time::macros::format_description!(
                 "[hour]:[minute]:[second][optional [.[subsecond]]]"

@@ -314,7 +314,11 @@ struct Ctx<'a> {
 enum Scalar<'a> {
     Null,
     Bool(bool),
+    /// A number's text.
     Number(&'a str),
+    /// An integer literal serde_json read as a `u64` or an `i64` (any but `-0`), exactly; its text is the
+    /// value's digits.
+    Integer(i128),
     Text(&'a str),
 }
 
@@ -343,7 +347,8 @@ impl Ctx<'_> {
     fn plain(&mut self, node: NodeId, value: Scalar) -> bool {
         let out = &mut self.out;
         let given = match value {
-            Scalar::Number(n) => Given::Number(n),
+            Scalar::Number(n) => Given::Integer(n.parse().ok()),
+            Scalar::Integer(i) => Given::Integer(i64::try_from(i).ok()),
             Scalar::Text(s) => Given::Text(s),
             Scalar::Null | Scalar::Bool(_) => Given::Other,
         };
@@ -354,14 +359,33 @@ impl Ctx<'_> {
                 out.push(u8::from(b));
                 true
             }
-            (Node::Int, Scalar::Number(n)) => long(
+            (Node::Int, Scalar::Number(_) | Scalar::Integer(_)) => long(
                 out,
-                n.parse::<i64>()
-                    .ok()
-                    .and_then(|i| i32::try_from(i).ok())
-                    .map(i64::from),
+                match given {
+                    Given::Integer(i) => i.and_then(|i| i32::try_from(i).ok()).map(i64::from),
+                    _ => None,
+                },
             ),
-            (Node::Long, Scalar::Number(n)) => long(out, n.parse::<i64>().ok()),
+            (Node::Long, Scalar::Number(_) | Scalar::Integer(_)) => long(
+                out,
+                match given {
+                    Given::Integer(i) => i,
+                    _ => None,
+                },
+            ),
+            // An integer literal's double is its nearest (`as` rounds to nearest, as parsing its text does); as a
+            // double it is sent only within the long range (the number rule).
+            (Node::Float, Scalar::Integer(i)) => {
+                out.extend_from_slice(&((i as f64) as f32).to_le_bytes());
+                true
+            }
+            (Node::Double, Scalar::Integer(i)) => match i64::try_from(i) {
+                Ok(_) => {
+                    out.extend_from_slice(&(i as f64).to_le_bytes());
+                    true
+                }
+                Err(_) => false,
+            },
             (Node::Float, Scalar::Number(n)) => match finite(n) {
                 Some(f) => {
                     out.extend_from_slice(&(f as f32).to_le_bytes());
@@ -565,12 +589,12 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.scalar(Scalar::Number(&v.to_string()));
+        self.scalar(Scalar::Integer(i128::from(v)));
         Ok(())
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.scalar(Scalar::Number(&v.to_string()));
+        self.scalar(Scalar::Integer(i128::from(v)));
         Ok(())
     }
 
@@ -1182,6 +1206,9 @@ mod tests {
                 &[
                     ("0.1", true),
                     ("1", true),
+                    ("-0", true),
+                    ("18446744073709551615", true),
+                    ("16777217", true),
                     ("1e400", false),
                     ("3.4e39", true),
                     ("null", false),
@@ -1191,6 +1218,10 @@ mod tests {
                 "\"double\"",
                 &[
                     ("0.1", true),
+                    ("-0", true),
+                    ("-0.0", true),
+                    ("-9223372036854775808", true),
+                    ("9223372036854775808", false),
                     ("1.10", true),
                     ("1e2", true),
                     ("9007199254740993", true),
@@ -1687,6 +1718,8 @@ mod tests {
                 any::<f32>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| J::Number(serde_json::to_string(&f).unwrap())),
                 any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| J::Number(serde_json::to_string(&f).unwrap())),
                 any::<i32>().prop_map(|n| J::Number(n.to_string())),
+                any::<i64>().prop_map(|n| J::Number(n.to_string())),
+                Just(J::Number("-0".into())),
             ]
             .boxed(),
             S::Str => "\\PC{0,8}".prop_map(J::Text).boxed(),
