@@ -509,6 +509,7 @@ impl Ctx<'_> {
     /// route does not write it.
     fn write_tree(&mut self, node: NodeId, value: &Value) -> bool {
         let mark = self.out.len();
+        let (spans, keys) = (self.st.spans.len(), self.st.keys.len());
         let written = serde_json::to_string(value).is_ok_and(|text| {
             let mut deserializer = serde_json::Deserializer::from_str(&text);
             Seed {
@@ -521,6 +522,9 @@ impl Ctx<'_> {
         if written && !self.failed {
             return true;
         }
+        // A parse that stopped early left its records' and maps' places behind.
+        self.st.spans.truncate(spans);
+        self.st.keys.truncate(keys);
         self.out.truncate(mark);
         self.failed = false;
         false
