@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use super::{
     container::write_long,
-    numbers::representable_text,
+    numbers::exact_double,
     transcode::{self, canonical_number, close_block},
     typed::{self, Given, Unit, Zone},
 };
@@ -393,15 +393,13 @@ impl Ctx<'_> {
                 }
                 None => false,
             },
-            (Node::Double, Scalar::Number(n)) => {
-                match finite(n).filter(|_| representable_text(n)) {
-                    Some(f) => {
-                        out.extend_from_slice(&f.to_le_bytes());
-                        true
-                    }
-                    None => false,
+            (Node::Double, Scalar::Number(n)) => match double(n) {
+                Some(f) => {
+                    out.extend_from_slice(&f.to_le_bytes());
+                    true
                 }
-            }
+                None => false,
+            },
             (Node::String, Scalar::Text(s)) => {
                 write_bytes(out, s.as_bytes());
                 true
@@ -538,6 +536,17 @@ impl Ctx<'_> {
 /// A number's text as a finite double (serde_json's `as_f64`).
 fn finite(text: &str) -> Option<f64> {
     text.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
+/// The double a number's text is sent as when it fits a `double` ([`super::numbers::representable`]): parsed
+/// once, where checking and then parsing read a fraction twice.
+fn double(text: &str) -> Option<f64> {
+    if text.contains(['.', 'e', 'E']) {
+        exact_double(text)
+    } else {
+        // `-0` is a long, but its double is -0.0, as parsing the text gives.
+        text.parse::<i64>().ok().and(finite(text))
+    }
 }
 
 /// The number of characters of `s` when every one is a code point 0-255 (bytes spelled as Avro's JSON encoding
