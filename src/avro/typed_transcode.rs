@@ -762,7 +762,17 @@ fn field_index(fields: &[Field], key: &str, hint: usize) -> Option<usize> {
 /// defaults of those missing; fails when one is missing without a default.
 fn put_in_order(ctx: &mut Ctx, fields: &[Field], start: usize, spans_from: usize) {
     let spans = &ctx.st.spans[spans_from..];
-    if spans.len() == fields.len() && spans.iter().enumerate().all(|(i, s)| s.0 == i) {
+    if spans.iter().enumerate().all(|(i, s)| s.0 == i) {
+        // In schema order, the missing ones (if any) last: their defaults follow.
+        for field in &fields[spans.len()..] {
+            match &field.default {
+                Some(default) => ctx.out.extend_from_slice(default),
+                None => {
+                    ctx.failed = true;
+                    return;
+                }
+            }
+        }
         return;
     }
     let reorder = &mut ctx.st.reorder;
@@ -1172,6 +1182,11 @@ mod tests {
                 ),
                 (
                     r#"{"id":7,"kind":"HEAT","value":3.14159265358979323846,"at":0,"price":"1","tags":{}}"#,
+                    false,
+                ),
+                // The last fields missing: one has a default, the other none.
+                (
+                    r#"{"id":7,"kind":"HEAT","value":1,"at":0,"price":"1"}"#,
                     false,
                 ),
                 // A repeated key: the old route keeps the last value.
