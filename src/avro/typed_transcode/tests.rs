@@ -814,3 +814,37 @@ proptest! {
         prop_assert!(same(&schema, &new, &old), "{} {}: {:?} vs {:?}", schema, text, new, old);
     }
 }
+
+/// The property tests above mean something only if their cases reach every side: records written directly,
+/// records refused, and records the old route writes that the direct one leaves to it.
+#[test]
+fn the_generated_cases_reach_every_outcome() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let (mut direct_written, mut refused, mut left_and_written, mut cases) = (0, 0, 0, 0);
+    for _ in 0..600 {
+        let (schema, text) = case(150).new_tree(&mut runner).unwrap().current();
+        if UserSchema::parse(&schema).is_err() {
+            continue;
+        }
+        cases += 1;
+        match (direct(&schema, &text), old(&schema, &text)) {
+            (Ok(Some(_)), _) => direct_written += 1,
+            (_, Err(_)) => refused += 1,
+            (_, Ok(_)) => left_and_written += 1,
+        }
+    }
+    assert!(cases >= 500, "{cases} schemas parsed");
+    assert!(
+        direct_written * 5 >= cases,
+        "{direct_written} of {cases} written directly"
+    );
+    assert!(refused * 5 >= cases, "{refused} of {cases} refused");
+    assert!(
+        left_and_written > 0,
+        "none left to the old route and written by it"
+    );
+    eprintln!(
+        "{cases} cases: {direct_written} written directly, {refused} refused, {left_and_written} left to the old route and written by it"
+    );
+}
