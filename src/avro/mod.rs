@@ -33,6 +33,7 @@ mod round_trip;
 
 pub mod transcode;
 pub mod typed;
+pub mod typed_transcode;
 
 use std::sync::LazyLock;
 
