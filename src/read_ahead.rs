@@ -25,6 +25,7 @@ use crate::{
     avro::{
         AvroError, RecordEncoder,
         transcode::{self, Transcoded},
+        typed_transcode::{self, Direct},
     },
     client::poll_millis,
     error::Error,
@@ -310,6 +311,9 @@ fn read_records<R: Read>(
         notifier,
     };
     let mut records = Records::new(watched);
+    if let Some(plan) = encoder.plan() {
+        typed_transcode::use_plan(plan);
+    }
     let mut consumed = 0;
     loop {
         let outcome = match encoder.is_json() {
@@ -389,14 +393,23 @@ fn transcode_next<R: Read>(
     }))
 }
 
-/// Reads the next record as a tree and encodes it into the thread's writer (a user's schema).
+/// Reads the next record and writes it into the thread's writer in the user's schema: straight from the text
+/// ([`typed_transcode`]), or through its tree where that route leaves the record to the old one.
 fn encode_next<R: Read>(
     records: &mut Records<R>,
     encoder: &RecordEncoder,
 ) -> Option<Result<(), Error>> {
     let number = records.records_read() + 1;
-    let value = match records.next_record::<Value>()? {
-        Ok(Record::Parsed(value) | Record::Tree(value)) => value,
+    let value = match records.next_record::<Direct>()? {
+        Ok(Record::Parsed(Direct::Written)) => return Some(Ok(())),
+        // It does not fit, or takes what the direct route leaves to the tree: the tree says which, and why.
+        Ok(Record::Parsed(Direct::Refused)) => {
+            match serde_json::from_slice::<Value>(records.last_text()) {
+                Ok(value) => value,
+                Err(e) => return Some(Err(Error::Other(format!("record {number}: {e}")))),
+            }
+        }
+        Ok(Record::Tree(value)) => value,
         Err(e) => return Some(Err(e.into())),
     };
     Some(transcode::with_writer(|writer| {
@@ -593,6 +606,29 @@ mod tests {
                 assert!(reason.contains("$.n: expected long"), "{reason}")
             }
             other => panic!("expected record 2 not to fit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn records_of_a_user_schema_the_direct_route_leaves_are_encoded_from_their_tree() {
+        let schema = crate::avro::UserSchema::parse(
+            r#"{"type":"record","name":"R","fields":[{"name":"n","type":"long"}]}"#,
+        )
+        .unwrap();
+        let batch = crate::avro::BatchEncoder::with_schema(apache_avro::Codec::Null, schema);
+        // A repeated key (the last value counts, as in the tree), then a lone array's elements, read whole.
+        for (text, expected) in [
+            (&b"{\"n\": 1}\n{\"n\": \"x\", \"n\": 2}\n"[..], [[2u8], [4]]),
+            (&b"[{\"n\": 3}, {\"n\": -3}]"[..], [[6], [5]]),
+        ] {
+            let (mut read_ahead, _context) = spawn_with(text, batch.record_encoder());
+            for (number, bytes) in expected.iter().enumerate() {
+                match next(&mut read_ahead) {
+                    Got::Record(got, n) => assert_eq!((&got[..], n), (&bytes[..], number + 1)),
+                    other => panic!("expected record {}, got {other:?}", number + 1),
+                }
+            }
+            assert!(matches!(next(&mut read_ahead), Got::End));
         }
     }
 

@@ -11,6 +11,7 @@ use super::{
     container::ContainerReader,
     generic,
     json_text::{self, Fault},
+    natural_text::{self, Plan},
 };
 
 /// Deepest JSON nesting accepted on either side; serde_json's parser stops at 128 too.
@@ -91,8 +92,14 @@ impl Ndjson {
 enum WriterSchema {
     /// zavro's JSON schema: the fast, bounded serde path.
     Json,
-    /// Any other schema without recursion: apache-avro's generic path, then natural JSON.
-    Other(Arc<Schema>),
+    /// Any other schema without recursion: natural JSON, straight from the bytes by its compiled plan, or
+    /// (for the rare schema that has none) through apache-avro's generic reader.
+    Other {
+        /// The writer schema.
+        schema: Arc<Schema>,
+        /// The schema compiled for [`natural_text`].
+        plan: Option<Arc<Plan>>,
+    },
     /// A writer schema resolved against one of the server's reader schemas: records come out in the reader's
     /// shape (Avro's schema resolution rules).
     Resolved {
@@ -138,27 +145,34 @@ impl Decoder {
     }
 
     /// Transcodes every record of a container file straight to JSON text, one line per record (NDJSON), and
-    /// says which writer schema the file used. Records of zavro's JSON schema never become JSON values on the
-    /// way. This is the one decoding path: the server, the tests and the fuzz targets all run it.
+    /// says which writer schema the file used. Records of zavro's JSON schema, and of any other writer schema
+    /// read as it is, never become values on the way. This is the one decoding path: the server, the tests and
+    /// the fuzz targets all run it.
     pub fn decode_request(&mut self, bytes: &[u8]) -> Decoded {
         let mut budget = json_text::Budget::new();
-        self.transcode(bytes, |record, text| match record {
+        let mut scratch = natural_text::Scratch::default();
+        self.transcode(bytes, Route::Direct, |record, text| match record {
             Record::Json(data) => {
                 json_text::record(data, text, &mut budget).map_err(RecordError::Text)
+            }
+            Record::Natural(plan, data) => {
+                natural_text::record(plan, data, text, &mut scratch).map_err(RecordError::Natural)
             }
             Record::Other(value) => serde_json::to_writer(text, &value)
                 .map_err(|e| RecordError::Text(Fault::Bad(e.to_string()))),
         })
     }
 
-    /// [`Decoder::decode_request`] as it was before [`json_text`]: records of the JSON schema through apache-avro's
-    /// schema-aware deserializer and a serde visitor, the oracle of the tests.
+    /// [`Decoder::decode_request`] as it was before [`json_text`] and [`natural_text`]: records of the JSON schema
+    /// through apache-avro's schema-aware deserializer and a serde visitor, records of any other schema through
+    /// apache-avro's generic reader, [`generic::to_json`] and serde_json; the oracle of the tests.
     #[cfg(test)]
     pub(super) fn decode_request_by_serde(&mut self, bytes: &[u8]) -> Decoded {
         use super::json;
         json::start_file();
-        self.transcode(bytes, |record, text| {
+        self.transcode(bytes, Route::Values, |record, text| {
             match record {
+                Record::Natural(..) => unreachable!("the oracle reads other schemas as values"),
                 Record::Json(data) => {
                     json::start_text();
                     let result = DATUM_READER.read_deser::<json::TextRecord>(data);
@@ -176,6 +190,7 @@ impl Decoder {
     fn transcode(
         &mut self,
         bytes: &[u8],
+        route: Route,
         mut each: impl FnMut(Record, &mut Vec<u8>) -> Result<(), RecordError>,
     ) -> Decoded {
         // JSON text is about a third longer than the Avro it comes from; reserving that much up front spares the
@@ -184,7 +199,7 @@ impl Decoder {
             Vec::with_capacity((bytes.len() + bytes.len() / 2).min(MAX_REQUEST_DECODED_BYTES));
         let mut records = 0;
         let mut schema = None;
-        let result = self.each_record(bytes, &mut schema, &mut text, |record, text| {
+        let result = self.each_record(bytes, &mut schema, &mut text, route, |record, text| {
             each(record, text)?;
             text.push(b'\n');
             records += 1;
@@ -196,14 +211,15 @@ impl Decoder {
         }
     }
 
-    /// Checks the header, then hands each object of every block to `each`: as its bytes for the JSON schema,
-    /// as natural JSON for any other. A block must be used up exactly by its declared objects.
-    /// `seen` is set to the header's schema as soon as it is parsed.
+    /// Checks the header, then hands each object of every block to `each`: as its bytes for the JSON schema
+    /// and (by `route`) for another schema with a plan, else as natural JSON. A block must be used up exactly by
+    /// its declared objects. `seen` is set to the header's schema as soon as it is parsed.
     fn each_record(
         &mut self,
         bytes: &[u8],
         seen: &mut Option<Arc<SchemaFingerprint>>,
         text: &mut Vec<u8>,
+        route: Route,
         mut each: impl FnMut(Record, &mut Vec<u8>) -> Result<(), RecordError>,
     ) -> Result<(), AvroError> {
         let mut file = ContainerReader::new(bytes)?;
@@ -212,9 +228,17 @@ impl Decoder {
         // schema support, not a fault of the data.
         let unsupported =
             |e: &apache_avro::Error| AvroError::UnsupportedSchema(truncate(&e.to_string(), 300));
+        let mut plan = None;
         let other = match &writer {
             WriterSchema::Json => None,
-            WriterSchema::Other(schema) => {
+            WriterSchema::Other {
+                plan: Some(compiled),
+                ..
+            } if route == Route::Direct => {
+                plan = Some(Arc::clone(compiled));
+                None
+            }
+            WriterSchema::Other { schema, .. } => {
                 let resolved =
                     ResolvedSchema::try_from(schema.as_ref()).map_err(|e| unsupported(&e))?;
                 let reader = GenericDatumReader::builder(schema)
@@ -236,24 +260,23 @@ impl Decoder {
         let mut values = 0usize;
         let mut record = 0u64;
         let mut decompressed = 0usize;
-        let over = |what: &str| {
-            AvroError::OverLimit(format!(
-                "{what} passes {} MiB in one request (the server's limit per request)",
-                MAX_REQUEST_DECODED_BYTES >> 20
-            ))
-        };
         while let Some(block) = file.next_block()? {
             decompressed += block.data.len();
             if decompressed > MAX_REQUEST_DECODED_BYTES {
-                return Err(over("the decompressed data"));
+                return Err(over_request_budget("the decompressed data"));
             }
             let mut data = block.data.as_slice();
             for _ in 0..block.count {
                 record += 1;
                 let before = data.len();
-                match &other {
-                    None => each(Record::Json(&mut data), text).map_err(|e| e.at(record))?,
-                    Some((schema, resolved, reader)) => {
+                match (&other, &plan) {
+                    (None, Some(plan)) => {
+                        each(Record::Natural(plan, &mut data), text).map_err(|e| e.at(record))?;
+                    }
+                    (None, None) => {
+                        each(Record::Json(&mut data), text).map_err(|e| e.at(record))?
+                    }
+                    (Some((schema, resolved, reader)), _) => {
                         let value = reader
                             .read_value(&mut data)
                             .map_err(|e| record_error(record, &e))?;
@@ -280,7 +303,7 @@ impl Decoder {
                     )));
                 }
                 if text.len() > MAX_REQUEST_DECODED_BYTES {
-                    return Err(over("the records' JSON text"));
+                    return Err(over_request_budget(RECORDS_TEXT));
                 }
             }
             if !data.is_empty() {
@@ -326,7 +349,10 @@ impl Decoder {
             WriterSchema::Json
         } else {
             check_foreign(&schema)?;
-            WriterSchema::Other(Arc::new(schema))
+            WriterSchema::Other {
+                plan: Plan::compile(&schema).map(Arc::new),
+                schema: Arc::new(schema),
+            }
         };
         if self.schemas.len() >= MAX_CACHED_SCHEMAS {
             self.schemas.clear();
@@ -373,6 +399,17 @@ impl Decoder {
     }
 }
 
+/// What the request budget's refusal calls the records' text.
+const RECORDS_TEXT: &str = "the records' JSON text";
+
+/// The refusal of a request whose `what` passes [`MAX_REQUEST_DECODED_BYTES`].
+fn over_request_budget(what: &str) -> AvroError {
+    AvroError::OverLimit(format!(
+        "{what} passes {} MiB in one request (the server's limit per request)",
+        MAX_REQUEST_DECODED_BYTES >> 20
+    ))
+}
+
 /// An error and its sources, joined: apache-avro names the field in an inner error.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -400,7 +437,45 @@ fn check_foreign(schema: &Schema) -> Result<(), AvroError> {
             "arrays or maps of zero-size items (null, empty fixed or records of them) are not accepted".into(),
         ));
     }
+    let largest = largest_fixed(schema);
+    if largest > MAX_DECODE_ALLOCATION {
+        // apache-avro allocates a fixed's declared size before it reads it, without its allocation limit: a
+        // size of 2^62 aborts the process.
+        return Err(AvroError::UnsupportedSchema(format!(
+            "a fixed of {largest} bytes; at most {MAX_DECODE_ALLOCATION}"
+        )));
+    }
     Ok(())
+}
+
+/// The largest size of a `fixed` (also under `decimal`, `uuid` or `duration`) the schema defines. Named types
+/// are defined once in the schema's text, so references are not followed.
+fn largest_fixed(schema: &Schema) -> usize {
+    use apache_avro::schema::{DecimalSchema, InnerDecimalSchema, UuidSchema};
+    match schema {
+        Schema::Fixed(fixed)
+        | Schema::Duration(fixed)
+        | Schema::Uuid(UuidSchema::Fixed(fixed))
+        | Schema::Decimal(DecimalSchema {
+            inner: InnerDecimalSchema::Fixed(fixed),
+            ..
+        }) => fixed.size,
+        Schema::Array(array) => largest_fixed(&array.items),
+        Schema::Map(map) => largest_fixed(&map.types),
+        Schema::Union(union) => union
+            .variants()
+            .iter()
+            .map(largest_fixed)
+            .max()
+            .unwrap_or(0),
+        Schema::Record(record) => record
+            .fields
+            .iter()
+            .map(|field| largest_fixed(&field.schema))
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Why record number `record` could not be decoded: a limit that decoding reached (zavro's own, met in the
@@ -427,6 +502,8 @@ enum RecordError {
     Avro(apache_avro::Error),
     /// The JSON transcoder failed.
     Text(Fault),
+    /// The natural JSON transcoder failed.
+    Natural(natural_text::Fault),
 }
 
 impl RecordError {
@@ -436,18 +513,41 @@ impl RecordError {
             #[cfg(test)]
             RecordError::Avro(e) => record_error(record, &e),
             RecordError::Text(Fault::Limit(limit)) => AvroError::OverLimit(limit),
-            RecordError::Text(Fault::Bad(reason)) => AvroError::BadRecord {
+            RecordError::Text(Fault::Bad(reason))
+            | RecordError::Natural(natural_text::Fault::Bad(reason)) => AvroError::BadRecord {
                 record,
                 reason: truncate(&reason, 300),
             },
+            RecordError::Natural(natural_text::Fault::Limit(limit)) => AvroError::OverLimit(limit),
+            RecordError::Natural(natural_text::Fault::TooMuchText) => {
+                over_request_budget(RECORDS_TEXT)
+            }
+            RecordError::Natural(natural_text::Fault::NoJsonForm(reason)) => {
+                AvroError::NoJsonForm {
+                    record,
+                    reason: truncate(&reason, 300),
+                }
+            }
         }
     }
+}
+
+/// How records of a schema other than zavro's JSON schema are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Straight to text by the schema's plan, when it has one.
+    Direct,
+    /// As apache-avro values, then natural JSON (the tests' oracle).
+    #[cfg(test)]
+    Values,
 }
 
 /// One object of a block, as [`Decoder::each_record`] hands it over.
 enum Record<'a, 'b> {
     /// The remaining bytes of a JSON-schema block, starting at the object.
     Json(&'a mut &'b [u8]),
+    /// The remaining bytes of a block of another schema, starting at the object, and the schema's plan.
+    Natural(&'a Plan, &'a mut &'b [u8]),
     /// An object of another schema, already converted to natural JSON.
     Other(Value),
 }
@@ -605,6 +705,28 @@ mod tests {
     }
 
     #[test]
+    fn a_user_schema_is_compiled_once_and_its_plan_serves_every_later_request() {
+        let schema = r#"{"type":"record","name":"R","fields":[{"name":"n","type":"long"}]}"#;
+        let mut decoder = Decoder::new();
+        for n in [1u8, 2] {
+            let text = decoder
+                .decode_request(&one_block(schema, vec![n * 2]))
+                .records
+                .unwrap();
+            assert_eq!(
+                text.lines().collect::<Vec<_>>(),
+                [format!(r#"{{"n":{n}}}"#)]
+            );
+        }
+        assert_eq!(decoder.schemas.len(), 1);
+        let (checked, _) = decoder.schemas.values().next().unwrap();
+        assert!(
+            matches!(checked, WriterSchema::Other { plan: Some(_), .. }),
+            "{checked:?}"
+        );
+    }
+
+    #[test]
     fn trailing_bytes_in_a_block_are_refused() {
         let mut data = Vec::new();
         DATUM_WRITER
@@ -728,6 +850,37 @@ mod tests {
         let garbage = decoder.decode_request(b"not avro");
         assert!(garbage.records.is_err());
         assert!(garbage.schema.is_none(), "no header, no schema");
+    }
+
+    #[test]
+    fn a_fixed_larger_than_the_allocation_limit_is_refused_before_anything_allocates_it() {
+        // apache-avro's reader would allocate 2^62 bytes for it and abort the process.
+        for fixed in [
+            r#"{"type":"fixed","name":"F","size":4611686018427387904}"#,
+            r#"{"type":"fixed","name":"F","size":16777217,"logicalType":"decimal","precision":9,"scale":0}"#,
+        ] {
+            let schema = format!(
+                r#"{{"type":"record","name":"R","fields":[{{"name":"a","type":["null",{{"type":"array","items":{fixed}}}]}}]}}"#
+            );
+            let bytes = one_block(&schema, vec![1, 2, 3]);
+            for decoded in [
+                Decoder::new().decode_request(&bytes),
+                Decoder::new().decode_request_by_serde(&bytes),
+            ] {
+                let err = decoded.records.unwrap_err();
+                assert!(matches!(err, AvroError::UnsupportedSchema(_)), "{err}");
+                assert!(err.to_string().contains("a fixed of"), "{err}");
+            }
+        }
+        let fits = r#"{"type":"fixed","name":"F","size":16777216}"#;
+        let err = Decoder::new()
+            .decode_request(&one_block(fits, vec![1]))
+            .records
+            .unwrap_err();
+        assert!(
+            matches!(err, AvroError::BadRecord { record: 1, .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use apache_avro::{Codec, Schema, schema::ResolvedSchema, writer::datum::GenericDatumWriter};
 use serde_json::Value;
 
-use super::{AvroError, JSON_SCHEMA, container::ContainerWriter, transcode, typed};
+use super::{
+    AvroError, JSON_SCHEMA, container::ContainerWriter, transcode, typed, typed_transcode::Plan,
+};
 
 /// Largest payload `zavro send` puts in one request; bigger batches are split.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
@@ -67,6 +69,12 @@ impl RecordEncoder {
         self.typed.is_none()
     }
 
+    /// The compiled user schema that [`super::typed_transcode`] writes records of straight from JSON text, or
+    /// `None` for zavro's JSON schema.
+    pub fn plan(&self) -> Option<Arc<Plan>> {
+        self.typed.as_ref().map(|user| Arc::clone(&user.plan))
+    }
+
     /// Appends one record, given as a tree, to `out`; `number` (1-based, in the whole input) names it in
     /// errors. A record that does not encode leaves `out` as it was.
     pub fn write_value(
@@ -108,6 +116,8 @@ pub struct UserSchema {
     schema: &'static Schema,
     resolved: ResolvedSchema<'static>,
     writer: GenericDatumWriter<'static>,
+    /// The schema compiled for writing records straight from JSON text.
+    plan: Arc<Plan>,
 }
 
 impl UserSchema {
@@ -121,11 +131,13 @@ impl UserSchema {
         let writer = GenericDatumWriter::builder(schema)
             .build()
             .map_err(|e| AvroError::BadSchema(e.to_string()))?;
+        let plan = Arc::new(Plan::compile(schema, resolved.get_names()));
         Ok(UserSchema {
             text: text.trim().to_owned(),
             schema,
             resolved,
             writer,
+            plan,
         })
     }
 }

@@ -75,6 +75,14 @@ pub fn to_json(value: Value, schema: &Schema, names: &NamesRef) -> Result<Json, 
         }
         (Value::LocalTimestampNanos(t), _) => Json::String(timestamp(i128::from(t), false)?),
         (Value::Decimal(d), Schema::Decimal(decimal)) => {
+            // Twice the request's text budget, which would refuse it anyway: not worth allocating first (a
+            // schema's precision and scale have no bound; 10^12 would be a terabyte).
+            if decimal.scale > 2 * super::decode::MAX_REQUEST_DECODED_BYTES {
+                return Err(format!(
+                    "a decimal of scale {} has more digits than a request may write",
+                    decimal.scale
+                ));
+            }
             let unscaled: num_bigint::BigInt = d.into();
             Json::String(with_scale(&unscaled.to_string(), decimal.scale))
         }
@@ -152,7 +160,8 @@ fn with_scale(digits: &str, scale: usize) -> String {
         return digits.to_owned();
     }
     let (sign, digits) = digits.strip_prefix('-').map_or(("", digits), |d| ("-", d));
-    let padded = format!("{digits:0>width$}", width = scale + 1);
+    // Padded by hand: a formatting width past 65,535 panics.
+    let padded = "0".repeat((scale + 1).saturating_sub(digits.len())) + digits;
     let (whole, fraction) = padded.split_at(padded.len() - scale);
     format!("{sign}{whole}.{fraction}")
 }
@@ -259,6 +268,13 @@ mod tests {
         assert_eq!(with_scale("12345", 2), "123.45");
         assert_eq!(with_scale("-5", 3), "-0.005");
         assert_eq!(with_scale("7", 0), "7");
+        let wide = with_scale("1", 70_000);
+        assert_eq!(wide.len(), 70_002);
+        assert!(
+            wide.starts_with("0.000") && wide.ends_with("001"),
+            "{}",
+            &wide[..10]
+        );
     }
 
     #[test]

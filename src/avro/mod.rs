@@ -8,7 +8,9 @@
 //! which container headers it has already checked, so a request costs no schema parsing.
 //!
 //! Layout: `encode.rs` turns JSON into payloads (`zavro send`), `decode.rs` turns payloads into JSON lines (the
-//! server), `numbers.rs` holds the rule for which JSON numbers Avro carries exactly.
+//! server), `numbers.rs` holds the rule for which JSON numbers Avro carries exactly. The server reads records of
+//! the JSON schema with `json_text.rs` and of any other writer schema with `natural_text.rs` (a plan compiled once
+//! per schema), both straight from the bytes; `generic.rs` is the value route, kept for reader schemas.
 
 pub mod container;
 mod decode;
@@ -21,6 +23,9 @@ mod json;
 mod json_text;
 #[cfg(test)]
 mod json_text_oracle;
+mod natural_text;
+#[cfg(test)]
+mod natural_text_oracle;
 mod numbers;
 
 #[cfg(test)]
@@ -28,6 +33,7 @@ mod round_trip;
 
 pub mod transcode;
 pub mod typed;
+pub mod typed_transcode;
 
 use std::sync::LazyLock;
 

@@ -118,7 +118,7 @@ fn open_block(out: &mut Vec<u8>, branch: u8) -> usize {
 /// Ends an array or map of `count` items whose count byte is at `count_at`: an empty one is the lone zero
 /// already there; otherwise the count goes in its place (moving the items when it takes more than one byte,
 /// from 64 items on) and a zero ends the block.
-fn close_block(out: &mut Vec<u8>, count_at: usize, count: usize) {
+pub(super) fn close_block(out: &mut Vec<u8>, count_at: usize, count: usize) {
     if count == 0 {
         return;
     }
@@ -384,7 +384,7 @@ impl<'de> Visitor<'de> for NumberText<'_> {
 
 /// True when `text` is a number as serde_json writes the text it keeps (`-?(0|[1-9][0-9]*)(\.[0-9]+)?
 /// (e[+-][0-9]+)?`), which parsing it again would not change.
-fn canonical_number(text: &str) -> bool {
+pub(super) fn canonical_number(text: &str) -> bool {
     let bytes = text.as_bytes();
     let mut i = usize::from(bytes.first() == Some(&b'-'));
     let digits = |i: &mut usize| {

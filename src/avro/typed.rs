@@ -181,13 +181,35 @@ fn kind(json: &Json) -> &'static str {
     }
 }
 
-fn latin1(s: &str) -> Option<Vec<u8>> {
+/// A JSON scalar as the logical types read it: the text of a number, a string, or anything else.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Given<'a> {
+    /// A number: `Some` of its value when it is an integer literal within the `long` range (serde_json's
+    /// `as_i64`), else `None`.
+    Integer(Option<i64>),
+    /// A string.
+    Text(&'a str),
+    /// Null, a boolean, an array or an object.
+    Other,
+}
+
+impl<'a> Given<'a> {
+    fn of(json: &'a Json) -> Given<'a> {
+        match json {
+            Json::Number(n) => Given::Integer(n.as_i64()),
+            Json::String(s) => Given::Text(s),
+            _ => Given::Other,
+        }
+    }
+}
+
+pub(super) fn latin1(s: &str) -> Option<Vec<u8>> {
     s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect()
 }
 
 /// What a time-like logical type counts.
 #[derive(Debug, Clone, Copy)]
-enum Unit {
+pub(super) enum Unit {
     Millis,
     Micros,
     Nanos,
@@ -224,7 +246,7 @@ impl Unit {
 
 /// Whether a timestamp is an instant (`timestamp-*`, UTC) or a wall-clock reading (`local-timestamp-*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Zone {
+pub(super) enum Zone {
     Utc,
     Local,
 }
@@ -256,10 +278,14 @@ fn instant(
             unit.words()
         ),
     };
-    let refused = || expected(&what);
-    let count = match json {
-        Json::Number(n) => n.as_i64().ok_or_else(refused)?,
-        Json::String(s) => {
+    instant_count(Given::of(json), unit, zone).ok_or_else(|| expected(&what))
+}
+
+/// [`instant`]'s count, or `None` where it refuses.
+pub(super) fn instant_count(given: Given, unit: Unit, zone: Zone) -> Option<i64> {
+    let count = match given {
+        Given::Integer(i) => i?,
+        Given::Text(s) => {
             let utc = match zone {
                 Zone::Utc => OffsetDateTime::parse(s, &Rfc3339).ok(),
                 Zone::Local => None,
@@ -267,40 +293,37 @@ fn instant(
             let nanos = match utc {
                 Some(t) => t.unix_timestamp_nanos(),
                 None => PrimitiveDateTime::parse(s, LOCAL_DATE_TIME)
-                    .map_err(|_| refused())?
+                    .ok()?
                     .assume_utc()
                     .unix_timestamp_nanos(),
             };
-            i64::try_from(nanos.div_euclid(unit.nanos())).map_err(|_| refused())?
+            i64::try_from(nanos.div_euclid(unit.nanos())).ok()?
         }
-        _ => return Err(refused()),
+        Given::Other => return None,
     };
-    generic::timestamp(i128::from(count) * unit.nanos(), zone == Zone::Utc)
-        .map_err(|_| refused())?;
-    Ok(count)
+    generic::timestamp(i128::from(count) * unit.nanos(), zone == Zone::Utc).ok()?;
+    Some(count)
 }
 
 /// A `date` in days since 1970-01-01: an integer, or a string `YYYY-MM-DD`.
 fn days(json: &Json, expected: &dyn Fn(&str) -> String) -> Result<i32, String> {
     let what = "a date: YYYY-MM-DD or an integer of days since 1970-01-01";
-    let refused = || expected(what);
-    let days = match json {
-        Json::Number(n) => n
-            .as_i64()
-            .and_then(|d| i32::try_from(d).ok())
-            .ok_or_else(refused)?,
-        Json::String(s) => {
+    days_count(Given::of(json)).ok_or_else(|| expected(what))
+}
+
+/// [`days`]'s count, or `None` where it refuses.
+pub(super) fn days_count(given: Given) -> Option<i32> {
+    let days = match given {
+        Given::Integer(i) => i32::try_from(i?).ok()?,
+        Given::Text(s) => {
             let format = time::macros::format_description!("[year]-[month]-[day]");
-            let date = Date::parse(s, format).map_err(|_| refused())?;
-            i32::try_from(
-                (date - Date::from_ordinal_date(1970, 1).map_err(|_| refused())?).whole_days(),
-            )
-            .map_err(|_| refused())?
+            let date = Date::parse(s, format).ok()?;
+            i32::try_from((date - Date::from_ordinal_date(1970, 1).ok()?).whole_days()).ok()?
         }
-        _ => return Err(refused()),
+        Given::Other => return None,
     };
-    generic::date(days).map_err(|_| refused())?;
-    Ok(days)
+    generic::date(days).ok()?;
+    Some(days)
 }
 
 /// A `time-*` value in `unit`s after midnight: an integer below one day, or a string `HH:MM:SS[.fraction]`.
@@ -312,31 +335,31 @@ fn time_of_day(json: &Json, unit: Unit, expected: &dyn Fn(&str) -> String) -> Re
         unit.words(),
         per_day - 1
     );
-    let refused = || expected(&what);
-    let count = match json {
-        Json::Number(n) => n.as_i64().ok_or_else(refused)?,
-        Json::String(s) => {
+    time_of_day_count(Given::of(json), unit).ok_or_else(|| expected(&what))
+}
+
+/// [`time_of_day`]'s count, or `None` where it refuses.
+pub(super) fn time_of_day_count(given: Given, unit: Unit) -> Option<i64> {
+    let per_day = 86_400 * 1_000_000_000 / unit.nanos();
+    let count = match given {
+        Given::Integer(i) => i?,
+        Given::Text(s) => {
             let format = time::macros::format_description!(
                 "[hour]:[minute]:[second][optional [.[subsecond]]]"
             );
-            let (h, m, sec, nano) = time::Time::parse(s, format)
-                .map_err(|_| refused())?
-                .as_hms_nano();
+            let (h, m, sec, nano) = time::Time::parse(s, format).ok()?.as_hms_nano();
             let nanos = (i128::from(h) * 3600 + i128::from(m) * 60 + i128::from(sec))
                 * 1_000_000_000
                 + i128::from(nano);
-            i64::try_from(nanos / unit.nanos()).map_err(|_| refused())?
+            i64::try_from(nanos / unit.nanos()).ok()?
         }
-        _ => return Err(refused()),
+        Given::Other => return None,
     };
-    if !(0..per_day).contains(&i128::from(count)) {
-        return Err(refused());
-    }
-    Ok(count)
+    (0..per_day).contains(&i128::from(count)).then_some(count)
 }
 
 /// The unscaled integer of a decimal string at `scale` digits after the point, or `None` if it has more.
-fn unscaled(text: &str, scale: usize) -> Option<num_bigint::BigInt> {
+pub(super) fn unscaled(text: &str, scale: usize) -> Option<num_bigint::BigInt> {
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     if fraction.len() > scale || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -96,6 +96,10 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         }
         None => (None, None),
     };
+    // Bad (or empty) input still lets requests waiting in the spool go first: they were taken from earlier
+    // input, and delivering them does not depend on this run's.
+    let spool_waits = spool.as_ref().is_some_and(|spool| spool.waiting() > 0);
+    let mut bad_at_once = None;
     let mut input = match args.format {
         _ if args.flush => Input::Nothing,
         InputFormat::Avro if following => {
@@ -141,7 +145,14 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
             std::io::stdin()
                 .read_to_end(&mut file)
                 .map_err(InputError::Read)?;
-            Input::Avro(batch::split_container(&file, limits)?.into_iter())
+            match batch::split_container(&file, limits) {
+                Ok(batches) => Input::Avro(batches.into_iter()),
+                Err(e) if spool_waits => {
+                    bad_at_once = Some(Error::from(e));
+                    Input::Nothing
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     };
     // The first batch is read and encoded before the secret is asked for, so input that is not JSON sends
@@ -152,6 +163,10 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         _ => match input.next(None)? {
             Next::Batch(batch, position) => Some((batch, position)),
             Next::End => None,
+            Next::Bad(e) if spool_waits => {
+                bad_at_once = Some(e);
+                None
+            }
             Next::Bad(e) => return Err(e),
         },
     };
@@ -194,9 +209,18 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         outage_said_at: None,
     };
     // What waited in the spool goes first, in order, before any new input.
-    sender.deliver_waiting()?;
+    if let Err(e) = sender.deliver_waiting() {
+        // The run stops on the delivery's error; the input's is said too, not lost.
+        if let Some(bad) = &bad_at_once {
+            eprintln!("zavro: {bad}");
+        }
+        return Err(e);
+    }
     let mut started = !matches!(input, Input::Follow(_));
     let stopped = loop {
+        if let Some(e) = bad_at_once.take() {
+            break Stop::BadInput(e);
+        }
         if !started {
             started = true;
             next = match input.next(Some(&mut sender))? {
@@ -218,7 +242,12 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         };
     };
     // Every request already sent is seen through, even when the input turned bad later on.
-    sender.finish()?;
+    if let Err(e) = sender.finish() {
+        if let Stop::BadInput(bad) = &stopped {
+            eprintln!("zavro: {bad}");
+        }
+        return Err(e);
+    }
     sender.progress.finish();
     if let Some(spooling) = sender.spooling.take() {
         return spooling.report(&sender, stopped, args.flush);
@@ -425,8 +454,16 @@ impl Following {
     ) -> Result<Following, Error> {
         let other = |e: &dyn std::fmt::Display| Error::Other(e.to_string());
         let (follower, start, notices) =
-            Follower::new(paths, resume, follow::Settings::default(), Instant::now())
-                .map_err(|e| other(&e))?;
+            Follower::new(paths, resume, follow::Settings::default(), Instant::now()).map_err(
+                |e| match e {
+                    // The command line names the files: a path given twice, a link to another or a name
+                    // that is not UTF-8 is a usage error (exit 2), before anything is read.
+                    follow::FollowError::Duplicate(_)
+                    | follow::FollowError::SameFile(..)
+                    | follow::FollowError::NotUtf8(_) => Error::Usage(e.to_string()),
+                    follow::FollowError::Io { .. } => other(&e),
+                },
+            )?;
         for notice in notices {
             eprintln!("zavro: {notice}");
         }

@@ -27,8 +27,9 @@ use crate::{
 /// How long, at shutdown, replies still queued may take to leave before they are dropped.
 const SHUTDOWN_LINGER_MS: i32 = 2000;
 
-/// Descriptors kept free, past the connections' own, for scrapes of `--metrics` in progress (each holds one).
-const METRICS_DESCRIPTORS: u32 = 4;
+/// Descriptors kept free, past the connections' own, for scrapes of `--metrics` in progress (each holds one), and
+/// one for the newest connection, accepted before the oldest is let go.
+const METRICS_DESCRIPTORS: u32 = crate::metrics::MAX_SCRAPES as u32 + 1;
 
 /// What `serve` needs of a store besides the server's seam ([`RequestStore`]), per backend.
 pub trait Served: RequestStore {

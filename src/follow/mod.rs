@@ -207,6 +207,9 @@ pub enum FollowError {
     /// The same path was given twice: its lines would be sent twice.
     #[error("{}: given twice", .0.display())]
     Duplicate(PathBuf),
+    /// Two paths name the same file (a link): its lines would be sent twice.
+    #[error("{} and {} are the same file: follow it once", .0.display(), .1.display())]
+    SameFile(PathBuf, PathBuf),
     /// Reading an open file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -354,6 +357,9 @@ impl Follower {
         let mut notices = Vec::new();
         let mut watched: Vec<Watched> = Vec::new();
         let mut start = Checkpoint::default();
+        // The files the paths name now, by device and inode: a link to a followed file is refused like a path
+        // given twice. (A rotation that later makes two paths one file is not foreseen.)
+        let mut files: Vec<((u64, u64), &PathBuf)> = Vec::new();
         for given in paths {
             let path = std::path::absolute(given).map_err(|source| FollowError::Io {
                 path: given.clone(),
@@ -364,6 +370,14 @@ impl Follower {
             }
             if watched.iter().any(|w| w.path == path) {
                 return Err(FollowError::Duplicate(given.clone()));
+            }
+            // A path that cannot be looked at now (missing, not readable) is compared by its name alone.
+            if let Ok(meta) = std::fs::metadata(given) {
+                let file = (meta.dev(), meta.ino());
+                if let Some((_, first)) = files.iter().find(|(seen, _)| *seen == file) {
+                    return Err(FollowError::SameFile((*first).clone(), given.clone()));
+                }
+                files.push((file, given));
             }
             let saved = resume.map_or(&[][..], |c| c.cursors(&path));
             let (path_watched, cursors) = resumed(path, saved, settings, now, &mut notices)?;

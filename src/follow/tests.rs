@@ -406,6 +406,32 @@ fn a_path_given_twice_is_refused() {
 }
 
 #[test]
+fn a_link_to_a_followed_file_is_refused_as_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    append(&log, "a\n");
+    let symlink = dir.path().join("current.log");
+    std::os::unix::fs::symlink(&log, &symlink).unwrap();
+    let hard_link = dir.path().join("hard.log");
+    std::fs::hard_link(&log, &hard_link).unwrap();
+    for other in [&symlink, &hard_link] {
+        let err = Follower::new(
+            &[log.clone(), other.clone()],
+            None,
+            settings(),
+            Instant::now(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FollowError::SameFile(..)), "{err}");
+        assert!(err.to_string().contains("are the same file"), "{err}");
+    }
+    // The same path twice is still said to be given twice, whether the file exists or not.
+    let twice = [log.clone(), dir.path().join(".").join("app.log")];
+    let err = Follower::new(&twice, None, settings(), Instant::now()).unwrap_err();
+    assert!(matches!(err, FollowError::Duplicate(_)), "{err}");
+}
+
+#[test]
 fn a_restart_without_a_path_keeps_its_position_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");

@@ -20,7 +20,7 @@ use prometheus_client::{
 };
 
 pub use connections::ConnectionWatch;
-pub use http::{Endpoint, MetricsError};
+pub use http::{Endpoint, MAX_SCRAPES, MetricsError};
 pub use readiness::Readiness;
 use types::{Histogram, InfoGauge, LabelledCounters};
 

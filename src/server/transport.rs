@@ -184,8 +184,8 @@ mod tests {
 
     /// A DEALER that does not read, with the smallest buffers its side allows, watched by a monitor. Its libzmq
     /// stops reading from the connection once its queue holds a message, and so notices the connection closed
-    /// only when it reads again: [`NonReader::read_one`] takes one message now and then, which lets it see the
-    /// cut-off without draining its queue.
+    /// only after it has read everything before the close: [`disconnection`] drains it once a cut-off is
+    /// decided.
     struct NonReader {
         socket: zmq::Socket,
         monitor: zmq::Socket,
@@ -236,28 +236,63 @@ mod tests {
         router
     }
 
-    /// Sends replies to `peer` until `peer` sees its connection closed; returns how many it took and the other
-    /// events `peer` saw meanwhile, or `None` when [`FLOOD_LIMIT`] were sent first.
+    /// Sends replies to `peer` until the router cuts it off, then lets `peer` read what is left until it sees
+    /// its connection closed; returns how many replies were sent and the other events `peer` saw meanwhile, or
+    /// `None` when [`FLOOD_LIMIT`] were sent without a cut-off.
+    ///
+    /// The two phases are why this does not depend on the machine's speed: the cut-off is decided in the
+    /// router's own `send` (the counter moves there), and the peer's libzmq reports the connection closed only
+    /// after it has read everything the kernel still held for it, however long the I/O threads take.
     fn flood_until_disconnected(
         router: &zmq::Socket,
         id: &[u8],
         peer: &NonReader,
     ) -> Option<(usize, Vec<zmq::SocketEvent>)> {
         let reply = [b'r'; 100];
-        let mut others = Vec::new();
-        for sent in 1..=FLOOD_LIMIT {
+        let before = full_queue_cutoffs();
+        let mut sent = 0;
+        while full_queue_cutoffs() == before {
+            if sent == FLOOD_LIMIT {
+                return None;
+            }
             router.send(id, zmq::SNDMORE).unwrap();
             router.send(&reply[..], 0).unwrap();
-            if sent % 1000 == 0 {
-                peer.read_one();
+            sent += 1;
+        }
+        Some((sent, disconnection(router, peer)))
+    }
+
+    /// Lets `peer` read whatever is left for it until it sees its connection closed, calling `router` meanwhile
+    /// so its libzmq runs the commands a cut-off sent it; returns the other events `peer` saw first.
+    fn disconnection(router: &zmq::Socket, peer: &NonReader) -> Vec<zmq::SocketEvent> {
+        let mut others = Vec::new();
+        let mut quiet_polls = 0;
+        loop {
+            router.get_events().unwrap();
+            let mut items = [
+                peer.socket.as_poll_item(zmq::POLLIN),
+                peer.monitor.as_poll_item(zmq::POLLIN),
+            ];
+            if zmq::poll(&mut items, 100).unwrap() == 0 {
+                quiet_polls += 1;
+                assert!(
+                    quiet_polls < 1200,
+                    "cut off, but the peer saw nothing for two minutes"
+                );
+                continue;
+            }
+            quiet_polls = 0;
+            if items[0].is_readable() {
+                while peer.socket.recv_bytes(zmq::DONTWAIT).is_ok() {}
+            }
+            if items[1].is_readable() {
                 match peer.event(0) {
-                    Some(zmq::SocketEvent::DISCONNECTED) => return Some((sent, others)),
+                    Some(zmq::SocketEvent::DISCONNECTED) => return others,
                     Some(other) => others.push(other),
                     None => {}
                 }
             }
         }
-        None
     }
 
     #[test]
@@ -346,15 +381,7 @@ mod tests {
         assert_eq!(rest, [&b"first part"[..], b"second part", b"last part"]);
         assert!(!router.get_rcvmore().unwrap());
         // The cut-off happens now; the router's next call lets libzmq carry it out.
-        router.set_rcvtimeo(0).unwrap();
-        let event = loop {
-            let _ = router.recv_bytes(zmq::DONTWAIT);
-            peer.read_one();
-            if let Some(event) = peer.event(100) {
-                break event;
-            }
-        };
-        assert_eq!(event, zmq::SocketEvent::DISCONNECTED);
+        assert_eq!(disconnection(&router, &peer), []);
         assert_eq!(full_queue_cutoffs(), before + 1, "counted once");
     }
 
@@ -368,14 +395,17 @@ mod tests {
         let router = router(&context, true);
         router.set_reconnect_ivl(100).unwrap();
         router.connect(&endpoint).unwrap();
-        assert_eq!(peer.event(-1), Some(zmq::SocketEvent::ACCEPTED));
+        assert_eq!(peer.event(120_000), Some(zmq::SocketEvent::ACCEPTED));
         peer.socket.send("hello", 0).unwrap();
         let id = router.recv_multipart(0).unwrap().remove(0);
         let (_, mut seen) = flood_until_disconnected(&router, &id, &peer).expect("cut off");
         // The router connects again at once: the peer may accept the new connection before it notices that
         // the old one is closed (it does when it reads), so the event may have come during the flood.
         while !seen.contains(&zmq::SocketEvent::ACCEPTED) {
-            seen.extend(peer.event(-1));
+            seen.push(
+                peer.event(120_000)
+                    .expect("connected again within two minutes"),
+            );
         }
     }
 }

@@ -349,7 +349,16 @@ fn zavro_send_fills_requests_up_to_a_limit_of_one_mib_and_one_kib() {
         .map(|i| format!("{{\"i\":{i},\"filler\":\"{filler}\"}}\n"))
         .collect();
 
-    env.send(server.endpoint(), &key, &secret, &input).code(0);
+    // The longest linger, so requests are cut by their size alone and not by how long a loaded machine takes
+    // to read the input (stdin's end sends the last one).
+    env.send_with(
+        server.endpoint(),
+        &key,
+        &secret,
+        &input,
+        &["--linger", "3600s"],
+    )
+    .code(0);
 
     assert_eq!(env.output_lines().len(), 300);
     let sends = env.audit_sends();

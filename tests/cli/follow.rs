@@ -298,39 +298,36 @@ fn follow_with_the_server_down_spools_resumes_from_the_spool_after_sigkill_and_d
 }
 
 #[test]
-fn follow_needs_a_spool_and_json() {
+fn follow_needs_a_spool_json_and_distinct_files() {
     let env = TestEnv::new();
     let log = env.path("app.log");
-    let log = log.to_str().unwrap();
-    let out = env
-        .zavro()
-        .args(["send", "127.0.0.1:1", "--plaintext", "--follow", log])
-        .env("ZAVRO_KEY", "ZK0123456789ABCDEF")
-        .env("ZAVRO_SECRET", "s")
-        .assert()
-        .code(2);
-    let said = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(said.contains("--spool"), "{said}");
     let spool = env.path("spool");
-    let out = env
-        .zavro()
-        .args([
-            "send",
-            "127.0.0.1:1",
-            "--plaintext",
-            "--format",
-            "avro",
-            "--follow",
-            log,
-        ])
-        .arg("--spool")
-        .arg(&spool)
-        .env("ZAVRO_KEY", "ZK0123456789ABCDEF")
-        .env("ZAVRO_SECRET", "s")
-        .assert()
-        .code(2);
-    let said = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    // `send --follow LOG ARGS…` to a port nobody listens on: a usage error (exit 2) before anything is read;
+    // what it said.
+    let refused = |args: &[&std::ffi::OsStr]| {
+        let out = env
+            .zavro()
+            .args(["send", "127.0.0.1:1", "--plaintext", "--follow"])
+            .arg(&log)
+            .args(args)
+            .env("ZAVRO_KEY", "ZK0123456789ABCDEF")
+            .env("ZAVRO_SECRET", "s")
+            .assert()
+            .code(2);
+        String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+    };
+    let with_spool = ["--spool".as_ref(), spool.as_os_str()];
+
+    let said = refused(&[]);
+    assert!(said.contains("--spool"), "{said}");
+    let said = refused(&[&with_spool[..], &["--format".as_ref(), "avro".as_ref()]].concat());
     assert!(said.contains("--follow reads JSON lines"), "{said}");
+    // A link to a followed file would send its lines twice.
+    std::fs::write(&log, "{\"n\":1}\n").unwrap();
+    let link = env.path("current.log");
+    std::os::unix::fs::symlink(&log, &link).unwrap();
+    let said = refused(&[&with_spool[..], &["--follow".as_ref(), link.as_os_str()]].concat());
+    assert!(said.contains("are the same file"), "{said}");
 }
 
 #[test]

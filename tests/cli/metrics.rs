@@ -68,16 +68,6 @@ fn get(address: &str, path: &str) -> (u16, String) {
     (status, body.to_owned())
 }
 
-/// `GET path` over HTTP/1.0 when the listener takes the connection and answers: the status, else `None`.
-fn try_get(address: &str, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(DEADLINE)).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split(' ').nth(1)?.parse().ok()
-}
-
 /// The metrics address a server announced (`metrics on http://ADDRESS/metrics …`, right after `listening on`).
 fn metrics_address(server: &Server) -> String {
     let announced = || {
@@ -420,14 +410,65 @@ fn the_probes_answer_again_once_idle_peers_of_the_zeromq_port_gave_back_every_de
             >= usize::try_from(soft).unwrap()
     };
     wait_until("every descriptor taken", all_taken);
-    // A probe meanwhile cannot be served (EMFILE at the accept, or at the duplicate of the socket tiny_http
-    // makes): it gets no answer, and tiny_http's accept loop ends.
-    assert_eq!(try_get(&address, "/healthz"), None);
+    // A probe meanwhile waits in the kernel's queue (the handshake needs no `accept`): the listener's `accept`
+    // fails (EMFILE) and is tried again a moment later, for as long as the descriptors are taken.
+    let mut probe = TcpStream::connect(&address).expect("queued by the kernel");
+    write!(probe, "GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    assert!(
+        all_taken(),
+        "the descriptors were still taken when the probe came"
+    );
     drop(idle);
-    wait_until("/healthz answering again", || {
-        try_get(&address, "/healthz") == Some(200)
-    });
+    probe.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut answer = String::new();
+    probe
+        .read_to_string(&mut answer)
+        .expect("the waiting probe answered");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     assert_eq!(get(&address, "/readyz").0, 200);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn idle_connections_to_the_metrics_port_hold_a_few_descriptors_and_no_threads() {
+    let env = TestEnv::new();
+    env.add_key();
+    let server = Server::start(&env, "127.0.0.1:*", &["--metrics", "127.0.0.1:0"]);
+    let address = metrics_address(&server);
+    assert_eq!(get(&address, "/healthz").0, 200);
+    let pid = server.pid();
+    let threads = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("the server's threads")
+            .count()
+    };
+    let (threads_before, descriptors_before) = (threads(), descriptors(pid).len());
+    // Connections that never send a request, and one that sends half of one.
+    let mut idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(&address).expect("connect to the metrics port"))
+        .collect();
+    let mut half = TcpStream::connect(&address).unwrap();
+    half.write_all(b"GET /metrics HT").unwrap();
+    idle.push(half);
+    // Once a scrape is answered, the listener has taken every connection queued before it.
+    assert_eq!(get(&address, "/healthz").0, 200);
+    assert!(
+        descriptors(pid).len() <= descriptors_before + zavro::metrics::MAX_SCRAPES,
+        "{} descriptors, {descriptors_before} before",
+        descriptors(pid).len()
+    );
+    assert_eq!(threads(), threads_before, "no thread per connection");
+    // Every one is closed in the end, those let go at once and the newest at their request deadline: reading
+    // them ends (a read that times out instead fails the test).
+    for stream in &mut idle {
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        match stream.read(&mut [0; 16]) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("an idle connection still open: {other:?}"),
+        }
+    }
+    assert_eq!(Scrape::of(&address).value("zavro_open_connections"), 0.0);
     assert!(server.stop().success());
 }
 

@@ -66,16 +66,7 @@ fn serve_on_postgres_commits_synchronously_refuses_a_url_turning_it_off_unless_a
         "ALTER DATABASE {} SET synchronous_commit = off;",
         env.database()
     ));
-    let server = Server::start(&env, "127.0.0.1:*", &[]);
-    assert!(
-        !server
-            .stderr_lines()
-            .iter()
-            .any(|line| line.contains("warning")),
-        "{:?}",
-        server.stderr_lines()
-    );
-    assert!(server.stop().success());
+    starts_without_a_warning(&env);
     // Allowed explicitly, it takes the database's setting, and says what it risks.
     let server = Server::start(&env, "127.0.0.1:*", &["--allow-async-commit"]);
     let warned = server
@@ -89,14 +80,16 @@ fn serve_on_postgres_commits_synchronously_refuses_a_url_turning_it_off_unless_a
         "ALTER DATABASE {} RESET synchronous_commit;",
         env.database()
     ));
-    let server = Server::start(&env, "127.0.0.1:*", &[]);
+    starts_without_a_warning(&env);
+}
+
+/// Starts a server on `env`'s store, checks it warned of nothing, and stops it.
+fn starts_without_a_warning(env: &TestEnv) {
+    let server = Server::start(env, "127.0.0.1:*", &[]);
+    let lines = server.stderr_lines();
     assert!(
-        !server
-            .stderr_lines()
-            .iter()
-            .any(|line| line.contains("warning")),
-        "{:?}",
-        server.stderr_lines()
+        !lines.iter().any(|line| line.contains("warning")),
+        "{lines:?}"
     );
     assert!(server.stop().success());
 }

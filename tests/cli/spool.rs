@@ -9,6 +9,7 @@ use std::{
     process::{Child, ChildStdin, Stdio},
 };
 
+use assert_cmd::assert::Assert;
 use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
@@ -145,6 +146,28 @@ fn spool_dir(env: &TestEnv) -> PathBuf {
     env.path("spool")
 }
 
+/// `send`'s options for a server that is down: one try per request, given up after 0.5 s, so the requests are
+/// left waiting in the spool at once. (Not for a server that is up: a loaded machine may take longer to answer.)
+const ONE_QUICK_TRY: [&str; 4] = ["--timeout", "0.5", "--retries", "0"];
+
+/// `zavro send SOCKET --plaintext --spool DIR EXTRA…` as `key` with `secret`, `input` on stdin.
+fn spool_send(
+    env: &TestEnv,
+    socket: &str,
+    (key, secret): (&str, &str),
+    extra: &[&str],
+    input: impl Into<Vec<u8>>,
+) -> Assert {
+    env.zavro()
+        .args(["send", socket, "--plaintext", "--spool"])
+        .arg(spool_dir(env))
+        .args(extra)
+        .env("ZAVRO_KEY", key)
+        .env("ZAVRO_SECRET", secret)
+        .write_stdin(input)
+        .assert()
+}
+
 /// Accepted rows that stored records (not duplicates).
 fn stored_rows(env: &TestEnv) -> usize {
     env.audit_sends()
@@ -236,22 +259,15 @@ fn a_server_down_for_the_whole_send_leaves_everything_spooled_for_flush(env: Tes
     let (key, secret) = env.add_key();
     let socket = format!("ipc://{}", env.path("server.sock").display());
     let send = |extra: &[&str], input: String| {
-        env.zavro()
-            .args(["send", &socket, "--plaintext", "--spool"])
-            .arg(spool_dir(&env))
-            .args(["--batch", "2", "--timeout", "0.5", "--retries", "0"])
-            .args(extra)
-            .env("ZAVRO_KEY", &key)
-            .env("ZAVRO_SECRET", &secret)
-            .write_stdin(input)
-            .assert()
+        let extra = [&["--batch", "2"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
     };
-    let down = send(&[], records(1..=7)).success();
+    let down = send(&ONE_QUICK_TRY, records(1..=7)).success();
     let said = stderr_of(&down);
     assert!(said.contains("4 requests wait in spool"), "{said}");
     assert!(said.contains("--flush"), "{said}");
     // --flush with the server still down delivers nothing: exit 5, everything still waiting.
-    let still = send(&["--flush"], String::new()).code(5);
+    let still = send(&[&ONE_QUICK_TRY[..], &["--flush"]].concat(), String::new()).code(5);
     assert!(
         stderr_of(&still).contains("4 requests wait"),
         "{}",
@@ -276,22 +292,68 @@ fn a_server_down_for_the_whole_send_leaves_everything_spooled_for_flush(env: Tes
 }
 
 #[test]
+fn empty_or_bad_input_still_delivers_what_waits_in_the_spool_then_says_the_input_is_bad() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let send = |extra: &[&str], input: &str| {
+        let extra = [&["--batch", "2"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
+    };
+    // Spooled while the server is down.
+    send(&ONE_QUICK_TRY, &records(1..=3)).success();
+    let server = Server::start(&env, &socket, &[]);
+
+    let empty = send(&[], "").code(3);
+    let said = stderr_of(&empty);
+    assert!(said.contains("accepted 3 records"), "{said}");
+    assert!(said.contains("0 requests wait"), "{said}");
+    assert_eq!(output_numbers(&env), [1, 2, 3]);
+
+    // Input that is not JSON, with more waiting: the same.
+    server.stop();
+    send(&ONE_QUICK_TRY, &records(4..=5)).success();
+    let server = Server::start(&env, &socket, &[]);
+    let bad = send(&[], "not json\n").code(3);
+    assert!(
+        stderr_of(&bad).contains("accepted 2 records"),
+        "{}",
+        stderr_of(&bad)
+    );
+    // And stdin that is not an Avro file, with --format avro.
+    server.stop();
+    send(&ONE_QUICK_TRY, &records(6..=7)).success();
+    let server = Server::start(&env, &socket, &[]);
+    let not_avro = send(&["--format", "avro"], "not avro").code(3);
+    assert!(
+        stderr_of(&not_avro).contains("accepted 2 records"),
+        "{}",
+        stderr_of(&not_avro)
+    );
+    // With nothing waiting, bad input stops before anything is sent, as without a spool.
+    let alone = send(&[], "").code(3);
+    assert!(
+        !stderr_of(&alone).contains("accepted"),
+        "{}",
+        stderr_of(&alone)
+    );
+    server.stop();
+    assert_stored_once(&env, 7);
+    assert_eq!(output_numbers(&env), [1, 2, 3, 4, 5, 6, 7]);
+}
+
+#[test]
 fn a_request_whose_timestamp_left_the_window_is_signed_again_with_its_id_and_stored_once() {
     let env = TestEnv::new();
     let (key, secret) = env.add_key();
     let socket = format!("ipc://{}", env.path("server.sock").display());
-    let send = |extra: &[&str], input: String| {
-        env.zavro()
-            .args(["send", &socket, "--plaintext", "--spool"])
-            .arg(spool_dir(&env))
-            .args(["--timeout", "0.5", "--retries", "0"])
-            .args(extra)
-            .env("ZAVRO_KEY", &key)
-            .env("ZAVRO_SECRET", &secret)
-            .write_stdin(input)
-            .assert()
-    };
-    send(&["--batch", "2"], records(1..=4)).success();
+    let send =
+        |extra: &[&str], input: String| spool_send(&env, &socket, (&key, &secret), extra, input);
+    send(
+        &[&ONE_QUICK_TRY[..], &["--batch", "2"]].concat(),
+        records(1..=4),
+    )
+    .success();
     let (entries, _) = spool_state(&spool_dir(&env));
     let spooled: Vec<(i64, String)> = entries
         .iter()
@@ -364,24 +426,14 @@ fn a_full_spool_stops_the_input_says_so_and_exits_10_with_everything_read_spoole
     let (key, secret) = env.add_key();
     let socket = format!("ipc://{}", env.path("server.sock").display());
     let send = |extra: &[&str], input: String| {
-        env.zavro()
-            .args(["send", &socket, "--plaintext", "--spool"])
-            .arg(spool_dir(&env))
-            .args([
-                "--timeout",
-                "0.5",
-                "--retries",
-                "0",
-                "--spool-max-size",
-                "4K",
-            ])
-            .args(extra)
-            .env("ZAVRO_KEY", &key)
-            .env("ZAVRO_SECRET", &secret)
-            .write_stdin(input)
-            .assert()
+        let extra = [&["--spool-max-size", "4K"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
     };
-    let full = send(&["--batch", "1"], records(1..=100)).code(10);
+    let full = send(
+        &[&ONE_QUICK_TRY[..], &["--batch", "1"]].concat(),
+        records(1..=100),
+    )
+    .code(10);
     let said = stderr_of(&full);
     let spooled = spool_state(&spool_dir(&env)).0.len() as u64;
     assert!(spooled > 0 && spooled < 100, "{spooled}");
