@@ -9,6 +9,7 @@ use super::{
     AvroError, Decoded, Decoder, JSON_SCHEMA, MAX_DECODE_ALLOCATION, MAX_DEPTH, Ndjson,
     container::{ContainerWriter, write_long},
     limit_decode_allocations,
+    oracle_damage::{Damage, damage, damaged_file},
 };
 
 /// A `zavro.Json` value as raw Avro parts, so that the tests can write what zavro never writes: any double's
@@ -144,50 +145,13 @@ fn raw() -> impl Strategy<Value = Raw> {
     })
 }
 
-/// How the test spoils an encoded block, if at all.
-#[derive(Debug, Clone)]
-enum Damage {
-    None,
-    /// Cut the block's bytes at this fraction (per mille) of their length.
-    Truncate(u16),
-    /// Overwrite the byte at this fraction (per mille) with this value.
-    Byte(u16, u8),
-    /// Declare this many more (or fewer) objects than the block holds.
-    Count(i8),
-}
-
-fn damage() -> impl Strategy<Value = Damage> {
-    prop_oneof![
-        3 => Just(Damage::None),
-        1 => (0u16..1000).prop_map(Damage::Truncate),
-        2 => (0u16..1000, any::<u8>()).prop_map(|(at, byte)| Damage::Byte(at, byte)),
-        1 => (-2i8..3).prop_map(Damage::Count),
-    ]
-}
-
 /// A container file of zavro's JSON schema with `records` in one block, spoiled by `damage`.
 fn file(records: &[Raw], damage: &Damage) -> Vec<u8> {
     let mut data = Vec::new();
     for record in records {
         record.write(&mut data);
     }
-    let mut count = records.len() as u64;
-    let at = |per_mille: u16, len: usize| len * usize::from(per_mille) / 1000;
-    match *damage {
-        Damage::None => {}
-        Damage::Truncate(per_mille) => data.truncate(at(per_mille, data.len())),
-        Damage::Byte(per_mille, byte) => {
-            let i = at(per_mille, data.len());
-            if let Some(b) = data.get_mut(i) {
-                *b = byte;
-            }
-        }
-        Damage::Count(delta) => count = count.saturating_add_signed(i64::from(delta)).max(1),
-    }
-    let mut file = ContainerWriter::new(JSON_SCHEMA, Codec::Null, [7; 16]);
-    file.write_block(count, data)
-        .expect("an uncompressed block");
-    file.finish()
+    damaged_file(JSON_SCHEMA, data, records.len(), damage)
 }
 
 /// Both decoders' verdicts on `bytes`, which must agree: the same text, or the same refusal. apache-avro words

@@ -27,6 +27,8 @@ mod natural_text;
 #[cfg(test)]
 mod natural_text_oracle;
 mod numbers;
+#[cfg(test)]
+mod oracle_damage;
 
 #[cfg(test)]
 mod round_trip;

@@ -2,14 +2,15 @@
 //! (apache-avro's generic reader, [`super::generic::to_json`] and serde_json): on random schemas and random
 //! records of them, well formed or not, both write the same text or reach the same refusal.
 
-use apache_avro::{Codec, Schema};
+use apache_avro::Schema;
 use proptest::{prelude::*, strategy::ValueTree, test_runner::TestRunner};
 
 use super::{
     AvroError, Decoded, Decoder, MAX_DECODE_ALLOCATION, MAX_VALUES, Ndjson,
-    container::{ContainerWriter, write_long},
+    container::write_long,
     limit_decode_allocations,
     natural_text::Plan,
+    oracle_damage::{Damage, damage, damaged_file},
 };
 
 /// A writer schema, as the tests build it.
@@ -502,27 +503,6 @@ fn blocks(items: &[Vec<u8>], blocking: Blocking) -> Vec<u8> {
     out
 }
 
-/// How the test spoils an encoded block, if at all.
-#[derive(Debug, Clone)]
-enum Damage {
-    None,
-    /// Cut the block's bytes at this fraction (per mille) of their length.
-    Truncate(u16),
-    /// Overwrite the byte at this fraction (per mille) with this value.
-    Byte(u16, u8),
-    /// Declare this many more (or fewer) objects than the block holds.
-    Count(i8),
-}
-
-fn damage() -> impl Strategy<Value = Damage> {
-    prop_oneof![
-        3 => Just(Damage::None),
-        1 => (0u16..1000).prop_map(Damage::Truncate),
-        2 => (0u16..1000, any::<u8>()).prop_map(|(at, byte)| Damage::Byte(at, byte)),
-        1 => (-2i8..3).prop_map(Damage::Count),
-    ]
-}
-
 /// A schema, a few records of it, and damage to them.
 fn case() -> impl Strategy<Value = (String, Vec<Vec<u8>>, Damage)> {
     shape()
@@ -539,24 +519,7 @@ fn case() -> impl Strategy<Value = (String, Vec<Vec<u8>>, Damage)> {
 
 /// A container file of `schema` with `records` in one block, spoiled by `damage`.
 fn file(schema: &str, records: &[Vec<u8>], damage: &Damage) -> Vec<u8> {
-    let mut data = records.concat();
-    let mut count = records.len() as u64;
-    let at = |per_mille: u16, len: usize| len * usize::from(per_mille) / 1000;
-    match *damage {
-        Damage::None => {}
-        Damage::Truncate(per_mille) => data.truncate(at(per_mille, data.len())),
-        Damage::Byte(per_mille, byte) => {
-            let i = at(per_mille, data.len());
-            if let Some(b) = data.get_mut(i) {
-                *b = byte;
-            }
-        }
-        Damage::Count(delta) => count = count.saturating_add_signed(i64::from(delta)).max(1),
-    }
-    let mut file = ContainerWriter::new(schema, Codec::Null, [7; 16]);
-    file.write_block(count, data)
-        .expect("an uncompressed block");
-    file.finish()
+    damaged_file(schema, records.concat(), records.len(), damage)
 }
 
 /// Both routes' verdicts on `bytes`, which must agree: the same text, or the same refusal. apache-avro words
