@@ -1,16 +1,17 @@
 //! The JSON ↔ Avro mapping: the default schema that carries any JSON value, and encoding and decoding of the
 //! object container files that travel as payloads.
 //!
-//! Records of zavro's JSON schema are written by [`transcode`] straight from JSON text (or a `Value`), and read
-//! through apache-avro's schema-aware serde path with a hand-written `Deserialize` ([`json`]), inside containers
-//! framed by [`container`]. The
-//! schema's parsed form, its datum reader and writer are built once per process, and the [`Decoder`] remembers
-//! which container headers it has already checked, so a request costs no schema parsing.
+//! Both directions go straight between text and bytes, with no value tree on the way: `zavro send` writes records
+//! of zavro's JSON schema from JSON text with [`transcode`] and of a user's schema with [`typed_transcode`] (a plan
+//! compiled once per schema); the server reads the JSON schema's records with `json_text.rs` and any other writer
+//! schema's with `natural_text.rs` (likewise a plan per schema), inside containers framed by [`container`]. The
+//! older value routes stay where the direct ones leave a record (a refusal worded as before, a repeated key,
+//! reader-schema resolution): `typed.rs` and `generic.rs`. The [`Decoder`] remembers which container headers it
+//! has already checked, so a request costs no schema parsing.
 //!
-//! Layout: `encode.rs` turns JSON into payloads (`zavro send`), `decode.rs` turns payloads into JSON lines (the
-//! server), `numbers.rs` holds the rule for which JSON numbers Avro carries exactly. The server reads records of
-//! the JSON schema with `json_text.rs` and of any other writer schema with `natural_text.rs` (a plan compiled once
-//! per schema), both straight from the bytes; `generic.rs` is the value route, kept for reader schemas.
+//! Layout: `encode.rs` turns JSON into payloads, `decode.rs` turns payloads into JSON lines, `numbers.rs` holds
+//! the rule for which JSON numbers Avro carries exactly; the `*_oracle.rs` test modules hold each direct route
+//! against the route it replaced.
 
 pub mod container;
 mod decode;
