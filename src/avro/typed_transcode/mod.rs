@@ -162,7 +162,7 @@ impl Ctx<'_> {
         }
     }
 
-    /// [`Ctx::scalar`] for a node that is not a union, as [`typed::to_avro`] converts and apache-avro writes.
+    /// [`Ctx::scalar`] for a node that is not a union, as [`crate::avro::typed::to_avro`] converts and apache-avro writes.
     fn plain(&mut self, node: NodeId, value: Scalar) -> bool {
         let out = &mut self.out;
         let given = match value {

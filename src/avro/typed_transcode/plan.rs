@@ -71,7 +71,7 @@ pub(super) struct Field {
 }
 
 impl Plan {
-    /// Compiles `schema`, whose named types are `names` (as [`typed::to_avro`] resolves them).
+    /// Compiles `schema`, whose named types are `names` (as [`crate::avro::typed::to_avro`] resolves them).
     pub fn compile(schema: &Schema, names: &NamesRef) -> Plan {
         let mut compiler = Compiler {
             nodes: Vec::new(),
