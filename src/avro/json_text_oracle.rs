@@ -6,10 +6,9 @@ use apache_avro::Codec;
 use proptest::prelude::*;
 
 use super::{
-    AvroError, Decoded, Decoder, JSON_SCHEMA, MAX_DECODE_ALLOCATION, MAX_DEPTH, Ndjson,
+    AvroError, Decoder, JSON_SCHEMA, MAX_DECODE_ALLOCATION, MAX_DEPTH, Ndjson,
     container::{ContainerWriter, write_long},
-    limit_decode_allocations,
-    oracle_damage::{Damage, damage, damaged_file},
+    oracle::{self, Damage, damage, damaged_file},
 };
 
 /// A `zavro.Json` value as raw Avro parts, so that the tests can write what zavro never writes: any double's
@@ -154,28 +153,9 @@ fn file(records: &[Raw], damage: &Damage) -> Vec<u8> {
     damaged_file(JSON_SCHEMA, data, records.len(), damage)
 }
 
-/// Both decoders' verdicts on `bytes`, which must agree: the same text, or the same refusal. apache-avro words
-/// a malformed record its own way, so for those only the record named must agree.
+/// [`oracle::agree`], with this route's excuse for a different allocation limit.
 fn agree(bytes: &[u8]) -> Result<(), TestCaseError> {
-    limit_decode_allocations();
-    let new: Decoded = Decoder::new().decode_request(bytes);
-    let old: Decoded = Decoder::new().decode_request_by_serde(bytes);
-    prop_assert_eq!(format!("{:?}", new.schema), format!("{:?}", old.schema));
-    match (new.records, old.records) {
-        (Ok(new), Ok(old)) => prop_assert_eq!(new, old),
-        (
-            Err(AvroError::BadRecord { record: new, .. }),
-            Err(AvroError::BadRecord { record: old, .. }),
-        ) => prop_assert_eq!(new, old),
-        (Err(AvroError::OverLimit(new)), old) if over_a_different_allocation_limit(&new, &old) => {}
-        (new, old) => prop_assert_eq!(
-            new.map(|n| String::from_utf8_lossy(&n.text).into_owned())
-                .map_err(|e| e.to_string()),
-            old.map(|n| String::from_utf8_lossy(&n.text).into_owned())
-                .map_err(|e| e.to_string())
-        ),
-    }
-    Ok(())
+    oracle::agree(bytes, over_a_different_allocation_limit)
 }
 
 /// True when the oracle decided differently only because apache-avro's process-wide allocation limit is not

@@ -29,7 +29,7 @@ mod natural_text;
 mod natural_text_oracle;
 mod numbers;
 #[cfg(test)]
-mod oracle_damage;
+mod oracle;
 
 #[cfg(test)]
 mod round_trip;

@@ -90,6 +90,23 @@ fn one(type_json: &str) -> String {
     format!(r#"{{"type":"record","name":"R","fields":[{{"name":"v","type":{type_json}}}]}}"#)
 }
 
+/// [`check`] per type, each value as the one field of a record of that type ([`one`]).
+fn check_one_field(cases: &[(&str, &[(&str, bool)])]) {
+    for (type_json, texts) in cases {
+        let schema = one(type_json);
+        let records: Vec<String> = texts
+            .iter()
+            .map(|(t, _)| format!(r#"{{"v":{t}}}"#))
+            .collect();
+        let cases: Vec<(&str, bool)> = records
+            .iter()
+            .zip(texts.iter())
+            .map(|(r, (_, w))| (r.as_str(), *w))
+            .collect();
+        check(&schema, &cases);
+    }
+}
+
 #[test]
 fn a_record_in_any_key_order_with_defaults_is_written_directly() {
     check(
@@ -227,19 +244,7 @@ fn each_primitive_type_is_written_as_before() {
             &[("\"B\"", true), ("\"C\"", false), ("1", false)],
         ),
     ];
-    for (type_json, texts) in cases {
-        let schema = one(type_json);
-        let records: Vec<String> = texts
-            .iter()
-            .map(|(t, _)| format!(r#"{{"v":{t}}}"#))
-            .collect();
-        let cases: Vec<(&str, bool)> = records
-            .iter()
-            .zip(texts.iter())
-            .map(|(r, (_, w))| (r.as_str(), *w))
-            .collect();
-        check(&schema, &cases);
-    }
+    check_one_field(cases);
 }
 
 #[test]
@@ -401,19 +406,7 @@ fn logical_types_take_their_integer_and_their_text_as_before() {
             &[("\"abcdefghijkl\"", false)],
         ),
     ];
-    for (type_json, texts) in cases {
-        let schema = one(type_json);
-        let records: Vec<String> = texts
-            .iter()
-            .map(|(t, _)| format!(r#"{{"v":{t}}}"#))
-            .collect();
-        let cases: Vec<(&str, bool)> = records
-            .iter()
-            .zip(texts.iter())
-            .map(|(r, (_, w))| (r.as_str(), *w))
-            .collect();
-        check(&schema, &cases);
-    }
+    check_one_field(cases);
 }
 
 #[test]
