@@ -251,48 +251,88 @@ fn waiting_records(spool: &Path) -> u64 {
         .sum()
 }
 
+/// A follow whose server is not running yet: the endpoint of a port found free (by a server started and stopped
+/// there), the followed log, the spool, and the file `send`'s stderr goes to, all in the test's directory.
+struct Offline {
+    endpoint: String,
+    /// The endpoint without `tcp://`, for starting the server there later.
+    bind: String,
+    log: PathBuf,
+    spool: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Offline {
+    fn new(env: &TestEnv) -> Offline {
+        let endpoint = env.start_server().endpoint().to_owned();
+        Offline {
+            bind: endpoint.trim_start_matches("tcp://").to_owned(),
+            endpoint,
+            log: env.path("app.log"),
+            spool: env.path("spool"),
+            stderr: env.path("send.err"),
+        }
+    }
+
+    /// `send --follow LOG --spool SPOOL` as `key`, one quick try per request, so a server that is down leaves
+    /// the requests waiting at once.
+    fn start(&self, key: &str, secret: &str) -> Following {
+        let quick = ["--timeout", "0.5", "--retries", "0"];
+        Following::start_with(
+            &self.endpoint,
+            key,
+            secret,
+            &self.log,
+            &self.spool,
+            &self.stderr,
+            &quick,
+        )
+    }
+}
+
 #[test]
 fn follow_with_the_server_down_spools_resumes_from_the_spool_after_sigkill_and_delivers_once_it_is_back()
  {
     let env = TestEnv::new();
     let (key, secret) = env.add_key();
-    // A server only to learn a free port, stopped: nothing listens there while send starts.
-    let endpoint = env.start_server().endpoint().to_owned();
-    let bind = endpoint.trim_start_matches("tcp://").to_owned();
-    let log = env.path("app.log");
-    let spool = env.path("spool");
-    let stderr = env.path("send.err");
-    let quick = ["--timeout", "0.5", "--retries", "0"];
-    let start = || Following::start_with(&endpoint, &key, &secret, &log, &spool, &stderr, &quick);
+    let offline = Offline::new(&env);
+    let Offline {
+        bind,
+        log,
+        spool,
+        stderr,
+        ..
+    } = &offline;
+    let start = || offline.start(&key, &secret);
 
     // Everything is spooled, nothing acknowledged; then send is killed: only the spooled requests' positions
     // say where it stopped.
-    let mut writer = appender(&log);
+    let mut writer = appender(log);
     write_records(&mut writer, 1..=30);
     let send = start();
-    wait_until("30 records spooled", || waiting_records(&spool) == 30);
+    wait_until("30 records spooled", || waiting_records(spool) == 30);
     assert!(!send.signal(Signal::SIGKILL).success());
     write_records(&mut writer, 31..=40);
 
     // The server is back: the restarted send delivers what waited, then reads on from where the spool says.
-    let server = Server::start(&env, &bind, &[]);
+    let server = Server::start(&env, bind, &[]);
     let send = start();
-    wait_for_records(&env, 40, &stderr);
+    wait_for_records(&env, 40, stderr);
 
     // The server goes away while send runs, and comes back: send spools meanwhile and connects again.
     server.stop();
     write_records(&mut writer, 41..=50);
-    wait_until("10 more records spooled", || waiting_records(&spool) == 10);
+    wait_until("10 more records spooled", || waiting_records(spool) == 10);
     wait_until("send to find the server gone", || {
-        fs::read_to_string(&stderr).is_ok_and(|said| said.contains("could not be reached"))
+        fs::read_to_string(stderr).is_ok_and(|said| said.contains("could not be reached"))
     });
-    let server = Server::start(&env, &bind, &[]);
-    wait_for_records(&env, 50, &stderr);
+    let server = Server::start(&env, bind, &[]);
+    wait_for_records(&env, 50, stderr);
 
     let status = send.signal(Signal::SIGTERM);
     assert!(status.success(), "{status:?}");
     assert_each_once(&env, 50);
-    let said = fs::read_to_string(&stderr).unwrap();
+    let said = fs::read_to_string(stderr).unwrap();
     assert!(said.contains("the server answers again"), "{said}");
     server.stop();
 }
@@ -334,26 +374,28 @@ fn follow_needs_a_spool_json_and_distinct_files() {
 fn a_flush_of_what_follow_spooled_keeps_the_position_for_the_next_follow() {
     let env = TestEnv::new();
     let (key, secret) = env.add_key();
-    let endpoint = env.start_server().endpoint().to_owned();
-    let bind = endpoint.trim_start_matches("tcp://").to_owned();
-    let log = env.path("app.log");
-    let spool = env.path("spool");
-    let stderr = env.path("send.err");
-    let quick = ["--timeout", "0.5", "--retries", "0"];
-    let start = || Following::start_with(&endpoint, &key, &secret, &log, &spool, &stderr, &quick);
+    let offline = Offline::new(&env);
+    let Offline {
+        endpoint,
+        bind,
+        log,
+        spool,
+        stderr,
+    } = &offline;
+    let start = || offline.start(&key, &secret);
 
     // Followed while the server is down, stopped with everything spooled.
-    let mut writer = appender(&log);
+    let mut writer = appender(log);
     write_records(&mut writer, 1..=20);
     let send = start();
-    wait_until("20 records spooled", || waiting_records(&spool) == 20);
+    wait_until("20 records spooled", || waiting_records(spool) == 20);
     assert!(send.signal(Signal::SIGTERM).success());
 
     // `send --flush` delivers them and deletes their segments: the position they carried must survive that.
-    let server = Server::start(&env, &bind, &[]);
+    let server = Server::start(&env, bind, &[]);
     env.zavro()
-        .args(["send", &endpoint, "--plaintext", "--flush", "--spool"])
-        .arg(&spool)
+        .args(["send", endpoint, "--plaintext", "--flush", "--spool"])
+        .arg(spool)
         .env("ZAVRO_KEY", &key)
         .env("ZAVRO_SECRET", &secret)
         .assert()
@@ -362,7 +404,7 @@ fn a_flush_of_what_follow_spooled_keeps_the_position_for_the_next_follow() {
 
     write_records(&mut writer, 21..=30);
     let send = start();
-    wait_for_records(&env, 30, &stderr);
+    wait_for_records(&env, 30, stderr);
     assert!(send.signal(Signal::SIGTERM).success());
     assert_each_once(&env, 30);
     server.stop();
