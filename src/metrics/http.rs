@@ -230,27 +230,32 @@ impl Answering {
         true
     }
 
-    /// Reads what connection `index` sent; answers and closes it once its request is whole (or too long, or
-    /// the peer stopped sending).
+    /// Reads what connection `index` sent; answers and closes it on the read that makes its request whole (or
+    /// too long), and closes it unanswered when it ends or fails before that.
     fn read(&mut self, index: usize) {
         let open = &mut self.open[index];
         let mut chunk = [0; 2048];
-        let done = match open.stream.read(&mut chunk) {
-            Ok(0) => true,
+        let answer_it = match open.stream.read(&mut chunk) {
+            Ok(0) => false,
             Ok(n) => {
                 open.request.extend_from_slice(&chunk[..n]);
-                request_end(&open.request).is_some() || open.request.len() >= MAX_REQUEST_BYTES
+                if request_end(&open.request).is_none() && open.request.len() < MAX_REQUEST_BYTES {
+                    return;
+                }
+                true
             }
-            Err(e) => !matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return;
+            }
+            Err(_) => false,
         };
-        if !done {
-            return;
-        }
         let open = self.open.remove(index);
-        if request_end(&open.request).is_some() || open.request.len() >= MAX_REQUEST_BYTES {
+        if answer_it {
             let answer = answer(&open.request, &self.registry, &self.readiness);
             // A client that went away meanwhile, or reads too slowly, is no concern of the server's.
             let _ = write_answer(open.stream, &answer);
