@@ -42,7 +42,7 @@ pub use worker::Worker;
 use crate::{
     metrics::Metrics,
     protocol::{RejectCode, Reply},
-    store::RequestStore,
+    store::{RequestStore, pending},
     timestamp,
 };
 
@@ -255,7 +255,14 @@ pub fn run<S: RequestStore>(
                     );
                     return Err(e.into());
                 }
+                // After the replies, so that the pause delays the next group rather than these answers.
+                if store.unsettled() >= pending::SETTLE_AFTER {
+                    settle(store, &mut log);
+                }
             }
+        } else {
+            // Idle: a good moment to settle what waits, which every other reader would otherwise do first.
+            settle(store, &mut log);
         }
         log.roll_windows();
         let now_us = timestamp::now_micros();
@@ -290,7 +297,21 @@ pub fn run<S: RequestStore>(
         worker.note_refused_handshakes(handshakes.refused());
     }
     worker.close_windows(store, now_us, true, &mut log);
+    settle(store, &mut log);
     Ok(stats)
+}
+
+/// Settles the store's pending rows. A failure is logged and the rows wait for the next try: they are durable
+/// already, and whoever opens the store next settles them too.
+fn settle<S: RequestStore>(store: &mut S, log: &mut Log) {
+    if let Err(e) = store.settle() {
+        let message = format!("cannot move acknowledged requests into the audit tables yet: {e}");
+        log.event(
+            Event::StoreError,
+            Fields::message(&message),
+            format_args!("{message}"),
+        );
+    }
 }
 
 /// libzmq's counts of the connections it cut off (patches 0004 and 0006), in the whole process.

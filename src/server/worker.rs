@@ -528,7 +528,9 @@ mod tests {
         }
     }
 
-    fn sends(store: &Store) -> Vec<AuditRow> {
+    /// The `send` rows of the audit trail, pending rows settled first (as every reader of the store does).
+    fn sends(store: &mut Store) -> Vec<AuditRow> {
+        store.settle().unwrap();
         let rows = store.query_audit(&AuditFilter::default()).unwrap();
         rows.into_iter().filter(|r| r.action == "send").collect()
     }
@@ -544,7 +546,7 @@ mod tests {
             .pop()
             .unwrap();
 
-        let rows = sends(&store);
+        let rows = sends(&mut store);
         assert_eq!(rows.len(), 1);
         assert_eq!(outcome.audit_id, Some(rows[0].id));
         assert_eq!(
@@ -631,7 +633,7 @@ mod tests {
             let outcome = one(&mut store, &settings, arrival);
             assert_eq!(code(&outcome), Some(expected), "{:?}", outcome.reply);
             assert!(outcome.records.is_none());
-            let row = sends(&store).pop().unwrap();
+            let row = sends(&mut store).pop().unwrap();
             assert_eq!(outcome.audit_id, Some(row.id), "{expected}");
             assert_eq!(row.reason.as_deref(), Some(expected.as_str()));
             assert!(
@@ -673,7 +675,7 @@ mod tests {
         );
         assert_eq!(code(&outcome), Some(RejectCode::SchemaMismatch));
         assert!(
-            sends(&store)[0].schema.is_some(),
+            sends(&mut store)[0].schema.is_some(),
             "the refused writer schema is named"
         );
     }
@@ -701,7 +703,7 @@ mod tests {
 
         let changed = one(&mut store, &settings, signed(nonce, payload(&[json!(3)])));
         assert_eq!(code(&changed), Some(RejectCode::Replay));
-        let reasons: Vec<_> = sends(&store).into_iter().map(|r| r.reason).collect();
+        let reasons: Vec<_> = sends(&mut store).into_iter().map(|r| r.reason).collect();
         assert_eq!(
             reasons,
             [None, Some("duplicate".into()), Some("replay".into())]
@@ -728,7 +730,7 @@ mod tests {
         );
         assert!(outcomes[1].records.is_none());
         assert_eq!(code(&outcomes[2]), Some(RejectCode::Replay));
-        assert_eq!(sends(&store).len(), 3, "one row per request");
+        assert_eq!(sends(&mut store).len(), 3, "one row per request");
         assert_eq!(
             store
                 .query_audit(&AuditFilter {
@@ -832,7 +834,7 @@ mod tests {
                 Some(RejectCode::KeyMismatch)
             ]
         );
-        let rows = sends(&store);
+        let rows = sends(&mut store);
         assert_eq!(
             rows.len(),
             3,
@@ -865,7 +867,7 @@ mod tests {
         );
         assert_eq!(code(&outcome), None, "plaintext connections carry no key");
         assert_eq!(
-            sends(&store).pop().unwrap().transport.as_deref(),
+            sends(&mut store).pop().unwrap().transport.as_deref(),
             Some("plaintext")
         );
         assert!(store.verify_audit(None).unwrap().is_ok());
@@ -953,7 +955,10 @@ mod tests {
             captured.lines()
         );
         store.refuse_writes(false);
-        assert!(sends(&store).is_empty(), "nothing of the group was kept");
+        assert!(
+            sends(&mut store).is_empty(),
+            "nothing of the group was kept"
+        );
         assert!(store.find_nonce(KEY, nonce).unwrap().is_none());
 
         let outcome = one(&mut store, &settings, incoming);
@@ -963,7 +968,7 @@ mod tests {
             "the same request, sent again, is stored"
         );
         assert!(outcome.records.is_some());
-        assert_eq!(sends(&store).len(), 1);
+        assert_eq!(sends(&mut store).len(), 1);
         assert!(store.verify_audit(None).unwrap().is_ok());
     }
 
@@ -983,7 +988,10 @@ mod tests {
         );
         assert_refused_as_internal(&outcomes, nonce);
         other.execute_batch("ROLLBACK").unwrap();
-        assert!(sends(&store).is_empty(), "nothing of the group was kept");
+        assert!(
+            sends(&mut store).is_empty(),
+            "nothing of the group was kept"
+        );
         assert!(store.find_nonce(KEY, nonce).unwrap().is_none());
     }
 
@@ -1045,7 +1053,7 @@ mod tests {
         );
         assert!(outcomes.iter().all(|o| o.records.is_none()));
         assert_eq!(outcomes[0].reply.nonce.as_deref(), Some(nonce));
-        let rows = sends(&store);
+        let rows = sends(&mut store);
         let audited: Vec<_> = outcomes.iter().map(|o| o.audit_id).collect();
         assert_eq!(audited, rows.iter().map(|r| Some(r.id)).collect::<Vec<_>>());
         assert_eq!(rows[0].reason.as_deref(), Some("internal"));
@@ -1108,10 +1116,10 @@ mod tests {
             "a sample per peer, reason and key"
         );
         worker.handle(&mut store, &[forged("nonce-000000000002")], &mut log);
-        assert_eq!(sends(&store).len(), 2);
+        assert_eq!(sends(&mut store).len(), 2);
 
         worker.close_windows(&mut store, timestamp::now_micros(), true, &mut log);
-        let rows = sends(&store);
+        let rows = sends(&mut store);
         let counts: Vec<_> = rows
             .iter()
             .map(|r| (r.reason.clone().unwrap(), r.requests))
@@ -1155,7 +1163,7 @@ mod tests {
             captured.lines()
         );
         worker.close_windows(&mut store, timestamp::now_micros(), true, &mut log);
-        assert_eq!(sends(&store).len(), 4, "a window is summarised once");
+        assert_eq!(sends(&mut store).len(), 4, "a window is summarised once");
     }
 
     #[test]
@@ -1171,7 +1179,7 @@ mod tests {
         store.refuse_writes(false);
         worker.handle(&mut store, &[junk()], &mut log);
         worker.close_windows(&mut store, timestamp::now_micros(), true, &mut log);
-        let requests: i64 = sends(&store).iter().map(|r| r.requests).sum();
+        let requests: i64 = sends(&mut store).iter().map(|r| r.requests).sum();
         assert_eq!(
             requests, 2,
             "the two refused while the store could not write left no count"
@@ -1277,7 +1285,7 @@ mod tests {
         );
         assert_eq!(code(&stale), Some(RejectCode::ClockSkew));
 
-        let rows = sends(&store);
+        let rows = sends(&mut store);
         let reasons: Vec<Option<&str>> = rows.iter().map(|r| r.reason.as_deref()).collect();
         assert_eq!(
             reasons,
@@ -1400,7 +1408,7 @@ mod tests {
         );
         assert_eq!(code(&again[0]), None);
         assert!(
-            sends(&store)[0].schema.is_some(),
+            sends(&mut store)[0].schema.is_some(),
             "the row names its schema"
         );
         assert!(store.verify_audit(None).unwrap().is_ok());

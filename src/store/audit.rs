@@ -5,7 +5,7 @@ use rusqlite::{Connection, ToSql, params};
 use super::{
     Store, StoreError,
     chain::{self, ChainedFields},
-    sqlite_chain,
+    pending, sqlite_chain,
 };
 use crate::avro::SchemaFingerprint;
 
@@ -70,6 +70,8 @@ impl AuditEntry<'_> {
         schema_id: Option<i64>,
         payload: Option<&str>,
     ) -> Result<i64, StoreError> {
+        // Rows acknowledged as pending go first: they have the lower ids.
+        pending::settle(conn)?;
         let link = sqlite_chain::next_link(conn)?;
         self.insert_at(conn, &link, schema_id, payload)?;
         Ok(link.id)
@@ -120,6 +122,51 @@ impl AuditEntry<'_> {
         }
         // AUTOINCREMENT's rule gives the next row one past this one: its id is now both the highest present and
         // the highest issued.
+        Ok(sqlite_chain::Link {
+            id: link.id + 1,
+            prev_hash: hash,
+        })
+    }
+
+    /// Inserts the row, with its payload, as the pending row `link.id` ([`pending`]): numbered and hashed onto
+    /// `link.prev_hash` exactly as [`AuditEntry::insert_at`] would, so settling it only moves it. Returns the
+    /// link of the row after it.
+    pub(super) fn insert_pending_at(
+        &self,
+        conn: &Connection,
+        link: &sqlite_chain::Link,
+        schema_id: Option<i64>,
+        payload: &str,
+    ) -> Result<sqlite_chain::Link, StoreError> {
+        debug_assert_eq!(schema_id.is_some(), self.schema.is_some());
+        let payload_sha256 = chain::payload_sha256(payload);
+        let fields = self.chained(link.id, Some(&payload_sha256));
+        let hash = fields.hash(&link.prev_hash);
+        conn.prepare_cached(
+            "INSERT INTO pending (audit_id, time_us, action, status, reason, detail, key_id, peer, records, size,
+                                  payload_sha256, schema_id, prev_hash, hash, requests, transport, server, json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        )?
+        .execute(params![
+            fields.id,
+            fields.time_us,
+            fields.action,
+            fields.status,
+            fields.reason,
+            fields.detail,
+            fields.key_id,
+            fields.peer,
+            fields.records,
+            fields.size,
+            fields.payload_sha256,
+            schema_id,
+            link.prev_hash,
+            hash,
+            fields.requests,
+            fields.transport,
+            fields.server,
+            payload,
+        ])?;
         Ok(sqlite_chain::Link {
             id: link.id + 1,
             prev_hash: hash,

@@ -81,12 +81,15 @@ impl dyn AuditStore + '_ {
     }
 }
 
+/// Every read settles the pending rows first (`pending`): a long-running reader such as `audit query --follow`
+/// sees each acknowledged request without waiting for a server to settle it.
 impl AuditStore for Store {
     fn for_each_audit(
         &mut self,
         filter: &AuditFilter,
         each: &mut dyn FnMut(AuditRow) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
+        self.settle()?;
         match Store::for_each_audit(self, filter, |row| match each(row) {
             ControlFlow::Continue(()) => Ok(()),
             ControlFlow::Break(()) => Err(Walk::Stopped),
@@ -97,6 +100,7 @@ impl AuditStore for Store {
     }
 
     fn audit_head(&mut self) -> Result<Option<(i64, String)>, StoreError> {
+        self.settle()?;
         Store::audit_head(self)
     }
 
@@ -104,6 +108,7 @@ impl AuditStore for Store {
         &mut self,
         against: Option<(i64, &str)>,
     ) -> Result<Result<Verified, ChainBreak>, StoreError> {
+        self.settle()?;
         Store::verify_audit(self, against)
     }
 
@@ -112,6 +117,7 @@ impl AuditStore for Store {
         since_us: Option<i64>,
         until_us: Option<i64>,
     ) -> Result<Vec<AuditCount>, StoreError> {
+        self.settle()?;
         Store::count_audit(self, since_us, until_us)
     }
 

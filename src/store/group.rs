@@ -41,6 +41,18 @@ pub trait RequestStore {
 
     /// The store's size on disk in bytes: the SQLite file and its write-ahead log, or the PostgreSQL database.
     fn size_on_disk(&mut self) -> Result<u64, StoreError>;
+
+    /// How many acknowledged requests this server committed as pending rows (SQLite's `pending`) and has not
+    /// settled into the audit tables since; always 0 where the store has no such rows (PostgreSQL).
+    fn unsettled(&self) -> usize {
+        0
+    }
+
+    /// Moves every pending row, whichever server wrote it, into the audit tables in one transaction, and returns
+    /// how many there were.
+    fn settle(&mut self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
 }
 
 /// The operations of one group; dropping it without [`RequestGroup::commit`] keeps nothing of it.

@@ -12,6 +12,7 @@ mod group;
 mod key_store;
 mod keys;
 pub mod location;
+pub mod pending;
 pub mod postgres;
 mod prune;
 mod requests;
@@ -79,11 +80,12 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/0010_audit_server.sql")),
         M::up(include_str!("migrations/0011_nonce_window.sql")),
         M::up(include_str!("migrations/0012_request_ids.sql")),
+        M::up(include_str!("migrations/0013_pending.sql")),
     ])
 });
 
 /// The schema version this build migrates stores to.
-const SCHEMA_VERSION: usize = 12;
+const SCHEMA_VERSION: usize = 13;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -362,6 +364,8 @@ pub struct Store {
     /// The master key of a sealed store, once given ([`Store::use_master_key`]); `None` reads and writes
     /// secrets in clear text, as an unsealed store keeps them.
     master: Option<crate::sealed::MasterKey>,
+    /// Pending rows ([`pending`]) this connection committed and has not settled since.
+    unsettled: usize,
 }
 
 /// A file's path and the (device, inode) it named when the store was opened.
@@ -541,13 +545,33 @@ impl Store {
             }),
             _ => None,
         };
-        Ok(Store {
+        let mut store = Store {
             conn,
             schema_ids: HashMap::new(),
             file,
             data_version: 0,
             master: None,
-        })
+            unsettled: 0,
+        };
+        // Rows a server left pending when it was stopped or killed go where every reader looks before anything
+        // else reads the store.
+        store.settle()?;
+        Ok(store)
+    }
+
+    /// Moves every pending row ([`pending`]) into the audit tables in one durable transaction; returns how many.
+    pub fn settle(&mut self) -> Result<usize, StoreError> {
+        // Read without the write lock first: a command opening the store while a server writes should not wait
+        // for the lock only to find nothing to do.
+        if !pending::any(&self.conn)? {
+            self.unsettled = 0;
+            return Ok(0);
+        }
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let moved = pending::settle(&tx)?;
+        tx.commit()?;
+        self.unsettled = 0;
+        Ok(moved)
     }
 
     /// The file this store opened (`None` in memory), for another connection to the same store.

@@ -36,6 +36,8 @@ impl Store {
         dry_run: bool,
     ) -> Result<Pruned, StoreError> {
         let tx = self.conn.transaction()?;
+        // Pending rows are the newest and never pruned, but they name schemas the cleanup below must keep.
+        super::pending::settle(&tx)?;
         // The prefix ends just before the first row (by id) written at or after the cut, so no row that new is
         // ever removed, even if the clock once went backwards and ids and times disagree.
         let last: Option<(i64, i64, String)> = tx

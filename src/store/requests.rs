@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{
     AuditEntry, Committed, Nonce, RequestGroup, RequestStore, SeenId, SeenNonce, Store, StoreError,
-    StoredKey, schemas::remember_schema, sqlite_chain,
+    StoredKey, pending, schemas::remember_schema, sqlite_chain,
 };
 
 impl RequestStore for Store {
@@ -27,6 +27,9 @@ impl RequestStore for Store {
             next_link: None,
             schema_ids: &mut self.schema_ids,
             new_schema_ids: Vec::new(),
+            unsettled: &mut self.unsettled,
+            pending_rows: 0,
+            settled_all: false,
         };
         // Read under the write lock, so nobody can commit between this check and the group's own writes.
         let version: i64 = batch
@@ -66,6 +69,14 @@ impl RequestStore for Store {
 
     fn size_on_disk(&mut self) -> Result<u64, StoreError> {
         self.file_sizes()
+    }
+
+    fn unsettled(&self) -> usize {
+        self.unsettled
+    }
+
+    fn settle(&mut self) -> Result<usize, StoreError> {
+        Store::settle(self)
     }
 }
 
@@ -121,6 +132,8 @@ impl Store {
         let mut group = self.begin_group()?;
         let committed = group.append_accepted(entry, nonce, payload_json)?;
         group.commit()?;
+        // Where the readers these tests call look for it.
+        self.settle()?;
         Ok(committed)
     }
 }
@@ -142,6 +155,12 @@ pub struct Batch<'s> {
     schema_ids: &'s mut HashMap<String, i64>,
     /// Schemas this batch resolved that are not committed yet: added to `schema_ids` only if it commits.
     new_schema_ids: Vec<(String, i64)>,
+    /// The store's count of pending rows this connection committed and has not settled since.
+    unsettled: &'s mut usize,
+    /// Pending rows this group wrote since it last settled (or began).
+    pending_rows: usize,
+    /// True once this group settled every pending row, other servers' included.
+    settled_all: bool,
 }
 
 impl RequestGroup for Batch<'_> {
@@ -222,7 +241,15 @@ impl RequestGroup for Batch<'_> {
                 return Ok(Committed::Replay);
             }
         }
-        self.next_link = Some(entry.insert_at(self.conn, &link, schema_id, Some(payload_json))?);
+        let after = if payload_json.len() <= pending::MAX_PAYLOAD {
+            let after = entry.insert_pending_at(self.conn, &link, schema_id, payload_json)?;
+            self.pending_rows += 1;
+            after
+        } else {
+            self.settle_before_direct_row()?;
+            entry.insert_at(self.conn, &link, schema_id, Some(payload_json))?
+        };
+        self.next_link = Some(after);
         Ok(Committed::Stored(link.id))
     }
 
@@ -230,6 +257,7 @@ impl RequestGroup for Batch<'_> {
         self.still_open()?;
         let schema_id = self.schema_id(entry)?;
         let link = self.take_link()?;
+        self.settle_before_direct_row()?;
         self.next_link = Some(entry.insert_at(self.conn, &link, schema_id, None)?);
         Ok(link.id)
     }
@@ -242,6 +270,11 @@ impl RequestGroup for Batch<'_> {
         // notices through PRAGMA data_version.
         let new = std::mem::take(&mut self.new_schema_ids);
         self.schema_ids.extend(new);
+        if self.settled_all {
+            *self.unsettled = self.pending_rows;
+        } else {
+            *self.unsettled += self.pending_rows;
+        }
         Ok(())
     }
 }
@@ -280,6 +313,18 @@ impl Batch<'_> {
         }
     }
 
+    /// Settles the pending rows before a row goes into `audit` directly, so that `audit` has no gap below it: all
+    /// of them the first time in the group (the group holds the write lock, so no one else adds any until it
+    /// commits), then only when the group itself has added some since.
+    fn settle_before_direct_row(&mut self) -> Result<(), StoreError> {
+        if !self.settled_all || self.pending_rows > 0 {
+            pending::settle(self.conn)?;
+            self.settled_all = true;
+            self.pending_rows = 0;
+        }
+        Ok(())
+    }
+
     /// The `schemas` row of the entry's schema, added if new; a schema seen before costs no statement.
     fn schema_id(&mut self, entry: &AuditEntry) -> Result<Option<i64>, StoreError> {
         let Some(schema) = entry.schema else {
@@ -306,8 +351,9 @@ fn find_nonce(
     nonce: &str,
 ) -> Result<Option<SeenNonce>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT n.audit_id, n.signature, a.records FROM nonces n JOIN audit a ON a.id = n.audit_id
-         WHERE n.key_id = ?1 AND n.nonce = ?2",
+        "SELECT n.audit_id, n.signature, coalesce(a.records, p.records) FROM nonces n
+         LEFT JOIN audit a ON a.id = n.audit_id LEFT JOIN pending p ON p.audit_id = n.audit_id
+         WHERE n.key_id = ?1 AND n.nonce = ?2 AND (a.id IS NOT NULL OR p.audit_id IS NOT NULL)",
     )?;
     Ok(stmt
         .query_row([key_id, nonce], |row| {
@@ -327,8 +373,9 @@ fn find_request_id(
     id: &str,
 ) -> Result<Option<SeenId>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT r.audit_id, r.payload_digest, a.records FROM request_ids r JOIN audit a ON a.id = r.audit_id
-         WHERE r.key_id = ?1 AND r.id = ?2",
+        "SELECT r.audit_id, r.payload_digest, coalesce(a.records, p.records) FROM request_ids r
+         LEFT JOIN audit a ON a.id = r.audit_id LEFT JOIN pending p ON p.audit_id = r.audit_id
+         WHERE r.key_id = ?1 AND r.id = ?2 AND (a.id IS NOT NULL OR p.audit_id IS NOT NULL)",
     )?;
     Ok(stmt
         .query_row([key_id, id], |row| {
@@ -438,6 +485,7 @@ mod tests {
             Committed::Stored(_)
         ));
         batch.commit().unwrap();
+        store.settle().unwrap();
 
         let payloads: Vec<_> = store
             .query_audit(&AuditFilter {
@@ -523,6 +571,7 @@ mod tests {
             }
             batch.commit().unwrap();
         }
+        store.settle().unwrap();
         let first = ids[0];
         assert_eq!(
             ids,

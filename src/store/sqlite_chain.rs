@@ -32,12 +32,15 @@ pub struct Link {
 
 /// The [`Link`] for the next row; the caller holds the write transaction until that row is inserted.
 pub fn next_link(conn: &Connection) -> rusqlite::Result<Link> {
-    // AUTOINCREMENT's rule: one past the larger of the highest id ever issued and the highest id present.
+    // AUTOINCREMENT's rule: one past the larger of the highest id ever issued and the highest id present, pending
+    // rows counted as present (they are the newest rows when there are any: see `pending`).
     let (id, newest_hash): (i64, Option<String>) = conn
         .prepare_cached(
             "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0),
-                        coalesce((SELECT max(id) FROM audit), 0)) + 1,
-                    (SELECT hash FROM audit ORDER BY id DESC LIMIT 1)",
+                        coalesce((SELECT max(id) FROM audit), 0),
+                        coalesce((SELECT max(audit_id) FROM pending), 0)) + 1,
+                    coalesce((SELECT hash FROM pending ORDER BY audit_id DESC LIMIT 1),
+                             (SELECT hash FROM audit ORDER BY id DESC LIMIT 1))",
         )?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     let prev_hash = match newest_hash {

@@ -94,3 +94,113 @@ fn sigkill_mid_stream_then_restart_keeps_every_acknowledged_record_exactly_once(
     }
     env.zavro().args(["audit", "verify"]).assert().success();
 }
+
+/// Rows of `table` in the store, read straight from the file: opening it with zavro would settle pending rows.
+fn raw_count(env: &TestEnv, table: &str) -> i64 {
+    let conn = rusqlite::Connection::open_with_flags(
+        &env.db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .expect("open the store read-only");
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+        row.get(0)
+    })
+    .expect("count rows")
+}
+
+#[test]
+fn sigkill_between_acknowledging_requests_and_settling_them_loses_none_and_stores_none_twice() {
+    const SENDERS: usize = 2;
+    const RECORDS: usize = 300;
+    // Each kill is checked to have found rows pending; one that did not (the server had just settled) is tried
+    // again, a few times at most.
+    const KILLS: usize = 5;
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let endpoint = format!("ipc://{}", env.path("zavro.sock").display());
+    let mut server = Server::start(&env, &endpoint, &[]);
+
+    // One record per request: every request is small, so each is acknowledged as a pending row.
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|sender| {
+            let input: String = (0..RECORDS)
+                .map(|i| format!("{{\"sender\":{sender},\"i\":{i}}}\n"))
+                .collect();
+            let mut child = zavro_process()
+                .args([
+                    "send",
+                    &endpoint,
+                    "--plaintext",
+                    "--batch",
+                    "1",
+                    "--timeout",
+                    "1",
+                    "--retries",
+                    "20",
+                ])
+                .env("ZAVRO_KEY", &key)
+                .env("ZAVRO_SECRET", &secret)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn zavro send");
+            let mut stdin = child.stdin.take().unwrap();
+            thread::spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(input.as_bytes());
+            });
+            child
+        })
+        .collect();
+
+    let mut pending_at_kill = 0;
+    for _ in 0..KILLS {
+        wait_until("requests acknowledged as pending rows", || {
+            raw_count(&env, "pending") > 0
+        });
+        kill(server.pid(), Signal::SIGKILL).expect("SIGKILL the server");
+        drop(server);
+        pending_at_kill = raw_count(&env, "pending");
+        eprintln!("the kill left {pending_at_kill} acknowledged requests pending");
+        // The next server settles them as it opens the store, before it takes a request.
+        server = Server::start(&env, &endpoint, &[]);
+        if pending_at_kill > 0 {
+            break;
+        }
+    }
+    assert!(
+        pending_at_kill > 0,
+        "no kill in {KILLS} found acknowledged requests waiting to be settled"
+    );
+
+    for mut child in senders {
+        let status = child.wait().expect("wait for zavro send");
+        assert!(status.success(), "a sender failed across the restart");
+    }
+    assert!(server.stop().success());
+    assert_eq!(raw_count(&env, "pending"), 0, "a clean stop settles");
+
+    let mut stored: HashMap<(u64, u64), usize> = HashMap::new();
+    for row in env.audit_sends() {
+        for record in row["payload"].as_array().into_iter().flatten() {
+            let id = (
+                record["sender"].as_u64().unwrap(),
+                record["i"].as_u64().unwrap(),
+            );
+            *stored.entry(id).or_default() += 1;
+        }
+    }
+    for sender in 0..SENDERS as u64 {
+        for i in 0..RECORDS as u64 {
+            assert_eq!(
+                stored.get(&(sender, i)),
+                Some(&1),
+                "record {i} of sender {sender} is not stored exactly once"
+            );
+        }
+    }
+    env.zavro().args(["audit", "verify"]).assert().success();
+}

@@ -213,8 +213,10 @@ pub struct SourceRequestId {
     pub payload_digest: String,
 }
 
-/// Every request id: each lives as long as its audit row, and every row is copied.
-pub const REQUEST_IDS: &str = "SELECT key_id, id, audit_id, payload_digest FROM request_ids";
+/// Every request id: each lives as long as its audit row, and every row is copied. Those of requests still
+/// pending (acknowledged by a server after the store was opened for the copy) stay behind with their requests.
+pub const REQUEST_IDS: &str = "SELECT key_id, id, audit_id, payload_digest FROM request_ids r
+     WHERE NOT EXISTS (SELECT 1 FROM pending p WHERE p.audit_id = r.audit_id)";
 
 /// Reads a row of [`REQUEST_IDS`].
 pub fn request_id(row: &SqlRow) -> rusqlite::Result<SourceRequestId> {
@@ -226,9 +228,10 @@ pub fn request_id(row: &SqlRow) -> rusqlite::Result<SourceRequestId> {
     })
 }
 
-/// Every nonce whose request's timestamp is `since` (Unix seconds) or later.
-pub const NONCES: &str =
-    "SELECT key_id, nonce, timestamp, audit_id, signature FROM nonces WHERE timestamp >= ?1";
+/// Every nonce whose request's timestamp is `since` (Unix seconds) or later, but those of requests still pending,
+/// which stay behind with their requests.
+pub const NONCES: &str = "SELECT key_id, nonce, timestamp, audit_id, signature FROM nonces n
+     WHERE timestamp >= ?1 AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.audit_id = n.audit_id)";
 
 /// Reads a row of [`NONCES`].
 pub fn nonce(row: &SqlRow) -> rusqlite::Result<SourceNonce> {

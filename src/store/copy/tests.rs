@@ -427,6 +427,8 @@ fn a_trail_longer_than_a_batch_goes_over_whole() {
         }
         group.commit().unwrap();
     }
+    // What `store copy` finds when it opens the store.
+    sqlite.settle().unwrap();
     let copied = copy_into_postgres(&sqlite, &mut pg, &master(1), &options()).unwrap();
     assert_eq!(
         (copied.rows, copied.payloads, copied.nonces),
