@@ -6,7 +6,9 @@
 //!   `redis-benchmark -c 8 -P 1000` (8 connections of 1,000 pipelined `XADD s * f <record>`: 8,000 in flight);
 //! - lockstep: `zavro bench --batch 1 --window 1` against `redis-benchmark -c 1 -P 1`: one record, one ack;
 //! - CPU per record of each side's server and client, from /proc and `getrusage`;
-//! - for scale, a bare 200-byte append and `fdatasync` on the same file system.
+//! - for scale, a bare 200-byte append and `fdatasync` on the same file system, and a bare ZeroMQ round trip
+//!   (DEALER to an echoing ROUTER over CURVE, each in a context of its own, as client and server are): the two
+//!   floors under any lockstep acknowledgement zavro can give, whatever it does in between.
 //!
 //! `cargo bench --bench redis` runs it; `-- --runs N` sets the rounds (default 3), `--records N` the records per
 //! end-to-end run (default 200,000), `--requests N` the lockstep requests (default 2,000). Redis comes from
@@ -118,6 +120,7 @@ fn main() {
     let mut zavro_lockstep = Vec::new();
     let mut redis_lockstep = Vec::new();
     let mut bare = Vec::new();
+    let mut round_trips = Vec::new();
     for round in 0..settings.rounds {
         // Each round starts with the other side, so that neither always follows the other's disk traffic.
         for side in [round % 2, (round + 1) % 2] {
@@ -146,6 +149,7 @@ fn main() {
             }
         }
         bare.push(bare_append_p50(&dir.path().join("bare.log")));
+        round_trips.push(bare_zeromq_round_trip_p50());
     }
     println!("load average at the end: {}\n", load_average());
 
@@ -174,6 +178,10 @@ fn main() {
     println!(
         "| bare 200-byte append + fdatasync | — | {:.1} µs | — | — |",
         middle(bare)
+    );
+    println!(
+        "| bare ZeroMQ round trip over CURVE ({ROUND_TRIP_BYTES} bytes) | — | {:.1} µs | — | — |",
+        middle(round_trips)
     );
     println!(
         "\nzavro / Redis: end to end {:.2}× (target ≥ 1.5×), lockstep p50 {:.2}× (target ≤ 1.0×)",
@@ -438,6 +446,56 @@ fn bare_append_p50(path: &Path) -> f64 {
         file.sync_data().unwrap();
         samples.push(started.elapsed());
     }
+    micros(Percentiles::of(&mut samples).unwrap().p50)
+}
+
+/// Size of the bare ZeroMQ round trip's message: about what a one-record request of zavro's is.
+const ROUND_TRIP_BYTES: usize = 400;
+
+/// Round trips measured for the bare ZeroMQ baseline, after as many to warm up.
+const ROUND_TRIPS: usize = 2_000;
+
+/// p50 in µs of a bare ZeroMQ round trip on loopback TCP: a DEALER sends [`ROUND_TRIP_BYTES`] to a ROUTER that
+/// sends them straight back, over CURVE (no ZAP handler), each socket in a context (and I/O thread) of its own
+/// as zavro's client and server are. No signing, no store: what the transport alone costs one request.
+fn bare_zeromq_round_trip_p50() -> f64 {
+    let server_keys = zmq::CurveKeyPair::new().expect("libzmq has CURVE");
+    let client_keys = zmq::CurveKeyPair::new().expect("libzmq has CURVE");
+    let server_context = zmq::Context::new();
+    let router = server_context.socket(zmq::ROUTER).unwrap();
+    router.set_curve_server(true).unwrap();
+    router.set_curve_secretkey(&server_keys.secret_key).unwrap();
+    router.bind("tcp://127.0.0.1:*").unwrap();
+    let endpoint = router.get_last_endpoint().unwrap().unwrap();
+    let echo = thread::spawn(move || {
+        loop {
+            let frames = router.recv_multipart(0).unwrap();
+            let stop = frames.last().is_some_and(|f| f.is_empty());
+            router.send_multipart(frames, 0).unwrap();
+            if stop {
+                return;
+            }
+        }
+    });
+    let client_context = zmq::Context::new();
+    let dealer = client_context.socket(zmq::DEALER).unwrap();
+    dealer.set_curve_serverkey(&server_keys.public_key).unwrap();
+    dealer.set_curve_publickey(&client_keys.public_key).unwrap();
+    dealer.set_curve_secretkey(&client_keys.secret_key).unwrap();
+    dealer.connect(&endpoint).unwrap();
+    let message = vec![b'x'; ROUND_TRIP_BYTES];
+    let mut samples = Vec::with_capacity(ROUND_TRIPS);
+    for i in 0..ROUND_TRIPS * 2 {
+        let started = Instant::now();
+        dealer.send(&message, 0).unwrap();
+        dealer.recv_bytes(0).unwrap();
+        if i >= ROUND_TRIPS {
+            samples.push(started.elapsed());
+        }
+    }
+    dealer.send(Vec::<u8>::new(), 0).unwrap();
+    dealer.recv_bytes(0).unwrap();
+    echo.join().unwrap();
     micros(Percentiles::of(&mut samples).unwrap().p50)
 }
 
