@@ -174,6 +174,7 @@ pub fn run<S: RequestStore>(
         watch.refresh_size(store, &mut log);
     }
     let mut last_prune = Instant::now();
+    let mut settler = Settler::default();
     // From the counts before the bind, not the counts now: a peer can be cut off while the loop is still
     // starting (pruning above can take a while), and reading the counts here would leave that one out.
     let mut cutoffs_seen = settings.cutoffs_before_bind;
@@ -257,12 +258,12 @@ pub fn run<S: RequestStore>(
                 }
                 // After the replies, so that the pause delays the next group rather than these answers.
                 if store.unsettled() >= pending::SETTLE_AFTER {
-                    settle(store, &mut log);
+                    settler.settle(store, &mut log);
                 }
             }
         } else {
             // Idle: a good moment to settle what waits, which every other reader would otherwise do first.
-            settle(store, &mut log);
+            settler.settle(store, &mut log);
         }
         log.roll_windows();
         let now_us = timestamp::now_micros();
@@ -297,20 +298,42 @@ pub fn run<S: RequestStore>(
         worker.note_refused_handshakes(handshakes.refused());
     }
     worker.close_windows(store, now_us, true, &mut log);
-    settle(store, &mut log);
+    settler.settle(store, &mut log);
     Ok(stats)
 }
 
-/// Settles the store's pending rows. A failure is logged and the rows wait for the next try: they are durable
-/// already, and whoever opens the store next settles them too.
-fn settle<S: RequestStore>(store: &mut S, log: &mut Log) {
-    if let Err(e) = store.settle() {
-        let message = format!("cannot move acknowledged requests into the audit tables yet: {e}");
-        log.event(
-            Event::StoreError,
-            Fields::message(&message),
-            format_args!("{message}"),
-        );
+/// Settles the store's pending rows ([`pending`]) for the loop. A failure leaves the rows where they are, durable
+/// already, for the next try (or whoever opens the store next); it is logged once, and so is the recovery, not
+/// at every idle turn in between.
+#[derive(Default)]
+struct Settler {
+    failing: bool,
+}
+
+impl Settler {
+    fn settle<S: RequestStore>(&mut self, store: &mut S, log: &mut Log) {
+        match store.settle() {
+            Err(e) if !self.failing => {
+                self.failing = true;
+                let message =
+                    format!("cannot move acknowledged requests into the audit tables yet: {e}");
+                log.event(
+                    Event::StoreError,
+                    Fields::message(&message),
+                    format_args!("{message}"),
+                );
+            }
+            Ok(_) if self.failing => {
+                self.failing = false;
+                let message = "acknowledged requests move into the audit tables again";
+                log.event(
+                    Event::StoreRecovered,
+                    Fields::message(message),
+                    format_args!("{message}"),
+                );
+            }
+            _ => {}
+        }
     }
 }
 
@@ -644,5 +667,60 @@ mod tests {
             assert!(text.contains(&line), "no {line:?} in {text}");
         }
         assert!(!text.contains("zavro_store_bytes 0\n"), "{text}");
+    }
+
+    #[test]
+    fn a_settlement_that_fails_is_logged_once_tried_again_and_its_recovery_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, settings) = store_with_key(dir.path());
+        let (mut log, captured) = captured_log();
+        let outcome = Worker::new(&settings).handle(
+            &mut store,
+            &[signed("nonce-000000000001", payload(&[json!(1)]))],
+            &mut log,
+        );
+        assert!(matches!(outcome[0].reply.reply, Reply::Accepted { .. }));
+        assert_eq!(
+            store.unsettled(),
+            1,
+            "a small request is acknowledged as pending"
+        );
+
+        let mut settler = Settler::default();
+        store.refuse_writes(true);
+        settler.settle(&mut store, &mut log);
+        settler.settle(&mut store, &mut log);
+        let failures = |lines: &[String]| {
+            lines
+                .iter()
+                .filter(|l| l.contains("cannot move acknowledged requests"))
+                .count()
+        };
+        assert_eq!(
+            failures(&captured.lines()),
+            1,
+            "logged once, not at every try"
+        );
+        assert_eq!(store.unsettled(), 1, "still pending, for the next try");
+
+        store.refuse_writes(false);
+        settler.settle(&mut store, &mut log);
+        let lines = captured.lines();
+        assert!(
+            lines
+                .last()
+                .unwrap()
+                .contains("move into the audit tables again"),
+            "{lines:?}"
+        );
+        assert_eq!(store.unsettled(), 0);
+        assert_eq!(
+            store
+                .query_audit(&crate::store::AuditFilter::default())
+                .unwrap()
+                .len(),
+            2,
+            "the key's row and the request's"
+        );
     }
 }
