@@ -448,3 +448,183 @@ fn a_full_spool_stops_the_input_says_so_and_exits_10_with_everything_read_spoole
     server.stop();
     assert_stored_once(&env, spooled);
 }
+
+/// A reader schema of readings `{"n": long}`, as the server runs with it.
+const READING: &str = r#"{"type":"record","name":"Reading","fields":[{"name":"n","type":"long"}]}"#;
+
+/// The schema an older producer wrote its readings with: `n` as a string, which does not resolve against
+/// [`READING`] (`schema_mismatch`).
+const OLD_READING: &str =
+    r#"{"type":"record","name":"Reading","fields":[{"name":"n","type":"string"}]}"#;
+
+#[test]
+fn a_request_refused_for_good_is_kept_aside_the_rest_delivered_and_it_is_never_sent_again() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let (reading, old) = (env.path("reading.avsc"), env.path("old.avsc"));
+    std::fs::write(&reading, READING).unwrap();
+    std::fs::write(&old, OLD_READING).unwrap();
+    let (reading, old) = (reading.to_str().unwrap(), old.to_str().unwrap());
+    let send = |extra: &[&str], input: &str| {
+        let extra = [&["--batch", "1"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
+    };
+    // Spooled while the server is down: one request of the old producer first, then two of the current one.
+    send(
+        &[&ONE_QUICK_TRY[..], &["--schema", old]].concat(),
+        "{\"n\":\"one\"}\n",
+    )
+    .success();
+    send(
+        &[&ONE_QUICK_TRY[..], &["--schema", reading]].concat(),
+        &records(2..=3),
+    )
+    .success();
+    let (spooled, _) = spool_state(&spool_dir(&env));
+    assert_eq!(spooled.len(), 3);
+
+    let server = Server::start(&env, &socket, &["--schema", reading]);
+    let flushed = send(&["--flush"], "").code(12);
+    let said = stderr_of(&flushed);
+    let kept_path = zavro::spool::refused::path(&spool_dir(&env), 0);
+    let line = said
+        .lines()
+        .find(|l| l.contains("refused for good: schema_mismatch"))
+        .unwrap_or_else(|| panic!("one line for the refused request: {said}"));
+    assert!(
+        line.starts_with("zavro: spooled request 0 (1 record) refused for good: schema_mismatch: ")
+            && line.contains(&kept_path.display().to_string()),
+        "{line}"
+    );
+    assert!(said.contains("accepted 2 records"), "{said}");
+    assert!(said.contains("--requeue-refused"), "{said}");
+    assert_eq!(output_numbers(&env), [2, 3], "the requests behind it");
+    let (_, acked) = spool_state(&spool_dir(&env));
+    assert_eq!(acked, 3, "the refused request no longer blocks the spool");
+    assert_eq!(segments(&spool_dir(&env)), 0);
+
+    // The kept copy: the request exactly as spooled (its id with it), the reply, the time.
+    let kept = zavro::spool::refused::read(&spool_dir(&env), 0)
+        .unwrap()
+        .expect("the refused request is kept");
+    assert_eq!(kept.request().unwrap(), spooled[0].request, "as spooled");
+    assert_eq!(
+        (kept.code, kept.records, kept.key.as_str()),
+        (zavro::protocol::RejectCode::SchemaMismatch, 1, key.as_str())
+    );
+    assert_eq!(kept.request_id, spooled[0].request.envelope.id);
+    assert!(zavro::timestamp::parse_rfc3339(&kept.refused_at).is_ok());
+    let audited: Vec<Value> = env
+        .audit_sends()
+        .into_iter()
+        .filter(|row| row["status"] == "rejected")
+        .collect();
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0]["reason"], "schema_mismatch");
+    assert_eq!(audited[0]["message"], kept.message.as_str());
+
+    // The next run does not send it again: only its own input goes, and it exits 0.
+    send(&["--schema", reading], &records(4..=4)).success();
+    assert_eq!(output_numbers(&env), [2, 3, 4]);
+    let rejected = env
+        .audit_sends()
+        .iter()
+        .filter(|row| row["status"] == "rejected")
+        .count();
+    assert_eq!(rejected, 1, "the kept request was not sent again");
+    server.stop();
+
+    // Once the cause is fixed (a server that takes the old schema too), it goes back in line with its id.
+    let server = Server::start(&env, &socket, &[]);
+    let requeued = send(&["--requeue-refused", "--flush"], "").success();
+    server.stop();
+    let said = stderr_of(&requeued);
+    assert!(said.contains("put 1 kept request back in line"), "{said}");
+    assert!(
+        zavro::spool::refused::read_all(&spool_dir(&env))
+            .unwrap()
+            .is_empty()
+    );
+    let last = env.output_lines().last().cloned().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&last).unwrap(),
+        serde_json::json!({"n": "one"})
+    );
+    let stored_under: Vec<Value> = env
+        .audit_sends()
+        .into_iter()
+        .filter(|row| {
+            row["status"] == "accepted" && row["request_id"] == kept.request_id.as_deref().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        stored_under.len(),
+        1,
+        "stored once, under the id it was spooled with"
+    );
+    env.zavro().args(["audit", "verify"]).assert().success();
+}
+
+#[test]
+fn a_refusal_of_the_key_moves_nothing_aside_and_the_spool_is_delivered_once_the_cause_is_fixed() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let send = |extra: &[&str], input: &str| {
+        let extra = [&["--batch", "1"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
+    };
+    let nothing_moved = |waiting: usize| {
+        assert!(
+            !zavro::spool::refused::dir(&spool_dir(&env)).exists(),
+            "nothing kept aside"
+        );
+        let (entries, acked) = spool_state(&spool_dir(&env));
+        let still: Vec<u64> = entries
+            .iter()
+            .map(|e| e.seq)
+            .filter(|s| *s >= acked)
+            .collect();
+        assert_eq!(still.len(), waiting, "{still:?}");
+    };
+    send(&ONE_QUICK_TRY, &records(1..=3)).success();
+
+    // The wrong deployment answers (a server whose store does not know the key): every request would be
+    // refused alike, so nothing is moved aside and `send` stops, the spool waiting in order; again next time.
+    let elsewhere = TestEnv::new();
+    elsewhere.add_key();
+    let wrong = Server::start(&elsewhere, &socket, &[]);
+    for _ in 0..2 {
+        let refused = send(&["--flush"], "").code(4);
+        assert!(
+            stderr_of(&refused).contains("unknown_key"),
+            "{}",
+            stderr_of(&refused)
+        );
+        nothing_moved(3);
+    }
+    wrong.stop();
+    // Fixed: the right server delivers all of it, in order.
+    let right = Server::start(&env, &socket, &[]);
+    send(&["--flush"], "").success();
+    right.stop();
+    assert_stored_once(&env, 3);
+    assert_eq!(output_numbers(&env), [1, 2, 3]);
+
+    // A revoked key: the same, every request stays in line.
+    send(&ONE_QUICK_TRY, &records(4..=5)).success();
+    env.zavro()
+        .args(["keys", "revoke", &key])
+        .assert()
+        .success();
+    let right = Server::start(&env, &socket, &[]);
+    let revoked = send(&["--flush"], "").code(4);
+    right.stop();
+    assert!(
+        stderr_of(&revoked).contains("revoked_key"),
+        "{}",
+        stderr_of(&revoked)
+    );
+    nothing_moved(2);
+}
