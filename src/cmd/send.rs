@@ -782,9 +782,16 @@ impl Sender<'_> {
             if let Some(spooling) = self.spooling.as_mut()
                 && spooling.spool.kept_already(&entry)?
             {
-                // Kept aside in a run that stopped before the pointer moved over it: not sent again.
+                // Kept aside by a run that stopped before the pointer moved over it: not sent again, and said
+                // again, since that run may not have got to say it.
                 spooling.spool.ack(entry.seq);
                 spooling.commit_acks()?;
+                spooling.refused += 1;
+                eprintln!(
+                    "zavro: spooled request {} was refused for good and kept in {} already; not sent again",
+                    entry.seq,
+                    spool::refused::path(spooling.spool.dir(), entry.seq).display()
+                );
                 continue;
             }
             self.deliver(entry.seq, entry.request, entry.records)?;

@@ -457,20 +457,25 @@ const READING: &str = r#"{"type":"record","name":"Reading","fields":[{"name":"n"
 const OLD_READING: &str =
     r#"{"type":"record","name":"Reading","fields":[{"name":"n","type":"string"}]}"#;
 
-#[test]
-fn a_request_refused_for_good_is_kept_aside_the_rest_delivered_and_it_is_never_sent_again() {
-    let env = TestEnv::new();
-    let (key, secret) = env.add_key();
-    let socket = format!("ipc://{}", env.path("server.sock").display());
+/// Writes [`READING`] and [`OLD_READING`] into `env`'s directory; their paths.
+fn reading_schemas(env: &TestEnv) -> (String, String) {
     let (reading, old) = (env.path("reading.avsc"), env.path("old.avsc"));
     std::fs::write(&reading, READING).unwrap();
     std::fs::write(&old, OLD_READING).unwrap();
-    let (reading, old) = (reading.to_str().unwrap(), old.to_str().unwrap());
-    let send = |extra: &[&str], input: &str| {
-        let extra = [&["--batch", "1"], extra].concat();
-        spool_send(&env, &socket, (&key, &secret), &extra, input)
-    };
-    // Spooled while the server is down: one request of the old producer first, then two of the current one.
+    (
+        reading.to_str().unwrap().to_owned(),
+        old.to_str().unwrap().to_owned(),
+    )
+}
+
+/// Spools into `env`'s spool with `send`, with the server down: a request of the old producer
+/// (`{"n":"one"}`, [`OLD_READING`]) first, then records 2 and 3 of the current one ([`READING`]), one per
+/// request; returns the entries spooled.
+fn spool_an_old_reading_then_current_ones(
+    env: &TestEnv,
+    send: impl Fn(&[&str], &str) -> Assert,
+    (reading, old): (&str, &str),
+) -> Vec<zavro::spool::Entry> {
     send(
         &[&ONE_QUICK_TRY[..], &["--schema", old]].concat(),
         "{\"n\":\"one\"}\n",
@@ -481,8 +486,23 @@ fn a_request_refused_for_good_is_kept_aside_the_rest_delivered_and_it_is_never_s
         &records(2..=3),
     )
     .success();
-    let (spooled, _) = spool_state(&spool_dir(&env));
-    assert_eq!(spooled.len(), 3);
+    let (spooled, acked) = spool_state(&spool_dir(env));
+    assert_eq!((spooled.len(), acked), (3, 0));
+    spooled
+}
+
+#[test]
+fn a_request_refused_for_good_is_kept_aside_the_rest_delivered_and_it_is_never_sent_again() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let (reading, old) = reading_schemas(&env);
+    let (reading, old) = (reading.as_str(), old.as_str());
+    let send = |extra: &[&str], input: &str| {
+        let extra = [&["--batch", "1"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
+    };
+    let spooled = spool_an_old_reading_then_current_ones(&env, send, (reading, old));
 
     let server = Server::start(&env, &socket, &["--schema", reading]);
     let flushed = send(&["--flush"], "").code(12);
@@ -627,4 +647,56 @@ fn a_refusal_of_the_key_moves_nothing_aside_and_the_spool_is_delivered_once_the_
         stderr_of(&revoked)
     );
     nothing_moved(2);
+}
+
+#[test]
+fn a_request_kept_aside_by_a_run_that_died_before_its_pointer_moved_is_not_sent_again() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let (reading, old) = reading_schemas(&env);
+    let send = |extra: &[&str], input: &str| {
+        let extra = [&["--batch", "1"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
+    };
+    spool_an_old_reading_then_current_ones(&env, send, (&reading, &old));
+    // The spool as it is now, nothing acknowledged: what a run that died after it kept the refused request
+    // aside, but before the pointer moved over it, leaves (with the kept file, copied in below).
+    let dir = spool_dir(&env);
+    let before = env.path("spool-before");
+    std::fs::create_dir(&before).unwrap();
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), before.join(file.file_name())).unwrap();
+    }
+    let server = Server::start(&env, &socket, &["--schema", &reading]);
+    send(&["--flush"], "").code(12);
+    let kept = zavro::spool::refused::dir(&dir);
+    std::fs::rename(&kept, before.join(zavro::spool::refused::DIR)).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&before, &dir).unwrap();
+    assert_eq!(spool_state(&dir).1, 0, "the pointer as before the run");
+
+    let again = send(&["--flush"], "").code(12);
+    server.stop();
+    let said = stderr_of(&again);
+    assert!(
+        said.contains("spooled request 0 was refused for good and kept in")
+            && said.contains("already; not sent again"),
+        "{said}"
+    );
+    let sends = env.audit_sends();
+    let rejected = sends.iter().filter(|r| r["status"] == "rejected").count();
+    assert_eq!(
+        rejected, 1,
+        "the kept request was not sent again: {sends:?}"
+    );
+    let duplicates = sends.iter().filter(|r| r["reason"] == "duplicate").count();
+    assert_eq!(
+        duplicates, 2,
+        "the two behind it were sent again: {sends:?}"
+    );
+    assert_eq!(output_numbers(&env), [2, 3]);
+    assert_eq!(spool_state(&dir).1, 3);
+    assert!(zavro::spool::refused::read(&dir, 0).unwrap().is_some());
 }
