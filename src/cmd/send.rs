@@ -692,16 +692,17 @@ impl Spooling {
             );
         }
         let refused = self.refused;
-        if refused > 0 {
-            eprintln!(
-                "zavro: {refused} request{} refused for good {} kept in {}; fix the cause, then put them back in line \
-                 with `zavro send --spool {dir} --requeue-refused --flush`",
+        let kept = (refused > 0).then(|| {
+            format!(
+                "{refused} spooled request{} refused for good by the server {} kept in {}; once the cause is \
+                 fixed, put {} back in line with `zavro send --spool {dir} --requeue-refused --flush`",
                 if refused == 1 { "" } else { "s" },
                 if refused == 1 { "was" } else { "were" },
                 spool::refused::dir(self.spool.dir()).display(),
-            );
-        }
-        match stopped {
+                if refused == 1 { "it" } else { "them" },
+            )
+        });
+        let stop = match stopped {
             Stop::BadInput(e) => Err(e),
             Stop::SpoolFull(full) => Err(Error::SpoolFull(format!(
                 "{full}: stopped reading input after record {} (everything up to it is spooled; nothing after it \
@@ -711,13 +712,17 @@ impl Spooling {
             Stop::End => match self.offline {
                 // With --flush there was nothing to spool: the run's one job, delivering, failed (exit 5).
                 Some(why) if flush => Err(Error::Client(why)),
-                _ if refused > 0 => Err(Error::RefusedKept(format!(
-                    "{refused} spooled request{} refused for good by the server; kept in {}",
-                    if refused == 1 { " was" } else { "s were" },
-                    spool::refused::dir(self.spool.dir()).display(),
-                ))),
                 _ => Ok(()),
             },
+        };
+        match (stop, kept) {
+            (Ok(()), Some(kept)) => Err(Error::RefusedKept(kept)),
+            (Err(e), Some(kept)) => {
+                // The other failure's exit code wins (it says more about what is left to do); this is said too.
+                eprintln!("zavro: {kept}");
+                Err(e)
+            }
+            (stop, None) => stop,
         }
     }
 }
