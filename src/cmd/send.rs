@@ -784,6 +784,15 @@ impl Sender<'_> {
         };
         for entry in spooling.spool.pending() {
             let entry = entry?;
+            if self
+                .spooling
+                .as_ref()
+                .is_some_and(|s| s.spool.is_acked(entry.seq))
+            {
+                // Acknowledged (or kept aside) in this run, after an entry before it that is not: pending on
+                // disk, but done. (After `--follow` connects again.)
+                continue;
+            }
             if let Some(spooling) = self.spooling.as_mut()
                 && spooling.spool.kept_already(&entry)?
             {

@@ -300,6 +300,11 @@ impl Spool {
         }
     }
 
+    /// True when entry `seq` is marked acknowledged (durably or not yet).
+    pub fn is_acked(&self, seq: u64) -> bool {
+        seq < self.acked_below || self.acked_ahead.contains(&seq)
+    }
+
     /// Makes the acknowledgements so far durable (the pointer moves over their unbroken prefix: an entry
     /// acknowledged after one that is not yet stays pending on disk, and its resend would be a `duplicate`), and
     /// deletes the segments whose entries are all acknowledged.
