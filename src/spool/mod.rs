@@ -644,6 +644,10 @@ mod tests {
         spool.ack(1);
         spool.commit_acks().unwrap();
         assert_eq!(spool.waiting(), 2);
+        assert_eq!(
+            (spool.is_acked(0), spool.is_acked(1), spool.is_acked(2)),
+            (false, true, false)
+        );
         drop(spool);
         let spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
         assert_eq!(ids(&spool), [(0, id(0)), (1, id(1)), (2, id(2))]);
