@@ -1232,7 +1232,7 @@ _zavro() {
             return 0
             ;;
         zavro__subcmd__send)
-            opts="-h --key --secret-file --profile --timeout --retries --batch --batch-bytes --linger --format --schema --codec --window --spool --follow --flush --spool-max-size --server-key --plaintext --db --master-key-file --help"
+            opts="-h --key --secret-file --profile --timeout --retries --batch --batch-bytes --linger --format --schema --codec --window --spool --follow --flush --spool-max-size --requeue-refused --server-key --plaintext --db --master-key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -72,6 +72,7 @@ set edit:completion:arg-completer[zavro] = {|@words|
             cand --db 'The store with keys and audit trail: a SQLite file or a postgres:// URL [default: the zavro folder of the user''s data directory, e.g. ~/.local/share/zavro/zavro.db]'
             cand --master-key-file 'The master key file of a sealed store (64 hex digits, mode 0600; a PostgreSQL store is always sealed), for the commands that read or write secrets: serve, keys add, server-key (when it makes a key pair), store seal and reseal [default: the systemd credential zavro-master-key in $CREDENTIALS_DIRECTORY, if there is one]. The variable names the file; the key is never given itself'
             cand --flush 'With --spool: read no input, deliver what waits in the spool, and exit (0 once all is acknowledged; 5 if the server cannot be reached, the requests still waiting)'
+            cand --requeue-refused 'With --spool: first put the requests kept in DIR/refused back in line, at the end of the spool, with their request ids (a request already stored is answered `duplicate`, never stored twice); use it once the cause of their refusal is fixed, e.g. with --flush'
             cand --plaintext 'Talk to a `zavro serve --plaintext` server without encryption: anyone on the path can read the records. Acknowledgements must still carry the server''s signature. Overrides ZAVRO_SERVER_KEY and the profile''s server_key'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'

@@ -20,7 +20,7 @@ Exit codes: 0 success, 1 failure, 2 usage error, 3 bad input, 4 rejected by the 
 5 server unreachable or silent, 6 audit chain broken, 7 no store, 8 server not authenticated
 (wrong server key, plaintext/CURVE mismatch, key refused at the handshake, reply not signed),
 9 master key missing, wrong or unusable (sealed store), 10 send --spool: spool full, 11 serve cannot
-listen (endpoint or --metrics).";
+listen (endpoint or --metrics), 12 send --spool: requests refused for good were kept aside.";
 
 const SERVE_EXAMPLES: &str = "\
 Examples:
@@ -69,7 +69,11 @@ would hold it; records of earlier requests were already accepted.
 With --spool DIR nothing read is lost when the server is down or `send` is killed: each request is made \
 durable in DIR before more input is read, and removed once the server acknowledged it. A server that stays \
 down ends the run with exit 0 and a line saying how many requests wait; the next `send --spool DIR` (or \
-`--flush`) sends them first, in order. A full spool (--spool-max-size) stops reading input: exit 10.";
+`--flush`) sends them first, in order. A full spool (--spool-max-size) stops reading input: exit 10. A \
+request the server refuses for good for its content (schema_mismatch, bad_payload, unsupported_schema, replay) \
+is kept in DIR/refused with the reply, said in one line, and the rest is delivered: exit 12 at the end \
+(--requeue-refused puts kept requests back in line). A refusal of the key or signature (revoked_key, say) moves \
+nothing: `send` stops with exit 4 and the spool waits for the cause to be fixed.";
 
 const BENCH_EXAMPLES: &str = "\
 Examples:
@@ -537,6 +541,12 @@ pub struct SendArgs {
     /// spooled, and exits 10: nothing read into a request is dropped unsaid.
     #[arg(long, value_name = "SIZE", requires = "spool", value_parser = parse_size)]
     pub spool_max_size: Option<u64>,
+
+    /// With --spool: first put the requests kept in DIR/refused back in line, at the end of the spool, with
+    /// their request ids (a request already stored is answered `duplicate`, never stored twice); use it once
+    /// the cause of their refusal is fixed, e.g. with --flush.
+    #[arg(long, requires = "spool")]
+    pub requeue_refused: bool,
 
     /// How the server is authenticated: --server-key or --plaintext.
     #[command(flatten)]

@@ -272,6 +272,18 @@ pub struct Accepted {
     pub tag: u64,
 }
 
+/// A request the server refused for good for its own content, as the client saw it
+/// ([`Client::return_refused_requests`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The caller's tag of the request ([`Client::submit_tagged`]).
+    pub tag: u64,
+    /// The server's reply code.
+    pub code: RejectCode,
+    /// The server's explanation.
+    pub message: String,
+}
+
 /// A request waiting for its reply.
 struct InFlight {
     tag: u64,
@@ -340,6 +352,11 @@ pub struct Client {
     stale_to_caller: bool,
     /// Tags of requests refused as stale, for the caller to sign again.
     stale: VecDeque<u64>,
+    /// True when a signed refusal for good of one request's content goes back to the caller
+    /// ([`Client::take_refused`]) instead of failing the run.
+    refused_to_caller: bool,
+    /// Requests refused for good for their own content, for the caller to keep aside.
+    refused: VecDeque<Refusal>,
 }
 
 impl Client {
@@ -397,6 +414,8 @@ impl Client {
             resends: 0,
             stale_to_caller: false,
             stale: VecDeque::new(),
+            refused_to_caller: false,
+            refused: VecDeque::new(),
         };
         for index in 0..client.connections.len() {
             client.open(index)?;
@@ -479,6 +498,18 @@ impl Client {
     /// The tags of requests refused as stale since the last call, in arrival order; they are no longer in flight.
     pub fn take_stale(&mut self) -> impl Iterator<Item = u64> + '_ {
         self.stale.drain(..)
+    }
+
+    /// From now on, a refusal for good of one request's content ([`RejectCode::concerns_the_request_alone`])
+    /// that the server signed is handed back ([`Client::take_refused`]) rather than failing the run, so a caller
+    /// that keeps such requests aside can go on with the others. Every other refusal still fails the run.
+    pub fn return_refused_requests(&mut self) {
+        self.refused_to_caller = true;
+    }
+
+    /// The requests refused for good since the last call, in arrival order; they are no longer in flight.
+    pub fn take_refused(&mut self) -> impl Iterator<Item = Refusal> + '_ {
+        self.refused.drain(..)
     }
 
     /// Records accepted so far.
@@ -839,6 +870,20 @@ impl Client {
             && verified
         {
             self.stale.push_back(request.tag);
+            return Ok(());
+        }
+        if let Reply::Rejected { code, message, .. } = &frame.reply
+            && code.concerns_the_request_alone()
+            && self.refused_to_caller
+            && verified
+        {
+            // Only a signed refusal: an unsigned one could have been made up on the path to move a request out
+            // of line, and the server signs every refusal of this kind.
+            self.refused.push_back(Refusal {
+                tag: request.tag,
+                code: *code,
+                message: message.clone(),
+            });
             return Ok(());
         }
         match frame.reply {

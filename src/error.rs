@@ -51,6 +51,10 @@ pub enum Error {
     /// what was spooled and what was not read.
     #[error("{0}")]
     SpoolFull(String),
+    /// `send --spool` delivered what it could, but the server refused some spooled requests for good; they were
+    /// kept aside in the spool's `refused/` directory.
+    #[error("{0}")]
+    RefusedKept(String),
     /// `audit verify` found the hash chain broken.
     #[error("audit trail verification failed: {0}")]
     Tampered(#[from] ChainBreak),
@@ -99,6 +103,9 @@ pub mod exit {
     /// `serve` could not listen on its endpoint or its `--metrics` address (in use, not this machine's, not
     /// allowed).
     pub const CANNOT_LISTEN: u8 = 11;
+    /// `send --spool`: requests the server refused for good were kept aside in the spool's `refused/`, and
+    /// everything else was delivered (or waits, the server being unreachable).
+    pub const REFUSED_KEPT: u8 = 12;
 }
 
 impl From<CopyError> for Error {
@@ -153,6 +160,7 @@ impl Error {
                 | StoreError::SameMasterKey(_),
             ) => exit::MASTER_KEY,
             Error::SpoolFull(_) => exit::SPOOL_FULL,
+            Error::RefusedKept(_) => exit::REFUSED_KEPT,
             // A record too large for the spool is the input's doing, as a record too large for a request is.
             Error::Spool(SpoolError::TooLarge { .. }) => exit::BAD_INPUT,
             Error::Client(_)

@@ -310,6 +310,26 @@ impl RejectCode {
             RejectCode::Internal => "internal",
         }
     }
+
+    /// True for a refusal for good that is about this one request's content (`replay`, `bad_payload`,
+    /// `unsupported_schema`, `schema_mismatch`): the same key and server take other requests, so a spool can
+    /// keep this one aside and deliver the rest.
+    pub fn concerns_the_request_alone(self) -> bool {
+        // The rest is about every request alike, or is temporary. Key and signature refusals (`unknown_key`,
+        // `revoked_key`, `expired_key`, `bad_signature`, `key_mismatch`) are about the credentials: every later
+        // request would be refused the same way, so keeping them aside would empty a spool into the side file
+        // for one misconfiguration. `malformed` and `unsupported_version` are about how this client speaks to
+        // the server (zavro builds every request's frames and envelope alike). `clock_skew` is signed again and
+        // `internal` sent again. These are also exactly the refusals the server signs after checking the
+        // request's signature (PROTOCOL.md, "Signed replies"), so one cannot be made up on the path.
+        matches!(
+            self,
+            RejectCode::Replay
+                | RejectCode::BadPayload
+                | RejectCode::UnsupportedSchema
+                | RejectCode::SchemaMismatch
+        )
+    }
 }
 
 impl std::fmt::Display for RejectCode {

@@ -80,10 +80,19 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
     let context = zmq::Context::new();
     // The spool first: a second `send` on it stops here, before it reads any input.
     let spool = match &args.spool {
-        Some(dir) => Some(Spool::open(
-            dir,
-            args.spool_max_size.unwrap_or(spool::DEFAULT_MAX_SIZE),
-        )?),
+        Some(dir) => {
+            let mut spool =
+                Spool::open(dir, args.spool_max_size.unwrap_or(spool::DEFAULT_MAX_SIZE))?;
+            if args.requeue_refused {
+                let requeued = spool.requeue_refused()?;
+                eprintln!(
+                    "zavro: put {requeued} kept request{} back in line in spool {}",
+                    if requeued == 1 { "" } else { "s" },
+                    dir.display()
+                );
+            }
+            Some(spool)
+        }
         None => None,
     };
     let following = !args.follow.is_empty();
@@ -194,6 +203,7 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
     let mut client = Client::connect(&context, &endpoints, settings, transport, identity)?;
     if spool.is_some() {
         client.return_stale_requests();
+        client.return_refused_requests();
     }
     let mut sender = Sender {
         key: &key,
@@ -568,12 +578,16 @@ struct Spooling {
     spooled_records: u64,
     /// Requests that waited in the spool from an earlier run.
     waited: u64,
+    /// Requests the server refused for good in this run, kept aside in the spool's `refused/`.
+    refused: u64,
     /// Followed files' newest position spooled, and which one is saved beside the spool.
     follow: FollowSaved,
 }
 
 /// A spooled request on its way.
 struct Spooled {
+    /// The request as spooled (a signing after `clock_skew` is sent, not kept: it differs only in its envelope's
+    /// timestamp, nonce and signature, and the spool's copy is what a refusal keeps aside).
     request: Request,
     records: u64,
     /// Times it was signed in this run.
@@ -589,8 +603,35 @@ impl Spooling {
             offline: None,
             spooled_requests: 0,
             spooled_records: 0,
+            refused: 0,
             follow,
         }
+    }
+
+    /// Keeps a request the server refused for good aside in the spool (durably, before it counts as
+    /// acknowledged), and says so in one line.
+    fn keep_aside(&mut self, refusal: &client::Refusal) -> Result<(), Error> {
+        let Some(spooled) = self.in_flight.remove(&refusal.tag) else {
+            return Ok(());
+        };
+        let path = self.spool.keep_refused(
+            refusal.tag,
+            spooled.records,
+            &spooled.request,
+            refusal.code,
+            &refusal.message,
+        )?;
+        self.refused += 1;
+        eprintln!(
+            "zavro: spooled request {} ({} record{}) refused for good: {}: {}; kept in {}, the spool goes on",
+            refusal.tag,
+            spooled.records,
+            if spooled.records == 1 { "" } else { "s" },
+            refusal.code,
+            refusal.message,
+            path.display()
+        );
+        Ok(())
     }
 
     /// Makes acknowledgements durable; when a spooled request carries a followed files' position newer than
@@ -611,7 +652,9 @@ impl Spooling {
     }
 
     /// The run's last words with a spool, and its outcome: 0 once everything read is spooled (and, when the
-    /// server could be reached, delivered); 5 for `--flush` with the server unreachable; 10 for a full spool.
+    /// server could be reached, delivered); 5 for `--flush` with the server unreachable; 10 for a full spool;
+    /// else 12 when requests were refused for good and kept aside (the failures above say more about what is
+    /// left to do, so they win; the kept requests were each reported in a line already).
     fn report(self, sender: &Sender, stopped: Stop, flush: bool) -> Result<(), Error> {
         let dir = self.spool.dir().display();
         let waiting = self.spool.waiting();
@@ -648,7 +691,18 @@ impl Spooling {
                 if waiting == 1 { "" } else { "s" },
             );
         }
-        match stopped {
+        let refused = self.refused;
+        let kept = (refused > 0).then(|| {
+            format!(
+                "{refused} spooled request{} refused for good by the server {} kept in {}; once the cause is \
+                 fixed, put {} back in line with `zavro send --spool {dir} --requeue-refused --flush`",
+                if refused == 1 { "" } else { "s" },
+                if refused == 1 { "was" } else { "were" },
+                spool::refused::dir(self.spool.dir()).display(),
+                if refused == 1 { "it" } else { "them" },
+            )
+        });
+        let stop = match stopped {
             Stop::BadInput(e) => Err(e),
             Stop::SpoolFull(full) => Err(Error::SpoolFull(format!(
                 "{full}: stopped reading input after record {} (everything up to it is spooled; nothing after it \
@@ -660,6 +714,15 @@ impl Spooling {
                 Some(why) if flush => Err(Error::Client(why)),
                 _ => Ok(()),
             },
+        };
+        match (stop, kept) {
+            (Ok(()), Some(kept)) => Err(Error::RefusedKept(kept)),
+            (Err(e), Some(kept)) => {
+                // The other failure's exit code wins (it says more about what is left to do); this is said too.
+                eprintln!("zavro: {kept}");
+                Err(e)
+            }
+            (stop, None) => stop,
         }
     }
 }
@@ -721,6 +784,30 @@ impl Sender<'_> {
         };
         for entry in spooling.spool.pending() {
             let entry = entry?;
+            if self
+                .spooling
+                .as_ref()
+                .is_some_and(|s| s.spool.is_acked(entry.seq))
+            {
+                // Acknowledged (or kept aside) in this run, after an entry before it that is not: pending on
+                // disk, but done. (After `--follow` connects again.)
+                continue;
+            }
+            if let Some(spooling) = self.spooling.as_mut()
+                && spooling.spool.kept_already(&entry)?
+            {
+                // Kept aside by a run that stopped before the pointer moved over it: not sent again, and said
+                // again, since that run may not have got to say it.
+                spooling.spool.ack(entry.seq);
+                spooling.commit_acks()?;
+                spooling.refused += 1;
+                eprintln!(
+                    "zavro: spooled request {} was refused for good and kept in {} already; not sent again",
+                    entry.seq,
+                    spool::refused::path(spooling.spool.dir(), entry.seq).display()
+                );
+                continue;
+            }
             self.deliver(entry.seq, entry.request, entry.records)?;
         }
         Ok(())
@@ -868,6 +955,7 @@ impl Sender<'_> {
             identity,
         )?;
         client.return_stale_requests();
+        client.return_refused_requests();
         self.accepted_earlier += self.client.accepted_records();
         self.client = client;
         if let Some(spooling) = self.spooling.as_mut() {
@@ -892,7 +980,11 @@ impl Sender<'_> {
             spooling.spool.ack(reply.tag);
             spooling.in_flight.remove(&reply.tag);
         }
-        if !accepted.is_empty() {
+        let refused: Vec<client::Refusal> = self.client.take_refused().collect();
+        for refusal in &refused {
+            spooling.keep_aside(refusal)?;
+        }
+        if !accepted.is_empty() || !refused.is_empty() {
             spooling.commit_acks()?;
         }
         let stale: Vec<u64> = self.client.take_stale().collect();
@@ -925,13 +1017,6 @@ impl Sender<'_> {
         );
         let request = self.sign(id.as_deref(), payload)?;
         let submitted = self.client.submit_tagged(&request, records, seq);
-        if let Some(spooled) = self
-            .spooling
-            .as_mut()
-            .and_then(|s| s.in_flight.get_mut(&seq))
-        {
-            spooled.request = request;
-        }
         self.reachable(submitted)
     }
 }

@@ -10,7 +10,10 @@
 //!   `fsync`ed before the caller goes on (a new segment's directory entry too), so an appended entry survives a
 //!   crash; a record torn by a crash is found by its checksum when the spool is opened and cut off;
 //! - `acked`: the acknowledgement pointer, the sequence number below which every entry is acknowledged;
-//!   replaced atomically (written to `acked.tmp`, `fsync`ed, renamed over, directory `fsync`ed).
+//!   replaced atomically (written to `acked.tmp`, `fsync`ed, renamed over, directory `fsync`ed);
+//! - `refused/`: requests the server refused for good for their own content, one file each ([`refused`]), made
+//!   durable before the request counts as acknowledged, so the rest of the spool is delivered and nothing is
+//!   dropped.
 //!
 //! Segments whose entries are all acknowledged are deleted. The API, for `send` and anything else that feeds a
 //! spool (such as following files):
@@ -19,8 +22,12 @@
 //! - [`Spool::pending`] reads the entries still waiting (oldest first, one segment at a time);
 //! - [`Spool::append`] adds an entry durably and gives its sequence number, or [`SpoolError::Full`];
 //! - [`Spool::ack`] marks entries acknowledged, in any order, and [`Spool::commit_acks`] makes the pointer
-//!   durable (over the acknowledged prefix) and deletes spent segments.
+//!   durable (over the acknowledged prefix) and deletes spent segments;
+//! - [`Spool::keep_refused`] keeps a refused entry aside durably, then marks it acknowledged;
+//!   [`Spool::kept_already`] tells whether an entry still waiting was kept before (a crash before the pointer
+//!   moved); [`Spool::requeue_refused`] puts kept entries back in line.
 
+pub mod refused;
 pub mod segment;
 
 use std::{
@@ -35,7 +42,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 pub use segment::Entry;
 
-use crate::protocol::Request;
+use crate::protocol::{RejectCode, Request};
 
 /// The default `--spool-max-size`: 1 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
@@ -293,6 +300,11 @@ impl Spool {
         }
     }
 
+    /// True when entry `seq` is marked acknowledged (durably or not yet).
+    pub fn is_acked(&self, seq: u64) -> bool {
+        seq < self.acked_below || self.acked_ahead.contains(&seq)
+    }
+
     /// Makes the acknowledgements so far durable (the pointer moves over their unbroken prefix: an entry
     /// acknowledged after one that is not yet stays pending on disk, and its resend would be a `duplicate`), and
     /// deletes the segments whose entries are all acknowledged.
@@ -303,6 +315,48 @@ impl Spool {
         write_pointer(&self.dir, self.acked_below)?;
         self.acked_durable = self.acked_below;
         self.delete_spent()
+    }
+
+    /// Keeps entry `seq` (its signed request `request` as spooled, holding `records` records), which the server
+    /// refused for good with `code` and `message`, in `refused/`: written and `fsync`ed (file and directory)
+    /// first, and only then marked acknowledged, durable at the next [`Spool::commit_acks`]. Returns the file.
+    pub fn keep_refused(
+        &mut self,
+        seq: u64,
+        records: u64,
+        request: &Request,
+        code: RejectCode,
+        message: &str,
+    ) -> Result<PathBuf, SpoolError> {
+        let kept = refused::Kept::new(seq, records, request, code, message);
+        let path = refused::write(&self.dir, &kept)?;
+        self.ack(seq);
+        Ok(path)
+    }
+
+    /// True when `entry`, still waiting, was kept aside already (the process stopped before the pointer moved
+    /// over it, or an entry before it is not acknowledged yet): it is to be marked acknowledged, not sent again.
+    pub fn kept_already(&self, entry: &Entry) -> Result<bool, SpoolError> {
+        Ok(refused::read(&self.dir, entry.seq)?
+            .is_some_and(|kept| kept.request_id == entry.request.envelope.id))
+    }
+
+    /// Puts every kept request back in line: appended as new entries (same signed request, same request id, so
+    /// a delivery stores it at most once), each durable before its kept file is removed. A crash in between
+    /// leaves both, and the second copy in line is answered `duplicate` if the first was stored. Returns how
+    /// many were put back; fails like [`Spool::append`] (a full spool keeps the rest aside).
+    pub fn requeue_refused(&mut self) -> Result<u64, SpoolError> {
+        let mut count = 0;
+        for (path, kept) in refused::read_all(&self.dir)? {
+            let request = kept.request().map_err(|problem| SpoolError::Inconsistent {
+                dir: self.dir.clone(),
+                problem: format!("{}: {problem}", path.display()),
+            })?;
+            self.append(&request, kept.records)?;
+            refused::remove(&path)?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     fn segment_path(&self, first: u64) -> PathBuf {
@@ -540,7 +594,7 @@ fn write_pointer(dir: &Path, acked: u64) -> Result<(), SpoolError> {
 }
 
 /// `fsync` of a directory, so the names created, renamed or removed in it are durable.
-fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|source| SpoolError::Io {
@@ -551,6 +605,8 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn ids(spool: &Spool) -> Vec<(u64, String)> {
@@ -588,6 +644,10 @@ mod tests {
         spool.ack(1);
         spool.commit_acks().unwrap();
         assert_eq!(spool.waiting(), 2);
+        assert_eq!(
+            (spool.is_acked(0), spool.is_acked(1), spool.is_acked(2)),
+            (false, true, false)
+        );
         drop(spool);
         let spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
         assert_eq!(ids(&spool), [(0, id(0)), (1, id(1)), (2, id(2))]);
@@ -729,6 +789,64 @@ mod tests {
         fs::write(&path, bytes).unwrap();
         let damaged = Spool::open(dir.path(), 1200).err().unwrap();
         assert!(matches!(damaged, SpoolError::Damaged { .. }), "{damaged}");
+    }
+
+    #[test]
+    fn a_refused_entry_is_kept_aside_before_it_counts_as_acknowledged_and_can_be_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
+        for n in 0..3 {
+            spool.append(&request(n, b"payload"), n + 1).unwrap();
+        }
+        let refused = spool.pending().next().unwrap().unwrap();
+        let path = spool
+            .keep_refused(
+                0,
+                1,
+                &refused.request,
+                RejectCode::SchemaMismatch,
+                "no reader schema",
+            )
+            .unwrap();
+        assert_eq!(path, refused::path(dir.path(), 0));
+        // Not durable in the pointer yet (as after a crash here): the entry still waits, but is known as kept.
+        drop(spool);
+        let mut spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
+        let waiting: Vec<Entry> = spool.pending().map(Result::unwrap).collect();
+        assert!(spool.kept_already(&waiting[0]).unwrap());
+        assert!(!spool.kept_already(&waiting[1]).unwrap());
+        spool.ack(0);
+        spool.commit_acks().unwrap();
+        assert_eq!(ids(&spool), [(1, id(1)), (2, id(2))]);
+
+        let kept = refused::read(dir.path(), 0).unwrap().unwrap();
+        assert_eq!(
+            kept.request().unwrap(),
+            request(0, b"payload"),
+            "as spooled"
+        );
+        assert_eq!((kept.code, kept.records), (RejectCode::SchemaMismatch, 1));
+        assert_eq!(kept.request_id.as_deref(), Some(&id(0)[..]));
+        assert_eq!(
+            fs::metadata(refused::dir(dir.path()))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+
+        // Put back: at the end of the line, same request and id; the kept file goes.
+        assert_eq!(spool.requeue_refused().unwrap(), 1);
+        assert!(refused::read_all(dir.path()).unwrap().is_empty());
+        drop(spool);
+        let spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
+        let entries: Vec<Entry> = spool.pending().map(Result::unwrap).collect();
+        let last = entries.last().unwrap();
+        assert_eq!(
+            (last.seq, last.records, &last.request),
+            (3, 1, &request(0, b"payload"))
+        );
     }
 
     #[test]

@@ -448,3 +448,255 @@ fn a_full_spool_stops_the_input_says_so_and_exits_10_with_everything_read_spoole
     server.stop();
     assert_stored_once(&env, spooled);
 }
+
+/// A reader schema of readings `{"n": long}`, as the server runs with it.
+const READING: &str = r#"{"type":"record","name":"Reading","fields":[{"name":"n","type":"long"}]}"#;
+
+/// The schema an older producer wrote its readings with: `n` as a string, which does not resolve against
+/// [`READING`] (`schema_mismatch`).
+const OLD_READING: &str =
+    r#"{"type":"record","name":"Reading","fields":[{"name":"n","type":"string"}]}"#;
+
+/// Writes [`READING`] and [`OLD_READING`] into `env`'s directory; their paths.
+fn reading_schemas(env: &TestEnv) -> (String, String) {
+    let (reading, old) = (env.path("reading.avsc"), env.path("old.avsc"));
+    std::fs::write(&reading, READING).unwrap();
+    std::fs::write(&old, OLD_READING).unwrap();
+    (
+        reading.to_str().unwrap().to_owned(),
+        old.to_str().unwrap().to_owned(),
+    )
+}
+
+/// Spools into `env`'s spool with `send`, with the server down: a request of the old producer
+/// (`{"n":"one"}`, [`OLD_READING`]) first, then records 2 and 3 of the current one ([`READING`]), one per
+/// request; returns the entries spooled.
+fn spool_an_old_reading_then_current_ones(
+    env: &TestEnv,
+    send: impl Fn(&[&str], &str) -> Assert,
+    (reading, old): (&str, &str),
+) -> Vec<zavro::spool::Entry> {
+    send(
+        &[&ONE_QUICK_TRY[..], &["--schema", old]].concat(),
+        "{\"n\":\"one\"}\n",
+    )
+    .success();
+    send(
+        &[&ONE_QUICK_TRY[..], &["--schema", reading]].concat(),
+        &records(2..=3),
+    )
+    .success();
+    let (spooled, acked) = spool_state(&spool_dir(env));
+    assert_eq!((spooled.len(), acked), (3, 0));
+    spooled
+}
+
+#[test]
+fn a_request_refused_for_good_is_kept_aside_the_rest_delivered_and_it_is_never_sent_again() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let (reading, old) = reading_schemas(&env);
+    let (reading, old) = (reading.as_str(), old.as_str());
+    let send = |extra: &[&str], input: &str| {
+        let extra = [&["--batch", "1"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
+    };
+    let spooled = spool_an_old_reading_then_current_ones(&env, send, (reading, old));
+
+    let server = Server::start(&env, &socket, &["--schema", reading]);
+    let flushed = send(&["--flush"], "").code(12);
+    let said = stderr_of(&flushed);
+    let kept_path = zavro::spool::refused::path(&spool_dir(&env), 0);
+    let line = said
+        .lines()
+        .find(|l| l.contains("refused for good: schema_mismatch"))
+        .unwrap_or_else(|| panic!("one line for the refused request: {said}"));
+    assert!(
+        line.starts_with("zavro: spooled request 0 (1 record) refused for good: schema_mismatch: ")
+            && line.contains(&kept_path.display().to_string()),
+        "{line}"
+    );
+    assert!(said.contains("accepted 2 records"), "{said}");
+    assert!(said.contains("--requeue-refused"), "{said}");
+    assert_eq!(output_numbers(&env), [2, 3], "the requests behind it");
+    let (_, acked) = spool_state(&spool_dir(&env));
+    assert_eq!(acked, 3, "the refused request no longer blocks the spool");
+    assert_eq!(segments(&spool_dir(&env)), 0);
+
+    // The kept copy: the request exactly as spooled (its id with it), the reply, the time.
+    let kept = zavro::spool::refused::read(&spool_dir(&env), 0)
+        .unwrap()
+        .expect("the refused request is kept");
+    assert_eq!(kept.request().unwrap(), spooled[0].request, "as spooled");
+    assert_eq!(
+        (kept.code, kept.records, kept.key.as_str()),
+        (zavro::protocol::RejectCode::SchemaMismatch, 1, key.as_str())
+    );
+    assert_eq!(kept.request_id, spooled[0].request.envelope.id);
+    assert!(zavro::timestamp::parse_rfc3339(&kept.refused_at).is_ok());
+    let audited: Vec<Value> = env
+        .audit_sends()
+        .into_iter()
+        .filter(|row| row["status"] == "rejected")
+        .collect();
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0]["reason"], "schema_mismatch");
+    assert_eq!(audited[0]["message"], kept.message.as_str());
+
+    // The next run does not send it again: only its own input goes, and it exits 0.
+    send(&["--schema", reading], &records(4..=4)).success();
+    assert_eq!(output_numbers(&env), [2, 3, 4]);
+    let rejected = env
+        .audit_sends()
+        .iter()
+        .filter(|row| row["status"] == "rejected")
+        .count();
+    assert_eq!(rejected, 1, "the kept request was not sent again");
+    server.stop();
+
+    // Once the cause is fixed (a server that takes the old schema too), it goes back in line with its id.
+    let server = Server::start(&env, &socket, &[]);
+    let requeued = send(&["--requeue-refused", "--flush"], "").success();
+    server.stop();
+    let said = stderr_of(&requeued);
+    assert!(said.contains("put 1 kept request back in line"), "{said}");
+    assert!(
+        zavro::spool::refused::read_all(&spool_dir(&env))
+            .unwrap()
+            .is_empty()
+    );
+    let last = env.output_lines().last().cloned().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&last).unwrap(),
+        serde_json::json!({"n": "one"})
+    );
+    let stored_under: Vec<Value> = env
+        .audit_sends()
+        .into_iter()
+        .filter(|row| {
+            row["status"] == "accepted" && row["request_id"] == kept.request_id.as_deref().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        stored_under.len(),
+        1,
+        "stored once, under the id it was spooled with"
+    );
+    env.zavro().args(["audit", "verify"]).assert().success();
+}
+
+#[test]
+fn a_refusal_of_the_key_moves_nothing_aside_and_the_spool_is_delivered_once_the_cause_is_fixed() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let send = |extra: &[&str], input: &str| {
+        let extra = [&["--batch", "1"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
+    };
+    let nothing_moved = |waiting: usize| {
+        assert!(
+            !zavro::spool::refused::dir(&spool_dir(&env)).exists(),
+            "nothing kept aside"
+        );
+        let (entries, acked) = spool_state(&spool_dir(&env));
+        let still: Vec<u64> = entries
+            .iter()
+            .map(|e| e.seq)
+            .filter(|s| *s >= acked)
+            .collect();
+        assert_eq!(still.len(), waiting, "{still:?}");
+    };
+    send(&ONE_QUICK_TRY, &records(1..=3)).success();
+
+    // The wrong deployment answers (a server whose store does not know the key): every request would be
+    // refused alike, so nothing is moved aside and `send` stops, the spool waiting in order; again next time.
+    let elsewhere = TestEnv::new();
+    elsewhere.add_key();
+    let wrong = Server::start(&elsewhere, &socket, &[]);
+    for _ in 0..2 {
+        let refused = send(&["--flush"], "").code(4);
+        assert!(
+            stderr_of(&refused).contains("unknown_key"),
+            "{}",
+            stderr_of(&refused)
+        );
+        nothing_moved(3);
+    }
+    wrong.stop();
+    // Fixed: the right server delivers all of it, in order.
+    let right = Server::start(&env, &socket, &[]);
+    send(&["--flush"], "").success();
+    right.stop();
+    assert_stored_once(&env, 3);
+    assert_eq!(output_numbers(&env), [1, 2, 3]);
+
+    // A revoked key: the same, every request stays in line.
+    send(&ONE_QUICK_TRY, &records(4..=5)).success();
+    env.zavro()
+        .args(["keys", "revoke", &key])
+        .assert()
+        .success();
+    let right = Server::start(&env, &socket, &[]);
+    let revoked = send(&["--flush"], "").code(4);
+    right.stop();
+    assert!(
+        stderr_of(&revoked).contains("revoked_key"),
+        "{}",
+        stderr_of(&revoked)
+    );
+    nothing_moved(2);
+}
+
+#[test]
+fn a_request_kept_aside_by_a_run_that_died_before_its_pointer_moved_is_not_sent_again() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let (reading, old) = reading_schemas(&env);
+    let send = |extra: &[&str], input: &str| {
+        let extra = [&["--batch", "1"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
+    };
+    spool_an_old_reading_then_current_ones(&env, send, (&reading, &old));
+    // The spool as it is now, nothing acknowledged: what a run that died after it kept the refused request
+    // aside, but before the pointer moved over it, leaves (with the kept file, copied in below).
+    let dir = spool_dir(&env);
+    let before = env.path("spool-before");
+    std::fs::create_dir(&before).unwrap();
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), before.join(file.file_name())).unwrap();
+    }
+    let server = Server::start(&env, &socket, &["--schema", &reading]);
+    send(&["--flush"], "").code(12);
+    let kept = zavro::spool::refused::dir(&dir);
+    std::fs::rename(&kept, before.join(zavro::spool::refused::DIR)).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&before, &dir).unwrap();
+    assert_eq!(spool_state(&dir).1, 0, "the pointer as before the run");
+
+    let again = send(&["--flush"], "").code(12);
+    server.stop();
+    let said = stderr_of(&again);
+    assert!(
+        said.contains("spooled request 0 was refused for good and kept in")
+            && said.contains("already; not sent again"),
+        "{said}"
+    );
+    let sends = env.audit_sends();
+    let rejected = sends.iter().filter(|r| r["status"] == "rejected").count();
+    assert_eq!(
+        rejected, 1,
+        "the kept request was not sent again: {sends:?}"
+    );
+    let duplicates = sends.iter().filter(|r| r["reason"] == "duplicate").count();
+    assert_eq!(
+        duplicates, 2,
+        "the two behind it were sent again: {sends:?}"
+    );
+    assert_eq!(output_numbers(&env), [2, 3]);
+    assert_eq!(spool_state(&dir).1, 3);
+    assert!(zavro::spool::refused::read(&dir, 0).unwrap().is_some());
+}
