@@ -88,44 +88,21 @@ impl AuditEntry<'_> {
         schema_id: Option<i64>,
         payload: Option<&str>,
     ) -> Result<sqlite_chain::Link, StoreError> {
-        debug_assert_eq!(schema_id.is_some(), self.schema.is_some());
-        let payload_sha256 = payload.map(chain::payload_sha256);
-        let fields = self.chained(link.id, payload_sha256.as_deref());
-        let hash = fields.hash(&link.prev_hash);
-        conn.prepare_cached(
+        let after = self.insert_sealed(
+            conn,
             "INSERT INTO audit (id, time_us, action, status, reason, detail, key_id, peer, records, size,
                                 payload_sha256, schema_id, prev_hash, hash, requests, transport, server)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-        )?
-        .execute(params![
-            fields.id,
-            fields.time_us,
-            fields.action,
-            fields.status,
-            fields.reason,
-            fields.detail,
-            fields.key_id,
-            fields.peer,
-            fields.records,
-            fields.size,
-            fields.payload_sha256,
+            link,
             schema_id,
-            link.prev_hash,
-            hash,
-            fields.requests,
-            fields.transport,
-            fields.server,
-        ])?;
+            payload,
+            None,
+        )?;
         if let Some(json) = payload {
             conn.prepare_cached("INSERT INTO payloads (audit_id, json) VALUES (?1, ?2)")?
                 .execute(params![link.id, json])?;
         }
-        // AUTOINCREMENT's rule gives the next row one past this one: its id is now both the highest present and
-        // the highest issued.
-        Ok(sqlite_chain::Link {
-            id: link.id + 1,
-            prev_hash: hash,
-        })
+        Ok(after)
     }
 
     /// Inserts the row, with its payload, as the pending row `link.id` ([`pending`]): numbered and hashed onto
@@ -138,35 +115,59 @@ impl AuditEntry<'_> {
         schema_id: Option<i64>,
         payload: &str,
     ) -> Result<sqlite_chain::Link, StoreError> {
-        debug_assert_eq!(schema_id.is_some(), self.schema.is_some());
-        let payload_sha256 = chain::payload_sha256(payload);
-        let fields = self.chained(link.id, Some(&payload_sha256));
-        let hash = fields.hash(&link.prev_hash);
-        conn.prepare_cached(
+        self.insert_sealed(
+            conn,
             "INSERT INTO pending (audit_id, time_us, action, status, reason, detail, key_id, peer, records, size,
                                   payload_sha256, schema_id, prev_hash, hash, requests, transport, server, json)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-        )?
-        .execute(params![
-            fields.id,
-            fields.time_us,
-            fields.action,
-            fields.status,
-            fields.reason,
-            fields.detail,
-            fields.key_id,
-            fields.peer,
-            fields.records,
-            fields.size,
-            fields.payload_sha256,
+            link,
             schema_id,
-            link.prev_hash,
-            hash,
-            fields.requests,
-            fields.transport,
-            fields.server,
-            payload,
-        ])?;
+            Some(payload),
+            Some(payload),
+        )
+    }
+
+    /// Runs `insert`, whose parameters are the row's columns in `audit`'s order (then `json`, when given), for the
+    /// row hashed onto `link`; returns the link after it.
+    fn insert_sealed(
+        &self,
+        conn: &Connection,
+        insert: &str,
+        link: &sqlite_chain::Link,
+        schema_id: Option<i64>,
+        payload: Option<&str>,
+        json: Option<&str>,
+    ) -> Result<sqlite_chain::Link, StoreError> {
+        debug_assert_eq!(schema_id.is_some(), self.schema.is_some());
+        let payload_sha256 = payload.map(chain::payload_sha256);
+        let fields = self.chained(link.id, payload_sha256.as_deref());
+        let hash = fields.hash(&link.prev_hash);
+        let mut values: Vec<&dyn ToSql> = vec![
+            &fields.id,
+            &fields.time_us,
+            &fields.action,
+            &fields.status,
+            &fields.reason,
+            &fields.detail,
+            &fields.key_id,
+            &fields.peer,
+            &fields.records,
+            &fields.size,
+            &fields.payload_sha256,
+            &schema_id,
+            &link.prev_hash,
+            &hash,
+            &fields.requests,
+            &fields.transport,
+            &fields.server,
+        ];
+        if let Some(json) = &json {
+            values.push(json);
+        }
+        conn.prepare_cached(insert)?.execute(values.as_slice())?;
+        drop(values);
+        // AUTOINCREMENT's rule gives the next row one past this one: its id is now both the highest present and
+        // the highest issued (settling a pending row moves the counter to it).
         Ok(sqlite_chain::Link {
             id: link.id + 1,
             prev_hash: hash,

@@ -1,12 +1,62 @@
 //! Crash safety: a server killed with SIGKILL in the middle of several streams, restarted on the same store,
 //! loses no acknowledged record and stores none twice.
 
-use std::{collections::HashMap, process::Stdio, thread};
+use std::{
+    collections::HashMap,
+    process::{Child, Stdio},
+    thread,
+};
 
 use nix::sys::signal::{Signal, kill};
 
 use crate::common::zavro_process;
 use crate::common::{Server, TestEnv, wait_until};
+
+/// `zavro send` of `records` records `{"sender":S,"i":I}` in requests of `batch`, with patient retries so the
+/// stream outlives a crash and a restart of the server.
+fn spawn_sender(
+    endpoint: &str,
+    (key, secret): (&str, &str),
+    sender: usize,
+    records: usize,
+    batch: usize,
+) -> Child {
+    let input: String = (0..records)
+        .map(|i| format!("{{\"sender\":{sender},\"i\":{i}}}\n"))
+        .collect();
+    let mut child = zavro_process()
+        .args(["send", endpoint, "--plaintext", "--batch"])
+        .arg(batch.to_string())
+        .args(["--timeout", "1", "--retries", "20"])
+        .env("ZAVRO_KEY", key)
+        .env("ZAVRO_SECRET", secret)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn zavro send");
+    let mut stdin = child.stdin.take().unwrap();
+    thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    child
+}
+
+/// How many times each record `(sender, i)` of [`spawn_sender`]'s is stored, by `audit query`.
+fn stored_records(env: &TestEnv) -> HashMap<(u64, u64), usize> {
+    let mut stored = HashMap::new();
+    for row in env.audit_sends() {
+        for record in row["payload"].as_array().into_iter().flatten() {
+            let id = (
+                record["sender"].as_u64().unwrap(),
+                record["i"].as_u64().unwrap(),
+            );
+            *stored.entry(id).or_default() += 1;
+        }
+    }
+    stored
+}
 
 #[test]
 fn sigkill_mid_stream_then_restart_keeps_every_acknowledged_record_exactly_once() {
@@ -18,38 +68,7 @@ fn sigkill_mid_stream_then_restart_keeps_every_acknowledged_record_exactly_once(
     let server = Server::start(&env, &endpoint, &[]);
 
     let senders: Vec<_> = (0..SENDERS)
-        .map(|sender| {
-            let input: String = (0..RECORDS)
-                .map(|i| format!("{{\"sender\":{sender},\"i\":{i}}}\n"))
-                .collect();
-            let mut command = zavro_process();
-            // Small batches and patient retries: the stream outlives the crash and the restart.
-            let mut child = command
-                .args([
-                    "send",
-                    &endpoint,
-                    "--plaintext",
-                    "--batch",
-                    "5",
-                    "--timeout",
-                    "1",
-                    "--retries",
-                    "20",
-                ])
-                .env("ZAVRO_KEY", &key)
-                .env("ZAVRO_SECRET", &secret)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn zavro send");
-            let mut stdin = child.stdin.take().unwrap();
-            thread::spawn(move || {
-                use std::io::Write;
-                let _ = stdin.write_all(input.as_bytes());
-            });
-            child
-        })
+        .map(|sender| spawn_sender(&endpoint, (&key, &secret), sender, RECORDS, 5))
         .collect();
 
     // Kill the server once the streams are well under way, then bring it back on the same store.
@@ -70,16 +89,7 @@ fn sigkill_mid_stream_then_restart_keeps_every_acknowledged_record_exactly_once(
     assert!(!succeeded.is_empty(), "no sender survived the restart");
     assert!(restarted.stop().success());
 
-    let mut stored: HashMap<(u64, u64), usize> = HashMap::new();
-    for row in env.audit_sends() {
-        for record in row["payload"].as_array().into_iter().flatten() {
-            let id = (
-                record["sender"].as_u64().unwrap(),
-                record["i"].as_u64().unwrap(),
-            );
-            *stored.entry(id).or_default() += 1;
-        }
-    }
+    let stored = stored_records(&env);
     if let Some((id, n)) = stored.iter().find(|(_, n)| **n > 1) {
         panic!("record {id:?} stored {n} times");
     }
@@ -124,36 +134,7 @@ fn sigkill_between_acknowledging_requests_and_settling_them_loses_none_and_store
 
     // One record per request: every request is small, so each is acknowledged as a pending row.
     let senders: Vec<_> = (0..SENDERS)
-        .map(|sender| {
-            let input: String = (0..RECORDS)
-                .map(|i| format!("{{\"sender\":{sender},\"i\":{i}}}\n"))
-                .collect();
-            let mut child = zavro_process()
-                .args([
-                    "send",
-                    &endpoint,
-                    "--plaintext",
-                    "--batch",
-                    "1",
-                    "--timeout",
-                    "1",
-                    "--retries",
-                    "20",
-                ])
-                .env("ZAVRO_KEY", &key)
-                .env("ZAVRO_SECRET", &secret)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn zavro send");
-            let mut stdin = child.stdin.take().unwrap();
-            thread::spawn(move || {
-                use std::io::Write;
-                let _ = stdin.write_all(input.as_bytes());
-            });
-            child
-        })
+        .map(|sender| spawn_sender(&endpoint, (&key, &secret), sender, RECORDS, 1))
         .collect();
 
     let mut pending_at_kill = 0;
@@ -183,16 +164,7 @@ fn sigkill_between_acknowledging_requests_and_settling_them_loses_none_and_store
     assert!(server.stop().success());
     assert_eq!(raw_count(&env, "pending"), 0, "a clean stop settles");
 
-    let mut stored: HashMap<(u64, u64), usize> = HashMap::new();
-    for row in env.audit_sends() {
-        for record in row["payload"].as_array().into_iter().flatten() {
-            let id = (
-                record["sender"].as_u64().unwrap(),
-                record["i"].as_u64().unwrap(),
-            );
-            *stored.entry(id).or_default() += 1;
-        }
-    }
+    let stored = stored_records(&env);
     for sender in 0..SENDERS as u64 {
         for i in 0..RECORDS as u64 {
             assert_eq!(
