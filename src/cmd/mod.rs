@@ -77,11 +77,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     if add {
                         refuse_a_key_for_a_new_store(&path, master_key_file)?;
                     }
-                    let mut store = if add {
-                        Store::open(&path)?
-                    } else {
-                        Store::open_existing(&path)?
-                    };
+                    let mut store = open_for_command(&path, add)?;
                     if add {
                         give_master_key(&mut store, master_key_file)?;
                     }
@@ -90,7 +86,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
         }
         Command::Audit(command) => match store_location()? {
-            Location::Sqlite(path) => audit::run(&mut Store::open_existing(&path)?, command),
+            Location::Sqlite(path) => audit::run(&mut open_for_command(&path, false)?, command),
             Location::Postgres(url) => audit::run(&mut PgStore::connect(&url)?, command),
         },
         Command::ServerKey(args) => match store_location()? {
@@ -102,7 +98,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 server_key::run(&mut store, args)
             }
             Location::Sqlite(path) => {
-                let mut store = Store::open_existing(&path)?;
+                let mut store = open_for_command(&path, false)?;
                 // Showing and rotating read no secret, so the key is not required; but a key configured is
                 // always given, and so checked: a store whose sealing row someone deleted is refused, never
                 // given new clear-text server secrets.
@@ -124,12 +120,28 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             (StoreCommand::Reseal(args), Location::Postgres(url)) => {
                 store::reseal_postgres(&url, master_key_file, &args)
             }
-            (command, Location::Sqlite(path)) => {
-                store::run(&mut Store::open_existing(&path)?, master_key_file, command)
-            }
+            (command, Location::Sqlite(path)) => store::run(
+                &mut open_for_command(&path, false)?,
+                master_key_file,
+                command,
+            ),
         },
         Command::Completions(args) => completions::run(args),
     }
+}
+
+/// Opens the SQLite store at `path` (creating it with `create`) for a command other than `serve`, and says on
+/// stderr when acknowledged requests still pending could not be settled for it: it then reads without them.
+fn open_for_command(path: &std::path::Path, create: bool) -> Result<Store, Error> {
+    let store = if create {
+        Store::open(path)?
+    } else {
+        Store::open_existing(path)?
+    };
+    if let Some(note) = store.pending_not_shown() {
+        eprintln!("zavro: warning: {note}");
+    }
+    Ok(store)
 }
 
 /// `keys add` with a master key configured, where no SQLite store is yet: refused before the file is made (a new

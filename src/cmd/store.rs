@@ -280,7 +280,7 @@ pub fn copy(master_key_file: Option<&Path>, args: StoreCopyArgs) -> Result<(), E
             url: to.to_string(),
             fingerprint: None,
         })?;
-    let source = Store::open_existing(&from)?;
+    let mut source = Store::open_existing(&from)?;
     let mut target = PgStore::connect_or_create(&to)?;
     let now_us = timestamp::now_micros();
     let options = CopyOptions {
@@ -288,7 +288,10 @@ pub fn copy(master_key_file: Option<&Path>, args: StoreCopyArgs) -> Result<(), E
         nonces_since: timestamp::now_seconds() - i64::from(args.max_skew),
         now_us,
     };
-    let copied = copy_into_postgres(&source, &mut target, &master, &options)?;
+    let copied = copy_into_postgres(&mut source, &mut target, &master, &options)?;
+    if let Some(note) = source.pending_not_shown() {
+        eprintln!("zavro: warning: not copied: {note}");
+    }
     let head = copied.source_head.as_ref().map_or_else(
         || "the trail is empty".to_owned(),
         |(row, hash)| format!("the copy holds the source's head {row}:{hash}"),

@@ -258,12 +258,12 @@ pub fn run<S: RequestStore>(
                 }
                 // After the replies, so that the pause delays the next group rather than these answers.
                 if store.unsettled() >= pending::SETTLE_AFTER {
-                    settler.settle(store, &mut log);
+                    settler.settle(store, false, &mut log);
                 }
             }
         } else {
             // Idle: a good moment to settle what waits, which every other reader would otherwise do first.
-            settler.settle(store, &mut log);
+            settler.settle(store, false, &mut log);
         }
         log.roll_windows();
         let now_us = timestamp::now_micros();
@@ -298,21 +298,23 @@ pub fn run<S: RequestStore>(
         worker.note_refused_handshakes(handshakes.refused());
     }
     worker.close_windows(store, now_us, true, &mut log);
-    settler.settle(store, &mut log);
+    settler.settle(store, true, &mut log);
     Ok(stats)
 }
 
-/// Settles the store's pending rows ([`pending`]) for the loop. A failure leaves the rows where they are, durable
-/// already, for the next try (or whoever opens the store next); it is logged once, and so is the recovery, not
-/// at every idle turn in between.
+/// Settles the store's pending rows ([`pending`]) for the loop: while it serves, only when no other process holds
+/// the write lock (an idle turn must not wait 30 s for an `audit prune`); when it stops, waiting as any write does.
+/// A failure leaves the rows where they are, durable already, for the next try (or whoever opens the store next),
+/// and the store writes every row straight into `audit` until a settlement succeeds, so that the failure shows
+/// in the answers; it is logged once, and so is the recovery, not at every idle turn in between.
 #[derive(Default)]
 struct Settler {
     failing: bool,
 }
 
 impl Settler {
-    fn settle<S: RequestStore>(&mut self, store: &mut S, log: &mut Log) {
-        match store.settle() {
+    fn settle<S: RequestStore>(&mut self, store: &mut S, wait_for_lock: bool, log: &mut Log) {
+        match store.settle(wait_for_lock) {
             Err(e) if !self.failing => {
                 self.failing = true;
                 let message =
@@ -548,6 +550,32 @@ mod tests {
     }
 
     #[test]
+    fn a_server_never_idle_settles_once_its_pending_rows_reach_the_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Running::start(dir.path());
+        let dealer = server.connect(zmq::DEALER);
+        let requests = pending::SETTLE_AFTER + 8;
+        for i in 0..requests {
+            let frames = request(&format!("nonce-{i:012}"), json!({ "i": i })).to_frames();
+            dealer.send_multipart(frames, 0).unwrap();
+        }
+        for _ in 0..requests {
+            assert!(matches!(reply(&dealer).reply, Reply::Accepted { .. }));
+        }
+        // Read at once, straight from the file (opening it as a store would settle): an idle turn (200 ms
+        // without a request) would settle everything, and then this holds too.
+        let pending: i64 = rusqlite::Connection::open(dir.path().join("zavro.db"))
+            .unwrap()
+            .query_row("SELECT count(*) FROM pending", [], |row| row.get(0))
+            .unwrap();
+        assert!(
+            pending < pending::SETTLE_AFTER as i64,
+            "{pending} of {requests} small requests still pending"
+        );
+        server.stop();
+    }
+
+    #[test]
     fn a_req_peer_gets_its_reply_through_the_empty_delimiter() {
         let dir = tempfile::tempdir().unwrap();
         let server = Running::start(dir.path());
@@ -688,8 +716,8 @@ mod tests {
 
         let mut settler = Settler::default();
         store.refuse_writes(true);
-        settler.settle(&mut store, &mut log);
-        settler.settle(&mut store, &mut log);
+        settler.settle(&mut store, false, &mut log);
+        settler.settle(&mut store, false, &mut log);
         let failures = |lines: &[String]| {
             lines
                 .iter()
@@ -704,7 +732,7 @@ mod tests {
         assert_eq!(store.unsettled(), 1, "still pending, for the next try");
 
         store.refuse_writes(false);
-        settler.settle(&mut store, &mut log);
+        settler.settle(&mut store, false, &mut log);
         let lines = captured.lines();
         assert!(
             lines

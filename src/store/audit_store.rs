@@ -82,14 +82,15 @@ impl dyn AuditStore + '_ {
 }
 
 /// Every read settles the pending rows first (`pending`): a long-running reader such as `audit query --follow`
-/// sees each acknowledged request without waiting for a server to settle it.
+/// sees each acknowledged request without waiting for a server to settle it. A settlement that fails (a full
+/// disk, a lock held long) leaves the read to go on without those rows; [`Store::pending_not_shown`] says so.
 impl AuditStore for Store {
     fn for_each_audit(
         &mut self,
         filter: &AuditFilter,
         each: &mut dyn FnMut(AuditRow) -> ControlFlow<()>,
     ) -> Result<(), StoreError> {
-        self.settle()?;
+        self.settle_for_readers();
         match Store::for_each_audit(self, filter, |row| match each(row) {
             ControlFlow::Continue(()) => Ok(()),
             ControlFlow::Break(()) => Err(Walk::Stopped),
@@ -100,7 +101,7 @@ impl AuditStore for Store {
     }
 
     fn audit_head(&mut self) -> Result<Option<(i64, String)>, StoreError> {
-        self.settle()?;
+        self.settle_for_readers();
         Store::audit_head(self)
     }
 
@@ -108,7 +109,7 @@ impl AuditStore for Store {
         &mut self,
         against: Option<(i64, &str)>,
     ) -> Result<Result<Verified, ChainBreak>, StoreError> {
-        self.settle()?;
+        self.settle_for_readers();
         Store::verify_audit(self, against)
     }
 
@@ -117,7 +118,7 @@ impl AuditStore for Store {
         since_us: Option<i64>,
         until_us: Option<i64>,
     ) -> Result<Vec<AuditCount>, StoreError> {
-        self.settle()?;
+        self.settle_for_readers();
         Store::count_audit(self, since_us, until_us)
     }
 
@@ -131,6 +132,7 @@ impl AuditStore for Store {
     }
 
     fn schemas_matching(&mut self, prefix: &str) -> Result<Vec<SchemaRow>, StoreError> {
+        self.settle_for_readers();
         Store::schemas_matching(self, prefix)
     }
 }

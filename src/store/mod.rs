@@ -54,6 +54,14 @@ pub use server_keys::{CurveClient, ServerKeys};
 /// How long a command waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a reader waits for the write lock to settle pending rows before it reads without them.
+const READER_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Whether SQLite gave up waiting for another connection's lock.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy)
+}
+
 /// The schema, one numbered migration per file, in order; shipped migrations are never edited.
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
     Migrations::new(vec![
@@ -366,6 +374,12 @@ pub struct Store {
     master: Option<crate::sealed::MasterKey>,
     /// Pending rows ([`pending`]) this connection committed and has not settled since.
     unsettled: usize,
+    /// False after this connection failed to settle pending rows, until it succeeds again: meanwhile its groups
+    /// write every row straight into `audit` (which settles first, and so fails the same way), so that a store
+    /// that cannot settle shows as failing instead of piling up pending rows.
+    pending_allowed: bool,
+    /// Why the rows still pending could not be settled for a reader ([`Store::pending_not_shown`]).
+    reader_note: Option<String>,
 }
 
 /// A file's path and the (device, inode) it named when the store was opened.
@@ -552,26 +566,76 @@ impl Store {
             data_version: 0,
             master: None,
             unsettled: 0,
+            pending_allowed: true,
+            reader_note: None,
         };
         // Rows a server left pending when it was stopped or killed go where every reader looks before anything
         // else reads the store.
-        store.settle()?;
+        store.settle_for_readers();
         Ok(store)
     }
 
     /// Moves every pending row ([`pending`]) into the audit tables in one durable transaction; returns how many.
     pub fn settle(&mut self) -> Result<usize, StoreError> {
+        self.settle_within(BUSY_TIMEOUT)
+    }
+
+    /// [`Store::settle`], waiting at most `patience` for another process's write lock.
+    pub fn settle_within(&mut self, patience: Duration) -> Result<usize, StoreError> {
         // Read without the write lock first: a command opening the store while a server writes should not wait
         // for the lock only to find nothing to do.
         if !pending::any(&self.conn)? {
             self.unsettled = 0;
+            self.pending_allowed = true;
             return Ok(0);
         }
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let moved = pending::settle(&tx)?;
-        tx.commit()?;
-        self.unsettled = 0;
-        Ok(moved)
+        self.conn.busy_timeout(patience)?;
+        let settled = (|| {
+            let tx =
+                rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            let moved = pending::settle(&tx)?;
+            tx.commit()?;
+            Ok(moved)
+        })();
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        match settled {
+            Ok(moved) => {
+                self.unsettled = 0;
+                self.pending_allowed = true;
+                Ok(moved)
+            }
+            Err(e) => {
+                if !is_busy(&e) {
+                    self.pending_allowed = false;
+                }
+                Err(StoreError::Sqlite(e))
+            }
+        }
+    }
+
+    /// Settles the pending rows for a reader, waiting a little for the write lock: a reader must still read on a
+    /// full disk, or while an `audit prune` holds the lock, only without the rows it could not settle, which
+    /// [`Store::pending_not_shown`] then counts.
+    fn settle_for_readers(&mut self) {
+        self.reader_note = match self.settle_within(READER_PATIENCE) {
+            Ok(_) => None,
+            Err(e) => {
+                let waiting: i64 = self
+                    .conn
+                    .query_row("SELECT count(*) FROM pending", [], |row| row.get(0))
+                    .unwrap_or(0);
+                Some(format!(
+                    "{waiting} acknowledged request(s) still wait in the pending table and are not shown: \
+                     cannot move them into the audit tables ({e})"
+                ))
+            }
+        };
+    }
+
+    /// Why what was read may lack the newest acknowledged requests (they are safe in the pending table), if it
+    /// may: the last settlement for a reader failed.
+    pub fn pending_not_shown(&self) -> Option<&str> {
+        self.reader_note.as_deref()
     }
 
     /// The file this store opened (`None` in memory), for another connection to the same store.

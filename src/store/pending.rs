@@ -140,7 +140,7 @@ mod tests {
         );
         assert_eq!(through_pending.unsettled(), 3);
 
-        assert_eq!(RequestStore::settle(&mut through_pending).unwrap(), 3);
+        assert_eq!(through_pending.settle().unwrap(), 3);
         assert_eq!(count(&through_pending, "pending"), 0);
         assert_eq!(through_pending.unsettled(), 0);
 
@@ -312,8 +312,12 @@ mod tests {
     }
 
     #[test]
-    fn pruning_keeps_the_schemas_pending_rows_name() {
+    fn pruning_settles_first_and_keeps_the_schema_a_pending_row_names() {
         let mut store = Store::open_in_memory().unwrap();
+        // An old row, written straight into `audit`, then a newer pending one naming a schema no other row names.
+        AuditEntry::test_send(10)
+            .insert(&store.conn, None, Some("[0]"))
+            .unwrap();
         let mut group = store.begin_group().unwrap();
         let entry = AuditEntry {
             schema: Some(schema()),
@@ -321,9 +325,104 @@ mod tests {
         };
         group.append_accepted(&entry, &nonce("a"), "[1]").unwrap();
         group.commit().unwrap();
+        assert_eq!(count(&store, "pending"), 1);
         let pruned = store.prune_audit(50, 1_000, false).unwrap();
-        assert_eq!(pruned.rows, 0, "the pending row is newer than the cut");
-        assert_eq!(count(&store, "schemas"), 1);
+        assert_eq!(pruned.rows, 1, "the old row, not the pending one");
+        assert_eq!((pruned.schemas, count(&store, "schemas")), (0, 1));
+        assert_eq!(count(&store, "pending"), 0);
         assert!(store.verify_audit(None).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_row_numbered_from_audit_alone_is_refused_while_rows_are_pending() {
+        let mut store = Store::open_in_memory().unwrap();
+        let mut group = store.begin_group().unwrap();
+        for n in ["a", "b"] {
+            group
+                .append_accepted(&AuditEntry::test_send(1), &nonce(n), "[1]")
+                .unwrap();
+        }
+        group.commit().unwrap();
+        // What a server of zavro before store version 13, still running after the migration, would write: the
+        // next id after `audit`'s newest row, chained onto that row.
+        let forked = store.conn.execute(
+            "INSERT INTO audit (id, time_us, action, status, records, size, prev_hash, hash)
+             VALUES (1, 2, 'send', 'accepted', 1, 10, ?1, 'forged')",
+            [crate::store::chain::GENESIS],
+        );
+        let message = forked.unwrap_err().to_string();
+        assert!(message.contains("older than store version 13"), "{message}");
+        // An automatic id is refused alike; the rows waiting still settle, and the chain holds.
+        assert!(
+            store
+                .conn
+                .execute(
+                    "INSERT INTO audit (time_us, action, status, records, size) VALUES (2, 'send', 'accepted', 1, 10)",
+                    [],
+                )
+                .is_err()
+        );
+        assert_eq!(store.settle().unwrap(), 2);
+        assert!(store.verify_audit(None).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_reader_that_cannot_settle_reads_without_the_pending_rows_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zavro.db");
+        let mut server = Store::open(&path).unwrap();
+        let mut group = server.begin_group().unwrap();
+        group
+            .append_accepted(&AuditEntry::test_send(1), &nonce("a"), "[1]")
+            .unwrap();
+        group.commit().unwrap();
+        // Another process holds the write lock (a long `audit prune`, say).
+        let holder = Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let mut reader = Store::open_existing(&path).unwrap();
+        let note = reader.pending_not_shown().unwrap().to_owned();
+        assert!(
+            note.starts_with("1 acknowledged request(s) still wait"),
+            "{note}"
+        );
+        assert_eq!(AuditStore::audit_head(&mut reader).unwrap(), None);
+        holder.execute_batch("COMMIT").unwrap();
+        assert_eq!(AuditStore::audit_head(&mut reader).unwrap().unwrap().0, 1);
+        assert_eq!(reader.pending_not_shown(), None);
+    }
+
+    #[test]
+    fn after_a_failed_settlement_small_requests_go_straight_into_audit_until_one_succeeds() {
+        let mut store = Store::open_in_memory().unwrap();
+        let mut group = store.begin_group().unwrap();
+        group
+            .append_accepted(&AuditEntry::test_send(1), &nonce("a"), "[1]")
+            .unwrap();
+        group.commit().unwrap();
+        store.refuse_writes(true);
+        assert!(store.settle().is_err());
+        store.refuse_writes(false);
+
+        let mut group = store.begin_group().unwrap();
+        group
+            .append_accepted(&AuditEntry::test_send(2), &nonce("b"), "[2]")
+            .unwrap();
+        group.commit().unwrap();
+        assert_eq!(
+            (count(&store, "audit"), count(&store, "pending")),
+            (2, 0),
+            "written straight into audit, the waiting row settled before it"
+        );
+        assert_eq!(store.settle().unwrap(), 0);
+        let mut group = store.begin_group().unwrap();
+        group
+            .append_accepted(&AuditEntry::test_send(3), &nonce("c"), "[3]")
+            .unwrap();
+        group.commit().unwrap();
+        assert_eq!(
+            count(&store, "pending"),
+            1,
+            "pending again once a settlement succeeded"
+        );
     }
 }

@@ -162,7 +162,11 @@ fn sigkill_between_acknowledging_requests_and_settling_them_loses_none_and_store
         assert!(status.success(), "a sender failed across the restart");
     }
     assert!(server.stop().success());
-    assert_eq!(raw_count(&env, "pending"), 0, "a clean stop settles");
+    assert_eq!(
+        raw_count(&env, "pending"),
+        0,
+        "nothing left pending once the server has stopped"
+    );
 
     let stored = stored_records(&env);
     for sender in 0..SENDERS as u64 {

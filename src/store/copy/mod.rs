@@ -130,7 +130,7 @@ impl From<postgres::Error> for CopyError {
 /// Copies the SQLite store `from` into the PostgreSQL store `to`, whose secrets are sealed under `master`.
 /// `from` may be unsealed, or sealed under `master`.
 pub fn copy_into_postgres(
-    from: &Store,
+    from: &mut Store,
     to: &mut PgStore,
     master: &MasterKey,
     options: &CopyOptions,
@@ -139,6 +139,10 @@ pub fn copy_into_postgres(
         from: options.source_name.clone(),
         broken,
     };
+    // Requests acknowledged since the store was opened (while the target was being reached) go into the audit
+    // tables first; what cannot be settled now is left out with its nonces and request ids, and
+    // `Store::pending_not_shown` says so.
+    from.settle_for_readers();
     // One read transaction: the first read below fixes the snapshot every later read sees.
     let snapshot = rusqlite::Transaction::new_unchecked(&from.conn, TransactionBehavior::Deferred)?;
     let source_master = match sealing::sealed_under(&snapshot)? {

@@ -106,7 +106,7 @@ fn everything_is_copied_and_the_copy_verifies_with_the_source_head() {
     let dir = tempfile::tempdir().unwrap();
     let mut sqlite = source(dir.path());
     let source_head = AuditStore::audit_head(&mut sqlite).unwrap().unwrap();
-    let copied = copy_into_postgres(&sqlite, &mut pg, &master(1), &options()).unwrap();
+    let copied = copy_into_postgres(&mut sqlite, &mut pg, &master(1), &options()).unwrap();
     assert_eq!(
         copied,
         Copied {
@@ -259,14 +259,14 @@ fn a_sealed_source_is_copied_under_the_same_key_and_refused_under_another() {
     let dir = tempfile::tempdir().unwrap();
     let mut sqlite = source(dir.path());
     sqlite.seal_secrets(master(7), 80).unwrap();
-    let err = copy_into_postgres(&sqlite, &mut pg, &master(8), &options()).unwrap_err();
+    let err = copy_into_postgres(&mut sqlite, &mut pg, &master(8), &options()).unwrap_err();
     assert!(
         matches!(&err, CopyError::SourceSealedUnderAnotherKey { sealed_under, given, .. }
             if *sealed_under == master(7).fingerprint() && *given == master(8).fingerprint()),
         "{err}"
     );
     assert_eq!(count(&mut pg, "SELECT count(*) FROM keys"), 0);
-    let copied = copy_into_postgres(&sqlite, &mut pg, &master(7), &options()).unwrap();
+    let copied = copy_into_postgres(&mut sqlite, &mut pg, &master(7), &options()).unwrap();
     assert_eq!(copied.keys, 2);
     let sealed: Vec<u8> = pg
         .client()
@@ -289,10 +289,10 @@ fn a_store_that_is_not_empty_is_refused_and_left_as_it_was() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = source(dir.path());
+    let mut sqlite = source(dir.path());
     pg.use_master_key(Some(master(1))).unwrap();
     KeyStore::add_key(&mut pg, "ZKX", SECRET_A, None, None, 5).unwrap();
-    let err = copy_into_postgres(&sqlite, &mut pg, &master(1), &options()).unwrap_err();
+    let err = copy_into_postgres(&mut sqlite, &mut pg, &master(1), &options()).unwrap_err();
     assert!(
         matches!(&err, CopyError::NotEmpty { contents, .. } if contents == "1 API key, 1 audit row"),
         "{err}"
@@ -311,7 +311,7 @@ fn a_store_that_is_not_empty_is_refused_and_left_as_it_was() {
     pg.client()
         .batch_execute("UPDATE audit_chain SET last_id = 3")
         .unwrap();
-    let err = copy_into_postgres(&sqlite, &mut pg, &master(1), &options()).unwrap_err();
+    let err = copy_into_postgres(&mut sqlite, &mut pg, &master(1), &options()).unwrap_err();
     assert!(
         err.to_string().contains("audit ids handed out up to #3"),
         "{err}"
@@ -324,7 +324,7 @@ fn a_store_that_is_not_empty_is_refused_and_left_as_it_was() {
             "INSERT INTO sealing (fingerprint, sealed_us) VALUES ('0011223344556677', 1)",
         )
         .unwrap();
-    let err = copy_into_postgres(&sqlite, &mut pg, &master(1), &options()).unwrap_err();
+    let err = copy_into_postgres(&mut sqlite, &mut pg, &master(1), &options()).unwrap_err();
     assert!(
         err.to_string()
             .contains("sealed under master key 0011223344556677"),
@@ -356,9 +356,9 @@ fn a_source_whose_chain_does_not_verify_is_not_copied() {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
-        let sqlite = source(dir.path());
+        let mut sqlite = source(dir.path());
         sqlite.conn.execute_batch(sql).unwrap();
-        let err = copy_into_postgres(&sqlite, &mut pg, &master(1), &options()).unwrap_err();
+        let err = copy_into_postgres(&mut sqlite, &mut pg, &master(1), &options()).unwrap_err();
         assert!(
             matches!(err, CopyError::SourceTampered { .. }) && err.to_string().contains(says),
             "{sql}: {err}"
@@ -380,8 +380,8 @@ fn an_empty_source_and_one_pruned_to_nothing_are_copied_too() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let empty = Store::open(&dir.path().join("empty.db")).unwrap();
-    let copied = copy_into_postgres(&empty, &mut pg, &master(1), &options()).unwrap();
+    let mut empty = Store::open(&dir.path().join("empty.db")).unwrap();
+    let copied = copy_into_postgres(&mut empty, &mut pg, &master(1), &options()).unwrap();
     assert_eq!(
         (copied.rows, copied.source_head, copied.copy_row),
         (0, None, 1)
@@ -396,7 +396,7 @@ fn an_empty_source_and_one_pruned_to_nothing_are_copied_too() {
     sqlite.prune_audit(1_000, 2_000, false).unwrap();
     sqlite.prune_audit(3_000, 4_000, false).unwrap();
     let head = AuditStore::audit_head(&mut sqlite).unwrap().unwrap();
-    let copied = copy_into_postgres(&sqlite, &mut pg, &master(1), &options()).unwrap();
+    let copied = copy_into_postgres(&mut sqlite, &mut pg, &master(1), &options()).unwrap();
     assert_eq!((copied.rows, copied.checkpoints), (1, 3));
     assert_eq!(copied.copy_row, head.0 + 1);
     assert_eq!(pg.verify_audit(None).unwrap().unwrap().rows, 2);
@@ -427,9 +427,8 @@ fn a_trail_longer_than_a_batch_goes_over_whole() {
         }
         group.commit().unwrap();
     }
-    // What `store copy` finds when it opens the store.
-    sqlite.settle().unwrap();
-    let copied = copy_into_postgres(&sqlite, &mut pg, &master(1), &options()).unwrap();
+    // Left pending: the copy settles them before it takes its snapshot.
+    let copied = copy_into_postgres(&mut sqlite, &mut pg, &master(1), &options()).unwrap();
     assert_eq!(
         (copied.rows, copied.payloads, copied.nonces),
         (

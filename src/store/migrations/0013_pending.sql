@@ -25,3 +25,14 @@ CREATE TABLE pending (
     server         TEXT,
     json           TEXT NOT NULL
 ) STRICT;
+
+-- A server of an older zavro that was already running when this migration ran numbers its rows from `audit`
+-- alone: it would give a pending row's id to a row of its own and fork the chain. Such a row is refused (its
+-- group fails, and its clients retry elsewhere or later) while any pending row has its id or a higher one. A
+-- pending row being settled passes: the row with its id and hash is the one waiting.
+CREATE TRIGGER audit_below_pending BEFORE INSERT ON audit
+WHEN EXISTS (SELECT 1 FROM pending WHERE audit_id >= NEW.id)
+ AND NOT EXISTS (SELECT 1 FROM pending WHERE audit_id = NEW.id AND hash IS NEW.hash)
+BEGIN
+    SELECT RAISE(ABORT, 'acknowledged requests wait in the pending table at or above this audit id: a zavro older than store version 13 is still writing to this store; stop it and run the new version');
+END;
