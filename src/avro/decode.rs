@@ -33,7 +33,9 @@ pub const MAX_SCHEMA_BYTES: usize = 128 * 1024;
 
 /// Most bytes one request may decode to, counted twice: its blocks once decompressed, and the JSON text of its
 /// records. A request over it is refused, so a few KB of deflate or a block of zero-size records cannot make the
-/// server spend gigabytes; the text may pass it by one record before the check sees it.
+/// server spend gigabytes. The text is checked as it is written, so it passes the budget by at most a few hundred
+/// bytes for zavro's JSON schema and by one value's text for another schema read by its plan; on the value route
+/// (a reader schema, a schema without a plan), after each record.
 pub const MAX_REQUEST_DECODED_BYTES: usize = 32 * 1024 * 1024;
 
 /// Distinct container headers the [`Decoder`] remembers as already checked.
@@ -513,6 +515,7 @@ impl RecordError {
             #[cfg(test)]
             RecordError::Avro(e) => record_error(record, &e),
             RecordError::Text(Fault::Limit(limit)) => AvroError::OverLimit(limit),
+            RecordError::Text(Fault::TooMuchText) => over_request_budget(RECORDS_TEXT),
             RecordError::Text(Fault::Bad(reason))
             | RecordError::Natural(natural_text::Fault::Bad(reason)) => AvroError::BadRecord {
                 record,
