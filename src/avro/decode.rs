@@ -66,20 +66,6 @@ pub struct Ndjson {
 }
 
 impl Ndjson {
-    /// The records as one JSON array (`[a,b,…]`), the form the store keeps.
-    pub fn to_json_array(&self) -> String {
-        let mut array = String::with_capacity(self.text.len() + 2);
-        array.push('[');
-        for (i, line) in self.lines().enumerate() {
-            if i > 0 {
-                array.push(',');
-            }
-            array.push_str(line);
-        }
-        array.push(']');
-        array
-    }
-
     /// Each record's JSON text.
     pub fn lines(&self) -> impl Iterator<Item = &str> {
         // Written by serde_json from UTF-8 strings, and records never contain a raw newline.
@@ -689,10 +675,6 @@ mod tests {
             .collect();
         assert_eq!(text.lines().collect::<Vec<_>>(), expected);
         assert_eq!(text.records, records.len());
-        assert_eq!(
-            text.to_json_array(),
-            serde_json::to_string(&records).unwrap()
-        );
     }
 
     #[test]
@@ -1020,10 +1002,6 @@ mod tests {
         assert_eq!(
             text.lines().collect::<Vec<_>>(),
             [r#""NaN""#, r#""Infinity""#, r#"["-Infinity",0.25]"#]
-        );
-        assert_eq!(
-            text.to_json_array(),
-            r#"["NaN","Infinity",["-Infinity",0.25]]"#
         );
     }
 
