@@ -2,10 +2,10 @@
 //! third frame, after `avro::limit_decode_allocations()` once, as `zavro serve` does.
 //!
 //! When the decoder accepts, its output must be what a consumer of the server can read: as many lines as
-//! records, each line exactly one JSON value, and `to_json_array` the JSON array of those values. For zavro's
-//! JSON schema it must also be stable: the values the lines hold, encoded again and decoded again, come back as
-//! exactly their own JSON text. Comparing with the parsed values, not the first text, lets a repeated map key
-//! through: the decoder writes every pair and serde_json's parser keeps the last.
+//! records, each line exactly one JSON value. For zavro's JSON schema it must also be stable: the values the
+//! lines hold, encoded again and decoded again, come back as exactly their own JSON text. Comparing with the
+//! parsed values, not the first text, lets a repeated map key through: the decoder writes every pair and
+//! serde_json's parser keeps the last.
 
 #![no_main]
 
@@ -54,13 +54,6 @@ fuzz_target!(|data: &[u8]| {
             parse(line).unwrap_or_else(|e| panic!("record {i}: not one JSON value ({e}): {line}"))
         })
         .collect();
-    let array = parse(&records.to_json_array())
-        .unwrap_or_else(|e| panic!("to_json_array is not JSON: {e}"));
-    assert_eq!(
-        array,
-        Value::Array(values.clone()),
-        "to_json_array differs from the lines"
-    );
 
     let json_schema = decoded
         .schema

@@ -3,7 +3,9 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use apache_avro::{Schema, reader::datum::GenericDatumReader, schema::ResolvedSchema};
+#[cfg(test)]
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::{Schema, schema::ResolvedSchema};
 use serde_json::Value;
 
 use super::{
@@ -12,6 +14,7 @@ use super::{
     generic,
     json_text::{self, Fault},
     natural_text::{self, Plan},
+    value_reader::ValueReader,
 };
 
 /// Deepest JSON nesting accepted on either side; serde_json's parser stops at 128 too.
@@ -33,7 +36,9 @@ pub const MAX_SCHEMA_BYTES: usize = 128 * 1024;
 
 /// Most bytes one request may decode to, counted twice: its blocks once decompressed, and the JSON text of its
 /// records. A request over it is refused, so a few KB of deflate or a block of zero-size records cannot make the
-/// server spend gigabytes; the text may pass it by one record before the check sees it.
+/// server spend gigabytes. The text is checked as it is written, so it passes the budget by at most a few hundred
+/// bytes for zavro's JSON schema and by one value's text for another schema read by its plan; on the value route
+/// (a reader schema, a schema without a plan), after each record.
 pub const MAX_REQUEST_DECODED_BYTES: usize = 32 * 1024 * 1024;
 
 /// Distinct container headers the [`Decoder`] remembers as already checked.
@@ -64,20 +69,6 @@ pub struct Ndjson {
 }
 
 impl Ndjson {
-    /// The records as one JSON array (`[a,b,…]`), the form the store keeps.
-    pub fn to_json_array(&self) -> String {
-        let mut array = String::with_capacity(self.text.len() + 2);
-        array.push('[');
-        for (i, line) in self.lines().enumerate() {
-            if i > 0 {
-                array.push(',');
-            }
-            array.push_str(line);
-        }
-        array.push(']');
-        array
-    }
-
     /// Each record's JSON text.
     pub fn lines(&self) -> impl Iterator<Item = &str> {
         // Written by serde_json from UTF-8 strings, and records never contain a raw newline.
@@ -95,19 +86,14 @@ enum WriterSchema {
     /// Any other schema without recursion: natural JSON, straight from the bytes by its compiled plan, or
     /// (for the rare schema that has none) through apache-avro's generic reader.
     Other {
-        /// The writer schema.
-        schema: Arc<Schema>,
         /// The schema compiled for [`natural_text`].
         plan: Option<Arc<Plan>>,
+        /// apache-avro's reader of the schema's records, for a schema without a plan (and the tests' oracle).
+        values: Arc<ValueReader>,
     },
     /// A writer schema resolved against one of the server's reader schemas: records come out in the reader's
-    /// shape (Avro's schema resolution rules).
-    Resolved {
-        /// The schema the data was written with.
-        writer: Arc<Schema>,
-        /// The server's schema it is read as.
-        reader: Arc<Schema>,
-    },
+    /// shape (Avro's schema resolution rules), read by apache-avro's reader from the one to the other.
+    Resolved(Arc<ValueReader>),
 }
 
 /// What decoding one request's container file found.
@@ -223,38 +209,13 @@ impl Decoder {
         mut each: impl FnMut(Record, &mut Vec<u8>) -> Result<(), RecordError>,
     ) -> Result<(), AvroError> {
         let mut file = ContainerReader::new(bytes)?;
-        let writer = self.writer_schema(file.header().schema, seen)?;
-        // The schema passed its checks, so apache-avro failing to set up a reader for it is a limit of the
-        // schema support, not a fault of the data.
-        let unsupported =
-            |e: &apache_avro::Error| AvroError::UnsupportedSchema(truncate(&e.to_string(), 300));
-        let mut plan = None;
-        let other = match &writer {
-            WriterSchema::Json => None,
+        let (plan, other) = match self.writer_schema(file.header().schema, seen)? {
+            WriterSchema::Json => (None, None),
             WriterSchema::Other {
-                plan: Some(compiled),
-                ..
-            } if route == Route::Direct => {
-                plan = Some(Arc::clone(compiled));
-                None
-            }
-            WriterSchema::Other { schema, .. } => {
-                let resolved =
-                    ResolvedSchema::try_from(schema.as_ref()).map_err(|e| unsupported(&e))?;
-                let reader = GenericDatumReader::builder(schema)
-                    .resolved_writer_schemata(resolved.clone())
-                    .build()
-                    .map_err(|e| unsupported(&e))?;
-                Some((schema, resolved, reader))
-            }
-            WriterSchema::Resolved { writer, reader } => {
-                let resolved =
-                    ResolvedSchema::try_from(reader.as_ref()).map_err(|e| unsupported(&e))?;
-                let datum_reader = GenericDatumReader::builder(writer)
-                    .reader_schema(reader)
-                    .build()
-                    .map_err(|e| unsupported(&e))?;
-                Some((reader, resolved, datum_reader))
+                plan: Some(plan), ..
+            } if route == Route::Direct => (Some(plan), None),
+            WriterSchema::Other { values, .. } | WriterSchema::Resolved(values) => {
+                (None, Some(values))
             }
         };
         let mut values = 0usize;
@@ -276,16 +237,15 @@ impl Decoder {
                     (None, None) => {
                         each(Record::Json(&mut data), text).map_err(|e| e.at(record))?
                     }
-                    (Some((schema, resolved, reader)), _) => {
+                    (Some(reader), _) => {
                         let value = reader
-                            .read_value(&mut data)
+                            .read(&mut data)
                             .map_err(|e| record_error(record, &e))?;
-                        let value = generic::to_json(value, schema, resolved.get_names()).map_err(
-                            |reason| AvroError::NoJsonForm {
+                        let value = generic::to_json(value, reader.shape(), reader.names())
+                            .map_err(|reason| AvroError::NoJsonForm {
                                 record,
                                 reason: truncate(&reason, 300),
-                            },
-                        )?;
+                            })?;
                         values += json_values(&value);
                         if values > MAX_VALUES {
                             return Err(AvroError::OverLimit(format!(
@@ -349,9 +309,10 @@ impl Decoder {
             WriterSchema::Json
         } else {
             check_foreign(&schema)?;
+            let plan = Plan::compile(&schema).map(Arc::new);
             WriterSchema::Other {
-                plan: Plan::compile(&schema).map(Arc::new),
-                schema: Arc::new(schema),
+                plan,
+                values: Arc::new(ValueReader::of(Arc::new(schema)).map_err(unsupported)?),
             }
         };
         if self.schemas.len() >= MAX_CACHED_SCHEMAS {
@@ -385,10 +346,9 @@ impl Decoder {
             match apache_avro::schema_compatibility::SchemaCompatibility::can_read(&writer, reader)
             {
                 Ok(_) => {
-                    return Ok(WriterSchema::Resolved {
-                        writer: Arc::new(writer),
-                        reader: Arc::clone(reader),
-                    });
+                    let values = ValueReader::resolving(Arc::new(writer), Arc::clone(reader))
+                        .map_err(unsupported)?;
+                    return Ok(WriterSchema::Resolved(Arc::new(values)));
                 }
                 Err(e) => {
                     first_reason.get_or_insert_with(|| error_chain(&e));
@@ -397,6 +357,12 @@ impl Decoder {
         }
         Err(AvroError::SchemaMismatch(first_reason.unwrap_or_default()))
     }
+}
+
+/// The refusal of a schema that passed its checks but for which apache-avro cannot set up a reader: a limit of
+/// the schema support, not a fault of the data.
+fn unsupported(error: apache_avro::Error) -> AvroError {
+    AvroError::UnsupportedSchema(truncate(&error.to_string(), 300))
 }
 
 /// What the request budget's refusal calls the records' text.
@@ -513,6 +479,7 @@ impl RecordError {
             #[cfg(test)]
             RecordError::Avro(e) => record_error(record, &e),
             RecordError::Text(Fault::Limit(limit)) => AvroError::OverLimit(limit),
+            RecordError::Text(Fault::TooMuchText) => over_request_budget(RECORDS_TEXT),
             RecordError::Text(Fault::Bad(reason))
             | RecordError::Natural(natural_text::Fault::Bad(reason)) => AvroError::BadRecord {
                 record,
@@ -686,10 +653,6 @@ mod tests {
             .collect();
         assert_eq!(text.lines().collect::<Vec<_>>(), expected);
         assert_eq!(text.records, records.len());
-        assert_eq!(
-            text.to_json_array(),
-            serde_json::to_string(&records).unwrap()
-        );
     }
 
     #[test]
@@ -1018,10 +981,6 @@ mod tests {
             text.lines().collect::<Vec<_>>(),
             [r#""NaN""#, r#""Infinity""#, r#"["-Infinity",0.25]"#]
         );
-        assert_eq!(
-            text.to_json_array(),
-            r#"["NaN","Infinity",["-Infinity",0.25]]"#
-        );
     }
 
     #[test]
@@ -1296,6 +1255,92 @@ mod evolution {
             .unwrap_err()
             .to_string();
         assert!(err.contains("value"), "{err}");
+    }
+
+    /// The value reader the decoder keeps for the writer schema `schema`.
+    fn cached_reader(decoder: &Decoder, schema: &str) -> Arc<ValueReader> {
+        let schema = Schema::parse_str(schema).unwrap();
+        decoder
+            .schemas
+            .values()
+            .find_map(|(checked, _)| match checked {
+                WriterSchema::Resolved(values) | WriterSchema::Other { values, .. }
+                    if *values.writer() == schema =>
+                {
+                    Some(Arc::clone(values))
+                }
+                _ => None,
+            })
+            .expect("the schema is cached")
+    }
+
+    #[test]
+    fn each_writer_schema_gets_its_own_reader_once_and_requests_reuse_it() {
+        // V1's records, and those of a writer schema without `note`, both read as V2 by one decoder.
+        const V1_NO_NOTE: &str = r#"{"type":"record","name":"Reading","fields":[
+            {"name":"id","type":"int"},{"name":"value","type":"double"}]}"#;
+        let v1 = file(
+            V1,
+            vec![Avro::Record(vec![
+                ("id".into(), Avro::Int(7)),
+                ("value".into(), Avro::Double(5.3)),
+                ("note".into(), Avro::String("dropped".into())),
+            ])],
+        );
+        let no_note = file(
+            V1_NO_NOTE,
+            vec![Avro::Record(vec![
+                ("id".into(), Avro::Int(8)),
+                ("value".into(), Avro::Double(0.5)),
+            ])],
+        );
+        let mut decoder = reader(V2);
+        let first = decoder.decode_request(&v1).records.unwrap();
+        let v1_reader = cached_reader(&decoder, V1);
+        let other = decoder.decode_request(&no_note).records.unwrap();
+        let second = decoder.decode_request(&v1).records.unwrap();
+        assert_eq!(
+            first.lines().collect::<Vec<_>>(),
+            [r#"{"id":7,"value":5.3,"unit":"kW"}"#]
+        );
+        assert_eq!(second, first);
+        assert_eq!(
+            other.lines().collect::<Vec<_>>(),
+            [r#"{"id":8,"value":0.5,"unit":"kW"}"#]
+        );
+        // The second request of V1 used the reader built for the first; the other schema has its own.
+        assert!(Arc::ptr_eq(&cached_reader(&decoder, V1), &v1_reader));
+        let no_note_reader = cached_reader(&decoder, V1_NO_NOTE);
+        assert!(!Arc::ptr_eq(&no_note_reader, &v1_reader));
+        assert_eq!(decoder.schemas.len(), 2);
+        // Both read as V2.
+        for values in [&v1_reader, &no_note_reader] {
+            assert_eq!(*values.shape(), Schema::parse_str(V2).unwrap());
+        }
+        // A fresh decoder writes the same text.
+        assert_eq!(reader(V2).decode_request(&v1).records.unwrap(), first);
+    }
+
+    #[test]
+    fn the_value_route_without_a_reader_schema_reuses_its_reader_too() {
+        // The oracle's route reads records of a schema with a plan as values, through the cached reader.
+        let mut decoder = Decoder::new();
+        let data = file(
+            V1,
+            vec![Avro::Record(vec![
+                ("id".into(), Avro::Int(1)),
+                ("value".into(), Avro::Double(2.5)),
+                ("note".into(), Avro::String("n".into())),
+            ])],
+        );
+        let direct = decoder.decode_request(&data).records.unwrap();
+        let values = cached_reader(&decoder, V1);
+        for _ in 0..2 {
+            let by_values = decoder.decode_request_by_serde(&data).records.unwrap();
+            assert_eq!(by_values, direct);
+            assert!(Arc::ptr_eq(&cached_reader(&decoder, V1), &values));
+        }
+        assert_eq!(*values.shape(), Schema::parse_str(V1).unwrap());
     }
 
     #[test]

@@ -8,6 +8,8 @@ use proptest::prelude::*;
 use super::{
     AvroError, Decoder, JSON_SCHEMA, MAX_DECODE_ALLOCATION, MAX_DEPTH, Ndjson,
     container::{ContainerWriter, write_long},
+    decode::MAX_REQUEST_DECODED_BYTES,
+    json_text::{Budget, Fault, TEXT_PER_BYTE, escape_into, escaped_len, record},
     oracle::{self, Damage, damage, damaged_file},
 };
 
@@ -190,6 +192,15 @@ proptest! {
     }
 
     #[test]
+    fn a_record_and_its_newline_take_at_most_text_per_byte_bytes_of_text_per_byte_of_data(
+        records in prop::collection::vec(raw(), 1..6),
+    ) {
+        for raw in records {
+            within_text_per_byte(&raw)?;
+        }
+    }
+
+    #[test]
     fn nesting_around_the_depth_limit_is_decided_alike(
         depth in (MAX_DEPTH - 2)..(MAX_DEPTH + 3),
         maps in any::<bool>(),
@@ -242,7 +253,8 @@ fn every_byte_at_every_place_of_a_string_is_escaped_as_serde_json_escapes_it() {
             text[at] = byte;
             let text = String::from_utf8(text).expect("ASCII");
             let mut ours = Vec::new();
-            super::json_text::escape_into(&mut ours, text.as_bytes());
+            escape_into(&mut ours, text.as_bytes());
+            assert_eq!(escaped_len(text.as_bytes()), ours.len(), "byte {byte:#04x}");
             assert_eq!(
                 String::from_utf8(ours).expect("UTF-8"),
                 serde_json::to_string(&text).expect("a string serializes"),
@@ -250,4 +262,160 @@ fn every_byte_at_every_place_of_a_string_is_escaped_as_serde_json_escapes_it() {
             );
         }
     }
+    let wide = "☃😀\u{7f}\u{2028}é\"\\\n";
+    assert_eq!(
+        escaped_len(wide.as_bytes()),
+        serde_json::to_string(wide)
+            .expect("a string serializes")
+            .len()
+    );
+}
+
+/// Checks that `raw`, if it transcodes, writes at most [`TEXT_PER_BYTE`] bytes of text per byte of its data,
+/// counting the newline after it: the bound by which a record far from the budget is read unchecked.
+fn within_text_per_byte(raw: &Raw) -> Result<(), TestCaseError> {
+    let data = data_of(raw);
+    let mut out = Vec::new();
+    if record(&mut &data[..], &mut out, &mut Budget::new()).is_ok() {
+        let with_newline = out.len() + 1;
+        prop_assert!(
+            with_newline <= TEXT_PER_BYTE * data.len(),
+            "{} bytes of text for {} of data: {}",
+            out.len(),
+            data.len(),
+            String::from_utf8_lossy(&out)
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_densest_records_stay_within_text_per_byte() {
+    let many = |raw: Raw| vec![raw; 1000];
+    let mut nested = Raw::Array(Vec::new(), false);
+    for _ in 0..100 {
+        nested = Raw::Array(vec![nested, Raw::Null], false);
+    }
+    for raw in [
+        Raw::Null,
+        Raw::Str(Vec::new()),
+        Raw::Str(vec![1]),
+        Raw::Double(f64::NAN.to_bits()),
+        Raw::Double((-2.225_073_858_507_201_4e-308f64).to_bits()),
+        Raw::Long(i64::MIN),
+        Raw::Array(many(Raw::Null), false),
+        Raw::Array(many(Raw::Bool(0)), false),
+        Raw::Array(many(Raw::Long(-64)), false),
+        Raw::Array(many(Raw::Str(vec![1])), false),
+        Raw::Array(many(Raw::Array(Vec::new(), false)), false),
+        Raw::Array(many(Raw::Double(f64::MIN_POSITIVE.to_bits())), false),
+        Raw::Map(vec![(Vec::new(), Raw::Null); 1000], false),
+        Raw::Map(vec![(vec![1], Raw::Str(vec![0])); 1000], true),
+        nested,
+    ] {
+        within_text_per_byte(&raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+    }
+}
+
+/// The refusal of a request whose records' text passes the budget, as it has always been worded.
+const OVER_THE_TEXT_BUDGET: &str = "over a decoding limit: the records' JSON text passes 32 MiB in one \
+                                    request (the server's limit per request)";
+
+/// The Avro bytes of one record.
+fn data_of(record: &Raw) -> Vec<u8> {
+    let mut data = Vec::new();
+    record.write(&mut data);
+    data
+}
+
+/// One record: an array of 100 strings of 64 KiB of U+0001, each 384 KiB of text (`\u0001` per byte): 6.4 MiB
+/// of data for 37.5 MiB of text, then `after` as its last item.
+fn control_strings(after: Option<Raw>) -> Raw {
+    let string = vec![1u8; 64 << 10];
+    assert_eq!(escaped_len(&string), 6 * string.len() + 2);
+    assert!(100 * escaped_len(&string) > MAX_REQUEST_DECODED_BYTES + (4 << 20));
+    let mut items = vec![Raw::Str(string); 100];
+    items.extend(after);
+    Raw::Array(items, false)
+}
+
+#[test]
+fn a_record_whose_text_passes_the_budget_is_refused_as_before_without_its_text_growing_past_it() {
+    let record_over = control_strings(None);
+    // The transcoder's own text: refused, and its buffer, room for the budget and 1 KiB, never grew.
+    let mut out = Vec::with_capacity(MAX_REQUEST_DECODED_BYTES + 1024);
+    let capacity = out.capacity();
+    let result = record(
+        &mut &data_of(&record_over)[..],
+        &mut out,
+        &mut Budget::new(),
+    );
+    assert_eq!(result, Err(Fault::TooMuchText));
+    assert_eq!(out.capacity(), capacity, "the text passed {capacity} bytes");
+    assert!(
+        out.len() <= MAX_REQUEST_DECODED_BYTES,
+        "{} bytes",
+        out.len()
+    );
+
+    // The request: refused with the same words as by the old route, which checked the text after the record.
+    let bytes = file(&[record_over], &Damage::None);
+    let refused = Decoder::new().decode_request(&bytes).records.unwrap_err();
+    assert!(matches!(refused, AvroError::OverLimit(_)), "{refused:?}");
+    assert_eq!(refused.to_string(), OVER_THE_TEXT_BUDGET);
+    agree(&bytes).expect("both decoders refuse it the same way");
+}
+
+#[test]
+fn a_fault_further_on_in_a_record_over_the_text_budget_is_still_the_one_named() {
+    for after in [Raw::Branch(7), Raw::Bool(2)] {
+        let bytes = file(&[control_strings(Some(after))], &Damage::None);
+        let refused = Decoder::new().decode_request(&bytes).records.unwrap_err();
+        assert!(
+            matches!(refused, AvroError::BadRecord { record: 1, .. }),
+            "{refused}"
+        );
+        agree(&bytes).expect("both decoders refuse it the same way");
+    }
+    // Cut short inside the last string.
+    let bytes = file(&[control_strings(None)], &Damage::Truncate(999));
+    let refused = Decoder::new().decode_request(&bytes).records.unwrap_err();
+    assert!(
+        matches!(refused, AvroError::BadRecord { record: 1, .. }),
+        "{refused}"
+    );
+    agree(&bytes).expect("both decoders refuse it the same way");
+}
+
+#[test]
+fn the_text_budget_is_decided_by_the_escaped_text_to_the_byte() {
+    // The request's text so far ends ten bytes short of the budget.
+    let before = vec![b'a'; MAX_REQUEST_DECODED_BYTES - 10];
+    let transcode = |record_raw: Raw| {
+        let mut out = before.clone();
+        let result = record(&mut &data_of(&record_raw)[..], &mut out, &mut Budget::new());
+        (result, out)
+    };
+    // `"\u0001ab"` is ten bytes: written, to the budget exactly.
+    let (result, out) = transcode(Raw::Str(b"\x01ab".to_vec()));
+    assert_eq!(result, Ok(()));
+    assert_eq!(out.len(), MAX_REQUEST_DECODED_BYTES);
+    assert!(out.ends_with(br#""\u0001ab""#));
+    // One byte more: left out, and the record refused.
+    let (result, out) = transcode(Raw::Str(b"\x01abc".to_vec()));
+    assert_eq!(result, Err(Fault::TooMuchText));
+    assert_eq!(out.len(), before.len());
+    // Numbers pass it by their own text, which is cut at the next value.
+    let numbers = Raw::Array(vec![Raw::Long(123_456_789_012); 1000], false);
+    let (result, out) = transcode(numbers);
+    assert_eq!(result, Err(Fault::TooMuchText));
+    assert!(
+        out.len() <= MAX_REQUEST_DECODED_BYTES + 16,
+        "{} bytes",
+        out.len() - MAX_REQUEST_DECODED_BYTES
+    );
+    // A record that ends past the budget after its last value is left to the check after each record.
+    let (result, out) = transcode(Raw::Array(vec![Raw::Long(123_456_789)], false));
+    assert_eq!(result, Ok(()));
+    assert_eq!(out.len(), MAX_REQUEST_DECODED_BYTES + 1);
 }

@@ -37,6 +37,7 @@ mod round_trip;
 pub mod transcode;
 pub mod typed;
 pub mod typed_transcode;
+mod value_reader;
 
 use std::sync::LazyLock;
 

@@ -269,10 +269,9 @@ pub fn payload(decoded: Decoded) -> (Option<Arc<SchemaFingerprint>>, Result<Ndjs
 }
 
 /// The records as one JSON array (`[a,b,…]`), the form the store keeps, made in one copy of the lines: each
-/// newline but the last becomes a comma, the last the closing bracket. [`Ndjson::to_json_array`] splits the text
-/// into lines (a searcher's calls per line) and pushes them one by one, which under callgrind cost 615 instructions
-/// per record against about 120. The same text for the same records, byte for byte, so the audit hash of a
-/// payload does not change. `internal` if the lines are not UTF-8, which the decoder never writes.
+/// newline but the last becomes a comma, the last the closing bracket. Splitting the text into lines and pushing
+/// them one by one, as the server once did, cost 615 instructions per record under callgrind against about 120;
+/// the text is the same, byte for byte, so the audit hash of a payload did not change. `internal` if the lines are not UTF-8, which the decoder never writes.
 pub fn json_array(records: &Ndjson) -> Result<String, Rejection> {
     let text = &records.text;
     let mut array = Vec::with_capacity(text.len() + 2);
@@ -446,7 +445,7 @@ mod tests {
 
     #[test]
     fn the_stored_array_is_the_records_joined_by_commas_in_brackets() {
-        // What Ndjson::to_json_array makes of the same lines (split on newlines, joined by commas).
+        // The lines split on newlines and joined by commas, in brackets.
         for (text, array) in [
             ("", "[]"),
             ("1\n", "[1]"),
