@@ -572,9 +572,18 @@ fn read_pointer(dir: &Path) -> Result<u64, SpoolError> {
     }
 }
 
-/// Replaces the pointer atomically and durably: a temporary file, `fsync`, rename, directory `fsync`.
+/// Replaces the pointer atomically and durably.
 fn write_pointer(dir: &Path, acked: u64) -> Result<(), SpoolError> {
-    let tmp = dir.join("acked.tmp");
+    replace_durably(
+        &dir.join("acked.tmp"),
+        &dir.join(ACKED),
+        format!("{acked}\n").as_bytes(),
+    )
+}
+
+/// Makes `path` hold `bytes` (mode 0600), atomically and durably: written to `tmp` (in the same directory),
+/// `fsync`ed, renamed over `path`, and the directory `fsync`ed.
+pub(crate) fn replace_durably(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| SpoolError::Io { path, source }
@@ -584,13 +593,12 @@ fn write_pointer(dir: &Path, acked: u64) -> Result<(), SpoolError> {
         .truncate(true)
         .write(true)
         .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    file.write_all(format!("{acked}\n").as_bytes())
-        .map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, dir.join(ACKED)).map_err(io(dir))?;
-    sync_dir(dir)
+        .open(tmp)
+        .map_err(io(tmp))?;
+    file.write_all(bytes).map_err(io(tmp))?;
+    file.sync_all().map_err(io(tmp))?;
+    fs::rename(tmp, path).map_err(io(path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// `fsync` of a directory, so the names created, renamed or removed in it are durable.

@@ -19,16 +19,15 @@
 //! the same file.
 
 use std::{
-    fs::{self, OpenOptions},
-    io::Write,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    fs,
+    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde::{Deserialize, Serialize};
 
-use super::{SpoolError, sync_dir};
+use super::{SpoolError, replace_durably, sync_dir};
 use crate::{
     protocol::{PROTOCOL_VERSION, RejectCode, Request},
     timestamp,
@@ -128,17 +127,7 @@ pub(super) fn write(spool_dir: &Path, kept: &Kept) -> Result<PathBuf, SpoolError
         source: e.into(),
     })?;
     text.push(b'\n');
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    file.write_all(&text).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io(&path))?;
-    sync_dir(&refused)?;
+    replace_durably(&tmp, &path, &text)?;
     Ok(path)
 }
 

@@ -77,6 +77,20 @@ mod tests {
         }
     }
 
+    /// Commits one small accepted request (`test_send(time_us)`, `nonce`, `payload`) in a group of its own.
+    fn acknowledge(store: &mut Store, time_us: i64, nonce: &str, payload: &str) {
+        let mut group = store.begin_group().unwrap();
+        let committed = group
+            .append_accepted(
+                &AuditEntry::test_send(time_us),
+                &self::nonce(nonce),
+                payload,
+            )
+            .unwrap();
+        assert!(matches!(committed, Committed::Stored(_)), "{committed:?}");
+        group.commit().unwrap();
+    }
+
     fn count(store: &Store, table: &str) -> i64 {
         store
             .conn
@@ -232,11 +246,7 @@ mod tests {
     #[test]
     fn a_row_written_straight_into_audit_settles_the_pending_rows_before_it() {
         let mut store = Store::open_in_memory().unwrap();
-        let mut group = store.begin_group().unwrap();
-        group
-            .append_accepted(&AuditEntry::test_send(1), &nonce("a"), "[1]")
-            .unwrap();
-        group.commit().unwrap();
+        acknowledge(&mut store, 1, "a", "[1]");
 
         // A refusal in a later group, then a small request, then a payload too large to be pending.
         let large = format!("[\"{}\"]", "x".repeat(MAX_PAYLOAD));
@@ -260,11 +270,7 @@ mod tests {
         assert_eq!(store.unsettled(), 0);
 
         // A command's own row (key_add) settles too.
-        let mut group = store.begin_group().unwrap();
-        group
-            .append_accepted(&AuditEntry::test_send(5), &nonce("d"), "[5]")
-            .unwrap();
-        group.commit().unwrap();
+        acknowledge(&mut store, 5, "d", "[5]");
         store
             .add_key("ZK2", "secret-secret-secret", None, 6)
             .unwrap();
@@ -301,11 +307,7 @@ mod tests {
         let path = dir.path().join("zavro.db");
         let mut server = Store::open(&path).unwrap();
         let mut reader = Store::open_existing(&path).unwrap();
-        let mut group = server.begin_group().unwrap();
-        group
-            .append_accepted(&AuditEntry::test_send(1), &nonce("a"), "[1]")
-            .unwrap();
-        group.commit().unwrap();
+        acknowledge(&mut server, 1, "a", "[1]");
         // The reader was opened before the row was written, as `audit query --follow` is.
         assert_eq!(AuditStore::audit_head(&mut reader).unwrap().unwrap().0, 1);
         assert_eq!(count(&server, "pending"), 0);
@@ -371,11 +373,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("zavro.db");
         let mut server = Store::open(&path).unwrap();
-        let mut group = server.begin_group().unwrap();
-        group
-            .append_accepted(&AuditEntry::test_send(1), &nonce("a"), "[1]")
-            .unwrap();
-        group.commit().unwrap();
+        acknowledge(&mut server, 1, "a", "[1]");
         // Another process holds the write lock (a long `audit prune`, say).
         let holder = Connection::open(&path).unwrap();
         holder.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -394,31 +392,19 @@ mod tests {
     #[test]
     fn after_a_failed_settlement_small_requests_go_straight_into_audit_until_one_succeeds() {
         let mut store = Store::open_in_memory().unwrap();
-        let mut group = store.begin_group().unwrap();
-        group
-            .append_accepted(&AuditEntry::test_send(1), &nonce("a"), "[1]")
-            .unwrap();
-        group.commit().unwrap();
+        acknowledge(&mut store, 1, "a", "[1]");
         store.refuse_writes(true);
         assert!(store.settle().is_err());
         store.refuse_writes(false);
 
-        let mut group = store.begin_group().unwrap();
-        group
-            .append_accepted(&AuditEntry::test_send(2), &nonce("b"), "[2]")
-            .unwrap();
-        group.commit().unwrap();
+        acknowledge(&mut store, 2, "b", "[2]");
         assert_eq!(
             (count(&store, "audit"), count(&store, "pending")),
             (2, 0),
             "written straight into audit, the waiting row settled before it"
         );
         assert_eq!(store.settle().unwrap(), 0);
-        let mut group = store.begin_group().unwrap();
-        group
-            .append_accepted(&AuditEntry::test_send(3), &nonce("c"), "[3]")
-            .unwrap();
-        group.commit().unwrap();
+        acknowledge(&mut store, 3, "c", "[3]");
         assert_eq!(
             count(&store, "pending"),
             1,
