@@ -589,6 +589,10 @@ impl Store {
             self.pending_allowed = true;
             return Ok(0);
         }
+        // The connection's own timeout (30 s, or a test's) comes back after this one transaction.
+        let usual: i64 = self
+            .conn
+            .pragma_query_value(None, "busy_timeout", |row| row.get(0))?;
         self.conn.busy_timeout(patience)?;
         let settled = (|| {
             let tx =
@@ -597,7 +601,8 @@ impl Store {
             tx.commit()?;
             Ok(moved)
         })();
-        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        let usual = u64::try_from(usual).map_or(BUSY_TIMEOUT, Duration::from_millis);
+        self.conn.busy_timeout(usual)?;
         match settled {
             Ok(moved) => {
                 self.unsettled = 0;
