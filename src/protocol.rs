@@ -980,4 +980,33 @@ mod tests {
         assert_eq!(quoted.message.chars().count(), MAX_MESSAGE_CHARS);
         assert!(!quoted.message.contains('\n'));
     }
+
+    #[test]
+    fn only_refusals_about_the_request_itself_let_a_spool_keep_it_aside() {
+        use RejectCode::*;
+        // Every code, so a new one must be placed on one side or the other here.
+        let every = [
+            Malformed,
+            UnsupportedVersion,
+            UnknownKey,
+            RevokedKey,
+            ExpiredKey,
+            BadSignature,
+            KeyMismatch,
+            ClockSkew,
+            Replay,
+            BadPayload,
+            UnsupportedSchema,
+            SchemaMismatch,
+            Internal,
+        ];
+        for code in every {
+            let exhaustive = match code {
+                Malformed | UnsupportedVersion | UnknownKey | RevokedKey | ExpiredKey
+                | BadSignature | KeyMismatch | ClockSkew | Internal => false,
+                Replay | BadPayload | UnsupportedSchema | SchemaMismatch => true,
+            };
+            assert_eq!(code.concerns_the_request_alone(), exhaustive, "{code:?}");
+        }
+    }
 }

@@ -77,16 +77,17 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     if add {
                         refuse_a_key_for_a_new_store(&path, master_key_file)?;
                     }
-                    let mut store = open_for_command(&path, add)?;
-                    if add {
-                        give_master_key(&mut store, master_key_file)?;
-                    }
-                    keys::run(&mut store, command)
+                    with_sqlite(&path, add, |store| {
+                        if add {
+                            give_master_key(store, master_key_file)?;
+                        }
+                        keys::run(store, command)
+                    })
                 }
             }
         }
         Command::Audit(command) => match store_location()? {
-            Location::Sqlite(path) => audit::run(&mut open_for_command(&path, false)?, command),
+            Location::Sqlite(path) => with_sqlite(&path, false, |store| audit::run(store, command)),
             Location::Postgres(url) => audit::run(&mut PgStore::connect(&url)?, command),
         },
         Command::ServerKey(args) => match store_location()? {
@@ -97,16 +98,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 store.use_master_key(config::master_key(master_key_file)?)?;
                 server_key::run(&mut store, args)
             }
-            Location::Sqlite(path) => {
-                let mut store = open_for_command(&path, false)?;
+            Location::Sqlite(path) => with_sqlite(&path, false, |store| {
                 // Showing and rotating read no secret, so the key is not required; but a key configured is
                 // always given, and so checked: a store whose sealing row someone deleted is refused, never
                 // given new clear-text server secrets.
                 if let Some(master) = config::master_key(master_key_file)? {
                     store.use_master_key(Some(master))?;
                 }
-                server_key::run(&mut store, args)
-            }
+                server_key::run(store, args)
+            }),
         },
         Command::Store(command) => match (command, store_location()?) {
             // Copy names its own stores; `--db` plays no part in it.
@@ -120,28 +120,31 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             (StoreCommand::Reseal(args), Location::Postgres(url)) => {
                 store::reseal_postgres(&url, master_key_file, &args)
             }
-            (command, Location::Sqlite(path)) => store::run(
-                &mut open_for_command(&path, false)?,
-                master_key_file,
-                command,
-            ),
+            (command, Location::Sqlite(path)) => with_sqlite(&path, false, |store| {
+                store::run(store, master_key_file, command)
+            }),
         },
         Command::Completions(args) => completions::run(args),
     }
 }
 
-/// Opens the SQLite store at `path` (creating it with `create`) for a command other than `serve`, and says on
-/// stderr when acknowledged requests still pending could not be settled for it: it then reads without them.
-fn open_for_command(path: &std::path::Path, create: bool) -> Result<Store, Error> {
-    let store = if create {
+/// Runs `command` on the SQLite store at `path` (created with `create`), for a command other than `serve`; then
+/// says on stderr if acknowledged requests still pending could not be settled for its reads, which lack them.
+fn with_sqlite<T>(
+    path: &std::path::Path,
+    create: bool,
+    command: impl FnOnce(&mut Store) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut store = if create {
         Store::open(path)?
     } else {
         Store::open_existing(path)?
     };
+    let result = command(&mut store);
     if let Some(note) = store.pending_not_shown() {
         eprintln!("zavro: warning: {note}");
     }
-    Ok(store)
+    result
 }
 
 /// `keys add` with a master key configured, where no SQLite store is yet: refused before the file is made (a new

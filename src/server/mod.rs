@@ -325,7 +325,8 @@ impl Settler {
                     format_args!("{message}"),
                 );
             }
-            Ok(_) if self.failing => {
+            // Busy (another process writes): nothing was tried, so nothing recovered either.
+            Ok(Some(_)) if self.failing => {
                 self.failing = false;
                 let message = "acknowledged requests move into the audit tables again";
                 log.event(
@@ -736,7 +737,17 @@ mod tests {
         );
         assert_eq!(store.unsettled(), 1, "still pending, for the next try");
 
+        // Another process holds the write lock: the try is put off, which is no recovery.
         store.refuse_writes(false);
+        let holder = rusqlite::Connection::open(dir.path().join("zavro.db")).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        settler.settle(&mut store, false, &mut log);
+        assert!(
+            !captured.lines().iter().any(|l| l.contains("again")),
+            "{:?}",
+            captured.lines()
+        );
+        holder.execute_batch("COMMIT").unwrap();
         settler.settle(&mut store, false, &mut log);
         let lines = captured.lines();
         assert!(

@@ -50,10 +50,10 @@ pub trait RequestStore {
 
     /// Moves every pending row, whichever server wrote it, into the audit tables in one transaction, and returns
     /// how many there were. Without `wait_for_lock`, a store another process is writing is left for the next
-    /// try (`Ok(0)`) rather than waited for.
-    fn settle(&mut self, wait_for_lock: bool) -> Result<usize, StoreError> {
+    /// try (`Ok(None)`) rather than waited for.
+    fn settle(&mut self, wait_for_lock: bool) -> Result<Option<usize>, StoreError> {
         let _ = wait_for_lock;
-        Ok(0)
+        Ok(Some(0))
     }
 }
 

@@ -638,9 +638,10 @@ impl Store {
     }
 
     /// Why what was read may lack the newest acknowledged requests (they are safe in the pending table), if it
-    /// may: the last settlement for a reader failed.
+    /// may: the last settlement for a reader failed, and rows are still pending.
     pub fn pending_not_shown(&self) -> Option<&str> {
-        self.reader_note.as_deref()
+        let note = self.reader_note.as_deref()?;
+        pending::any(&self.conn).unwrap_or(true).then_some(note)
     }
 
     /// The file this store opened (`None` in memory), for another connection to the same store.

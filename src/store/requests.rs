@@ -28,7 +28,7 @@ impl RequestStore for Store {
             schema_ids: &mut self.schema_ids,
             new_schema_ids: Vec::new(),
             unsettled: &mut self.unsettled,
-            pending_allowed: self.pending_allowed,
+            pending_allowed: &mut self.pending_allowed,
             pending_rows: 0,
             settled_all: false,
         };
@@ -76,13 +76,13 @@ impl RequestStore for Store {
         self.unsettled
     }
 
-    fn settle(&mut self, wait_for_lock: bool) -> Result<usize, StoreError> {
+    fn settle(&mut self, wait_for_lock: bool) -> Result<Option<usize>, StoreError> {
         if wait_for_lock {
-            return Store::settle(self);
+            return Store::settle(self).map(Some);
         }
         match self.settle_within(std::time::Duration::ZERO) {
-            Err(StoreError::Sqlite(e)) if super::is_busy(&e) => Ok(0),
-            other => other,
+            Err(StoreError::Sqlite(e)) if super::is_busy(&e) => Ok(None),
+            other => other.map(Some),
         }
     }
 }
@@ -164,8 +164,9 @@ pub struct Batch<'s> {
     new_schema_ids: Vec<(String, i64)>,
     /// The store's count of pending rows this connection committed and has not settled since.
     unsettled: &'s mut usize,
-    /// Whether small requests may go into `pending` ([`Store`]'s `pending_allowed`).
-    pending_allowed: bool,
+    /// Whether small requests may go into `pending` ([`Store`]'s `pending_allowed`); set again when this group
+    /// settles and commits, which shows settling works.
+    pending_allowed: &'s mut bool,
     /// Pending rows this group wrote since it last settled (or began).
     pending_rows: usize,
     /// True once this group settled every pending row, other servers' included.
@@ -250,7 +251,7 @@ impl RequestGroup for Batch<'_> {
                 return Ok(Committed::Replay);
             }
         }
-        let after = if self.pending_allowed && payload_json.len() <= pending::MAX_PAYLOAD {
+        let after = if *self.pending_allowed && payload_json.len() <= pending::MAX_PAYLOAD {
             let after = entry.insert_pending_at(self.conn, &link, schema_id, payload_json)?;
             self.pending_rows += 1;
             after
@@ -281,6 +282,7 @@ impl RequestGroup for Batch<'_> {
         self.schema_ids.extend(new);
         if self.settled_all {
             *self.unsettled = self.pending_rows;
+            *self.pending_allowed = true;
         } else {
             *self.unsettled += self.pending_rows;
         }

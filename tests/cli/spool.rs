@@ -492,6 +492,44 @@ fn spool_an_old_reading_then_current_ones(
 }
 
 #[test]
+fn a_refusal_whose_signature_was_taken_off_on_the_path_moves_nothing_aside() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let (reading, old) = reading_schemas(&env);
+    let server = Server::start(&env, "tcp://127.0.0.1:*", &["--schema", &reading]);
+    // Someone on the path blanks each reply's signature (same length, JSON white space): the refusal could as
+    // well have been made up, so it must not push the request out of line.
+    let strip: crate::proxy::Rewrite = std::sync::Arc::new(|bytes: &mut [u8]| {
+        let field = b",\"signature\":\"";
+        if let Some(at) = bytes.windows(field.len()).position(|w| w == field) {
+            let end = bytes[at + field.len()..]
+                .iter()
+                .position(|&b| b == b'"')
+                .map_or(bytes.len() - 1, |i| at + field.len() + i);
+            bytes[at..=end].fill(b' ');
+        }
+    });
+    let proxy = Proxy::rewriting(server.endpoint(), strip);
+    let sent = spool_send(
+        &env,
+        &proxy.endpoint,
+        (&key, &secret),
+        &["--batch", "1", "--schema", &old],
+        "{\"n\":\"one\"}\n",
+    )
+    .code(4);
+    assert!(
+        stderr_of(&sent).contains("schema_mismatch"),
+        "{}",
+        stderr_of(&sent)
+    );
+    server.stop();
+    let (waiting, acked) = spool_state(&spool_dir(&env));
+    assert_eq!((waiting.len(), acked), (1, 0), "still first in line");
+    assert!(!zavro::spool::refused::dir(&spool_dir(&env)).exists());
+}
+
+#[test]
 fn a_request_refused_for_good_is_kept_aside_the_rest_delivered_and_it_is_never_sent_again() {
     let env = TestEnv::new();
     let (key, secret) = env.add_key();

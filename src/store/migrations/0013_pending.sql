@@ -29,7 +29,8 @@ CREATE TABLE pending (
 -- A server of an older zavro that was already running when this migration ran numbers its rows from `audit`
 -- alone: it would give a pending row's id to a row of its own and fork the chain. Such a row is refused (its
 -- group fails, and its clients retry elsewhere or later) while any pending row has its id or a higher one. A
--- pending row being settled passes: the row with its id and hash is the one waiting.
+-- pending row being settled passes: the row with its id and hash is the one waiting. A later migration that
+-- rebuilds `audit` (a new table, copied, renamed) drops this trigger with the old table: it must create it again.
 CREATE TRIGGER audit_below_pending BEFORE INSERT ON audit
 WHEN EXISTS (SELECT 1 FROM pending WHERE audit_id >= NEW.id)
  AND NOT EXISTS (SELECT 1 FROM pending WHERE audit_id = NEW.id AND hash IS NEW.hash)
