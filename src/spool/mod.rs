@@ -346,8 +346,25 @@ impl Spool {
     /// leaves both, and the second copy in line is answered `duplicate` if the first was stored. Returns how
     /// many were put back; fails like [`Spool::append`] (a full spool keeps the rest aside).
     pub fn requeue_refused(&mut self) -> Result<u64, SpoolError> {
+        let kept_all = refused::read_all(&self.dir)?;
+        // A request kept aside by a run that died before the pointer moved over it is still in line: putting it
+        // back means only forgetting the kept copy (a second copy in line would be sent twice).
+        let mut still_in_line = std::collections::HashMap::new();
+        if !kept_all.is_empty() {
+            for entry in self.pending() {
+                let entry = entry?;
+                if !self.is_acked(entry.seq) {
+                    still_in_line.insert(entry.seq, entry.request.envelope.id);
+                }
+            }
+        }
         let mut count = 0;
-        for (path, kept) in refused::read_all(&self.dir)? {
+        for (path, kept) in kept_all {
+            if still_in_line.get(&kept.seq) == Some(&kept.request_id) {
+                refused::remove(&path)?;
+                count += 1;
+                continue;
+            }
             let request = kept.request().map_err(|problem| SpoolError::Inconsistent {
                 dir: self.dir.clone(),
                 problem: format!("{}: {problem}", path.display()),

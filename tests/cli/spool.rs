@@ -687,33 +687,82 @@ fn a_refusal_of_the_key_moves_nothing_aside_and_the_spool_is_delivered_once_the_
     nothing_moved(2);
 }
 
-#[test]
-fn a_request_kept_aside_by_a_run_that_died_before_its_pointer_moved_is_not_sent_again() {
-    let env = TestEnv::new();
-    let (key, secret) = env.add_key();
-    let socket = format!("ipc://{}", env.path("server.sock").display());
-    let (reading, old) = reading_schemas(&env);
-    let send = |extra: &[&str], input: &str| {
-        let extra = [&["--batch", "1"], extra].concat();
-        spool_send(&env, &socket, (&key, &secret), &extra, input)
-    };
-    spool_an_old_reading_then_current_ones(&env, send, (&reading, &old));
-    // The spool as it is now, nothing acknowledged: what a run that died after it kept the refused request
-    // aside, but before the pointer moved over it, leaves (with the kept file, copied in below).
-    let dir = spool_dir(&env);
+/// Spools an old reading then current ones ([`spool_an_old_reading_then_current_ones`]), delivers them to a
+/// server taking only the current schema (which keeps the old one aside), then puts the spool back as a run
+/// that died after keeping it aside, before its pointer moved, leaves it: the entries and pointer as before,
+/// the kept file as after. Returns the server, still running, and the spool's directory.
+fn a_spool_left_by_a_run_that_died_after_keeping_a_request(
+    env: &TestEnv,
+    socket: &str,
+    send: impl Fn(&[&str], &str) -> Assert,
+) -> (Server, PathBuf) {
+    let (reading, old) = reading_schemas(env);
+    spool_an_old_reading_then_current_ones(env, &send, (&reading, &old));
+    let dir = spool_dir(env);
     let before = env.path("spool-before");
     std::fs::create_dir(&before).unwrap();
     for file in std::fs::read_dir(&dir).unwrap() {
         let file = file.unwrap();
         std::fs::copy(file.path(), before.join(file.file_name())).unwrap();
     }
-    let server = Server::start(&env, &socket, &["--schema", &reading]);
+    let server = Server::start(env, socket, &["--schema", &reading]);
     send(&["--flush"], "").code(12);
     let kept = zavro::spool::refused::dir(&dir);
     std::fs::rename(&kept, before.join(zavro::spool::refused::DIR)).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::rename(&before, &dir).unwrap();
     assert_eq!(spool_state(&dir).1, 0, "the pointer as before the run");
+    (server, dir)
+}
+
+#[test]
+fn requeueing_a_request_kept_by_a_run_that_died_before_its_pointer_moved_sends_it_once() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let send = |extra: &[&str], input: &str| {
+        let extra = [&["--batch", "1"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
+    };
+    let (server, dir) =
+        a_spool_left_by_a_run_that_died_after_keeping_a_request(&env, &socket, send);
+    // The cause is not fixed: the request is refused again, once, and kept again, once.
+    let requeued = spool_send(
+        &env,
+        &socket,
+        (&key, &secret),
+        &["--batch", "1", "--requeue-refused", "--flush"],
+        "",
+    )
+    .code(12);
+    server.stop();
+    let rejected = env
+        .audit_sends()
+        .iter()
+        .filter(|r| r["status"] == "rejected")
+        .count();
+    assert_eq!(
+        rejected,
+        2,
+        "sent once more, not twice: {}",
+        stderr_of(&requeued)
+    );
+    let kept = zavro::spool::refused::read_all(&dir).unwrap();
+    assert_eq!(kept.len(), 1, "one kept copy: {kept:?}");
+    assert_eq!(spool_state(&dir).1, 3);
+}
+
+#[test]
+fn a_request_kept_aside_by_a_run_that_died_before_its_pointer_moved_is_not_sent_again() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let send = |extra: &[&str], input: &str| {
+        let extra = [&["--batch", "1"], extra].concat();
+        spool_send(&env, &socket, (&key, &secret), &extra, input)
+    };
+    let (server, dir) =
+        a_spool_left_by_a_run_that_died_after_keeping_a_request(&env, &socket, send);
 
     let again = send(&["--flush"], "").code(12);
     server.stop();
