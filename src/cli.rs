@@ -532,7 +532,8 @@ pub struct SendArgs {
     pub follow: Vec<PathBuf>,
 
     /// With --spool: read no input, deliver what waits in the spool, and exit (0 once all is acknowledged;
-    /// 5 if the server cannot be reached, the requests still waiting).
+    /// 5 if the server cannot be reached, the requests still waiting; 12 if some were refused for good and
+    /// kept aside).
     #[arg(long, requires = "spool")]
     pub flush: bool,
 

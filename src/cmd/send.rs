@@ -220,10 +220,12 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
     };
     // What waited in the spool goes first, in order, before any new input.
     if let Err(e) = sender.deliver_waiting() {
-        // The run stops on the delivery's error; the input's is said too, not lost.
+        // The run stops on the delivery's error; the input's is said too, not lost, and so is what was kept
+        // aside before it (no later run would mention it: it is no longer in the spool).
         if let Some(bad) = &bad_at_once {
             eprintln!("zavro: {bad}");
         }
+        sender.say_kept();
         return Err(e);
     }
     let mut started = !matches!(input, Input::Follow(_));
@@ -256,6 +258,7 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         if let Stop::BadInput(bad) = &stopped {
             eprintln!("zavro: {bad}");
         }
+        sender.say_kept();
         return Err(e);
     }
     sender.progress.finish();
@@ -314,6 +317,13 @@ impl From<ClientError> for Refused {
 
 impl Sender<'_> {
     /// The last line of a run without a spool that sent everything.
+    /// Says what this run kept aside in the spool and how to put it back, for a run that stops on an error.
+    fn say_kept(&self) {
+        if let Some(kept) = self.spooling.as_ref().and_then(Spooling::kept_summary) {
+            eprintln!("zavro: {kept}");
+        }
+    }
+
     fn report_success(&self) -> Result<(), Error> {
         let accepted = self.client.accepted_records();
         let resent = match self.client.resends() {
@@ -655,6 +665,22 @@ impl Spooling {
     /// server could be reached, delivered); 5 for `--flush` with the server unreachable; 10 for a full spool;
     /// else 12 when requests were refused for good and kept aside (the failures above say more about what is
     /// left to do, so they win; the kept requests were each reported in a line already).
+    /// What was kept aside in this run and how to put it back, if anything was.
+    fn kept_summary(&self) -> Option<String> {
+        let refused = self.refused;
+        (refused > 0).then(|| {
+            format!(
+                "{refused} spooled request{} refused for good by the server {} kept in {}; once the cause is \
+                 fixed, put {} back in line with `zavro send --spool {} --requeue-refused --flush`",
+                if refused == 1 { "" } else { "s" },
+                if refused == 1 { "was" } else { "were" },
+                spool::refused::dir(self.spool.dir()).display(),
+                if refused == 1 { "it" } else { "them" },
+                self.spool.dir().display(),
+            )
+        })
+    }
+
     fn report(self, sender: &Sender, stopped: Stop, flush: bool) -> Result<(), Error> {
         let dir = self.spool.dir().display();
         let waiting = self.spool.waiting();
@@ -691,17 +717,7 @@ impl Spooling {
                 if waiting == 1 { "" } else { "s" },
             );
         }
-        let refused = self.refused;
-        let kept = (refused > 0).then(|| {
-            format!(
-                "{refused} spooled request{} refused for good by the server {} kept in {}; once the cause is \
-                 fixed, put {} back in line with `zavro send --spool {dir} --requeue-refused --flush`",
-                if refused == 1 { "" } else { "s" },
-                if refused == 1 { "was" } else { "were" },
-                spool::refused::dir(self.spool.dir()).display(),
-                if refused == 1 { "it" } else { "them" },
-            )
-        });
+        let kept = self.kept_summary();
         let stop = match stopped {
             Stop::BadInput(e) => Err(e),
             Stop::SpoolFull(full) => Err(Error::SpoolFull(format!(

@@ -687,6 +687,54 @@ fn a_refusal_of_the_key_moves_nothing_aside_and_the_spool_is_delivered_once_the_
     nothing_moved(2);
 }
 
+#[test]
+fn a_run_that_kept_a_request_aside_and_then_stops_on_a_key_refusal_still_says_what_it_kept() {
+    let env = TestEnv::new();
+    let (key, secret) = env.add_key();
+    let (other, other_secret) = env.add_key();
+    let socket = format!("ipc://{}", env.path("server.sock").display());
+    let (reading, old) = reading_schemas(&env);
+    // First in line an old reading (kept aside for its content), then a request of a key revoked meanwhile.
+    spool_send(
+        &env,
+        &socket,
+        (&key, &secret),
+        &[&ONE_QUICK_TRY[..], &["--batch", "1", "--schema", &old]].concat(),
+        "{\"n\":\"one\"}\n",
+    )
+    .success();
+    spool_send(
+        &env,
+        &socket,
+        (&other, &other_secret),
+        &[&ONE_QUICK_TRY[..], &["--batch", "1", "--schema", &reading]].concat(),
+        records(2..=2),
+    )
+    .success();
+    env.zavro()
+        .args(["keys", "revoke", &other])
+        .assert()
+        .success();
+    let server = Server::start(&env, &socket, &["--schema", &reading]);
+    let flushed = spool_send(
+        &env,
+        &socket,
+        (&key, &secret),
+        // One in flight: the first request is answered (and kept aside) before the second goes.
+        &["--batch", "1", "--window", "1", "--flush"],
+        "",
+    )
+    .code(4);
+    server.stop();
+    let said = stderr_of(&flushed);
+    assert!(said.contains("revoked_key"), "{said}");
+    assert!(
+        said.contains("1 spooled request refused for good by the server was kept in")
+            && said.contains("--requeue-refused"),
+        "no later run would say it: {said}"
+    );
+}
+
 /// Spools an old reading then current ones ([`spool_an_old_reading_then_current_ones`]), delivers them to a
 /// server taking only the current schema (which keeps the old one aside), then puts the spool back as a run
 /// that died after keeping it aside, before its pointer moved, leaves it: the entries and pointer as before,
