@@ -817,6 +817,33 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_copy_is_never_replaced_by_another_request_kept_under_the_same_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
+        let first = request(0, b"first");
+        let again = |spool: &mut Spool, request: &Request| {
+            spool
+                .keep_refused(0, 1, request, RejectCode::SchemaMismatch, "no")
+                .unwrap()
+        };
+        let path = again(&mut spool, &first);
+        assert_eq!(path, refused::path(dir.path(), 0));
+        // The numbering started again (a pointer removed by hand): another request refused as number 0.
+        let other = request(1, b"other");
+        let other_path = again(&mut spool, &other);
+        assert_ne!(other_path, path);
+        // The same request kept again replaces only its own copy.
+        assert_eq!(again(&mut spool, &first), path);
+        let mut kept: Vec<Request> = refused::read_all(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(_, kept)| kept.request().unwrap())
+            .collect();
+        kept.sort_by(|a, b| a.envelope.id.cmp(&b.envelope.id));
+        assert_eq!(kept, [first, other], "both kept, once each");
+    }
+
+    #[test]
     fn a_refused_entry_is_kept_aside_before_it_counts_as_acknowledged_and_can_be_put_back() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();

@@ -104,9 +104,34 @@ pub fn path(spool_dir: &Path, seq: u64) -> PathBuf {
     dir(spool_dir).join(format!("{seq:020}{SUFFIX}"))
 }
 
+/// Where `kept` goes: [`path`], unless that holds another request. A spool whose numbering was started again
+/// (its pointer removed by hand) can refuse another request under a number already kept, and a kept copy is the
+/// only one left of its request: it is never replaced, and the newcomer gets `SEQ-N.json`.
+fn free_path(spool_dir: &Path, kept: &Kept) -> Result<PathBuf, SpoolError> {
+    let mut candidate = path(spool_dir, kept.seq);
+    for n in 1.. {
+        let holder = match fs::read(&candidate) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(candidate),
+            Err(source) => {
+                return Err(SpoolError::Io {
+                    path: candidate,
+                    source,
+                });
+            }
+            // A file that does not parse is not replaced either.
+            Ok(bytes) => parse(spool_dir, &candidate, &bytes).ok(),
+        };
+        if holder.is_some_and(|holder| holder.request_id == kept.request_id) {
+            return Ok(candidate);
+        }
+        candidate = dir(spool_dir).join(format!("{:020}-{n}{SUFFIX}", kept.seq));
+    }
+    unreachable!("the names run out only after u64::MAX files")
+}
+
 /// Writes `kept` durably and returns its file: the directory created (mode 0700) and its entry in the spool's
-/// directory `fsync`ed, the file written to a temporary name, `fsync`ed, renamed over any earlier copy, and the
-/// directory `fsync`ed.
+/// directory `fsync`ed, the file written to a temporary name, `fsync`ed, renamed over any earlier copy of the same
+/// request ([`free_path`]), and the directory `fsync`ed.
 pub(super) fn write(spool_dir: &Path, kept: &Kept) -> Result<PathBuf, SpoolError> {
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -120,7 +145,7 @@ pub(super) fn write(spool_dir: &Path, kept: &Kept) -> Result<PathBuf, SpoolError
             .map_err(io(&refused))?;
         sync_dir(spool_dir)?;
     }
-    let path = path(spool_dir, kept.seq);
+    let path = free_path(spool_dir, kept)?;
     let tmp = refused.join(format!("{:020}.tmp", kept.seq));
     let mut text = serde_json::to_vec(kept).map_err(|e| SpoolError::Io {
         path: path.clone(),
