@@ -79,6 +79,8 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
     };
     let context = zmq::Context::new();
     // The spool first: a second `send` on it stops here, before it reads any input.
+    // Set when `--requeue-refused` found the spool full: the run then ends with exit 10.
+    let mut requeue_stopped = None;
     let spool = match &args.spool {
         Some(dir) => {
             let mut spool =
@@ -86,10 +88,21 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
             if args.requeue_refused {
                 let requeued = spool.requeue_refused()?;
                 eprintln!(
-                    "zavro: put {requeued} kept request{} back in line in spool {}",
-                    if requeued == 1 { "" } else { "s" },
+                    "zavro: put {} kept request{} back in line in spool {}",
+                    requeued.back,
+                    if requeued.back == 1 { "" } else { "s" },
                     dir.display()
                 );
+                if let Some(full) = requeued.full {
+                    // What waits is delivered all the same; the rest goes back in line in a later run.
+                    requeue_stopped = Some(format!(
+                        "{full}: {} kept request{} left in {} for another `--requeue-refused` once what waits \
+                         is delivered",
+                        requeued.still_kept,
+                        if requeued.still_kept == 1 { "" } else { "s" },
+                        spool::refused::dir(dir).display()
+                    ));
+                }
             }
             Some(spool)
         }
@@ -212,7 +225,8 @@ pub fn run(args: SendArgs) -> Result<(), Error> {
         progress: Progress::new(),
         requests: 0,
         last_audit_id: None,
-        spooling: spool.map(|spool| Spooling::new(spool, follow_saved.unwrap_or_default())),
+        spooling: spool
+            .map(|spool| Spooling::new(spool, follow_saved.unwrap_or_default(), requeue_stopped)),
         reconnect,
         retry_at: None,
         accepted_earlier: 0,
@@ -592,6 +606,8 @@ struct Spooling {
     refused: u64,
     /// Followed files' newest position spooled, and which one is saved beside the spool.
     follow: FollowSaved,
+    /// Why `--requeue-refused` left kept requests aside (the spool was full): the run ends with exit 10.
+    requeue_stopped: Option<String>,
 }
 
 /// A spooled request on its way.
@@ -605,7 +621,7 @@ struct Spooled {
 }
 
 impl Spooling {
-    fn new(spool: Spool, follow: FollowSaved) -> Spooling {
+    fn new(spool: Spool, follow: FollowSaved, requeue_stopped: Option<String>) -> Spooling {
         Spooling {
             waited: spool.waiting(),
             spool,
@@ -615,6 +631,7 @@ impl Spooling {
             spooled_records: 0,
             refused: 0,
             follow,
+            requeue_stopped,
         }
     }
 
@@ -725,9 +742,10 @@ impl Spooling {
                  was taken); deliver what waits with `zavro send --spool {dir} --flush`, or raise --spool-max-size",
                 self.spooled_records
             ))),
-            Stop::End => match self.offline {
+            Stop::End => match (self.offline, self.requeue_stopped) {
                 // With --flush there was nothing to spool: the run's one job, delivering, failed (exit 5).
-                Some(why) if flush => Err(Error::Client(why)),
+                (Some(why), _) if flush => Err(Error::Client(why)),
+                (_, Some(full)) => Err(Error::SpoolFull(full)),
                 _ => Ok(()),
             },
         };

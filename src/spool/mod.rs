@@ -51,6 +51,17 @@ pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
 /// deleted while it fills.
 const SEGMENT_SIZE: u64 = 8 << 20;
 
+/// What [`Spool::requeue_refused`] did.
+#[derive(Debug, Default)]
+pub struct Requeued {
+    /// Kept requests put back in line.
+    pub back: u64,
+    /// Kept requests left aside, because the spool became full ([`Requeued::full`]).
+    pub still_kept: u64,
+    /// The spool's refusal of the next one, when it became full.
+    pub full: Option<SpoolError>,
+}
+
 /// The file holding the acknowledgement pointer.
 const ACKED: &str = "acked";
 
@@ -344,8 +355,9 @@ impl Spool {
     /// Puts every kept request back in line: appended as new entries (same signed request, same request id, so
     /// a delivery stores it at most once), each durable before its kept file is removed. A crash in between
     /// leaves both, and the second copy in line is answered `duplicate` if the first was stored. Returns how
-    /// many were put back; fails like [`Spool::append`] (a full spool keeps the rest aside).
-    pub fn requeue_refused(&mut self) -> Result<u64, SpoolError> {
+    /// many were put back, how many are still kept, and why they are: a spool that became full (the rest stays
+    /// aside for a later run, once what waits is delivered).
+    pub fn requeue_refused(&mut self) -> Result<Requeued, SpoolError> {
         let kept_all = refused::read_all(&self.dir)?;
         // A request kept aside by a run that died before the pointer moved over it is still in line: putting it
         // back means only forgetting the kept copy (a second copy in line would be sent twice).
@@ -358,22 +370,31 @@ impl Spool {
                 }
             }
         }
-        let mut count = 0;
+        let mut requeued = Requeued::default();
+        let total = kept_all.len() as u64;
         for (path, kept) in kept_all {
             if still_in_line.get(&kept.seq) == Some(&kept.request_id) {
                 refused::remove(&path)?;
-                count += 1;
+                requeued.back += 1;
                 continue;
             }
             let request = kept.request().map_err(|problem| SpoolError::Inconsistent {
                 dir: self.dir.clone(),
                 problem: format!("{}: {problem}", path.display()),
             })?;
-            self.append(&request, kept.records)?;
+            match self.append(&request, kept.records) {
+                Ok(_) => {}
+                Err(full @ SpoolError::Full { .. }) => {
+                    requeued.still_kept = total - requeued.back;
+                    requeued.full = Some(full);
+                    return Ok(requeued);
+                }
+                Err(e) => return Err(e),
+            }
             refused::remove(&path)?;
-            count += 1;
+            requeued.back += 1;
         }
-        Ok(count)
+        Ok(requeued)
     }
 
     fn segment_path(&self, first: u64) -> PathBuf {
@@ -760,6 +781,26 @@ mod tests {
     }
 
     #[test]
+    fn requeueing_into_a_spool_that_becomes_full_puts_back_what_fits_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1000).unwrap();
+        for n in 0..2 {
+            let kept = request(n, &[0; 300]);
+            spool
+                .keep_refused(n, 1, &kept, RejectCode::SchemaMismatch, "no")
+                .unwrap();
+        }
+        spool.append(&request(2, &[0; 100]), 1).unwrap();
+        let requeued = spool.requeue_refused().unwrap();
+        assert_eq!((requeued.back, requeued.still_kept), (1, 1));
+        assert!(matches!(requeued.full, Some(SpoolError::Full { .. })));
+        let kept = refused::read_all(dir.path()).unwrap();
+        assert_eq!(kept.len(), 1, "the one that did not fit stays kept");
+        assert_eq!(kept[0].1.request().unwrap(), request(1, &[0; 300]));
+        assert_eq!(spool.waiting(), 2);
+    }
+
+    #[test]
     fn a_request_too_large_for_a_record_is_refused_and_what_was_spooled_stays() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), u64::MAX).unwrap();
@@ -889,7 +930,7 @@ mod tests {
         );
 
         // Put back: at the end of the line, same request and id; the kept file goes.
-        assert_eq!(spool.requeue_refused().unwrap(), 1);
+        assert_eq!(spool.requeue_refused().unwrap().back, 1);
         assert!(refused::read_all(dir.path()).unwrap().is_empty());
         drop(spool);
         let spool = Spool::open(dir.path(), DEFAULT_MAX_SIZE).unwrap();
