@@ -291,6 +291,12 @@ pub fn copy(master_key_file: Option<&Path>, args: StoreCopyArgs) -> Result<(), E
     let copied = copy_into_postgres(&mut source, &mut target, &master, &options)?;
     if let Some(note) = source.pending_not_shown() {
         eprintln!("zavro: warning: not copied: {note}");
+    } else if copied.left_pending > 0 {
+        eprintln!(
+            "zavro: warning: not copied: {} request(s) a server acknowledged while the copy began (stop the \
+             servers on the source before copying it)",
+            copied.left_pending
+        );
     }
     let head = copied.source_head.as_ref().map_or_else(
         || "the trail is empty".to_owned(),

@@ -69,6 +69,9 @@ pub struct Copied {
     pub source_head: Option<(i64, String)>,
     /// The id of the `store_copy` row chained on after the copied rows.
     pub copy_row: i64,
+    /// Requests acknowledged after the source was settled for the copy, still pending in its snapshot: not
+    /// copied, like anything a server appends once the copy has begun.
+    pub left_pending: u64,
 }
 
 /// Why a copy was refused or failed; nothing of it was kept.
@@ -157,6 +160,8 @@ pub fn copy_into_postgres(
             });
         }
     };
+    let left_pending: i64 =
+        snapshot.query_row("SELECT count(*) FROM pending", [], |row| row.get(0))?;
     let schemas = source::schemas(&snapshot)?;
     for schema in &schemas {
         check_schema(&schema.fingerprint, &schema.canonical, &schema.schema).map_err(tampered)?;
@@ -259,6 +264,7 @@ pub fn copy_into_postgres(
         checkpoints: checkpoints.len(),
         source_head: verified.head,
         copy_row: 0,
+        left_pending: left_pending.try_into().unwrap_or(0),
     };
     let detail = describe(&options.source_name, &copied);
     let entry = AuditEntry {

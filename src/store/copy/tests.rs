@@ -120,6 +120,7 @@ fn everything_is_copied_and_the_copy_verifies_with_the_source_head() {
             checkpoints: 1,
             source_head: Some(source_head.clone()),
             copy_row: source_head.0 + 1,
+            left_pending: 0,
         }
     );
 
