@@ -21,8 +21,11 @@ use serde_json::ser::{CompactFormatter, Formatter};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{
-    MAX_DECODE_ALLOCATION, MAX_VALUES, decode::MAX_REQUEST_DECODED_BYTES, generic,
-    json_text::escape_into, numbers::non_finite_name,
+    MAX_DECODE_ALLOCATION, MAX_VALUES,
+    decode::MAX_REQUEST_DECODED_BYTES,
+    generic,
+    json_text::{escape_into, escaped_len},
+    numbers::non_finite_name,
 };
 
 /// Deepest nesting of records, arrays, maps and unions a plan is compiled for; a (non-recursive) schema nested
@@ -362,6 +365,34 @@ struct Reader<'a, 'b> {
 }
 
 impl<'b> Reader<'_, 'b> {
+    /// Writes `text` as a JSON string, unless its escaped form alone would take the text past the request's
+    /// budget: then nothing is written and the record is refused for too much text, as the value route refused it
+    /// once it had written all of it (a string of control characters writes six bytes of text per byte).
+    fn string_into(&mut self, text: &[u8]) {
+        // The exact length costs a pass over the string: only worth it when the worst case would not fit.
+        let worst = text.len().saturating_mul(6).saturating_add(2);
+        if self.out.len().saturating_add(worst) > MAX_REQUEST_DECODED_BYTES
+            && self.out.len().saturating_add(escaped_len(text)) > MAX_REQUEST_DECODED_BYTES
+        {
+            self.too_much_text = true;
+            return;
+        }
+        escape_into(self.out, text);
+    }
+
+    /// [`Reader::string_into`] for bytes and fixed: a string of the code points 0–255 (Avro's JSON encoding of
+    /// them), escaped as serde_json escapes it.
+    fn latin1_string_into(&mut self, bytes: &[u8]) {
+        if bytes.is_ascii() {
+            self.string_into(bytes);
+            return;
+        }
+        let mut utf8 = std::mem::take(&mut self.scratch.utf8);
+        latin1_to_utf8(bytes, &mut utf8);
+        self.string_into(&utf8);
+        self.scratch.utf8 = utf8;
+    }
+
     /// One value of node `id`.
     fn value(&mut self, id: usize) -> Result<(), Fault> {
         // Past the request's text budget the record is refused at once: an array of a one-byte enum index, say,
@@ -412,7 +443,7 @@ impl<'b> Reader<'_, 'b> {
             }
             Node::Bytes => {
                 let bytes = self.bytes()?;
-                latin1_into(self.out, bytes, &mut self.scratch.utf8);
+                self.latin1_string_into(bytes);
             }
             Node::String => {
                 let len = self.len()?;
@@ -421,13 +452,13 @@ impl<'b> Reader<'_, 'b> {
                     None => self.out.extend_from_slice(b"null"),
                     Some(bytes) => {
                         let text = utf8(bytes)?;
-                        escape_into(self.out, text.as_bytes());
+                        self.string_into(text.as_bytes());
                     }
                 }
             }
             Node::Fixed(size) => {
                 let bytes = self.take(*size).ok_or_else(truncated)?;
-                latin1_into(self.out, bytes, &mut self.scratch.utf8);
+                self.latin1_string_into(bytes);
             }
             Node::Enum(symbols) => {
                 let index = self.int()?;
@@ -793,13 +824,8 @@ fn collection_limit(total: usize, each: usize) -> Result<(), Fault> {
     Ok(())
 }
 
-/// Appends bytes as a JSON string of the code points 0–255 (Avro's JSON encoding of bytes and fixed), escaped as
-/// serde_json escapes it; `utf8` is room for the bytes as UTF-8.
-fn latin1_into(out: &mut Vec<u8>, bytes: &[u8], utf8: &mut Vec<u8>) {
-    if bytes.is_ascii() {
-        escape_into(out, bytes);
-        return;
-    }
+/// The code points 0–255 that `bytes` stand for, as UTF-8 in `utf8` (cleared first).
+fn latin1_to_utf8(bytes: &[u8], utf8: &mut Vec<u8>) {
     utf8.clear();
     for &byte in bytes {
         if byte < 0x80 {
@@ -808,7 +834,6 @@ fn latin1_into(out: &mut Vec<u8>, bytes: &[u8], utf8: &mut Vec<u8>) {
             utf8.extend_from_slice(&[0xC0 | (byte >> 6), 0x80 | (byte & 0x3F)]);
         }
     }
-    escape_into(out, utf8);
 }
 
 /// A `float` as its shortest decimal read back as a double (as [`super::numbers`] has it), or its name.

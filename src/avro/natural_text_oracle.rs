@@ -700,6 +700,37 @@ fn a_decimal_whose_scale_writes_past_the_request_budget_is_refused_unwritten() {
 }
 
 #[test]
+fn a_string_whose_escaped_text_alone_passes_the_budget_is_refused_unwritten() {
+    use super::{
+        decode::MAX_REQUEST_DECODED_BYTES,
+        natural_text::{Fault, Scratch, record},
+    };
+    // 6 MiB of control characters: 36 MiB of text (six bytes each, `\u0001`), past the 32 MiB budget, from one
+    // string the budget check at each value could not stop. As a string, and as bytes (code points 0–255).
+    let controls = vec![1u8; 6 << 20];
+    for schema in [r#""string""#, r#""bytes""#] {
+        let plan = Plan::compile(&Schema::parse_str(schema).unwrap()).expect("a plan");
+        let data = length_prefixed(controls.clone());
+        let mut out = Vec::with_capacity(MAX_REQUEST_DECODED_BYTES + 1024);
+        let capacity = out.capacity();
+        let err = record(&plan, &mut &data[..], &mut out, &mut Scratch::default()).unwrap_err();
+        assert!(matches!(err, Fault::TooMuchText), "{schema}: {err:?}");
+        assert_eq!(
+            out.capacity(),
+            capacity,
+            "{schema}: the text grew past the budget"
+        );
+        assert!(out.is_empty(), "{schema}: nothing written");
+        // The request: refused as the value route refuses it, once it has written all of it.
+        let refused = refusal(schema, data);
+        assert!(
+            matches!(refused, AvroError::OverLimit(_)),
+            "{schema}: {refused:?}"
+        );
+    }
+}
+
+#[test]
 fn a_record_whose_text_passes_the_budget_is_refused_before_it_grows_much_past_it() {
     use super::{
         decode::MAX_REQUEST_DECODED_BYTES,
