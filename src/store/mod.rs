@@ -622,7 +622,13 @@ impl Store {
     /// full disk, or while an `audit prune` holds the lock, only without the rows it could not settle, which
     /// [`Store::pending_not_shown`] then counts.
     fn settle_for_readers(&mut self) {
-        self.reader_note = match self.settle_within(READER_PATIENCE) {
+        // One wait per command: a command that found the lock held at open reads on without waiting again.
+        let patience = if self.reader_note.is_some() {
+            Duration::ZERO
+        } else {
+            READER_PATIENCE
+        };
+        self.reader_note = match self.settle_within(patience) {
             Ok(_) => None,
             Err(e) => {
                 let waiting: i64 = self
